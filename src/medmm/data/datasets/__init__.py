@@ -1,0 +1,1 @@
+"""Loaders for public datasets, one module each, in their original layouts."""

@@ -1,0 +1,123 @@
+"""Datasets registered by name: `load_dataset("vqa_rad", root, "train")`.
+
+A loader is a function ``(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]``
+decorated with `register_dataset`. Every module in ``medmm.data.datasets`` is imported on
+first use, so adding a dataset means adding one file there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medmm.data.schema import Sample
+from medmm.errors import BadInputError, MedmmError
+
+
+class ErrorPolicy:
+    """What a loader does with a bad sample: raise at once, or skip it and count it."""
+
+    def __init__(self, skip_bad: bool = False):
+        self.skip_bad = skip_bad
+        self.skipped: list[BadInputError] = []
+
+    def handle(self, error: BadInputError) -> None:
+        """Raise `error`, or record it when skipping bad samples."""
+        if not self.skip_bad:
+            raise error
+        self.skipped.append(error)
+
+
+@dataclass
+class SampleSet:
+    """The samples of one split of one dataset, plus the bad ones that were skipped."""
+
+    name: str
+    split: str
+    root: Path
+    samples: list[Sample]
+    skipped: list[BadInputError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self):
+        return iter(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+
+Loader = Callable[[Path, str, ErrorPolicy], list[Sample]]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the registry knows about a dataset."""
+
+    name: str
+    loader: Loader
+    splits: tuple[str, ...]
+    description: str
+    group_by: str  # the id that keeps a split leak-free: "patient", "case", "image", "id"
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+_discovered = False
+
+
+def register_dataset(name: str, *, splits: tuple[str, ...], description: str, group_by: str = "id"):
+    """Decorator registering a loader under `name`."""
+
+    def wrap(fn: Loader) -> Loader:
+        if name in _REGISTRY:
+            raise MedmmError(f"dataset {name!r} registered twice")
+        _REGISTRY[name] = DatasetInfo(name, fn, splits, description, group_by)
+        return fn
+
+    return wrap
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    import medmm.data.datasets as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    _discovered = True
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """All registered datasets, sorted by name."""
+    _discover()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry for `name`, with a clear error listing the known names."""
+    _discover()
+    if name not in _REGISTRY:
+        raise MedmmError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def load_dataset(name: str, root: str | Path, split: str, *, skip_bad: bool = False) -> SampleSet:
+    """Load one split of a registered dataset from `root` (its original layout).
+
+    A split the dataset defines but `root` does not hold gives an empty set, not an error,
+    so evaluation commands work on roots that hold only some splits.
+    """
+    info = dataset_info(name)
+    root = Path(root)
+    if not root.exists():
+        raise BadInputError(root, f"dataset root for {name!r} does not exist")
+    if split not in info.splits:
+        raise MedmmError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(info.splits)}")
+    policy = ErrorPolicy(skip_bad=skip_bad)
+    samples = info.loader(root, split, policy)
+    return SampleSet(name=name, split=split, root=root, samples=samples, skipped=policy.skipped)

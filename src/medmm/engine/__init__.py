@@ -1,0 +1,1 @@
+"""The one training engine (Lightning underneath), configs, run directories, checkpoints."""

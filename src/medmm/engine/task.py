@@ -1,0 +1,92 @@
+"""The task interface: what the one training engine needs from a task, and nothing more.
+
+A task wraps its model and loss. The engine (Lightning underneath) calls these methods and
+knows nothing task-specific: diagnosis, retrieval, report generation, VQA and segmentation
+all train, evaluate and predict through the same loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from medmm.data.schema import Sample
+from medmm.errors import MedmmError
+
+
+class Task(nn.Module):
+    """Base class of every task.
+
+    Subclasses implement:
+      - `setup(train_samples)`: fit anything that depends on training data (label vocabulary,
+        tokenizer, class weights) BEFORE training; its state must be saved by `state()`.
+      - `collate(samples)`: CPU-side batching (reads images; runs in DataLoader workers). It
+        must raise `BadInputError` for a bad sample; the engine's loader skips and counts it.
+      - `training_step(batch)`: returns a dict with "loss" (and any other scalars to log).
+      - `evaluation_step(batch)`: one record per sample, each a dict with at least "id",
+        "prediction" and "reference" (JSON-serialisable), written to predictions.jsonl.
+      - `compute_metrics(records)`: metrics dict from all records of a split.
+      - `predict_step(batch)`: like evaluation_step, without needing references.
+    """
+
+    name: str = "task"
+
+    def setup(self, train_samples: list[Sample]) -> None:
+        """Fit data-dependent state (vocabularies, class weights). Default: nothing."""
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable, data-dependent state saved beside the weights (label order, ...)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what `state()` returned (before loading weights)."""
+
+    def collate(self, samples: list[Sample]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def evaluation_step(self, batch: Any) -> list[dict[str, Any]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def predict_step(self, batch: Any) -> list[dict[str, Any]]:
+        """Default: evaluation_step (tasks whose predictions need no reference may override)."""
+        return self.evaluation_step(batch)
+
+
+_TASKS: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str):
+    """Decorator registering a Task subclass (constructed from its config section)."""
+
+    def wrap(cls):
+        if name in _TASKS:
+            raise MedmmError(f"task {name!r} registered twice")
+        cls.name = name
+        _TASKS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_task_class(name: str):
+    """The Task class registered as `name` (imports medmm.tasks to register them)."""
+    import medmm.tasks  # noqa: F401  (registers the built-in tasks)
+
+    if name not in _TASKS:
+        raise MedmmError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS))}")
+    return _TASKS[name]
+
+
+def list_tasks() -> list[str]:
+    import medmm.tasks  # noqa: F401
+
+    return sorted(_TASKS)

@@ -1,0 +1,1 @@
+"""Human evaluation web app. Imports neither models nor the engine."""

@@ -1,0 +1,1 @@
+"""Knowledge: knowledge graphs and retrieval stores for augmentation."""

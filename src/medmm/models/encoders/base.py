@@ -1,0 +1,72 @@
+"""The interfaces every image and text encoder implements.
+
+Encoders expose intermediate features, not just a pooled vector, because fusion blocks,
+segmentation decoders and explanations (Grad-CAM, attention maps) all need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ImageFeatures:
+    """Output of an image encoder.
+
+    pooled: (B, D) global feature.
+    tokens: (B, N, D) spatial tokens (flattened last feature map, or ViT patch tokens).
+    maps: feature maps from shallow to deep, each (B, C_i, H_i, W_i) (for U-Net style decoders
+        and Grad-CAM); may be empty for encoders without a spatial grid.
+    """
+
+    pooled: torch.Tensor
+    tokens: torch.Tensor
+    maps: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class TextFeatures:
+    """Output of a text encoder.
+
+    pooled: (B, D) sentence feature. tokens: (B, L, D). mask: (B, L) bool, True = real token.
+    """
+
+    pooled: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ImageInputSpec:
+    """What an image encoder expects; data transforms are built from it (timm habit)."""
+
+    size: int = 224
+    in_channels: int = 3
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+class ImageEncoder(nn.Module):
+    """Base class: `forward(images (B, C, H, W) float) -> ImageFeatures`."""
+
+    out_dim: int
+    input_spec: ImageInputSpec
+
+    def forward(self, images: torch.Tensor) -> ImageFeatures:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TextEncoder(nn.Module):
+    """Base class: `tokenize(texts) -> dict`, `forward(input_ids, attention_mask) -> TextFeatures`."""
+
+    out_dim: int
+    max_length: int = 128
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Fusion blocks, registered by name."""
