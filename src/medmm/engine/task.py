@@ -8,6 +8,7 @@ all train, evaluate and predict through the same loop.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,9 +31,29 @@ class Task(nn.Module):
         "prediction" and "reference" (JSON-serialisable), written to predictions.jsonl.
       - `compute_metrics(records)`: metrics dict from all records of a split.
       - `predict_step(batch)`: like evaluation_step, without needing references.
+
+    Configuration: a subclass declares its `model:` config section as a nested dataclass
+    ``Config`` and takes it in ``__init__(self, config: Config)`` (calling
+    ``super().__init__(config)``). `from_config(dict)` checks the keys and types of that
+    section (unknown key -> `medmm.engine.config.ConfigError`) and builds the task.
     """
 
     name: str = "task"
+
+    @dataclass
+    class Config:
+        """The task's `model:` section. Subclasses replace it with their own dataclass."""
+
+    def __init__(self, config: Any = None):
+        super().__init__()
+        self.config = config if config is not None else type(self).Config()
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None = None, where: str | None = None) -> Task:
+        """Build the task from its `model:` config section (checked against `cls.Config`)."""
+        from medmm.engine.config import build_dataclass
+
+        return cls(build_dataclass(cls.Config, dict(cfg or {}), where, prefix="model."))
 
     def setup(self, train_samples: list[Sample]) -> None:
         """Fit data-dependent state (vocabularies, class weights). Default: nothing."""

@@ -1,0 +1,135 @@
+"""Run configs: YAML + dotted overrides -> typed dataclasses, clear errors naming key and file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from medmm.engine.config import (
+    ConfigError,
+    RunConfig,
+    TrainerConfig,
+    build_dataclass,
+    dump_config,
+    load_config,
+    parse_override,
+)
+
+BASE = """\
+# medmm train THIS --out runs/x   (seconds; toy)
+task: toy
+seed: 3
+data:
+  dataset: vqa_rad
+  root: some/relative/root
+trainer:
+  max_epochs: 2
+  lr: 1e-3
+  precision: 32
+model:
+  hidden: 8
+"""
+
+
+def write(tmp_path: Path, text: str = BASE) -> Path:
+    p = tmp_path / "run.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_load_types_defaults_and_relative_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path))
+    assert isinstance(cfg, RunConfig)
+    assert cfg.task == "toy" and cfg.seed == 3
+    assert cfg.trainer.max_epochs == 2
+    assert cfg.trainer.lr == pytest.approx(1e-3) and isinstance(cfg.trainer.lr, float)  # "1e-3" is a str in YAML 1.1
+    assert cfg.trainer.precision == "32"
+    assert cfg.trainer.batch_size == TrainerConfig().batch_size
+    assert cfg.data.skip_bad is True and cfg.data.split == "official"
+    assert Path(cfg.data.root) == (tmp_path / "some/relative/root").resolve()
+    assert cfg.model == {"hidden": 8}
+
+
+def test_overrides_are_yaml_scalars(tmp_path):
+    cfg = load_config(
+        write(tmp_path),
+        ["trainer.max_epochs=5", f"data.root={tmp_path}", "model.fusion=gated", "trainer.num_threads=null", "seed=7"],
+    )
+    assert cfg.trainer.max_epochs == 5
+    assert cfg.data.root == str(tmp_path.resolve())
+    assert cfg.model == {"hidden": 8, "fusion": "gated"}
+    assert cfg.trainer.num_threads is None
+    assert cfg.seed == 7
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.max_epoch=3", "trainer.max_epoch"),
+        ("data.nonsense=1", "data.nonsense"),
+        ("bogus=1", "bogus"),
+        ("trainer.max_epochs=three", "trainer.max_epochs"),
+        ("trainer.precision=16", "trainer.precision"),
+        ("data.skip_bad=maybe", "data.skip_bad"),
+    ],
+)
+def test_bad_keys_and_values_name_key_and_file(tmp_path, override, key):
+    path = write(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [override])
+    assert info.value.key == key
+    assert str(path) in str(info.value)
+
+
+def test_unknown_key_in_file_names_file(tmp_path):
+    path = write(tmp_path, BASE.replace("  max_epochs: 2", "  max_epochs: 2\n  epochs: 4"))
+    with pytest.raises(ConfigError, match=r"run\.yaml: trainer\.epochs: unknown key"):
+        load_config(path)
+
+
+def test_missing_required_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="data.dataset: required"):
+        load_config(write(tmp_path, "task: toy\ndata:\n  root: x\n"))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(write(tmp_path), ["trainer.max_epochs"])
+
+
+def test_grouped_split_names_checked(tmp_path):
+    text = BASE.replace(
+        "  root: some/relative/root", "  root: r\n  split: grouped\n  fractions: {train: 0.8, dev: 0.2}\n  val_split: dev"
+    )
+    with pytest.raises(ConfigError, match="test_split"):
+        load_config(write(tmp_path, text))
+    cfg = load_config(write(tmp_path, text), ["data.test_split=null"])
+    assert cfg.data.fractions == {"train": 0.8, "dev": 0.2}
+
+
+def test_dump_roundtrip(tmp_path):
+    cfg = load_config(write(tmp_path), ["model.fusion=gated"])
+    out = tmp_path / "resolved.yaml"
+    dump_config(cfg, out)
+    assert load_config(out) == cfg
+
+
+def test_task_config_section_validated():
+    from medmm.engine.task import Task
+
+    class Toy(Task):
+        @dataclass
+        class Config:
+            hidden: int = 4
+            fusion: str = "late"
+
+    task = Toy.from_config({"hidden": 16})
+    assert task.config.hidden == 16 and task.config.fusion == "late"
+    with pytest.raises(ConfigError, match="model.hiden"):
+        Toy.from_config({"hiden": 16})
+    assert build_dataclass(Toy.Config, {}).hidden == 4
