@@ -1,0 +1,95 @@
+"""MoNuSeg nucleus segmentation with the LViT sentence per image (text-guided segmentation).
+
+Root is the ``MoNuSeg`` folder of the LViT layout::
+
+    Train_Folder/img/*.png  Train_Folder/labelcol/*.png  Train_Folder/Train_text.xlsx
+    Val_Folder/...          Test_Folder/... (test images are .tif, the xlsx lists .png names)
+
+Each xlsx has columns Image, Description; the description becomes ``text["sentence"]`` and the
+mask ``MaskRef(label="nuclei")``. Patient id = the TCGA patient barcode (first three fields of
+the image name), so a grouped split keeps one patient's slides together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medmm.data.registry import ErrorPolicy, register_dataset
+from medmm.data.schema import ImageRef, MaskRef, Sample
+from medmm.errors import BadInputError
+
+_FOLDERS = {"train": "Train", "val": "Val", "test": "Test"}
+_IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg")
+
+
+def _find_by_stem(folder: Path, stem: str) -> Path | None:
+    """A file named stem + any image extension (the test xlsx says .png for .tif files)."""
+    for ext in _IMAGE_EXTS:
+        cand = folder / f"{stem}{ext}"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def patient_of(image_name: str) -> str:
+    """TCGA patient barcode of a slide name: 'TCGA-21-5784-01Z-00-DX1' -> 'TCGA-21-5784'."""
+    parts = Path(image_name).stem.split("-")
+    return "-".join(parts[:3]) if len(parts) >= 3 and parts[0] == "TCGA" else Path(image_name).stem
+
+
+@register_dataset(
+    "monuseg_lvit",
+    splits=("train", "val", "test"),
+    description="MoNuSeg H&E nuclei masks + one LViT sentence per image (text-guided segmentation)",
+    group_by="patient",
+)
+def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
+    """Samples of Train_Folder / Val_Folder / Test_Folder; [] when the folder is absent."""
+    import pandas as pd
+
+    prefix = _FOLDERS[split]
+    folder = root / f"{prefix}_Folder"
+    if not folder.is_dir():
+        return []
+    xlsx = folder / f"{prefix}_text.xlsx"
+    if not xlsx.is_file():
+        raise BadInputError(xlsx, "sentence file missing (LViT layout has <Split>_text.xlsx)")
+    try:
+        table = pd.read_excel(xlsx, dtype=str)
+    except Exception as exc:  # openpyxl raises many types for a broken workbook
+        raise BadInputError(xlsx, f"cannot read workbook: {exc}") from exc
+    if not {"Image", "Description"} <= set(table.columns):
+        raise BadInputError(xlsx, f"needs columns Image, Description; has {list(table.columns)}")
+
+    out: list[Sample] = []
+    for i, (name, sentence) in enumerate(zip(table["Image"], table["Description"]), start=2):
+        try:
+            if not isinstance(name, str) or not name.strip():
+                raise BadInputError(xlsx, f"row {i}: empty Image")
+            name = name.strip()
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise BadInputError(xlsx, f"row {i} ({name}): empty Description")
+            stem = Path(name).stem
+            img = _find_by_stem(folder / "img", stem)
+            if img is None:
+                raise BadInputError(folder / "img" / name, "image listed in the xlsx is missing")
+            mask = _find_by_stem(folder / "labelcol", stem)
+            if mask is None:
+                raise BadInputError(folder / "labelcol" / name, "mask of this image is missing")
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
+        out.append(
+            Sample(
+                id=stem,
+                dataset="monuseg_lvit",
+                split=split,
+                images=[ImageRef(path=img, modality="pathology", image_id=stem)],
+                text={"sentence": sentence.strip()},
+                masks=[MaskRef(label="nuclei", path=str(mask))],
+                patient_id=patient_of(stem),
+                image_id=stem,
+                meta={"stain": "H&E"},
+            )
+        )
+    return out
