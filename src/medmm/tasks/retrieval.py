@@ -1,0 +1,523 @@
+"""Image <-> text retrieval with a dual encoder (CLIP / ConVIRT), optional GLoRIA local alignment.
+
+Model: an image encoder and a text encoder from `medmm.models` (or one pretrained CLIP-family
+Hugging Face model, ``clip_model: hf:<hub name or dir>``), each followed by a projection head into
+a shared embedding space. Loss: symmetric InfoNCE over the batch with a learnable temperature,
+plus (``local_loss_weight > 0``) GLoRIA's word-region loss: every word attends over the image's
+region tokens, word/context cosines are pooled per (text, image) pair, and the pooled scores go
+through the same symmetric InfoNCE.
+
+Positives: a text and an image are a positive pair when they came from the same sample, or more
+generally when they share an image key (VQA-RAD has many questions per image) or identical text.
+Evaluation embeds every sample, de-duplicates images and texts into two galleries, and ranks the
+gallery for each query in both directions (metrics in `retrieval_metrics`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medmm.data.schema import Sample
+from medmm.engine.task import Task, register_task
+from medmm.errors import BadInputError, MedmmError
+from medmm.models.encoders.base import ImageEncoder, TextEncoder
+
+KS = (1, 5, 10)
+
+
+# ----------------------------------------------------------------------------- losses
+def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE (CLIP) of L2-normalised (B, E) embeddings.
+
+    positives: (B, B) bool, True where image i and text j are a positive pair (default: the
+    diagonal). With several positives per row the target is spread evenly over them, so two
+    questions about one image are not pushed apart as negatives.
+    """
+    logits = logit_scale * image_emb @ text_emb.t()
+    return _symmetric_ce(logits, positives)
+
+
+def _symmetric_ce(logits: torch.Tensor, positives: torch.Tensor | None) -> torch.Tensor:
+    if positives is None:
+        target = torch.arange(len(logits), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    pos = positives.float()
+    i2t = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    t2i = -(pos.t() / pos.t().sum(1, keepdim=True) * F.log_softmax(logits.t(), dim=1)).sum(1).mean()
+    return 0.5 * (i2t + t2i)
+
+
+def local_similarity(
+    words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor, attn_temperature: float = 4.0, word_gamma: float = 5.0
+) -> torch.Tensor:
+    """GLoRIA word-region similarity of every (text i, image j) pair -> (B_text, B_image).
+
+    words (Bt, L, E), word_mask (Bt, L) bool, regions (Bi, N, E); all projected to one space.
+    Each word attends over image j's regions (softmax of cosine * attn_temperature); the cosine
+    of the word with its attended context is pooled over the words by a smooth maximum
+    (log-sum-exp with word_gamma), as in Huang et al., ICCV 2021.
+    """
+    w = F.normalize(words, dim=-1)
+    r = F.normalize(regions, dim=-1)
+    attn = torch.einsum("ild,jnd->ijln", w, r).mul(attn_temperature).softmax(dim=-1)
+    context = F.normalize(torch.einsum("ijln,jnd->ijld", attn, r), dim=-1)
+    cos = torch.einsum("ild,ijld->ijl", w, context)
+    cos = cos.masked_fill(~word_mask[:, None, :].bool(), float("-inf"))
+    return torch.logsumexp(word_gamma * cos, dim=-1) / word_gamma
+
+
+# ----------------------------------------------------------------------------- ranking metrics
+def _ranks(sim: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """1-based rank of the best-placed positive for each query row of sim (Q, G)."""
+    best_pos = np.where(positives, sim, -np.inf).max(axis=1)
+    # ties count against the model: a negative scoring equal to the positive ranks above it
+    return 1 + ((sim >= best_pos[:, None]) & ~positives).sum(axis=1)
+
+
+def rank_summary(ranks: Sequence[int] | np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """R@K (%), MRR and median rank of 1-based ranks of the first correct item."""
+    r = np.asarray(ranks, dtype=float)
+    out = {f"R@{k}": float(100.0 * np.mean(r <= k)) for k in ks}
+    out["MRR"] = float(np.mean(1.0 / r))
+    out["median_rank"] = float(np.median(r))
+    return out
+
+
+def _galleries(records: list[dict[str, Any]]):
+    """De-duplicated image and text galleries and their (image, text) positive matrix."""
+    img_keys: dict[str, int] = {}
+    txt_keys: dict[str, int] = {}
+    img_vecs, txt_vecs, img_groups, txt_groups, pairs = [], [], [], [], []
+    for rec in records:
+        ref = rec["reference"]
+        ik, tk = ref["image_key"], ref["text_key"]
+        if ik not in img_keys:
+            img_keys[ik] = len(img_keys)
+            img_vecs.append(rec["prediction"]["image_embedding"])
+            img_groups.append(rec.get("group", ik))
+        if tk not in txt_keys:
+            txt_keys[tk] = len(txt_keys)
+            txt_vecs.append(rec["prediction"]["text_embedding"])
+            txt_groups.append(rec.get("group", tk))
+        pairs.append((img_keys[ik], txt_keys[tk]))
+    pos = np.zeros((len(img_keys), len(txt_keys)), dtype=bool)
+    for i, t in pairs:
+        pos[i, t] = True
+    return np.asarray(img_vecs, np.float32), np.asarray(txt_vecs, np.float32), pos, img_groups, txt_groups
+
+
+def retrieval_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-query ranks both directions from evaluation records (see `RetrievalTask.evaluation_step`)."""
+    img, txt, pos, img_groups, txt_groups = _galleries(records)
+    sim = img @ txt.T
+    return {
+        "image_to_text": _ranks(sim, pos),
+        "text_to_image": _ranks(sim.T, pos.T),
+        "image_groups": img_groups,
+        "text_groups": txt_groups,
+        "n_images": int(len(img)),
+        "n_texts": int(len(txt)),
+        "positives": pos,
+    }
+
+
+def retrieval_metrics(records: list[dict[str, Any]], *, n_resamples: int = 1000, seed: int = 0, ks: Sequence[int] = KS) -> dict[str, Any]:
+    """R@1/5/10 (%), MRR and median rank, image->text and text->image, with bootstrap CIs.
+
+    Queries are resampled by group (the case/patient id of each record) so the several images
+    of one case do not narrow the interval falsely. `random` gives the expected value of the
+    same metrics for a model that ranks the gallery at random.
+    """
+    from medmm.metrics.stats import bootstrap_ci
+
+    r = retrieval_ranks(records)
+    out: dict[str, Any] = {"n_images": r["n_images"], "n_texts": r["n_texts"]}
+    for direction, groups, pos in (
+        ("image_to_text", r["image_groups"], r["positives"]),
+        ("text_to_image", r["text_groups"], r["positives"].T),
+    ):
+        ranks = r[direction]
+        out[direction] = rank_summary(ranks, ks)
+        ci = bootstrap_ci(lambda x: rank_summary(x, ks), ranks, n_resamples=n_resamples, seed=seed, groups=groups)
+        out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        out[f"{direction}_random"] = _random_expectation(pos, ks)
+    out["ci_method"] = ci["method"]
+    return out
+
+
+def _random_expectation(pos: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    """Expected R@K (%) under a uniformly random ranking, averaged over queries.
+
+    With g gallery items of which p are positive, P(some positive in the top k) =
+    1 - C(g-p, k) / C(g, k).
+    """
+    g = pos.shape[1]
+    p = pos.sum(axis=1)
+    out = {}
+    for k in ks:
+        miss = np.array([math.comb(g - pi, k) / math.comb(g, k) if k <= g else 0.0 for pi in p])
+        out[f"R@{k}"] = float(100.0 * np.mean(1.0 - miss))
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+def _projection(in_dim: int, out_dim: int, kind: str) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp":  # ConVIRT's two-layer head
+        return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+    raise MedmmError(f"unknown projection {kind!r}; use linear or mlp")
+
+
+def _apply_lora(module: nn.Module, lora: dict[str, Any]) -> None:
+    """Inject LoRA adapters (peft) into `module` and freeze everything but the adapters."""
+    from medmm.errors import require
+
+    peft = require("peft", "train", "LoRA adapters")
+    targets = lora.get("target_modules")
+    if not targets:
+        raise MedmmError("LoRA needs target_modules (e.g. [query, value] for BERT-family text encoders)")
+    cfg = peft.LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)), lora_dropout=float(lora.get("dropout", 0.0)), target_modules=list(targets))
+    for p in module.parameters():
+        p.requires_grad_(False)
+    peft.inject_adapter_in_model(cfg, module)
+    n_lora = 0
+    for name, p in module.named_parameters():
+        if "lora_" in name:
+            p.requires_grad_(True)
+            n_lora += p.numel()
+    if n_lora == 0:
+        raise MedmmError(f"LoRA target_modules {targets} matched no layer of {type(module).__name__}")
+
+
+def _freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+class DualEncoder(nn.Module):
+    """Image and text towers with projection heads into one space, plus the learnable temperature.
+
+    `encode_image` / `encode_text` return (global (B, E) L2-normalised, tokens (B, N|L, E)).
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        text_encoder: TextEncoder,
+        embed_dim: int = 256,
+        projection: str = "mlp",
+        init_temperature: float = 0.07,
+        learn_temperature: bool = True,
+        local: bool = False,
+    ):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.image_proj = _projection(image_encoder.out_dim, embed_dim, projection)
+        self.text_proj = _projection(text_encoder.out_dim, embed_dim, projection)
+        # stored as log(1/T) as in CLIP, so the optimiser works on an unconstrained scale
+        scale = torch.tensor(math.log(1.0 / init_temperature))
+        self.logit_scale = nn.Parameter(scale, requires_grad=learn_temperature)
+        self.image_local = nn.Linear(image_encoder.out_dim, embed_dim) if local else None
+        self.text_local = nn.Linear(text_encoder.out_dim, embed_dim) if local else None
+        self.embed_dim = embed_dim
+
+    def temperature_scale(self) -> torch.Tensor:
+        """exp(logit_scale), clamped at 100 like CLIP so the logits cannot blow up."""
+        return self.logit_scale.exp().clamp(max=100.0)
+
+    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        feats = self.image_encoder(images)
+        g = F.normalize(self.image_proj(feats.pooled), dim=-1)
+        tokens = self.image_local(feats.tokens) if self.image_local is not None else None
+        return g, tokens
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        feats = self.text_encoder(input_ids, attention_mask)
+        g = F.normalize(self.text_proj(feats.pooled), dim=-1)
+        tokens = self.text_local(feats.tokens) if self.text_local is not None else None
+        return g, tokens, feats.mask
+
+
+class HFClipDualEncoder(nn.Module):
+    """A pretrained CLIP-family model from transformers (`CLIPModel`, its own projections and scale)."""
+
+    def __init__(self, name_or_dir: str, learn_temperature: bool = True):
+        super().__init__()
+        from transformers import AutoTokenizer, CLIPModel
+
+        try:
+            self.model = CLIPModel.from_pretrained(name_or_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+        except OSError as exc:
+            raise BadInputError(name_or_dir, f"cannot load a CLIP model (needs local files or a hub cache): {exc}") from exc
+        self.model.logit_scale.requires_grad_(learn_temperature)
+        vc = self.model.config.vision_config
+        self.image_size = int(vc.image_size)
+        self.in_channels = int(getattr(vc, "num_channels", 3))
+        self.max_length = int(self.model.config.text_config.max_position_embeddings)
+        self.image_local = self.text_local = None
+        self.embed_dim = int(self.model.config.projection_dim)
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        return self.model.logit_scale
+
+    def temperature_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp().clamp(max=100.0)
+
+    @staticmethod
+    def _tensor(out: Any) -> torch.Tensor:
+        # transformers 5 may return a model output object instead of a bare tensor
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if images.shape[1] == 1 and self.in_channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        return F.normalize(self._tensor(self.model.get_image_features(pixel_values=images)), dim=-1), None
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:
+        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return F.normalize(self._tensor(out), dim=-1), None, attention_mask.bool()
+
+
+# ----------------------------------------------------------------------------- images
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def load_image_tensor(sample: Sample, size: int, channels: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """The first image of `sample` as a normalised (channels, size, size) float tensor.
+
+    Grey images are repeated to 3 channels (and colour ones averaged to 1) to match the encoder;
+    the image is resized (not cropped) to a square so the whole field of view is kept.
+    """
+    if not sample.images:
+        raise BadInputError(sample.id, "sample has no image")
+    ref = sample.images[0]
+    if ref.array is not None:
+        arr = np.asarray(ref.array)
+    else:
+        from medmm.data.io import read_image
+
+        arr = read_image(ref.path)
+    arr = arr.astype(np.float32)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3]
+    elif arr.ndim == 2:
+        arr = arr[..., None]
+    else:
+        raise BadInputError(ref.path or sample.id, f"unsupported image shape {arr.shape}")
+    lo, hi = float(arr.min()), float(arr.max())
+    # scale by the image's own range: 8-bit PNG, 16-bit PNG and windowed DICOM all end in [0, 1]
+    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    if t.shape[0] != channels:
+        t = t.expand(channels, -1, -1) if t.shape[0] == 1 else t.mean(0, keepdim=True)
+    m = torch.tensor(mean[:channels] if len(mean) >= channels else list(mean) * channels).view(-1, 1, 1)
+    s = torch.tensor(std[:channels] if len(std) >= channels else list(std) * channels).view(-1, 1, 1)
+    return ((t - m) / s).contiguous()
+
+
+# ----------------------------------------------------------------------------- task
+@register_task("retrieval")
+class RetrievalTask(Task):
+    """Dual-encoder image-text retrieval (see the module docstring).
+
+    Args:
+        image_encoder, text_encoder: names for `medmm.models` (``small_cnn``, ``resnet18``,
+            ``minilm``, ``hf:<name>``) or encoder instances.
+        clip_model: ``hf:<name or dir>`` of a pretrained CLIP-family model; replaces both towers.
+        image_pretrained, text_pretrained: passed to the encoder factories.
+        embed_dim, projection: shared space size; ``linear`` or ``mlp`` heads.
+        image_size: input side in pixels (default: the encoder's input_spec).
+        text_field: a `Sample.text` key, or a list of keys joined with " " (e.g. question+answer).
+        max_text_length: tokens kept per text.
+        init_temperature, learn_temperature: InfoNCE temperature (CLIP: 0.07, learnable).
+        local_loss_weight: weight of the GLoRIA word-region loss (0 = off).
+        freeze_image, freeze_text: keep a backbone's weights fixed (heads still train).
+        text_lora, image_lora: LoRA settings {r, alpha, dropout, target_modules} (peft).
+        bootstrap_resamples: resamples for the CIs in `compute_metrics`.
+    """
+
+    def __init__(
+        self,
+        image_encoder: str | ImageEncoder = "small_cnn",
+        text_encoder: str | TextEncoder = "minilm",
+        *,
+        clip_model: str | None = None,
+        image_pretrained: bool | str = False,
+        text_pretrained: bool | str = False,
+        embed_dim: int = 256,
+        projection: str = "mlp",
+        image_size: int | None = None,
+        text_field: str | list[str] = "caption",
+        max_text_length: int = 64,
+        init_temperature: float = 0.07,
+        learn_temperature: bool = True,
+        local_loss_weight: float = 0.0,
+        freeze_image: bool = False,
+        freeze_text: bool = False,
+        text_lora: dict[str, Any] | None = None,
+        image_lora: dict[str, Any] | None = None,
+        bootstrap_resamples: int = 1000,
+        **encoder_kwargs: Any,
+    ):
+        super().__init__()
+        self.text_fields = [text_field] if isinstance(text_field, str) else list(text_field)
+        self.max_text_length = max_text_length
+        self.local_loss_weight = float(local_loss_weight)
+        self.bootstrap_resamples = bootstrap_resamples
+        if clip_model is not None:
+            if local_loss_weight:
+                raise MedmmError("local_loss_weight needs medmm encoders (token features); not available with clip_model")
+            name = clip_model[3:] if clip_model.startswith("hf:") else clip_model
+            self.model = HFClipDualEncoder(name, learn_temperature)
+            self.image_size = image_size or self.model.image_size
+            self.channels, self.mean, self.std = self.model.in_channels, CLIP_MEAN, CLIP_STD
+            if freeze_image:
+                _freeze(self.model.model.vision_model)
+            if freeze_text:
+                _freeze(self.model.model.text_model)
+            if text_lora:
+                _apply_lora(self.model.model.text_model, text_lora)
+            if image_lora:
+                _apply_lora(self.model.model.vision_model, image_lora)
+        else:
+            from medmm.models.encoders import create_image_encoder, create_text_encoder
+
+            img = image_encoder
+            if isinstance(img, str):
+                img = create_image_encoder(img, pretrained=image_pretrained, **encoder_kwargs.pop("image_encoder_kwargs", {}))
+            txt = text_encoder
+            if isinstance(txt, str):
+                txt = create_text_encoder(txt, pretrained=text_pretrained, **encoder_kwargs.pop("text_encoder_kwargs", {}))
+            if encoder_kwargs:
+                raise MedmmError(f"unknown retrieval options: {', '.join(sorted(encoder_kwargs))}")
+            if freeze_image:
+                _freeze(img)
+            if freeze_text:
+                _freeze(txt)
+            if text_lora:
+                _apply_lora(txt, text_lora)
+            if image_lora:
+                _apply_lora(img, image_lora)
+            self.model = DualEncoder(img, txt, embed_dim, projection, init_temperature, learn_temperature, local=local_loss_weight > 0)
+            spec = img.input_spec
+            self.image_size = image_size or spec.size
+            self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+
+    # -- data ---------------------------------------------------------------------------
+    def text_of(self, sample: Sample) -> str:
+        """The text side of a sample: the configured field(s), joined with a space."""
+        parts = [sample.text.get(f, "").strip() for f in self.text_fields]
+        text = " ".join(p for p in parts if p)
+        if not text:
+            raise BadInputError(sample.id, f"sample has no text in field(s) {', '.join(self.text_fields)}")
+        return text
+
+    def setup(self, train_samples: list[Sample]) -> None:
+        """Fit a data-dependent tokenizer (scratch text encoders) on the training texts."""
+        enc = getattr(self.model, "text_encoder", None)
+        fit = getattr(enc, "fit_tokenizer", None)
+        if fit is not None:
+            fit([self.text_of(s) for s in train_samples])
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask for `texts`."""
+        if isinstance(self.model, HFClipDualEncoder):
+            tok = self.model.tokenizer(texts, padding=True, truncation=True, max_length=min(self.max_text_length, self.model.max_length), return_tensors="pt")
+            return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+        tok = self.model.text_encoder.tokenize(texts, max_length=self.max_text_length)
+        return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    def image_tensor(self, sample: Sample) -> torch.Tensor:
+        """One sample's first image, preprocessed for this model."""
+        return load_image_tensor(sample, self.image_size, self.channels, self.mean, self.std)
+
+    def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        """Images (B, C, S, S), tokens, and the keys that define positive pairs."""
+        texts = [self.text_of(s) for s in samples]
+        images = torch.stack([self.image_tensor(s) for s in samples])
+        image_keys = [s.image_id or (s.images[0].image_id or s.images[0].path or s.id) for s in samples]
+        return {
+            "images": images,
+            **self.tokenize(texts),
+            "ids": [s.id for s in samples],
+            "texts": texts,
+            "image_keys": [str(k) for k in image_keys],
+            "text_keys": [" ".join(t.lower().split()) for t in texts],
+            "groups": [s.group("case") if s.case_id else s.group("patient") for s in samples],
+            "image_paths": [s.images[0].path for s in samples],
+        }
+
+    # -- training -----------------------------------------------------------------------
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings (B, E)."""
+        return self.model.encode_image(images)[0]
+
+    def encode_texts(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """L2-normalised text embeddings (N, E) of raw strings."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tok = self.tokenize(texts[i : i + batch_size])
+            dev = next(self.parameters()).device
+            out.append(self.model.encode_text(tok["input_ids"].to(dev), tok["attention_mask"].to(dev))[0])
+        return torch.cat(out) if out else torch.zeros(0, self.model.embed_dim)
+
+    def _positives(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        ik, tk = batch["image_keys"], batch["text_keys"]
+        same = [[ik[i] == ik[j] or tk[i] == tk[j] for j in range(len(ik))] for i in range(len(ik))]
+        return torch.tensor(same, dtype=torch.bool, device=device)
+
+    def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Global InfoNCE, optional local loss, their weighted sum ("loss") and the temperature."""
+        img_g, img_tok = self.model.encode_image(batch["images"])
+        txt_g, txt_tok, txt_mask = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
+        scale = self.model.temperature_scale()
+        pos = self._positives(batch, img_g.device)
+        glob = info_nce(img_g, txt_g, scale, pos)
+        out = {"loss_global": glob, "temperature": 1.0 / scale.detach()}
+        loss = glob
+        if self.local_loss_weight > 0:
+            # GLoRIA: (text, image) scores scaled by a fixed 10 (its gamma_3), symmetric CE
+            local = local_similarity(txt_tok, txt_mask, img_tok)
+            loc = _symmetric_ce(10.0 * local.t(), pos)
+            out["loss_local"] = loc
+            loss = loss + self.local_loss_weight * loc
+        out["loss"] = loss
+        return out
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.losses(batch)
+
+    @torch.no_grad()
+    def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per sample: its id, image and text embeddings, and the keys that define positives."""
+        img = self.model.encode_image(batch["images"])[0].float().cpu().numpy()
+        txt = self.model.encode_text(batch["input_ids"], batch["attention_mask"])[0].float().cpu().numpy()
+        return [
+            {
+                "id": batch["ids"][i],
+                "prediction": {"image_embedding": np.round(img[i], 6).tolist(), "text_embedding": np.round(txt[i], 6).tolist()},
+                "reference": {"image_key": batch["image_keys"][i], "text_key": batch["text_keys"][i], "text": batch["texts"][i]},
+                "group": batch["groups"][i],
+                "image_path": batch["image_paths"][i],
+            }
+            for i in range(len(batch["ids"]))
+        ]
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """R@1/5/10, MRR, median rank both directions with grouped bootstrap CIs (see retrieval_metrics)."""
+        if not records:
+            raise MedmmError("no evaluation records to score")
+        return retrieval_metrics(records, n_resamples=self.bootstrap_resamples)

@@ -1,0 +1,195 @@
+"""Retrieval task: losses, ranking metrics, a few training steps on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from medmm.data.schema import ImageRef, Sample  # noqa: E402
+from medmm.engine.task import get_task_class  # noqa: E402
+from medmm.tasks.retrieval import (  # noqa: E402
+    RetrievalTask,
+    _random_expectation,
+    _ranks,
+    info_nce,
+    local_similarity,
+    rank_summary,
+    retrieval_metrics,
+)
+
+SHAPES = ["square", "cross", "ring", "stripes", "dot", "frame"]
+
+
+def _image(shape: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    im = np.zeros((size, size), np.float32)
+    c = size // 2
+    if shape == "square":
+        im[8:24, 8:24] = 1
+    elif shape == "cross":
+        im[c - 2 : c + 2, :] = 1
+        im[:, c - 2 : c + 2] = 1
+    elif shape == "ring":
+        yy, xx = np.mgrid[:size, :size]
+        r = np.hypot(yy - c, xx - c)
+        im[(r > 8) & (r < 12)] = 1
+    elif shape == "stripes":
+        im[::4, :] = 1
+    elif shape == "dot":
+        im[c - 3 : c + 3, c - 3 : c + 3] = 1
+    else:
+        im[:3, :] = im[-3:, :] = im[:, :3] = im[:, -3:] = 1
+    return (im + 0.1 * rng.standard_normal(im.shape)).astype(np.float32)
+
+
+def synthetic_samples(n: int, seed: int = 0) -> list[Sample]:
+    """Images of simple shapes captioned with the shape's name (one case per sample)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        shape = SHAPES[i % len(SHAPES)]
+        out.append(
+            Sample(
+                id=f"syn{seed}-{i}",
+                dataset="synthetic",
+                split="train",
+                images=[ImageRef(array=_image(shape, rng), image_id=f"img{seed}-{i}")],
+                text={"caption": f"an image showing a {shape} number {i}"},
+                case_id=f"case{i // 2}",
+            )
+        )
+    return out
+
+
+def tiny_task(**kw) -> RetrievalTask:
+    from medmm.models.encoders import create_image_encoder, create_text_encoder
+
+    torch.manual_seed(0)
+    img = create_image_encoder("small_cnn", in_channels=1, widths=(8, 16, 32), image_size=32)
+    txt = create_text_encoder("scratch", vocab_size=200, dim=32, num_layers=1, num_heads=2, max_length=32, dropout=0.0)
+    return RetrievalTask(img, txt, embed_dim=32, **kw)
+
+
+def test_registered():
+    assert get_task_class("retrieval") is RetrievalTask
+
+
+def test_info_nce_prefers_aligned_pairs():
+    e = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    aligned = info_nce(e, e, torch.tensor(10.0))
+    shuffled = info_nce(e, e.roll(1, 0), torch.tensor(10.0))
+    assert aligned < shuffled
+    # an explicit diagonal positives matrix gives the same loss as the default
+    assert torch.allclose(info_nce(e, e, torch.tensor(10.0), torch.eye(8, dtype=torch.bool)), aligned)
+
+
+def test_local_similarity_shape_and_mask():
+    words, regions = torch.randn(3, 5, 8), torch.randn(4, 6, 8)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    s = local_similarity(words, mask, regions)
+    assert s.shape == (3, 4) and torch.isfinite(s).all()
+    # a padded word must not change the score
+    mask2 = mask.clone()
+    mask2[0, 4] = False
+    words2 = words.clone()
+    words2[0, 4] = 100.0
+    assert torch.allclose(local_similarity(words2, mask2, regions)[0], local_similarity(words[:, :4], mask[:, :4], regions)[0], atol=1e-5)
+
+
+def test_ranks_and_summary():
+    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.4, 0.6, 0.1]])
+    pos = np.eye(3, dtype=bool)
+    ranks = _ranks(sim, pos)
+    assert ranks.tolist() == [1, 2, 3]
+    s = rank_summary(ranks)
+    assert s["R@1"] == pytest.approx(100 / 3) and s["MRR"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert s["median_rank"] == 2
+    # two positives in a row: the better-placed one counts
+    pos2 = pos.copy()
+    pos2[1, 2] = True
+    assert _ranks(sim, pos2)[1] == 1
+    # random expectation with one positive among g is k/g
+    assert _random_expectation(np.eye(20, dtype=bool), (1, 5))["R@5"] == pytest.approx(25.0)
+
+
+def test_metrics_from_records_dedupe_shared_images():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(4, 8))
+    recs = []
+    for q in range(8):  # two questions per image: the image gallery holds 4 items, the text one 8
+        i = q // 2
+        recs.append(
+            {
+                "id": f"q{q}",
+                "prediction": {"image_embedding": img[i].tolist(), "text_embedding": (img[i] + 0.01 * rng.normal(size=8)).tolist()},
+                "reference": {"image_key": f"im{i}", "text_key": f"question {q}"},
+                "group": f"im{i}",
+            }
+        )
+    m = retrieval_metrics(recs, n_resamples=50)
+    assert (m["n_images"], m["n_texts"]) == (4, 8)
+    assert m["text_to_image"]["R@1"] == 100.0 and m["image_to_text"]["R@1"] == 100.0
+    lo, hi = m["text_to_image_ci"]["R@1"]
+    assert lo <= 100.0 <= hi
+    assert m["image_to_text_random"]["R@1"] == pytest.approx(100 * 2 / 8)
+
+
+@pytest.mark.parametrize("local_weight", [0.0, 0.5])
+def test_training_reduces_contrastive_loss(local_weight):
+    train = synthetic_samples(24)
+    task = tiny_task(local_loss_weight=local_weight)
+    task.setup(train)
+    batch = task.collate(train)
+    assert batch["images"].shape == (24, 1, 32, 32)
+    opt = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=3e-3)
+    task.train()
+    with torch.no_grad():
+        before = float(task.training_step(batch)["loss"])
+    for _ in range(25):
+        out = task.training_step(batch)
+        if local_weight:
+            assert "loss_local" in out and torch.isfinite(out["loss_local"])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(task.training_step(batch)["loss"])
+    assert after < 0.7 * before
+    task.eval()
+    recs = task.evaluation_step(task.collate(train))
+    assert [r["id"] for r in recs] == [s.id for s in train]
+    assert len(recs[0]["prediction"]["image_embedding"]) == 32
+    m = task.compute_metrics(recs)
+    assert m["image_to_text"]["R@10"] > m["image_to_text_random"]["R@10"]
+
+
+def test_frozen_text_tower_keeps_weights():
+    task = tiny_task(freeze_text=True)
+    train = synthetic_samples(12)
+    task.setup(train)
+    before = {k: v.clone() for k, v in task.model.text_encoder.state_dict().items() if isinstance(v, torch.Tensor)}
+    opt = torch.optim.SGD([p for p in task.parameters() if p.requires_grad], lr=0.1)
+    loss = task.training_step(task.collate(train))["loss"]
+    loss.backward()
+    opt.step()
+    after = task.model.text_encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(p.requires_grad for p in task.model.text_proj.parameters())
+
+
+def test_lora_trains_only_adapters():
+    task = tiny_task(text_lora={"r": 4, "alpha": 8, "target_modules": ["linear1", "linear2"]})
+    trainable = [n for n, p in task.model.text_encoder.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with pytest.raises(Exception, match="matched no layer|Target modules"):
+        tiny_task(text_lora={"target_modules": ["no_such_layer"]})
+
+
+def test_missing_text_is_bad_input():
+    from medmm.errors import BadInputError
+
+    s = synthetic_samples(1)[0]
+    s.text = {}
+    with pytest.raises(BadInputError, match=s.id):
+        tiny_task().collate([s])
