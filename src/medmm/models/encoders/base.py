@@ -20,11 +20,14 @@ class ImageFeatures:
     tokens: (B, N, D) spatial tokens (flattened last feature map, or ViT patch tokens).
     maps: feature maps from shallow to deep, each (B, C_i, H_i, W_i) (for U-Net style decoders
         and Grad-CAM); may be empty for encoders without a spatial grid.
+    attentions: per-layer attention probabilities (B, heads, N, N) of transformer encoders, first
+        layer first (for attention rollout); empty for CNNs or when not requested.
     """
 
     pooled: torch.Tensor
     tokens: torch.Tensor
     maps: list[torch.Tensor] = field(default_factory=list)
+    attentions: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +62,21 @@ class ImageEncoder(nn.Module):
         raise NotImplementedError
 
 
+def match_channels(images: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Adapt (B, C, H, W) images to an encoder's channel count: grey -> RGB by repetition,
+    RGB -> grey by averaging, so every encoder accepts 1- and 3-channel input."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    c = images.shape[1]
+    if c == in_channels:
+        return images
+    if c == 1:
+        return images.expand(-1, in_channels, -1, -1)
+    if in_channels == 1 and c == 3:
+        return images.mean(dim=1, keepdim=True)
+    raise ValueError(f"cannot adapt {c}-channel images to an encoder expecting {in_channels} channels")
+
+
 class TextEncoder(nn.Module):
     """Base class: `tokenize(texts) -> dict`, `forward(input_ids, attention_mask) -> TextFeatures`."""
 
@@ -67,6 +85,9 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def fit_tokenizer(self, texts: list[str]) -> None:
+        """Fit a data-dependent tokenizer on training text. Pretrained encoders: nothing to do."""
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:  # pragma: no cover
         raise NotImplementedError

@@ -1,1 +1,5 @@
 """Task heads."""
+
+from medmm.models.heads.classification import ClassificationHead, ProjectionHead
+
+__all__ = ["ClassificationHead", "ProjectionHead"]

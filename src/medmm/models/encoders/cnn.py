@@ -1,0 +1,138 @@
+"""Convolutional image encoders: a small fast CNN, MONAI ResNet-18/34/50 and DenseNet-121.
+
+All expose their stages as `maps` (shallow -> deep) so U-Net decoders and Grad-CAM can use them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
+from medmm.models.encoders.factory import register_image_encoder
+
+
+def _spec(size: int, in_channels: int) -> ImageInputSpec:
+    if in_channels == 1:
+        return ImageInputSpec(size=size, in_channels=1, mean=(0.5,), std=(0.25,))
+    return ImageInputSpec(size=size, in_channels=in_channels)
+
+
+def _features(maps: list[torch.Tensor]) -> ImageFeatures:
+    deep = maps[-1]
+    return ImageFeatures(pooled=deep.mean(dim=(2, 3)), tokens=deep.flatten(2).transpose(1, 2), maps=maps)
+
+
+class SmallCNN(ImageEncoder):
+    """Four conv-BN-ReLU stages (stride 2 each); fast enough for tests and demos at 64-128 px."""
+
+    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256), image_size: int = 128):
+        super().__init__()
+        self.in_channels = in_channels
+        stages, c = [], in_channels
+        for w in widths:
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(w, w, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                )
+            )
+            c = w
+        self.stages = nn.ModuleList(stages)
+        self.out_dim = widths[-1]
+        self.input_spec = _spec(image_size, in_channels)
+
+    def forward(self, images: torch.Tensor) -> ImageFeatures:
+        x = match_channels(images, self.in_channels)
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return _features(maps)
+
+
+class MonaiResNet(ImageEncoder):
+    """MONAI's 2-D ResNet run stage by stage (stem stride 2 + max-pool, as in ImageNet ResNets)."""
+
+    _DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+
+    def __init__(self, depth: str = "resnet18", in_channels: int = 3, image_size: int = 224):
+        super().__init__()
+        from monai.networks.nets import resnet
+
+        net = getattr(resnet, depth)(
+            spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, num_classes=1, feed_forward=False
+        )
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act, net.maxpool)
+        self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        self.in_channels = in_channels
+        self.out_dim = self._DIMS[depth]
+        self.input_spec = _spec(image_size, in_channels)
+
+    def forward(self, images: torch.Tensor) -> ImageFeatures:
+        x = self.stem(match_channels(images, self.in_channels))
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return _features(maps)
+
+
+class MonaiDenseNet121(ImageEncoder):
+    """MONAI's 2-D DenseNet-121; maps are the outputs of the four dense blocks."""
+
+    def __init__(self, in_channels: int = 3, image_size: int = 224):
+        super().__init__()
+        from monai.networks.nets import DenseNet121
+
+        net = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=1)
+        self.features = net.features
+        self.in_channels = in_channels
+        self.out_dim = 1024
+        self.input_spec = _spec(image_size, in_channels)
+
+    def forward(self, images: torch.Tensor) -> ImageFeatures:
+        x = match_channels(images, self.in_channels)
+        maps = []
+        for name, layer in self.features.named_children():
+            x = layer(x)
+            if name.startswith("denseblock") and name != "denseblock4":
+                maps.append(x)
+        # denseblock4 is followed by norm5; its normalised output is the deepest map.
+        x = torch.relu(x)
+        maps.append(x)
+        return _features(maps)
+
+
+@register_image_encoder("small_cnn")
+def small_cnn(in_channels: int = 3, **kw) -> ImageEncoder:
+    """Small 4-stage CNN (256-d), ~1.2 M parameters."""
+    return SmallCNN(in_channels=in_channels, **kw)
+
+
+@register_image_encoder("resnet18")
+def resnet18(in_channels: int = 3, **kw) -> ImageEncoder:
+    """MONAI ResNet-18 (512-d)."""
+    return MonaiResNet("resnet18", in_channels=in_channels, **kw)
+
+
+@register_image_encoder("resnet34")
+def resnet34(in_channels: int = 3, **kw) -> ImageEncoder:
+    """MONAI ResNet-34 (512-d)."""
+    return MonaiResNet("resnet34", in_channels=in_channels, **kw)
+
+
+@register_image_encoder("resnet50")
+def resnet50(in_channels: int = 3, **kw) -> ImageEncoder:
+    """MONAI ResNet-50 (2048-d)."""
+    return MonaiResNet("resnet50", in_channels=in_channels, **kw)
+
+
+@register_image_encoder("densenet121")
+def densenet121(in_channels: int = 3, **kw) -> ImageEncoder:
+    """MONAI DenseNet-121 (1024-d)."""
+    return MonaiDenseNet121(in_channels=in_channels, **kw)

@@ -1,0 +1,129 @@
+"""A small Transformer text encoder trained from scratch, with a WordPiece tokenizer fitted on the
+task's own text. The tokenizer travels inside the state_dict (as module extra state), so a saved
+checkpoint is self-contained: no separate vocabulary file to lose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medmm.errors import BadInputError, MedmmError
+from medmm.models.encoders.base import TextEncoder, TextFeatures
+from medmm.models.encoders.factory import register_text_encoder
+from medmm.models.encoders.hf_text import masked_mean
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_wordpiece(texts: list[str], vocab_size: int = 8000, min_frequency: int = 1):
+    """Train a lower-casing BERT-style WordPiece `tokenizers.Tokenizer` on `texts`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS, show_progress=False
+    )
+    tok.train_from_iterator([t for t in texts if t], trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+class ScratchTextEncoder(TextEncoder):
+    """Token + learned position embeddings -> pre-norm nn.TransformerEncoder; pooled = masked mean.
+
+    Call `fit_tokenizer(train_texts)` before use (Task.setup does it). `vocab_size` fixes the
+    embedding table; the fitted vocabulary may be smaller, never larger.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 8000,
+        dim: int = 256,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        max_length: int = 128,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.out_dim = dim
+        self.tokenizer = None
+        self.token_embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.pos_embed = nn.Parameter(torch.zeros(1, max_length, dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        layer = nn.TransformerEncoderLayer(dim, num_heads, 4 * dim, dropout, batch_first=True, norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def fit_tokenizer(self, texts: list[str]) -> None:
+        """Train the WordPiece tokenizer on training text (only; never on test text)."""
+        texts = [t for t in texts if t and t.strip()]
+        if not texts:
+            raise MedmmError("fit_tokenizer got no non-empty text")
+        self.tokenizer = train_wordpiece(texts, vocab_size=self.vocab_size)
+
+    def _require_tokenizer(self):
+        if self.tokenizer is None:
+            raise MedmmError("the scratch text encoder has no tokenizer: call fit_tokenizer(train_texts) or load a checkpoint")
+        return self.tokenizer
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Encode, truncate to max_length, pad to the longest in the batch ([PAD] = 0)."""
+        tok = self._require_tokenizer()
+        limit = min(max_length or self.max_length, self.max_length)
+        encs = tok.encode_batch(list(texts))
+        ids = [e.ids[: limit - 1] + [e.ids[-1]] if len(e.ids) > limit else e.ids for e in encs]
+        width = max(1, max(len(i) for i in ids))
+        input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+        mask = torch.zeros(len(ids), width, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
+        length = input_ids.shape[1]
+        if length > self.max_length:
+            raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}")
+        mask = attention_mask.bool()
+        x = self.token_embed(input_ids) + self.pos_embed[:, :length]
+        x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
+        return TextFeatures(pooled=masked_mean(x, mask), tokens=x, mask=mask)
+
+    # The tokenizer is part of the state_dict, so torch.save(state_dict) is self-contained.
+    def get_extra_state(self) -> dict:
+        return {"tokenizer_json": self.tokenizer.to_str() if self.tokenizer is not None else None}
+
+    def set_extra_state(self, state: dict) -> None:
+        from tokenizers import Tokenizer
+
+        raw = state.get("tokenizer_json") if isinstance(state, dict) else None
+        self.tokenizer = Tokenizer.from_str(raw) if raw else None
+
+    def save_tokenizer(self, path: str | Path) -> None:
+        """Write tokenizer.json (for inspection; checkpoints already carry it)."""
+        Path(path).write_text(self._require_tokenizer().to_str())
+
+    def load_tokenizer(self, path: str | Path) -> None:
+        """Read a tokenizer.json written by save_tokenizer."""
+        from tokenizers import Tokenizer
+
+        try:
+            json.loads(Path(path).read_text())
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except (OSError, ValueError, Exception) as exc:
+            raise BadInputError(path, f"not a readable tokenizers JSON file ({exc})") from exc
+
+
+@register_text_encoder("scratch")
+def scratch(**kw) -> TextEncoder:
+    """From-scratch Transformer text encoder (256-d, 4 layers) + fitted WordPiece tokenizer."""
+    return ScratchTextEncoder(**kw)
