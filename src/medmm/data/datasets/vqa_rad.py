@@ -1,0 +1,84 @@
+"""VQA-RAD (Lau et al. 2018, CC0 1.0) in its original OSF layout.
+
+Root holds ``VQA_RAD Dataset Public.json`` and ``VQA_RAD Image Folder/synpicNNNNN.jpg``.
+One Sample per question-answer pair. Official split by ``phrase_type``: train = freeform + para,
+test = test_freeform + test_para. The split is by question and shares images between train and
+test, so group by "image" for an image-disjoint split. No patient ids exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medmm.data.io import read_json
+from medmm.data.registry import ErrorPolicy, register_dataset
+from medmm.data.schema import ImageRef, Sample
+from medmm.errors import BadInputError
+
+JSON_NAME = "VQA_RAD Dataset Public.json"
+IMAGE_DIR = "VQA_RAD Image Folder"
+PHRASE_TYPES = {"train": ("freeform", "para"), "test": ("test_freeform", "test_para")}
+ANSWER_TYPES = ("CLOSED", "OPEN")
+_REQUIRED = ("qid", "phrase_type", "image_name", "image_organ", "question", "answer", "answer_type")
+
+
+@register_dataset(
+    "vqa_rad",
+    splits=("train", "test"),
+    description="VQA-RAD radiology VQA (CT/MR/X-ray; head, chest, abdomen), official question-level split",
+    group_by="image",
+)
+def load_vqa_rad(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
+    """QA pairs of `split`; [] when the json holds no record of that split."""
+    path = root / JSON_NAME
+    if not path.is_file():
+        raise BadInputError(path, f"VQA-RAD annotation file not found (root must hold {JSON_NAME!r} and {IMAGE_DIR!r}/)")
+    records = read_json(path)
+    if not isinstance(records, list):
+        raise BadInputError(path, "expected a JSON list of QA records")
+    wanted = PHRASE_TYPES[split]
+    image_dir = root / IMAGE_DIR
+    out: list[Sample] = []
+    for i, rec in enumerate(records):
+        try:
+            if not isinstance(rec, dict):
+                raise BadInputError(path, f"record {i} is not an object")
+            if rec.get("phrase_type") not in wanted:
+                continue
+            missing = [k for k in _REQUIRED if rec.get(k) is None]
+            if missing:
+                raise BadInputError(path, f"record {i} (qid {rec.get('qid')}) lacks {', '.join(missing)}")
+            question, answer = str(rec["question"]).strip(), str(rec["answer"]).strip()
+            if not question or not answer:
+                raise BadInputError(path, f"record {i} (qid {rec['qid']}): empty question or answer")
+            # The release has "CLOSED " with a trailing space twice.
+            answer_type = str(rec["answer_type"]).strip().upper()
+            if answer_type not in ANSWER_TYPES:
+                raise BadInputError(path, f"record {i} (qid {rec['qid']}): answer_type {rec['answer_type']!r} is not CLOSED/OPEN")
+            image_name = str(rec["image_name"]).strip()
+            image_path = image_dir / image_name
+            if not image_path.is_file():
+                raise BadInputError(image_path, f"image referenced by qid {rec['qid']} not found")
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
+        organ = str(rec["image_organ"]).strip().upper()
+        out.append(
+            Sample(
+                id=str(rec["qid"]),
+                dataset="vqa_rad",
+                split=split,
+                images=[ImageRef(path=image_path, image_id=image_name)],
+                text={"question": question, "answer": answer},
+                targets={"organ": organ, "answer_type": answer_type},
+                image_id=image_name,
+                meta={
+                    "qid": rec["qid"],
+                    "question_type": str(rec.get("question_type", "")).strip(),
+                    "phrase_type": rec["phrase_type"],
+                    "answer_type": answer_type,
+                    "image_case_url": rec.get("image_case_url"),
+                },
+            )
+        )
+    return out
