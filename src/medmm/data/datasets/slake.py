@@ -6,8 +6,10 @@ Root is the ``slake`` folder (or any folder holding ``Slake1.0/`` and ``KG/``)::
     KG/en_disease.csv  KG/en_organ.csv  KG/en_organ_rel.csv   ('#'-separated triplets)
 
 Registered as ``slake`` (English questions, the official English split 4,919 / 1,053 / 1,061)
-and ``slake_zh`` (the Chinese questions). Splits: train, validate, test. The official split is
-by question, so images are shared between splits: group by "image" for an image-disjoint split.
+and ``slake_zh`` (the Chinese questions). Splits: train, validate, test. Within one language the
+official splits are image-disjoint (checked on the shared copy), but across languages they are
+not: 70 English-train images carry Chinese test questions. Never train on one language and
+test on the other without re-splitting by "image".
 Without ``imgs/`` samples carry no ImageRef and ``meta["image_missing"] = True``.
 """
 
