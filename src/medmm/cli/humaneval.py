@@ -1,0 +1,199 @@
+"""`medmm humaneval ...`: serve the rating web app, manage users and studies, export, agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medmm.cli.app import app
+
+humaneval_app = typer.Typer(
+    name="humaneval",
+    help="Human evaluation of model outputs: web app, studies, export, agreement statistics.",
+    no_args_is_help=True,
+)
+app.add_typer(humaneval_app, name="humaneval")
+
+DB_HELP = "SQLAlchemy URL (postgresql+psycopg2://...) or a SQLite file path."
+
+
+@humaneval_app.command()
+def serve(
+    db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    secret_file: Optional[Path] = typer.Option(
+        None, help="File with the session-signing key (else $MEDMM_HUMANEVAL_SECRET or a random key)."
+    ),
+    https_only: bool = typer.Option(False, help="Mark session cookies Secure (behind an HTTPS proxy)."),
+) -> None:
+    """Run the web app (migrates the database schema first)."""
+    import uvicorn
+
+    from medmm.humaneval.app import create_app
+
+    secret = secret_file.read_text().strip() if secret_file else None
+    uvicorn.run(create_app(db, secret_key=secret, https_only=https_only), host=host, port=port)
+
+
+@humaneval_app.command("create-user")
+def create_user_cmd(
+    username: str = typer.Argument(..., help="Login name."),
+    db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    admin: bool = typer.Option(False, help="Give admin rights."),
+    password: Optional[str] = typer.Option(
+        None, help="Password (else read from $MEDMM_HUMANEVAL_PASSWORD or asked twice)."
+    ),
+) -> None:
+    """Create an admin or rater account."""
+    import os
+
+    from medmm.humaneval.db import open_db
+    from medmm.humaneval.studies import create_user
+
+    pw = password or os.environ.get("MEDMM_HUMANEVAL_PASSWORD")
+    if not pw:
+        pw = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    engine, factory = open_db(db)
+    try:
+        with factory.begin() as s:
+            create_user(s, username, pw, admin=admin)
+    finally:
+        engine.dispose()
+    print(f"created {'admin' if admin else 'rater'} {username}")
+
+
+@humaneval_app.command("create-study")
+def create_study_cmd(
+    name: str = typer.Option(..., help="Study name (unique)."),
+    pred: list[str] = typer.Option(..., help="Predictions JSONL, as path or name=path; repeat per system."),
+    raters: str = typer.Option(..., help="Comma-separated usernames of the raters."),
+    design: str = typer.Option("single", help="single (rate each output) or pairwise (A/B preference)."),
+    db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    images_root: Optional[Path] = typer.Option(None, help="Folder the 'image' paths are relative to."),
+    seed: int = typer.Option(0, help="Seed of the per-rater order and left/right randomisation."),
+) -> None:
+    """Create a blinded study from predictions files."""
+    from medmm.humaneval.studies import create_study_from_predictions
+
+    sid = create_study_from_predictions(
+        db, name, pred, design, [r.strip() for r in raters.split(",") if r.strip()],
+        images_root=images_root, seed=seed,
+    )
+    print(f"created study {name!r} (id {sid})")
+
+
+@humaneval_app.command()
+def export(
+    study: str = typer.Option(..., help="Study name or id."),
+    out: Path = typer.Option(..., help="ratings.csv or ratings.json"),
+    db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+) -> None:
+    """Export a study's ratings, with system names, to CSV or JSON."""
+    from medmm.humaneval.db import open_db
+    from medmm.humaneval.export import export_rows, write_export
+    from medmm.humaneval.studies import get_study
+
+    engine, factory = open_db(db)
+    try:
+        with factory() as s:
+            rows = export_rows(s, get_study(s, study).id)
+    finally:
+        engine.dispose()
+    write_export(rows, out)
+    print(f"wrote {len(rows)} ratings to {out}")
+
+
+@humaneval_app.command()
+def agreement(
+    study: Optional[str] = typer.Option(None, help="Study name or id (read from --db)."),
+    db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    ratings: Optional[Path] = typer.Option(None, help="An exported ratings .csv/.json instead of --db/--study."),
+    metrics: Optional[Path] = typer.Option(
+        None, help="Metrics JSONL: lines with id, system and numeric metric columns (adds to the "
+        "metric columns of the predictions files)."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Write the full report as JSON here."),
+) -> None:
+    """Inter-rater agreement (Cohen, Fleiss, Krippendorff) and metric-human correlations."""
+    from medmm.errors import BadInputError
+    from medmm.humaneval.agreement import agreement_report
+    from medmm.humaneval.export import read_export
+
+    metric_map: dict[tuple[str, str], dict[str, float]] = {}
+    if ratings is not None:
+        rows = read_export(ratings)
+    elif study is not None:
+        from medmm.humaneval.db import open_db
+        from medmm.humaneval.export import export_rows, output_metrics
+        from medmm.humaneval.studies import get_study
+
+        engine, factory = open_db(db)
+        try:
+            with factory() as s:
+                sid = get_study(s, study).id
+                rows, metric_map = export_rows(s, sid), output_metrics(s, sid)
+        finally:
+            engine.dispose()
+    else:
+        raise BadInputError(None, "give --study (with --db) or --ratings")
+    if metrics is not None:
+        for key, vals in read_metrics_jsonl(metrics).items():
+            metric_map.setdefault(key, {}).update(vals)
+    report = agreement_report(rows, metric_map or None)
+    if out is not None:
+        out.write_text(json.dumps(report, indent=1))
+    _print_report(report)
+
+
+def read_metrics_jsonl(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """Metrics JSONL -> {(id, system): {metric: value}}; numeric columns only."""
+    from medmm.errors import BadInputError
+
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadInputError(path, f"cannot read metrics: {exc}") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(path, f"line {n}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict) or "id" not in obj or "system" not in obj:
+            raise BadInputError(path, f"line {n}: needs 'id' and 'system'")
+        out[(str(obj["id"]), str(obj["system"]))] = {
+            k: float(v) for k, v in obj.items()
+            if k not in ("id", "system") and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    return out
+
+
+def _fmt(x: object) -> str:
+    return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _print_report(report: dict) -> None:
+    print(f"ratings: {report['n_ratings']}")
+    for f in report["fields"]:
+        print(f"\n[{f['field']}] raters={','.join(f['raters'])} units={f['n_units']}")
+        for p in f["cohen"]:
+            extra = ""
+            if "kappa_linear" in p:
+                extra = f" linear={_fmt(p['kappa_linear'])} quadratic={_fmt(p['kappa_quadratic'])}"
+            print(f"  Cohen {p['raters'][0]}~{p['raters'][1]} (n={p['n']}): kappa={_fmt(p['kappa'])}{extra}")
+        print(f"  Fleiss kappa={_fmt(f['fleiss']['kappa'])} (units rated by all: {f['fleiss']['n_units']})")
+        line = f"  Krippendorff alpha nominal={_fmt(f['krippendorff_nominal'])}"
+        if "krippendorff_ordinal" in f:
+            line += f" ordinal={_fmt(f['krippendorff_ordinal'])}"
+        print(line)
+    if report.get("correlations"):
+        print("\nmetric vs human (mean over raters per item and system):")
+        for c in report["correlations"]:
+            print(f"  {c['metric']} ~ {c['field']} (n={c['n']}): spearman={_fmt(c['spearman'])} "
+                  f"(p={_fmt(c['spearman_p'])}) kendall={_fmt(c['kendall'])} (p={_fmt(c['kendall_p'])})")

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the humaneval schema (run programmatically by ``db.migrate``)."""

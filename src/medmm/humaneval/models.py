@@ -1,0 +1,163 @@
+"""Database tables of the human-evaluation app (SQLAlchemy 2 ORM).
+
+The schema is created and upgraded by the Alembic scripts in ``migrations/``; these classes must
+stay in step with them (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+LIKERT_FIELDS = ("correctness", "completeness", "usefulness")
+ERROR_CATEGORIES = (
+    "false_finding",
+    "missing_finding",
+    "wrong_location",
+    "wrong_severity",
+    "false_comparison",
+    "omitted_comparison",
+)
+# ReXVal counts each error category separately for clinically significant and insignificant errors.
+ERROR_FIELDS = tuple(f"err_{sig}_{cat}" for sig in ("sig", "insig") for cat in ERROR_CATEGORIES)
+PREFERENCES = ("left", "right", "tie")
+MAX_COMMENT = 5000
+MAX_ERROR_COUNT = 50
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; stored as naive UTC so SQLite and PostgreSQL agree."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every humaneval table."""
+
+
+class User(Base):
+    """An admin or a rater; passwords are argon2 hashes."""
+
+    __tablename__ = "he_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class Study(Base):
+    """One evaluation: a set of cases, the systems compared on them, and the raters."""
+
+    __tablename__ = "he_study"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    design: Mapped[str] = mapped_column(String(16), nullable=False)  # single | pairwise
+    seed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    images_root: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    systems: Mapped[list[System]] = relationship(back_populates="study", cascade="all, delete-orphan")
+    cases: Mapped[list[Case]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+
+class System(Base):
+    """A model whose predictions are rated; its name never reaches a rater's browser."""
+
+    __tablename__ = "he_system"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("he_study.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    study: Mapped[Study] = relationship(back_populates="systems")
+
+
+class Case(Base):
+    """One input (image and/or question) that every system answered."""
+
+    __tablename__ = "he_case"
+    __table_args__ = (UniqueConstraint("study_id", "source_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("he_study.id", ondelete="CASCADE"), nullable=False)
+    source_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    question: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reference: Mapped[str | None] = mapped_column(Text, nullable=True)
+    image_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    study: Mapped[Study] = relationship(back_populates="cases")
+
+
+class Output(Base):
+    """A system's prediction for a case, with any automated metric columns (JSON text)."""
+
+    __tablename__ = "he_output"
+    __table_args__ = (UniqueConstraint("case_id", "system_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("he_case.id", ondelete="CASCADE"), nullable=False)
+    system_id: Mapped[int] = mapped_column(ForeignKey("he_system.id", ondelete="CASCADE"), nullable=False)
+    prediction: Mapped[str] = mapped_column(Text, nullable=False)
+    metrics_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    case: Mapped[Case] = relationship()
+    system: Mapped[System] = relationship()
+
+
+class Assignment(Base):
+    """One rating task given to one rater.
+
+    ``public_id`` is the only handle the browser sees (random, unguessable); ``position`` is the
+    rater's own seeded order; for pairwise studies ``right_output_id`` is set and which output is
+    left was randomised for this rater.
+    """
+
+    __tablename__ = "he_assignment"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "study_id", "position"),
+        Index("ix_he_assignment_rater_study", "rater_id", "study_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    study_id: Mapped[int] = mapped_column(ForeignKey("he_study.id", ondelete="CASCADE"), nullable=False)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("he_user.id", ondelete="CASCADE"), nullable=False)
+    case_id: Mapped[int] = mapped_column(ForeignKey("he_case.id", ondelete="CASCADE"), nullable=False)
+    left_output_id: Mapped[int] = mapped_column(ForeignKey("he_output.id", ondelete="CASCADE"), nullable=False)
+    right_output_id: Mapped[int | None] = mapped_column(
+        ForeignKey("he_output.id", ondelete="CASCADE"), nullable=True
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    case: Mapped[Case] = relationship()
+    rater: Mapped[User] = relationship()
+    left_output: Mapped[Output] = relationship(foreign_keys=[left_output_id])
+    right_output: Mapped[Output | None] = relationship(foreign_keys=[right_output_id])
+
+
+class Rating(Base):
+    """The (single) rating of an assignment; autosave upserts it field by field."""
+
+    __tablename__ = "he_rating"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("he_assignment.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    correctness: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completeness: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    usefulness: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    preference: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    completed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    assignment: Mapped[Assignment] = relationship()
+
+
+# The twelve ReXVal error-count columns, added in a loop so the list above is the one source.
+for _name in ERROR_FIELDS:
+    setattr(Rating, _name, Column(_name, Integer, nullable=True))
+del _name
