@@ -1,0 +1,173 @@
+"""Text-generation metrics (BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D) equal to pycocoevalcap's, without Java.
+
+    from medmm.metrics.nlg import score_corpus, score_samples
+    score_corpus({"s1": "No acute disease."}, {"s1": ["No acute cardiopulmonary disease."]})
+    # {'bleu_1': ..., 'bleu_2': ..., 'bleu_3': ..., 'bleu_4': ..., 'meteor': ..., 'rouge_l': ..., 'cider_d': ...}
+
+Both texts are tokenised the same way (pycocoevalcap's PTB tokenisation, lowercased, punctuation
+dropped; see :mod:`medmm.metrics.nlg.tokenize`) unless ``tokenize=False`` (then inputs must already be
+space-separated tokens). Corpus scores follow pycocoevalcap: BLEU from summed n-gram counts,
+METEOR from summed alignment statistics, ROUGE-L and CIDEr-D as means of per-caption scores. CIDEr-D's
+document frequencies come from the references of the whole corpus, so its per-caption scores depend
+on the corpus they were computed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Hashable
+
+from medmm.errors import BadInputError
+
+__all__ = ["METRICS", "NLGResult", "evaluate", "score_corpus", "score_samples", "pycocoevalcap_names"]
+
+#: Metric families and the score keys each produces.
+METRICS: dict[str, tuple[str, ...]] = {
+    "bleu": ("bleu_1", "bleu_2", "bleu_3", "bleu_4"),
+    "meteor": ("meteor",),
+    "rouge_l": ("rouge_l",),
+    "cider_d": ("cider_d",),
+}
+
+#: medmm key -> the name pycocoevalcap's COCOEvalCap prints for the same number.
+pycocoevalcap_names = {
+    "bleu_1": "Bleu_1", "bleu_2": "Bleu_2", "bleu_3": "Bleu_3", "bleu_4": "Bleu_4",
+    "meteor": "METEOR", "rouge_l": "ROUGE_L", "cider_d": "CIDEr",
+}
+
+
+@dataclass
+class NLGResult:
+    """Corpus scores and per-sample scores of one evaluation, plus how they were computed."""
+
+    corpus: dict[str, float]
+    samples: dict[Hashable, dict[str, float]]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _families(metrics: str | Iterable[str] | None) -> list[str]:
+    if metrics is None:
+        return list(METRICS)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    out = []
+    for m in metrics:
+        key = m.lower().replace("-", "_")
+        fam = next((f for f, keys in METRICS.items() if key == f or key in keys), None)
+        if fam is None:
+            raise ValueError(f"unknown metric {m!r}; choose from {sorted(set(METRICS) | {k for v in METRICS.values() for k in v})}")
+        if fam not in out:
+            out.append(fam)
+    return out
+
+
+def _check(hypotheses: Mapping, references: Mapping, source: str | None) -> list:
+    if not isinstance(hypotheses, Mapping) or not isinstance(references, Mapping):
+        raise BadInputError(source, "hypotheses and references must be dicts {id: text} and {id: [texts]}")
+    if not hypotheses:
+        raise BadInputError(source, "no hypotheses to score")
+    missing = [k for k in hypotheses if k not in references]
+    extra = [k for k in references if k not in hypotheses]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"ids without references: {missing[:5]!r}{' ...' if len(missing) > 5 else ''}")
+        if extra:
+            parts.append(f"ids without a hypothesis: {extra[:5]!r}{' ...' if len(extra) > 5 else ''}")
+        raise BadInputError(source, "hypothesis and reference ids differ; " + "; ".join(parts))
+    ids = list(hypotheses)
+    for k in ids:
+        h = hypotheses[k]
+        if not isinstance(h, str):
+            raise BadInputError(source, f"id {k!r}: hypothesis must be a string, got {type(h).__name__}")
+        refs = references[k]
+        if isinstance(refs, str) or not isinstance(refs, Sequence):
+            raise BadInputError(source, f"id {k!r}: references must be a list of strings, got {type(refs).__name__}")
+        if len(refs) == 0:
+            raise BadInputError(source, f"id {k!r}: empty reference list")
+        for r in refs:
+            if not isinstance(r, str):
+                raise BadInputError(source, f"id {k!r}: reference must be a string, got {type(r).__name__}")
+    return ids
+
+
+def evaluate(
+    hypotheses: Mapping[Hashable, str],
+    references: Mapping[Hashable, Sequence[str]],
+    metrics: str | Iterable[str] | None = None,
+    tokenize: bool = True,
+    source: str | None = None,
+) -> NLGResult:
+    """Score hypotheses against references; corpus and per-sample scores in one pass.
+
+    ``metrics``: families or keys from :data:`METRICS` (default: all). ``tokenize``: apply
+    pycocoevalcap's tokenisation to both sides (default) or take the texts as pre-tokenised.
+    ``source``: a file name to put in error messages. Bad input raises ``BadInputError``.
+    """
+    from medmm.metrics.nlg.bleu import bleu_from_stats, bleu_stats
+    from medmm.metrics.nlg.cider import cider_d
+    from medmm.metrics.nlg.rouge import rouge_l
+    from medmm.metrics.nlg.tokenize import tokenize_corpus
+
+    fams = _families(metrics)
+    ids = _check(hypotheses, references, source)
+    # Tokenised as pycocoevalcap does: references in one pass, hypotheses in another (line context).
+    gts = tokenize_corpus({k: list(references[k]) for k in ids}, tokenize)
+    res = tokenize_corpus({k: [hypotheses[k]] for k in ids}, tokenize)
+    hyp_tok = [res[k][0].split() for k in ids]
+    ref_tok = [[r.split() for r in gts[k]] for k in ids]
+
+    corpus: dict[str, float] = {}
+    per: dict[Hashable, dict[str, float]] = {k: {} for k in ids}
+    if "bleu" in fams:
+        c, p = bleu_from_stats([bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok)])
+        for n in range(4):
+            corpus[f"bleu_{n + 1}"] = c[n]
+            for k, s in zip(ids, p):
+                per[k][f"bleu_{n + 1}"] = s[n]
+    if "meteor" in fams:
+        from medmm.metrics.nlg.meteor import meteor_scores
+
+        c, p = meteor_scores([res[k][0] for k in ids], [gts[k] for k in ids])
+        corpus["meteor"] = c
+        for k, s in zip(ids, p):
+            per[k]["meteor"] = s
+    if "rouge_l" in fams:
+        p = [rouge_l(res[k][0], gts[k]) for k in ids]
+        corpus["rouge_l"] = sum(p) / len(p)
+        for k, s in zip(ids, p):
+            per[k]["rouge_l"] = s
+    if "cider_d" in fams:
+        p = cider_d(hyp_tok, ref_tok)
+        corpus["cider_d"] = sum(p) / len(p)
+        for k, s in zip(ids, p):
+            per[k]["cider_d"] = s
+    for d in [corpus, *per.values()]:
+        for key, v in d.items():
+            if not math.isfinite(v):  # pragma: no cover - guarded by the formulas; never hand out NaN
+                raise ArithmeticError(f"{key} is not finite ({v})")
+    return NLGResult(corpus, per, {"tokenize": tokenize, "metrics": fams, "n": len(ids)})
+
+
+def score_corpus(
+    hypotheses: Mapping[Hashable, str],
+    references: Mapping[Hashable, Sequence[str]],
+    metrics: str | Iterable[str] | None = None,
+    tokenize: bool = True,
+    source: str | None = None,
+) -> dict[str, float]:
+    """Corpus scores ``{"bleu_1": ..., "meteor": ..., "rouge_l": ..., "cider_d": ...}`` (see :func:`evaluate`)."""
+    return evaluate(hypotheses, references, metrics, tokenize, source).corpus
+
+
+def score_samples(
+    hypotheses: Mapping[Hashable, str],
+    references: Mapping[Hashable, Sequence[str]],
+    metrics: str | Iterable[str] | None = None,
+    tokenize: bool = True,
+    source: str | None = None,
+) -> dict[Hashable, dict[str, float]]:
+    """Per-sample scores ``{id: {"bleu_1": ..., ...}}`` (see :func:`evaluate`)."""
+    return evaluate(hypotheses, references, metrics, tokenize, source).samples

@@ -1,0 +1,59 @@
+"""CIDEr-D exactly as pycocoevalcap's ``Cider`` (its CIDEr is the CIDEr-D variant).
+
+TF-IDF vectors of 1..4-grams with document frequency counted over the *references* of the corpus
+(one count per caption set), IDF ``log(N) - log(max(1, df))``; per n the cosine-like similarity uses
+the clipped product ``min(h, r) * r``, a Gaussian length penalty ``exp(-(lh - lr)^2 / (2 sigma^2))``
+with sigma=6, averaged over n and references and scaled by 10. Quirk kept for parity: the "length"
+pycocoevalcap feeds the penalty is the number of *bigrams*, not words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from medmm.metrics.nlg.bleu import ngram_counts
+
+__all__ = ["cider_d"]
+
+
+def _vec(counts: Counter, df: dict, log_n: float, n: int):
+    vec: list[dict] = [{} for _ in range(n)]
+    norm = [0.0] * n
+    for g, tf in counts.items():
+        k = len(g) - 1
+        w = float(tf) * (log_n - math.log(max(1.0, df.get(g, 0.0))))
+        vec[k][g] = w
+        norm[k] += w * w
+    length = sum(tf for g, tf in counts.items() if len(g) == 2)
+    return vec, [math.sqrt(x) for x in norm], length
+
+
+def cider_d(hyps: list[list[str]], refs: list[list[list[str]]], n: int = 4, sigma: float = 6.0) -> list[float]:
+    """Per-caption CIDEr-D (x10) of tokenised hypotheses; the corpus score is their mean."""
+    hyp_counts = [ngram_counts(h, n) for h in hyps]
+    ref_counts = [[ngram_counts(r, n) for r in rs] for rs in refs]
+    df: Counter = Counter()
+    for rcs in ref_counts:
+        df.update(set().union(*rcs))
+    log_n = math.log(float(len(hyps)))
+    two_s2 = 2 * sigma**2
+    scores = []
+    for hc, rcs in zip(hyp_counts, ref_counts):
+        vh, nh, lh = _vec(hc, df, log_n, n)
+        total = [0.0] * n
+        for rc in rcs:
+            vr, nr, lr = _vec(rc, df, log_n, n)
+            pen = math.e ** (-(float(lh - lr) ** 2) / two_s2)
+            for k in range(n):
+                rk = vr[k]
+                val = 0.0
+                for g, w in vh[k].items():
+                    r = rk.get(g, 0.0)
+                    if r:
+                        val += min(w, r) * r
+                if nh[k] != 0 and nr[k] != 0:
+                    val /= nh[k] * nr[k]
+                total[k] += val * pen
+        scores.append(sum(total) / n / len(rcs) * 10.0)
+    return scores
