@@ -154,10 +154,11 @@ class LeakageReport:
         splits = ", ".join(f"{k}={v}" for k, v in self.n_samples.items())
         lines = [f"leakage check by {self.group_by!r} over splits ({splits})"]
         if not self.has_leakage:
-            lines.append(
-                f"no leakage: no {self.group_by} id and none of {self.n_images_hashed} hashed "
-                "images is in more than one split"
+            images = (
+                f"none of {self.n_images_hashed} hashed images" if self.n_images_hashed else "no image files were hashed"
             )
+            shared = " is in more than one split" if self.n_images_hashed else ""
+            lines.append(f"no leakage: no {self.group_by} id is in more than one split; {images}{shared}")
         if self.shared_groups:
             pairs = Counter(" & ".join(sorted(v)) for v in self.shared_groups.values())
             lines.append(
