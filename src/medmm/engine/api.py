@@ -1,0 +1,394 @@
+"""train / evaluate / predict / load_run: the engine's public functions."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medmm.data.registry import load_dataset
+from medmm.data.schema import Sample
+from medmm.engine import rundir as rd
+from medmm.engine.config import RunConfig, dump_config, load_config, validate_model_section
+from medmm.engine.data import SplitData, load_splits, make_loader
+from medmm.engine.task import Task, get_task_class
+from medmm.errors import BadInputError, MedmmError
+
+log = logging.getLogger("medmm.engine")
+
+
+def build_task(cfg: RunConfig, where: str | Path | None = None) -> Task:
+    """The task named by cfg.task, built from cfg.model (checked against its Config)."""
+    validate_model_section(cfg, where)
+    return get_task_class(cfg.task).from_config(cfg.model)
+
+
+def _set_threads(cfg: RunConfig) -> None:
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+
+
+def _autocast(precision: str):
+    if precision == "bf16-mixed":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_inference(
+    task: Task, samples: list[Sample], cfg: RunConfig, *, with_references: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Records for `samples` (evaluation_step, or predict_step without references).
+
+    Returns (records, skipped) where skipped maps a bad sample's id to its error message.
+    Runs in this process (no Lightning), in eval mode, under no_grad and the run's precision.
+    """
+    from medmm.engine.module import to_channels_last
+
+    tc = cfg.trainer
+    loader = make_loader(
+        samples,
+        task.collate,
+        batch_size=tc.eval_batch_size or tc.batch_size,
+        num_workers=tc.num_workers,
+        seed=cfg.seed,
+        shuffle=False,
+    )
+    was_training = task.training
+    task.eval()
+    records: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    try:
+        with torch.no_grad(), _autocast(tc.precision):
+            for sb in loader:
+                for sid, msg in sb.skipped:
+                    log.warning("skipped bad sample %s: %s", sid, msg)
+                    skipped[sid] = msg
+                if sb.batch is None:
+                    continue
+                batch = to_channels_last(sb.batch) if tc.channels_last else sb.batch
+                step = task.evaluation_step if with_references else task.predict_step
+                records.extend(step(batch))
+    finally:
+        task.train(was_training)
+    return records, skipped
+
+
+def _provenance(
+    cfg: RunConfig, dataset: str, root: str, split: str, n: int, skipped: dict[str, str], run_dir: Path | None
+) -> dict[str, Any]:
+    prov: dict[str, Any] = {
+        "task": cfg.task,
+        "dataset": dataset,
+        "root": str(root),
+        "split": split,
+        "n_samples": n,
+        "n_skipped": len(skipped),
+        "skipped": [f"{k}: {v}" for k, v in list(skipped.items())[:50]],
+        "seed": cfg.seed,
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if run_dir is not None:
+        prov["run_dir"] = str(run_dir)
+        w = run_dir / rd.WEIGHTS
+        if w.exists():
+            prov["weights_sha256"] = rd.sha256_file(w)
+    return prov
+
+
+def _score_split(
+    task: Task, cfg: RunConfig, split: SplitData, run_dir: Path, role: str, load_skipped: dict[str, str]
+) -> dict[str, Any]:
+    records, skipped = run_inference(task, split.samples, cfg)
+    skipped = {**load_skipped, **skipped}
+    metrics = task.compute_metrics(records) if records else {}
+    result = {
+        "metrics": metrics,
+        "provenance": _provenance(
+            cfg, cfg.data.dataset, cfg.data.root, split.name, len(records), skipped, run_dir
+        ),
+    }
+    result["provenance"]["role"] = role
+    rd.write_json(run_dir / "metrics" / f"{role}.json", result)
+    rd.write_jsonl(run_dir / "predictions" / f"{role}.jsonl", records)
+    return result
+
+
+def _loggers(run_dir: Path) -> list:
+    """CSV always; TensorBoard and MLflow when installed."""
+    import importlib.util
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard"))
+    if importlib.util.find_spec("mlflow"):
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        loggers.append(MLFlowLogger(experiment_name="medmm", tracking_uri=(run_dir / "mlruns").as_uri()))
+    return loggers
+
+
+def _load_skipped(split: SplitData) -> dict[str, str]:
+    return {(e.path or f"#{i}"): e.problem for i, e in enumerate(split.skipped)}
+
+
+def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train cfg's task on cfg's data; write the run directory; return the final metrics.
+
+    Rerunning with a run_dir that holds checkpoints/last.ckpt resumes from it (same config
+    expected). Returns {"val": {...}, "test": {...}} (the metrics of the best checkpoint);
+    on DDP ranks other than 0 it returns {} after training.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
+    from medmm.engine.module import AtomicCheckpointIO, LastCheckpoint, TaskModule
+
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tc = cfg.trainer
+    _set_threads(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    ckpt_dir = run_dir / rd.CHECKPOINTS
+    last = ckpt_dir / rd.LAST_CKPT
+    resume = last.exists()
+    if resume:
+        saved = rd.read_yaml_config(run_dir)
+        if saved is not None and saved.to_dict() != cfg.to_dict():
+            raise MedmmError(
+                f"{run_dir}: holds a run with a different config; use a new --out, or delete {last} to start over"
+            )
+        log.info("resuming from %s", last)
+
+    splits = load_splits(cfg.data, cfg.seed)
+    train_split = splits["train"]
+    val_split = splits.get("val")
+    test_split = splits.get("test")
+    val_samples = val_split.samples if val_split else []
+
+    task = build_task(cfg)
+    state_path = run_dir / rd.TASK_STATE
+    if resume and state_path.exists():
+        task.load_state(rd.read_json(state_path)["state"])
+    else:
+        task.setup(train_split.samples)
+
+    # Rank 0 writes the run files; with DDP every rank runs this function.
+    rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    if rank0:
+        dump_config(cfg, run_dir / rd.CONFIG)
+        rd.write_json(run_dir / rd.ENVIRONMENT, rd.environment(cfg.seed))
+        rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=None))
+
+    monitor = tc.monitor if val_samples else None
+    mode = tc.resolved_monitor_mode()
+    callbacks: list = [LastCheckpoint(last, tc.checkpoint_every_n_steps)]
+    best_cb = None
+    if monitor:
+        best_cb = ModelCheckpoint(
+            dirpath=str(ckpt_dir),
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_last=False,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+        callbacks.append(best_cb)
+        if tc.early_stopping_patience is not None:
+            callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tc.early_stopping_patience))
+    if tc.progress_bar:
+        callbacks.append(RichProgressBar())
+
+    module = TaskModule(task, tc, cfg.seed, train_split.samples, val_samples)
+    trainer = L.Trainer(
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy=tc.strategy,
+        precision=tc.precision,
+        max_epochs=tc.max_epochs,
+        max_steps=tc.max_steps,
+        accumulate_grad_batches=tc.accumulate_grad_batches,
+        gradient_clip_val=tc.gradient_clip_val,
+        limit_train_batches=tc.limit_train_batches,
+        limit_val_batches=tc.limit_val_batches if val_samples else 0,
+        check_val_every_n_epoch=tc.val_every_n_epochs,
+        deterministic="warn" if tc.deterministic else False,
+        logger=_loggers(run_dir),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=True,
+        enable_progress_bar=tc.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,  # sanity batches would shift the RNG stream between runs
+        log_every_n_steps=tc.log_every_n_steps,
+        use_distributed_sampler=False,  # ResumableSampler shards per global batch itself
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, ckpt_path=str(last) if resume else None)
+
+    skipped_train = {}
+    for part in _gather(module.skipped):
+        skipped_train.update(part)
+    if trainer.global_rank != 0:
+        return {}
+
+    # The best checkpoint's weights become model.pt; without validation, the last weights do.
+    if best_cb is not None and best_cb.best_model_path and Path(best_cb.best_model_path).exists():
+        ckpt = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(ckpt["state_dict"])
+    task = module.task.to("cpu")
+    weights = run_dir / rd.WEIGHTS
+    _atomic_torch_save(task.state_dict(), weights)
+    rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=rd.sha256_file(weights)))
+
+    results: dict[str, Any] = {}
+    train_skipped = {**_load_skipped(train_split), **skipped_train}
+    rd.write_json(
+        run_dir / "metrics" / "train.json",
+        {
+            "metrics": {k: v for k, v in _last_logged(trainer, "train/").items()},
+            "provenance": _provenance(
+                cfg, cfg.data.dataset, cfg.data.root, train_split.name, len(train_split.samples), train_skipped, run_dir
+            ),
+        },
+    )
+    for role, split in (("val", val_split), ("test", test_split)):
+        if split is not None and split.samples:
+            results[role] = _score_split(task, cfg, split, run_dir, role, _load_skipped(split))["metrics"]
+    try:
+        from medmm.engine.report import write_report
+
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose a finished run
+        log.warning("report.html not written: %s", exc)
+    return results
+
+
+def _gather(obj: Any) -> list[Any]:
+    from medmm.engine.module import gather_objects
+
+    return gather_objects(obj)
+
+
+def _last_logged(trainer, prefix: str) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix) and v.numel() == 1
+    }
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _task_state(task: Task, cfg: RunConfig, train_samples: list[Sample], weights_sha256: str | None) -> dict[str, Any]:
+    licences = sorted({str(s.meta["licence"]) for s in train_samples if s.meta.get("licence")})
+    return {
+        "task": cfg.task,
+        "state": task.state(),
+        "weights": rd.WEIGHTS,
+        "sha256": weights_sha256,
+        "dataset": cfg.data.dataset,
+        "training_data_licences": licences,
+        "precision": cfg.trainer.precision,
+    }
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, Task]:
+    """The run's resolved config and its task with the best weights loaded (eval mode).
+
+    The weights' sha256 is checked against task_state.json; loading is strict (a missing or
+    unexpected weight is an error, never silently dropped).
+    """
+    run_dir = Path(run_dir)
+    cfg = rd.read_yaml_config(run_dir)
+    if cfg is None:
+        raise BadInputError(run_dir / rd.CONFIG, "not a medmm run directory (no config.yaml)")
+    state = rd.read_json(run_dir / rd.TASK_STATE)
+    weights = run_dir / state.get("weights", rd.WEIGHTS)
+    if not weights.exists():
+        raise BadInputError(weights, "no trained weights; did training finish?")
+    if state.get("sha256") and rd.sha256_file(weights) != state["sha256"]:
+        raise BadInputError(weights, "sha256 does not match task_state.json (file changed or corrupt)")
+    task = build_task(cfg, run_dir / rd.CONFIG)
+    task.load_state(state["state"])
+    sd = torch.load(weights, map_location="cpu", weights_only=True)
+    task.load_state_dict(sd, strict=True)
+    if cfg.trainer.channels_last:
+        task.to(memory_format=torch.channels_last)
+    task.eval()
+    return cfg, task
+
+
+def _samples_for(cfg: RunConfig, data_root: str | Path, dataset: str | None, split: str) -> tuple[list[Sample], dict[str, str], str]:
+    name = dataset or cfg.data.dataset
+    ss = load_dataset(name, data_root, split, skip_bad=cfg.data.skip_bad)
+    skipped = {(e.path or f"#{i}"): e.problem for i, e in enumerate(ss.skipped)}
+    return list(ss.samples), skipped, name
+
+
+def evaluate(
+    run_dir: str | Path,
+    data_root: str | Path,
+    dataset: str | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score a trained run on exactly the records of `split` under `data_root` (no re-splitting).
+
+    `data_root` may be any folder in the dataset's layout, e.g. one holding only the official
+    test split. Returns {"metrics": ..., "provenance": ...}; also written to `out` if given.
+    """
+    cfg, task = load_run(run_dir)
+    _set_threads(cfg)
+    samples, load_skipped, name = _samples_for(cfg, data_root, dataset, split)
+    if not samples:
+        raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
+    records, skipped = run_inference(task, samples, cfg)
+    skipped = {**load_skipped, **skipped}
+    metrics = task.compute_metrics(records) if records else {}
+    result = {
+        "metrics": metrics,
+        "provenance": _provenance(cfg, name, str(Path(data_root).resolve()), split, len(records), skipped, Path(run_dir).resolve()),
+    }
+    if out is not None:
+        rd.write_json(out, result)
+    return result
+
+
+def predict(
+    run_dir: str | Path,
+    data_root: str | Path,
+    dataset: str | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Predictions (predict_step records, one per sample with its id) for a split of any root.
+
+    Written as JSON lines to `out` if given; bad samples are skipped and logged.
+    """
+    cfg, task = load_run(run_dir)
+    _set_threads(cfg)
+    samples, _, name = _samples_for(cfg, data_root, dataset, split)
+    if not samples:
+        raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
+    records, _ = run_inference(task, samples, cfg, with_references=False)
+    if out is not None:
+        rd.write_jsonl(out, records)
+    return records
+
+
+__all__ = ["train", "evaluate", "predict", "load_run", "build_task", "run_inference", "load_config"]

@@ -1,0 +1,229 @@
+"""From a DataConfig to DataLoaders over `list[Sample]` that survive bad samples.
+
+* `load_splits` reads the dataset's official splits, or pools and re-splits them by group.
+* `SafeCollate` calls `task.collate`; a sample raising BadInputError is dropped and counted
+  (a run must not die hours in because of one unreadable image).
+* `ResumableSampler` shuffles from (seed, epoch) only and can skip the batches a resumed run
+  already trained on, so a run killed mid-epoch continues exactly where it stopped. It also
+  shards each *global* batch over DDP ranks, so 1 process x batch 8 and 2 processes x batch 4
+  see the same samples per optimizer step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from medmm.data.registry import dataset_info, load_dataset
+from medmm.data.schema import Sample
+from medmm.engine.config import DataConfig
+from medmm.errors import BadInputError, MedmmError
+
+log = logging.getLogger("medmm.engine")
+
+
+@dataclass
+class SplitData:
+    """The samples of one role (train/val/test) and the bad ones skipped while loading."""
+
+    name: str
+    samples: list[Sample]
+    skipped: list[BadInputError] = field(default_factory=list)
+
+
+def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
+    """Samples for the roles "train", "val", "test" (roles whose split is null are absent).
+
+    "official": each role reads the dataset split of that name. "grouped": the splits named in
+    `source_splits` (default: all the dataset's splits) are pooled and split by `group_by`
+    with `medmm.data.splits.grouped_split`, seeded by the run's seed.
+    """
+    roles = {"train": data.train_split, "val": data.val_split, "test": data.test_split}
+    roles = {r: s for r, s in roles.items() if s is not None}
+    out: dict[str, SplitData] = {}
+    if data.split == "official":
+        for role, split in roles.items():
+            ss = load_dataset(data.dataset, data.root, split, skip_bad=data.skip_bad)
+            out[role] = SplitData(split, list(ss.samples), list(ss.skipped))
+    else:
+        from medmm.data.splits import grouped_split
+
+        sources = data.source_splits or list(dataset_info(data.dataset).splits)
+        pooled: list[Sample] = []
+        skipped: list[BadInputError] = []
+        for split in sources:
+            ss = load_dataset(data.dataset, data.root, split, skip_bad=data.skip_bad)
+            pooled.extend(ss.samples)
+            skipped.extend(ss.skipped)
+        ids = [s.id for s in pooled]
+        if len(set(ids)) != len(ids):
+            raise MedmmError(
+                f"data.source_splits {sources} of {data.dataset!r} share sample ids; list splits that do not overlap"
+            )
+        parts = grouped_split(pooled, data.group_by, data.fractions, seed, stratify=data.stratify)
+        for role, split in roles.items():
+            # Bad samples found while loading are reported once, with the training role.
+            out[role] = SplitData(split, parts[split], skipped if role == "train" else [])
+    if data.max_samples is not None:
+        for sd in out.values():
+            sd.samples = sd.samples[: data.max_samples]
+    if "train" in out and not out["train"].samples:
+        raise MedmmError(f"the training split {data.train_split!r} of {data.dataset!r} at {data.root} is empty")
+    return out
+
+
+class SampleDataset(Dataset):
+    """A map-style dataset over a list of Samples (reading happens in the task's collate)."""
+
+    def __init__(self, samples: list[Sample]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+
+@dataclass
+class SafeBatch:
+    """A collated batch plus the ids and messages of the samples dropped from it."""
+
+    batch: Any
+    n: int
+    skipped: list[tuple[str, str]]
+
+
+class SafeCollate:
+    """Wrap `task.collate`: drop samples that raise BadInputError, record them, go on."""
+
+    def __init__(self, collate: Callable[[list[Sample]], Any]):
+        self.collate = collate
+
+    def __call__(self, samples: list[Sample]) -> SafeBatch:
+        try:
+            return SafeBatch(self.collate(samples), len(samples), [])
+        except BadInputError:
+            pass
+        # Find the bad ones one by one; the cost is paid only by batches that hold one.
+        good, skipped = [], []
+        for s in samples:
+            try:
+                self.collate([s])
+                good.append(s)
+            except BadInputError as exc:
+                skipped.append((s.id, str(exc)))
+        batch = self.collate(good) if good else None
+        return SafeBatch(batch, len(good), skipped)
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffled indices from (seed, epoch), sharded per global batch over ranks, skippable.
+
+    For global batch j (size batch_size * world_size) of the epoch's permutation, rank r
+    takes the slice [r*batch_size, (r+1)*batch_size). The index list is padded by wrapping
+    around so every rank has the same number of batches (DDP needs that).
+    `skip_batches()` is asked at the start of each epoch how many batches to skip (non-zero
+    only in the epoch a resumed run continues).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        skip_batches: Callable[[], int] | None = None,
+    ):
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.skip_batches = skip_batches
+        self.epoch = 0
+        self.num_batches = math.ceil(n / (batch_size * world_size)) if n else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of each epoch."""
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        total = self.num_batches * self.batch_size * self.world_size
+        if self.world_size > 1 and total > len(order):
+            order = (order * math.ceil(total / len(order)))[:total]
+        out: list[int] = []
+        gb = self.batch_size * self.world_size
+        for j in range(self.num_batches):
+            out.extend(order[j * gb + self.rank * self.batch_size : j * gb + (self.rank + 1) * self.batch_size])
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        idx = self._indices()
+        skip = self.skip_batches() if self.skip_batches else 0
+        return iter(idx[skip * self.batch_size :])
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader Lightning treats as resumable (it has state_dict/load_state_dict).
+
+    The resume position is not stored here: the sampler asks the trainer's own progress
+    counters (restored from the checkpoint) how many batches of the epoch are done.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": getattr(self.sampler, "epoch", 0)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(int(state.get("epoch", 0)))
+
+
+def make_loader(
+    samples: list[Sample],
+    collate: Callable[[list[Sample]], Any],
+    *,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    shuffle: bool,
+    rank: int = 0,
+    world_size: int = 1,
+    skip_batches: Callable[[], int] | None = None,
+) -> DataLoader:
+    """A DataLoader yielding `SafeBatch`es; training loaders shuffle and shard per rank."""
+    # An explicit generator keeps the DataLoader from drawing on the global RNG, so a resumed
+    # run's random stream (dropout, ...) matches an uninterrupted one.
+    gen = torch.Generator().manual_seed(seed)
+    common = dict(
+        collate_fn=SafeCollate(collate),
+        num_workers=num_workers,
+        generator=gen,
+        persistent_workers=False,
+    )
+    if shuffle or world_size > 1:
+        sampler = ResumableSampler(
+            len(samples),
+            batch_size,
+            seed=seed,
+            shuffle=shuffle,
+            rank=rank,
+            world_size=world_size,
+            skip_batches=skip_batches,
+        )
+        return ResumableLoader(SampleDataset(samples), batch_size=batch_size, sampler=sampler, **common)
+    return DataLoader(SampleDataset(samples), batch_size=batch_size, shuffle=False, **common)

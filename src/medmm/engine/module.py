@@ -1,0 +1,272 @@
+"""The LightningModule that wraps any Task, plus the checkpoint plumbing around it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from medmm.data.schema import Sample
+from medmm.engine.config import TrainerConfig
+from medmm.engine.data import SafeBatch, make_loader
+from medmm.engine.task import Task
+
+log = logging.getLogger("medmm.engine")
+
+
+def to_channels_last(obj: Any) -> Any:
+    """Convert every 4-D float tensor in a (nested) batch to channels_last memory format."""
+    if isinstance(obj, torch.Tensor):
+        if obj.dim() == 4 and obj.is_floating_point():
+            return obj.contiguous(memory_format=torch.channels_last)
+        return obj
+    if isinstance(obj, dict):
+        return {k: to_channels_last(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_channels_last(v) for v in obj)
+    return obj
+
+
+def _is_dist() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """All ranks' `obj` (a one-element list when not distributed)."""
+    if not _is_dist():
+        return [obj]
+    out: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def warmup_schedule(kind: str, warmup: int, total: int):
+    """LR multiplier per optimizer step: linear warmup, then cosine/linear decay or constant."""
+
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant" or total <= warmup:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return f
+
+
+class TaskModule(L.LightningModule):
+    """Runs a Task under Lightning: training, validation with records + metrics, logging."""
+
+    def __init__(
+        self,
+        task: Task,
+        trainer_cfg: TrainerConfig,
+        seed: int,
+        train_samples: list[Sample],
+        val_samples: list[Sample],
+    ):
+        super().__init__()
+        self.task = task
+        self.cfg = trainer_cfg
+        self.seed = seed
+        self.train_samples = train_samples
+        self.val_samples = val_samples
+        self.skipped: dict[str, str] = {}  # sample id -> message, unique over epochs
+        self._val_records: list[dict[str, Any]] = []
+        self._val_loss = [0.0, 0]
+        self.last_val_metrics: dict[str, Any] = {}
+        if trainer_cfg.channels_last:
+            self.task.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ data
+    def _batches_done_this_epoch(self) -> int:
+        """Batches of the current epoch already trained (non-zero only after a mid-epoch resume)."""
+        try:
+            return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+        except (AttributeError, RuntimeError):
+            return 0
+
+    def train_dataloader(self):
+        return make_loader(
+            self.train_samples,
+            self.task.collate,
+            batch_size=self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            seed=self.seed,
+            shuffle=True,
+            rank=self.global_rank,
+            world_size=self.trainer.world_size,
+            skip_batches=self._batches_done_this_epoch,
+        )
+
+    def val_dataloader(self):
+        world, rank = self.trainer.world_size, self.global_rank
+        return make_loader(
+            self.val_samples[rank::world],
+            self.task.collate,
+            batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            seed=self.seed,
+            shuffle=False,
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.cfg.channels_last and isinstance(batch, SafeBatch):
+            batch.batch = to_channels_last(batch.batch)
+        return batch
+
+    def _note_skipped(self, batch: SafeBatch) -> None:
+        for sid, msg in batch.skipped:
+            if sid not in self.skipped:
+                log.warning("skipped bad sample %s: %s", sid, msg)
+            self.skipped[sid] = msg
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: SafeBatch, batch_idx: int):
+        self._note_skipped(batch)
+        if batch.batch is None:  # every sample of this batch was bad
+            return None
+        out = self.task.training_step(batch.batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        for k, v in out.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                self.log(f"train/{k}", v.detach().float(), on_step=True, on_epoch=True, batch_size=batch.n)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=batch.n)
+        return loss
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_records = []
+        self._val_loss = [0.0, 0]
+
+    def validation_step(self, batch: SafeBatch, batch_idx: int) -> None:
+        self._note_skipped(batch)
+        if batch.batch is None:
+            return
+        records = self.task.evaluation_step(batch.batch)
+        out = self.task.training_step(batch.batch)
+        self._val_loss[0] += float(out["loss"].detach().float()) * batch.n
+        self._val_loss[1] += batch.n
+        self._val_records.extend(records)
+
+    def on_validation_epoch_end(self) -> None:
+        # One collective per epoch: ranks may hold different numbers of val batches.
+        parts = gather_objects((self._val_records, self._val_loss))
+        records, seen = [], set()
+        loss_sum, n = 0.0, 0
+        for recs, (ls, ln) in parts:
+            loss_sum += ls
+            n += ln
+            for r in recs:
+                if r["id"] not in seen:
+                    seen.add(r["id"])
+                    records.append(r)
+        if not records:
+            return
+        metrics = self.task.compute_metrics(records)
+        metrics["loss"] = loss_sum / max(1, n)
+        self.last_val_metrics = metrics
+        scalars = {f"val/{k}": float(v) for k, v in flatten_scalars(metrics).items()}
+        # Values are already identical on every rank (gathered), so no sync_dist needed.
+        self.log_dict(scalars, on_epoch=True, sync_dist=False, rank_zero_only=False)
+
+    # ------------------------------------------------------------------ optimizer
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for p in self.task.parameters():
+            if p.requires_grad:
+                # Biases and norm scales are not weight-decayed (standard AdamW practice).
+                (decay if p.dim() >= 2 else no_decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.cfg.lr,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, warmup_schedule(self.cfg.scheduler, self.cfg.warmup_steps, total)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ RNG in checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning does not save RNG states; without them a resumed run's dropout differs.
+        checkpoint["medmm_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        checkpoint["medmm_skipped"] = dict(self.skipped)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("medmm_rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+        self.skipped.update(checkpoint.get("medmm_skipped", {}))
+
+
+def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested metrics dict, keys joined with '/'."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_scalars(v, f"{key}/"))
+        elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(float(v)):
+            out[key] = float(v)
+    return out
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file in the same folder, fsync, then rename.
+
+    Lightning's own writer goes through an fsspec transaction whose temporary file lives in
+    the system temp dir; moving it across file systems is a copy, so a kill mid-write could
+    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class LastCheckpoint(Callback):
+    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end."""
+
+    def __init__(self, path: Path, every_n_steps: int | None):
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._last_saved_step = -1
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._last_saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self.every_n_steps
+        step = trainer.global_step
+        if n and step > 0 and step % n == 0 and step != self._last_saved_step:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._save(trainer)

@@ -1,0 +1,146 @@
+"""The run directory: everything needed to reproduce, reload and report a run.
+
+    RUN_DIR/
+      config.yaml            the resolved config (overrides applied, data.root absolute)
+      environment.json       python/torch/lightning/medmm versions, git commit, seed, CPU
+      task_state.json        task name, task.state() (labels, thresholds, tokenizer, ...),
+                             weights file name + sha256, dataset licence
+      model.pt               the best weights (task.state_dict())
+      checkpoints/           best.ckpt, last.ckpt (Lightning; a rerun resumes from last.ckpt)
+      metrics/<split>.json   {"metrics": ..., "provenance": {n samples, n skipped, seed, ...}}
+      predictions/<split>.jsonl   one record per sample, with its id
+      logs/                  CSV (and TensorBoard / MLflow when installed)
+      report.html, plots/    made by `medmm.engine.report.write_report`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.yaml"
+ENVIRONMENT = "environment.json"
+TASK_STATE = "task_state.json"
+WEIGHTS = "model.pt"
+CHECKPOINTS = "checkpoints"
+LAST_CKPT = "last.ckpt"
+BEST_CKPT = "best.ckpt"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (tmp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """Write one JSON object per line, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "tolist"):  # torch tensors
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The commit of the medmm source tree (with '+dirty' when it has changes), or None."""
+    here = repo or Path(__file__).resolve().parents[3]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(seed: int) -> dict[str, Any]:
+    """Versions, git commit, seed and host CPU: what a reader needs to reproduce a number."""
+    import lightning
+    import torch
+
+    import medmm
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "medmm": medmm.__version__,
+        "git_commit": git_commit(),
+        "seed": seed,
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "argv": sys.argv,
+    }
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, with an error naming it."""
+    from medmm.errors import BadInputError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInputError(path, f"cannot read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BadInputError(path, f"not valid JSON: {exc}") from None
+
+
+def read_yaml_config(run_dir: str | Path):
+    """The RunConfig saved in run_dir/config.yaml, or None when there is none."""
+    from medmm.engine.config import config_from_dict, read_yaml
+
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return None
+    return config_from_dict(read_yaml(path), where=path)
