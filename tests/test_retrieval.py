@@ -12,10 +12,8 @@ from medmm.engine.task import get_task_class  # noqa: E402
 from medmm.tasks.retrieval import (  # noqa: E402
     RetrievalTask,
     _random_expectation,
-    _ranks,
     info_nce,
     local_similarity,
-    rank_summary,
     retrieval_metrics,
 )
 
@@ -68,11 +66,26 @@ def tiny_task(**kw) -> RetrievalTask:
     torch.manual_seed(0)
     img = create_image_encoder("small_cnn", in_channels=1, widths=(8, 16, 32), image_size=32)
     txt = create_text_encoder("scratch", vocab_size=200, dim=32, num_layers=1, num_heads=2, max_length=32, dropout=0.0)
-    return RetrievalTask(img, txt, embed_dim=32, **kw)
+    return RetrievalTask(RetrievalTask.Config(embed_dim=32, **kw), image_encoder=img, text_encoder=txt)
 
 
-def test_registered():
+def test_registered_and_config_checked():
+    from medmm.engine.config import ConfigError
+
     assert get_task_class("retrieval") is RetrievalTask
+    with pytest.raises(ConfigError, match="model.no_such_option"):
+        RetrievalTask.from_config({"no_such_option": 1})
+    task = RetrievalTask.from_config(
+        {
+            "image_encoder": "small_cnn",
+            "image_encoder_kwargs": {"widths": [8, 16], "image_size": 32},
+            "text_encoder": "scratch",
+            "text_encoder_kwargs": {"vocab_size": 100, "dim": 16, "num_layers": 1, "num_heads": 2},
+            "embed_dim": 8,
+            "text_field": ["question", "answer"],
+        }
+    )
+    assert task.image_size == 32 and task.text_fields == ["question", "answer"]
 
 
 def test_info_nce_prefers_aligned_pairs():
@@ -97,20 +110,12 @@ def test_local_similarity_shape_and_mask():
     assert torch.allclose(local_similarity(words2, mask2, regions)[0], local_similarity(words[:, :4], mask[:, :4], regions)[0], atol=1e-5)
 
 
-def test_ranks_and_summary():
-    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.4, 0.6, 0.1]])
-    pos = np.eye(3, dtype=bool)
-    ranks = _ranks(sim, pos)
-    assert ranks.tolist() == [1, 2, 3]
-    s = rank_summary(ranks)
-    assert s["R@1"] == pytest.approx(100 / 3) and s["MRR"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
-    assert s["median_rank"] == 2
-    # two positives in a row: the better-placed one counts
-    pos2 = pos.copy()
-    pos2[1, 2] = True
-    assert _ranks(sim, pos2)[1] == 1
-    # random expectation with one positive among g is k/g
+def test_random_expectation():
+    # one positive among g: k/g; two positives among 8, k=1: 2/8
     assert _random_expectation(np.eye(20, dtype=bool), (1, 5))["R@5"] == pytest.approx(25.0)
+    pos = np.zeros((1, 8), dtype=bool)
+    pos[0, :2] = True
+    assert _random_expectation(pos, (1, 2))["R@2"] == pytest.approx(100 * (1 - 15 / 28))
 
 
 def test_metrics_from_records_dedupe_shared_images():

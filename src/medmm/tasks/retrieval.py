@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -74,22 +75,6 @@ def local_similarity(
 
 
 # ----------------------------------------------------------------------------- ranking metrics
-def _ranks(sim: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """1-based rank of the best-placed positive for each query row of sim (Q, G)."""
-    best_pos = np.where(positives, sim, -np.inf).max(axis=1)
-    # ties count against the model: a negative scoring equal to the positive ranks above it
-    return 1 + ((sim >= best_pos[:, None]) & ~positives).sum(axis=1)
-
-
-def rank_summary(ranks: Sequence[int] | np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """R@K (%), MRR and median rank of 1-based ranks of the first correct item."""
-    r = np.asarray(ranks, dtype=float)
-    out = {f"R@{k}": float(100.0 * np.mean(r <= k)) for k in ks}
-    out["MRR"] = float(np.mean(1.0 / r))
-    out["median_rank"] = float(np.median(r))
-    return out
-
-
 def _galleries(records: list[dict[str, Any]]):
     """De-duplicated image and text galleries and their (image, text) positive matrix."""
     img_keys: dict[str, int] = {}
@@ -115,11 +100,13 @@ def _galleries(records: list[dict[str, Any]]):
 
 def retrieval_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-query ranks both directions from evaluation records (see `RetrievalTask.evaluation_step`)."""
+    from medmm.metrics.retrieval import ranks
+
     img, txt, pos, img_groups, txt_groups = _galleries(records)
-    sim = img @ txt.T
+    sim = img.astype(np.float64) @ txt.T.astype(np.float64)
     return {
-        "image_to_text": _ranks(sim, pos),
-        "text_to_image": _ranks(sim.T, pos.T),
+        "image_to_text": ranks(sim, pos),
+        "text_to_image": ranks(sim.T, pos.T),
         "image_groups": img_groups,
         "text_groups": txt_groups,
         "n_images": int(len(img)),
@@ -129,12 +116,15 @@ def retrieval_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def retrieval_metrics(records: list[dict[str, Any]], *, n_resamples: int = 1000, seed: int = 0, ks: Sequence[int] = KS) -> dict[str, Any]:
-    """R@1/5/10 (%), MRR and median rank, image->text and text->image, with bootstrap CIs.
+    """R@1/5/10 (%), MRR, median and mean rank, image->text and text->image, with bootstrap CIs.
+
+    Ranks and metrics come from `medmm.metrics.retrieval` (pessimistic ties, best positive counts).
 
     Queries are resampled by group (the case/patient id of each record) so the several images
     of one case do not narrow the interval falsely. `random` gives the expected value of the
     same metrics for a model that ranks the gallery at random.
     """
+    from medmm.metrics.retrieval import rank_metrics
     from medmm.metrics.stats import bootstrap_ci
 
     r = retrieval_ranks(records)
@@ -144,8 +134,8 @@ def retrieval_metrics(records: list[dict[str, Any]], *, n_resamples: int = 1000,
         ("text_to_image", r["text_groups"], r["positives"].T),
     ):
         ranks = r[direction]
-        out[direction] = rank_summary(ranks, ks)
-        ci = bootstrap_ci(lambda x: rank_summary(x, ks), ranks, n_resamples=n_resamples, seed=seed, groups=groups)
+        out[direction] = rank_metrics(ranks, ks)
+        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), ranks, n_resamples=n_resamples, seed=seed, groups=groups)
         out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out[f"{direction}_random"] = _random_expectation(pos, ks)
     out["ci_method"] = ci["method"]
@@ -331,90 +321,90 @@ def load_image_tensor(sample: Sample, size: int, channels: int, mean: Sequence[f
 # ----------------------------------------------------------------------------- task
 @register_task("retrieval")
 class RetrievalTask(Task):
-    """Dual-encoder image-text retrieval (see the module docstring).
+    """Dual-encoder image-text retrieval (see the module docstring); configured by `Config`.
 
-    Args:
-        image_encoder, text_encoder: names for `medmm.models` (``small_cnn``, ``resnet18``,
-            ``minilm``, ``hf:<name>``) or encoder instances.
-        clip_model: ``hf:<name or dir>`` of a pretrained CLIP-family model; replaces both towers.
-        image_pretrained, text_pretrained: passed to the encoder factories.
-        embed_dim, projection: shared space size; ``linear`` or ``mlp`` heads.
-        image_size: input side in pixels (default: the encoder's input_spec).
-        text_field: a `Sample.text` key, or a list of keys joined with " " (e.g. question+answer).
-        max_text_length: tokens kept per text.
-        init_temperature, learn_temperature: InfoNCE temperature (CLIP: 0.07, learnable).
-        local_loss_weight: weight of the GLoRIA word-region loss (0 = off).
-        freeze_image, freeze_text: keep a backbone's weights fixed (heads still train).
-        text_lora, image_lora: LoRA settings {r, alpha, dropout, target_modules} (peft).
-        bootstrap_resamples: resamples for the CIs in `compute_metrics`.
+    Tests and library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`),
+    which replace the names in the config.
     """
 
-    def __init__(
-        self,
-        image_encoder: str | ImageEncoder = "small_cnn",
-        text_encoder: str | TextEncoder = "minilm",
-        *,
-        clip_model: str | None = None,
-        image_pretrained: bool | str = False,
-        text_pretrained: bool | str = False,
-        embed_dim: int = 256,
-        projection: str = "mlp",
-        image_size: int | None = None,
-        text_field: str | list[str] = "caption",
-        max_text_length: int = 64,
-        init_temperature: float = 0.07,
-        learn_temperature: bool = True,
-        local_loss_weight: float = 0.0,
-        freeze_image: bool = False,
-        freeze_text: bool = False,
-        text_lora: dict[str, Any] | None = None,
-        image_lora: dict[str, Any] | None = None,
-        bootstrap_resamples: int = 1000,
-        **encoder_kwargs: Any,
-    ):
-        super().__init__()
-        self.text_fields = [text_field] if isinstance(text_field, str) else list(text_field)
-        self.max_text_length = max_text_length
-        self.local_loss_weight = float(local_loss_weight)
-        self.bootstrap_resamples = bootstrap_resamples
-        if clip_model is not None:
-            if local_loss_weight:
+    @dataclass
+    class Config:
+        """The retrieval `model:` section.
+
+        Attributes:
+            image_encoder, text_encoder: names for `medmm.models` (small_cnn, resnet18, vit_small,
+                minilm, scratch, hf:<hub name or dir>).
+            image_encoder_kwargs, text_encoder_kwargs: extra arguments of those constructors.
+            clip_model: hf:<hub name or dir> of a pretrained CLIP-family model (transformers
+                CLIPModel); replaces both towers and their projections.
+            image_pretrained, text_pretrained: passed to the encoder factories.
+            embed_dim: size of the shared embedding space.
+            projection: "linear" or "mlp" (ConVIRT's two-layer head).
+            image_size: input side in pixels (null: the encoder's input_spec size).
+            text_field: a Sample.text key, or a list of keys joined with a space.
+            max_text_length: tokens kept per text.
+            init_temperature, learn_temperature: InfoNCE temperature (CLIP: 0.07, learnable).
+            local_loss_weight: weight of the GLoRIA word-region loss (0: off).
+            freeze_image, freeze_text: keep a backbone fixed (the projection heads still train).
+            text_lora, image_lora: LoRA {r, alpha, dropout, target_modules} via peft; the
+                backbone is frozen except the adapters.
+            bootstrap_resamples: resamples for the confidence intervals of compute_metrics.
+        """
+
+        image_encoder: str = "small_cnn"
+        text_encoder: str = "minilm"
+        image_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+        text_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+        clip_model: str | None = None
+        image_pretrained: bool | str = False
+        text_pretrained: bool | str = False
+        embed_dim: int = 256
+        projection: Literal["linear", "mlp"] = "mlp"
+        image_size: int | None = None
+        text_field: str | list[str] = "caption"
+        max_text_length: int = 64
+        init_temperature: float = 0.07
+        learn_temperature: bool = True
+        local_loss_weight: float = 0.0
+        freeze_image: bool = False
+        freeze_text: bool = False
+        text_lora: dict[str, Any] | None = None
+        image_lora: dict[str, Any] | None = None
+        bootstrap_resamples: int = 1000
+
+    def __init__(self, config: Config | None = None, *, image_encoder: ImageEncoder | None = None, text_encoder: TextEncoder | None = None):
+        super().__init__(config)
+        c = self.config
+        self.text_fields = [c.text_field] if isinstance(c.text_field, str) else list(c.text_field)
+        self.max_text_length = c.max_text_length
+        self.local_loss_weight = float(c.local_loss_weight)
+        self.bootstrap_resamples = c.bootstrap_resamples
+        if c.clip_model is not None:
+            if c.local_loss_weight:
                 raise MedmmError("local_loss_weight needs medmm encoders (token features); not available with clip_model")
-            name = clip_model[3:] if clip_model.startswith("hf:") else clip_model
-            self.model = HFClipDualEncoder(name, learn_temperature)
-            self.image_size = image_size or self.model.image_size
+            name = c.clip_model[3:] if c.clip_model.startswith("hf:") else c.clip_model
+            self.model = HFClipDualEncoder(name, c.learn_temperature)
+            self.image_size = c.image_size or self.model.image_size
             self.channels, self.mean, self.std = self.model.in_channels, CLIP_MEAN, CLIP_STD
-            if freeze_image:
-                _freeze(self.model.model.vision_model)
-            if freeze_text:
-                _freeze(self.model.model.text_model)
-            if text_lora:
-                _apply_lora(self.model.model.text_model, text_lora)
-            if image_lora:
-                _apply_lora(self.model.model.vision_model, image_lora)
+            img, txt = self.model.model.vision_model, self.model.model.text_model
         else:
             from medmm.models.encoders import create_image_encoder, create_text_encoder
 
-            img = image_encoder
-            if isinstance(img, str):
-                img = create_image_encoder(img, pretrained=image_pretrained, **encoder_kwargs.pop("image_encoder_kwargs", {}))
-            txt = text_encoder
-            if isinstance(txt, str):
-                txt = create_text_encoder(txt, pretrained=text_pretrained, **encoder_kwargs.pop("text_encoder_kwargs", {}))
-            if encoder_kwargs:
-                raise MedmmError(f"unknown retrieval options: {', '.join(sorted(encoder_kwargs))}")
-            if freeze_image:
-                _freeze(img)
-            if freeze_text:
-                _freeze(txt)
-            if text_lora:
-                _apply_lora(txt, text_lora)
-            if image_lora:
-                _apply_lora(img, image_lora)
-            self.model = DualEncoder(img, txt, embed_dim, projection, init_temperature, learn_temperature, local=local_loss_weight > 0)
+            img = image_encoder or create_image_encoder(c.image_encoder, pretrained=c.image_pretrained, **c.image_encoder_kwargs)
+            txt = text_encoder or create_text_encoder(c.text_encoder, pretrained=c.text_pretrained, **c.text_encoder_kwargs)
             spec = img.input_spec
-            self.image_size = image_size or spec.size
+            self.image_size = c.image_size or spec.size
             self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+        if c.freeze_image:
+            _freeze(img)
+        if c.freeze_text:
+            _freeze(txt)
+        if c.text_lora:
+            _apply_lora(txt, c.text_lora)
+        if c.image_lora:
+            _apply_lora(img, c.image_lora)
+        if c.clip_model is None:
+            self.model = DualEncoder(img, txt, c.embed_dim, c.projection, c.init_temperature, c.learn_temperature, local=self.local_loss_weight > 0)
 
     # -- data ---------------------------------------------------------------------------
     def text_of(self, sample: Sample) -> str:
