@@ -28,14 +28,15 @@ class DicomInfo:
     study_description: str | None
     rows: int | None
     columns: int | None
+    has_pixels: bool = True
 
 
-def _dcmread(path: Path, *, force: bool, stop_before_pixels: bool = False) -> Any:
+def _dcmread(path: Path, *, force: bool, stop_before_pixels: bool = False, defer_size: str | None = None) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, force=force, stop_before_pixels=stop_before_pixels)
+        return pydicom.dcmread(path, force=force, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     except InvalidDicomError as exc:
         raise BadInputError(path, f"not a DICOM file: {exc}") from exc
     except Exception as exc:  # pydicom raises EOFError, struct.error, ValueError, ... on corrupt headers
@@ -77,11 +78,15 @@ def _ensure_transfer_syntax(ds: Any) -> None:
 
 
 def read_dicom_info(path: str | Path) -> DicomInfo:
-    """Read the header of a DICOM file (ids, modality, view) without touching pixel data."""
+    """Read the header of a DICOM file (ids, modality, view) without loading pixel data.
+
+    Large values are deferred (not read), so this is fast, yet it still sees whether a
+    PixelData element exists (``has_pixels``).
+    """
     path = Path(path)
     if not path.is_file():
         raise BadInputError(path, "DICOM file not found")
-    ds = _dcmread(path, force=False, stop_before_pixels=True)
+    ds = _dcmread(path, force=False, defer_size="2 KB")
     rows, cols = ds.get("Rows"), ds.get("Columns")
     return DicomInfo(
         path=str(path),
@@ -95,6 +100,7 @@ def read_dicom_info(path: str | Path) -> DicomInfo:
         study_description=_text(ds, "StudyDescription"),
         rows=int(rows) if rows is not None else None,
         columns=int(cols) if cols is not None else None,
+        has_pixels=any(tag in ds for tag in _PIXEL_TAGS),
     )
 
 
