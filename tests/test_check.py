@@ -105,6 +105,8 @@ def test_covid_cxr_patient_split_has_no_leakage_but_image_split_does():
     assert not r["leakage"]["has_leakage"], r["leakage_summary"]
     assert r["leakage"]["n_images_hashed"] > 400
     assert r["text"]["clinical_notes"]["n"] == 509
+    # one picture is published for two patients (78 and 201): no split by patient can separate it
+    assert ["201", "78"] in r["leakage"]["cross_group_duplicates"].values()
     # Splitting per image instead puts one patient's images on both sides: caught by patient.
     from medmm.data import load_dataset
 

@@ -115,3 +115,18 @@ def test_clean_split_reports_no_leakage(tmp_path):
 def test_official_split_is_load_dataset(tmp_path):
     with pytest.raises(MedmmError):
         official_split("no_such_dataset", tmp_path, "train")
+
+
+def test_cross_group_duplicates_noted_even_within_one_split(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"x")
+    (tmp_path / "x_again.png").write_bytes(b"x")
+    splits = {
+        "train": [
+            Sample(id="1", dataset="t", split="train", patient_id="P1", images=[ImageRef(path=tmp_path / "x.png")]),
+            Sample(id="2", dataset="t", split="train", patient_id="P2", images=[ImageRef(path=tmp_path / "x_again.png")]),
+        ]
+    }
+    rep = find_leakage(splits, "patient")
+    assert not rep.has_leakage
+    assert list(rep.cross_group_duplicates.values()) == [["P1", "P2"]]
+    assert "deduplicate" in rep.summary()

@@ -135,6 +135,9 @@ class LeakageReport:
         n_samples: samples per split.
         n_images_hashed: distinct image files (or arrays) hashed.
         unreadable: image paths that could not be read (missing file, permission).
+        cross_group_duplicates: sha1 -> sorted group ids, for identical images held by
+            different groups in any split. Not a leak yet, but a grouped split cannot keep
+            them apart (e.g. one picture published for two "patients"): deduplicate first.
     """
 
     group_by: str
@@ -143,6 +146,7 @@ class LeakageReport:
     n_samples: dict[str, int] = field(default_factory=dict)
     n_images_hashed: int = 0
     unreadable: list[str] = field(default_factory=list)
+    cross_group_duplicates: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def has_leakage(self) -> bool:
@@ -179,6 +183,12 @@ class LeakageReport:
             for digest in sorted(self.shared_images)[:max_items]:
                 where = "; ".join(f"{k}: {v[0]}" for k, v in sorted(self.shared_images[digest].items()))
                 lines.append(f"  sha1 {digest[:12]} -> {where}")
+        if self.cross_group_duplicates:
+            first = next(iter(self.cross_group_duplicates.values()))
+            lines.append(
+                f"note: {len(self.cross_group_duplicates)} identical images belong to different {self.group_by} ids "
+                f"(e.g. {', '.join(first)}); a grouped split cannot keep them apart, deduplicate first"
+            )
         if self.unreadable:
             lines.append(f"{len(self.unreadable)} image files could not be read, e.g. {self.unreadable[0]}")
         return "\n".join(lines)
@@ -193,6 +203,7 @@ class LeakageReport:
             "shared_images": {k: {s: list(p) for s, p in v.items()} for k, v in self.shared_images.items()},
             "n_images_hashed": self.n_images_hashed,
             "unreadable": list(self.unreadable),
+            "cross_group_duplicates": {k: list(v) for k, v in self.cross_group_duplicates.items()},
         }
 
 
@@ -230,17 +241,18 @@ def find_leakage(
         return report
 
     # (split, path-or-array) to hash; a file used by many samples is hashed once.
-    todo: list[tuple[str, str, Any]] = []
+    todo: list[tuple[str, str, Any, str]] = []
     for name, samples in splits.items():
         for s in samples:
             for i, im in enumerate(s.images):
                 if im.path is not None:
-                    todo.append((name, im.path, None))
+                    todo.append((name, im.path, None, s.group(group_by)))
                 elif im.array is not None:
-                    todo.append((name, f"<array {s.id}#{i}>", im.array))
+                    todo.append((name, f"<array {s.id}#{i}>", im.array, s.group(group_by)))
     cache: dict[str, str | None] = {}
     where: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for done, (name, label, array) in enumerate(todo, 1):
+    owners: dict[str, set[str]] = defaultdict(set)
+    for done, (name, label, array, gid) in enumerate(todo, 1):
         if array is not None:
             h = hashlib.sha1(f"{array.dtype}{array.shape}".encode())
             h.update(memoryview(array.tobytes()))
@@ -255,6 +267,7 @@ def find_leakage(
             digest = cache[label]
         if digest is not None:
             where[digest][name].add(label)
+            owners[digest].add(gid)
         if progress is not None:
             progress(done, len(todo))
     report.n_images_hashed = len(where)
@@ -263,4 +276,5 @@ def find_leakage(
         for d, by_split in sorted(where.items())
         if len(by_split) > 1
     }
+    report.cross_group_duplicates = {d: sorted(g) for d, g in sorted(owners.items()) if len(g) > 1}
     return report
