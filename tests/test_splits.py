@@ -130,3 +130,36 @@ def test_cross_group_duplicates_noted_even_within_one_split(tmp_path):
     assert not rep.has_leakage
     assert list(rep.cross_group_duplicates.values()) == [["P1", "P2"]]
     assert "deduplicate" in rep.summary()
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    given = None
+
+if given is not None:
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        groups=st.lists(st.integers(min_value=0, max_value=12), min_size=0, max_size=60),
+        weights=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=4).filter(any),
+        seed=st.integers(min_value=0, max_value=2**16),
+        stratified=st.booleans(),
+    )
+    def test_grouped_split_properties(groups, weights, seed, stratified):
+        samples = [
+            Sample(id=str(i), dataset="t", split="all", patient_id=f"P{g}", targets={"y": str(g % 3)})
+            for i, g in enumerate(groups)
+        ]
+        fractions = {f"s{i}": w / sum(weights) for i, w in enumerate(weights)}
+        parts = grouped_split(samples, "patient", fractions, seed=seed, stratify="y" if stratified else None)
+        assert sorted(s.id for v in parts.values() for s in v) == sorted(s.id for s in samples)
+        assert not find_leakage(parts, "patient", hash_images=False).shared_groups
+        n_groups = len(set(groups))
+        for name, frac in fractions.items():
+            got = len({s.patient_id for s in parts[name]})
+            if frac == 0:
+                assert got == 0
+            elif not stratified:  # largest remainder: within one group of the exact share
+                assert abs(got - frac * n_groups) < 1
