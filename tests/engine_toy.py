@@ -36,7 +36,7 @@ def make_toy_root(root: Path, sizes: dict[str, int], seed: int = 0, bad: dict[st
     rng = np.random.default_rng(seed)
     for split, n in sizes.items():
         y = np.arange(n) % 2
-        x = rng.normal(0.0, 0.5, size=(n, 8, 8)).astype(np.float32) + np.where(y == 1, 1.0, -1.0)[:, None, None]
+        x = rng.normal(0.0, 1.0, size=(n, 8, 8)).astype(np.float32) + np.where(y == 1, 0.3, -0.3)[:, None, None]
         n_bad = (bad or {}).get(split, 0)
         np.savez(root / f"{split}.npz", x=x.astype(np.float32), y=y, bad=np.array([f"{split}-{i}" for i in range(n_bad)]))
     return root
@@ -150,7 +150,7 @@ model:
 trainer:
   max_epochs: 3
   batch_size: 8
-  lr: 0.05
+  lr: 0.02
   warmup_steps: 2
   monitor: val/nll
   monitor_mode: min

@@ -22,8 +22,20 @@ from medmm.errors import BadInputError, MedmmError
 log = logging.getLogger("medmm.engine")
 
 
+def import_plugins() -> None:
+    """Import the modules listed in $MEDMM_PLUGINS (comma-separated), e.g. out-of-tree tasks.
+
+    Their @register_task / @register_dataset decorators then make them usable by name.
+    """
+    import importlib
+
+    for name in filter(None, (m.strip() for m in os.environ.get("MEDMM_PLUGINS", "").split(","))):
+        importlib.import_module(name)
+
+
 def build_task(cfg: RunConfig, where: str | Path | None = None) -> Task:
     """The task named by cfg.task, built from cfg.model (checked against its Config)."""
+    import_plugins()
     validate_model_section(cfg, where)
     return get_task_class(cfg.task).from_config(cfg.model)
 
@@ -154,6 +166,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    import_plugins()
     tc = cfg.trainer
     _set_threads(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -334,6 +347,7 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, Task]:
 
 
 def _samples_for(cfg: RunConfig, data_root: str | Path, dataset: str | None, split: str) -> tuple[list[Sample], dict[str, str], str]:
+    import_plugins()
     name = dataset or cfg.data.dataset
     ss = load_dataset(name, data_root, split, skip_bad=cfg.data.skip_bad)
     skipped = {(e.path or f"#{i}"): e.problem for i, e in enumerate(ss.skipped)}

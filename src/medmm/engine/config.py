@@ -351,8 +351,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, validat
 
 def validate_model_section(cfg: RunConfig, where: str | Path | None = None) -> Any:
     """Check cfg.model against the task's Config dataclass; returns the parsed Config."""
+    from medmm.engine.api import import_plugins
     from medmm.engine.task import get_task_class
 
+    import_plugins()
     try:
         cls = get_task_class(cfg.task)
     except MedmmError as exc:

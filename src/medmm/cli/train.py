@@ -1,0 +1,71 @@
+"""`medmm train | evaluate | predict | report`: thin wrappers over medmm.engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medmm.cli.app import app
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def train(
+    config: Path = typer.Argument(..., help="YAML run config (configs/<task>/<dataset>.yaml)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH"),
+    out: Path = typer.Option(..., "--out", help="Run directory; rerunning with the same one resumes from its last.ckpt."),
+) -> None:
+    """Train a task from a config; writes the run directory (checkpoints, metrics, report.html)."""
+    from medmm.engine import load_config
+    from medmm.engine.api import train as run_train
+
+    cfg = load_config(config, list(overrides or []), validate_model=True)
+    metrics = run_train(cfg, out)
+    if metrics:
+        for split, m in metrics.items():
+            scalars = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            typer.echo(f"{split}: " + json.dumps(scalars))
+        typer.echo(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
+    data: Path = typer.Option(..., "--data", help="Dataset root in its original layout (may hold only the test split)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    split: str = typer.Option("test", "--split", help="Split to score; exactly its records, never re-split."),
+    out: Path = typer.Option(..., "--out", help="Where to write metrics JSON (metrics + provenance)."),
+) -> None:
+    """Score a trained run on a split of any dataset root."""
+    from medmm.engine.api import evaluate as run_eval
+
+    result = run_eval(run_dir, data, dataset=dataset, split=split, out=out)
+    scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    prov = result["provenance"]
+    typer.echo(json.dumps(scalars))
+    typer.echo(f"{prov['n_samples']} samples, {prov['n_skipped']} skipped -> {out}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
+    data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    split: str = typer.Option("test", "--split", help="Split to predict."),
+    out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
+) -> None:
+    """Write one prediction per sample (with its id) as JSON lines."""
+    from medmm.engine.api import predict as run_predict
+
+    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out)
+    typer.echo(f"{len(records)} predictions -> {out}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`.")) -> None:
+    """(Re)write RUN_DIR/report.html and its plots from the run's logs and metrics."""
+    from medmm.engine.report import write_report
+
+    typer.echo(str(write_report(run_dir)))
