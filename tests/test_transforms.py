@@ -85,6 +85,13 @@ def test_preprocess_image_shapes_dtypes_and_values():
     np.testing.assert_allclose(const, 1.0)  # (1 - 0.5) / 0.5
 
 
+def test_gray_shortcut_equals_explicit_replication():
+    gray = RNG.integers(0, 256, (33, 47), dtype=np.uint8)
+    fast = preprocess_image(gray, (20, 16), 3, mean=[0.4, 0.5, 0.6], std=[0.2, 0.3, 0.4])
+    slow = preprocess_image(to_channels(gray, 3), (20, 16), 3, mean=[0.4, 0.5, 0.6], std=[0.2, 0.3, 0.4])
+    np.testing.assert_array_equal(fast, slow)
+
+
 def test_preprocess_is_byte_deterministic():
     img = RNG.integers(0, 65535, (37, 53), dtype=np.uint16)
     digests = {hashlib.sha256(preprocess_image(img.copy(), (24, 20), 3).tobytes()).hexdigest() for _ in range(3)}

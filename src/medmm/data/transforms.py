@@ -142,14 +142,13 @@ def preprocess_image(
     Steps: channel conversion (`to_channels`), intensity to [0, 1] (`to_unit_range`), bilinear
     resize to ``size`` (`resize`), then (x - mean) / std per channel.
     """
-    x = to_channels(arr, in_channels)
-    x = to_unit_range(x)
-    x = resize(x, size)
+    # Grayscale is resized once and replicated afterwards: 3x less work, identical result.
+    x = to_channels(arr, 1) if in_channels == 1 or np.ndim(arr) == 2 else to_channels(arr, 3)
+    x = resize(to_unit_range(x), size)
+    if in_channels == 3 and x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=-1)
     x = normalize(x, mean, std)
-    if x.ndim == 2:
-        x = x[None]
-    else:
-        x = np.transpose(x, (2, 0, 1))
+    x = x[None] if x.ndim == 2 else np.transpose(x, (2, 0, 1))
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
