@@ -41,6 +41,10 @@ def test_covid_cxr_lungboxes_counts():
     s = next(s for s in ds if s.id.startswith("auntminnie-a-2020_01_28"))
     right = next(b for b in s.boxes if b.label == "Right Lung")
     assert (right.x, right.y, right.width, right.height) == pytest.approx((24.22, 41.51, 141.26, 290.59))
+    # covid-severity-scores.csv: 77 rows in this copy, all of them lung-box images
+    assert sum("severity" in s.meta for s in ds) == 77
+    sev = next(s for s in ds if s.id == "01E392EE-69F9-4E33-BFCE-E5C968654078.jpeg").meta["severity"]
+    assert sev == {"geographic_extent_mean": 6.0, "opacity_mean": 4.0}
 
 
 def test_covid_cxr_seg_counts():
@@ -61,6 +65,7 @@ def test_monuseg_counts():
     train, val = load_dataset("monuseg_lvit", root, "train"), load_dataset("monuseg_lvit", root, "val")
     assert (len(train), len(val)) == (24, 6)
     assert len(load_dataset("monuseg_lvit", root, "test")) == 0  # Test_Folder not in the shared copy
+    assert len(load_dataset("monuseg_lvit", root.parent, "train")) == 24  # parent folder accepted too
     s = next(s for s in train if s.id == "TCGA-21-5786-01Z-00-DX1")
     assert s.text["sentence"] == "The nuclei density in the upper right is high."
     assert s.patient_id == "TCGA-21-5786" and s.masks[0].label == "nuclei"

@@ -4,6 +4,9 @@ Three registered names, all with the single split "all" (the collection has no o
 split by patient with ``medmm.data.splits.grouped_split(samples, "patient", ...)``):
 
 * ``covid_cxr``: one sample per ``metadata.csv`` row (finding, view, clinical notes, licence).
+
+All three add ``meta["severity"] = {"geographic_extent_mean", "opacity_mean"}`` (0-8, 0-6; mean
+of 3 raters) for images listed in ``covid-severity-scores.csv``.
 * ``covid_cxr_lungboxes``: one sample per image of ``lung_bboxes/annotations/annotations.json``
   (COCO, two boxes per image: Right Lung / Left Lung), joined to metadata.csv by file name.
 * ``covid_cxr_seg``: one sample per image of ``segmentations_100/structure.csv``, with one
@@ -85,6 +88,24 @@ def _read_metadata(root: Path, required: bool) -> dict[str, dict[str, str]]:
     return {r["filename"].strip(): r for r in rows if r.get("filename", "").strip()}
 
 
+def _read_severity(root: Path) -> dict[str, dict[str, float]]:
+    """covid-severity-scores.csv (lines starting '##' are comments) keyed by file name, or {}."""
+    path = root / "covid-severity-scores.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = [line for line in f if not line.startswith("#")]
+    out: dict[str, dict[str, float]] = {}
+    for r in csv.DictReader(lines):
+        name = (r.get("filename") or "").strip()
+        if name:
+            out[name] = {
+                "geographic_extent_mean": _float(r.get("geographic_mean"), path, f"{name} geographic_mean"),
+                "opacity_mean": _float(r.get("opacity_mean"), path, f"{name} opacity_mean"),
+            }
+    return out
+
+
 def _fill_from_metadata(s: Sample, row: dict[str, str] | None) -> None:
     """Copy targets, notes, ids and the per-image licence from a metadata row into s."""
     if row is None:
@@ -130,6 +151,7 @@ def load_covid_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     if split != "all":
         return []
     meta = _read_metadata(root, required=True)
+    severity = _read_severity(root)
     out: list[Sample] = []
     for name, row in meta.items():
         if not row.get("patientid", "").strip():
@@ -142,6 +164,8 @@ def load_covid_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
             s.images.append(_image(img, row, name))
         else:
             s.meta["image_missing"] = True  # metadata is usable alone (text-only diagnosis)
+        if name in severity:
+            s.meta["severity"] = severity[name]
         out.append(s)
     return out
 
@@ -173,6 +197,7 @@ def load_covid_cxr_lungboxes(root: Path, split: str, errors: ErrorPolicy) -> lis
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInputError(ann_path, f"not a COCO annotation file: {exc}") from exc
     meta = _read_metadata(root, required=False)
+    severity = _read_severity(root)
     by_image: dict[object, list[dict]] = {}
     for a in annotations:
         by_image.setdefault(a.get("image_id"), []).append(a)
@@ -207,6 +232,8 @@ def load_covid_cxr_lungboxes(root: Path, split: str, errors: ErrorPolicy) -> lis
             s.patient_id = pid or None
         s.images.append(_image(img_path, row, name))
         s.meta["width"], s.meta["height"] = im.get("width"), im.get("height")
+        if name in severity:
+            s.meta["severity"] = severity[name]
         out.append(s)
     return out
 
@@ -236,6 +263,7 @@ def load_covid_cxr_seg(root: Path, split: str, errors: ErrorPolicy) -> list[Samp
     if rows and not {"Filename", "Template Name", "Mask", "Top", "Left", "Width", "Height"} <= set(rows[0]):
         raise BadInputError(struct, "missing columns Filename/Template Name/Mask/Top/Left/Width/Height")
     meta = _read_metadata(root, required=False)
+    severity = _read_severity(root)
     out: list[Sample] = []
     for name, regions in _region_rows(rows).items():
         img_path = seg / "images" / name
@@ -265,5 +293,7 @@ def load_covid_cxr_seg(root: Path, split: str, errors: ErrorPolicy) -> list[Samp
         s.meta["resolution"] = (regions[0].get("Resolution") or "").strip()
         if no_mask:
             s.meta["regions_without_mask"] = no_mask
+        if name in severity:
+            s.meta["severity"] = severity[name]
         out.append(s)
     return out

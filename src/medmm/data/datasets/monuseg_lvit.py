@@ -1,6 +1,6 @@
 """MoNuSeg nucleus segmentation with the LViT sentence per image (text-guided segmentation).
 
-Root is the ``MoNuSeg`` folder of the LViT layout::
+Root is the ``MoNuSeg`` folder of the LViT layout (or the folder holding ``MoNuSeg/``)::
 
     Train_Folder/img/*.png  Train_Folder/labelcol/*.png  Train_Folder/Train_text.xlsx
     Val_Folder/...          Test_Folder/... (test images are .tif, the xlsx lists .png names)
@@ -47,6 +47,8 @@ def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
     """Samples of Train_Folder / Val_Folder / Test_Folder; [] when the folder is absent."""
     import pandas as pd
 
+    if (root / "MoNuSeg").is_dir():  # also accept the monuseg_lvit folder above MoNuSeg/
+        root = root / "MoNuSeg"
     prefix = _FOLDERS[split]
     folder = root / f"{prefix}_Folder"
     if not folder.is_dir():
