@@ -156,17 +156,18 @@ class LeakageReport:
     def summary(self, max_items: int = 5) -> str:
         """A few readable lines: what leaks between which splits, with examples."""
         splits = ", ".join(f"{k}={v}" for k, v in self.n_samples.items())
+        key = "sample" if self.group_by == "id" else self.group_by
         lines = [f"leakage check by {self.group_by!r} over splits ({splits})"]
         if not self.has_leakage:
             images = (
                 f"none of {self.n_images_hashed} hashed images" if self.n_images_hashed else "no image files were hashed"
             )
             shared = " is in more than one split" if self.n_images_hashed else ""
-            lines.append(f"no leakage: no {self.group_by} id is in more than one split; {images}{shared}")
+            lines.append(f"no leakage: no {key} id is in more than one split; {images}{shared}")
         if self.shared_groups:
             pairs = Counter(" & ".join(sorted(v)) for v in self.shared_groups.values())
             lines.append(
-                f"LEAK: {len(self.shared_groups)} {self.group_by} ids in more than one split ("
+                f"LEAK: {len(self.shared_groups)} {key} ids in more than one split ("
                 + "; ".join(f"{p}: {n}" for p, n in sorted(pairs.items()))
                 + ")"
             )
@@ -186,7 +187,7 @@ class LeakageReport:
         if self.cross_group_duplicates:
             first = next(iter(self.cross_group_duplicates.values()))
             lines.append(
-                f"note: {len(self.cross_group_duplicates)} identical images belong to different {self.group_by} ids "
+                f"note: {len(self.cross_group_duplicates)} identical images belong to different {key} ids "
                 f"(e.g. {', '.join(first)}); a grouped split cannot keep them apart, deduplicate first"
             )
         if self.unreadable:
