@@ -98,6 +98,7 @@ def test_decode_finds_corrupt_image(vqa_rad_root):
     assert stages == {"hashing images", "decoding images"}
 
 
+@pytest.mark.shared_data
 def test_covid_cxr_patient_split_has_no_leakage_but_image_split_does():
     root = shared_dataset("covid_cxr")
     r = check_dataset("covid_cxr", root, "patient", {"train": 0.7, "val": 0.1, "test": 0.2}, seed=0)

@@ -18,6 +18,7 @@ from medmm.errors import BadInputError
 # ---------------------------------------------------------------- real data (skip when absent)
 
 
+@pytest.mark.shared_data
 def test_covid_cxr_metadata_counts():
     root = shared_dataset("covid_cxr")
     ds = load_dataset("covid_cxr", root, "all")
@@ -31,6 +32,7 @@ def test_covid_cxr_metadata_counts():
     assert load_dataset("covid_cxr", root, "all").samples[0].id == ds[0].id  # deterministic order
 
 
+@pytest.mark.shared_data
 def test_covid_cxr_lungboxes_counts():
     root = shared_dataset("covid_cxr")
     ds = load_dataset("covid_cxr_lungboxes", root, "all")
@@ -47,6 +49,7 @@ def test_covid_cxr_lungboxes_counts():
     assert sev == {"geographic_extent_mean": 6.0, "opacity_mean": 4.0}
 
 
+@pytest.mark.shared_data
 def test_covid_cxr_seg_counts():
     root = shared_dataset("covid_cxr")
     ds = load_dataset("covid_cxr_seg", root, "all")
@@ -60,6 +63,7 @@ def test_covid_cxr_seg_counts():
     assert m.box == (336.0, 0.0, 295.0, 410.0)  # (Left, Top, Width, Height) of structure.csv row 1
 
 
+@pytest.mark.shared_data
 def test_monuseg_counts():
     root = shared_dataset("monuseg_lvit") / "MoNuSeg"
     train, val = load_dataset("monuseg_lvit", root, "train"), load_dataset("monuseg_lvit", root, "val")
@@ -71,6 +75,7 @@ def test_monuseg_counts():
     assert s.patient_id == "TCGA-21-5786" and s.masks[0].label == "nuclei"
 
 
+@pytest.mark.shared_data
 def test_iu_xray_counts():
     root = shared_dataset("iu_xray_reports")
     sizes = {sp: len(load_dataset("iu_xray", root, sp)) for sp in ("train", "val", "test")}
@@ -87,6 +92,7 @@ def test_iu_xray_counts():
     assert all(len(s.findings) == 15 for s in labels)
 
 
+@pytest.mark.shared_data
 def test_slake_counts_and_kg():
     root = shared_dataset("slake")
     with pytest.raises(BadInputError, match="qid 1622"):  # one English QA has an empty answer
@@ -112,6 +118,7 @@ def test_slake_counts_and_kg():
     assert ("Skeleton", "belong to", "Motor System") in kg
 
 
+@pytest.mark.shared_data
 def test_roco_counts():
     root = shared_dataset("roco_captions_textonly")
     val, test = load_dataset("roco", root, "validation"), load_dataset("roco", root, "test")
@@ -230,7 +237,9 @@ def test_iu_xray_r2gen_blank_key_and_images(tmp_path):
 
 
 def test_iu_xray_openi_bad_label(tmp_path):
-    cols = "filename,Atelectasis,Cardiomegaly,Effusion,Infiltration,Mass,Nodule,Pneumonia,Pneumothorax,Consolidation,Edema,Emphysema,Fibrosis,Pleural_Thickening,Hernia,normal"
+    from medmm.data.datasets.iu_xray import OPENI_LABELS
+
+    cols = ",".join(("filename", *OPENI_LABELS))
     (tmp_path / "openi_gld_std14.csv").write_text(cols + "\nCXR5" + ",0" * 14 + ",1\nCXR6" + ",0" * 13 + ",2,0\n")
     with pytest.raises(BadInputError, match="row 3 \\(CXR6\\): Hernia = '2'"):
         load_dataset("iu_xray_openi_labels", tmp_path, "all")

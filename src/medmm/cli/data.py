@@ -92,7 +92,8 @@ def render(result: dict[str, Any]) -> list[Any]:
         out.append(Text(f"skipped {len(result['skipped'])} bad samples, e.g. {result['skipped'][0]['error']}", style="yellow"))
     if "decode" in result:
         d = result["decode"]
-        out.append(Text(f"decoded {d['decoded']} images, {len(d['undecodable'])} undecodable", style="red" if d["undecodable"] else ""))
+        style = "red" if d["undecodable"] else ""
+        out.append(Text(f"decoded {d['decoded']} images, {len(d['undecodable'])} undecodable", style=style))
     leak = result["leakage"]
     out.append(Text(result["leakage_summary"], style="bold red" if leak["has_leakage"] else "green"))
     return out
@@ -121,7 +122,8 @@ def check_cmd(
 
     fractions = parse_fractions(split_fractions) if split_fractions else None
     console = Console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -130,7 +132,8 @@ def check_cmd(
             bar.update(tasks[stage], completed=done)
 
         result = check_dataset(
-            name, root, group_by, fractions, seed=seed, stratify=stratify, hash_images=hash_images, decode=decode, progress=progress
+            name, root, group_by, fractions,
+            seed=seed, stratify=stratify, hash_images=hash_images, decode=decode, progress=progress,
         )
     for item in render(result):
         console.print(item)

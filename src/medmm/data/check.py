@@ -35,7 +35,10 @@ def label_distribution(parts: Mapping[str, list[Sample]]) -> dict[str, Any]:
     keys = sorted({k for samples in parts.values() for s in samples for k in s.targets})
     out: dict[str, Any] = {}
     for key in keys:
-        per_split = {name: dict(Counter(s.targets[key] for s in samples if key in s.targets).most_common()) for name, samples in parts.items()}
+        per_split = {
+            name: dict(Counter(s.targets[key] for s in samples if key in s.targets).most_common())
+            for name, samples in parts.items()
+        }
         total: Counter[str] = Counter()
         for c in per_split.values():
             total.update(c)

@@ -164,7 +164,9 @@ def load_iu_xray_kaggle(root: Path, split: str, errors: ErrorPolicy) -> list[Sam
                     break
         meta = {k: row[k].strip() for k in ("MeSH", "Problems", "image", "comparison") if (row.get(k) or "").strip()}
         meta["projections"] = projections.get(uid, [])
-        out.append(Sample(id=f"CXR{uid}", dataset="iu_xray_kaggle", split="all", images=images, text=text, study_id=uid, meta=meta))
+        out.append(
+            Sample(id=f"CXR{uid}", dataset="iu_xray_kaggle", split="all", images=images, text=text, study_id=uid, meta=meta)
+        )
     return out
 
 
