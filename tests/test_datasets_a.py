@@ -194,6 +194,18 @@ def test_manifest_jsonl(tmp_path):
     assert [s.id for s in got] == ["j1"] and got[0].findings == {"Mass": LabelState.POSITIVE} and got[0].case_id == "C1"
 
 
+def test_manifest_non_utf8_rows_report_their_own_byte_offsets(tmp_path):
+    root = _manifest_folder(tmp_path)
+    head = "\ufeffid,report\n".encode()
+    row1, row2, row3 = "a,ok\n".encode(), "b,\xe9\n".encode("latin-1"), "c,d\xe9j\xe0\n".encode("latin-1")
+    (root / "manifest.csv").write_bytes(head + row1 + row2 + row3 + "d,fine \u00e9\n".encode())
+    got = load_dataset("manifest", root, "all", skip_bad=True)
+    assert [s.id for s in got] == ["a", "d"] and got[1].text["report"] == "fine \u00e9"
+    first, second = (str(e) for e in got.skipped)
+    assert f"byte offset {len(head + row1) + 2}" in first
+    assert f"byte offset {len(head + row1 + row2) + 3}" in second
+
+
 def test_manifest_row_errors(tmp_path):
     root = _manifest_folder(tmp_path)
     (root / "manifest.csv").write_text("id,image,split\nx,img/a.png,train\nx,img/b.png,train\ny,img/a.png,training\n,img/a.png,train\n")
@@ -249,7 +261,7 @@ def test_bad_inputs_each_one_error_then_skipped_and_counted(tmp_path):
         "emptyrep,good.png,empty.txt,",
         "missing,gone.png,,fine",
     ]
-    data = ("\n".join(lines) + "\n").encode() + "latin,good.png,,caf\xe9\n".encode("latin-1")
+    data = ("\n".join(lines) + "\n").encode() + "latin,good.png,,caf\xe9 \xe9t\xe9\n".encode("latin-1")
     (tmp_path / "manifest.csv").write_bytes(data)
 
     # Without skip_bad the first bad row raises one BadInputError naming its file.
@@ -260,6 +272,7 @@ def test_bad_inputs_each_one_error_then_skipped_and_counted(tmp_path):
     loaded = load_dataset("manifest", tmp_path, "all", skip_bad=True)
     assert [s.id for s in loaded] == ["good", "trunc", "rand", "nopix"]
     assert [Path(e.path).name for e in loaded.skipped] == ["empty.txt", "gone.png", "manifest.csv"]
+    assert "line 8" in str(loaded.skipped[2])
     assert f"offset {data.index(b'caf') + 3}" in str(loaded.skipped[2])
     with pytest.raises(BadInputError, match="truncated"):
         verify_images(loaded, skip_bad=False)

@@ -59,6 +59,9 @@ def _csv_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
     # surrogateescape keeps undecodable bytes as marker characters, so one bad row does not
     # lose the whole file; that row is reported with the byte offset of its first bad byte.
     text = data.decode("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8", errors="surrogateescape")
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # offsets count from the start of the file
+    bad_offsets: list[int] | None = None
+    bad_seen = 0
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -82,10 +85,14 @@ def _csv_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
         label = f"line {reader.line_num}"
         if not values or all(not v.strip() for v in values):
             continue
-        bad = next((v for v in values if _has_bad_bytes(v)), None)
-        if bad is not None:
-            offset = _byte_offset_of_first_bad(data, text)
-            out.append((label, BadInputError(path, f"{label}: not valid UTF-8 (first bad byte at offset {offset})")))
+        n_bad = sum(_count_bad_bytes(v) for v in values)
+        if n_bad:
+            # Each escaped character stands for one undecodable byte, in file order.
+            if bad_offsets is None:
+                bad_offsets = _bad_byte_offsets(text, bom)
+            offset = bad_offsets[bad_seen] if bad_seen < len(bad_offsets) else -1
+            bad_seen += n_bad
+            out.append((label, BadInputError(path, f"{label}: not valid UTF-8 (byte offset {offset})")))
             continue
         if len(values) > len(header):
             out.append((label, BadInputError(path, f"{label} has {len(values)} fields, header has {len(header)}")))
@@ -94,16 +101,24 @@ def _csv_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
     return out
 
 
+def _count_bad_bytes(value: str) -> int:
+    return sum("\udc80" <= ch <= "\udcff" for ch in value)
+
+
 def _has_bad_bytes(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _count_bad_bytes(value) > 0
 
 
-def _byte_offset_of_first_bad(data: bytes, text: str) -> int:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start
-    return -1
+def _bad_byte_offsets(text: str, start: int) -> list[int]:
+    """Byte offsets of the undecodable bytes (surrogate-escaped characters) of `text`."""
+    offsets, pos = [], start
+    for ch in text:
+        if "\udc80" <= ch <= "\udcff":
+            offsets.append(pos)
+            pos += 1
+        else:
+            pos += len(ch.encode("utf-8", "surrogatepass"))
+    return offsets
 
 
 def _jsonl_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
@@ -148,7 +163,7 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
     base = path.parent
     modality, view = _str(row.get("modality")) or None, _str(row.get("view")) or None
     raw_images = row.get("image")
-    names = raw_images if isinstance(raw_images, list) else [p for p in _str(raw_images).split(";")]
+    names = raw_images if isinstance(raw_images, list) else _str(raw_images).split(";")
     images = []
     for name in (_str(n) for n in names):
         if not name:

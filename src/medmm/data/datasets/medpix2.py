@@ -136,10 +136,9 @@ def load_medpix2(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
         plane = _clean(desc.get("Plane"))
         text, targets, meta = _case_text(cases.get(case_id, {}))
         text = {"caption": caption, **{k: v for k, v in text.items() if k != "report"}}
-        for key, field in (("Modality", "modality_detail"),):
-            value = _clean(desc.get(key))
-            if value:
-                targets[field] = value
+        modality_detail = _clean(desc.get("Modality"))  # e.g. "CT w/contrast (IV)", "MR - T2 weighted"
+        if modality_detail:
+            targets["modality_detail"] = modality_detail
         if modality:
             targets["modality"] = modality
         if plane:

@@ -87,6 +87,13 @@ def read_dicom_info(path: str | Path) -> DicomInfo:
     if not path.is_file():
         raise BadInputError(path, "DICOM file not found")
     ds = _dcmread(path, force=False, defer_size="2 KB")
+    try:
+        return _info(path, ds)
+    except Exception as exc:  # a garbled header value surfaces only when it is parsed
+        raise BadInputError(path, f"invalid DICOM header value: {type(exc).__name__}: {exc}") from exc
+
+
+def _info(path: Path, ds: Any) -> DicomInfo:
     rows, cols = ds.get("Rows"), ds.get("Columns")
     return DicomInfo(
         path=str(path),
@@ -115,14 +122,23 @@ def read_dicom(
 
     ``force=True`` accepts files without the 128-byte preamble + "DICM" marker (raw datasets).
     """
-    from pydicom.pixels import apply_modality_lut
-
-    from medmm.data.io.image import apply_window
-
     path = Path(path)
     if not path.is_file():
         raise BadInputError(path, "DICOM file not found")
     ds = _dcmread(path, force=force)
+    try:
+        return _decode(path, ds, window, stored_window)
+    except BadInputError:
+        raise
+    except Exception as exc:  # a garbled header value surfaces only when it is parsed
+        raise BadInputError(path, f"invalid DICOM header value: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(path: Path, ds: Any, window: tuple[float, float] | None, stored_window: bool) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut
+
+    from medmm.data.io.image import apply_window
+
     if not any(tag in ds for tag in _PIXEL_TAGS):
         raise BadInputError(path, "DICOM has no pixel data (no PixelData element)")
     frames = _first_number(ds.get("NumberOfFrames")) or 1
