@@ -451,12 +451,14 @@ class RetrievalTask(Task):
         }
 
     # -- training -----------------------------------------------------------------------
+    @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings (B, E)."""
+        """L2-normalised image embeddings (B, E) for inference (no gradients)."""
         return self.model.encode_image(images)[0]
 
+    @torch.no_grad()
     def encode_texts(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """L2-normalised text embeddings (N, E) of raw strings."""
+        """L2-normalised text embeddings (N, E) of raw strings, for inference (no gradients)."""
         out = []
         for i in range(0, len(texts), batch_size):
             tok = self.tokenize(texts[i : i + batch_size])

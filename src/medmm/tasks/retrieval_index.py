@@ -1,0 +1,177 @@
+"""Searchable indexes of a dataset embedded by a trained retrieval run (`medmm index build/search`).
+
+An index folder holds two `VectorIndex`es and a description:
+
+    INDEX/
+      index.json   run dir, dataset, split, data root, counts (what the index was built from)
+      image/       one vector per distinct image; metadata: sample ids, image path, case, text
+      text/        one vector per distinct text;  metadata: sample ids, text, image key, path
+
+A text query searches `image/` and an image query searches `text/` (cross-modal); either may
+also search its own modality. Every hit's metadata names the sample(s) it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medmm.errors import BadInputError, MedmmError
+
+INDEX_DESCRIPTION = "index.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class IndexSummary:
+    """What `build_index` wrote."""
+
+    path: Path
+    n_images: int
+    n_texts: int
+    n_samples: int
+    n_skipped: int
+    kind: str
+
+
+def _load_retrieval_run(run_dir: str | Path):
+    from medmm.engine.api import load_run
+
+    cfg, task = load_run(run_dir)
+    if not (hasattr(task, "encode_images") and hasattr(task, "encode_texts")):
+        raise MedmmError(f"{run_dir}: run of task {cfg.task!r} has no image/text embeddings; use a retrieval run")
+    return cfg, task
+
+
+def build_index(
+    run_dir: str | Path,
+    data_root: str | Path,
+    out: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str = "train",
+    kind: str = "auto",
+) -> IndexSummary:
+    """Embed every image and text of `split` with the run's model and save both indexes to `out`.
+
+    The folder is written next to `out` and renamed into place, so a failed build never
+    leaves a half-written index.
+    """
+    from medmm.data.registry import load_dataset
+    from medmm.engine.api import run_inference
+    from medmm.knowledge.vector_index import VectorIndex
+
+    cfg, task = _load_retrieval_run(run_dir)
+    name = dataset or cfg.data.dataset
+    ss = load_dataset(name, data_root, split, skip_bad=True)
+    if not ss.samples:
+        raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
+    by_id = {s.id: s for s in ss.samples}
+    records, skipped = run_inference(task, list(ss.samples), cfg)
+
+    images: dict[str, dict[str, Any]] = {}
+    texts: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ref, pred, sample = rec["reference"], rec["prediction"], by_id[rec["id"]]
+        ik, tk = ref["image_key"], ref["text_key"]
+        if ik not in images:
+            images[ik] = {
+                "vec": pred["image_embedding"],
+                "meta": {"sample_ids": [], "image_path": rec.get("image_path"), "case_id": sample.case_id, "patient_id": sample.patient_id, "text": ref.get("text"), "dataset": name, "split": split},
+            }
+        images[ik]["meta"]["sample_ids"].append(rec["id"])
+        if tk not in texts:
+            texts[tk] = {
+                "vec": pred["text_embedding"],
+                "meta": {"sample_ids": [], "text": ref.get("text"), "image_key": ik, "image_path": rec.get("image_path"), "case_id": sample.case_id, "dataset": name, "split": split},
+            }
+        texts[tk]["meta"]["sample_ids"].append(rec["id"])
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        built_kind = kind
+        for sub, items in (("image", images), ("text", texts)):
+            vecs = np.asarray([v["vec"] for v in items.values()], dtype=np.float32)
+            index = VectorIndex(vecs.shape[1], kind=kind, metric="cosine")
+            index.add(vecs, list(items), [v["meta"] for v in items.values()])
+            index.save(tmp / sub)
+            built_kind = index.kind
+        desc = {
+            "format_version": FORMAT_VERSION,
+            "run_dir": str(Path(run_dir).resolve()),
+            "dataset": name,
+            "split": split,
+            "data_root": str(Path(data_root).resolve()),
+            "n_samples": len(records),
+            "n_images": len(images),
+            "n_texts": len(texts),
+            "skipped": {**{(e.path or f"#{i}"): e.problem for i, e in enumerate(ss.skipped)}, **skipped},
+        }
+        (tmp / INDEX_DESCRIPTION).write_text(json.dumps(desc, indent=2), encoding="utf-8")
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return IndexSummary(out, len(images), len(texts), len(records), len(desc["skipped"]), built_kind)
+
+
+class RetrievalSearcher:
+    """Loads an index folder and its run's model; embeds queries and searches."""
+
+    def __init__(self, index_dir: str | Path, run_dir: str | Path | None = None):
+        from medmm.knowledge.vector_index import VectorIndex
+
+        self.index_dir = Path(index_dir)
+        desc_path = self.index_dir / INDEX_DESCRIPTION
+        if not desc_path.is_file():
+            raise BadInputError(self.index_dir, f"not a retrieval index ({INDEX_DESCRIPTION} missing); build one with `medmm index build`")
+        try:
+            self.description = json.loads(desc_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise BadInputError(desc_path, f"unreadable index description: {exc}") from exc
+        self.indexes = {sub: VectorIndex.load(self.index_dir / sub) for sub in ("image", "text")}
+        self.cfg, self.task = _load_retrieval_run(run_dir or self.description["run_dir"])
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """The (E,) embedding of a text query."""
+        if not text.strip():
+            raise MedmmError("empty text query")
+        return self.task.encode_texts([text])[0].float().cpu().numpy()
+
+    def embed_image(self, path: str | Path) -> np.ndarray:
+        """The (E,) embedding of an image file, preprocessed as in training."""
+        import torch
+
+        from medmm.data.schema import ImageRef, Sample
+
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(path, "query image not found")
+        sample = Sample(id=str(path), dataset="query", split="query", images=[ImageRef(path=str(path))])
+        with torch.no_grad():
+            return self.task.encode_images(self.task.image_tensor(sample)[None])[0].float().cpu().numpy()
+
+    def search(self, *, text: str | None = None, image: str | Path | None = None, k: int = 10, target: str | None = None):
+        """Hits for one query: a text (default target: images) or an image (default: texts)."""
+        if (text is None) == (image is None):
+            raise MedmmError("give exactly one query: a text or an image")
+        target = target or ("image" if text is not None else "text")
+        if target not in self.indexes:
+            raise MedmmError(f"unknown target {target!r}; use image or text")
+        vec = self.embed_text(text) if text is not None else self.embed_image(image)
+        return self.indexes[target].search_one(vec, k)

@@ -1,0 +1,96 @@
+"""`medmm index build/search` on a tiny retrieval run trained on the bundled VQA-RAD sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("faiss")
+pytest.importorskip("lightning")
+
+from typer.testing import CliRunner  # noqa: E402
+
+import medmm  # noqa: E402
+from medmm.cli import app  # noqa: E402
+
+BUNDLED = Path(medmm.__file__).parent / "data" / "bundled" / "vqa_rad_sample"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from medmm.engine.api import train
+    from medmm.engine.config import config_from_dict
+
+    out = tmp_path_factory.mktemp("retrieval_run")
+    cfg = config_from_dict(
+        {
+            "task": "retrieval",
+            "seed": 0,
+            "data": {"dataset": "vqa_rad", "root": str(BUNDLED), "split": "grouped", "group_by": "image",
+                     "source_splits": ["train"], "fractions": {"train": 0.8, "val": 0.2}, "test_split": None, "max_samples": 48},
+            "model": {
+                "image_encoder": "small_cnn",
+                "image_encoder_kwargs": {"widths": [8, 16, 32], "image_size": 32},
+                "text_encoder": "scratch",
+                "text_encoder_kwargs": {"vocab_size": 300, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 32},
+                "embed_dim": 16,
+                "text_field": ["question", "answer"],
+                "max_text_length": 32,
+                "bootstrap_resamples": 20,
+            },
+            "trainer": {"max_epochs": 1, "batch_size": 16, "lr": 1e-3, "progress_bar": False, "deterministic": False},
+        }
+    )
+    train(cfg, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def index(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("index") / "idx"
+    res = CliRunner().invoke(app, ["index", "build", str(run_dir), "--data", str(BUNDLED), "--dataset", "vqa_rad", "--split", "train", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "indexed 102 images" in res.output
+    return out
+
+
+def test_build_and_search(index):
+    runner = CliRunner()
+    desc = json.loads((index / "index.json").read_text())
+    # the bundled sample: 602 training QA pairs about 102 images
+    assert desc["n_samples"] == 602 and desc["n_images"] == 102
+
+    res = runner.invoke(app, ["index", "search", str(index), "--text", "is there a fracture", "-k", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    hits = [json.loads(line) for line in res.output.strip().splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert all(Path(h["image_path"]).is_file() and h["sample_ids"] for h in hits)
+    assert hits[0]["score"] >= hits[-1]["score"]
+
+    # an indexed image searched against images finds itself first
+    image = hits[0]["image_path"]
+    res = runner.invoke(app, ["index", "search", str(index), "--image", image, "--target", "image", "-k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    first = json.loads(res.output.splitlines()[0])
+    assert first["image_path"] == image and first["score"] == pytest.approx(1.0, abs=1e-4)
+
+    # cross-modal image -> texts, as a rich table
+    res = runner.invoke(app, ["index", "search", str(index), "--image", image, "-k", "3"])
+    assert res.exit_code == 0, res.output
+    assert "rank" in res.output and "score" in res.output
+
+
+def test_search_errors(index, tmp_path):
+    from medmm.errors import BadInputError, MedmmError
+    from medmm.tasks.retrieval_index import RetrievalSearcher
+
+    with pytest.raises(BadInputError, match="index.json missing"):
+        RetrievalSearcher(tmp_path)
+    s = RetrievalSearcher(index)
+    with pytest.raises(MedmmError, match="exactly one query"):
+        s.search(text="a", image="b")
+    with pytest.raises(BadInputError, match="not found"):
+        s.search(image=tmp_path / "missing.png")
