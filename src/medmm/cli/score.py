@@ -1,0 +1,85 @@
+"""`medmm score` and `medmm label-reports`: thin wrappers over medmm.metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medmm.cli.app import app
+
+
+def _floats(text: Optional[str]) -> Optional[list[float]]:
+    return [float(x) for x in text.split(",")] if text else None
+
+
+@app.command("score")
+def score(
+    task: str = typer.Option(..., help="report, vqa, retrieval, classification or segmentation"),
+    pred: Path = typer.Option(..., help="predictions: .jsonl {id, prediction}; retrieval: .npy/.npz"),
+    out: Path = typer.Option(..., help="metrics JSON to write (with provenance)"),
+    ref: Optional[Path] = typer.Option(None, help="references: .jsonl {id, reference, ...}"),
+    group_by: Optional[str] = typer.Option(None, help="reference field to resample by (e.g. patient_id)"),
+    bootstrap: int = typer.Option(0, help="bootstrap resamples for 95% CIs (0 = none; 1000 is usual)"),
+    seed: int = typer.Option(0, help="bootstrap seed (recorded)"),
+    observations: str = typer.Option("14", help="report: clinical efficacy over '14' or '5' observations"),
+    uncertain: str = typer.Option("ignore", help="report: uncertain labels as positive, negative or ignore"),
+    missing: str = typer.Option("negative", help="report: unmentioned observations as negative or ignore"),
+    kind: Optional[str] = typer.Option(None, help="classification: binary, multiclass or multilabel (default: inferred)"),
+    threshold: float = typer.Option(0.5, help="classification: decision threshold (binary, multilabel)"),
+    labels: Optional[str] = typer.Option(None, help="classification: comma-separated class/label names"),
+    classes: Optional[str] = typer.Option(None, help="segmentation: comma-separated label ids (default: nonzero = 1 class)"),
+    spacing: Optional[str] = typer.Option(None, help="segmentation: pixel spacing for HD95, e.g. 0.5,0.5"),
+) -> None:
+    """Score predictions against references and write metrics JSON with provenance."""
+    from medmm.metrics.provenance import write_metrics
+    from medmm.metrics.score import score_files
+
+    opts: dict = {"bootstrap": bootstrap, "seed": seed, "group_by": group_by}
+    if task == "report":
+        opts.update(observations=observations, uncertain=uncertain, missing=missing)
+    elif task == "classification":
+        opts.update(kind=kind, threshold=threshold, labels=labels.split(",") if labels else None)
+    elif task == "segmentation":
+        opts.update(classes=[int(c) for c in classes.split(",")] if classes else None, spacing=_floats(spacing))
+    if task not in ("report", "vqa", "retrieval", "classification", "segmentation"):
+        raise typer.BadParameter(f"unknown task {task!r}", param_hint="--task")
+    try:
+        result = score_files(task, pred, ref, **opts)
+    except ValueError as exc:  # option values (e.g. --uncertain maybe) that the library rejects
+        raise typer.BadParameter(str(exc)) from exc
+    write_metrics(out, result)
+    typer.echo(f"wrote {out} ({result['provenance']['n_samples']} samples)")
+
+
+@app.command("label-reports")
+def label_reports_cmd(
+    input_csv: Path = typer.Argument(..., help="CSV with one report per row"),
+    text_column: str = typer.Option(..., help="column holding the report text"),
+    out: Path = typer.Option(..., help="output CSV: id + 14 CheXpert observations (1, 0, -1, blank)"),
+    id_column: Optional[str] = typer.Option(None, help="column with report ids (default: row number)"),
+    all_text: bool = typer.Option(False, help="label the whole text, not only findings + impression"),
+) -> None:
+    """Label free-text reports with the 14 CheXpert observations (rule-based, CPU)."""
+    import csv
+
+    from medmm.data.io import read_csv_rows
+    from medmm.errors import BadInputError
+    from medmm.metrics.clinical import OBSERVATIONS, label_report
+
+    rows = read_csv_rows(input_csv)
+    if not rows:
+        raise BadInputError(input_csv, "no rows")
+    for col in filter(None, (text_column, id_column)):
+        if col not in rows[0]:
+            raise BadInputError(input_csv, f"no column {col!r}; columns are {list(rows[0])}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", *OBSERVATIONS])
+        for n, row in enumerate(rows, start=1):
+            labels = label_report(row[text_column], select_sections=not all_text)
+            w.writerow([row[id_column] if id_column else n,
+                        *(int(labels[o]) if o in labels else "" for o in OBSERVATIONS)])
+    typer.echo(f"wrote {out} ({len(rows)} reports)")
