@@ -93,7 +93,9 @@ def main() -> None:
         organs[str(r["image_organ"]).strip().upper()].add(r["image_name"])
     per_organ = ", ".join(f"{o} {len(organs[o])}" for o in ORGANS)
     (args.out / "README.txt").write_text(
-        README.format(n_images=len(chosen), per_organ=per_organ, n_qa=len(qa), json_name=JSON_NAME, image_dir=IMAGE_DIR),
+        README.format(
+            n_images=len(chosen), per_organ=per_organ, n_qa=len(qa), json_name=JSON_NAME, image_dir=IMAGE_DIR
+        ),
         encoding="utf-8",
     )
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import REPO, shared_dataset
 from medmm.data import load_dataset
@@ -40,6 +41,7 @@ def test_sample_images_decode_and_are_small():
         assert max(arr.shape[:2]) <= 256 and arr.dtype == np.uint8
 
 
+@pytest.mark.shared_data
 def test_sample_holds_all_training_qa_of_its_images():
     full = shared_dataset("vqa_rad")
     chosen = {p.name for p in (vqa_rad_sample_root() / "VQA_RAD Image Folder").iterdir()}
@@ -49,12 +51,14 @@ def test_sample_holds_all_training_qa_of_its_images():
     assert bundled == expected
 
 
+@pytest.mark.shared_data
 def test_make_script_is_reproducible(tmp_path):
     full = shared_dataset("vqa_rad")
     out = tmp_path / "sample"
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "make_vqa_rad_sample.py"), "--src", str(full), "--out", str(out)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     shipped = vqa_rad_sample_root()
     shipped_files = sorted(p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file())

@@ -29,6 +29,7 @@ def _png(path: Path, value: int = 100, size: int = 8) -> Path:
 # ---------------------------------------------------------------- VQA-RAD
 
 
+@pytest.mark.shared_data
 def test_vqa_rad_real_counts():
     root = shared_dataset("vqa_rad")
     train = load_dataset("vqa_rad", root, "train")
@@ -53,8 +54,14 @@ def _vqa_root(tmp_path: Path, records: list[dict]) -> Path:
 
 def _qa(qid, phrase, image="synpic1.jpg", answer_type="CLOSED", organ="HEAD", answer="yes"):
     return {
-        "qid": qid, "phrase_type": phrase, "image_name": image, "image_organ": organ, "question": f"q{qid}?",
-        "question_type": "PRES", "answer": answer, "answer_type": answer_type,
+        "qid": qid,
+        "phrase_type": phrase,
+        "image_name": image,
+        "image_organ": organ,
+        "question": f"q{qid}?",
+        "question_type": "PRES",
+        "answer": answer,
+        "answer_type": answer_type,
     }
 
 
@@ -86,6 +93,7 @@ def test_vqa_rad_root_without_json(tmp_path):
 # ---------------------------------------------------------------- MedPix 2.0
 
 
+@pytest.mark.shared_data
 def test_medpix2_real_counts_and_case_grouping():
     root = shared_dataset("medpix2")
     counts = {s: len(load_dataset("medpix2", root, s)) for s in ("train", "dev", "test", "all")}
@@ -99,7 +107,10 @@ def test_medpix2_real_counts_and_case_grouping():
     s = train[0]
     assert s.text["caption"] and s.targets["modality"] in {"CT", "MR"} and "plane" in s.targets
     assert {"history", "findings", "impression"} <= set().union(*(x.text for x in train))
-    assert collections.Counter(x.targets["modality"] for x in load_dataset("medpix2", root, "all")) == {"CT": 962, "MR": 888}
+    assert collections.Counter(x.targets["modality"] for x in load_dataset("medpix2", root, "all")) == {
+        "CT": 962,
+        "MR": 888,
+    }
     assert all("report" in c.text and c.case_id == c.id for c in cases["dev"])
 
 
@@ -109,10 +120,22 @@ def test_medpix2_missing_image_and_absent_split(tmp_path):
     (base / "splitted_dataset").mkdir()
     _png(base / "images" / "MPX1_synpic1.png")
     desc = [
-        {"Type": "CT", "U_id": "MPX1", "image": "MPX1_synpic1", "Description": {"Caption": "a mass", "Plane": "Axial"}, "Location": "Chest"},
+        {
+            "Type": "CT",
+            "U_id": "MPX1",
+            "image": "MPX1_synpic1",
+            "Description": {"Caption": "a mass", "Plane": "Axial"},
+            "Location": "Chest",
+        },
         {"Type": "MR", "U_id": "MPX1", "image": "MPX1_synpic2", "Description": {"Caption": "b", "Plane": "Sagittal"}},
     ]
-    case = {"U_id": "MPX1", "TAC": ["MPX1_synpic1"], "MRI": ["MPX1_synpic2"], "Case": {"History": "pain", "Case Diagnosis": "N/A"}, "Topic": {"Category": "Trauma"}}
+    case = {
+        "U_id": "MPX1",
+        "TAC": ["MPX1_synpic1"],
+        "MRI": ["MPX1_synpic2"],
+        "Case": {"History": "pain", "Case Diagnosis": "N/A"},
+        "Topic": {"Category": "Trauma"},
+    }
     (base / "splitted_dataset" / "descriptions_train.jsonl").write_text("\n".join(json.dumps(d) for d in desc))
     (base / "splitted_dataset" / "data_train.jsonl").write_text(json.dumps(case))
     got = load_dataset("medpix2", tmp_path, "train", skip_bad=True)
@@ -125,6 +148,7 @@ def test_medpix2_missing_image_and_absent_split(tmp_path):
 # ---------------------------------------------------------------- MedMNIST
 
 
+@pytest.mark.shared_data
 def test_medmnist_real_counts():
     root = shared_dataset("medmnist")
     train, val = load_dataset("breastmnist", root, "train"), load_dataset("breastmnist", root, "val")
@@ -138,7 +162,11 @@ def test_medmnist_real_counts():
 
 
 def test_medmnist_bad_labels_and_bad_file(tmp_path):
-    np.savez(tmp_path / "breastmnist.npz", train_images=np.zeros((3, 28, 28), np.uint8), train_labels=np.array([[0], [1], [7]]))
+    np.savez(
+        tmp_path / "breastmnist.npz",
+        train_images=np.zeros((3, 28, 28), np.uint8),
+        train_labels=np.array([[0], [1], [7]]),
+    )
     got = load_dataset("breastmnist", tmp_path, "train", skip_bad=True)
     assert len(got) == 2 and "label 7" in str(got.skipped[0])
     assert len(load_dataset("breastmnist", tmp_path, "val")) == 0
@@ -187,7 +215,9 @@ def test_manifest_jsonl(tmp_path):
         {"id": "j2", "image": "img/b.png", "split": "val", "finding:Mass": "yes"},
     ]
     (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    with pytest.raises(BadInputError, match=r"manifest.jsonl: line 2 \(id j2\): finding 'Mass' has value 'yes'") as info:
+    with pytest.raises(
+        BadInputError, match=r"manifest.jsonl: line 2 \(id j2\): finding 'Mass' has value 'yes'"
+    ) as info:
         load_dataset("manifest", root, "val")
     assert info.value.path == str(root / "manifest.jsonl")
     got = load_dataset("manifest", root, "val", skip_bad=True)
@@ -208,7 +238,9 @@ def test_manifest_non_utf8_rows_report_their_own_byte_offsets(tmp_path):
 
 def test_manifest_row_errors(tmp_path):
     root = _manifest_folder(tmp_path)
-    (root / "manifest.csv").write_text("id,image,split\nx,img/a.png,train\nx,img/b.png,train\ny,img/a.png,training\n,img/a.png,train\n")
+    (root / "manifest.csv").write_text(
+        "id,image,split\nx,img/a.png,train\nx,img/b.png,train\ny,img/a.png,training\n,img/a.png,train\n"
+    )
     got = load_dataset("manifest", root, "all", skip_bad=True)
     assert [s.id for s in got] == ["x"]
     problems = " | ".join(str(e) for e in got.skipped)

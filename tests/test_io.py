@@ -245,7 +245,11 @@ _fuzz = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCh
 
 
 @_fuzz
-@given(prefix=st.sampled_from(_SEEDS), body=st.binary(max_size=400), suffix=st.sampled_from([".png", ".jpg", ".tif", ".dcm", ""]))
+@given(
+    prefix=st.sampled_from(_SEEDS),
+    body=st.binary(max_size=400),
+    suffix=st.sampled_from([".png", ".jpg", ".tif", ".dcm", ""]),
+)
 def test_fuzz_read_image_decodes_or_raises_bad_input(tmp_path, prefix, body, suffix):
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(prefix + body)

@@ -59,7 +59,9 @@ def load_dicom_folder(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
                 id=rel,
                 dataset="dicom_folder",
                 split=split,
-                images=[ImageRef(path=path, modality=info.modality, view=info.view, image_id=info.sop_instance_uid or rel)],
+                images=[
+                    ImageRef(path=path, modality=info.modality, view=info.view, image_id=info.sop_instance_uid or rel)
+                ],
                 patient_id=info.patient_id,
                 study_id=info.study_id,
                 image_id=info.sop_instance_uid or rel,

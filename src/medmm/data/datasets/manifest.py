@@ -157,7 +157,9 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
         raise BadInputError(path, f"{label}: empty id")
     row_split = _str(row.get("split")) or None
     if row_split is not None and row_split not in SPLITS[:-1]:
-        raise BadInputError(path, f"{label} (id {sample_id}): unknown split {row_split!r}; use {', '.join(SPLITS[:-1])}")
+        raise BadInputError(
+            path, f"{label} (id {sample_id}): unknown split {row_split!r}; use {', '.join(SPLITS[:-1])}"
+        )
     if split != "all" and row_split != split:
         return None
     base = path.parent
@@ -187,7 +189,7 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
                 text[key[: -len("_file")]] = read_text(text_path).strip()
         elif key.startswith("target:"):
             if _str(value):
-                targets[key[len("target:"):]] = _str(value)
+                targets[key[len("target:") :]] = _str(value)
         elif key.startswith("finding:"):
             state = _str(value)
             if state.endswith(".0"):
@@ -196,9 +198,11 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
                 continue
             if state not in _FINDING:
                 raise BadInputError(
-                    path, f"{label} (id {sample_id}): finding {key[len('finding:'):]!r} has value {value!r}; use 1, 0, -1 or blank"
+                    path,
+                    f"{label} (id {sample_id}): finding {key[len('finding:'):]!r} has value {value!r}; "
+                    "use 1, 0, -1 or blank",
                 )
-            findings[key[len("finding:"):]] = _FINDING[state]
+            findings[key[len("finding:") :]] = _FINDING[state]
         elif key not in _RESERVED and value not in (None, ""):
             meta[key] = value
     ids = {k: _str(row.get(k)) or None for k in _IDS}

@@ -53,7 +53,9 @@ def load_npz_split(
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise BadInputError(path, f"cannot read npz: {exc}") from exc
     if images.ndim not in (3, 4) or images.dtype != np.uint8:
-        raise BadInputError(path, f"{split}_images has shape {images.shape} dtype {images.dtype}; expected (N, H, W[, 3]) uint8")
+        raise BadInputError(
+            path, f"{split}_images has shape {images.shape} dtype {images.dtype}; expected (N, H, W[, 3]) uint8"
+        )
     labels = labels.reshape(len(labels), -1)
     if labels.shape != (len(images), 1):
         raise BadInputError(
@@ -93,8 +95,16 @@ def _register(name: str, filename: str, classes: tuple[str, ...], modality: str,
 _BREAST = ("malignant", "normal, benign")
 _PNEUMONIA = ("normal", "pneumonia")
 
-_register("breastmnist", "breastmnist.npz", _BREAST, "US", "BreastMNIST 28 px breast ultrasound, malignant vs normal/benign")
-_register("pneumoniamnist", "pneumoniamnist.npz", _PNEUMONIA, "XR", "PneumoniaMNIST 28 px paediatric chest X-ray, official file")
+_register(
+    "breastmnist", "breastmnist.npz", _BREAST, "US", "BreastMNIST 28 px breast ultrasound, malignant vs normal/benign"
+)
+_register(
+    "pneumoniamnist",
+    "pneumoniamnist.npz",
+    _PNEUMONIA,
+    "XR",
+    "PneumoniaMNIST 28 px paediatric chest X-ray, official file",
+)
 _register(
     "pneumoniamnist_trainsubset",
     "pneumoniamnist_28_trainsubset_fullvaltest.npz",

@@ -71,7 +71,11 @@ def _case_text(case: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], di
         value = _clean(body.get(key))
         if value:
             text[field] = value
-    parts = [f"{k}: {text[f]}" for k, f in (("History", "history"), ("Findings", "findings"), ("Diagnosis", "impression")) if f in text]
+    parts = [
+        f"{k}: {text[f]}"
+        for k, f in (("History", "history"), ("Findings", "findings"), ("Diagnosis", "impression"))
+        if f in text
+    ]
     if parts:
         text["report"] = "\n".join(parts)
     targets = {}
@@ -148,7 +152,15 @@ def load_medpix2(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
             if value:
                 targets[field] = value
         meta.update(
-            {k: v for k, v in (("age", _clean(desc.get("Age"))), ("sex", _clean(desc.get("Sex"))), ("acr_codes_image", _clean(desc.get("ACR Codes")))) if v}
+            {
+                k: v
+                for k, v in (
+                    ("age", _clean(desc.get("Age"))),
+                    ("sex", _clean(desc.get("Sex"))),
+                    ("acr_codes_image", _clean(desc.get("ACR Codes"))),
+                )
+                if v
+            }
         )
         out.append(
             Sample(

@@ -32,7 +32,9 @@ def load_vqa_rad(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     """QA pairs of `split`; [] when the json holds no record of that split."""
     path = root / JSON_NAME
     if not path.is_file():
-        raise BadInputError(path, f"VQA-RAD annotation file not found (root must hold {JSON_NAME!r} and {IMAGE_DIR!r}/)")
+        raise BadInputError(
+            path, f"VQA-RAD annotation file not found (root must hold {JSON_NAME!r} and {IMAGE_DIR!r}/)"
+        )
     records = read_json(path)
     if not isinstance(records, list):
         raise BadInputError(path, "expected a JSON list of QA records")
@@ -54,7 +56,9 @@ def load_vqa_rad(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
             # The release has "CLOSED " with a trailing space twice.
             answer_type = str(rec["answer_type"]).strip().upper()
             if answer_type not in ANSWER_TYPES:
-                raise BadInputError(path, f"record {i} (qid {rec['qid']}): answer_type {rec['answer_type']!r} is not CLOSED/OPEN")
+                raise BadInputError(
+                    path, f"record {i} (qid {rec['qid']}): answer_type {rec['answer_type']!r} is not CLOSED/OPEN"
+                )
             image_name = str(rec["image_name"]).strip()
             image_path = image_dir / image_name
             if not image_path.is_file():

@@ -28,7 +28,8 @@ def _decode_utf8(path: Path, data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadInputError(
-            path, f"not valid UTF-8 at byte offset {exc.start} (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8"
+            path,
+            f"not valid UTF-8 at byte offset {exc.start} (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8",
         ) from exc
 
 
