@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from medmm.metrics.classification import (
     ClassificationMetric, classification_metrics, plot_reliability, reliability)
@@ -72,3 +72,24 @@ def test_bad_scores_rejected():
         classification_metrics([0, 1], [0.1, float("nan")])
     with pytest.raises(ValueError):
         classification_metrics([0, 1], [0.1])
+
+
+def test_f1_and_balanced_accuracy_equal_sklearn():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 200)
+    s = rng.dirichlet(np.ones(4), 200)
+    s[np.arange(200), y] += rng.random(200)  # informative scores
+    m = classification_metrics(y, s, "multiclass")
+    pred = s.argmax(1)
+    assert m["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert m["f1_micro"] == pytest.approx(f1_score(y, pred, average="micro"))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    yb, sb = (y == 0).astype(int), s[:, 0]
+    mb = classification_metrics(yb, sb, "binary", threshold=0.3)
+    assert mb["f1"] == pytest.approx(f1_score(yb, sb >= 0.3))
+    assert mb["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yb, sb >= 0.3))
+    yl = rng.integers(0, 2, (100, 3))
+    sl = rng.random((100, 3))
+    ml = classification_metrics(yl, sl, "multilabel")
+    assert ml["f1_micro"] == pytest.approx(f1_score(yl, sl >= 0.5, average="micro"))
+    assert ml["f1_macro"] == pytest.approx(f1_score(yl, sl >= 0.5, average="macro"))

@@ -62,7 +62,8 @@ def _binary_block(y: np.ndarray, s: np.ndarray, threshold: float) -> tuple[dict[
         "auroc": float(sk.roc_auc_score(y, s)) if both else None,
         "auprc": float(sk.average_precision_score(y, s)) if both else None,
         "accuracy": float((tp + tn) / len(y)),
-        "f1": float(sk.f1_score(y, pred, zero_division=0)),
+        # from the counts (sklearn's f1_score with zero_division=0 gives the same, 10x slower)
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
         "sensitivity": tp / (tp + fn) if tp + fn else None,
         "specificity": tn / (tn + fp) if tn + fp else None,
         "tp": tp, "tn": tn, "fp": fp, "fn": fn,
@@ -170,7 +171,9 @@ def classification_metrics(
             raise ValueError("binary y_true must be 0/1")
         block, why = _binary_block(y_true.astype(int), y_score, threshold)
         out.update(block)
-        out["balanced_accuracy"] = float(sk.balanced_accuracy_score(y_true, (y_score >= threshold).astype(int)))
+        sens, spec = out["sensitivity"], out["specificity"]
+        # sklearn's balanced_accuracy_score: mean recall over the classes present
+        out["balanced_accuracy"] = float(np.mean([v for v in (sens, spec) if v is not None]))
         if why:
             undefined["overall"] = why
     elif task == "multiclass":
@@ -191,16 +194,19 @@ def classification_metrics(
             block.update(tp=tp, fn=fn, tn=tn, fp=fp,
                          sensitivity=tp / (tp + fn) if tp + fn else None,
                          specificity=tn / (tn + fp) if tn + fp else None,
-                         f1=float(sk.f1_score(t, p, zero_division=0)))
+                         f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
             block.pop("accuracy")
             per_class[name] = block
             if why:
                 undefined[name] = why
         out["per_class"] = per_class
         out["accuracy"] = float(np.mean(pred == y))
-        out["balanced_accuracy"] = float(sk.balanced_accuracy_score(y, pred))
-        out["f1_macro"] = float(sk.f1_score(y, pred, average="macro", labels=range(n_classes), zero_division=0))
-        out["f1_micro"] = float(sk.f1_score(y, pred, average="micro", labels=range(n_classes), zero_division=0))
+        # sklearn definitions: balanced accuracy = mean recall over classes present in y_true;
+        # macro F1 = mean over all classes (0 where undefined); micro F1 = accuracy here
+        out["balanced_accuracy"] = float(np.mean([b["sensitivity"] for b in per_class.values()
+                                                  if b["sensitivity"] is not None]))
+        out["f1_macro"] = float(np.mean([b["f1"] for b in per_class.values()]))
+        out["f1_micro"] = out["accuracy"]
         out["auroc_macro_ovr"] = _mean_defined([b["auroc"] for b in per_class.values()])
         out["auprc_macro"] = _mean_defined([b["auprc"] for b in per_class.values()])
     else:
@@ -223,15 +229,14 @@ def classification_metrics(
         for key in ("auroc", "auprc", "f1", "sensitivity", "specificity", "accuracy"):
             out[f"{key}_macro"] = _mean_defined([b[key] for b in per_label.values()])
         yt, ys = y_true[finite], y_score[finite]
-        pred = (ys >= threshold).astype(int)
         both = len(np.unique(yt)) == 2
         out["auroc_micro"] = float(sk.roc_auc_score(yt, ys)) if both else None
         out["auprc_micro"] = float(sk.average_precision_score(yt, ys)) if both else None
-        out["f1_micro"] = float(sk.f1_score(yt.astype(int), pred, zero_division=0))
         tp = sum(b["tp"] for b in per_label.values())
         fn = sum(b["fn"] for b in per_label.values())
         tn = sum(b["tn"] for b in per_label.values())
         fp = sum(b["fp"] for b in per_label.values())
+        out["f1_micro"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
         out["sensitivity_micro"] = tp / (tp + fn) if tp + fn else None
         out["specificity_micro"] = tn / (tn + fp) if tn + fp else None
         out["balanced_accuracy_macro"] = _mean_defined(
@@ -248,7 +253,7 @@ def classification_metrics(
     if with_provenance:
         out["provenance"] = provenance(
             "classification",
-            implementation="medmm.metrics.classification (scikit-learn roc_auc_score, average_precision_score, f1_score)",
+            implementation="medmm.metrics.classification (scikit-learn roc_auc_score, average_precision_score; counts-based F1)",
             n_samples=len(y_true),
             label_handling={"multilabel_missing": "NaN labels left out per label",
                             "threshold": threshold if task != "multiclass" else "argmax"},
