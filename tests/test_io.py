@@ -286,3 +286,33 @@ def test_fuzz_every_truncation_of_a_png_decodes_or_raises(tmp_path, cut):
     except BadInputError:
         return
     np.testing.assert_array_equal(out.shape, (40, 40))
+
+
+# ---------------------------------------------------------------- masks
+
+
+def test_read_mask_full_size_crop_and_clipping(tmp_path):
+    from medmm.data.io import read_mask
+    from medmm.data.schema import MaskRef
+
+    full = np.zeros((6, 8), np.uint8)
+    full[1:3, 2:5] = 255
+    Image.fromarray(full).save(tmp_path / "full.png")
+    np.testing.assert_array_equal(read_mask(MaskRef("lung", path=str(tmp_path / "full.png")), (6, 8)), full // 255)
+    with pytest.raises(BadInputError, match="image is"):
+        read_mask(MaskRef("lung", path=str(tmp_path / "full.png")), (5, 8))
+
+    crop = np.zeros((2, 3, 4), np.uint8)  # RGBA crop: foreground = any nonzero RGB, alpha ignored
+    crop[..., 3] = 255
+    crop[0, 0, 0] = 9
+    crop[1, 2, 2] = 9
+    Image.fromarray(crop, "RGBA").save(tmp_path / "crop.png")
+    ref = MaskRef("probe", path=str(tmp_path / "crop.png"), box=(5.0, 4.0, 3.0, 2.0))
+    placed = read_mask(ref, (6, 8))
+    assert placed.sum() == 2 and placed[4, 5] == 1 and placed[5, 7] == 1
+    clipped = read_mask(MaskRef("edge", array=np.ones((3, 3)), box=(6, 4, 3, 3)), (6, 8))
+    assert clipped.sum() == 4  # only the 2x2 part inside the image
+    with pytest.raises(ValueError, match="image_shape"):
+        read_mask(ref)
+    with pytest.raises(BadInputError, match="outside"):
+        read_mask(MaskRef("far", array=np.ones((2, 2)), box=(50, 50, 2, 2)), (6, 8))
