@@ -28,6 +28,9 @@ def load_hf(auto_class: str, name_or_dir: str, **kw: Any):
     looks_local = path.exists() or name_or_dir.startswith((".", "/", "~"))
     if looks_local and not (path / "config.json").is_file() and auto_class != "AutoTokenizer":
         raise MedmmError(f"{path}: not a Hugging Face model directory (config.json missing)")
+    if hf_offline() and not looks_local:
+        # huggingface_hub reads HF_HUB_OFFLINE once at import; honour a later setting too.
+        kw.setdefault("local_files_only", True)
     try:
         return cls.from_pretrained(str(path) if looks_local else name_or_dir, **kw)
     except (OSError, ValueError) as exc:

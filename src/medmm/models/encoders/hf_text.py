@@ -33,8 +33,8 @@ class HFTextEncoder(TextEncoder):
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         self.name = name_or_dir
-        self.tokenizer = load_hf("AutoTokenizer", name_or_dir, trust_remote_code=trust_remote_code)
         self.model = load_hf("AutoModel", name_or_dir, trust_remote_code=trust_remote_code)
+        self.tokenizer = load_hf("AutoTokenizer", name_or_dir, trust_remote_code=trust_remote_code)
         self.pooling = pooling
         self.max_length = max_length
         self.out_dim = int(self.model.config.hidden_size)
