@@ -316,3 +316,18 @@ def test_read_mask_full_size_crop_and_clipping(tmp_path):
         read_mask(ref)
     with pytest.raises(BadInputError, match="outside"):
         read_mask(MaskRef("far", array=np.ones((2, 2)), box=(50, 50, 2, 2)), (6, 8))
+
+
+def test_colour_dicom_reads_as_rgb_and_refuses_a_window(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(FIXTURES / "cr_mono1.dcm")
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = np.arange(48, dtype=np.uint8).tobytes()
+    ds.save_as(tmp_path / "rgb.dcm")
+    out = read_image(tmp_path / "rgb.dcm")
+    assert out.shape == (4, 4, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, 1], [3, 4, 5])
+    with pytest.raises(ValueError, match="grayscale"):
+        read_image(tmp_path / "rgb.dcm", window=(10, 20))

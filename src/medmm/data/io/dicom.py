@@ -127,11 +127,14 @@ def read_dicom(
         raise BadInputError(path, "DICOM file not found")
     ds = _dcmread(path, force=force)
     try:
-        return _decode(path, ds, window, stored_window)
+        arr = _decode(path, ds, window, stored_window)
     except BadInputError:
         raise
     except Exception as exc:  # a garbled header value surfaces only when it is parsed
         raise BadInputError(path, f"invalid DICOM header value: {type(exc).__name__}: {exc}") from exc
+    if window is not None and arr.ndim == 3:
+        raise ValueError(f"{path}: a window applies to grayscale images, this colour DICOM has shape {arr.shape}")
+    return arr
 
 
 def _decode(path: Path, ds: Any, window: tuple[float, float] | None, stored_window: bool) -> np.ndarray:
