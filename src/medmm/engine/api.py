@@ -251,9 +251,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     )
     trainer.fit(module, ckpt_path=str(last) if resume else None)
 
-    skipped_train = {}
-    for part in _gather(module.skipped):
-        skipped_train.update(part)
+    skipped_train = dict(module.skipped)
     if trainer.global_rank != 0:
         return {}
 
@@ -287,12 +285,6 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose a finished run
         log.warning("report.html not written: %s", exc)
     return results
-
-
-def _gather(obj: Any) -> list[Any]:
-    from medmm.engine.module import gather_objects
-
-    return gather_objects(obj)
 
 
 def _last_logged(trainer, prefix: str) -> dict[str, float]:

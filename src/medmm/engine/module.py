@@ -183,6 +183,13 @@ class TaskModule(L.LightningModule):
         # Values are already identical on every rank (gathered), so no sync_dist needed.
         self.log_dict(scalars, on_epoch=True, sync_dist=False, rank_zero_only=False)
 
+    def on_train_end(self) -> None:
+        # Gather while the process group still exists: rank 0 reports every rank's skips.
+        merged: dict[str, str] = {}
+        for part in gather_objects(self.skipped):
+            merged.update(part)
+        self.skipped = merged
+
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
         decay, no_decay = [], []
@@ -203,9 +210,11 @@ class TaskModule(L.LightningModule):
     # ------------------------------------------------------------------ RNG in checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning does not save RNG states; without them a resumed run's dropout differs.
+        # Plain types only, so the checkpoint still loads with torch.load(weights_only=True).
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["medmm_rng"] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
             "python": random.getstate(),
         }
         checkpoint["medmm_skipped"] = dict(self.skipped)
@@ -214,8 +223,10 @@ class TaskModule(L.LightningModule):
         rng = checkpoint.get("medmm_rng")
         if rng:
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+            kind, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+            version, internal, gauss_next = rng["python"]
+            random.setstate((version, tuple(internal), gauss_next))
         self.skipped.update(checkpoint.get("medmm_skipped", {}))
 
 

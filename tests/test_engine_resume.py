@@ -1,0 +1,63 @@
+"""SIGKILL a training run mid-epoch, rerun it: it resumes from last.ckpt and ends exactly like
+an uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+
+from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
+
+from medmm.engine import load_config  # noqa: E402
+from medmm.engine.api import train  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+OVERRIDES = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2", "model.step_sleep=0.15", "model.dropout=0.2"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    root = make_toy_root(tmp_path / "data", {"train": 64, "val": 16, "test": 16})
+    cfg_path = tmp_path / "toy.yaml"
+    cfg_path.write_text(TOY_CONFIG.format(root=root))
+    run = tmp_path / "killed"
+    cmd = [sys.executable, str(HERE / "engine_toy.py"), str(cfg_path), str(run), *OVERRIDES]
+
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed:\n" + proc.stdout.read()
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "metrics" / "test.json").exists()
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < step < 8 and step % 8 != 0, f"checkpoint at step {step} is not mid-epoch (8 steps per epoch)"
+
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
+
+    straight = train(load_config(cfg_path, OVERRIDES), tmp_path / "straight")
+    killed_then_resumed = json.loads((run / "metrics" / "test.json").read_text())["metrics"]
+    assert killed_then_resumed == straight["test"]
+    final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == 16
