@@ -130,3 +130,14 @@ def test_label_reports_cli(tmp_path):
     assert rows[0]["Pneumonia"] == "-1" and rows[0]["Edema"] == "" and rows[1]["No Finding"] == ""
     res = runner.invoke(app, ["label-reports", str(src), "--text-column", "nope", "--out", str(out)])
     assert res.exit_code != 0 and "nope" in str(res.exception)
+
+
+def test_metrics_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, medmm.metrics.score, medmm.metrics.classification, medmm.metrics.retrieval, "
+            "medmm.metrics.vqa, medmm.metrics.segmentation, medmm.metrics.stats, medmm.metrics.clinical; "
+            "from medmm.metrics.classification import classification_metrics; classification_metrics([0, 1], [0.2, 0.8]); "
+            "assert 'torch' not in sys.modules and 'monai' not in sys.modules, 'metrics imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)

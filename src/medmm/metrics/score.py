@@ -142,7 +142,9 @@ def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: i
     if bootstrap:
         # Corpus BLEU is recomputed from per-sample n-gram statistics on each resample (exact);
         # ROUGE-L is a mean of per-sample scores (exact); CIDEr-D keeps the document
-        # frequencies of the full corpus; METEOR's interval is that of its per-sample mean.
+        # frequencies of the full corpus. Corpus METEOR pools alignment statistics that the
+        # nlg API does not expose, and the mean of per-sample METEOR is a different number
+        # (its interval need not contain the corpus score), so METEOR gets no interval.
         gts = tokenize_corpus({i: refs[i] for i in ids})
         rs = tokenize_corpus({i: [hyps[i]] for i in ids})
         bstats = [bleu_stats(rs[i][0].split(), [r.split() for r in gts[i]]) for i in ids]
@@ -154,7 +156,7 @@ def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: i
             if "bleu" in families:
                 corpus, _ = bleu_from_stats([bstats[j] for j in sel])
                 d.update({f"nlg.bleu_{k + 1}": v for k, v in enumerate(corpus)})
-            for key in ("meteor", "rouge_l", "cider_d"):
+            for key in ("rouge_l", "cider_d"):
                 if key in families:
                     d[f"nlg.{key}"] = float(np.mean([per[j][key] for j in sel]))
             c = clinical_efficacy([hyp_labels[j] for j in sel], [ref_labels[j] for j in sel],
@@ -165,8 +167,8 @@ def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: i
             return d
 
         _add_ci(out, metric, (idx,), bootstrap, seed, _groups(ref, ids, group_by, ref_path))
-        out["provenance"]["ci_note"] = ("BLEU exact per resample; CIDEr-D with full-corpus document frequencies; "
-                                        "METEOR: per-sample mean")
+        out["provenance"]["ci_note"] = ("BLEU exact per resample; ROUGE-L exact; CIDEr-D with full-corpus "
+                                        "document frequencies; METEOR: no interval (corpus statistics not exposed)")
     return out
 
 
