@@ -25,9 +25,15 @@ from medmm.humaneval.studies import (
     read_predictions,
     study_progress,
 )
+from medmm.humaneval.security import set_password_cost
 from medmm.humaneval.testing import fresh_postgres_database, write_predictions
 
 PG_URL = os.environ.get("MEDMM_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cheap_passwords():
+    set_password_cost(1, 1024)  # argon2 at full cost takes ~0.5 s per user on the CI machine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

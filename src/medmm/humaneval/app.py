@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from medmm.errors import BadInputError, MedmmError
@@ -41,10 +42,10 @@ from medmm.humaneval.models import (
     User,
 )
 from medmm.humaneval.studies import (
+    SYSTEM_NAME_RE,
     DESIGNS,
     build_study,
     create_user,
-    parse_pred_arg,
     read_predictions,
     study_progress,
 )
@@ -136,7 +137,12 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
             raise HTTPException(403, "admins only")
         return user
 
-    async def check_csrf(request: Request, form: Any = None) -> None:
+    def require_session(request: Request) -> None:
+        # Cheap refusal before reading a body: no uploads parsed for anonymous clients.
+        if not isinstance(request.session.get("uid"), int):
+            raise LoginError()
+
+    def check_csrf(request: Request, form: Any = None) -> None:
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlparse(origin).netloc != request.headers.get("host"):
             raise HTTPException(403, "cross-origin request refused")
@@ -177,36 +183,41 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
 
     # ---------------------------------------------------------------- login
     @app.get("/login", response_class=HTMLResponse)
-    async def login_page(request: Request) -> HTMLResponse:
+    def login_page(request: Request) -> HTMLResponse:
         return render(request, "login.html")
 
     @app.post("/login")
     async def login(request: Request) -> Response:
         form = await read_form(request)
-        await check_csrf(request, form)
+        check_csrf(request, form)
         username = str(form.get("username") or "")[:64]
         password = str(form.get("password") or "")[:1024]
-        with db_session() as s:
-            user = s.scalar(select(User).where(User.username == username))
-            ok = security.verify_password(user.password_hash if user else None, password)
-            if not ok or user is None:
-                return render(request, "login.html", status=401, error="Wrong username or password.")
-            # A fresh session (and CSRF token) after login: no session fixation.
-            request.session.clear()
-            request.session.update({"uid": user.id, "pwh": _fingerprint(user.password_hash)})
-            security.csrf_token(request.session)
-            return RedirectResponse("/admin" if user.is_admin else "/", status_code=303)
+
+        def work() -> Response:
+            with db_session() as s:
+                user = s.scalar(select(User).where(User.username == username))
+                ok = security.verify_password(user.password_hash if user else None, password)
+                if not ok or user is None:
+                    return render(request, "login.html", status=401, error="Wrong username or password.")
+                # A fresh session (and CSRF token) after login: no session fixation.
+                request.session.clear()
+                request.session.update({"uid": user.id, "pwh": _fingerprint(user.password_hash)})
+                security.csrf_token(request.session)
+                return RedirectResponse("/admin" if user.is_admin else "/", status_code=303)
+
+        return await run_in_threadpool(work)
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
+        require_session(request)
         form = await read_form(request)
-        await check_csrf(request, form)
+        check_csrf(request, form)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
     # ---------------------------------------------------------------- rater pages
     @app.get("/", response_class=HTMLResponse)
-    async def home(request: Request) -> HTMLResponse:
+    def home(request: Request) -> HTMLResponse:
         with db_session() as s:
             user = current_user(request, s)
             study_ids = s.scalars(
@@ -220,7 +231,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
             return render(request, "home.html", user=user, studies=studies)
 
     @app.get("/studies/{study_id}/next")
-    async def resume(request: Request, study_id: int) -> Response:
+    def resume(request: Request, study_id: int) -> Response:
         with db_session() as s:
             user = current_user(request, s)
             a = next_open(s, user, study_id)
@@ -255,7 +266,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
         }
 
     @app.get("/rate/{public_id}", response_class=HTMLResponse)
-    async def rate_page(request: Request, public_id: str) -> HTMLResponse:
+    def rate_page(request: Request, public_id: str) -> HTMLResponse:
         with db_session() as s:
             user = current_user(request, s)
             a = owned_assignment(s, user, public_id)
@@ -264,76 +275,86 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
     @app.post("/rate/{public_id}")
     async def rate_submit(request: Request, public_id: str) -> Response:
         """No-JS path (and the "Save and next" button): the whole form at once."""
+        require_session(request)
         form = await read_form(request)
-        await check_csrf(request, form)
-        with db_session() as s:
-            user = current_user(request, s)
-            a = owned_assignment(s, user, public_id)
-            design = s.get(Study, a.study_id).design  # type: ignore[union-attr]
-            raw: dict[str, Any] = {}
-            for f in (*LIKERT_FIELDS, *ERROR_FIELDS):
-                v = form.get(f)
-                if v not in (None, ""):
-                    if not isinstance(v, str) or not v.strip().lstrip("-").isdigit() or len(v) > 6:
-                        raise HTTPException(422, f"{f} must be a whole number")
-                    raw[f] = int(v)
-                else:
-                    raw[f] = None
-            pref = form.get("preference")
-            raw["preference"] = pref if pref not in (None, "") else None
-            comment = form.get("comment")
-            raw["comment"] = comment if comment not in (None, "") else None
-            try:
-                values = RatingUpdate(**raw).model_dump()
-            except ValidationError as exc:
-                raise HTTPException(422, _first_error(exc)) from exc
-            missing = (
-                [LIKERT_LABELS[f] for f in LIKERT_FIELDS if values[f] is None]
-                if design == "single"
-                else (["Preference"] if values["preference"] is None else [])
-            )
-            if design == "single":
-                values["preference"] = None
-            else:
-                for f in (*LIKERT_FIELDS, *ERROR_FIELDS):
-                    values[f] = None
-            upsert_rating(s, a.id, values)
-            s.commit()
-            if missing:
-                ctx = rating_context(s, a)
-                return render(request, "rate.html", status=422, user=user,
-                              error="Please answer: " + ", ".join(missing), **ctx)
-            upsert_rating(s, a.id, {"completed": True})
-            s.commit()
-            nxt = next_open(s, user, a.study_id)
-            target = f"/rate/{nxt.public_id}" if nxt else "/?done=1"
-            return RedirectResponse(target, status_code=303)
+        check_csrf(request, form)
 
-    @app.post("/api/rate/{public_id}")
-    async def rate_api(request: Request, public_id: str) -> JSONResponse:
-        """Autosave: a JSON object with any subset of the rating fields."""
-        with db_session() as s:
-            user = current_user(request, s)
-            await check_csrf(request)
-            a = owned_assignment(s, user, public_id)
-            try:
-                payload = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise HTTPException(400, "body must be a JSON object") from exc
-            if not isinstance(payload, dict):
-                raise HTTPException(400, "body must be a JSON object")
-            try:
-                values = RatingUpdate(**payload).model_dump(exclude_unset=True)
-            except (ValidationError, TypeError) as exc:
-                detail = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
-                raise HTTPException(422, detail) from exc
-            if values:
+        def work() -> Response:
+            with db_session() as s:
+                user = current_user(request, s)
+                a = owned_assignment(s, user, public_id)
+                design = s.get(Study, a.study_id).design  # type: ignore[union-attr]
+                raw: dict[str, Any] = {}
+                for f in (*LIKERT_FIELDS, *ERROR_FIELDS):
+                    v = form.get(f)
+                    if v not in (None, ""):
+                        if not isinstance(v, str) or not v.strip().lstrip("-").isdigit() or len(v) > 6:
+                            raise HTTPException(422, f"{f} must be a whole number")
+                        raw[f] = int(v)
+                    else:
+                        raw[f] = None
+                pref = form.get("preference")
+                raw["preference"] = pref if pref not in (None, "") else None
+                comment = form.get("comment")
+                raw["comment"] = comment if comment not in (None, "") else None
+                try:
+                    values = RatingUpdate(**raw).model_dump()
+                except ValidationError as exc:
+                    raise HTTPException(422, _first_error(exc)) from exc
+                missing = (
+                    [LIKERT_LABELS[f] for f in LIKERT_FIELDS if values[f] is None]
+                    if design == "single"
+                    else (["Preference"] if values["preference"] is None else [])
+                )
+                if design == "single":
+                    values["preference"] = None
+                else:
+                    for f in (*LIKERT_FIELDS, *ERROR_FIELDS):
+                        values[f] = None
                 upsert_rating(s, a.id, values)
                 s.commit()
-            return JSONResponse({"saved": sorted(values)})
+                if missing:
+                    ctx = rating_context(s, a)
+                    return render(request, "rate.html", status=422, user=user,
+                                  error="Please answer: " + ", ".join(missing), **ctx)
+                upsert_rating(s, a.id, {"completed": True})
+                s.commit()
+                nxt = next_open(s, user, a.study_id)
+                target = f"/rate/{nxt.public_id}" if nxt else "/?done=1"
+                return RedirectResponse(target, status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @app.post("/api/rate/{public_id}")
+    async def rate_api(request: Request, public_id: str) -> Response:
+        """Autosave: a JSON object with any subset of the rating fields."""
+        require_session(request)
+        check_csrf(request)
+        try:
+            payload = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, "body must be a JSON object") from exc
+        if not isinstance(payload, dict):
+            raise HTTPException(400, "body must be a JSON object")
+
+        def work() -> Response:
+            with db_session() as s:
+                user = current_user(request, s)
+                a = owned_assignment(s, user, public_id)
+                try:
+                    values = RatingUpdate(**payload).model_dump(exclude_unset=True)
+                except (ValidationError, TypeError) as exc:
+                    detail = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+                    raise HTTPException(422, detail) from exc
+                if values:
+                    upsert_rating(s, a.id, values)
+                    s.commit()
+                return JSONResponse({"saved": sorted(values)})
+
+        return await run_in_threadpool(work)
 
     @app.get("/image/{public_id}")
-    async def image(request: Request, public_id: str) -> Response:
+    def image(request: Request, public_id: str) -> Response:
         with db_session() as s:
             user = current_user(request, s)
             a = owned_assignment(s, user, public_id)
@@ -344,7 +365,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
 
     # ---------------------------------------------------------------- admin pages
     @app.get("/admin", response_class=HTMLResponse)
-    async def admin_home(request: Request) -> HTMLResponse:
+    def admin_home(request: Request) -> HTMLResponse:
         with db_session() as s:
             user = current_user(request, s, admin=True)
             studies = s.scalars(select(Study).order_by(Study.id)).all()
@@ -359,51 +380,68 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
 
     @app.post("/admin/users")
     async def admin_create_user(request: Request) -> Response:
+        require_session(request)
         form = await read_form(request)
-        await check_csrf(request, form)
-        with db_session() as s:
-            current_user(request, s, admin=True)
-            try:
-                create_user(s, str(form.get("username") or ""), str(form.get("password") or ""),
-                            admin=form.get("is_admin") == "on")
-                s.commit()
-            except BadInputError as exc:
-                raise HTTPException(422, exc.problem) from exc
-        return RedirectResponse("/admin?msg=user+created", status_code=303)
+        check_csrf(request, form)
+
+        def work() -> Response:
+            with db_session() as s:
+                current_user(request, s, admin=True)
+                try:
+                    create_user(s, str(form.get("username") or ""), str(form.get("password") or ""),
+                                admin=form.get("is_admin") == "on")
+                    s.commit()
+                except BadInputError as exc:
+                    raise HTTPException(422, exc.problem) from exc
+            return RedirectResponse("/admin?msg=user+created", status_code=303)
+
+        return await run_in_threadpool(work)
 
     @app.post("/admin/studies")
     async def admin_create_study(request: Request) -> Response:
+        require_session(request)
         form = await read_form(request)
-        await check_csrf(request, form)
-        with db_session() as s:
-            current_user(request, s, admin=True)
-            systems = []
-            for up in form.getlist("pred"):
-                if isinstance(up, str) or not up.filename:
-                    continue
-                sname, _ = parse_pred_arg(Path(up.filename).name)
+        check_csrf(request, form)
+        uploads = []
+        for up in form.getlist("pred"):
+            if isinstance(up, str) or not up.filename:
+                continue
+            uploads.append((Path(up.filename).name, await up.read()))
+
+        def work() -> Response:
+            with db_session() as s:
+                current_user(request, s, admin=True)
+                systems = []
+                for filename, data in uploads:
+                    sname = filename.split(".")[0]
+                    if not SYSTEM_NAME_RE.match(sname):
+                        raise HTTPException(422, f"{filename}: system name {sname!r} must match "
+                                            f"{SYSTEM_NAME_RE.pattern}")
+                    try:
+                        records = read_predictions(filename, text=data.decode("utf-8"))
+                    except UnicodeDecodeError as exc:
+                        raise HTTPException(422, f"{filename}: not UTF-8 text") from exc
+                    except BadInputError as exc:
+                        raise HTTPException(422, str(exc)) from exc
+                    systems.append((sname, filename, records))
+                raters = [r.strip() for r in str(form.get("raters") or "").split(",") if r.strip()]
+                seed = str(form.get("seed") or "0")
                 try:
-                    text = (await up.read()).decode("utf-8")
-                    systems.append((sname, up.filename, read_predictions(up.filename, text=text)))
-                except UnicodeDecodeError as exc:
-                    raise HTTPException(422, f"{up.filename}: not UTF-8 text") from exc
-                except BadInputError as exc:
+                    study = build_study(
+                        s, str(form.get("name") or "").strip(), systems, str(form.get("design") or ""),
+                        raters, images_root=str(form.get("images_root") or "").strip() or None,
+                        seed=int(seed) if seed.isdigit() and len(seed) < 10 else 0,
+                    )
+                    s.commit()
+                except MedmmError as exc:
+                    s.rollback()
                     raise HTTPException(422, str(exc)) from exc
-            raters = [r.strip() for r in str(form.get("raters") or "").split(",") if r.strip()]
-            try:
-                study = build_study(
-                    s, str(form.get("name") or "").strip(), systems, str(form.get("design") or ""),
-                    raters, images_root=str(form.get("images_root") or "").strip() or None,
-                    seed=int(form.get("seed") or 0) if str(form.get("seed") or "0").isdigit() else 0,
-                )
-                s.commit()
-            except MedmmError as exc:
-                s.rollback()
-                raise HTTPException(422, str(exc)) from exc
-            return RedirectResponse(f"/admin/studies/{study.id}", status_code=303)
+                return RedirectResponse(f"/admin/studies/{study.id}", status_code=303)
+
+        return await run_in_threadpool(work)
 
     @app.get("/admin/studies/{study_id}", response_class=HTMLResponse)
-    async def admin_study(request: Request, study_id: int) -> HTMLResponse:
+    def admin_study(request: Request, study_id: int) -> HTMLResponse:
         with db_session() as s:
             user = current_user(request, s, admin=True)
             study = s.get(Study, study_id)
@@ -414,7 +452,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
                           progress=study_progress(s, study_id))
 
     @app.get("/admin/studies/{study_id}/export.{fmt}")
-    async def admin_export(request: Request, study_id: int, fmt: str) -> Response:
+    def admin_export(request: Request, study_id: int, fmt: str) -> Response:
         with db_session() as s:
             current_user(request, s, admin=True)
             study = s.get(Study, study_id)

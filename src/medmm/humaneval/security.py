@@ -8,12 +8,19 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (t=3, 64 MiB, p=4)
 # Verifying against this keeps the time of a login with an unknown username equal to a wrong password.
-_DUMMY_HASH = _hasher.hash("medmm-dummy-password")
+_dummy_hash: str | None = None
 CSRF_SESSION_KEY = "csrf"
 CSRF_FORM_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+
+
+def set_password_cost(time_cost: int, memory_cost_kib: int, parallelism: int = 1) -> None:
+    """Change the argon2 cost of NEW hashes (tests use a cheap one; existing hashes keep theirs)."""
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism)
+    _dummy_hash = None
 
 
 def hash_password(password: str) -> str:
@@ -23,8 +30,11 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True if ``password`` matches; constant work whether or not the user exists."""
+    global _dummy_hash
+    if password_hash is None and _dummy_hash is None:
+        _dummy_hash = _hasher.hash("medmm-dummy-password")
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
