@@ -33,6 +33,8 @@ def test_multiclass():
         np.mean([roc_auc_score(y == c, s[:, c]) for c in range(3)]))
     with pytest.raises(ValueError):
         classification_metrics([0, 3], s[:2], "multiclass")
+    with pytest.raises(ValueError, match="label names"):
+        classification_metrics(y, s, "multiclass", labels=["a", "b"])
 
 
 def test_multilabel_with_missing_labels():

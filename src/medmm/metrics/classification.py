@@ -164,6 +164,9 @@ def classification_metrics(
     y_true = np.asarray(y_true, dtype=float)
     y_score = np.asarray(y_score, dtype=float)
     _check(y_true, y_score, task)
+    n_cols = 1 if task == "binary" else y_score.shape[1]
+    if labels is not None and task != "binary" and len(labels) != n_cols:
+        raise ValueError(f"{len(labels)} label names for {n_cols} score columns")
     undefined: dict[str, list[str]] = {}
     out: dict[str, Any] = {"task": task, "threshold": threshold if task != "multiclass" else None}
     if task == "binary":

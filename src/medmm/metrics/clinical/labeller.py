@@ -92,7 +92,7 @@ _SECTION = re.compile(
 _KEEP_SECTIONS = {"findings", "impression", "conclusion"}
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n\s*\n|\n(?=\s*(?:\d+[.)]|-|\*)\s)")
 _CLAUSE_BREAK = re.compile(
-    r";|:|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bwhich\b|\bwhereas\b|\bexcept\b|\botherwise\b|"
+    r";|:|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bwhich\b|\bwhereas\b|\bwhere\b|\bwhile\b|\bexcept\b|\botherwise\b|"
     r"\bapart from\b|\baside from\b|\band (?:there|the|this|it)\b|,\s*(?=(?:there|the|this|it|with|no|a|an)\b)")
 
 _WORD = re.compile(r"[\w'-]+")
