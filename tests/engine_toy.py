@@ -10,6 +10,7 @@ separate process):  python tests/engine_toy.py CONFIG RUN_DIR [overrides...]
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -110,8 +111,13 @@ class ToyTask(Task):
         }
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if self.config.step_sleep and self.training:
-            time.sleep(self.config.step_sleep)
+        if self.training:
+            self._calls = getattr(self, "_calls", 0) + 1
+            # Simulated crash for the in-process resume test (the config must stay identical).
+            if self._calls == int(os.environ.get("MEDMM_TOY_CRASH_AT_CALL", "0")):
+                raise RuntimeError("simulated crash")
+            if self.config.step_sleep:
+                time.sleep(self.config.step_sleep)
         logits = self.net(batch["x"])
         return {"loss": F.cross_entropy(logits.float(), batch["y"])}
 

@@ -31,6 +31,24 @@ def _env() -> dict[str, str]:
     return env
 
 
+def test_crash_mid_epoch_then_resume_in_process(tmp_path, monkeypatch):
+    """Fast variant (default run): an exception at step 5 instead of SIGKILL, same process."""
+    root = make_toy_root(tmp_path / "data", {"train": 48, "val": 16, "test": 16})
+    cfg_path = tmp_path / "toy.yaml"
+    cfg_path.write_text(TOY_CONFIG.format(root=root))
+    overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2", "model.dropout=0.2"]
+    monkeypatch.setenv("MEDMM_TOY_CRASH_AT_CALL", "5")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(load_config(cfg_path, overrides), tmp_path / "crashed")
+    ckpt = torch.load(tmp_path / "crashed/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4  # mid-epoch: 6 steps per epoch
+    monkeypatch.delenv("MEDMM_TOY_CRASH_AT_CALL")
+    resumed = train(load_config(cfg_path, overrides), tmp_path / "crashed")
+    straight = train(load_config(cfg_path, overrides), tmp_path / "straight")
+    assert resumed["test"] == straight["test"]
+
+
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     root = make_toy_root(tmp_path / "data", {"train": 64, "val": 16, "test": 16})
     cfg_path = tmp_path / "toy.yaml"
