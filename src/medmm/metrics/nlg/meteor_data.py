@@ -1,0 +1,328 @@
+"""Language resources of METEOR 1.5 (English), read as data from pycocoevalcap's files: no Java runs.
+
+* ``meteor-1.5.jar`` (a zip): ``function/english.words`` (function words), ``synonym/english.synsets``
+  and ``synonym/english.exceptions`` (WordNet 3.0 synsets and irregular forms),
+  ``nonbreaking/english.prefixes`` (the normaliser's non-breaking prefixes).
+* ``data/paraphrase-en.gz`` beside it: 5.3 M English paraphrase pairs. Parsing it takes ~30 s, so the
+  first use converts it once into a compact integer index (numpy, ~0.1 GB) under the cache folder
+  (``$MEDMM_CACHE`` or ``~/.cache/medmm``); later runs memory-map that index and keep only the pairs
+  whose words all occur in the texts being scored (which cannot change any alignment).
+
+Paths can be overridden with ``$MEDMM_METEOR_JAR`` and ``$MEDMM_METEOR_PARAPHRASE``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from medmm.errors import BadInputError, MissingDependencyError
+
+__all__ = ["MeteorResources", "ParaphraseTable", "load_resources", "normalize_line", "resource_paths"]
+
+
+def resource_paths() -> tuple[Path, Path]:
+    """(meteor-1.5.jar, paraphrase-en.gz) from the environment or the installed pycocoevalcap."""
+    jar = os.environ.get("MEDMM_METEOR_JAR")
+    para = os.environ.get("MEDMM_METEOR_PARAPHRASE")
+    if jar is None or para is None:
+        spec = importlib.util.find_spec("pycocoevalcap")
+        if spec is None or not spec.submodule_search_locations:
+            raise MissingDependencyError("pycocoevalcap", "test", "METEOR's language data (meteor-1.5.jar, read as data)")
+        base = Path(list(spec.submodule_search_locations)[0]) / "meteor"
+        jar = jar or str(base / "meteor-1.5.jar")
+        para = para or str(base / "data" / "paraphrase-en.gz")
+    jar_p, para_p = Path(jar), Path(para)
+    if not jar_p.is_file():
+        raise BadInputError(jar_p, "METEOR 1.5 jar not found (install pycocoevalcap or set MEDMM_METEOR_JAR)")
+    if not para_p.is_file():
+        raise BadInputError(para_p, "METEOR paraphrase table not found (set MEDMM_METEOR_PARAPHRASE)")
+    return jar_p, para_p
+
+
+# --------------------------------------------------------------------------------------------------
+# Normaliser: METEOR's ``-norm`` (Normalizer.normalizeLine, English, punctuation kept).
+# --------------------------------------------------------------------------------------------------
+_ALPHA = "A-Za-z\u0160\u017d\u0161\u017e\u0178\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u017e"
+_ALNUM = "0-9" + _ALPHA
+_R_SEP_OTHER = re.compile(f"([^{_ALNUM}\\s.'`,\\-\u2018\u2019])")
+_R_MULTI_DOT = re.compile(r"\.([.]+)")
+_R_MULTI_DOT2 = re.compile(r"DOTMULTI\.([^.])")
+_R_COMMA = re.compile(r"([^0-9])[,]([^0-9])")
+_R_COMMA2 = re.compile(r"([0-9])[,]([^0-9])")
+_R_COMMA3 = re.compile(r"([^0-9])[,]([0-9])")
+_R_QUOTE = re.compile("([`\u2018\u2019])")
+_R_QUOTE2 = re.compile("([\u201c\u201d]|'')")
+_R_RM_DASH = re.compile(f"([{_ALNUM}.])[\\-]([{_ALNUM}])")
+_R_CONT1 = re.compile(f"([^{_ALPHA}])[']([^{_ALPHA}])")
+_R_CONT2 = re.compile(f"([^{_ALPHA}0-9])[']([{_ALPHA}])")
+_R_CONT3 = re.compile(f"([{_ALPHA}])[']([^{_ALPHA}])")
+_R_CONT4 = re.compile(f"([{_ALPHA}])[']([{_ALPHA}])")
+_R_CONT5 = re.compile(r"([0-9])[']([s])")
+_R_NBP1 = re.compile(f"[{_ALPHA}]")
+_R_NBP2 = re.compile(r"^[a-z]")
+_R_NBP3 = re.compile(r"^[0-9]+")
+_R_WHITE = re.compile(r" +")
+# Java's \s and StringTokenizer only know ASCII whitespace (a no-break space stays inside a word).
+_R_JAVA_SPLIT = re.compile(r"[ \t\n\r\f]+")
+_R_JAVA_SPACE = re.compile(r"[ \t\n\x0b\f\r]")
+
+
+def java_tokens(line: str) -> list[str]:
+    """``java.util.StringTokenizer`` on its default delimiters."""
+    return [t for t in _R_JAVA_SPLIT.split(line) if t]
+
+
+def _java_trim(s: str) -> str:
+    # String.trim() strips every char <= U+0020.
+    i, j = 0, len(s)
+    while i < j and s[i] <= " ":
+        i += 1
+    while j > i and s[j - 1] <= " ":
+        j -= 1
+    return s[i:j]
+
+
+def _sep_other(line: str) -> str:
+    # [^...\s...] in Java means "not ASCII whitespace"; Python's \s is wider, so test it by hand.
+    return _R_SEP_OTHER.sub(lambda m: m.group(1) if _R_JAVA_SPACE.match(m.group(1)) else f" {m.group(1)} ", line)
+
+
+def normalize_line(line: str, nbp: dict[str, int]) -> str:
+    """METEOR 1.5 ``Normalizer.normalizeLine(line, english, keepPunctuation=True)`` then lowercase."""
+    w = " " + line + " "
+    w = _sep_other(w)
+    w = _R_MULTI_DOT.sub(r" DOTMULTI\1", w)
+    while "DOTMULTI." in w:
+        w = _R_MULTI_DOT2.sub(r"DOTDOTMULTI \1", w)
+        w = w.replace("DOTMULTI.", "DOTDOTMULTI")
+    w = _R_COMMA.sub(r"\1 , \2", w)
+    w = _R_COMMA2.sub(r"\1 , \2", w)
+    w = _R_COMMA3.sub(r"\1 , \2", w)
+    w = _R_QUOTE.sub("'", w)
+    w = _R_QUOTE2.sub(' " ', w)
+    w = w.replace("\u2013", "-").replace("--", "-")
+    w = _R_RM_DASH.sub(r"\1 \2", w)
+    w = _R_CONT1.sub(r"\1 ' \2", w)
+    w = _R_CONT2.sub(r"\1 ' \2", w)
+    w = _R_CONT3.sub(r"\1 ' \2", w)
+    w = _R_CONT4.sub(r"\1 '\2", w)
+    w = _R_CONT5.sub(r"\1 '\2", w)
+    words = java_tokens(w)
+    out = []
+    for i, word in enumerate(words):
+        if len(word) > 1 and word.endswith("."):
+            pre = word[:-1]
+            typ = nbp.get(pre)
+            nxt = words[i + 1] if i < len(words) - 1 else None
+            if "." in pre and _R_NBP1.search(pre):
+                out.append(word.replace(".", ""))  # U.S. -> US
+            elif typ == 1 or (nxt is not None and _R_NBP2.search(nxt)):
+                out.append(word)
+            elif typ == 2 and nxt is not None and _R_NBP3.search(nxt):
+                out.append(word)
+            else:
+                out.append(pre + " .")
+        else:
+            out.append(word)
+        out.append(" ")
+    w = "".join(out)
+    while "DOTDOTMULTI" in w:
+        w = w.replace("DOTDOTMULTI", "DOTMULTI.")
+    w = w.replace("DOTMULTI", ".")
+    w = _java_trim(_R_WHITE.sub(" ", w))
+    return w.lower()
+
+
+# --------------------------------------------------------------------------------------------------
+# Synonyms (WordNet 3.0 via the jar) and WordNet's morphology fallback, as SynonymDictionary does.
+# --------------------------------------------------------------------------------------------------
+_SUFX = ["s", "ses", "xes", "zes", "ches", "shes", "men", "ies", "s", "ies", "es", "es", "ed", "ed", "ing", "ing",
+         "er", "est", "er", "est"]
+_ADDR = ["", "s", "x", "z", "ch", "sh", "man", "y", "", "y", "e", "", "e", "", "e", "", "", "", "e", "e"]
+
+
+class SynonymDictionary:
+    """WordNet synset ids per word (``english.synsets``) plus irregular base forms (``english.exceptions``)."""
+
+    def __init__(self, synsets_text: str, exceptions_text: str):
+        lines = synsets_text.split("\n")
+        # Parsed lazily: most of the 150k words never occur in a corpus.
+        self._raw: dict[str, str] = {lines[i]: lines[i + 1] for i in range(0, len(lines) - 1, 2)}
+        self._parsed: dict[str, frozenset] = {}
+        self._bases: dict[str, list[str]] = {}
+        ex = exceptions_text.split("\n")
+        for i in range(0, len(ex) - 1, 2):
+            base = ex[i]
+            for form in java_tokens(ex[i + 1]):
+                self._bases.setdefault(form, []).append(base)
+
+    def synsets(self, word: str) -> frozenset:
+        """Synset ids of ``word`` (empty when unknown)."""
+        got = self._parsed.get(word)
+        if got is None:
+            raw = self._raw.get(word)
+            got = frozenset(int(t) for t in java_tokens(raw)) if raw is not None else frozenset()
+            self._parsed[word] = got
+        return got
+
+    def _morph(self, word: str) -> str:
+        end = "ful" if word.endswith("ful") else ""
+        if word.endswith("ss") or len(word) <= 2:
+            return word
+        for sx, ad in zip(_SUFX, _ADDR):
+            if word.endswith(sx):
+                cand = word[: len(word) - len(sx)] + ad
+                if cand in self._raw:
+                    return cand + end
+        return ""
+
+    def stem_synsets(self, word: str) -> frozenset:
+        """Synsets of the word's base forms (exception list, else WordNet suffix rules)."""
+        bases = self._bases.get(word)
+        if bases is not None:
+            out: set = set()
+            for b in bases:
+                out |= self.synsets(b)
+            return frozenset(out)
+        return self.synsets(self._morph(word))
+
+    @lru_cache(maxsize=None)
+    def all_synsets(self, word: str) -> frozenset:
+        """What SynonymMatcher compares: own synsets plus base-form synsets."""
+        return self.synsets(word) | self.stem_synsets(word)
+
+
+# --------------------------------------------------------------------------------------------------
+# Paraphrase table: compact cached index, filtered per corpus vocabulary.
+# --------------------------------------------------------------------------------------------------
+def _cache_dir() -> Path:
+    return Path(os.environ.get("MEDMM_CACHE") or Path.home() / ".cache" / "medmm")
+
+
+def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
+    """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays."""
+    with gzip.open(gz_path, "rb") as f:
+        lines = f.read().decode("utf-8").split("\n")
+    refs, paras = lines[1::3], lines[2::3]
+    n = min(len(refs), len(paras))
+    vocab: dict[str, int] = {}
+    ids: list[int] = []
+    offsets = np.zeros(2 * n + 1, dtype=np.int64)
+    k = 0
+    for e in range(n):
+        for phrase in (refs[e], paras[e]):
+            for tok in java_tokens(phrase):
+                i = vocab.get(tok)
+                if i is None:
+                    i = vocab[tok] = len(vocab)
+                ids.append(i)
+            k += 1
+            offsets[k] = len(ids)
+    words = np.array(list(vocab), dtype=object)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    lengths = np.diff(offsets)
+    assert len(vocab) < 2**16 and lengths.max() < 2**8  # true for METEOR 1.5's English table
+    np.savez(tmp, ids=np.asarray(ids, dtype=np.uint16), lengths=lengths.astype(np.uint8),
+             vocab=np.frombuffer("\n".join(words.tolist()).encode("utf-8"), dtype=np.uint8))
+    os.replace(tmp, out)
+
+
+@dataclass
+class ParaphraseTable:
+    """All paraphrase pairs as integer phrases: pair e is phrase 2e (reference side) -> 2e+1."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    vocab: dict[str, int]
+    words: list[str]
+
+    @classmethod
+    def load(cls, gz_path: Path) -> "ParaphraseTable":
+        st = gz_path.stat()
+        key = hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
+        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v2.npz"
+        if not cache.is_file():
+            _build_paraphrase_index(gz_path, cache)
+        data = np.load(cache)
+        words = bytes(data["vocab"]).decode("utf-8").split("\n")
+        offsets = np.zeros(len(data["lengths"]) + 1, dtype=np.int64)
+        np.cumsum(data["lengths"], out=offsets[1:])
+        return cls(data["ids"], offsets, {w: i for i, w in enumerate(words)}, words)
+
+    def subset(self, corpus_words: set[str]) -> list[tuple[int, tuple[str, ...], tuple[str, ...]]]:
+        """Pairs (file index, phrase, paraphrase) whose words all occur in ``corpus_words``."""
+        present = np.zeros(len(self.words), dtype=bool)
+        idx = [self.vocab[w] for w in corpus_words if w in self.vocab]
+        if not idx:
+            return []
+        present[idx] = True
+        bad = ~present[self.ids]
+        # Count missing words per phrase; a pair survives when both of its phrases have none.
+        c = np.zeros(len(bad) + 1, dtype=np.int32)
+        np.cumsum(bad, out=c[1:])
+        per_phrase = c[self.offsets[1:]] - c[self.offsets[:-1]]
+        ok = (per_phrase[0::2] == 0) & (per_phrase[1::2] == 0)
+        pairs = np.nonzero(ok)[0]
+        phrases = np.stack([2 * pairs, 2 * pairs + 1], axis=1).ravel()
+        starts, lens = self.offsets[phrases], self.offsets[phrases + 1] - self.offsets[phrases]
+        # Gather every selected token in one fancy-index (no per-phrase numpy calls).
+        first = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+        toks = self.ids[np.arange(int(lens.sum())) + first].tolist()
+        words = self.words
+        out, pos = [], 0
+        lens_l = lens.tolist()
+        for k, e in enumerate(pairs.tolist()):
+            la, lb = lens_l[2 * k], lens_l[2 * k + 1]
+            a = tuple(words[i] for i in toks[pos:pos + la])
+            b = tuple(words[i] for i in toks[pos + la:pos + la + lb])
+            pos += la + lb
+            out.append((e, a, b))
+        return out
+
+
+@dataclass
+class MeteorResources:
+    """Everything METEOR 1.5 English needs besides the stemmer."""
+
+    function_words: frozenset
+    nonbreaking: dict[str, int]
+    synonyms: SynonymDictionary
+    paraphrases: ParaphraseTable
+
+
+def _read_nbp(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text.split("\n"):
+        toks = java_tokens(line)
+        if not toks or toks[0].startswith("#"):
+            continue
+        out[toks[0]] = 2 if len(toks) > 1 and toks[1] == "#NUMERIC_ONLY#" else 1
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_resources() -> MeteorResources:
+    """Read (once per process) METEOR's English resources from pycocoevalcap's jar and data folder."""
+    jar, para = resource_paths()
+    try:
+        with zipfile.ZipFile(jar) as z:
+            fw = z.read("function/english.words").decode("utf-8")
+            nbp = z.read("nonbreaking/english.prefixes").decode("utf-8")
+            syn = z.read("synonym/english.synsets").decode("utf-8")
+            exc = z.read("synonym/english.exceptions").decode("utf-8")
+    except (zipfile.BadZipFile, KeyError) as exc_:
+        raise BadInputError(jar, f"not a METEOR 1.5 jar with English resources ({exc_})") from exc_
+    # BufferedReader.readLine keeps every line, including an empty last one only if present.
+    function_words = frozenset(fw.split("\n")[:-1] if fw.endswith("\n") else fw.split("\n"))
+    return MeteorResources(function_words, _read_nbp(nbp), SynonymDictionary(syn, exc), ParaphraseTable.load(para))
