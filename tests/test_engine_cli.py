@@ -1,0 +1,54 @@
+"""`medmm train | evaluate | predict | report` on the toy task (registered via MEDMM_PLUGINS)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("lightning")
+
+from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
+
+from medmm.cli import app  # noqa: E402
+
+
+def test_cli_train_evaluate_predict_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDMM_PLUGINS", "engine_toy")
+    root = make_toy_root(tmp_path / "data", {"train": 32, "val": 8, "test": 8})
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text(TOY_CONFIG.format(root=root))
+    run = tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(cfg), "trainer.max_epochs=1", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "test:" in res.output and (run / "report.html").exists()
+
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(root), "--split", "val", "--out", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["provenance"]["split"] == "val" and m["metrics"]["n"] == 8
+
+    res = runner.invoke(app, ["predict", str(run), "--data", str(root), "--out", str(tmp_path / "p.jsonl")])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and all("id" in json.loads(x) for x in lines)
+
+    (run / "report.html").unlink()
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 0 and (run / "report.html").exists()
+
+
+def test_cli_bad_override_names_key_and_file(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text(TOY_CONFIG.format(root=tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", "from medmm.cli import main; main()", "train", str(cfg), "trainer.epochs=3", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 2
+    assert f"{cfg}: trainer.epochs: unknown key" in out.stderr
