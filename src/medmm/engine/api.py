@@ -257,7 +257,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # The best checkpoint's weights become model.pt; without validation, the last weights do.
     if best_cb is not None and best_cb.best_model_path and Path(best_cb.best_model_path).exists():
-        ckpt = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
     task = module.task.to("cpu")
     weights = run_dir / rd.WEIGHTS
@@ -295,8 +295,11 @@ def _last_logged(trainer, prefix: str) -> dict[str, float]:
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _task_state(task: Task, cfg: RunConfig, train_samples: list[Sample], weights_sha256: str | None) -> dict[str, Any]:
