@@ -18,60 +18,48 @@ from medmm.humaneval.studies import create_user, get_study
 from medmm.humaneval.testing import serve_in_thread, write_predictions
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage"]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="Debian chromium/chromium-driver not installed (apt-get install chromium chromium-driver)",
-    ),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="Debian chromium not installed (apt-get install chromium)"),
 ]
-selenium = pytest.importorskip("selenium", reason="selenium (test extra) not installed")
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
 
 SYSTEMS = ("modelred", "modelblue")
 N_CASES = 3
 
 
 @pytest.fixture
-def browser():
+def page():
+    """A page of the system Chromium (never a downloaded browser) with a new empty profile."""
     profile = tempfile.mkdtemp(prefix="medmm-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1000"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    with playwright_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1280, "height": 1000}
+        )
+        ctx.set_default_timeout(20_000)
+        try:
+            yield ctx.pages[0] if ctx.pages else ctx.new_page()
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
 
 
-def _wait(driver, cond, timeout=15):
-    return WebDriverWait(driver, timeout).until(cond)
+def _login(page, base, user):
+    page.goto(base + "/login")
+    page.fill("#username", user)
+    page.fill("#password", f"{user}-password")
+    page.click("#login")
+    page.wait_for_selector("#logout")
 
 
-def _login(driver, base, user):
-    driver.get(base + "/login")
-    driver.find_element(By.ID, "username").send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(f"{user}-password")
-    driver.find_element(By.ID, "login").click()
-    _wait(driver, EC.presence_of_element_located((By.ID, "logout")))
-
-
-def _logout(driver):
-    driver.find_element(By.ID, "logout").click()
-    _wait(driver, EC.presence_of_element_located((By.ID, "username")))
+def _logout(page):
+    page.click("#logout")
+    page.wait_for_selector("#username")
 
 
 def _prediction(case: int, k: int) -> str:
@@ -79,33 +67,33 @@ def _prediction(case: int, k: int) -> str:
     return f"finding {case}.{k}"
 
 
-def _shown_item(driver) -> tuple[str, str]:
+def _shown_item(page) -> tuple[str, str]:
     """(item id, system) decoded from the output text shown on the page."""
-    case, k = driver.find_element(By.ID, "output-0").text.removeprefix("finding ").split(".")
+    case, k = page.inner_text("#output-0").strip().removeprefix("finding ").split(".")
     return case, SYSTEMS[int(k)]
 
 
-def _rate_current(driver, values: dict, *, submit: bool) -> tuple[str, str]:
-    item = _shown_item(driver)
-    img = driver.find_element(By.CSS_SELECTOR, ".image img")
-    _wait(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img))
+def _rate_current(page, values: dict, *, submit: bool) -> tuple[str, str]:
+    page.wait_for_selector("#rating-form")
+    item = _shown_item(page)
+    # The image comes through the authenticated route and really loads.
+    page.wait_for_function("() => { const i = document.querySelector('.image img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
     for field in ("correctness", "completeness", "usefulness"):
-        driver.find_element(By.ID, f"{field}-{values[field]}").click()
-    err = driver.find_element(By.ID, "err_sig_missing_finding")
-    err.clear()
-    err.send_keys(str(values["err_sig_missing_finding"]))
-    driver.find_element(By.ID, "comment").send_keys(values["comment"])
-    driver.find_element(By.TAG_NAME, "h2").click()  # blur: the number field fires "change"
+        page.check(f"#{field}-{values[field]}")
+    page.fill("#err_sig_missing_finding", str(values["err_sig_missing_finding"]))
+    page.fill("#comment", values["comment"])
+    page.click("h2")  # blur: the number field fires "change"
     # Autosave: wait until the page reports the last change saved.
-    _wait(driver, lambda d: d.find_element(By.ID, "save-status").text == "saved")
+    page.wait_for_function("() => document.getElementById('save-status').textContent === 'saved'")
     if submit:
-        url = driver.current_url
-        driver.find_element(By.ID, "save-next").click()
-        _wait(driver, lambda d: d.current_url != url)
+        url = page.url
+        page.click("#save-next")
+        page.wait_for_function(f"() => location.href !== {json.dumps(url)}")
     return item
 
 
-def test_admin_creates_study_two_raters_rate_and_export(browser, tmp_path):
+def test_admin_creates_study_two_raters_rate_and_export(page, tmp_path):
     from PIL import Image
 
     set_password_cost(1, 1024)
@@ -127,47 +115,48 @@ def test_admin_creates_study_two_raters_rate_and_export(browser, tmp_path):
     entered: dict[tuple[str, str, str], dict] = {}
     with serve_in_thread(create_app(url, secret_key="browser-test")) as base:
         # Admin: create the study from uploaded predictions files.
-        _login(browser, base, "admin")
-        browser.get(base + "/admin")
-        browser.find_element(By.ID, "study-name").send_keys("e2e")
-        browser.find_element(By.ID, "study-pred").send_keys("\n".join(pred_paths))
-        browser.find_element(By.ID, "study-raters").send_keys("alice,bob")
-        browser.find_element(By.ID, "study-images").send_keys(str(tmp_path / "images"))
-        browser.find_element(By.ID, "create-study").click()
-        _wait(browser, EC.presence_of_element_located((By.ID, "progress")))
-        assert "modelred" in browser.page_source and "alice" in browser.page_source
-        _logout(browser)
+        _login(page, base, "admin")
+        page.goto(base + "/admin")
+        page.fill("#study-name", "e2e")
+        page.set_input_files("#study-pred", pred_paths)
+        page.fill("#study-raters", "alice,bob")
+        page.fill("#study-images", str(tmp_path / "images"))
+        page.click("#create-study")
+        page.wait_for_selector("#progress")
+        assert "modelred" in page.content() and "alice" in page.content()
+        _logout(page)
 
         # Alice: two items with "Save and next", a third only autosaved, then she leaves.
-        _login(browser, base, "alice")
-        browser.find_element(By.CSS_SELECTOR, "a[id^=resume-]").click()
+        _login(page, base, "alice")
+        page.click("a[id^=resume-]")
         for k in range(3):
-            _wait(browser, EC.presence_of_element_located((By.ID, "rating-form")))
-            assert "modelred" not in browser.page_source and "modelblue" not in browser.page_source
+            page.wait_for_selector("#rating-form")
+            assert "modelred" not in page.content() and "modelblue" not in page.content()
             vals = {"correctness": 1 + k, "completeness": 5 - k, "usefulness": 3,
                     "err_sig_missing_finding": k, "comment": f"alice note {k}"}
-            item = _rate_current(browser, vals, submit=k < 2)
+            item = _rate_current(page, vals, submit=k < 2)
             entered[("alice", *item)] = {**vals, "completed": k < 2}
-        last_autosaved = browser.current_url
-        _logout(browser)
+        last_autosaved = page.url
+        # She closes the tab without pressing anything; autosave already stored her answers.
+        page.goto(base + "/")
+        _logout(page)
         # She comes back: "Resume" opens the item she had not finished, with her answers.
-        _login(browser, base, "alice")
-        browser.find_element(By.CSS_SELECTOR, "a[id^=resume-]").click()
-        _wait(browser, EC.presence_of_element_located((By.ID, "rating-form")))
-        assert browser.current_url == last_autosaved
-        assert browser.find_element(By.ID, "correctness-3").is_selected()
-        assert browser.find_element(By.ID, "comment").get_attribute("value") == "alice note 2"
-        _logout(browser)
+        _login(page, base, "alice")
+        page.click("a[id^=resume-]")
+        page.wait_for_selector("#rating-form")
+        assert page.url == last_autosaved
+        assert page.is_checked("#correctness-3")
+        assert page.input_value("#comment") == "alice note 2"
+        _logout(page)
 
         # Bob: one item.
-        _login(browser, base, "bob")
-        browser.find_element(By.CSS_SELECTOR, "a[id^=resume-]").click()
-        _wait(browser, EC.presence_of_element_located((By.ID, "rating-form")))
+        _login(page, base, "bob")
+        page.click("a[id^=resume-]")
         vals = {"correctness": 2, "completeness": 2, "usefulness": 4, "err_sig_missing_finding": 1,
                 "comment": "bob's note <b>ok</b>"}
-        item = _rate_current(browser, vals, submit=True)
+        item = _rate_current(page, vals, submit=True)
         entered[("bob", *item)] = {**vals, "completed": True}
-        _logout(browser)
+        _logout(page)
 
     with factory() as s:
         rows = export_rows(s, get_study(s, "e2e").id)
