@@ -45,10 +45,17 @@ def _set_threads(cfg: RunConfig) -> None:
         torch.set_num_threads(cfg.trainer.num_threads)
 
 
-def _autocast(precision: str):
+def _autocast(precision: str, device: torch.device):
     if precision == "bf16-mixed":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def inference_device(cfg: RunConfig) -> torch.device:
+    """CUDA when the config asks for a GPU (or "auto") and one is present, else CPU."""
+    if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def run_inference(
@@ -70,19 +77,24 @@ def run_inference(
         seed=cfg.seed,
         shuffle=False,
     )
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    device = inference_device(cfg)
+    task.to(device)
     was_training = task.training
     task.eval()
     records: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     try:
-        with torch.no_grad(), _autocast(tc.precision):
+        with torch.no_grad(), _autocast(tc.precision, device):
             for sb in loader:
                 for sid, msg in sb.skipped:
                     log.warning("skipped bad sample %s: %s", sid, msg)
                     skipped[sid] = msg
                 if sb.batch is None:
                     continue
-                batch = to_channels_last(sb.batch) if tc.channels_last else sb.batch
+                batch = move_data_to_device(sb.batch, device)
+                batch = to_channels_last(batch) if tc.channels_last else batch
                 step = task.evaluation_step if with_references else task.predict_step
                 records.extend(step(batch))
     finally:
