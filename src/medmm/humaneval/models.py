@@ -67,8 +67,12 @@ class Study(Base):
     seed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     images_root: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    systems: Mapped[list[System]] = relationship(back_populates="study", cascade="all, delete-orphan")
-    cases: Mapped[list[Case]] = relationship(back_populates="study", cascade="all, delete-orphan")
+    systems: Mapped[list[System]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", order_by="System.id"
+    )
+    cases: Mapped[list[Case]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", order_by="Case.id"
+    )
 
 
 class System(Base):
