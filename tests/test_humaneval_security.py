@@ -217,6 +217,12 @@ def test_admin_upload_and_export(world, tmp_path):
     bad = [("pred", ("m1.jsonl", b"not json\n", "application/json"))]
     r = c.post("/admin/studies", data={**data, "name": "bad"}, files=bad)
     assert r.status_code == 422 and "m1.jsonl: line 1" in r.text
+    with_image = [("pred", ("m3.jsonl", b'{"id": "1", "prediction": "a", "image": "/etc/passwd"}\n', "application/json"))]
+    r = c.post("/admin/studies", data={**data, "name": "img", "design": "single"}, files=with_image)
+    assert r.status_code == 422 and "images folder" in r.text
+    r = c.post("/admin/studies", data={**data, "name": "img", "design": "single", "images_root": str(tmp_path)},
+               files=with_image)
+    assert r.status_code == 422 and "outside --images-root" in r.text
     r = c.post("/admin/studies", data={**data, "name": "nocsrf", "csrf_token": "x"}, files=files)
     assert r.status_code == 403
     r = c.get(f"/admin/studies/{world['pair']}/export.json")

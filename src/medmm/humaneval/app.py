@@ -426,10 +426,15 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
                     systems.append((sname, filename, records))
                 raters = [r.strip() for r in str(form.get("raters") or "").split(",") if r.strip()]
                 seed = str(form.get("seed") or "0")
+                images_root = str(form.get("images_root") or "").strip() or None
+                # Uploaded files have no folder of their own: image paths must stay inside a
+                # folder the admin names, never resolve against the server's working directory.
+                if images_root is None and any(r.image for _, _, recs in systems for r in recs):
+                    raise HTTPException(422, "the predictions name images: give the images folder")
                 try:
                     study = build_study(
                         s, str(form.get("name") or "").strip(), systems, str(form.get("design") or ""),
-                        raters, images_root=str(form.get("images_root") or "").strip() or None,
+                        raters, images_root=images_root,
                         seed=int(seed) if seed.isdigit() and len(seed) < 10 else 0,
                     )
                     s.commit()
