@@ -133,3 +133,25 @@ def test_task_config_section_validated():
     with pytest.raises(ConfigError, match="model.hiden"):
         Toy.from_config({"hiden": 16})
     assert build_dataclass(Toy.Config, {}).hidden == 4
+
+
+@dataclass
+class Lora:
+    r: int = 8
+    targets: tuple[str, ...] = ("q",)
+
+
+@dataclass
+class Conf:
+    size: tuple[int, int] = (224, 224)
+    lora: Lora | None = None  # nested config types must be module-level (annotations resolve there)
+    mean: list[float] | None = None
+
+
+def test_nested_types_in_task_config():
+    c = build_dataclass(Conf, {"size": [32, 48], "lora": {"r": 4, "targets": ["q", "v"]}, "mean": [0, 0.5]})
+    assert c.size == (32, 48) and c.lora == Lora(4, ("q", "v")) and c.mean == [0.0, 0.5]
+    with pytest.raises(ConfigError, match="size: expected 2 items"):
+        build_dataclass(Conf, {"size": [1, 2, 3]})
+    with pytest.raises(ConfigError, match=r"lora\.rank: unknown key"):
+        build_dataclass(Conf, {"lora": {"rank": 4}})

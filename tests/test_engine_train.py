@@ -112,3 +112,12 @@ def test_resume_with_another_config_is_refused(toy_run):
     tmp, *_ = toy_run
     with pytest.raises(MedmmError, match="different config"):
         train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=5"]), tmp / "run")
+
+
+def test_unlogged_monitor_fails_before_training(toy_run, tmp_path):
+    from medmm.engine.config import ConfigError
+
+    tmp, *_ = toy_run
+    with pytest.raises(ConfigError, match=r"trainer.monitor: 'val/auroc' is never logged; logged values: .*val/accuracy"):
+        train(load_config(tmp / "toy.yaml", ["trainer.monitor=val/auroc"]), tmp_path / "r")
+    assert not (tmp_path / "r" / "checkpoints").exists()

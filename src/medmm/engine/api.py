@@ -215,6 +215,8 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=None))
 
     monitor = tc.monitor if val_samples else None
+    if monitor and not resume:
+        _check_monitor(task, val_samples, cfg)
     mode = tc.resolved_monitor_mode()
     callbacks: list = [LastCheckpoint(last, tc.checkpoint_every_n_steps)]
     best_cb = None
@@ -272,6 +274,12 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         ckpt = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
     task = module.task.to("cpu")
+    if val_split is not None and val_split.samples and type(task).calibrate is not Task.calibrate:
+        # Post-training fitting on validation (e.g. decision thresholds) uses the best weights
+        # and is saved in task_state.json before val/test are scored.
+        val_records, _ = run_inference(task, val_split.samples, cfg)
+        if val_records and task.calibrate(val_records):
+            log.info("task calibrated on %d validation records", len(val_records))
     weights = run_dir / rd.WEIGHTS
     _atomic_torch_save(task.state_dict(), weights)
     rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=rd.sha256_file(weights)))
@@ -297,6 +305,48 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose a finished run
         log.warning("report.html not written: %s", exc)
     return results
+
+
+def _check_monitor(task: Task, val_samples: list[Sample], cfg: RunConfig) -> None:
+    """Fail before training, not after the first epoch, when trainer.monitor is never logged.
+
+    Scores up to 32 validation samples once; the RNG states are restored afterwards so the
+    check does not change the run.
+    """
+    import random
+
+    import numpy as np
+
+    from medmm.engine.config import ConfigError
+
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    try:
+        records, _ = run_inference(task, val_samples[:32], cfg)
+        if not records:
+            return
+        try:
+            metrics = task.compute_metrics(records)
+        except Exception as exc:  # noqa: BLE001 - tiny subsets may break some metrics; checked later
+            log.warning("could not pre-check trainer.monitor on 32 samples: %s", exc)
+            return
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+    names = sorted({"val/loss", *(f"val/{k}" for k in _flat_keys(metrics))})
+    if cfg.trainer.monitor not in names:
+        raise ConfigError(None, "trainer.monitor", f"{cfg.trainer.monitor!r} is never logged; logged values: {', '.join(names)}")
+
+
+def _flat_keys(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Numeric leaves of nested metrics (NaN included: a metric can be NaN on a tiny subset)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(_flat_keys(v, f"{prefix}{k}/"))
+        elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or hasattr(v, "dtype"):
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _last_logged(trainer, prefix: str) -> dict[str, float]:
@@ -367,17 +417,23 @@ def evaluate(
     dataset: str | None = None,
     split: str = "test",
     out: str | Path | None = None,
+    label_map: str | None = None,
 ) -> dict[str, Any]:
     """Score a trained run on exactly the records of `split` under `data_root` (no re-splitting).
 
     `data_root` may be any folder in the dataset's layout, e.g. one holding only the official
     test split. Returns {"metrics": ..., "provenance": ...}; also written to `out` if given.
+    External validation: when `dataset` differs from the training dataset (or `label_map`
+    names a mapping), the task's `prepare_external` maps its label space onto the other
+    dataset's; provenance then holds "external": true and the mapping used.
     """
     cfg, task = load_run(run_dir)
     _set_threads(cfg)
     samples, load_skipped, name = _samples_for(cfg, data_root, dataset, split)
     if not samples:
         raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
+    external = name != cfg.data.dataset or label_map is not None
+    mapping = task.prepare_external(name, label_map) if external else None
     records, skipped = run_inference(task, samples, cfg)
     skipped = {**load_skipped, **skipped}
     metrics = task.compute_metrics(records) if records else {}
@@ -385,6 +441,10 @@ def evaluate(
         "metrics": metrics,
         "provenance": _provenance(cfg, name, str(Path(data_root).resolve()), split, len(records), skipped, Path(run_dir).resolve()),
     }
+    result["provenance"]["external"] = external
+    result["provenance"]["training_dataset"] = cfg.data.dataset
+    if mapping is not None:
+        result["provenance"]["label_map"] = mapping
     if out is not None:
         rd.write_json(out, result)
     return result

@@ -176,15 +176,16 @@ def _coerce(value: Any, tp: Any, key: str, where: str | Path | None) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        # Try int before float so "3" stays an int in `int | float`.
-        for arg in args:
-            if arg is type(None):
-                continue
+        errors: list[ConfigError] = []
+        candidates = [a for a in args if a is not type(None)]
+        # Declared order: `int | float` keeps 3 an int.
+        for arg in candidates:
             try:
                 return _coerce(value, arg, key, where)
             except ConfigError as exc:
-                errors.append(exc.problem)
+                errors.append(exc)
+        if len(candidates) == 1:  # `X | None`: X's own message names the exact key
+            raise errors[0]
         raise ConfigError(where, key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         # YAML reads `precision: 32` as an int; the allowed values are strings.
@@ -199,8 +200,13 @@ def _coerce(value: Any, tp: Any, key: str, where: str | Path | None) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(where, key, f"expected a list, got {value!r}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise ConfigError(where, key, f"expected {len(args)} items, got {value!r}")
+            return tuple(_coerce(v, t, f"{key}[{i}]", where) for i, (v, t) in enumerate(zip(value, args)))
         item = args[0] if args else Any
-        return [_coerce(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+        items = [_coerce(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(where, key, f"expected a mapping, got {value!r}")

@@ -143,8 +143,13 @@ class ResumableSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         skip_batches: Callable[[], int] | None = None,
+        weights: list[float] | None = None,
     ):
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        if weights is not None:
+            if len(weights) != n or min(weights) < 0 or sum(weights) <= 0:
+                raise MedmmError(f"sample weights: need {n} non-negative weights with a positive sum")
+        self.weights = weights
         self.rank, self.world_size = rank, world_size
         self.skip_batches = skip_batches
         self.epoch = 0
@@ -155,7 +160,13 @@ class ResumableSampler(Sampler[int]):
         self.epoch = epoch
 
     def _indices(self) -> list[int]:
-        if self.shuffle:
+        if self.weights is not None:
+            # Weighted draw with replacement (class-balanced sampling), still a function of
+            # (seed, epoch) only, so resume stays exact.
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            w = torch.tensor(self.weights, dtype=torch.double)
+            order = torch.multinomial(w, self.n, replacement=True, generator=g).tolist()
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
         else:
@@ -204,8 +215,12 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     skip_batches: Callable[[], int] | None = None,
+    weights: list[float] | None = None,
 ) -> DataLoader:
-    """A DataLoader yielding `SafeBatch`es; training loaders shuffle and shard per rank."""
+    """A DataLoader yielding `SafeBatch`es; training loaders shuffle and shard per rank.
+
+    `weights` (training only): per-sample sampling weights; each epoch draws len(samples)
+    samples with replacement in proportion to them (see `Task.sample_weights`)."""
     # An explicit generator keeps the DataLoader from drawing on the global RNG, so a resumed
     # run's random stream (dropout, ...) matches an uninterrupted one.
     gen = torch.Generator().manual_seed(seed)
@@ -215,7 +230,7 @@ def make_loader(
         generator=gen,
         persistent_workers=False,
     )
-    if shuffle or world_size > 1:
+    if shuffle or world_size > 1 or weights is not None:
         sampler = ResumableSampler(
             len(samples),
             batch_size,
@@ -224,6 +239,7 @@ def make_loader(
             rank=rank,
             world_size=world_size,
             skip_batches=skip_batches,
+            weights=weights,
         )
         return ResumableLoader(SampleDataset(samples), batch_size=batch_size, sampler=sampler, **common)
     return DataLoader(SampleDataset(samples), batch_size=batch_size, shuffle=False, **common)

@@ -86,6 +86,7 @@ class TaskModule(L.LightningModule):
         self._val_records: list[dict[str, Any]] = []
         self._val_loss = [0.0, 0]
         self.last_val_metrics: dict[str, Any] = {}
+        self._sample_weights = task.sample_weights(train_samples)
         if trainer_cfg.channels_last:
             self.task.to(memory_format=torch.channels_last)
 
@@ -108,6 +109,7 @@ class TaskModule(L.LightningModule):
             rank=self.global_rank,
             world_size=self.trainer.world_size,
             skip_batches=self._batches_done_this_epoch,
+            weights=self._sample_weights,
         )
 
     def val_dataloader(self):

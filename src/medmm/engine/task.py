@@ -81,6 +81,32 @@ class Task(nn.Module):
         """Default: evaluation_step (tasks whose predictions need no reference may override)."""
         return self.evaluation_step(batch)
 
+    # Optional hooks (defaults do nothing; the engine calls them when a task overrides them).
+    def sample_weights(self, samples: list[Sample]) -> list[float] | None:
+        """Per-sample training sampling weights (e.g. class-balanced), or None for uniform.
+
+        Called once on the training split after `setup`; the engine then draws each epoch's
+        samples with replacement in proportion to the weights (seeded by seed and epoch).
+        """
+        return None
+
+    def calibrate(self, val_records: list[dict[str, Any]]) -> bool:
+        """Fit post-training state on the validation records of the best weights (e.g.
+        decision thresholds). Return True when state changed (the engine then re-saves
+        `state()` and re-scores). Default: nothing."""
+        return False
+
+    def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
+        """Get ready to score records of another dataset/label space (external validation).
+
+        Called by `medmm evaluate` when the evaluated dataset differs from the training one or
+        a label map is named. Returns a JSON description of the mapping used (written into the
+        metrics file) or None when no mapping is needed. Default: a named map is an error.
+        """
+        if label_map is not None:
+            raise MedmmError(f"task {self.name!r} does not support label maps (got {label_map!r})")
+        return None
+
 
 _TASKS: dict[str, Callable[..., Task]] = {}
 
