@@ -141,3 +141,20 @@ def test_metrics_import_no_torch():
             "from medmm.metrics.classification import classification_metrics; classification_metrics([0, 1], [0.2, 0.8]); "
             "assert 'torch' not in sys.modules and 'monai' not in sys.modules, 'metrics imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compare_cli_paired_tests(tmp_path):
+    rng = np.random.default_rng(0)
+    refs = [{"id": i, "reference": "yes" if i % 2 else "no", "answer_type": "CLOSED", "patient": i // 3}
+            for i in range(60)]
+    good = [{"id": r["id"], "prediction": r["reference"] if rng.random() < 0.95 else "maybe"} for r in refs]
+    bad = [{"id": r["id"], "prediction": r["reference"] if rng.random() < 0.5 else "maybe"} for r in refs]
+    r, a, b = _jsonl(tmp_path / "r.jsonl", refs), _jsonl(tmp_path / "a.jsonl", good), _jsonl(tmp_path / "b.jsonl", bad)
+    out = tmp_path / "cmp.json"
+    _run("score", "--task", "vqa", "--pred", a, "--ref", r, "--compare", b, "--out", out, "--bootstrap", 200,
+         "--group-by", "patient")
+    t = json.loads(out.read_text())["tests"]["overall_accuracy"]
+    assert t["difference"] > 0.3 and t["p_randomisation"] < 0.05 and t["difference_low"] > 0
+    assert t["n_units"] == 20
+    same = score_files("vqa", a, r, bootstrap=50)
+    assert same["ci"]["overall_accuracy"]["low"] <= same["overall_accuracy"] <= same["ci"]["overall_accuracy"]["high"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medmm.metrics.stats import bootstrap_ci, flatten, paired_test
+from medmm.metrics.stats import bootstrap_ci, flatten, paired_test, paired_tests
 
 
 def acc(pred, ref):
@@ -81,3 +81,17 @@ def test_paired_test_with_lists_and_groups():
 
 def test_flatten_nested():
     assert flatten({"a": {"b": 1, "c": None}, "d": 2.0, "e": "x"}) == {"a.b": 1.0, "d": 2.0}
+
+
+def test_paired_tests_dict_metric_matches_scalar_and_reports_undefined():
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, 2, 100)
+    a = np.where(rng.random(100) < 0.8, ref, 1 - ref)
+    b = np.where(rng.random(100) < 0.7, ref, 1 - ref)
+    both = paired_tests(lambda p, r: {"acc": acc(p, r), "nan": float("nan")}, a, b, ref, n_resamples=100, seed=1)
+    single = paired_test(acc, a, b, ref, n_resamples=100, seed=1)
+    assert both["acc"]["p_randomisation"] == single["p_randomisation"]
+    assert both["acc"]["difference_low"] == single["difference_low"]
+    assert "error" in both["nan"]
+    with pytest.raises(ValueError):
+        paired_test(lambda p, r: float("nan"), a, b, ref, n_resamples=10)

@@ -31,12 +31,15 @@ def score(
     labels: Optional[str] = typer.Option(None, help="classification: comma-separated class/label names"),
     classes: Optional[str] = typer.Option(None, help="segmentation: comma-separated label ids (default: nonzero = 1 class)"),
     spacing: Optional[str] = typer.Option(None, help="segmentation: pixel spacing for HD95, e.g. 0.5,0.5"),
+    compare: Optional[Path] = typer.Option(
+        None, help="second system's predictions: paired test of --pred (A) vs this (B) on every metric "
+                   "(uses --bootstrap resamples, 1000 if 0)"),
 ) -> None:
     """Score predictions against references and write metrics JSON with provenance."""
     from medmm.metrics.provenance import write_metrics
-    from medmm.metrics.score import score_files
+    from medmm.metrics.score import compare_files, score_files
 
-    opts: dict = {"bootstrap": bootstrap, "seed": seed, "group_by": group_by}
+    opts: dict = {"group_by": group_by}
     if task == "report":
         opts.update(observations=observations, uncertain=uncertain, missing=missing)
     elif task == "classification":
@@ -46,7 +49,10 @@ def score(
     if task not in ("report", "vqa", "retrieval", "classification", "segmentation"):
         raise typer.BadParameter(f"unknown task {task!r}", param_hint="--task")
     try:
-        result = score_files(task, pred, ref, **opts)
+        if compare is not None:
+            result = compare_files(task, pred, compare, ref, n_resamples=bootstrap or 1000, seed=seed, **opts)
+        else:
+            result = score_files(task, pred, ref, bootstrap=bootstrap, seed=seed, **opts)
     except ValueError as exc:  # option values (e.g. --uncertain maybe) that the library rejects
         raise typer.BadParameter(str(exc)) from exc
     write_metrics(out, result)

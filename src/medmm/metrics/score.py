@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,22 +85,29 @@ def _text(value: Any, path: Path, rid: str, what: str) -> str:
     return value
 
 
-def _add_ci(out: dict[str, Any], metric_fn: Callable[..., Any], inputs: tuple, n: int, seed: int,
-            groups: list[str] | None) -> None:
-    if n <= 0:
-        return
-    ci = stats.bootstrap_ci(metric_fn, *inputs, n_resamples=n, seed=seed, groups=groups)
-    out["ci"] = {k: {"low": ci["low"][k], "high": ci["high"][k], "n_invalid": ci["n_invalid"][k]}
-                 for k in ci["estimate"]}
-    out["provenance"]["ci_method"] = ci["method"]
-    out["provenance"]["seed"] = seed
-    out["provenance"]["ci_units"] = ci["n_units"]
+@dataclass
+class Prepared:
+    """One system's scored samples: the full result, per-sample items and their aggregate.
+
+    ``aggregate(items)`` recomputes the headline metrics (a flat dict, NaN where undefined)
+    from any subset or resample of ``items``; bootstrap CIs and paired tests are built on it.
+    """
+
+    ids: list[str]
+    result: dict[str, Any]
+    items: list[Any]
+    aggregate: Callable[[list[Any]], dict[str, float]]
+    groups: list[str] | None
+    ci_note: str | None = None
+
+
+def _nan(v: Any) -> float:
+    return math.nan if v is None else float(v)
 
 
 # ----------------------------------------------------------------------------- tasks
-def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: int = 0,
-                 group_by: str | None = None, observations: str = "14", uncertain: str = "ignore",
-                 missing: str = "negative") -> dict[str, Any]:
+def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = None, observations: str = "14",
+                   uncertain: str = "ignore", missing: str = "negative") -> Prepared:
     """NLG metrics (medmm.metrics.nlg) + clinical efficacy of generated reports."""
     from medmm.metrics.clinical import clinical_efficacy, label_report
     from medmm.metrics.nlg import METRICS, evaluate
@@ -117,10 +125,10 @@ def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: i
             raise BadInputError(ref_path, f"id {i!r}: reference must be a non-empty string or list of them")
         refs[i] = r
     families = list(METRICS)
-    unavailable = []
+    unavailable: list[str] = []
     try:
         res = evaluate(hyps, refs, families, source=str(pred_path))
-    except ModuleNotFoundError as exc:  # an NLG family not installed/landed: say so in the output
+    except ModuleNotFoundError as exc:  # an NLG family not installed: say so in the output
         unavailable = [f for f in families if f in str(exc)] or ["meteor"]
         families = [f for f in families if f not in unavailable]
         res = evaluate(hyps, refs, families, source=str(pred_path))
@@ -128,7 +136,7 @@ def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: i
     ref_labels = [label_report(refs[i][0]) for i in ids]
     ce_kwargs = dict(observations=observations, uncertain=uncertain, missing=missing)
     ce = clinical_efficacy(hyp_labels, ref_labels, **ce_kwargs)
-    out: dict[str, Any] = {
+    result: dict[str, Any] = {
         "task": "report",
         "nlg": res.corpus,
         "clinical_efficacy": {k: v for k, v in ce.items() if k != "provenance"},
@@ -139,43 +147,41 @@ def score_report(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: i
             label_handling=ce["provenance"]["label_handling"], nlg_unavailable=unavailable,
             clinical_reference="first reference per id", labeller=ce["provenance"]["implementation"]),
     }
-    if bootstrap:
-        # Corpus BLEU is recomputed from per-sample n-gram statistics on each resample (exact);
-        # ROUGE-L is a mean of per-sample scores (exact); CIDEr-D keeps the document
-        # frequencies of the full corpus. Corpus METEOR pools alignment statistics that the
-        # nlg API does not expose, and the mean of per-sample METEOR is a different number
-        # (its interval need not contain the corpus score), so METEOR gets no interval.
-        gts = tokenize_corpus({i: refs[i] for i in ids})
-        rs = tokenize_corpus({i: [hyps[i]] for i in ids})
-        bstats = [bleu_stats(rs[i][0].split(), [r.split() for r in gts[i]]) for i in ids]
-        per = [res.samples[i] for i in ids]
-        idx = np.arange(len(ids))
+    # Per-sample items for resampling. Corpus BLEU is recomputed from per-sample n-gram
+    # statistics (exact); ROUGE-L is a mean of per-sample scores (exact); CIDEr-D keeps the
+    # document frequencies of the full reference corpus. Corpus METEOR pools alignment
+    # statistics that the nlg API does not expose, and the mean of per-sample METEOR is a
+    # different number, so METEOR gets no interval and no test.
+    gts = tokenize_corpus({i: refs[i] for i in ids})
+    rs = tokenize_corpus({i: [hyps[i]] for i in ids})
+    items = [{"bleu": bleu_stats(rs[i][0].split(), [r.split() for r in gts[i]]), "scores": res.samples[i],
+              "hyp": hyp_labels[k], "ref": ref_labels[k]} for k, i in enumerate(ids)]
 
-        def metric(sel: np.ndarray) -> dict[str, Any]:
-            d: dict[str, Any] = {}
-            if "bleu" in families:
-                corpus, _ = bleu_from_stats([bstats[j] for j in sel])
-                d.update({f"nlg.bleu_{k + 1}": v for k, v in enumerate(corpus)})
-            for key in ("rouge_l", "cider_d"):
-                if key in families:
-                    d[f"nlg.{key}"] = float(np.mean([per[j][key] for j in sel]))
-            c = clinical_efficacy([hyp_labels[j] for j in sel], [ref_labels[j] for j in sel],
-                                  with_provenance=False, **ce_kwargs)
-            for avg in ("micro", "macro"):
-                for key, v in c[avg].items():
-                    d[f"clinical_efficacy.{avg}.{key}"] = math.nan if v is None else v
-            return d
+    def aggregate(sel: list[Any]) -> dict[str, float]:
+        d: dict[str, float] = {}
+        if "bleu" in families:
+            corpus, _ = bleu_from_stats([it["bleu"] for it in sel])
+            d.update({f"nlg.bleu_{k + 1}": v for k, v in enumerate(corpus)})
+        for key in ("rouge_l", "cider_d"):
+            if key in families:
+                d[f"nlg.{key}"] = float(np.mean([it["scores"][key] for it in sel]))
+        c = clinical_efficacy([it["hyp"] for it in sel], [it["ref"] for it in sel], with_provenance=False, **ce_kwargs)
+        for avg in ("micro", "macro"):
+            for key, v in c[avg].items():
+                d[f"clinical_efficacy.{avg}.{key}"] = _nan(v)
+        return d
 
-        _add_ci(out, metric, (idx,), bootstrap, seed, _groups(ref, ids, group_by, ref_path))
-        out["provenance"]["ci_note"] = ("BLEU exact per resample; ROUGE-L exact; CIDEr-D with full-corpus "
-                                        "document frequencies; METEOR: no interval (corpus statistics not exposed)")
-    return out
+    note = ("BLEU exact per resample; ROUGE-L exact; CIDEr-D with full-corpus document frequencies; "
+            "METEOR: no interval (corpus statistics not exposed)")
+    return Prepared(ids, result, items, aggregate, _groups(ref, ids, group_by, ref_path), note)
 
 
-def score_vqa(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: int = 0,
-              group_by: str | None = None) -> dict[str, Any]:
+_VQA_KEYS = ("overall_accuracy", "closed_accuracy", "open_exact_match", "open_token_f1", "open_bleu1", "open_bleu4")
+
+
+def prepare_vqa(pred_path: Path, ref_path: Path, *, group_by: str | None = None) -> Prepared:
     """Closed/open VQA metrics, by answer and question type."""
-    from medmm.metrics.vqa import vqa_metrics
+    from medmm.metrics.vqa import _summary, score_item, vqa_metrics
 
     pred, ref = read_records(pred_path, "prediction"), read_records(ref_path, "reference")
     ids = match_ids(pred, ref, pred_path, ref_path)
@@ -186,22 +192,24 @@ def score_vqa(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: int 
         raise BadInputError(ref_path, f"{len(empty)} references are empty, e.g. {empty[:3]}")
     at = [ref[i].get("answer_type") for i in ids]
     qt = [ref[i].get("question_type") for i in ids]
-    has_qt = any(q is not None for q in qt)
-    out = vqa_metrics(p, r, answer_types=at, question_types=qt if has_qt else None)
-    out["task"] = "vqa"
-    if bootstrap:
-        def metric(pp: list, rr: list, aa: list) -> dict[str, Any]:
-            m = vqa_metrics(pp, rr, answer_types=aa, with_provenance=False)
-            return {k: (math.nan if v is None else v) for k, v in m.items()
-                    if k in ("overall_accuracy", "closed_accuracy", "open_exact_match", "open_token_f1",
-                             "open_bleu1", "open_bleu4")}
-        _add_ci(out, metric, (p, r, at), bootstrap, seed, _groups(ref, ids, group_by, ref_path))
-    return out
+    result = vqa_metrics(p, r, answer_types=at, question_types=qt if any(q is not None for q in qt) else None)
+    result["task"] = "vqa"
+    items = [score_item(a, b, t) for a, b, t in zip(p, r, at)]
+
+    def aggregate(sel: list[Any]) -> dict[str, float]:
+        m = _summary(sel)
+        return {k: _nan(m[k]) for k in _VQA_KEYS}
+
+    return Prepared(ids, result, items, aggregate, _groups(ref, ids, group_by, ref_path))
 
 
-def score_classification(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: int = 0,
-                         group_by: str | None = None, kind: str | None = None, threshold: float = 0.5,
-                         labels: list[str] | None = None) -> dict[str, Any]:
+_CLS_KEYS = ("auroc", "auprc", "f1", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ece",
+             "f1_macro", "f1_micro", "auroc_macro_ovr", "auroc_macro", "auroc_micro", "auprc_macro",
+             "auprc_micro", "sensitivity_macro", "specificity_macro", "balanced_accuracy_macro")
+
+
+def prepare_classification(pred_path: Path, ref_path: Path, *, group_by: str | None = None, kind: str | None = None,
+                           threshold: float = 0.5, labels: list[str] | None = None) -> Prepared:
     """Binary / multi-class / multi-label metrics from scores."""
     from medmm.metrics.classification import classification_metrics
 
@@ -220,21 +228,20 @@ def score_classification(pred_path: Path, ref_path: Path, *, bootstrap: int = 0,
     if kind is None:
         kind = "binary" if scores.ndim == 1 else ("multilabel" if truth.ndim == 2 else "multiclass")
     try:
-        out = classification_metrics(truth, scores, kind, threshold=threshold, labels=labels)  # type: ignore[arg-type]
+        result = classification_metrics(truth, scores, kind, threshold=threshold, labels=labels)  # type: ignore[arg-type]
     except ValueError as exc:
         raise BadInputError(pred_path, str(exc)) from exc
-    out["kind"] = out["task"]
-    out["task"] = "classification"
-    if bootstrap:
-        keys = ("auroc", "auprc", "f1", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ece",
-                "f1_macro", "f1_micro", "auroc_macro_ovr", "auroc_macro", "auroc_micro", "auprc_macro",
-                "auprc_micro", "sensitivity_macro", "specificity_macro", "balanced_accuracy_macro")
+    result["kind"] = result["task"]
+    result["task"] = "classification"
+    items = list(zip(truth, scores))
 
-        def metric(t: np.ndarray, s: np.ndarray) -> dict[str, Any]:
-            m = classification_metrics(t, s, kind, threshold=threshold, labels=labels, with_provenance=False)  # type: ignore[arg-type]
-            return {k: (math.nan if m[k] is None else m[k]) for k in keys if k in m}
-        _add_ci(out, metric, (truth, scores), bootstrap, seed, _groups(ref, ids, group_by, ref_path))
-    return out
+    def aggregate(sel: list[Any]) -> dict[str, float]:
+        t = np.stack([x[0] for x in sel])
+        s = np.stack([x[1] for x in sel])
+        m = classification_metrics(t, s, kind, threshold=threshold, labels=labels, with_provenance=False)  # type: ignore[arg-type]
+        return {k: _nan(m[k]) for k in _CLS_KEYS if k in m}
+
+    return Prepared(ids, result, items, aggregate, _groups(ref, ids, group_by, ref_path))
 
 
 def _read_mask(path: Any, base: Path, jsonl: Path, rid: str) -> np.ndarray:
@@ -251,15 +258,16 @@ def _read_mask(path: Any, base: Path, jsonl: Path, rid: str) -> np.ndarray:
     return arr
 
 
-def score_segmentation(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, seed: int = 0,
-                       group_by: str | None = None, classes: list[int] | None = None,
-                       spacing: list[float] | None = None) -> dict[str, Any]:
+def prepare_segmentation(pred_path: Path, ref_path: Path, *, group_by: str | None = None,
+                         classes: list[int] | None = None, spacing: list[float] | None = None) -> Prepared:
     """Dice / IoU / HD95 per class from mask files (binary: nonzero = foreground, unless ``classes``)."""
-    from medmm.metrics.segmentation import SegmentationMetric, segmentation_metrics
+    from medmm.metrics.segmentation import SegmentationMetric
 
     pred, ref = read_records(pred_path, "prediction"), read_records(ref_path, "reference")
     ids = match_ids(pred, ref, pred_path, ref_path)
-    preds, refs = [], []
+    cls = classes or [1]
+    names = None if classes else ["foreground"]
+    metric = SegmentationMetric(cls, names, spacing)
     for i in ids:
         pm = _read_mask(pred[i]["prediction"], pred_path.parent, pred_path, i)
         rm = _read_mask(ref[i]["reference"], ref_path.parent, ref_path, i)
@@ -267,32 +275,33 @@ def score_segmentation(pred_path: Path, ref_path: Path, *, bootstrap: int = 0, s
             raise BadInputError(pred_path, f"id {i!r}: prediction mask {pm.shape} and reference {rm.shape} differ in size")
         if classes is None:
             pm, rm = (pm != 0).astype(np.uint8), (rm != 0).astype(np.uint8)
-        preds.append(pm)
-        refs.append(rm)
-    cls = classes or [1]
-    names = None if classes else ["foreground"]
-    out = segmentation_metrics(preds, refs, cls, names=names, spacing=spacing)
-    out["task"] = "segmentation"
-    if bootstrap:
-        # per-image scores are computed once; resampling averages them
-        per = SegmentationMetric(cls, names, spacing)
-        for p, r in zip(preds, refs):
-            per.update(p, r)
-        rows = per.per_image
+        metric.update(pm, rm)
+    result = metric.compute()
+    result["provenance"] = provenance(
+        "segmentation",
+        implementation="medmm.metrics.segmentation (numpy/scipy; HD95 as MONAI HausdorffDistanceMetric(percentile=95))",
+        n_samples=len(ids),
+        label_handling={"both_empty": "dice=iou=1, hd95=0",
+                        "one_empty": "dice=iou=0, hd95 undefined (excluded from its mean, counted)",
+                        "masks": "nonzero = foreground" if classes is None else f"label ids {cls}"},
+        averaging="per class: mean over images; *_mean: mean over classes",
+        spacing=list(spacing) if spacing is not None else "pixels")
+    result["task"] = "segmentation"
+    items = metric.per_image  # per-image scores, computed once
 
-        def metric(sel: np.ndarray) -> dict[str, Any]:
-            d: dict[str, Any] = {}
-            for name in rows[0]:
-                for key in ("dice", "iou", "hd95"):
-                    vals = [rows[j][name][key] for j in sel if rows[j][name][key] is not None]
-                    d[f"{name}.{key}"] = float(np.mean(vals)) if vals else math.nan
-            return d
-        _add_ci(out, metric, (np.arange(len(ids)),), bootstrap, seed, _groups(ref, ids, group_by, ref_path))
-    return out
+    def aggregate(sel: list[Any]) -> dict[str, float]:
+        d: dict[str, float] = {}
+        for name in sel[0]:
+            for key in ("dice", "iou", "hd95"):
+                vals = [row[name][key] for row in sel if row[name][key] is not None]
+                d[f"{name}.{key}"] = float(np.mean(vals)) if vals else math.nan
+        d["dice_mean"] = float(np.mean([d[f"{n}.dice"] for n in sel[0]]))
+        return d
+
+    return Prepared(ids, result, items, aggregate, _groups(ref, ids, group_by, ref_path))
 
 
-def score_retrieval(pred_path: Path, ref_path: Path | None, *, bootstrap: int = 0, seed: int = 0,
-                    group_by: str | None = None) -> dict[str, Any]:
+def prepare_retrieval(pred_path: Path, ref_path: Path | None, *, group_by: str | None = None) -> Prepared:
     """R@K / MRR / median rank both ways from a similarity matrix or paired embeddings."""
     from medmm.metrics.retrieval import cosine_similarity, rank_metrics, ranks, retrieval_metrics
 
@@ -314,6 +323,7 @@ def score_retrieval(pred_path: Path, ref_path: Path | None, *, bootstrap: int = 
         sim = np.asarray(loaded, dtype=np.float64)
     relevant = None
     group_ids = None
+    ids = [str(k) for k in range(sim.shape[0])] if sim.ndim == 2 else []
     if ref_path is not None:
         if ref_path.suffix == ".npy":
             relevant = np.load(ref_path, allow_pickle=False).astype(bool)
@@ -323,6 +333,7 @@ def score_retrieval(pred_path: Path, ref_path: Path | None, *, bootstrap: int = 
             recs = read_jsonl(ref_path)
             if len(recs) != sim.shape[0]:
                 raise BadInputError(ref_path, f"{len(recs)} records for a matrix with {sim.shape[0]} rows")
+            ids = [str(r.get("id", k)) for k, r in enumerate(recs)]
             if group_by:
                 missing = [k for k, r in enumerate(recs) if r.get(group_by) in (None, "")]
                 if missing:
@@ -331,33 +342,91 @@ def score_retrieval(pred_path: Path, ref_path: Path | None, *, bootstrap: int = 
     elif group_by:
         raise BadInputError(pred_path, "group_by needs a reference .jsonl with one record per matrix row")
     try:
-        out = retrieval_metrics(sim, relevant, row_name=row_name, col_name=col_name)
+        result = retrieval_metrics(sim, relevant, row_name=row_name, col_name=col_name)
     except ValueError as exc:
         raise BadInputError(pred_path, str(exc)) from exc
-    out["task"] = "retrieval"
-    if bootstrap:
-        # ranks against the full gallery are computed once; queries are resampled
-        if relevant is not None and relevant.shape[0] != relevant.shape[1]:
-            raise BadInputError(ref_path, "bootstrap needs a square matrix (queries both ways are paired)")
-        r_fwd, r_bwd = ranks(sim, relevant), ranks(sim.T, None if relevant is None else relevant.T)
+    result["task"] = "retrieval"
+    items: list[Any] = []
+    if relevant is None or relevant.shape[0] == relevant.shape[1]:
+        # a query and its paired item are resampled together; ranks stay those of the full gallery
+        items = list(zip(ranks(sim, relevant), ranks(sim.T, None if relevant is None else relevant.T)))
 
-        def metric(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-            return {f"{row_name}_to_{col_name}": rank_metrics(a), f"{col_name}_to_{row_name}": rank_metrics(b)}
-        _add_ci(out, metric, (r_fwd, r_bwd), bootstrap, seed, group_ids)
-        out["provenance"]["ci_note"] = "queries resampled; ranks against the full gallery"
-    return out
+    def aggregate(sel: list[Any]) -> dict[str, float]:
+        if not sel:
+            raise BadInputError(ref_path, "resampling needs a square matrix (queries paired both ways)")
+        a = rank_metrics(np.asarray([x[0] for x in sel]))
+        b = rank_metrics(np.asarray([x[1] for x in sel]))
+        return {**{f"{row_name}_to_{col_name}.{k}": v for k, v in a.items()},
+                **{f"{col_name}_to_{row_name}.{k}": v for k, v in b.items()}}
+
+    return Prepared(ids, result, items, aggregate, group_ids, "queries resampled; ranks against the full gallery")
 
 
-def score_files(task: str, pred: str | Path, ref: str | Path | None, **options: Any) -> dict[str, Any]:
-    """Dispatch to the task's scorer; see the module docstring for formats and options."""
+_PREPARE: dict[str, Callable[..., Prepared]] = {
+    "report": prepare_report, "vqa": prepare_vqa, "classification": prepare_classification,
+    "segmentation": prepare_segmentation, "retrieval": prepare_retrieval,
+}
+
+
+def _prepare(task: str, pred: str | Path, ref: str | Path | None, options: dict[str, Any]) -> Prepared:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
     pred_path = Path(pred)
     ref_path = Path(ref) if ref is not None else None
     if ref_path is None and task != "retrieval":
         raise BadInputError(pred_path, f"--ref is required for task {task}")
-    fn = {"report": score_report, "vqa": score_vqa, "classification": score_classification,
-          "segmentation": score_segmentation, "retrieval": score_retrieval}[task]
-    out = fn(pred_path, ref_path, **options)
-    out["provenance"]["files"] = {"prediction": str(pred_path), "reference": str(ref_path) if ref_path else None}
+    prep = _PREPARE[task](pred_path, ref_path, **options)
+    prep.result["provenance"]["files"] = {"prediction": str(pred_path), "reference": str(ref_path) if ref_path else None}
+    return prep
+
+
+def score_files(task: str, pred: str | Path, ref: str | Path | None, *, bootstrap: int = 0, seed: int = 0,
+                **options: Any) -> dict[str, Any]:
+    """Score one prediction file; with ``bootstrap`` > 0 add ``"ci"`` (95 % percentile intervals).
+
+    See the module docstring for the formats; ``options`` are the task's (group_by,
+    observations/uncertain/missing, kind/threshold/labels, classes/spacing).
+    """
+    prep = _prepare(task, pred, ref, options)
+    out = prep.result
+    if bootstrap > 0:
+        items = prep.items
+        ci = stats.bootstrap_ci(lambda idx: prep.aggregate([items[j] for j in idx]), np.arange(len(items)),
+                                n_resamples=bootstrap, seed=seed, groups=prep.groups)
+        out["ci"] = {k: {"estimate": ci["estimate"][k], "low": ci["low"][k], "high": ci["high"][k],
+                         "n_invalid": ci["n_invalid"][k]} for k in ci["estimate"]}
+        out["provenance"].update(ci_method=ci["method"], seed=seed, ci_units=ci["n_units"])
+        if prep.ci_note:
+            out["provenance"]["ci_note"] = prep.ci_note
     return out
+
+
+def compare_files(task: str, pred_a: str | Path, pred_b: str | Path, ref: str | Path | None, *,
+                  n_resamples: int = 1000, seed: int = 0, **options: Any) -> dict[str, Any]:
+    """Paired comparison of systems A and B on the same references, for every headline metric.
+
+    For each metric: A, B, the difference A - B with its paired-bootstrap CI, and the paired
+    bootstrap and approximate-randomisation p-values (:func:`medmm.metrics.stats.paired_test`).
+    """
+    a = _prepare(task, pred_a, ref, options)
+    b = _prepare(task, pred_b, ref, options)
+    if a.ids != b.ids:
+        raise BadInputError(pred_b, f"ids or their order differ from {pred_a}")
+    n = len(a.items)
+    pool = a.items + b.items  # index j < n: system A's sample j; n + j: system B's
+    # one aggregate call per system and resample serves every metric
+    tests = stats.paired_tests(lambda idx: a.aggregate([pool[j] for j in idx]), np.arange(n), np.arange(n, 2 * n),
+                               n_resamples=n_resamples, seed=seed, groups=a.groups)
+    return {
+        "task": task,
+        "a": str(pred_a),
+        "b": str(pred_b),
+        "tests": tests,
+        "provenance": provenance(
+            f"{task} paired comparison", implementation="medmm.metrics.stats.paired_test over medmm.metrics.score",
+            n_samples=n, seed=seed, label_handling=a.result["provenance"].get("label_handling"),
+            tokenisation=a.result["provenance"].get("tokenisation"),
+            ci_method=f"paired percentile bootstrap + approximate randomisation, {n_resamples} resamples of "
+                      f"{'groups' if a.groups else 'samples'}",
+            ci_note=a.ci_note, files={"a": str(pred_a), "b": str(pred_b), "reference": str(ref)}),
+    }

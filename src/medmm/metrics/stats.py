@@ -170,53 +170,82 @@ def paired_test(
         p = (1 + #{|d* - d| >= |d|}) / (1 + R).
       * approximate randomisation: A's and B's outputs are swapped per sample (per group when
         ``groups`` is given) with probability 1/2; p = (1 + #{|d_perm| >= |d|}) / (1 + R).
+    Raises ValueError when the metric is not finite on the full data.
+    """
+    res = paired_tests(metric_fn, pred_a, pred_b, *shared, n_resamples=n_resamples, confidence=confidence,
+                       seed=seed, groups=groups)
+    out = res.pop("value")
+    if "error" in out:
+        raise ValueError(out["error"])
+    return out
+
+
+def paired_tests(
+    metric_fn: Callable[..., Any],
+    pred_a: Any,
+    pred_b: Any,
+    *shared: Any,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = DEFAULT_SEED,
+    groups: Sequence[Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`paired_test` for a metric returning a dict: one result per key of :func:`flatten`,
+    all keys sharing the same resamples (one metric call per system and resample).
+
+    A key whose value is not finite on the full data for A or B gets ``{"error": reason}``.
     """
     n = _length((pred_a, pred_b, *shared))
     grouping = _Groups(groups, n)
 
-    def score(values: Any) -> float:
-        return float(metric_fn(*values))
+    def score(pred: Any, sub: Sequence[Any]) -> dict[str, float]:
+        return flatten(metric_fn(pred, *sub))
 
-    a = score((pred_a, *shared))
-    b = score((pred_b, *shared))
-    observed = a - b
-    if not math.isfinite(observed):
-        raise ValueError(f"metric is not finite on the full data (A={a}, B={b}); cannot test")
+    a, b = score(pred_a, shared), score(pred_b, shared)
+    keys = [k for k in a if k in b]
+    observed = {k: a[k] - b[k] for k in keys}
+    ok_keys = [k for k in keys if math.isfinite(observed[k])]
     rng = np.random.default_rng(seed)
-    boot = []
+    boot: dict[str, list[float]] = {k: [] for k in ok_keys}
     for _ in range(n_resamples):
         idx = grouping.draw(rng)
         sub = [_take(s, idx) for s in shared]
-        boot.append(score((_take(pred_a, idx), *sub)) - score((_take(pred_b, idx), *sub)))
-    boot_arr = np.asarray(boot, dtype=float)
-    boot_ok = boot_arr[np.isfinite(boot_arr)]
-    perm_hits = 0
-    perm_valid = 0
+        sa, sb = score(_take(pred_a, idx), sub), score(_take(pred_b, idx), sub)
+        for k in ok_keys:
+            boot[k].append(sa.get(k, math.nan) - sb.get(k, math.nan))
+    hits = {k: 0 for k in ok_keys}
+    valid = {k: 0 for k in ok_keys}
     for _ in range(n_resamples):
         mask = grouping.sample_mask(rng, n)
-        sa, sb = _swap(pred_a, pred_b, mask)
-        d = score((sa, *shared)) - score((sb, *shared))
-        if math.isfinite(d):
-            perm_valid += 1
-            perm_hits += abs(d) >= abs(observed) - 1e-12
+        pa, pb = _swap(pred_a, pred_b, mask)
+        sa, sb = score(pa, shared), score(pb, shared)
+        for k in ok_keys:
+            d = sa.get(k, math.nan) - sb.get(k, math.nan)
+            if math.isfinite(d):
+                valid[k] += 1
+                hits[k] += abs(d) >= abs(observed[k]) - 1e-12
     alpha = (1 - confidence) / 2
-    if boot_ok.size:
-        low, high = (float(x) for x in np.quantile(boot_ok, [alpha, 1 - alpha]))
-        p_boot = (1 + int(np.sum(np.abs(boot_ok - observed) >= abs(observed) - 1e-12))) / (1 + boot_ok.size)
-    else:
-        low = high = p_boot = None
-    return {
-        "a": a,
-        "b": b,
-        "difference": observed,
-        "difference_low": low,
-        "difference_high": high,
-        "p_bootstrap": p_boot,
-        "p_randomisation": (1 + perm_hits) / (1 + perm_valid) if perm_valid else None,
-        "n_invalid": int(boot_arr.size - boot_ok.size) + (n_resamples - perm_valid),
-        "method": _ci_method(n_resamples, confidence, groups, "paired percentile bootstrap + approximate randomisation"),
-        "n_resamples": n_resamples,
-        "seed": seed,
-        "confidence": confidence,
-        "n_units": grouping.n,
-    }
+    method = _ci_method(n_resamples, confidence, groups, "paired percentile bootstrap + approximate randomisation")
+    out: dict[str, dict[str, Any]] = {}
+    for k in keys:
+        if k not in boot:
+            out[k] = {"a": a[k], "b": b[k],
+                      "error": f"metric {k} is not finite on the full data (A={a[k]}, B={b[k]}); cannot test"}
+            continue
+        arr = np.asarray(boot[k], dtype=float)
+        fin = arr[np.isfinite(arr)]
+        d = observed[k]
+        if fin.size:
+            low, high = (float(x) for x in np.quantile(fin, [alpha, 1 - alpha]))
+            p_boot = (1 + int(np.sum(np.abs(fin - d) >= abs(d) - 1e-12))) / (1 + fin.size)
+        else:
+            low = high = p_boot = None
+        out[k] = {
+            "a": a[k], "b": b[k], "difference": d, "difference_low": low, "difference_high": high,
+            "p_bootstrap": p_boot,
+            "p_randomisation": (1 + hits[k]) / (1 + valid[k]) if valid[k] else None,
+            "n_invalid": int(arr.size - fin.size) + (n_resamples - valid[k]),
+            "method": method, "n_resamples": n_resamples, "seed": seed, "confidence": confidence,
+            "n_units": grouping.n,
+        }
+    return out
