@@ -16,7 +16,7 @@ the jar's bytecode (``javap``), which differs in places from METEOR's published 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from operator import itemgetter
 
 from medmm.metrics.nlg.meteor_data import MeteorResources, java_tokens, load_resources, normalize_line
 
@@ -84,93 +84,126 @@ class MeteorScorer:
         return s
 
     # ---- alignment -------------------------------------------------------------------------------
-    def align(self, w1: list[str], w2: list[str]):
-        """Best alignment of test words ``w1`` to reference words ``w2``: (matches by line-2 start, chunks)."""
+    def align(self, w1: list[str], w2: list[str]) -> dict[int, tuple]:
+        """Best alignment of test words ``w1`` to reference words ``w2`` as {line-2 start: match}.
+
+        A match is (module, start, length, matchStart, matchLength), start/length in line 2.
+        Candidate lists are built in the same order as METEOR's nested loops (line-2 position,
+        then line-1 position), using position indexes instead of all-pairs comparisons.
+        """
         n1, n2 = len(w1), len(w2)
         matches: list[list[tuple]] = [[] for _ in range(n2)]
         cov1, cov2 = [0] * n1, [0] * n2
-
-        def add(m):
-            # Coverage counts every word a match spans (decides which matches are unambiguous).
-            matches[m[1]].append(m)
-            for k in range(m[4]):
-                cov1[m[3] + k] += 1
-            for k in range(m[2]):
-                cov2[m[1] + k] += 1
-
-        identical = w1 == w2
-        # Match = (module, start, length, matchStart, matchLength): start/length in line 2.
-        for j in range(n2):
-            for i in range(n1):
-                if w1[i] == w2[j]:
-                    add((_EXACT, j, 1, i, 1))
-        if not identical:
-            st1 = [self._stem(w) for w in w1]
-            st2 = [self._stem(w) for w in w2]
+        pos1: dict[str, list[int]] = {}
+        for i, w in enumerate(w1):
+            pos1.setdefault(w, []).append(i)
+        for j, w in enumerate(w2):
+            for i in pos1.get(w, ()):
+                matches[j].append((_EXACT, j, 1, i, 1))
+                cov1[i] += 1
+                cov2[j] += 1
+        if w1 != w2:  # identical lines: METEOR uses the exact module only
+            stem = self._stem
+            spos: dict[str, list[int]] = {}
+            for i, w in enumerate(w1):
+                spos.setdefault(stem(w), []).append(i)
+            for j, w in enumerate(w2):
+                for i in spos.get(stem(w), ()):
+                    if w1[i] != w:
+                        matches[j].append((_STEM, j, 1, i, 1))
+                        cov1[i] += 1
+                        cov2[j] += 1
+            syn = self.res.synonyms.all_synsets
+            synpos: dict[int, set] = {}
+            for i, w in enumerate(w1):
+                for sid in syn(w):
+                    synpos.setdefault(sid, set()).add(i)
+            for j, w in enumerate(w2):
+                hit: set = set()
+                for sid in syn(w):
+                    got = synpos.get(sid)
+                    if got:
+                        hit |= got
+                for i in sorted(hit):
+                    if w1[i] != w:
+                        matches[j].append((_SYN, j, 1, i, 1))
+                        cov1[i] += 1
+                        cov2[j] += 1
+            paths = self._trie.paths
+            pos2: dict[str, list[int]] = {}
+            for j, w in enumerate(w2):
+                pos2.setdefault(w, []).append(j)
             for j in range(n2):
-                for i in range(n1):
-                    if st1[i] == st2[j] and w1[i] != w2[j]:
-                        add((_STEM, j, 1, i, 1))
-            syn = self.res.synonyms
-            s1 = [syn.all_synsets(w) for w in w1]
-            s2 = [syn.all_synsets(w) for w in w2]
-            for j in range(n2):
-                if not s2[j]:
-                    continue
-                for i in range(n1):
-                    if w1[i] != w2[j] and not s1[i].isdisjoint(s2[j]):
-                        add((_SYN, j, 1, i, 1))
-            trie = self._trie
-            for j in range(n2):
-                for ln, par in trie.paths(w2, j):
+                for ln, par in paths(w2, j):
                     lp = len(par)
-                    for i in range(n1):
-                        if tuple(w1[i:i + lp]) == par:
-                            add((_PARA, j, ln, i, lp))
+                    for i in pos1.get(par[0], ()):
+                        if i + lp <= n1 and (lp == 1 or tuple(w1[i:i + lp]) == par):
+                            matches[j].append((_PARA, j, ln, i, lp))
+                            for k in range(lp):
+                                cov1[i + k] += 1
+                            for k in range(ln):
+                                cov2[j + k] += 1
             for i in range(n1):
-                for ln, par in trie.paths(w1, i):
+                for ln, par in paths(w1, i):
                     lp = len(par)
-                    for j in range(n2):
-                        if tuple(w2[j:j + lp]) == par:
-                            add((_PARA, j, lp, i, ln))
-        return self._resolve(matches, cov1, cov2, n1, n2)
+                    for j in pos2.get(par[0], ()):
+                        if j + lp <= n2 and (lp == 1 or tuple(w2[j:j + lp]) == par):
+                            matches[j].append((_PARA, j, lp, i, ln))
+                            for k in range(ln):
+                                cov1[i + k] += 1
+                            for k in range(lp):
+                                cov2[j + k] += 1
+        return self._resolve(matches, cov1, cov2, n2)
 
-    def _resolve(self, matches, cov1, cov2, n1, n2):
-        # Path = [used1 bitmask, used2 bitmask, fixed/chosen matches dict, matches1, matches2,
-        #         chunks, idx, lastMatchEnd, distance]; one-to-one unambiguous matches are fixed first.
+    @staticmethod
+    def _resolve(matches, cov1, cov2, n2) -> dict[int, tuple]:
+        # One-to-one matches whose words no other match touches are fixed before the search.
         used1 = used2 = 0
-        chosen: dict[int, tuple] = {}
+        fixed: dict[int, tuple] = {}
+        ambiguous = False
         for j in range(n2):
-            if len(matches[j]) == 1:
-                m = matches[j][0]
-                _, s, ln, ms, ml = m
+            cand = matches[j]
+            if len(cand) == 1:
+                _, s, ln, ms, ml = m = cand[0]
                 if all(cov2[s + k] == 1 for k in range(ln)) and all(cov1[ms + k] == 1 for k in range(ml)):
-                    chosen[j] = m
-                    for k in range(ln):
-                        used2 |= 1 << (s + k)
-                    for k in range(ml):
-                        used1 |= 1 << (ms + k)
+                    fixed[j] = m
+                    used2 |= ((1 << ln) - 1) << s
+                    used1 |= ((1 << ml) - 1) << ms
+                    continue
+            if cand:
+                ambiguous = True
+        if not ambiguous:
+            return fixed
         w = _ALIGN_WEIGHTS
-        next_paths = [[used1, used2, chosen, 0, 0, 0, 0, -1, 0]]
+        key = itemgetter(9, 5, 8)
+        # Path = [used1, used2, chosen (linked: (match, parent)), matches1, matches2, chunks, idx,
+        #         lastMatchEnd, distance, -(matches1 + matches2)] -- PartialAlignment's fields.
+        next_paths = [[used1, used2, None, 0, 0, 0, 0, -1, 0, 0]]
         for cur in range(n2 + 1):
             paths = next_paths
             next_paths = []
-            paths.sort(key=lambda p: (-(p[3] + p[4]), p[5], p[8]))
-            for path in paths[:BEAM]:
-                if cur == n2:
+            paths.sort(key=key)
+            if len(paths) > BEAM:
+                del paths[BEAM:]
+            if cur == n2:
+                for path in paths:
                     if path[7] != -1:
                         path[5] += 1
-                    next_paths.append(path)
-                    continue
-                if path[1] >> cur & 1:
+                next_paths = paths
+                continue
+            bit = 1 << cur
+            cand = matches[cur]
+            for path in paths:
+                if path[1] & bit:
                     if cur < path[6]:
                         next_paths.append(path)
                     else:
-                        m = path[2].get(path[6])
+                        m = fixed.get(path[6])
                         if m is not None:
                             mod, s, ln, ms, ml = m
                             path[3] = int(path[3] + ml * w[mod])
                             path[4] = int(path[4] + ln * w[mod])
+                            path[9] = -(path[3] + path[4])
                             if path[7] != -1 and ms != path[7]:
                                 path[5] += 1
                             path[6] = s + ln
@@ -178,20 +211,18 @@ class MeteorScorer:
                             path[8] += abs(s - ms)
                             next_paths.append(path)
                     continue
-                for m in matches[cur]:
+                for m in cand:
                     mod, s, ln, ms, ml = m
                     mask2 = ((1 << ln) - 1) << s
                     mask1 = ((1 << ml) - 1) << ms
                     if path[1] & mask2 or path[0] & mask1:
                         continue
-                    ch = dict(path[2])
-                    ch[cur] = m
-                    np_ = [path[0] | mask1, path[1] | mask2, ch, int(path[3] + ml * w[mod]),
-                           int(path[4] + ln * w[mod]), path[5], s + ln, ms + ml, path[8]]
-                    if path[7] != -1 and ms != path[7]:
-                        np_[5] += 1
+                    m1 = int(path[3] + ml * w[mod])
+                    m2 = int(path[4] + ln * w[mod])
+                    chunks = path[5] + 1 if path[7] != -1 and ms != path[7] else path[5]
+                    next_paths.append([path[0] | mask1, path[1] | mask2, (m, path[2]), m1, m2, chunks, s + ln,
+                                       ms + ml, path[8], -(m1 + m2)])
                     path[8] += abs(s - ms)  # sic: METEOR adds the distance to the parent path
-                    next_paths.append(np_)
                 if path[7] != -1:
                     path[5] += 1
                     path[7] = -1
@@ -199,8 +230,13 @@ class MeteorScorer:
                 next_paths.append(path)
             if not next_paths:  # as METEOR: keep the best path and go on
                 next_paths.append(paths[0])
-        next_paths.sort(key=lambda p: (-(p[3] + p[4]), p[5], p[8]))
-        return next_paths[0][2]
+        next_paths.sort(key=key)
+        out = dict(fixed)
+        link = next_paths[0][2]
+        while link is not None:
+            m, link = link
+            out[m[1]] = m
+        return out
 
     # ---- statistics --------------------------------------------------------------------------------
     def stats(self, test: list[str], ref: list[str]) -> tuple:
@@ -296,27 +332,39 @@ class MeteorScorer:
         return (tl, rl, tfw, rfw, tuple(tc), tuple(rc), tuple(tf), tuple(rf), chunks)
 
 
-@lru_cache(maxsize=100_000)
-def _norm(text: str, nbp_key: int) -> tuple[str, ...]:
-    return tuple(java_tokens(normalize_line(text, load_resources().nonbreaking)))
+_NORM_CACHE: dict[tuple[int, str], tuple[str, ...]] = {}
 
 
-def _prep(text: str) -> tuple[str, ...]:
-    # pycocoevalcap strips '|||' and doubles spaces from the hypothesis; METEOR trims each field.
-    return _norm(text, 0)
+def _prep(text: str, res: MeteorResources) -> tuple[str, ...]:
+    """METEOR's -norm tokens of one line (cached: references recur across a corpus)."""
+    key = (id(res), text)
+    got = _NORM_CACHE.get(key)
+    if got is None:
+        if len(_NORM_CACHE) > 200_000:
+            _NORM_CACHE.clear()
+        got = _NORM_CACHE[key] = tuple(java_tokens(normalize_line(text, res.nonbreaking)))
+    return got
 
 
-def meteor_scores(hypotheses: list[str], references: list[list[str]]) -> tuple[float, list[float]]:
-    """(corpus METEOR, per-caption METEOR) of tokenised hypotheses against tokenised references."""
-    hyps = [_prep(h.replace("|||", "").replace("  ", " ")) for h in hypotheses]
-    refs = [[_prep(r) for r in rs] for rs in references]
+def meteor_scores(
+    hypotheses: list[str], references: list[list[str]], resources: MeteorResources | None = None
+) -> tuple[float, list[float]]:
+    """(corpus METEOR, per-caption METEOR) of tokenised hypotheses against tokenised references.
+
+    Per caption the best-scoring reference counts (its statistics go into the corpus sums), as in
+    METEOR's multi-reference mode that pycocoevalcap uses.
+    """
+    res = resources or load_resources()
+    # pycocoevalcap drops '|||' and collapses double spaces in the hypothesis only.
+    hyps = [_prep(h.replace("|||", "").replace("  ", " "), res) for h in hypotheses]
+    refs = [[_prep(r, res) for r in rs] for rs in references]
     vocab: set[str] = set()
     for h in hyps:
         vocab.update(h)
     for rs in refs:
         for r in rs:
             vocab.update(r)
-    scorer = MeteorScorer(vocab)
+    scorer = MeteorScorer(vocab, res)
     best_stats = []
     per = []
     for h, rs in zip(hyps, refs):

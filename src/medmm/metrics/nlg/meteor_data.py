@@ -212,28 +212,37 @@ def _cache_dir() -> Path:
 def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
     """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays."""
     with gzip.open(gz_path, "rb") as f:
-        lines = f.read().decode("utf-8").split("\n")
+        text = f.read().decode("utf-8")
+    if re.search(r"[^\S \n]", text):  # str.split() == StringTokenizer only for ' ' and '\n'
+        split = java_tokens
+    else:
+        split = str.split
+    lines = text.split("\n")
+    del text
     refs, paras = lines[1::3], lines[2::3]
     n = min(len(refs), len(paras))
-    vocab: dict[str, int] = {}
-    ids: list[int] = []
+    phrases = [None] * (2 * n)
+    phrases[0::2] = refs[:n]
+    phrases[1::2] = paras[:n]
+    del lines, refs, paras
+    lengths = np.fromiter((len(split(p)) for p in phrases), dtype=np.int64, count=2 * n)
+    tokens = split(" ".join(phrases)) if split is str.split else [t for p in phrases for t in split(p)]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(tokens))}
+    ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    del tokens, phrases
     offsets = np.zeros(2 * n + 1, dtype=np.int64)
-    k = 0
-    for e in range(n):
-        for phrase in (refs[e], paras[e]):
-            for tok in java_tokens(phrase):
-                i = vocab.get(tok)
-                if i is None:
-                    i = vocab[tok] = len(vocab)
-                ids.append(i)
-            k += 1
-            offsets[k] = len(ids)
+    np.cumsum(lengths, out=offsets[1:])
     words = np.array(list(vocab), dtype=object)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
-    lengths = np.diff(offsets)
+    ids_a = ids
     assert len(vocab) < 2**16 and lengths.max() < 2**8  # true for METEOR 1.5's English table
-    np.savez(tmp, ids=np.asarray(ids, dtype=np.uint16), lengths=lengths.astype(np.uint8),
+    # Each pair's rarest word: a corpus can only use pairs whose rarest word it contains, so this
+    # key lets ``subset`` look at a small candidate set instead of all 5.3 M pairs.
+    freq = np.bincount(ids_a, minlength=len(vocab))
+    coded = (freq[ids_a] << 16) | ids_a
+    pair_key = (np.minimum.reduceat(coded, offsets[0:-1:2]) & 0xFFFF).astype(np.uint16)
+    np.savez(tmp, ids=ids_a.astype(np.uint16), lengths=lengths.astype(np.uint8), pair_key=pair_key,
              vocab=np.frombuffer("\n".join(words.tolist()).encode("utf-8"), dtype=np.uint8))
     os.replace(tmp, out)
 
@@ -244,6 +253,7 @@ class ParaphraseTable:
 
     ids: np.ndarray
     offsets: np.ndarray
+    pair_key: np.ndarray
     vocab: dict[str, int]
     words: list[str]
 
@@ -251,14 +261,14 @@ class ParaphraseTable:
     def load(cls, gz_path: Path) -> "ParaphraseTable":
         st = gz_path.stat()
         key = hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v2.npz"
+        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v3.npz"
         if not cache.is_file():
             _build_paraphrase_index(gz_path, cache)
         data = np.load(cache)
         words = bytes(data["vocab"]).decode("utf-8").split("\n")
         offsets = np.zeros(len(data["lengths"]) + 1, dtype=np.int64)
         np.cumsum(data["lengths"], out=offsets[1:])
-        return cls(data["ids"], offsets, {w: i for i, w in enumerate(words)}, words)
+        return cls(data["ids"], offsets, data["pair_key"], {w: i for i, w in enumerate(words)}, words)
 
     def subset(self, corpus_words: set[str]) -> list[tuple[int, tuple[str, ...], tuple[str, ...]]]:
         """Pairs (file index, phrase, paraphrase) whose words all occur in ``corpus_words``."""
@@ -267,21 +277,21 @@ class ParaphraseTable:
         if not idx:
             return []
         present[idx] = True
-        bad = ~present[self.ids]
-        # Count missing words per phrase; a pair survives when both of its phrases have none.
-        c = np.zeros(len(bad) + 1, dtype=np.int32)
-        np.cumsum(bad, out=c[1:])
-        per_phrase = c[self.offsets[1:]] - c[self.offsets[:-1]]
-        ok = (per_phrase[0::2] == 0) & (per_phrase[1::2] == 0)
-        pairs = np.nonzero(ok)[0]
-        phrases = np.stack([2 * pairs, 2 * pairs + 1], axis=1).ravel()
+        cand = np.nonzero(present[self.pair_key])[0]
+        phrases = np.stack([2 * cand, 2 * cand + 1], axis=1).ravel()
         starts, lens = self.offsets[phrases], self.offsets[phrases + 1] - self.offsets[phrases]
-        # Gather every selected token in one fancy-index (no per-phrase numpy calls).
-        first = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-        toks = self.ids[np.arange(int(lens.sum())) + first].tolist()
+        # Gather every candidate token in one fancy-index (no per-phrase numpy calls).
+        seg = np.concatenate(([0], np.cumsum(lens)))
+        toks_a = self.ids[np.arange(int(seg[-1])) + np.repeat(starts - seg[:-1], lens)]
+        missing = np.concatenate(([0], np.cumsum(~present[toks_a])))
+        pair_missing = missing[seg[2::2]] - missing[seg[0:-1:2]]
+        keep = pair_missing == 0
+        pairs = cand[keep]
+        lens_l = lens.reshape(-1, 2)[keep].ravel().tolist()
+        sel = np.repeat(keep, 2)
+        toks = toks_a[np.repeat(sel, lens)].tolist()
         words = self.words
         out, pos = [], 0
-        lens_l = lens.tolist()
         for k, e in enumerate(pairs.tolist()):
             la, lb = lens_l[2 * k], lens_l[2 * k + 1]
             a = tuple(words[i] for i in toks[pos:pos + la])
@@ -311,10 +321,24 @@ def _read_nbp(text: str) -> dict[str, int]:
     return out
 
 
-@lru_cache(maxsize=1)
-def load_resources() -> MeteorResources:
-    """Read (once per process) METEOR's English resources from pycocoevalcap's jar and data folder."""
-    jar, para = resource_paths()
+def load_resources(jar: str | Path | None = None, paraphrase: str | Path | None = None) -> MeteorResources:
+    """METEOR's English resources (read once per process and path pair).
+
+    Defaults: the jar and paraphrase table of the installed pycocoevalcap (or the environment
+    overrides). A small custom paraphrase .gz in the same format can be passed for tests.
+    """
+    if jar is None or paraphrase is None:
+        dj, dp = resource_paths()
+        jar, paraphrase = jar or dj, paraphrase or dp
+    return _load(str(jar), str(paraphrase))
+
+
+@lru_cache(maxsize=4)
+def _load(jar_s: str, para_s: str) -> MeteorResources:
+    jar, para = Path(jar_s), Path(para_s)
+    for path in (jar, para):
+        if not path.is_file():
+            raise BadInputError(path, "METEOR resource file not found")
     try:
         with zipfile.ZipFile(jar) as z:
             fw = z.read("function/english.words").decode("utf-8")
@@ -325,4 +349,8 @@ def load_resources() -> MeteorResources:
         raise BadInputError(jar, f"not a METEOR 1.5 jar with English resources ({exc_})") from exc_
     # BufferedReader.readLine keeps every line, including an empty last one only if present.
     function_words = frozenset(fw.split("\n")[:-1] if fw.endswith("\n") else fw.split("\n"))
-    return MeteorResources(function_words, _read_nbp(nbp), SynonymDictionary(syn, exc), ParaphraseTable.load(para))
+    try:
+        table = ParaphraseTable.load(para)
+    except (OSError, EOFError, UnicodeDecodeError) as exc_:
+        raise BadInputError(para, f"unreadable METEOR paraphrase table ({exc_})") from exc_
+    return MeteorResources(function_words, _read_nbp(nbp), SynonymDictionary(syn, exc), table)
