@@ -205,3 +205,32 @@ def test_web_app_imports_no_torch_models_or_engine(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_servers_starting_together_migrate_once(db_url):
+    """Three processes (and threads inside this one) open a new database at the same moment."""
+    import threading
+
+    code = f"from medmm.humaneval.db import open_db; e, _ = open_db({db_url!r}); e.dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors: list[str] = []
+
+    def here() -> None:
+        try:
+            open_db(db_url)[0].dispose()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=here) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results = [(p.wait(timeout=120), p.stderr.read()[-300:]) for p in procs]
+    assert errors == [] and all(rc == 0 for rc, _ in results), (errors, results)
+    engine, _ = open_db(db_url)
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0001_initial",)]
+    engine.dispose()

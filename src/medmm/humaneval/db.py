@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from medmm.errors import BadInputError
 from medmm.humaneval.models import Rating, utcnow
@@ -51,18 +53,49 @@ def make_engine(db: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
+_MIGRATE_LOCK = threading.Lock()  # alembic's `context` proxy is process-global, not thread-safe
+
+
 def migrate(engine: Engine) -> str:
-    """Bring the schema to the newest Alembic revision; returns that revision id."""
+    """Bring the schema to the newest Alembic revision; returns that revision id.
+
+    Safe when several servers start at once on a new database: PostgreSQL takes an advisory lock,
+    SQLite a write lock (BEGIN IMMEDIATE) before Alembic reads the current revision.
+    """
     from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    on_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    target = _sqlite_immediate_engine(engine) if on_file else engine
+    try:
+        with _MIGRATE_LOCK, target.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7246551)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        if target is not engine:
+            target.dispose()
     return ScriptDirectory.from_config(cfg).get_current_head() or ""
+
+
+def _sqlite_immediate_engine(engine: Engine) -> Engine:
+    # The SQLAlchemy recipe for explicit SQLite transactions: driver autocommit off, BEGIN ourselves.
+    mig = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(mig, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    @event.listens_for(mig, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return mig
 
 
 def open_db(db: str, *, run_migrations: bool = True) -> tuple[Engine, sessionmaker[Session]]:
