@@ -31,6 +31,8 @@ P, N, U = LabelState.POSITIVE, LabelState.NEGATIVE, LabelState.UNCERTAIN
     ("Pacemaker leads in place. Lungs are clear.", {"Support Devices": P, "No Finding": P}),
     ("No pneumothorax but there is a right rib fracture.", {"Pneumothorax": N, "Fracture": P}),
     ("Mild pulmonary vascular congestion.", {"Edema": U}),
+    ("Opacity consistent with pneumonia.", {"Lung Opacity": P, "Pneumonia": P}),  # as CheXpert: no hedge
+    ("Findings may be consistent with pneumonia.", {"Pneumonia": U}),
     ("Degenerative changes of the spine.", {}),
     ("Calcified granuloma in the right upper lobe.", {}),
 ])

@@ -123,8 +123,8 @@ _NEG_POST = re.compile(
 _UNC_PRE = re.compile(
     r"\b(may|might|could|possibl[ey]|probabl[ey]|likely|unlikely|suspicious|suspect(?:ed)?|suggest\w*|concern(?:ing)? for|"
     r"concerning|question(?:able)?|equivocal|versus|vs|differential|worrisome|represent\w*|reflect\w*|indicat\w*|"
-    r"favor\w*|presum\w*|cannot exclude|atypical|or|and/or|either|borderline|correlat\w*|compatible with|"
-    r"consistent with|suspicion|uncertain|not certain|difficult|clinical correlation)\b")
+    r"favor\w*|presum\w*|cannot exclude|or|and/or|either|borderline|correlat\w*|"
+    r"suspicion|uncertain|not certain|difficult|clinical correlation)\b")
 _UNC_PRE_WINDOW = 8
 # Uncertainty right after the mention, in the raw text: "effusion?", "edema is suspected",
 # "effusion may be present", "atelectasis or consolidation"; not "opacity, may reflect X"
