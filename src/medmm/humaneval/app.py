@@ -20,10 +20,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from medmm.errors import BadInputError, MedmmError
@@ -121,6 +122,17 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": "not logged in"}, status_code=401)
         return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # JSON for the autosave API, a readable page for people using the forms.
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return templates.TemplateResponse(
+            request, "error.html", {"status": exc.status_code, "detail": exc.detail, "user": None,
+                                    "csrf": security.csrf_token(request.session)},
+            status_code=exc.status_code,
+        )
 
     # ---------------------------------------------------------------- helpers
     def db_session() -> Session:
