@@ -37,15 +37,21 @@ def evaluate(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to score; exactly its records, never re-split."),
     out: Path = typer.Option(..., "--out", help="Where to write metrics JSON (metrics + provenance)."),
+    label_map: Optional[str] = typer.Option(
+        None, "--label-map", help="External validation: a label map name (medmm.data.label_maps); default: found from the datasets."
+    ),
 ) -> None:
-    """Score a trained run on a split of any dataset root."""
+    """Score a trained run on a split of any dataset root (another dataset = external validation)."""
     from medmm.engine.api import evaluate as run_eval
 
-    result = run_eval(run_dir, data, dataset=dataset, split=split, out=out)
+    result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map)
     scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     prov = result["provenance"]
     typer.echo(json.dumps(scalars))
     typer.echo(f"{prov['n_samples']} samples, {prov['n_skipped']} skipped -> {out}")
+    if prov.get("external"):
+        lm = prov.get("label_map") or {}
+        typer.echo(f"EXTERNAL validation on {prov['dataset']} (trained on {prov['training_dataset']}); label map: {lm.get('name', 'none')}")
 
 
 @app.command()
