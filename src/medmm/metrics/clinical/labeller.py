@@ -56,6 +56,7 @@ COMPETITION_5 = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleur
 # Observations whose presence rules out "No Finding" (CheXpert excludes Support Devices).
 PATHOLOGIES = tuple(o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 _OTHER_FINDING = "__other_finding__"  # the no_finding.txt phrases: findings outside the 14
+_ANY = "__any__"  # key of the combined regex of every phrase
 
 VERSION = "medmm-chexpert-rules-1"
 
@@ -194,6 +195,9 @@ def _load_rules() -> dict[str, Any]:
             "phrases": ordered,
             "unmention": re.compile(_trie_regex(unm)) if unm else None,
         }
+    all_phrases = {p for r in rules.values() for p in r["phrases"]}
+    # lookahead: a zero-width match at each word start where some phrase begins
+    rules[_ANY] = re.compile(r"(?=" + _trie_regex(all_phrases) + ")")
     return rules
 
 
@@ -264,15 +268,29 @@ def _classify(obs: str, phrase: str, pre: str, post: str, clause: str) -> LabelS
 def find_mentions(text: str) -> list[dict[str, Any]]:
     """Every mention in ``text`` (already section-selected): observation, phrase, span, state."""
     low = text.lower()
-    cuts = _boundaries(low)
     rules = _load_rules()
+    # one scan for the word starts where any phrase begins, then an anchored match per
+    # observation there (phrases of different observations may overlap, e.g. "cardiac
+    # silhouette" and "cardiac silhouette and vascularity")
+    starts = [m.start() for m in rules[_ANY].finditer(low)]
+    if not starts:
+        return []
+    cuts = _boundaries(low)
     found = []
+    blocked_cache: dict[str, list[tuple[int, int]]] = {}
     for obs, rule in rules.items():
-        blocked = [m.span() for m in rule["unmention"].finditer(low)] if rule["unmention"] else []
-        for m in rule["mention"].finditer(low):
-            start, end = m.span()
-            if any(s < end and start < e for s, e in blocked):
+        if obs == _ANY:
+            continue
+        for pos in starts:
+            m = rule["mention"].match(low, pos)
+            if m is None:
                 continue
+            start, end = m.span()
+            if rule["unmention"] is not None:
+                if obs not in blocked_cache:
+                    blocked_cache[obs] = [u.span() for u in rule["unmention"].finditer(low)]
+                if any(s < end and start < e for s, e in blocked_cache[obs]):
+                    continue
             phrase = _which_phrase(m.group(0), rule["phrases"])
             i = bisect.bisect_right(cuts, start) - 1
             cs = cuts[i]
