@@ -95,3 +95,17 @@ def test_load_splits_official_grouped_and_limits(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MedmmError, match="is empty"):
         load_splits(DataConfig(dataset="toy_engine", root=str(tmp_path / "empty")), seed=0)
+
+
+def test_weighted_sampler_is_seeded_sharded_and_follows_weights():
+    w = [1.0] * 90 + [9.0] * 10  # the last 10 samples carry half the weight
+    a = ResumableSampler(100, 10, seed=0, shuffle=True, weights=w)
+    assert list(a) == list(ResumableSampler(100, 10, seed=0, shuffle=True, weights=w))
+    drawn = list(a)
+    assert len(drawn) == 100 and 30 <= sum(i >= 90 for i in drawn) <= 70
+    one = _batches(ResumableSampler(16, 8, seed=3, shuffle=True, weights=[1.0] * 16))
+    r0 = _batches(ResumableSampler(16, 4, seed=3, shuffle=True, rank=0, world_size=2, weights=[1.0] * 16))
+    r1 = _batches(ResumableSampler(16, 4, seed=3, shuffle=True, rank=1, world_size=2, weights=[1.0] * 16))
+    assert [a + b for a, b in zip(r0, r1)] == one
+    with pytest.raises(MedmmError, match="non-negative weights"):
+        ResumableSampler(3, 1, seed=0, shuffle=True, weights=[1.0, -1.0, 1.0])

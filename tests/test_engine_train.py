@@ -121,3 +121,27 @@ def test_unlogged_monitor_fails_before_training(toy_run, tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.monitor: 'val/auroc' is never logged; logged values: .*val/accuracy"):
         train(load_config(tmp / "toy.yaml", ["trainer.monitor=val/auroc"]), tmp_path / "r")
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_calibrate_hook_updates_saved_state(toy_run, tmp_path):
+    """A task overriding calibrate() is calibrated on val with the best weights; state is saved."""
+    from engine_toy import ToyTask
+
+    from medmm.engine.task import _TASKS, register_task
+
+    if "toy_engine_calibrated" not in _TASKS:
+
+        class Calibrated(ToyTask):
+            def calibrate(self, val_records):
+                self.threshold = sum(r["prob"][0] for r in val_records) / len(val_records)
+                return True
+
+            def state(self):
+                return {**super().state(), "threshold": getattr(self, "threshold", None)}
+
+        register_task("toy_engine_calibrated")(Calibrated)
+    tmp, *_ = toy_run
+    run = tmp_path / "cal"
+    train(load_config(tmp / "toy.yaml", ["task=toy_engine_calibrated", "trainer.max_epochs=1"]), run)
+    state = json.loads((run / "task_state.json").read_text())["state"]
+    assert 0.0 < state["threshold"] < 1.0
