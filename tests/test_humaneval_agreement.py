@@ -86,7 +86,7 @@ def test_krippendorff_nominal_two_raters_equals_scotts_pi_correction():
     assert krippendorff_alpha([a, b], "nominal") == pytest.approx(1 - do / de)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(1, 5), st.integers(1, 5)), min_size=2, max_size=40),
     st.sampled_from([None, "linear", "quadratic"]),

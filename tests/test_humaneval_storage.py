@@ -208,11 +208,11 @@ def test_web_app_imports_no_torch_models_or_engine(tmp_path):
 
 
 def test_servers_starting_together_migrate_once(db_url):
-    """Three processes (and threads inside this one) open a new database at the same moment."""
+    """Two processes (and threads inside this one) open a new database at the same moment."""
     import threading
 
     code = f"from medmm.humaneval.db import open_db; e, _ = open_db({db_url!r}); e.dispose()"
-    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errors: list[str] = []
 
     def here() -> None:
