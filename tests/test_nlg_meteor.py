@@ -1,0 +1,77 @@
+"""medmm.metrics.nlg.meteor: METEOR 1.5 pieces against values printed by the Java jar (meteor-1.5.jar).
+
+These tests read the jar's WordNet/function-word data but use a one-pair paraphrase table written
+here, so they run in seconds; the full-table comparison on real reports is in test_nlg_parity.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+pytest.importorskip("pycocoevalcap")
+
+from medmm.errors import BadInputError  # noqa: E402
+from medmm.metrics.nlg import meteor_data  # noqa: E402
+from medmm.metrics.nlg.meteor import MeteorScorer, meteor_scores  # noqa: E402
+from medmm.metrics.nlg.meteor_data import load_resources, normalize_line, resource_paths  # noqa: E402
+
+
+@pytest.fixture()
+def res(tmp_path, monkeypatch):
+    """Real jar resources + a paraphrase table holding only 'cardiac' -> 'heart'."""
+    monkeypatch.setenv("MEDMM_CACHE", str(tmp_path / "cache"))
+    para = tmp_path / "paraphrase-en.gz"
+    with gzip.open(para, "wt", encoding="utf-8") as f:
+        f.write("0.5\ncardiac\nheart\n")
+    jar, _ = resource_paths()
+    return load_resources(jar, para)
+
+
+def test_normaliser_equals_java(res):
+    # Printed by `java -cp meteor-1.5.jar edu.cmu.meteor.util.Normalizer en true` (then lowercased).
+    line = "Heart-size is normal, e.g. 1,000 cc at U.S. hospitals... no. 5 (stable) it's Dr. Smith's ct. The end."
+    want = "Heart size is normal , eg 1,000 cc at US hospitals ... no . 5 ( stable ) it 's Dr. Smith 's ct . The end ."
+    assert normalize_line(line, res.nonbreaking) == want.lower()
+    assert normalize_line("no. 5 and No. in. xxxx-xxxx 2.5cm", res.nonbreaking) == "no . 5 and no. in. xxxx xxxx 2.5cm"
+
+
+def test_scores_equal_java_segment_and_corpus(res):
+    # Reference, hypothesis -> METEOR 1.5 (`-l en -norm`, SCORE then EVAL) printed by the jar.
+    refs = [["lung clear"], ["big heart"], ["heart silhouette"], ["lungs are clear"], ["no effusion"]]
+    hyps = ["lungs clear", "large heart", "cardiac silhouette", "lungs are clear", ""]
+    corpus, per = meteor_scores(hyps, refs, res)
+    assert per == pytest.approx([0.8, 0.8999999999999999, 0.8, 1.0, 0.0], abs=1e-12)
+    assert corpus == pytest.approx(0.7746478873239437, abs=1e-12)
+
+
+def test_stats_of_stem_synonym_and_paraphrase_matches(res):
+    sc = MeteorScorer({"lungs", "lung", "clear", "big", "large", "heart", "cardiac", "silhouette"}, res)
+    # (test len, ref len, test fn words, ref fn words, content/function matches per module, chunks)
+    assert sc.stats(["lungs", "clear"], ["lung", "clear"]) == (2, 2, 0, 0, (1, 1, 0, 0), (1, 1, 0, 0), (0,) * 4, (0,) * 4, 1)
+    assert sc.stats(["large", "heart"], ["big", "heart"])[4] == (1, 0, 1, 0)
+    assert sc.stats(["cardiac", "silhouette"], ["heart", "silhouette"])[4] == (1, 0, 0, 1)
+    # Without the paraphrase pair there is no match for "cardiac": lower score.
+    plain = MeteorScorer({"cardiac", "heart", "silhouette"}, res)
+    plain._trie = type(plain._trie)([])
+    assert plain.score(plain.stats(["cardiac", "silhouette"], ["heart", "silhouette"])) == pytest.approx(0.2)
+
+
+def test_best_reference_wins_and_empty_hypothesis_is_zero(res):
+    corpus, per = meteor_scores(["lungs are clear"], [["no effusion", "lungs are clear"]], res)
+    assert per == [1.0] and corpus == 1.0
+    corpus, per = meteor_scores([""], [["no effusion"]], res)
+    assert per == [0.0] and corpus == 0.0
+
+
+def test_missing_resource_files_raise_bad_input(tmp_path):
+    with pytest.raises(BadInputError, match="not found"):
+        load_resources(tmp_path / "nope.jar", tmp_path / "nope.gz")
+    bad = tmp_path / "bad.jar"
+    bad.write_bytes(b"not a zip")
+    para = tmp_path / "p.gz"
+    with gzip.open(para, "wt") as f:
+        f.write("")
+    with pytest.raises(BadInputError, match="bad.jar"):
+        meteor_data._load(str(bad), str(para))
