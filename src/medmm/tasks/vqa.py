@@ -1,0 +1,548 @@
+"""Medical visual question answering with optional knowledge-graph augmentation.
+
+Model: an image encoder and a question encoder from `medmm.models`, a fusion block
+(cross_attention by default), and two answer heads on the fused features:
+
+* a classifier over the answer vocabulary: every closed answer of the training split plus the
+  open answers seen at least ``min_open_answer_count`` times (answers normalised with
+  :func:`normalise_vqa_answer`);
+* a small generative decoder (a Transformer decoder over a word vocabulary fitted on the
+  training answers, cross-attending to the fused tokens, greedy decoding) for open answers
+  the classifier cannot express.
+
+Routing (documented in docs/vqa.md): a closed question (answer_type CLOSED, or, with no type,
+a yes/no-style question) is answered by the classifier restricted to the answers seen on
+closed training questions. An open question is answered by the classifier restricted to the
+answers seen on open training questions when its top probability is >= ``open_confidence``,
+else by the decoder (the classifier's answer is kept when the decoder produces nothing).
+
+Knowledge (``use_kg: true``): the SLAKE knowledge graph (`medmm.knowledge.kg`) is matched
+against the question and the top-k triplets, verbalised ("lung - function - breathe"), are
+appended to the question after a [SEP] before the text encoder. The triplets are stored in the
+task state, so a trained run needs no KG folder at inference.
+
+Rationale (``rationale: true``): each record carries the facts used and attention evidence:
+the image grid cells the question attended to most (cross-attention / gated spatial attention)
+and the input tokens the image attended to most.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medmm.data.schema import Sample
+from medmm.engine.task import Task, register_task
+from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+_SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
+_CANONICAL = {"y": "yes", "yeah": "yes", "yes it is": "yes", "true": "yes", "n": "no", "false": "no", "not": "no"}
+_YES_NO_START = re.compile(r"^(is|are|was|were|does|do|did|can|could|has|have|had|will|would|should|shall)\b")
+
+
+def normalise_vqa_answer(text: str) -> str:
+    """Answer as the vocabulary and the metrics see it: `normalise_answer` + canonical yes/no."""
+    a = normalise_answer(text)
+    return _CANONICAL.get(a, a)
+
+
+def is_closed_question(question: str, answer_type: str | None) -> bool:
+    """Closed when answer_type says CLOSED; with no type, a yes/no-style question without ' or '."""
+    if answer_type:
+        return answer_type.strip().upper() == "CLOSED"
+    q = question.strip().lower()
+    return bool(_YES_NO_START.match(q)) and " or " not in q
+
+
+# ----------------------------------------------------------------------------- answer decoder
+class AnswerDecoder(nn.Module):
+    """Transformer decoder over answer words, cross-attending to the fused tokens (greedy)."""
+
+    def __init__(self, vocab_size: int, dim: int, layers: int = 2, heads: int = 4, max_length: int = 12, dropout: float = 0.1):
+        super().__init__()
+        self.max_length = max_length
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        self.pos = nn.Parameter(torch.zeros(1, max_length + 1, dim))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerDecoderLayer(dim, heads, 2 * dim, dropout, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, vocab_size)
+
+    def forward(self, inputs: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, T, V) for teacher-forced `inputs` (B, T) starting with BOS."""
+        t = inputs.shape[1]
+        x = self.embed(inputs) + self.pos[:, :t]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=inputs.device), diagonal=1)
+        h = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=inputs.eq(PAD), memory_key_padding_mask=memory_pad)
+        return self.out(self.norm(h))
+
+    @torch.no_grad()
+    def greedy(self, memory: torch.Tensor, memory_pad: torch.Tensor | None) -> list[list[int]]:
+        """Greedy decoding: token ids per sample, EOS and everything after it removed."""
+        b = memory.shape[0]
+        seq = torch.full((b, 1), BOS, dtype=torch.long, device=memory.device)
+        done = torch.zeros(b, dtype=torch.bool, device=memory.device)
+        for _ in range(self.max_length):
+            nxt = self.forward(seq, memory, memory_pad)[:, -1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            done |= nxt.eq(EOS)
+            if bool(done.all()):
+                break
+        out = []
+        for row in seq[:, 1:].tolist():
+            ids = []
+            for i in row:
+                if i in (EOS, PAD):
+                    break
+                ids.append(i)
+            out.append(ids)
+        return out
+
+
+# ----------------------------------------------------------------------------- task
+@register_task("vqa")
+class VQATask(Task):
+    """Medical VQA: classifier + generative decoder with question-type routing (module docstring).
+
+    Library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`).
+    """
+
+    @dataclass
+    class Config:
+        """The vqa `model:` section.
+
+        Attributes:
+            image_encoder, text_encoder: `medmm.models` names (small_cnn, resnet18, ...; minilm, scratch).
+            image_encoder_kwargs, text_encoder_kwargs: extra constructor arguments.
+            fusion: a `medmm.models` fusion name (cross_attention, gated, film, early, ...).
+            fusion_kwargs: extra fusion arguments (heads, layers, dropout).
+            dim: fused feature size (also the decoder width).
+            image_size: input side in pixels (null: the encoder's input_spec size).
+            max_text_length: tokens of question (+ knowledge) kept.
+            min_open_answer_count: open answers seen at least this often join the classifier vocabulary.
+            open_confidence: an open question uses the classifier when its top probability is >= this.
+            decoder_layers, decoder_heads, max_answer_length: the generative decoder.
+            decoder_loss_weight: weight of the decoder's token cross-entropy in the loss.
+            use_kg: append retrieved knowledge-graph facts to the question.
+            kg_root: SLAKE folder (or its KG/) holding en_*.csv; needed at setup when use_kg.
+            kg_top_k: facts appended per question.
+            kg_max_tail_words: verbalised fact tails are cut to this many words.
+            rationale: add facts and attention evidence to every record.
+            rationale_top_k: image cells / tokens listed per record.
+            freeze_text: keep the text encoder fixed (its features still feed the fusion).
+            text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
+            bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
+        """
+
+        image_encoder: str = "small_cnn"
+        text_encoder: str = "minilm"
+        image_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+        text_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+        fusion: str = "cross_attention"
+        fusion_kwargs: dict[str, Any] = field(default_factory=dict)
+        dim: int = 256
+        image_size: int | None = None
+        max_text_length: int = 48
+        min_open_answer_count: int = 2
+        open_confidence: float = 0.5
+        decoder_layers: int = 2
+        decoder_heads: int = 4
+        max_answer_length: int = 12
+        decoder_loss_weight: float = 1.0
+        use_kg: bool = False
+        kg_root: str | None = None
+        kg_top_k: int = 3
+        kg_max_tail_words: int = 12
+        rationale: bool = False
+        rationale_top_k: int = 3
+        freeze_text: bool = False
+        text_lora: dict[str, Any] | None = None
+        bootstrap_resamples: int = 1000
+        answer_head: Literal["both", "classifier"] = "both"
+
+    def __init__(self, config: Config | None = None, *, image_encoder: Any = None, text_encoder: Any = None):
+        super().__init__(config)
+        from medmm.models import apply_lora, create_fusion, create_image_encoder, create_text_encoder, freeze
+
+        c = self.config
+        if not 0.0 <= c.open_confidence <= 1.0:
+            raise MedmmError(f"model.open_confidence must be in [0, 1], got {c.open_confidence}")
+        self.image_encoder = image_encoder or create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
+        self.text_encoder = text_encoder or create_text_encoder(c.text_encoder, **c.text_encoder_kwargs)
+        if c.freeze_text:
+            freeze(self.text_encoder)
+        if c.text_lora:
+            apply_lora(self.text_encoder, **c.text_lora)
+        spec = self.image_encoder.input_spec
+        self.image_size = c.image_size or spec.size
+        self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+        self.fusion = create_fusion(c.fusion, self.image_encoder.out_dim, self.text_encoder.out_dim, c.dim, **c.fusion_kwargs)
+        fdim = self.fusion.out_dim
+        self.answers: list[str] = []
+        self.closed_answers: list[str] = []
+        self.open_answers: list[str] = []
+        self.words: list[str] = list(_SPECIAL)
+        self.kg = None
+        self.fdim = fdim
+        self.classifier: nn.Module | None = None
+        self.decoder: AnswerDecoder | None = None
+        self._image_cache: dict[str, np.ndarray] = {}
+
+    # -- data-dependent state ------------------------------------------------------------
+    def setup(self, train_samples: list[Sample]) -> None:
+        """Answer vocabularies, decoder word vocabulary, KG, scratch tokenizer; builds the heads."""
+        _require_images(train_samples)
+        c = self.config
+        counts: Counter[str] = Counter()
+        closed: set[str] = set()
+        opened: set[str] = set()
+        for s in train_samples:
+            a = normalise_vqa_answer(s.text.get("answer", ""))
+            if not a:
+                continue
+            if is_closed_question(s.text.get("question", ""), _answer_type(s)):
+                closed.add(a)
+            else:
+                opened.add(a)
+                counts[a] += 1
+        keep_open = {a for a in opened if counts[a] >= c.min_open_answer_count}
+        self.answers = sorted(closed | keep_open)
+        if not self.answers:
+            raise MedmmError("no answers in the training split; cannot build the VQA answer vocabulary")
+        self.closed_answers = sorted(closed)
+        self.open_answers = sorted(keep_open)
+        words = Counter(w for s in train_samples for w in normalise_vqa_answer(s.text.get("answer", "")).split())
+        self.words = list(_SPECIAL) + sorted(words)
+        if c.use_kg:
+            from medmm.knowledge.kg import KnowledgeGraph
+
+            if not c.kg_root:
+                raise MedmmError("model.use_kg is true but model.kg_root is not set (the SLAKE folder holding KG/)")
+            self.kg = KnowledgeGraph.from_slake(c.kg_root, max_tail_words=c.kg_max_tail_words)
+        fit = getattr(self.text_encoder, "fit_tokenizer", None)
+        if fit is not None:
+            fit([self.text_input(s.text.get("question", ""))[0] for s in train_samples])
+        self._build_heads()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "answers": self.answers,
+            "closed_answers": self.closed_answers,
+            "open_answers": self.open_answers,
+            "words": self.words,
+            "kg_triplets": self.kg.to_list() if self.kg is not None else None,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.answers = list(state["answers"])
+        self.closed_answers = list(state["closed_answers"])
+        self.open_answers = list(state["open_answers"])
+        self.words = list(state["words"])
+        if state.get("kg_triplets") is not None:
+            from medmm.knowledge.kg import KnowledgeGraph
+
+            self.kg = KnowledgeGraph(state["kg_triplets"], max_tail_words=self.config.kg_max_tail_words)
+        self._build_heads()
+
+    def _build_heads(self) -> None:
+        d = self.fdim
+        self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, len(self.answers)))
+        self.answer_index = {a: i for i, a in enumerate(self.answers)}
+        self.word_index = {w: i for i, w in enumerate(self.words)}
+        closed_mask = torch.tensor([a in set(self.closed_answers) for a in self.answers])
+        open_mask = torch.tensor([a in set(self.open_answers) for a in self.answers])
+        # An answer set that is empty on one side would leave nothing to predict: fall back to all.
+        self.register_buffer("closed_mask", closed_mask if closed_mask.any() else torch.ones_like(closed_mask), persistent=False)
+        self.register_buffer("open_mask", open_mask if open_mask.any() else torch.ones_like(open_mask), persistent=False)
+        if self.config.answer_head == "both":
+            c = self.config
+            self.decoder = AnswerDecoder(len(self.words), d, c.decoder_layers, c.decoder_heads, c.max_answer_length)
+
+    def _ready(self) -> None:
+        if self.classifier is None:
+            raise MedmmError("VQA task used before setup()/load_state(): no answer vocabulary")
+
+    # -- inputs ---------------------------------------------------------------------------
+    def text_input(self, question: str) -> tuple[str, list[str]]:
+        """Text-encoder input for a question (+ [SEP] + verbalised facts) and the facts used."""
+        if self.kg is None:
+            return question, []
+        facts = [self.kg.verbalise(t) for t in self.kg.retrieve(question, self.config.kg_top_k)]
+        return (f"{question} [SEP] {'; '.join(facts)}" if facts else question), facts
+
+    def image_array(self, sample: Sample) -> np.ndarray:
+        """First image of the sample, preprocessed for the encoder (cached by path)."""
+        from medmm.data.io import read_image
+        from medmm.data.transforms import preprocess_image
+
+        if not sample.images:
+            raise BadInputError(sample.meta.get("img_name") or sample.id, "sample has no image (image file missing)")
+        ref = sample.images[0]
+        key = ref.path or ""
+        if ref.path is not None and key in self._image_cache:
+            return self._image_cache[key]
+        arr = ref.array if ref.array is not None else read_image(ref.path)
+        x = preprocess_image(np.asarray(arr), self.image_size, self.channels, self.mean, self.std)
+        if ref.path is not None:
+            self._image_cache[key] = x
+        return x
+
+    def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        """Images, question(+knowledge) tokens, answer targets and the metadata records need."""
+        self._ready()
+        texts, facts = zip(*(self.text_input(s.text.get("question", "")) for s in samples))
+        for s in samples:
+            if not s.text.get("question", "").strip():
+                raise BadInputError(s.id, "sample has no question")
+        images = torch.from_numpy(np.stack([self.image_array(s) for s in samples]))
+        tok = self.text_encoder.tokenize(list(texts), max_length=self.config.max_text_length)
+        answers = [normalise_vqa_answer(s.text.get("answer", "")) for s in samples]
+        atypes = [_answer_type(s) for s in samples]
+        closed = [is_closed_question(s.text["question"], a) for s, a in zip(samples, atypes)]
+        labels = torch.tensor([self.answer_index.get(a, -100) for a in answers], dtype=torch.long)
+        return {
+            "images": images,
+            "input_ids": tok["input_ids"],
+            "attention_mask": tok["attention_mask"],
+            "labels": labels,
+            "answer_tokens": self._answer_tokens(answers),
+            "closed": torch.tensor(closed, dtype=torch.bool),
+            "ids": [s.id for s in samples],
+            "questions": [s.text["question"] for s in samples],
+            "references": [s.text.get("answer", "") for s in samples],
+            "answer_types": [a or ("CLOSED" if c else "OPEN") for a, c in zip(atypes, closed)],
+            "question_types": [_question_type(s) for s in samples],
+            "image_paths": [s.images[0].path for s in samples],
+            "groups": [s.group("image") for s in samples],
+            "facts": list(facts),
+        }
+
+    def _answer_tokens(self, answers: list[str]) -> torch.Tensor:
+        m = self.config.max_answer_length
+        rows = [[BOS] + [self.word_index.get(w, UNK) for w in a.split()][: m - 1] + [EOS] for a in answers]
+        out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r)
+        return out
+
+    # -- model ----------------------------------------------------------------------------
+    def forward_features(self, batch: dict[str, Any]):
+        """Fused features of a batch (the FusionOutput) and the decoder memory + its padding mask."""
+        img = self.image_encoder(batch["images"])
+        txt = self.text_encoder(batch["input_ids"], batch["attention_mask"])
+        fused = self.fusion(img, txt)
+        memory = fused.pooled[:, None]
+        pad = torch.zeros(memory.shape[:2], dtype=torch.bool, device=memory.device)
+        if fused.tokens is not None and fused.tokens.shape[-1] == fused.pooled.shape[-1]:
+            memory = torch.cat([memory, fused.tokens], dim=1)
+            tok_pad = ~fused.tokens_mask if fused.tokens_mask is not None else torch.zeros(fused.tokens.shape[:2], dtype=torch.bool, device=memory.device)
+            pad = torch.cat([pad, tok_pad], dim=1)
+        return fused, memory, pad
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        self._ready()
+        fused, memory, pad = self.forward_features(batch)
+        logits = self.classifier(fused.pooled)
+        labels = batch["labels"]
+        out: dict[str, torch.Tensor] = {}
+        if bool((labels >= 0).any()):
+            cls_loss = F.cross_entropy(logits, labels, ignore_index=-100)
+            out["acc_in_vocab"] = (logits.argmax(-1)[labels >= 0] == labels[labels >= 0]).float().mean()
+        else:
+            cls_loss = logits.sum() * 0.0
+        loss = cls_loss + fused.aux_loss
+        out["loss_classifier"] = cls_loss.detach()
+        if self.decoder is not None:
+            tgt = batch["answer_tokens"]
+            dec_logits = self.decoder(tgt[:, :-1], memory, pad)
+            dec_loss = F.cross_entropy(dec_logits.reshape(-1, dec_logits.shape[-1]), tgt[:, 1:].reshape(-1), ignore_index=PAD)
+            loss = loss + self.config.decoder_loss_weight * dec_loss
+            out["loss_decoder"] = dec_loss.detach()
+        out["loss"] = loss
+        return out
+
+    @torch.no_grad()
+    def answer(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Routed answers: per sample the prediction, its source, the confidence and evidence."""
+        self._ready()
+        fused, memory, pad = self.forward_features(batch)
+        probs = self.classifier(fused.pooled).float().softmax(-1)
+        closed = batch["closed"].to(probs.device)
+        allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
+        masked = probs.masked_fill(~allowed, 0.0)
+        masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
+        conf, idx = masked.max(-1)
+        use_decoder = (~closed) & (conf < self.config.open_confidence)
+        decoded: dict[int, str] = {}
+        if self.decoder is not None and bool(use_decoder.any()):
+            rows = use_decoder.nonzero().flatten()
+            for r, ids in zip(rows.tolist(), self.decoder.greedy(memory[rows], pad[rows])):
+                text = " ".join(self.words[i] for i in ids if i >= len(_SPECIAL))
+                if text:
+                    decoded[r] = text
+        evidence = self._evidence(fused, batch) if self.config.rationale else None
+        out = []
+        for i in range(len(batch["ids"])):
+            from_decoder = i in decoded
+            out.append(
+                {
+                    "prediction": decoded[i] if from_decoder else self.answers[int(idx[i])],
+                    "source": "decoder" if from_decoder else "classifier",
+                    "confidence": round(float(conf[i]), 4),
+                    "evidence": evidence[i] if evidence is not None else None,
+                }
+            )
+        return out
+
+    def _evidence(self, fused: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Top image grid cells and input tokens by attention weight, per sample."""
+        k = self.config.rationale_top_k
+        ex = fused.extras
+        mask = batch["attention_mask"].bool()
+        region = None
+        if "text_to_image_attention" in ex:  # (B, L, N): average over the real text tokens
+            att = ex["text_to_image_attention"].float()
+            m = mask.to(att.dtype)[..., None]
+            region = (att * m).sum(1) / m.sum(1).clamp_min(1.0)
+        elif "spatial_attention" in ex:
+            region = ex["spatial_attention"].float()
+        token_w = None
+        if "image_to_text_attention" in ex:  # (B, N, L): which words the image tokens read
+            token_w = ex["image_to_text_attention"].float().mean(1).masked_fill(~mask, -1.0)
+        out = []
+        for i in range(len(batch["ids"])):
+            rec: dict[str, Any] = {}
+            if region is not None:
+                n = region.shape[1]
+                g = int(round(math.sqrt(n)))
+                w, j = region[i].topk(min(k, n))
+                rec["image_regions"] = [
+                    {"row": int(jj) // g, "col": int(jj) % g, "grid": [g, g], "weight": round(float(ww), 4)}
+                    for ww, jj in zip(w.tolist(), j.tolist())
+                ] if g * g == n else [{"token": int(jj), "weight": round(float(ww), 4)} for ww, jj in zip(w.tolist(), j.tolist())]
+            if token_w is not None:
+                w, j = token_w[i].topk(min(k, int(mask[i].sum())))
+                ids = batch["input_ids"][i].tolist()
+                rec["text_tokens"] = [{"token": self._token_str(ids[jj]), "weight": round(float(ww), 4)} for ww, jj in zip(w.tolist(), j.tolist())]
+            out.append(rec)
+        return out
+
+    def _token_str(self, token_id: int) -> str:
+        tok = getattr(self.text_encoder, "tokenizer", None)
+        if tok is None:
+            return str(token_id)
+        if hasattr(tok, "convert_ids_to_tokens"):
+            return str(tok.convert_ids_to_tokens(token_id))
+        if hasattr(tok, "id_to_token"):
+            return str(tok.id_to_token(token_id))
+        return str(token_id)
+
+    def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """One record per question: id, question, prediction, reference, types, image, routing."""
+        answers = self.answer(batch)
+        records = []
+        for i, a in enumerate(answers):
+            rec = {
+                "id": batch["ids"][i],
+                "question": batch["questions"][i],
+                "prediction": a["prediction"],
+                "reference": batch["references"][i],
+                "answer_type": batch["answer_types"][i],
+                "question_type": batch["question_types"][i],
+                "image_path": batch["image_paths"][i],
+                "group": batch["groups"][i],
+                "source": a["source"],
+                "confidence": a["confidence"],
+            }
+            if self.config.rationale:
+                rec["rationale"] = {"facts": batch["facts"][i], **(a["evidence"] or {})}
+            records.append(rec)
+        return records
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """medmm.metrics.vqa scores + bootstrap CIs resampling images + routing statistics."""
+        if not records:
+            raise MedmmError("no evaluation records to score")
+        return vqa_scores(records, n_resamples=self.config.bootstrap_resamples)
+
+
+def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Closed/open/overall accuracy, open token-F1/BLEU, by type, with CIs grouped by image.
+
+    Records need prediction, reference, answer_type; question_type, group (image id) and source
+    are optional. Intervals: percentile bootstrap over images (`medmm.metrics.stats.bootstrap_ci`).
+    """
+    from medmm.metrics.stats import bootstrap_ci
+
+    preds = [str(r["prediction"]) for r in records]
+    refs = [str(r["reference"]) for r in records]
+    atypes = [r.get("answer_type") for r in records]
+    qtypes = [r.get("question_type") for r in records]
+    out = vqa_metrics(preds, refs, answer_types=atypes, question_types=qtypes if any(qtypes) else None)
+    items = [score_item(p, r, a) for p, r, a in zip(preds, refs, atypes)]
+    em = np.array([it["exact_match"] for it in items])
+    closed = np.array([it["closed"] for it in items])
+    f1 = np.array([it["token_f1"] for it in items])
+
+    def headline(em_: np.ndarray, closed_: np.ndarray, f1_: np.ndarray) -> dict[str, float]:
+        return {
+            "overall_accuracy": float(em_.mean()),
+            "closed_accuracy": float(em_[closed_].mean()) if closed_.any() else math.nan,
+            "open_exact_match": float(em_[~closed_].mean()) if (~closed_).any() else math.nan,
+            "open_token_f1": float(f1_[~closed_].mean()) if (~closed_).any() else math.nan,
+        }
+
+    if n_resamples > 0:
+        groups = [str(r.get("group") or r.get("image_path") or r.get("id")) for r in records]
+        ci = bootstrap_ci(headline, em, closed, f1, n_resamples=n_resamples, seed=seed, groups=groups)
+        out["ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        out["ci_method"] = ci["method"]
+        out["n_images"] = ci["n_units"]
+    sources = [r.get("source") for r in records]
+    if any(sources):
+        dec = [i for i, s in enumerate(sources) if s == "decoder"]
+        out["routing"] = {
+            "decoder_fraction": len(dec) / len(records),
+            "decoder_accuracy": float(em[dec].mean()) if dec else None,
+            "classifier_accuracy": float(np.delete(em, dec).mean()) if len(dec) < len(records) else None,
+        }
+    return out
+
+
+def _answer_type(s: Sample) -> str | None:
+    a = s.targets.get("answer_type") or s.meta.get("answer_type")
+    return str(a).strip().upper() if a else None
+
+
+def _question_type(s: Sample) -> str | None:
+    q = s.meta.get("question_type") or s.targets.get("content_type")
+    return str(q) if q else None
+
+
+def _require_images(samples: list[Sample]) -> None:
+    """VQA needs the images: a split without any (SLAKE's shared copy) is a clear error."""
+    missing = [s for s in samples if not s.images]
+    if samples and len(missing) == len(samples):
+        s = missing[0]
+        where = s.meta.get("img_name") or s.image_id or s.id
+        raise BadInputError(
+            f"imgs/{where}" if s.dataset.startswith("slake") else where,
+            f"images are missing: none of the {len(samples)} training questions of {s.dataset!r} has its image file "
+            "(the shared SLAKE copy ships QA json + KG only; put the official Slake1.0/imgs/ folder under the data root)",
+        )
