@@ -176,6 +176,13 @@ class MeteorScorer:
             return fixed
         w = _ALIGN_WEIGHTS
         key = itemgetter(9, 5, 8)
+        # Per candidate: masks, weighted-count increments (int(a + x) == a + int(x) for int a, x >= 0,
+        # which is Java's truncating int += double), ends and distance -- computed once, not per path.
+        prepared = [
+            [(m, ((1 << m[4]) - 1) << m[3], ((1 << m[2]) - 1) << m[1], int(m[4] * w[m[0]]), int(m[2] * w[m[0]]),
+              m[3], m[1] + m[2], m[3] + m[4], abs(m[1] - m[3])) for m in cand]
+            for cand in matches
+        ]
         # Path = [used1, used2, chosen (linked: (match, parent)), matches1, matches2, chunks, idx,
         #         lastMatchEnd, distance, -(matches1 + matches2)] -- PartialAlignment's fields.
         next_paths = [[used1, used2, None, 0, 0, 0, 0, -1, 0, 0]]
@@ -192,7 +199,7 @@ class MeteorScorer:
                 next_paths = paths
                 continue
             bit = 1 << cur
-            cand = matches[cur]
+            cand = prepared[cur]
             for path in paths:
                 if path[1] & bit:
                     if cur < path[6]:
@@ -211,18 +218,16 @@ class MeteorScorer:
                             path[8] += abs(s - ms)
                             next_paths.append(path)
                     continue
-                for m in cand:
-                    mod, s, ln, ms, ml = m
-                    mask2 = ((1 << ln) - 1) << s
-                    mask1 = ((1 << ml) - 1) << ms
+                for m, mask1, mask2, d1, d2, ms, end2, end1, dist in cand:
                     if path[1] & mask2 or path[0] & mask1:
                         continue
-                    m1 = int(path[3] + ml * w[mod])
-                    m2 = int(path[4] + ln * w[mod])
-                    chunks = path[5] + 1 if path[7] != -1 and ms != path[7] else path[5]
-                    next_paths.append([path[0] | mask1, path[1] | mask2, (m, path[2]), m1, m2, chunks, s + ln,
-                                       ms + ml, path[8], -(m1 + m2)])
-                    path[8] += abs(s - ms)  # sic: METEOR adds the distance to the parent path
+                    m1 = path[3] + d1
+                    m2 = path[4] + d2
+                    last = path[7]
+                    chunks = path[5] + 1 if last != -1 and ms != last else path[5]
+                    next_paths.append([path[0] | mask1, path[1] | mask2, (m, path[2]), m1, m2, chunks, end2,
+                                       end1, path[8], -(m1 + m2)])
+                    path[8] += dist  # sic: METEOR adds the distance to the parent path
                 if path[7] != -1:
                     path[5] += 1
                     path[7] = -1
