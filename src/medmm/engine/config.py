@@ -59,6 +59,8 @@ class DataConfig:
         stratify: a `Sample.targets` key whose proportions the grouped split keeps similar.
         skip_bad: skip and count bad samples (unreadable images, ...) instead of stopping.
         max_samples: keep at most this many samples per split (first N; for quick runs).
+        split_seed: seed of the grouped split (default: the run's seed). Fixing it lets runs
+            with different training seeds share one split (ablations, paired tests).
     """
 
     dataset: str
@@ -73,6 +75,7 @@ class DataConfig:
     stratify: str | None = None
     skip_bad: bool = True
     max_samples: int | None = None
+    split_seed: int | None = None
 
 
 @dataclass

@@ -66,7 +66,8 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
             raise MedmmError(
                 f"data.source_splits {sources} of {data.dataset!r} share sample ids; list splits that do not overlap"
             )
-        parts = grouped_split(pooled, data.group_by, data.fractions, seed, stratify=data.stratify)
+        split_seed = seed if data.split_seed is None else data.split_seed
+        parts = grouped_split(pooled, data.group_by, data.fractions, split_seed, stratify=data.stratify)
         for role, split in roles.items():
             # Bad samples found while loading are reported once, with the training role.
             out[role] = SplitData(split, parts[split], skipped if role == "train" else [])

@@ -1,0 +1,539 @@
+"""Diagnosis: classification from an image and/or clinical text (multi-class or multi-label).
+
+Model: `medmm.models.build_classifier` (any image encoder, any text encoder, any fusion, incl.
+the unimodal `image_only` / `text_only`). Targets:
+
+* multi-class: ``target: <Sample.targets key>``; a value listed in `ignore_values` (default
+  "unknown") or an absent one is missing: masked from the loss (IGNORE) and left out of metrics.
+* multi-label: ``findings: [names]`` (``[]`` = every finding seen in training) from
+  `Sample.findings`; UNCERTAIN and absent observations are masked per label (``uncertain:
+  ignore``; or counted ``positive``/``negative``).
+
+Label-leakage guard (``mask_label_words: true``): words that name a class (the class names,
+their content words and their synonyms in `medmm.data.label_maps.VOCABULARY`) are replaced by
+``[MASK]`` in the text input, so a text model cannot read the answer off the notes.
+
+Imbalance: ``loss: ce | weighted_ce | focal | logit_adjusted`` (Menon et al.),
+``balanced_sampling: true`` (Task.sample_weights -> class-balanced sampler), and
+``threshold_tuning: f1 | youden`` (per-class thresholds fitted on validation after training,
+saved in task_state.json and used for every later prediction).
+
+External validation: `prepare_external` maps the model's classes onto another dataset's label
+space through a `medmm.data.label_maps.LabelMap`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from medmm.data import label_maps as lm
+from medmm.data.schema import LabelState, Sample
+from medmm.engine.task import Task, register_task
+from medmm.errors import BadInputError, MedmmError
+from medmm.tasks import losses as L
+
+MASK_TOKEN = "[MASK]"
+
+
+@register_task("diagnosis")
+class DiagnosisTask(Task):
+    """Image + text classification; configured by `Config` (the run config's `model:` section)."""
+
+    @dataclass
+    class Config:
+        """The `model:` section of a diagnosis config.
+
+        Attributes:
+            target: Sample.targets key of a multi-class target (ignored when `findings` is set).
+            findings: multi-label: Sample.findings names ([] = all seen in training); null = multi-class.
+            classes: fixed class order (default: sorted values seen in training).
+            ignore_values: target values treated as missing (masked from loss and metrics).
+            uncertain: multi-label UNCERTAIN handling: ignore (masked) | positive | negative.
+            image_encoder, text_encoder: names for medmm.models (create_image/text_encoder).
+            image_kw, text_kw, fusion_kw: extra keyword arguments for them.
+            in_channels: image channels fed to the encoder (1 = grey).
+            image_size: input side in px (passed to the encoder; preprocessing follows its input_spec).
+            image_stem: "default" or "small" (3x3 stride-1 stem, no max-pool: ResNets on 28 px, as MedMNIST v2).
+            fusion: image_only | text_only | early | late | cross_attention | gated | moe | film.
+            dim: fusion width. dropout: classifier-head dropout.
+            text_field: Sample.text key (clinical_notes, history, question, ...).
+            max_text_length: token limit.
+            freeze_text_encoder, freeze_image_encoder: keep an encoder's weights fixed (eval mode).
+            mask_label_words: the label-leakage guard. extra_mask_words: more words to mask.
+            require_image, require_text: a sample without them is skipped (and counted), so every
+                fusion variant of an ablation sees the same samples.
+            loss: ce | weighted_ce | focal | logit_adjusted.
+            class_weight_kind: inverse | effective (for weighted_ce and focal's alpha).
+            focal_gamma: focusing parameter. focal_weighted: use class weights in the focal loss.
+            logit_adjust_tau: Menon et al.'s tau.
+            balanced_sampling: class-balanced sampling with replacement.
+            threshold_tuning: none | f1 | youden: per-class thresholds fitted on validation.
+            label_smoothing: for ce/weighted_ce.
+        """
+
+        target: str = "label"
+        findings: list[str] | None = None
+        classes: list[str] | None = None
+        ignore_values: list[str] = field(default_factory=lambda: ["unknown"])
+        uncertain: Literal["ignore", "positive", "negative"] = "ignore"
+        image_encoder: str | None = "small_cnn"
+        text_encoder: str | None = "scratch"
+        image_kw: dict[str, Any] = field(default_factory=dict)
+        text_kw: dict[str, Any] = field(default_factory=dict)
+        fusion_kw: dict[str, Any] = field(default_factory=dict)
+        in_channels: int = 1
+        image_size: int | None = 64
+        image_stem: Literal["default", "small"] = "default"
+        fusion: str = "late"
+        dim: int = 128
+        dropout: float = 0.1
+        text_field: str = "clinical_notes"
+        max_text_length: int = 128
+        freeze_text_encoder: bool = False
+        freeze_image_encoder: bool = False
+        mask_label_words: bool = True
+        extra_mask_words: list[str] = field(default_factory=list)
+        require_image: bool = True
+        require_text: bool = False
+        loss: Literal["ce", "weighted_ce", "focal", "logit_adjusted"] = "ce"
+        class_weight_kind: Literal["inverse", "effective"] = "inverse"
+        focal_gamma: float = 2.0
+        focal_weighted: bool = False
+        logit_adjust_tau: float = 1.0
+        balanced_sampling: bool = False
+        threshold_tuning: Literal["none", "f1", "youden"] = "none"
+        label_smoothing: float = 0.0
+
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        c = self.config
+        from medmm.models.fusion.base import _FUSIONS, create_fusion
+
+        if c.fusion not in _FUSIONS:
+            create_fusion(c.fusion, 1, 1)  # raises "unknown fusion ... known: ..."
+        cls = _FUSIONS[c.fusion]
+        self.uses_image = bool(getattr(cls, "uses_image", True)) and c.image_encoder is not None
+        self.uses_text = bool(getattr(cls, "uses_text", True)) and c.text_encoder is not None
+        self.multilabel = c.findings is not None
+        self.classes: list[str] = []
+        self.class_counts: list[int] = []
+        self.thresholds: list[float] | None = None
+        self.mask_words: list[str] = []
+        self.model: nn.Module | None = None
+        self._image_cache: dict[str, torch.Tensor] = {}
+        self._external: dict[str, Any] | None = None
+        self.train_dataset: str | None = None
+
+    # ------------------------------------------------------------------ labels
+    def _label_of(self, s: Sample) -> str | None:
+        v = s.targets.get(self.config.target)
+        if v is None or v in self.config.ignore_values:
+            return None
+        return str(v)
+
+    def _finding_vector(self, s: Sample) -> list[float]:
+        """0/1 per class, NaN where missing or (with uncertain: ignore) uncertain."""
+        out = []
+        for name in self.classes:
+            st = s.findings.get(name)
+            if st is None:
+                out.append(float("nan"))
+            elif st == LabelState.UNCERTAIN:
+                u = self.config.uncertain
+                out.append(float("nan") if u == "ignore" else (1.0 if u == "positive" else 0.0))
+            else:
+                out.append(1.0 if int(st) == int(LabelState.POSITIVE) else 0.0)
+        return out
+
+    def _class_index(self, s: Sample) -> int | None:
+        lab = self._label_of(s)
+        if lab is None:
+            return None
+        try:
+            return self.classes.index(lab)
+        except ValueError:
+            return None  # a class not seen in training cannot be scored as one of ours
+
+    # ------------------------------------------------------------------ setup/state
+    def text_of(self, s: Sample) -> str:
+        """The sample's text input after the label-leakage guard."""
+        text = s.text.get(self.config.text_field) or ""
+        return lm.mask_words(text, self.mask_words, MASK_TOKEN) if self.mask_words else text
+
+    def setup(self, train_samples: list[Sample]) -> None:
+        """Classes and counts from training, leakage-guard words, tokenizer; builds the model."""
+        c = self.config
+        self.train_dataset = train_samples[0].dataset if train_samples else None
+        if self.multilabel:
+            names = list(c.findings or sorted({k for s in train_samples for k in s.findings}))
+            if not names:
+                raise MedmmError("diagnosis: multi-label (findings) but no training sample has findings")
+            self.classes = names
+            vec = np.array([self._finding_vector(s) for s in train_samples], dtype=float).reshape(-1, len(names))
+            self.class_counts = [int(np.nansum(vec[:, j])) for j in range(len(names))]
+        else:
+            labels = [self._label_of(s) for s in train_samples]
+            seen = sorted({x for x in labels if x is not None})
+            self.classes = list(c.classes) if c.classes else seen
+            if len(self.classes) < 2:
+                raise MedmmError(
+                    f"diagnosis: target {c.target!r} has {len(self.classes)} class(es) in the training split; need >= 2"
+                )
+            self.class_counts = [sum(1 for x in labels if x == k) for k in self.classes]
+        self.mask_words = self._guard_words()
+        self._build()
+        if self.uses_text:
+            self.model.text_encoder.fit_tokenizer([self.text_of(s) for s in train_samples if s.text.get(c.text_field)])
+
+    def _guard_words(self) -> list[str]:
+        if not self.config.mask_label_words:
+            return list(self.config.extra_mask_words)
+        return lm.label_words(list(self.classes) + list(self.config.extra_mask_words))
+
+    def state(self) -> dict[str, Any]:
+        spec = self.model.image_encoder.input_spec if self.model is not None and self.model.image_encoder is not None else None
+        return {
+            "classes": self.classes,
+            "train_dataset": self.train_dataset,
+            "target": None if self.multilabel else self.config.target,
+            "multilabel": self.multilabel,
+            "class_counts": self.class_counts,
+            "thresholds": self.thresholds,
+            "threshold_tuning": self.config.threshold_tuning,
+            "mask_words": self.mask_words,
+            "text_field": self.config.text_field,
+            "input_spec": None if spec is None else {"size": spec.size, "in_channels": spec.in_channels,
+                                                    "mean": list(spec.mean), "std": list(spec.std)},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.classes = list(state["classes"])
+        self.class_counts = list(state.get("class_counts") or [0] * len(self.classes))
+        self.thresholds = state.get("thresholds")
+        self.mask_words = list(state.get("mask_words") or [])
+        self.train_dataset = state.get("train_dataset")
+        self._build()
+
+    def _build(self) -> None:
+        from medmm.models import build_classifier
+
+        c = self.config
+        image_kw = dict(c.image_kw)
+        image_kw.setdefault("in_channels", c.in_channels)
+        if c.image_size is not None and c.image_encoder and not c.image_encoder.startswith("hf:"):
+            image_kw.setdefault("image_size", c.image_size)
+        text_kw = dict(c.text_kw)
+        if c.text_encoder and c.text_encoder in ("scratch", "minilm") or (c.text_encoder or "").startswith("hf:"):
+            text_kw.setdefault("max_length", c.max_text_length)
+        self.model = build_classifier(
+            c.image_encoder if self.uses_image else None,
+            c.text_encoder if self.uses_text else None,
+            c.fusion,
+            len(self.classes),
+            dim=c.dim,
+            image_kw=image_kw,
+            text_kw=text_kw,
+            fusion_kw=dict(c.fusion_kw),
+            dropout=c.dropout,
+        )
+        if c.image_stem == "small" and self.model.image_encoder is not None:
+            enc = self.model.image_encoder
+            if not hasattr(enc, "stem") or not isinstance(enc.stem, nn.Sequential):
+                raise MedmmError(f"image_stem: small needs a ResNet encoder, not {c.image_encoder!r}")
+            width = enc.stem[0].out_channels
+            # CIFAR/MedMNIST-style stem: a 28 px image keeps its resolution into layer1.
+            enc.stem = nn.Sequential(
+                nn.Conv2d(enc.in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+            )
+        for flag, enc in ((c.freeze_text_encoder, self.model.text_encoder), (c.freeze_image_encoder, self.model.image_encoder)):
+            if flag and enc is not None:
+                for p in enc.parameters():
+                    p.requires_grad_(False)
+        counts = torch.tensor(self.class_counts or [1] * len(self.classes), dtype=torch.float)
+        self.register_buffer("class_weight", torch.tensor(L.class_weights(counts.tolist(), c.class_weight_kind)), persistent=False)
+        self.register_buffer("log_prior", torch.tensor(L.log_prior(counts.tolist())), persistent=False)
+        self._image_cache.clear()
+
+    def train(self, mode: bool = True) -> DiagnosisTask:
+        """Frozen encoders stay in eval mode (no dropout/BN updates) while the rest trains."""
+        super().train(mode)
+        if self.model is not None:
+            for flag, enc in ((self.config.freeze_text_encoder, self.model.text_encoder),
+                              (self.config.freeze_image_encoder, self.model.image_encoder)):
+                if flag and enc is not None:
+                    enc.eval()
+        return self
+
+    # ------------------------------------------------------------------ imbalance hooks
+    def sample_weights(self, samples: list[Sample]) -> list[float] | None:
+        """Class-balanced sampling weights when `balanced_sampling` (multi-class only)."""
+        if not self.config.balanced_sampling:
+            return None
+        if self.multilabel:
+            raise MedmmError("balanced_sampling is for multi-class targets; use loss: focal or weighted_ce for findings")
+        return L.sample_weights_balanced([self._class_index(s) for s in samples])
+
+    def calibrate(self, val_records: list[dict[str, Any]]) -> bool:
+        """Fit per-class thresholds on validation records (threshold_tuning: f1 | youden)."""
+        if self.config.threshold_tuning == "none":
+            return False
+        y_true, y_score = self._arrays(val_records)
+        if len(y_true) == 0:
+            return False
+        self.thresholds = L.tune_thresholds(y_true, y_score, self.config.threshold_tuning)
+        return True
+
+    # ------------------------------------------------------------------ batching
+    def _image(self, s: Sample) -> torch.Tensor:
+        key = s.images[0].path or f"{s.dataset}/{s.id}"
+        t = self._image_cache.get(key)
+        if t is None:
+            from medmm.data.io import read_image
+            from medmm.data.transforms import preprocess_image
+
+            ref = s.images[0]
+            try:
+                arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
+                spec = self.model.image_encoder.input_spec
+                x = preprocess_image(arr, spec.size, spec.in_channels, spec.mean, spec.std)
+            except BadInputError:
+                raise
+            except (ValueError, OSError) as exc:
+                raise BadInputError(ref.path or s.id, f"cannot use image: {exc}") from exc
+            t = torch.from_numpy(x)
+            self._image_cache[key] = t
+        return t
+
+    def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        c = self.config
+        external = self._external is not None
+        for s in samples:
+            if (c.require_image or self.uses_image) and not s.images:
+                raise BadInputError(s.id, "sample has no image")
+            if c.require_text and not external and not (s.text.get(c.text_field) or "").strip():
+                raise BadInputError(s.id, f"sample has no {c.text_field!r} text")
+        batch: dict[str, Any] = {"ids": [s.id for s in samples], "groups": [s.group("patient") for s in samples]}
+        if self.uses_image:
+            batch["images"] = torch.stack([self._image(s) for s in samples])
+        if self.uses_text:
+            batch.update(self.model.text_encoder.tokenize([self.text_of(s) for s in samples], c.max_text_length))
+        if self.multilabel:
+            batch["targets"] = torch.tensor([self._finding_vector(s) for s in samples], dtype=torch.float)
+        else:
+            batch["targets"] = torch.tensor([L.IGNORE if (i := self._class_index(s)) is None else i for s in samples])
+        batch["external_refs"] = [self._external_reference(s) for s in samples] if external else None
+        return batch
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, batch: dict[str, Any]):
+        """Logits (and aux loss) of a collated batch."""
+        return self.model(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask"))
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if self.multilabel:
+            mask = torch.isfinite(y)
+            yt = torch.nan_to_num(y, nan=0.0)
+            w = self.class_weight if c.loss == "weighted_ce" or (c.loss == "focal" and c.focal_weighted) else None
+            gamma = c.focal_gamma if c.loss == "focal" else 0.0
+            return L.focal_loss(logits, yt, gamma=gamma, weight=w, multilabel=True, mask=mask)
+        if c.loss == "logit_adjusted":
+            if not (y != L.IGNORE).any():
+                return logits.sum() * 0.0
+            return L.logit_adjusted_ce(logits, y, self.log_prior, c.logit_adjust_tau)
+        if c.loss == "focal":
+            return L.focal_loss(logits, y, gamma=c.focal_gamma, weight=self.class_weight if c.focal_weighted else None)
+        if not (y != L.IGNORE).any():
+            return logits.sum() * 0.0  # every sample of the batch unlabelled: nothing to learn
+        w = self.class_weight.to(logits) if c.loss == "weighted_ce" else None
+        return nn.functional.cross_entropy(logits, y, weight=w, ignore_index=L.IGNORE, label_smoothing=c.label_smoothing)
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = self(batch)
+        y = batch["targets"].to(out.logits.device)
+        loss = self._loss(out.logits, y) + out.aux_loss
+        result = {"loss": loss}
+        if not self.multilabel:
+            keep = y != L.IGNORE
+            if keep.any():
+                result["acc"] = (out.logits.argmax(-1)[keep] == y[keep]).float().mean().detach()
+        return result
+
+    def _probs(self, logits: torch.Tensor) -> np.ndarray:
+        logits = logits.float()
+        p = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+        return p.cpu().numpy()
+
+    def _decide(self, probs: np.ndarray) -> list[Any]:
+        """Final decisions: per-class thresholds when tuned, else arg-max / 0.5."""
+        if self.multilabel:
+            t = np.asarray(self.thresholds if self.thresholds is not None else [0.5] * len(self.classes))
+            return [[n for n, p, th in zip(self.classes, row, t) if p >= th] for row in probs]
+        if self.thresholds is not None:
+            idx = L.predict_with_thresholds(probs, self.thresholds)
+        else:
+            idx = probs.argmax(axis=1)
+        return [self.classes[i] for i in idx]
+
+    def _records(self, batch: dict[str, Any], with_refs: bool) -> list[dict[str, Any]]:
+        out = self(batch)
+        probs = self._probs(out.logits)
+        decisions = self._decide(probs)
+        if self._external is not None:
+            return self._external_records(batch, probs, with_refs)
+        recs = []
+        for i, sid in enumerate(batch["ids"]):
+            rec: dict[str, Any] = {
+                "id": sid,
+                "group": batch["groups"][i],
+                "prediction": {"label" if not self.multilabel else "positive": decisions[i],
+                               "probs": {k: float(v) for k, v in zip(self.classes, probs[i])}},
+            }
+            if with_refs:
+                y = batch["targets"][i]
+                if self.multilabel:
+                    rec["reference"] = {k: (None if not np.isfinite(float(v)) else int(v)) for k, v in zip(self.classes, y.tolist())}
+                else:
+                    rec["reference"] = None if int(y) == L.IGNORE else self.classes[int(y)]
+            recs.append(rec)
+        return recs
+
+    def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._records(batch, with_refs=True)
+
+    def predict_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._records(batch, with_refs=False)
+
+    # ------------------------------------------------------------------ metrics
+    def _arrays(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(y_true one-vs-rest (N, C) with NaN = missing, probs (N, C)) of labelled records."""
+        classes = self._external["classes"] if self._external is not None else self.classes
+        rows_t, rows_s = [], []
+        for r in records:
+            ref = r.get("reference")
+            if ref is None:
+                continue
+            probs = r["prediction"]["probs"]
+            rows_s.append([probs[k] for k in classes])
+            if isinstance(ref, dict):
+                rows_t.append([np.nan if ref.get(k) is None else float(ref[k]) for k in classes])
+            else:
+                rows_t.append([1.0 if ref == k else 0.0 for k in classes])
+        return np.asarray(rows_t, dtype=float).reshape(-1, len(classes)), np.asarray(rows_s, dtype=float).reshape(-1, len(classes))
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """classification_metrics on labelled records, plus the final-decision scores.
+
+        Multi-class: AUROC/AUPRC/ECE from the probabilities; accuracy, balanced accuracy and
+        macro-F1 from the final decisions (per-class thresholds when tuned, else arg-max);
+        `argmax_*` keep the arg-max ones. Unlabelled records are counted, not scored.
+        """
+        return diagnosis_metrics(records, self._external["classes"] if self._external else self.classes,
+                                 self.multilabel and self._external is None, self.thresholds is not None)
+
+    # ------------------------------------------------------------------ external validation
+    def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
+        """Map this model's classes onto `dataset`'s label space (named map or found one)."""
+        if self.multilabel:
+            raise MedmmError("external validation with a label map is implemented for multi-class diagnosis")
+        src = self.train_dataset
+        if label_map is not None:
+            m = lm.get_label_map(label_map)
+        else:
+            if src is None:
+                raise MedmmError("no label map named and the training dataset is unknown; pass --label-map")
+            m = lm.find_label_map((src, self.config.target), dataset)
+        if m.target[0] != dataset:
+            raise MedmmError(f"label map {m.name!r} targets {m.target[0]!r}, not {dataset!r}")
+        missing = [k for k in self.classes if k not in m.mapping]
+        if missing:
+            raise MedmmError(f"label map {m.name!r} does not cover the model's classes {missing}")
+        proj = lm.reference_projection(m.target)
+        self._external = {"map": m, "classes": list(m.target_classes), "reference": proj}
+        return m.describe()
+
+    def _external_reference(self, s: Sample) -> str | None:
+        m: lm.LabelMap = self._external["map"]
+        proj = self._external["reference"]
+        if proj is None:
+            v = s.targets.get(m.target[1])
+            return None if v is None or v not in m.target_classes else str(v)
+        key, table = proj
+        v = s.targets.get(key)
+        return None if v is None else table.get(str(v))
+
+    def _external_records(self, batch: dict[str, Any], probs: np.ndarray, with_refs: bool) -> list[dict[str, Any]]:
+        m: lm.LabelMap = self._external["map"]
+        classes = self._external["classes"]
+        projected = np.asarray(m.project_probs(self.classes, probs.tolist()))
+        recs = []
+        for i, sid in enumerate(batch["ids"]):
+            rec = {
+                "id": sid,
+                "group": batch["groups"][i],
+                "prediction": {"label": classes[int(projected[i].argmax())],
+                               "probs": {k: float(v) for k, v in zip(classes, projected[i])},
+                               "model_probs": {k: float(v) for k, v in zip(self.classes, probs[i])}},
+            }
+            if with_refs:
+                rec["reference"] = batch["external_refs"][i]
+            recs.append(rec)
+        return recs
+
+
+def diagnosis_metrics(records: list[dict[str, Any]], classes: list[str], multilabel: bool, thresholded: bool = False) -> dict[str, Any]:
+    """Metrics of diagnosis records (see `DiagnosisTask.compute_metrics`); torch-free."""
+    from medmm.metrics.classification import classification_metrics
+
+    labelled = [r for r in records if r.get("reference") is not None]
+    n_unlabelled = len(records) - len(labelled)
+    if not labelled:
+        return {"n_scored": 0, "n_unlabelled": n_unlabelled}
+    if multilabel:
+        y = np.array([[np.nan if r["reference"].get(k) is None else r["reference"][k] for k in classes] for r in labelled], float)
+        s = np.array([[r["prediction"]["probs"][k] for k in classes] for r in labelled], float)
+        out = classification_metrics(y, s, "multilabel", labels=classes, with_provenance=False)
+        out.pop("reliability", None)
+        out.update(n_scored=len(labelled), n_unlabelled=n_unlabelled)
+        return out
+    idx = {k: i for i, k in enumerate(classes)}
+    y = np.array([idx[r["reference"]] for r in labelled])
+    s = np.array([[r["prediction"]["probs"][k] for k in classes] for r in labelled], float)
+    out = classification_metrics(y, s, "multiclass", labels=classes, with_provenance=False)
+    out.pop("reliability", None)
+    pred = np.array([idx[r["prediction"]["label"]] for r in labelled])
+    for key in ("accuracy", "balanced_accuracy", "f1_macro"):
+        out[f"argmax_{key}"] = out[key]
+    out.update(decision_scores(y, pred, len(classes)))
+    out["decision_rule"] = "per-class thresholds tuned on validation" if thresholded else "argmax"
+    cm = np.zeros((len(classes), len(classes)), dtype=int)
+    for t, p in zip(y, pred):
+        cm[t, p] += 1
+    out["confusion_matrix"] = cm.tolist()
+    out["labels"] = list(classes)
+    out.update(n_scored=len(labelled), n_unlabelled=n_unlabelled)
+    return out
+
+
+def decision_scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy, balanced accuracy (mean recall over classes present) and macro-F1 (mean over
+    all classes, 0 where undefined; sklearn's definitions) of hard decisions."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    recalls, f1s = [], []
+    for c in range(n_classes):
+        tp = int(np.sum((pred == c) & (y == c)))
+        fn = int(np.sum((pred != c) & (y == c)))
+        fp = int(np.sum((pred == c) & (y != c)))
+        if tp + fn:
+            recalls.append(tp / (tp + fn))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {
+        "accuracy": float(np.mean(pred == y)) if len(y) else float("nan"),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+        "f1_macro": float(np.mean(f1s)),
+    }
