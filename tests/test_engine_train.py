@@ -145,3 +145,14 @@ def test_calibrate_hook_updates_saved_state(toy_run, tmp_path):
     train(load_config(tmp / "toy.yaml", ["task=toy_engine_calibrated", "trainer.max_epochs=1"]), run)
     state = json.loads((run / "task_state.json").read_text())["state"]
     assert 0.0 < state["threshold"] < 1.0
+
+
+def test_early_stopping_stops_when_monitor_does_not_improve(toy_run, tmp_path):
+    import torch
+
+    tmp, *_ = toy_run
+    run = tmp_path / "es"
+    # lr 0: the monitored val/nll never improves, so patience 1 stops after epoch 2 of 6.
+    train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=6", "trainer.lr=0.0", "trainer.early_stopping_patience=1"]), run)
+    last = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1  # epochs 0 and 1 ran
