@@ -3,6 +3,8 @@ local models, MiniLM's real embedding, and the scratch encoder's self-contained 
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,9 @@ from medmm.models.encoders import create_image_encoder, create_text_encoder, lis
 TINY = {"vit_small": {"image_size": 32}, "vit_base": {"image_size": 32}, "small_cnn": {"image_size": 32}}
 
 
+@functools.cache
 def tiny_image_encoder(name: str, in_channels: int = 3):
+    torch.manual_seed(0)
     return create_image_encoder(name, in_channels=in_channels, **TINY.get(name, {}))
 
 
@@ -23,11 +27,19 @@ def test_registries_list_the_required_encoders():
     assert {"minilm", "scratch"} <= set(list_text_encoders())
 
 
-@pytest.mark.parametrize("name", list_image_encoders())
-@pytest.mark.parametrize("stem_channels,input_channels", [(3, 3), (1, 1), (3, 1), (1, 3)])
+# Large encoders run one channel combination by default, the other in the slow job.
+HEAVY = {"resnet34", "resnet50", "densenet121", "vit_base"}
+CASES = [
+    pytest.param(name, stem, inp, marks=[pytest.mark.slow] if name in HEAVY and stem == 1 else [])
+    for name in list_image_encoders()
+    for stem, inp in ((3, 1), (1, 3))
+]
+
+
+@pytest.mark.parametrize("name,stem_channels,input_channels", CASES)
 def test_image_encoder_forward_backward(name, stem_channels, input_channels):
-    torch.manual_seed(0)
     enc = tiny_image_encoder(name, stem_channels)
+    enc.zero_grad(set_to_none=True)
     size = 32
     x = torch.randn(2, input_channels, size, size, requires_grad=True)
     feats = enc(x)
