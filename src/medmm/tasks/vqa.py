@@ -42,6 +42,7 @@ from torch import nn
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.models.encoders.base import TextFeatures
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -199,6 +200,7 @@ class VQATask(Task):
         self.classifier: nn.Module | None = None
         self.decoder: AnswerDecoder | None = None
         self._image_cache: dict[str, np.ndarray] = {}
+        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- data-dependent state ------------------------------------------------------------
     def setup(self, train_samples: list[Sample]) -> None:
@@ -325,6 +327,7 @@ class VQATask(Task):
             "closed": torch.tensor(closed, dtype=torch.bool),
             "ids": [s.id for s in samples],
             "questions": [s.text["question"] for s in samples],
+            "texts": list(texts),
             "references": [s.text.get("answer", "") for s in samples],
             "answer_types": [a or ("CLOSED" if c else "OPEN") for a, c in zip(atypes, closed)],
             "question_types": [_question_type(s) for s in samples],
@@ -345,7 +348,10 @@ class VQATask(Task):
     def forward_features(self, batch: dict[str, Any]):
         """Fused features of a batch (the FusionOutput) and the decoder memory + its padding mask."""
         img = self.image_encoder(batch["images"])
-        txt = self.text_encoder(batch["input_ids"], batch["attention_mask"])
+        if self.config.freeze_text and not self.config.text_lora and "texts" in batch:
+            txt = self._frozen_text_features(batch)
+        else:
+            txt = self.text_encoder(batch["input_ids"], batch["attention_mask"])
         fused = self.fusion(img, txt)
         memory = fused.pooled[:, None]
         pad = torch.zeros(memory.shape[:2], dtype=torch.bool, device=memory.device)
@@ -354,6 +360,37 @@ class VQATask(Task):
             tok_pad = ~fused.tokens_mask if fused.tokens_mask is not None else torch.zeros(fused.tokens.shape[:2], dtype=torch.bool, device=memory.device)
             pad = torch.cat([pad, tok_pad], dim=1)
         return fused, memory, pad
+
+    @torch.no_grad()
+    def _frozen_text_features(self, batch: dict[str, Any]) -> TextFeatures:
+        """Features of a frozen text encoder, computed once per distinct text and cached.
+
+        A frozen encoder in eval mode maps a text to the same features every epoch, so
+        recomputing them is wasted work (the text tower is most of a step's cost on CPU).
+        """
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        todo = [i for i, t in enumerate(batch["texts"]) if t not in self._text_cache]
+        if todo:
+            feats = self.text_encoder(ids[todo], mask[todo])
+            for j, i in enumerate(todo):
+                n = int(mask[i].sum())
+                self._text_cache[batch["texts"][i]] = (feats.tokens[j, :n].detach().cpu(), feats.pooled[j].detach().cpu())
+        rows = [self._text_cache[t] for t in batch["texts"]]
+        dim = rows[0][0].shape[-1]
+        tokens = torch.zeros(len(rows), ids.shape[1], dim)
+        for i, (tok, _) in enumerate(rows):
+            tokens[i, : len(tok)] = tok
+        pooled = torch.stack([p for _, p in rows])
+        dev = ids.device
+        return TextFeatures(pooled=pooled.to(dev), tokens=tokens.to(dev), mask=mask.bool())
+
+    def train(self, mode: bool = True) -> VQATask:
+        """Train mode, except a frozen text encoder stays in eval mode (no dropout), so its
+        features are fixed and may be cached."""
+        super().train(mode)
+        if mode and self.config.freeze_text:
+            self.text_encoder.eval()
+        return self
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._ready()
@@ -542,7 +579,7 @@ def _require_images(samples: list[Sample]) -> None:
         s = missing[0]
         where = s.meta.get("img_name") or s.image_id or s.id
         raise BadInputError(
-            f"imgs/{where}" if s.dataset.startswith("slake") else where,
+            f"Slake1.0/imgs/{where}" if s.dataset.startswith("slake") else where,
             f"images are missing: none of the {len(samples)} training questions of {s.dataset!r} has its image file "
             "(the shared SLAKE copy ships QA json + KG only; put the official Slake1.0/imgs/ folder under the data root)",
         )
