@@ -46,7 +46,8 @@ def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> lis
     import matplotlib.pyplot as plt
 
     made = []
-    losses = {k: v for k, v in series.items() if k.endswith("loss") and not k.endswith("_step") or k == "train/loss_step"}
+    # train/loss is logged per step and per epoch (train/loss_step, train/loss_epoch).
+    losses = {k: v for k, v in series.items() if k.removesuffix("_step").removesuffix("_epoch").endswith("loss")}
     if losses:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for k, pts in sorted(losses.items()):
@@ -60,7 +61,7 @@ def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> lis
         fig.savefig(out / "loss.png", dpi=100)
         plt.close(fig)
         made.append("loss.png")
-    vals = {k: v for k, v in series.items() if k.startswith("val/") and not k.endswith("loss")}
+    vals = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses}
     if vals:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for k, pts in sorted(vals.items())[:12]:
@@ -107,14 +108,25 @@ def _plot_per_class(per_class: dict[str, dict[str, float]], title: str, path: Pa
     import matplotlib.pyplot as plt
 
     labels = list(per_class)
-    metrics = sorted({m for v in per_class.values() if isinstance(v, dict) for m, x in v.items() if isinstance(x, (int, float))})
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(labels) * max(1, len(metrics))), 3.5))
+    # Rates only (every value a float in [0, 1]): counts such as n or tp would dwarf them.
+    names = {m for v in per_class.values() for m in v}
+    metrics = sorted(
+        m
+        for m in names
+        if all(
+            isinstance(v.get(m), float) and (v[m] != v[m] or 0.0 <= v[m] <= 1.0)
+            for v in per_class.values()
+            if m in v
+        )
+    )
+    fig, ax = plt.subplots(figsize=(min(14, max(4, 0.6 * len(labels) * max(1, len(metrics)))), 3.5))
     width = 0.8 / max(1, len(metrics))
     for i, m in enumerate(metrics):
         ys = [float(per_class[lab].get(m, float("nan"))) for lab in labels]
         ax.bar([x + i * width for x in range(len(labels))], ys, width=width, label=m)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=45, ha="right", fontsize=8)
     ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -132,6 +144,22 @@ def _table(d: dict[str, Any]) -> str:
                 v = v[:300] + " ..."
         rows.append(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _task_figures(run_dir: Path, split: str, plots: Path) -> list[str]:
+    """Figures a task draws from its own prediction records (hook: an optional classmethod
+    `report_figures(records, plots_dir, split) -> [file names]` on the Task class, e.g.
+    segmentation overlays). The engine still knows no specific task: it asks the registry."""
+    state_path, preds = run_dir / rd.TASK_STATE, run_dir / "predictions" / f"{split}.jsonl"
+    if not state_path.exists() or not preds.exists():
+        return []
+    from medmm.engine.task import get_task_class
+
+    draw = getattr(get_task_class(rd.read_json(state_path)["task"]), "report_figures", None)
+    if draw is None:
+        return []
+    records = [json.loads(line) for line in preds.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return list(draw(records, plots, split)) if records else []
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -165,6 +193,8 @@ def write_report(run_dir: str | Path) -> Path:
             name = f"per_class_{split}.png"
             _plot_per_class(per_class, f"{split}: per class", plots / name)
             parts.append(f'<img src="plots/{name}" alt="{name}">')
+        for name in _task_figures(run_dir, split, plots):
+            parts.append(f'<img src="plots/{html.escape(name)}" alt="{html.escape(name)}">')
         parts.append("<h3>provenance</h3>" + _table(data.get("provenance", {})))
 
     parts.append("<h2>environment</h2>" + _table(env))
