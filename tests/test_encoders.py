@@ -98,6 +98,33 @@ def test_hf_image_encoder_loads_from_a_local_directory(tmp_path):
     assert torch.isfinite(x.grad).all()
 
 
+def _save(model, path):
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("family", ["clip", "swin", "convnext"])
+def test_hf_image_encoder_other_families(tmp_path, family):
+    import transformers as tf
+
+    if family == "clip":
+        vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+        text = dict(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+        model, dim = tf.CLIPModel(tf.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)), 32
+    elif family == "swin":
+        model = tf.SwinModel(tf.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4))
+        dim = 16
+    else:
+        model = tf.ConvNextModel(tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32))
+        dim = 16
+    enc = create_image_encoder(f"hf:{_save(model, tmp_path / family)}")
+    assert enc.out_dim == dim
+    feats = enc(torch.randn(2, 3, 32, 32))
+    assert feats.pooled.shape == (2, dim) and feats.tokens.shape[-1] == dim
+    assert feats.maps and all(m.ndim == 4 for m in feats.maps)
+    feats.pooled.sum().backward()
+
+
 def test_hf_missing_model_names_what_is_missing(tmp_path, monkeypatch):
     import huggingface_hub.constants
 

@@ -52,7 +52,8 @@ class HFImageEncoder(ImageEncoder):
 
     def forward(self, images: torch.Tensor) -> ImageFeatures:
         x = match_channels(images, self.in_channels)
-        out = self.model(pixel_values=x, output_hidden_states=True, output_attentions=self.output_attentions)
+        kw = {"output_attentions": True} if self.output_attentions else {}  # ConvNets reject the flag
+        out = self.model(pixel_values=x, output_hidden_states=True, **kw)
         last = out.last_hidden_state
         hidden = getattr(out, "reshaped_hidden_states", None) or out.hidden_states or ()
         if last.ndim == 4:  # convolutional backbones return (B, C, H, W)
