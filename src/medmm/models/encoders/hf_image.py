@@ -16,7 +16,7 @@ class HFImageEncoder(ImageEncoder):
     (the model is then loaded with eager attention, which returns probabilities).
     """
 
-    def __init__(self, name_or_dir: str, output_attentions: bool = False, in_channels: int | None = None):
+    def __init__(self, name_or_dir: str, output_attentions: bool = False):
         super().__init__()
         kw = {"attn_implementation": "eager"} if output_attentions else {}
         model = load_hf("AutoModel", name_or_dir, **kw)

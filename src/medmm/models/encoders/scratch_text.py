@@ -119,7 +119,7 @@ class ScratchTextEncoder(TextEncoder):
         try:
             json.loads(Path(path).read_text())
             self.tokenizer = Tokenizer.from_file(str(path))
-        except (OSError, ValueError, Exception) as exc:
+        except Exception as exc:  # OSError, JSON errors and the tokenizers library's own errors
             raise BadInputError(path, f"not a readable tokenizers JSON file ({exc})") from exc
 
 
