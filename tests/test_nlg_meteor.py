@@ -75,3 +75,27 @@ def test_missing_resource_files_raise_bad_input(tmp_path):
         f.write("")
     with pytest.raises(BadInputError, match="bad.jar"):
         meteor_data._load(str(bad), str(para))
+
+
+def test_compiled_beam_equals_python_beam(res, monkeypatch):
+    """The optional C search (``_beam.py``) must choose exactly what the Python search chooses."""
+    import random
+
+    from medmm.metrics.nlg import _beam
+
+    if _beam.load() is None:
+        pytest.skip("no C compiler: the pure-Python search is used")
+    vocab = "the lungs lung are is clear no pleural effusion heart cardiac big large normal size of".split()
+    rng = random.Random(0)
+    sc = MeteorScorer(set(vocab), res)
+    pairs = [([rng.choice(vocab) for _ in range(rng.randint(0, 25))], [rng.choice(vocab) for _ in range(rng.randint(1, 25))])
+             for _ in range(150)]
+    with_c = [sc.align(a, b) for a, b in pairs]
+    monkeypatch.setenv("MEDMM_NO_CBEAM", "1")
+    _beam.load.cache_clear()
+    try:
+        without = [sc.align(a, b) for a, b in pairs]
+    finally:
+        monkeypatch.delenv("MEDMM_NO_CBEAM")
+        _beam.load.cache_clear()
+    assert with_c == without

@@ -15,9 +15,11 @@ the jar's bytecode (``javap``), which differs in places from METEOR's published 
 
 from __future__ import annotations
 
+import ctypes
 import math
 from operator import itemgetter
 
+from medmm.metrics.nlg import _beam
 from medmm.metrics.nlg.meteor_data import MeteorResources, java_tokens, load_resources, normalize_line
 
 __all__ = ["ALPHA", "BETA", "GAMMA", "DELTA", "MODULE_WEIGHTS", "MeteorScorer", "meteor_scores"]
@@ -153,10 +155,36 @@ class MeteorScorer:
                                 cov1[i + k] += 1
                             for k in range(lp):
                                 cov2[j + k] += 1
-        return self._resolve(matches, cov1, cov2, n2)
+        return self._resolve(matches, cov1, cov2, n1, n2)
 
     @staticmethod
-    def _resolve(matches, cov1, cov2, n2) -> dict[int, tuple]:
+    def _resolve_c(cbeam, matches, fixed, used1, used2, n1, n2) -> dict[int, tuple]:
+        """The same search in C (``_beam.py``): flat candidate arrays in, chosen candidates out."""
+        flat = [m for cand in matches for m in cand]
+        nc = len(flat)
+        off = [0] * (n2 + 1)
+        for j in range(n2):
+            off[j + 1] = off[j] + len(matches[j])
+        w = _ALIGN_WEIGHTS
+        fixed_idx = [off[j] if j in fixed else -1 for j in range(n2)]
+        arr = ctypes.c_int * max(nc, 1)
+        u1 = (ctypes.c_ubyte * max(n1, 1))(*[(used1 >> i) & 1 for i in range(n1)])
+        u2 = (ctypes.c_ubyte * max(n2, 1))(*[(used2 >> j) & 1 for j in range(n2)])
+        out = (ctypes.c_int * max(n2, 1))()
+        rc = cbeam(n1, n2, BEAM, (ctypes.c_int * (n2 + 1))(*off),
+                   arr(*[m[1] for m in flat]), arr(*[m[2] for m in flat]), arr(*[m[3] for m in flat]),
+                   arr(*[m[4] for m in flat]), arr(*[int(m[4] * w[m[0]]) for m in flat]),
+                   arr(*[int(m[2] * w[m[0]]) for m in flat]), (ctypes.c_int * max(n2, 1))(*fixed_idx), u1, u2, out)
+        if rc != 0:
+            raise MemoryError("METEOR beam search: out of memory")
+        chosen = dict(fixed)
+        for j in range(n2):
+            if out[j] >= 0:
+                chosen[j] = flat[out[j]]
+        return chosen
+
+    @staticmethod
+    def _resolve(matches, cov1, cov2, n1, n2) -> dict[int, tuple]:
         # One-to-one matches whose words no other match touches are fixed before the search.
         used1 = used2 = 0
         fixed: dict[int, tuple] = {}
@@ -174,6 +202,9 @@ class MeteorScorer:
                 ambiguous = True
         if not ambiguous:
             return fixed
+        cbeam = _beam.load()
+        if cbeam is not None:
+            return MeteorScorer._resolve_c(cbeam, matches, fixed, used1, used2, n1, n2)
         w = _ALIGN_WEIGHTS
         key = itemgetter(9, 5, 8)
         # Per candidate: masks, weighted-count increments (int(a + x) == a + int(x) for int a, x >= 0,
