@@ -1,0 +1,301 @@
+"""Text decoders for report generation: a word tokenizer fitted on training text, a Transformer
+decoder trained from scratch, and generation (greedy, beam search with length penalty,
+no-repeat-n-gram blocking, minimum and maximum length).
+
+The decoder cross-attends to any "memory" (image tokens, retrieved-report tokens, findings
+embeddings): the caller builds the memory, so this module knows no task.
+
+    tok = WordTokenizer.fit(train_texts, min_freq=2)
+    dec = TransformerReportDecoder(len(tok), dim=256)
+    logits = dec(tokens[:, :-1], memory, memory_pad)             # teacher forcing
+    ids = generate(dec, memory, memory_pad, GenerationConfig(beam_size=3, no_repeat_ngram_size=3))
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from medmm.errors import MedmmError
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+# Words (with inner hyphens/apostrophes/dots of decimals) and single punctuation marks; the
+# sentence-final "." is its own token so generated text splits into sentences for provenance.
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[-'/.][a-z0-9]+)*|[^\sa-z0-9]")
+_NO_SPACE_BEFORE = {".", ",", ";", ":", "?", "!", ")", "%"}
+_NO_SPACE_AFTER = {"("}
+
+
+def word_tokenize(text: str) -> list[str]:
+    """Lower-cased words and punctuation marks of `text`."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+class WordTokenizer:
+    """Word-level vocabulary fitted on training text; ids 0-3 are pad, bos, eos, unk.
+
+    Serialised with `to_dict()` / `from_dict()` (JSON), so it travels in the task state.
+    """
+
+    def __init__(self, words: Sequence[str]):
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise MedmmError(f"a WordTokenizer vocabulary must start with {SPECIALS}")
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> WordTokenizer:
+        """Vocabulary of the words seen at least `min_freq` times (most frequent first)."""
+        counts = Counter(w for t in texts for w in word_tokenize(t))
+        kept = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(SPECIALS))]
+        return cls(list(SPECIALS) + kept)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str, max_length: int | None = None, *, bos: bool = True, eos: bool = True) -> list[int]:
+        """Token ids (with BOS/EOS); the words are cut so the whole fits in `max_length`."""
+        ids = [self.index.get(w, UNK) for w in word_tokenize(text)]
+        if max_length is not None:
+            ids = ids[: max(0, max_length - int(bos) - int(eos))]
+        return ([BOS] if bos else []) + ids + ([EOS] if eos else [])
+
+    def decode_tokens(self, ids: Iterable[int]) -> list[str]:
+        """Words of `ids`, stopping at EOS and skipping pad/bos."""
+        out = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i in (PAD, BOS):
+                continue
+            out.append(self.words[i] if 0 <= i < len(self.words) else SPECIALS[UNK])
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Readable text of `ids` (punctuation attached to the previous word)."""
+        return join_tokens(self.decode_tokens(ids))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "word", "words": self.words}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WordTokenizer:
+        if d.get("kind") != "word" or not isinstance(d.get("words"), list):
+            raise MedmmError("not a serialised WordTokenizer (expected {'kind': 'word', 'words': [...]})")
+        return cls(d["words"])
+
+
+def join_tokens(tokens: Sequence[str]) -> str:
+    """Tokens back to text with conventional spacing around punctuation."""
+    out = ""
+    for t in tokens:
+        if not out or t in _NO_SPACE_BEFORE or out[-1] in _NO_SPACE_AFTER:
+            out += t
+        else:
+            out += " " + t
+    return out
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad: int = PAD) -> torch.Tensor:
+    """(B, max_len) long tensor of the rows, right-padded."""
+    width = max((len(r) for r in rows), default=0)
+    out = torch.full((len(rows), max(1, width)), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+    return out
+
+
+class TransformerReportDecoder(nn.Module):
+    """Pre-norm Transformer decoder over word ids, cross-attending to a memory (B, M, dim)."""
+
+    def __init__(self, vocab_size: int, dim: int = 256, layers: int = 3, heads: int = 4, max_length: int = 128,
+                 dropout: float = 0.1, ffn_mult: int = 4):
+        super().__init__()
+        if dim % heads:
+            raise MedmmError(f"decoder dim {dim} must be divisible by heads {heads}")
+        self.vocab_size, self.dim, self.max_length = vocab_size, dim, max_length
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        self.pos = nn.Parameter(torch.zeros(1, max_length, dim))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerDecoderLayer(dim, heads, ffn_mult * dim, dropout, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, vocab_size, bias=False)
+        self.out.weight = self.embed.weight  # tied: fewer parameters for small training sets
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) predicting the next token at each position of `tokens` (B, T)."""
+        t = tokens.shape[1]
+        if t > self.max_length:
+            raise MedmmError(f"decoder input of {t} tokens exceeds max_length {self.max_length}")
+        x = self.embed(tokens) * math.sqrt(self.dim) + self.pos[:, :t]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=tokens.device), diagonal=1)
+        h = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=tokens.eq(PAD), memory_key_padding_mask=memory_pad)
+        return self.out(self.norm(h))
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding options.
+
+    beam_size: 1 = greedy. length_penalty: finished beams are ranked by
+    sum(log p) / length ** length_penalty (> 1 favours longer texts, 0 = raw sum).
+    no_repeat_ngram_size: an n-gram may occur at most once in a generated text (0 = off).
+    max_length: most generated tokens (EOS excluded). min_length: EOS is forbidden before this.
+    """
+
+    beam_size: int = 1
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    max_length: int = 60
+    min_length: int = 1
+
+    def check(self) -> GenerationConfig:
+        if self.beam_size < 1:
+            raise MedmmError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.max_length < 1 or self.min_length < 0 or self.min_length > self.max_length:
+            raise MedmmError(f"need 0 <= min_length <= max_length and max_length >= 1, got {self.min_length}, {self.max_length}")
+        if self.no_repeat_ngram_size < 0:
+            raise MedmmError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        return self
+
+
+def banned_next_tokens(seq: Sequence[int], n: int) -> list[int]:
+    """Tokens that would repeat an n-gram already in `seq` if appended (no-repeat-n-gram rule)."""
+    if n <= 0 or len(seq) < n - 1:
+        return []
+    if n == 1:
+        return list(set(seq))
+    prefix = tuple(seq[len(seq) - n + 1 :])
+    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix]
+
+
+def _mask_logprobs(logp: torch.Tensor, seqs: list[list[int]], step: int, cfg: GenerationConfig) -> torch.Tensor:
+    """Apply min-length and no-repeat-n-gram bans to (N, V) log-probabilities in place."""
+    logp[:, PAD] = -math.inf
+    logp[:, BOS] = -math.inf
+    if step < cfg.min_length:
+        logp[:, EOS] = -math.inf
+    if cfg.no_repeat_ngram_size > 0:
+        for r, seq in enumerate(seqs):
+            banned = banned_next_tokens(seq, cfg.no_repeat_ngram_size)
+            if banned:
+                logp[r, banned] = -math.inf
+    return logp
+
+
+def _next_logprobs(decoder: nn.Module, seq: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    return torch.log_softmax(decoder(seq, memory, pad)[:, -1].float(), dim=-1)
+
+
+@torch.no_grad()
+def greedy_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+                  cfg: GenerationConfig | None = None) -> list[list[int]]:
+    """Greedy decoding: per sample the generated ids (no BOS, no EOS)."""
+    cfg = (cfg or GenerationConfig()).check()
+    b = memory.shape[0]
+    seq = torch.full((b, 1), BOS, dtype=torch.long, device=memory.device)
+    gen: list[list[int]] = [[] for _ in range(b)]
+    done = [False] * b
+    for step in range(cfg.max_length):
+        logp = _mask_logprobs(_next_logprobs(decoder, seq, memory, memory_pad), gen, step, cfg)
+        nxt = logp.argmax(-1)
+        for i in range(b):
+            if done[i]:
+                nxt[i] = PAD
+            elif int(nxt[i]) == EOS:
+                done[i] = True
+            else:
+                gen[i].append(int(nxt[i]))
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        if all(done):
+            break
+    return gen
+
+
+@torch.no_grad()
+def beam_search(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+                cfg: GenerationConfig) -> list[list[int]]:
+    """Beam search: per sample the best finished hypothesis by length-normalised log-probability.
+
+    Each step keeps `beam_size` unfinished beams per sample; a candidate ending in EOS is moved to
+    that sample's finished list. A sample stops once it holds `beam_size` finished hypotheses
+    (HF's early_stopping=True); at max_length the unfinished beams are finished as they are.
+    With beam_size 1 this is exactly greedy decoding.
+    """
+    cfg.check()
+    k = cfg.beam_size
+    b = memory.shape[0]
+    dev = memory.device
+    mem = memory.repeat_interleave(k, dim=0)
+    pad = memory_pad.repeat_interleave(k, dim=0) if memory_pad is not None else None
+    beams: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(b)]
+    scores = torch.full((b, k), -math.inf, device=dev)
+    scores[:, 0] = 0.0  # identical initial beams: only the first may expand
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    active = [True] * b
+
+    def norm(score: float, length: int) -> float:
+        return score / (max(length, 1) ** cfg.length_penalty)
+
+    for step in range(cfg.max_length):
+        flat = [beams[i][j] for i in range(b) for j in range(k)]
+        seq = pad_batch([[BOS] + s for s in flat]).to(dev)
+        logp = _mask_logprobs(_next_logprobs(decoder, seq, mem, pad), flat, step, cfg)
+        v = logp.shape[-1]
+        cand = (scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
+        top_s, top_i = cand.topk(min(2 * k, k * v), dim=-1)
+        new_scores = torch.full((b, k), -math.inf, device=dev)
+        for i in range(b):
+            if not active[i]:
+                continue
+            kept: list[list[int]] = []
+            for s, idx in zip(top_s[i].tolist(), top_i[i].tolist()):
+                if s == -math.inf:
+                    break
+                src, tok = divmod(idx, v)
+                if tok == EOS:
+                    finished[i].append((norm(s, len(beams[i][src]) + 1), beams[i][src]))
+                    if len(finished[i]) >= k:
+                        break
+                    continue
+                new_scores[i, len(kept)] = s
+                kept.append(beams[i][src] + [tok])
+                if len(kept) == k:
+                    break
+            if len(finished[i]) >= k or not kept:
+                active[i] = False
+            beams[i] = kept + [[] for _ in range(k - len(kept))]
+        scores = new_scores
+        if not any(active):
+            break
+    out = []
+    for i in range(b):
+        if active[i] or not finished[i]:  # reached max_length: unfinished beams count as they are
+            for j in range(k):
+                if scores[i, j] > -math.inf:
+                    finished[i].append((norm(float(scores[i, j]), len(beams[i][j]) + 1), beams[i][j]))
+        # max over finished: ties keep the first found (the higher-ranked candidate)
+        best = max(finished[i], key=lambda t: t[0]) if finished[i] else (0.0, [])
+        out.append(best[1])
+    return out
+
+
+def generate(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+             cfg: GenerationConfig | None = None) -> list[list[int]]:
+    """Generated ids per sample: greedy when beam_size == 1, else beam search."""
+    cfg = (cfg or GenerationConfig()).check()
+    if cfg.beam_size == 1:
+        return greedy_decode(decoder, memory, memory_pad, cfg)
+    return beam_search(decoder, memory, memory_pad, cfg)
