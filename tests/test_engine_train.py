@@ -110,8 +110,8 @@ def test_same_seed_same_metrics_and_bf16_channels_last(toy_run, tmp_path):
 
 def test_resume_with_another_config_is_refused(toy_run):
     tmp, *_ = toy_run
-    with pytest.raises(MedmmError, match="different config"):
-        train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=5"]), tmp / "run")
+    with pytest.raises(MedmmError, match=r"different config \(model.hidden, trainer.lr\)"):
+        train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=2", "trainer.lr=0.1", "model.hidden=4"]), tmp / "run")
 
 
 def test_unlogged_monitor_fails_before_training(toy_run, tmp_path):
@@ -156,3 +156,17 @@ def test_early_stopping_stops_when_monitor_does_not_improve(toy_run, tmp_path):
     train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=6", "trainer.lr=0.0", "trainer.early_stopping_patience=1"]), run)
     last = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 1  # epochs 0 and 1 ran
+
+
+def test_resume_may_extend_training(toy_run, tmp_path):
+    import shutil
+
+    import torch
+
+    tmp, *_ = toy_run
+    run = tmp_path / "run"
+    shutil.copytree(tmp / "run", run)
+    train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=3"]), run)
+    last = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == 3 * 6  # one more epoch of 6 steps
+    assert load_config(run / "config.yaml").trainer.max_epochs == 3

@@ -164,11 +164,30 @@ def _load_skipped(split: SplitData) -> dict[str, str]:
     return {(e.path or f"#{i}"): e.problem for i, e in enumerate(split.skipped)}
 
 
+# Keys a resumed run may change: how long to train and how to show/feed it, not what is learnt.
+# (A longer max_epochs also stretches the remaining cosine/linear LR schedule.)
+RESUME_MAY_CHANGE = frozenset(
+    f"trainer.{k}"
+    for k in ("max_epochs", "max_steps", "early_stopping_patience", "progress_bar", "num_workers", "num_threads", "log_every_n_steps")
+)
+
+
+def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(_changed_keys(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train cfg's task on cfg's data; write the run directory; return the final metrics.
 
-    Rerunning with a run_dir that holds checkpoints/last.ckpt resumes from it (same config
-    expected). Returns {"val": {...}, "test": {...}} (the metrics of the best checkpoint);
+    Rerunning with a run_dir that holds checkpoints/last.ckpt resumes from it; the config must
+    be the same except for the keys in RESUME_MAY_CHANGE (e.g. a larger trainer.max_epochs). Returns {"val": {...}, "test": {...}} (the metrics of the best checkpoint);
     on DDP ranks other than 0 it returns {} after training.
     """
     import lightning as L
@@ -188,10 +207,14 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     resume = last.exists()
     if resume:
         saved = rd.read_yaml_config(run_dir)
-        if saved is not None and saved.to_dict() != cfg.to_dict():
-            raise MedmmError(
-                f"{run_dir}: holds a run with a different config; use a new --out, or delete {last} to start over"
-            )
+        if saved is not None:
+            changed = _changed_keys(saved.to_dict(), cfg.to_dict())
+            blocking = [k for k in changed if k not in RESUME_MAY_CHANGE]
+            if blocking:
+                raise MedmmError(
+                    f"{run_dir}: holds a run with a different config ({', '.join(blocking)}); "
+                    f"use a new --out, or delete {last} to start over"
+                )
         log.info("resuming from %s", last)
 
     splits = load_splits(cfg.data, cfg.seed)
@@ -270,8 +293,10 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         return {}
 
     # The best checkpoint's weights become model.pt; without validation, the last weights do.
-    if best_cb is not None and best_cb.best_model_path and Path(best_cb.best_model_path).exists():
-        ckpt = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
+    # (Read from this run dir, not best_cb.best_model_path: a copied run dir keeps the old path.)
+    best_path = ckpt_dir / rd.BEST_CKPT
+    if best_cb is not None and best_path.exists():
+        ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
     task = module.task.to("cpu")
     if val_split is not None and val_split.samples and type(task).calibrate is not Task.calibrate:
