@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from array import array
 from operator import itemgetter
 
 from medmm.metrics.nlg import _beam
@@ -36,6 +37,11 @@ def _jdiv(a: float, b: float) -> float:
     if b == 0:
         return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a)
     return a / b
+
+
+def bin_le(mask: int, n: int) -> bytes:
+    """Bits 0..n-1 of ``mask`` as n bytes of 0/1 (bit i -> byte i)."""
+    return bytes((mask >> i) & 1 for i in range(n))
 
 
 class _Trie:
@@ -78,12 +84,34 @@ class MeteorScorer:
         self._stemmer = snowballstemmer.stemmer("english")
         self._trie = _Trie(self.res.paraphrases.subset(vocabulary))
         self._stem_cache: dict[str, str] = {}
+        self._line_cache: dict[tuple[str, ...], tuple] = {}
 
     def _stem(self, w: str) -> str:
         s = self._stem_cache.get(w)
         if s is None:
             s = self._stem_cache[w] = self._stemmer.stemWord(w)
         return s
+
+    def _line(self, words: tuple[str, ...]):
+        """Per-line data reused whenever the line is aligned again: word positions, stems,
+        stem positions, synsets, synset positions, paraphrase paths from every position."""
+        got = self._line_cache.get(words)
+        if got is None:
+            pos: dict[str, list[int]] = {}
+            spos: dict[str, list[int]] = {}
+            synpos: dict[int, set] = {}
+            stems = [self._stem(w) for w in words]
+            syn = self.res.synonyms.all_synsets
+            syns = [syn(w) for w in words]
+            for i, w in enumerate(words):
+                pos.setdefault(w, []).append(i)
+                spos.setdefault(stems[i], []).append(i)
+                for sid in syns[i]:
+                    synpos.setdefault(sid, set()).add(i)
+            wl = list(words)
+            paths = [self._trie.paths(wl, i) for i in range(len(words))]
+            got = self._line_cache[words] = (pos, stems, spos, syns, synpos, paths)
+        return got
 
     # ---- alignment -------------------------------------------------------------------------------
     def align(self, w1: list[str], w2: list[str]) -> dict[int, tuple]:
@@ -96,33 +124,27 @@ class MeteorScorer:
         n1, n2 = len(w1), len(w2)
         matches: list[list[tuple]] = [[] for _ in range(n2)]
         cov1, cov2 = [0] * n1, [0] * n2
-        pos1: dict[str, list[int]] = {}
-        for i, w in enumerate(w1):
-            pos1.setdefault(w, []).append(i)
+        info1, info2 = self._line(tuple(w1)), self._line(tuple(w2))
+        pos1 = info1[0]
         for j, w in enumerate(w2):
             for i in pos1.get(w, ()):
                 matches[j].append((_EXACT, j, 1, i, 1))
                 cov1[i] += 1
                 cov2[j] += 1
         if w1 != w2:  # identical lines: METEOR uses the exact module only
-            stem = self._stem
-            spos: dict[str, list[int]] = {}
-            for i, w in enumerate(w1):
-                spos.setdefault(stem(w), []).append(i)
+            spos = info1[2]
+            st2 = info2[1]
             for j, w in enumerate(w2):
-                for i in spos.get(stem(w), ()):
+                for i in spos.get(st2[j], ()):
                     if w1[i] != w:
                         matches[j].append((_STEM, j, 1, i, 1))
                         cov1[i] += 1
                         cov2[j] += 1
-            syn = self.res.synonyms.all_synsets
-            synpos: dict[int, set] = {}
-            for i, w in enumerate(w1):
-                for sid in syn(w):
-                    synpos.setdefault(sid, set()).add(i)
+            synpos = info1[4]
+            sy2 = info2[3]
             for j, w in enumerate(w2):
                 hit: set = set()
-                for sid in syn(w):
+                for sid in sy2[j]:
                     got = synpos.get(sid)
                     if got:
                         hit |= got
@@ -131,12 +153,9 @@ class MeteorScorer:
                         matches[j].append((_SYN, j, 1, i, 1))
                         cov1[i] += 1
                         cov2[j] += 1
-            paths = self._trie.paths
-            pos2: dict[str, list[int]] = {}
-            for j, w in enumerate(w2):
-                pos2.setdefault(w, []).append(j)
+            pos2, paths2, paths1 = info2[0], info2[5], info1[5]
             for j in range(n2):
-                for ln, par in paths(w2, j):
+                for ln, par in paths2[j]:
                     lp = len(par)
                     for i in pos1.get(par[0], ()):
                         if i + lp <= n1 and (lp == 1 or tuple(w1[i:i + lp]) == par):
@@ -146,7 +165,7 @@ class MeteorScorer:
                             for k in range(ln):
                                 cov2[j + k] += 1
             for i in range(n1):
-                for ln, par in paths(w1, i):
+                for ln, par in paths1[i]:
                     lp = len(par)
                     for j in pos2.get(par[0], ()):
                         if j + lp <= n2 and (lp == 1 or tuple(w2[j:j + lp]) == par):
@@ -167,14 +186,18 @@ class MeteorScorer:
             off[j + 1] = off[j] + len(matches[j])
         w = _ALIGN_WEIGHTS
         fixed_idx = [off[j] if j in fixed else -1 for j in range(n2)]
-        arr = ctypes.c_int * max(nc, 1)
-        u1 = (ctypes.c_ubyte * max(n1, 1))(*[(used1 >> i) & 1 for i in range(n1)])
-        u2 = (ctypes.c_ubyte * max(n2, 1))(*[(used2 >> j) & 1 for j in range(n2)])
+
+        def ints(values):
+            buf = array("i", values or [0])
+            return (ctypes.c_int * len(buf)).from_buffer(buf), buf  # keep buf alive with the view
+
+        cols = [ints(v) for v in (off, [m[1] for m in flat], [m[2] for m in flat], [m[3] for m in flat],
+                                  [m[4] for m in flat], [int(m[4] * w[m[0]]) for m in flat],
+                                  [int(m[2] * w[m[0]]) for m in flat], fixed_idx)]
+        u1 = (ctypes.c_ubyte * max(n1, 1)).from_buffer(bytearray(bin_le(used1, max(n1, 1))))
+        u2 = (ctypes.c_ubyte * max(n2, 1)).from_buffer(bytearray(bin_le(used2, max(n2, 1))))
         out = (ctypes.c_int * max(n2, 1))()
-        rc = cbeam(n1, n2, BEAM, (ctypes.c_int * (n2 + 1))(*off),
-                   arr(*[m[1] for m in flat]), arr(*[m[2] for m in flat]), arr(*[m[3] for m in flat]),
-                   arr(*[m[4] for m in flat]), arr(*[int(m[4] * w[m[0]]) for m in flat]),
-                   arr(*[int(m[2] * w[m[0]]) for m in flat]), (ctypes.c_int * max(n2, 1))(*fixed_idx), u1, u2, out)
+        rc = cbeam(n1, n2, BEAM, *(c[0] for c in cols), u1, u2, out)
         if rc != 0:
             raise MemoryError("METEOR beam search: out of memory")
         chosen = dict(fixed)
