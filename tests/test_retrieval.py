@@ -173,6 +173,8 @@ def test_frozen_text_tower_keeps_weights():
     task = tiny_task(freeze_text=True)
     train = synthetic_samples(12)
     task.setup(train)
+    task.train()
+    assert task.training and not task.model.text_encoder.training and task.model.image_encoder.training
     before = {k: v.clone() for k, v in task.model.text_encoder.state_dict().items() if isinstance(v, torch.Tensor)}
     opt = torch.optim.SGD([p for p in task.parameters() if p.requires_grad], lr=0.1)
     loss = task.training_step(task.collate(train))["loss"]
@@ -181,6 +183,12 @@ def test_frozen_text_tower_keeps_weights():
     after = task.model.text_encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert any(p.requires_grad for p in task.model.text_proj.parameters())
+    # the frozen tower's features are cached per text; cached and fresh embeddings agree
+    texts = [s.text["caption"] for s in train]
+    assert set(task.model.frozen_text_cache) == set(texts)
+    cached = task.encode_texts(texts)
+    cache, task.model.frozen_text_cache = task.model.frozen_text_cache, None
+    assert torch.allclose(cached, task.encode_texts(texts), atol=1e-5)
 
 
 def test_lora_trains_only_adapters():

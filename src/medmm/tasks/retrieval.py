@@ -98,44 +98,44 @@ def _galleries(records: list[dict[str, Any]]):
     return np.asarray(img_vecs, np.float32), np.asarray(txt_vecs, np.float32), pos, img_groups, txt_groups
 
 
-def retrieval_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-query ranks both directions from evaluation records (see `RetrievalTask.evaluation_step`)."""
-    from medmm.metrics.retrieval import ranks
-
-    img, txt, pos, img_groups, txt_groups = _galleries(records)
-    sim = img.astype(np.float64) @ txt.T.astype(np.float64)
-    return {
-        "image_to_text": ranks(sim, pos),
-        "text_to_image": ranks(sim.T, pos.T),
-        "image_groups": img_groups,
-        "text_groups": txt_groups,
-        "n_images": int(len(img)),
-        "n_texts": int(len(txt)),
-        "positives": pos,
-    }
-
-
 def retrieval_metrics(records: list[dict[str, Any]], *, n_resamples: int = 1000, seed: int = 0, ks: Sequence[int] = KS) -> dict[str, Any]:
     """R@1/5/10 (%), MRR, median and mean rank, image->text and text->image, with bootstrap CIs.
 
-    Ranks and metrics come from `medmm.metrics.retrieval` (pessimistic ties, best positive counts).
-
-    Queries are resampled by group (the case/patient id of each record) so the several images
-    of one case do not narrow the interval falsely. `random` gives the expected value of the
-    same metrics for a model that ranks the gallery at random.
+    Ranks and metrics come from `medmm.metrics.retrieval` (pessimistic ties, best positive
+    counts); see `similarity_metrics` for the CIs and the random baseline.
     """
-    from medmm.metrics.retrieval import rank_metrics
+    img, txt, pos, img_groups, txt_groups = _galleries(records)
+    sim = img.astype(np.float64) @ txt.T.astype(np.float64)
+    return similarity_metrics(sim, pos, img_groups, txt_groups, n_resamples=n_resamples, seed=seed, ks=ks)
+
+
+def similarity_metrics(
+    sim: np.ndarray,
+    positives: np.ndarray,
+    image_groups: Sequence[str],
+    text_groups: Sequence[str],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    ks: Sequence[int] = KS,
+) -> dict[str, Any]:
+    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs.
+
+    Queries are resampled by group (the case/patient id of each image or text) so the several
+    images of one case do not narrow the interval falsely. `<direction>_random` is the expected
+    R@K of a model that ranks the gallery uniformly at random (exact, not simulated).
+    """
+    from medmm.metrics.retrieval import rank_metrics, ranks
     from medmm.metrics.stats import bootstrap_ci
 
-    r = retrieval_ranks(records)
-    out: dict[str, Any] = {"n_images": r["n_images"], "n_texts": r["n_texts"]}
-    for direction, groups, pos in (
-        ("image_to_text", r["image_groups"], r["positives"]),
-        ("text_to_image", r["text_groups"], r["positives"].T),
+    out: dict[str, Any] = {"n_images": int(sim.shape[0]), "n_texts": int(sim.shape[1])}
+    for direction, s, pos, groups in (
+        ("image_to_text", sim, positives, image_groups),
+        ("text_to_image", sim.T, positives.T, text_groups),
     ):
-        ranks = r[direction]
-        out[direction] = rank_metrics(ranks, ks)
-        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), ranks, n_resamples=n_resamples, seed=seed, groups=groups)
+        r = ranks(s, pos)
+        out[direction] = rank_metrics(r, ks)
+        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
         out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out[f"{direction}_random"] = _random_expectation(pos, ks)
     out["ci_method"] = ci["method"]
@@ -219,6 +219,9 @@ class DualEncoder(nn.Module):
         self.image_local = nn.Linear(image_encoder.out_dim, embed_dim) if local else None
         self.text_local = nn.Linear(text_encoder.out_dim, embed_dim) if local else None
         self.embed_dim = embed_dim
+        # text -> pooled feature of a FROZEN text tower (set by the task): a frozen tower in eval
+        # mode gives the same feature for the same text every epoch, so it is computed once.
+        self.frozen_text_cache: dict[str, torch.Tensor] | None = None
 
     def temperature_scale(self) -> torch.Tensor:
         """exp(logit_scale), clamped at 100 like CLIP so the logits cannot blow up."""
@@ -230,7 +233,23 @@ class DualEncoder(nn.Module):
         tokens = self.image_local(feats.tokens) if self.image_local is not None else None
         return g, tokens
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        cache = self.frozen_text_cache
+        if cache is not None and texts is not None and self.text_local is None:
+            missing = [i for i, t in enumerate(texts) if t not in cache]
+            if missing:
+                with torch.no_grad():
+                    pooled = self.text_encoder(input_ids[missing], attention_mask[missing]).pooled
+                if len(cache) < 1_000_000:  # bound memory on huge corpora; beyond it, recompute
+                    for j, i in enumerate(missing):
+                        cache[texts[i]] = pooled[j].detach().cpu()
+                fresh = dict(zip((texts[i] for i in missing), pooled, strict=True))
+            else:
+                fresh = {}
+            pooled = torch.stack([fresh[t] if t in fresh else cache[t].to(input_ids.device) for t in texts])
+            return F.normalize(self.text_proj(pooled), dim=-1), None, attention_mask.bool()
         feats = self.text_encoder(input_ids, attention_mask)
         g = F.normalize(self.text_proj(feats.pooled), dim=-1)
         tokens = self.text_local(feats.tokens) if self.text_local is not None else None
@@ -274,7 +293,9 @@ class HFClipDualEncoder(nn.Module):
             images = images.expand(-1, 3, -1, -1)
         return F.normalize(self._tensor(self.model.get_image_features(pixel_values=images)), dim=-1), None
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, None, torch.Tensor]:
         out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
         return F.normalize(self._tensor(out), dim=-1), None, attention_mask.bool()
 
@@ -405,6 +426,8 @@ class RetrievalTask(Task):
             _apply_lora(img, c.image_lora)
         if c.clip_model is None:
             self.model = DualEncoder(img, txt, c.embed_dim, c.projection, c.init_temperature, c.learn_temperature, local=self.local_loss_weight > 0)
+            if c.freeze_text and not c.text_lora:
+                self.model.frozen_text_cache = {}
 
     # -- data ---------------------------------------------------------------------------
     def text_of(self, sample: Sample) -> str:
@@ -463,7 +486,7 @@ class RetrievalTask(Task):
         for i in range(0, len(texts), batch_size):
             tok = self.tokenize(texts[i : i + batch_size])
             dev = next(self.parameters()).device
-            out.append(self.model.encode_text(tok["input_ids"].to(dev), tok["attention_mask"].to(dev))[0])
+            out.append(self.model.encode_text(tok["input_ids"].to(dev), tok["attention_mask"].to(dev), texts[i : i + batch_size])[0])
         return torch.cat(out) if out else torch.zeros(0, self.model.embed_dim)
 
     def _positives(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
@@ -474,7 +497,7 @@ class RetrievalTask(Task):
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Global InfoNCE, optional local loss, their weighted sum ("loss") and the temperature."""
         img_g, img_tok = self.model.encode_image(batch["images"])
-        txt_g, txt_tok, txt_mask = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
+        txt_g, txt_tok, txt_mask = self.model.encode_text(batch["input_ids"], batch["attention_mask"], batch["texts"])
         scale = self.model.temperature_scale()
         pos = self._positives(batch, img_g.device)
         glob = info_nce(img_g, txt_g, scale, pos)
@@ -489,6 +512,22 @@ class RetrievalTask(Task):
         out["loss"] = loss
         return out
 
+    def train(self, mode: bool = True) -> RetrievalTask:
+        """Train mode, except frozen towers stay in eval mode (no dropout, fixed BatchNorm
+        statistics), so a frozen backbone really computes the same features every step."""
+        super().train(mode)
+        if mode and not isinstance(self.model, HFClipDualEncoder):
+            if self.config.freeze_image:
+                self.model.image_encoder.eval()
+            if self.config.freeze_text:
+                self.model.text_encoder.eval()
+        if mode and isinstance(self.model, HFClipDualEncoder):
+            if self.config.freeze_image:
+                self.model.model.vision_model.eval()
+            if self.config.freeze_text:
+                self.model.model.text_model.eval()
+        return self
+
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.losses(batch)
 
@@ -496,7 +535,7 @@ class RetrievalTask(Task):
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per sample: its id, image and text embeddings, and the keys that define positives."""
         img = self.model.encode_image(batch["images"])[0].float().cpu().numpy()
-        txt = self.model.encode_text(batch["input_ids"], batch["attention_mask"])[0].float().cpu().numpy()
+        txt = self.model.encode_text(batch["input_ids"], batch["attention_mask"], batch["texts"])[0].float().cpu().numpy()
         return [
             {
                 "id": batch["ids"][i],
