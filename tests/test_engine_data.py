@@ -109,3 +109,11 @@ def test_weighted_sampler_is_seeded_sharded_and_follows_weights():
     assert [a + b for a, b in zip(r0, r1)] == one
     with pytest.raises(MedmmError, match="non-negative weights"):
         ResumableSampler(3, 1, seed=0, shuffle=True, weights=[1.0, -1.0, 1.0])
+
+
+def test_worker_processes_give_the_same_batches():
+    samples = [_sample(i, bad=i == 2) for i in range(7)]
+    kw = dict(batch_size=3, seed=0, shuffle=True)
+    main = [(b.batch, b.skipped) for b in make_loader(samples, _collate, num_workers=0, **kw)]
+    workers = [(b.batch, b.skipped) for b in make_loader(samples, _collate, num_workers=2, **kw)]
+    assert main == workers and sum(len(s) for _, s in main) == 1

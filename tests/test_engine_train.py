@@ -23,7 +23,11 @@ def toy_run(tmp_path_factory):
     cfg_path = tmp / "toy.yaml"
     cfg_path.write_text(TOY_CONFIG.format(root=root))
     cfg = load_config(cfg_path, ["trainer.max_epochs=2"])
-    metrics = train(cfg, tmp / "run")
+    import torch
+
+    threads = torch.get_num_threads()
+    metrics = train(cfg, tmp / "run")  # the config sets num_threads: 1 ...
+    assert torch.get_num_threads() == threads  # ... and train() puts the caller's value back
     return tmp, root, cfg, metrics
 
 

@@ -40,6 +40,21 @@ def build_task(cfg: RunConfig, where: str | Path | None = None) -> Task:
     return get_task_class(cfg.task).from_config(cfg.model)
 
 
+def _restoring_threads(fn):
+    """Run fn and put torch's thread count back afterwards (configs may set num_threads)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        n = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+
+    return wrapper
+
+
 def _set_threads(cfg: RunConfig) -> None:
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -183,6 +198,7 @@ def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> lis
     return out
 
 
+@_restoring_threads
 def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train cfg's task on cfg's data; write the run directory; return the final metrics.
 
@@ -436,6 +452,7 @@ def _samples_for(cfg: RunConfig, data_root: str | Path, dataset: str | None, spl
     return list(ss.samples), skipped, name
 
 
+@_restoring_threads
 def evaluate(
     run_dir: str | Path,
     data_root: str | Path,
@@ -475,6 +492,7 @@ def evaluate(
     return result
 
 
+@_restoring_threads
 def predict(
     run_dir: str | Path,
     data_root: str | Path,
