@@ -25,9 +25,10 @@ def toy_run(tmp_path_factory):
     cfg = load_config(cfg_path, ["trainer.max_epochs=2"])
     import torch
 
-    threads = torch.get_num_threads()
-    metrics = train(cfg, tmp / "run")  # the config sets num_threads: 1 ...
-    assert torch.get_num_threads() == threads  # ... and train() puts the caller's value back
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    metrics = train(cfg, tmp / "run")  # the config sets num_threads: 1, deterministic: true ...
+    # ... and train() puts the caller's settings back
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, det)
     return tmp, root, cfg, metrics
 
 

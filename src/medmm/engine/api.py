@@ -41,16 +41,20 @@ def build_task(cfg: RunConfig, where: str | Path | None = None) -> Task:
 
 
 def _restoring_threads(fn):
-    """Run fn and put torch's thread count back afterwards (configs may set num_threads)."""
+    """Run fn, then put back torch's global settings a run changes (threads, deterministic mode),
+    so calling the engine from a larger program (or a test session) leaves it as it was."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         n = torch.get_num_threads()
+        det = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         try:
             return fn(*args, **kwargs)
         finally:
             torch.set_num_threads(n)
+            torch.use_deterministic_algorithms(det, warn_only=warn_only)
 
     return wrapper
 
