@@ -21,6 +21,15 @@ from medmm.models.decoders import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on the shared, loaded CPU two spinning OpenMP threads are ~50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class BigramDecoder(torch.nn.Module):
     """A decoder whose next-token logits depend only on the last token (a fixed table)."""
 

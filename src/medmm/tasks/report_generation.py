@@ -1,0 +1,520 @@
+"""Report / caption generation from one or several images, with retrieval augmentation and
+clinical-findings conditioning.
+
+Model (all trained from scratch on the training split; nothing is downloaded):
+
+* image encoder (`medmm.models`, e.g. small_cnn) applied to each view of a study (at most
+  ``max_images``); the spatial tokens of all views, projected to ``dim`` and tagged with a view
+  embedding, are concatenated into the decoder memory;
+* retrieval augmentation (``rag_k > 0``): the k most similar TRAINING reports (by a fixed image
+  embedding, `medmm.knowledge.report_store`) are tokenised, encoded by one Transformer layer and
+  appended to the memory, so the decoder can cross-attend to (and copy from) them. A study never
+  retrieves reports of its own group (patient/case/study), at training or test time;
+* clinical knowledge (``use_findings: true``): a findings head on the pooled image features
+  predicts the CheXpert observations that the rule-based labeller of `medmm.metrics.clinical`
+  finds in the training reports; each observation becomes one memory token, interpolated
+  between a "present" and an "absent" embedding by its predicted probability;
+* a Transformer decoder (`medmm.models.decoders`) over a word vocabulary fitted on the
+  training text (saved in the task state), trained with teacher forcing; decoding greedy or
+  beam search with length penalty, no-repeat-n-gram and min/max length (config, or
+  `set_decoding(...)` / `generate_reports(...)` at predict time).
+
+Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
+similar training study", same retrieval) under ``nn_baseline/``. Each record carries
+sentence-level provenance: for every generated sentence, the retrieved training reports
+(ids) that share most of its words.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medmm.data.schema import LabelState, Sample
+from medmm.engine.task import Task, register_task
+from medmm.errors import BadInputError, MedmmError
+from medmm.knowledge.report_store import ReportStore, thumbnail_embedding
+from medmm.models.decoders import (
+    PAD,
+    GenerationConfig,
+    TransformerReportDecoder,
+    WordTokenizer,
+    generate,
+    join_tokens,
+    pad_batch,
+)
+
+NLG_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d")
+_STOP = frozenset("a an the of and or in on at to with is are was were be there this that for by as from no not".split())
+
+
+@register_task("report_generation")
+class ReportGenerationTask(Task):
+    """Image(s) -> report text (module docstring)."""
+
+    @dataclass
+    class Config:
+        """The report_generation `model:` section.
+
+        Attributes:
+            image_encoder, image_encoder_kwargs: a `medmm.models` image encoder and its arguments.
+            image_size: input side in pixels (null: the encoder's input_spec size).
+            text_field: the Sample.text key to generate (report, findings, caption, impression).
+            group_by: grouping id (patient|case|study|image|id) whose reports a study may not
+                retrieve, and the unit of the bootstrap resampling.
+            max_images: views per study used (the first ones).
+            min_word_freq, max_vocab: decoder vocabulary fitted on the training text.
+            max_report_length: target tokens kept in training (BOS and EOS included).
+            dim, decoder_layers, decoder_heads, dropout: decoder size.
+            label_smoothing: cross-entropy label smoothing of the report loss.
+            rag_k: retrieved training reports fed to the decoder (0 = no retrieval augmentation).
+            rag_max_tokens: tokens kept per retrieved report.
+            use_findings: predict CheXpert observations and feed them to the decoder.
+            findings_min_positive: an observation joins the head when the labeller finds it
+                positive in at least this many training reports.
+            findings_loss_weight: weight of the findings head's BCE in the loss.
+            beam_size, length_penalty, no_repeat_ngram_size, max_length, min_length: decoding.
+            provenance_k: training reports retrieved for provenance when rag_k is 0.
+            bootstrap_resamples: resamples (by group) for the metrics' CIs (0 = none).
+        """
+
+        image_encoder: str = "small_cnn"
+        image_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+        image_size: int | None = None
+        text_field: str = "report"
+        group_by: Literal["patient", "case", "study", "image", "id"] = "study"
+        max_images: int = 4
+        min_word_freq: int = 2
+        max_vocab: int = 8000
+        max_report_length: int = 64
+        dim: int = 256
+        decoder_layers: int = 3
+        decoder_heads: int = 4
+        dropout: float = 0.1
+        label_smoothing: float = 0.0
+        rag_k: int = 0
+        rag_max_tokens: int = 40
+        use_findings: bool = False
+        findings_min_positive: int = 5
+        findings_loss_weight: float = 0.5
+        beam_size: int = 1
+        length_penalty: float = 1.0
+        no_repeat_ngram_size: int = 3
+        max_length: int = 60
+        min_length: int = 1
+        provenance_k: int = 3
+        bootstrap_resamples: int = 1000
+
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        from medmm.models import create_image_encoder
+
+        c = self.config
+        if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
+            raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
+        self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
+        spec = self.image_encoder.input_spec
+        self.image_size = c.image_size or spec.size
+        self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+        self.generation = GenerationConfig(c.beam_size, c.length_penalty, c.no_repeat_ngram_size, c.max_length, c.min_length).check()
+        d = c.dim
+        self.image_proj = nn.Sequential(nn.Linear(self.image_encoder.out_dim, d), nn.LayerNorm(d))
+        self.view_embed = nn.Parameter(torch.zeros(c.max_images, d))
+        self.type_embed = nn.Parameter(torch.zeros(3, d))  # 0 image, 1 retrieved report, 2 findings
+        nn.init.normal_(self.view_embed, std=0.02)
+        nn.init.normal_(self.type_embed, std=0.02)
+        self.tokenizer: WordTokenizer | None = None
+        self.observations: list[str] = []
+        self.store_ids: list[str] = []
+        self.store_texts: list[str] = []
+        self.store_groups: list[str] = []
+        self._store: ReportStore | None = None
+        self.decoder: TransformerReportDecoder | None = None
+        self._image_cache: dict[str, np.ndarray] = {}
+        self._thumb_cache: dict[str, np.ndarray] = {}
+        self._label_cache: dict[str, dict[str, LabelState]] = {}
+
+    # -- data-dependent state --------------------------------------------------------------
+    def setup(self, train_samples: list[Sample]) -> None:
+        """Fit the vocabulary, the findings label set and the retrieval store; build the heads."""
+        from medmm.metrics.clinical import label_report
+
+        c = self.config
+        usable = [s for s in train_samples if self._text(s) and s.images]
+        if not usable:
+            raise MedmmError(f"no training sample has both an image and a non-empty text[{c.text_field!r}]")
+        tok = WordTokenizer.fit([self._text(s) for s in usable], c.min_word_freq, c.max_vocab)
+        self.tokenizer = tok
+        if c.use_findings:
+            counts: dict[str, int] = {}
+            for s in usable:
+                for obs, state in label_report(self._text(s)).items():
+                    if state == LabelState.POSITIVE:
+                        counts[obs] = counts.get(obs, 0) + 1
+            self.observations = sorted(o for o, n in counts.items() if n >= c.findings_min_positive)
+        self.store_ids = [s.id for s in usable]
+        self.store_texts = [self._text(s) for s in usable]
+        self.store_groups = [s.group(c.group_by) for s in usable]
+        emb = np.stack([self._thumbnail(s) for s in usable])
+        self._build(emb.shape[1])
+        self.store_embeddings.copy_(torch.from_numpy(emb))
+        self._store = None
+
+    def state(self) -> dict[str, Any]:
+        if self.tokenizer is None:
+            raise MedmmError("report_generation task has no state before setup()")
+        return {
+            "tokenizer": self.tokenizer.to_dict(),
+            "observations": self.observations,
+            "store": {"ids": self.store_ids, "texts": self.store_texts, "groups": self.store_groups,
+                      "dim": int(self.store_embeddings.shape[1]), "embedding": "thumbnail16"},
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "text_field": self.config.text_field,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.tokenizer = WordTokenizer.from_dict(state["tokenizer"])
+        self.observations = list(state["observations"])
+        st = state["store"]
+        self.store_ids, self.store_texts, self.store_groups = list(st["ids"]), list(st["texts"]), list(st["groups"])
+        self._build(int(st["dim"]))  # the embeddings themselves arrive with the weights
+        self._store = None
+
+    def _build(self, store_dim: int) -> None:
+        c = self.config
+        d = c.dim
+        self.register_buffer("store_embeddings", torch.zeros(len(self.store_ids), store_dim))
+        max_len = max(c.max_report_length, c.max_length + 1)
+        self.decoder = TransformerReportDecoder(len(self.tokenizer), d, c.decoder_layers, c.decoder_heads, max_len, c.dropout)
+        if c.rag_k > 0:
+            self.rag_pos = nn.Parameter(torch.zeros(1, 1, c.rag_max_tokens, d))
+            self.rag_rank = nn.Parameter(torch.zeros(1, c.rag_k, 1, d))
+            nn.init.normal_(self.rag_pos, std=0.02)
+            nn.init.normal_(self.rag_rank, std=0.02)
+            self.rag_encoder = nn.TransformerEncoderLayer(d, c.decoder_heads, 4 * d, c.dropout, batch_first=True, norm_first=True)
+        if c.use_findings and self.observations:
+            n = len(self.observations)
+            self.findings_head = nn.Sequential(nn.LayerNorm(self.image_encoder.out_dim), nn.Linear(self.image_encoder.out_dim, n))
+            self.findings_present = nn.Parameter(torch.randn(n, d) * 0.02)
+            self.findings_absent = nn.Parameter(torch.randn(n, d) * 0.02)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._store = None  # rebuilt from the loaded embeddings on first use
+
+    @property
+    def store(self) -> ReportStore:
+        """The retrieval store of training reports (built from the saved embeddings)."""
+        if self._store is None:
+            if self.tokenizer is None:
+                raise MedmmError("report_generation task used before setup()/load_state()")
+            self._store = ReportStore(self.store_ids, self.store_texts, self.store_groups, self.store_embeddings.detach().cpu().numpy())
+        return self._store
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _text(self, s: Sample) -> str:
+        return (s.text.get(self.config.text_field) or "").strip()
+
+    def _arrays(self, s: Sample) -> list[np.ndarray]:
+        from medmm.data.io import read_image
+
+        if not s.images:
+            raise BadInputError(s.id, "study has no image (image files missing?)")
+        out = []
+        for ref in s.images[: self.config.max_images]:
+            arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
+            out.append(arr)
+        return out
+
+    def _thumbnail(self, s: Sample) -> np.ndarray:
+        key = s.id + "|" + "|".join(str(r.path) for r in s.images[: self.config.max_images])
+        if key not in self._thumb_cache or any(r.path is None for r in s.images):
+            self._thumb_cache[key] = thumbnail_embedding(self._arrays(s))
+        return self._thumb_cache[key]
+
+    def _views(self, s: Sample) -> list[np.ndarray]:
+        from medmm.data.io import read_image
+        from medmm.data.transforms import preprocess_image
+
+        if not s.images:
+            raise BadInputError(s.id, "study has no image (image files missing?)")
+        out = []
+        for ref in s.images[: self.config.max_images]:
+            key = ref.path or ""
+            if ref.path is not None and key in self._image_cache:
+                out.append(self._image_cache[key])
+                continue
+            arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
+            x = preprocess_image(arr, self.image_size, self.channels, self.mean, self.std)
+            if ref.path is not None:
+                self._image_cache[key] = x
+            out.append(x)
+        return out
+
+    def _labels(self, sid: str, text: str) -> dict[str, LabelState]:
+        from medmm.metrics.clinical import label_report
+
+        if sid not in self._label_cache:
+            self._label_cache[sid] = label_report(text)
+        return self._label_cache[sid]
+
+    def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        """Images (all views stacked), target tokens, retrieved reports, findings targets, metadata."""
+        if self.tokenizer is None:
+            raise MedmmError("report_generation task used before setup()/load_state()")
+        c = self.config
+        views: list[np.ndarray] = []
+        counts: list[int] = []
+        for s in samples:
+            v = self._views(s)
+            views.extend(v)
+            counts.append(len(v))
+        texts = [self._text(s) for s in samples]
+        if self.training:  # an empty target would teach "say nothing"; at inference it is fine
+            for s, t in zip(samples, texts):
+                if not t:
+                    raise BadInputError(s.id, f"study has no {c.text_field!r} text to train on")
+        groups = [s.group(c.group_by) for s in samples]
+        k = max(c.rag_k, c.provenance_k, 1)
+        hits = self.store.search(np.stack([self._thumbnail(s) for s in samples]), k, exclude_groups=groups)
+        batch: dict[str, Any] = {
+            "images": torch.from_numpy(np.stack(views)),
+            "view_counts": torch.tensor(counts, dtype=torch.long),
+            "targets": pad_batch([self.tokenizer.encode(t, c.max_report_length) for t in texts]),
+            "ids": [s.id for s in samples],
+            "references": texts,
+            "groups": groups,
+            "hits": [[(h.id, round(h.score, 4)) for h in hs] for hs in hits],
+        }
+        if c.rag_k > 0:
+            rag = torch.full((len(samples), c.rag_k, c.rag_max_tokens), PAD, dtype=torch.long)
+            for i, hs in enumerate(hits):
+                for j, h in enumerate(hs[: c.rag_k]):
+                    ids = self.tokenizer.encode(h.text, c.rag_max_tokens, bos=False)
+                    rag[i, j, : len(ids)] = torch.tensor(ids)
+            batch["rag_tokens"] = rag
+        if self.observations:
+            y = torch.full((len(samples), len(self.observations)), -1.0)
+            for i, (s, t) in enumerate(zip(samples, texts)):
+                if not t:
+                    continue
+                labels = self._labels(s.id, t)
+                for j, o in enumerate(self.observations):
+                    state = labels.get(o)
+                    # uncertain mentions are left out of the loss; not mentioned counts as absent
+                    y[i, j] = -1.0 if state == LabelState.UNCERTAIN else float(state == LabelState.POSITIVE)
+            batch["findings"] = y
+        return batch
+
+    # -- model -----------------------------------------------------------------------------
+    def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decoder memory (B, M, dim), its padding mask (True = pad) and findings logits (or None)."""
+        feats = self.image_encoder(batch["images"])
+        tokens = self.image_proj(feats.tokens)  # (V_total, N, d)
+        counts = batch["view_counts"].tolist()
+        b, n, d = len(counts), tokens.shape[1], tokens.shape[2]
+        vmax = max(counts)
+        mem = tokens.new_zeros(b, vmax * n, d)
+        pad = torch.ones(b, vmax * n, dtype=torch.bool, device=tokens.device)
+        pooled = feats.pooled.new_zeros(b, feats.pooled.shape[1])
+        start = 0
+        for i, cnt in enumerate(counts):
+            t = tokens[start : start + cnt] + self.view_embed[:cnt, None]
+            mem[i, : cnt * n] = t.reshape(cnt * n, d)
+            pad[i, : cnt * n] = False
+            pooled[i] = feats.pooled[start : start + cnt].mean(0)
+            start += cnt
+        parts, pads = [mem + self.type_embed[0]], [pad]
+        find_logits = None
+        if "rag_tokens" in batch and self.config.rag_k > 0:
+            rt = batch["rag_tokens"]  # (B, k, L)
+            k, L = rt.shape[1], rt.shape[2]
+            e = self.decoder.embed(rt) + self.rag_pos[:, :, :L] + self.rag_rank[:, :k]
+            e = e.reshape(b, k * L, d) + self.type_embed[1]
+            rpad = rt.eq(PAD).reshape(b, k * L)
+            # a study with fewer hits (tiny store) has all-pad rows; keep one slot visible
+            rpad[:, 0] = False
+            parts.append(self.rag_encoder(e, src_key_padding_mask=rpad))
+            pads.append(rpad)
+        if self.observations:
+            find_logits = self.findings_head(pooled)
+            p = torch.sigmoid(find_logits.detach())[..., None]
+            ft = p * self.findings_present + (1 - p) * self.findings_absent + self.type_embed[2]
+            parts.append(ft)
+            pads.append(torch.zeros(b, len(self.observations), dtype=torch.bool, device=tokens.device))
+        return torch.cat(parts, 1), torch.cat(pads, 1), find_logits
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        memory, pad, find_logits = self.encode(batch)
+        tgt = batch["targets"]
+        logits = self.decoder(tgt[:, :-1], memory, pad)
+        loss_report = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1),
+                                      ignore_index=PAD, label_smoothing=self.config.label_smoothing)
+        out = {"loss_report": loss_report.detach()}
+        loss = loss_report
+        if find_logits is not None and "findings" in batch:
+            y = batch["findings"]
+            m = y.ge(0)
+            if bool(m.any()):
+                lf = F.binary_cross_entropy_with_logits(find_logits.float()[m], y[m])
+            else:
+                lf = find_logits.sum() * 0.0
+            loss = loss + self.config.findings_loss_weight * lf
+            out["loss_findings"] = lf.detach()
+        out["loss"] = loss
+        return out
+
+    # -- generation ------------------------------------------------------------------------
+    def set_decoding(self, **options: Any) -> GenerationConfig:
+        """Change decoding at predict time: beam_size, length_penalty, no_repeat_ngram_size,
+        max_length, min_length. Returns the new GenerationConfig."""
+        unknown = set(options) - set(asdict(self.generation))
+        if unknown:
+            raise MedmmError(f"unknown decoding option(s) {sorted(unknown)}; known: {sorted(asdict(self.generation))}")
+        cfg = GenerationConfig(**{**asdict(self.generation), **options}).check()
+        if cfg.max_length + 1 > self.decoder.max_length:
+            raise MedmmError(f"max_length {cfg.max_length} exceeds what the decoder was built for ({self.decoder.max_length - 1})")
+        self.generation = cfg
+        return cfg
+
+    @torch.no_grad()
+    def generate_ids(self, batch: dict[str, Any]) -> tuple[list[list[int]], torch.Tensor | None]:
+        """Generated token ids per sample and the findings probabilities (or None)."""
+        memory, pad, find_logits = self.encode(batch)
+        ids = generate(self.decoder, memory, pad, self.generation)
+        return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
+
+    def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """One record per study: prediction, reference, nearest-neighbour baseline, provenance."""
+        ids, probs = self.generate_ids(batch)
+        store = self.store
+        records = []
+        for i, gen in enumerate(ids):
+            words = self.tokenizer.decode_tokens(gen)
+            hits = batch["hits"][i]
+            used = hits[: self.config.rag_k] if self.config.rag_k > 0 else hits[: self.config.provenance_k]
+            rec: dict[str, Any] = {
+                "id": batch["ids"][i],
+                "prediction": join_tokens(words),
+                "reference": batch["references"][i],
+                "group": batch["groups"][i],
+                "nn_prediction": store.text_of(hits[0][0]) if hits else "",
+                "retrieved": [{"id": h, "score": s} for h, s in hits],
+                "sentences": sentence_provenance(words, [(h, store.text_of(h)) for h, _ in used],
+                                                 used_by_model=self.config.rag_k > 0),
+            }
+            if probs is not None:
+                rec["findings"] = {o: round(float(p), 4) for o, p in zip(self.observations, probs[i].tolist())}
+            records.append(rec)
+        return records
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, clinical efficacy (+ bootstrap CIs) for the model
+        and, under ``nn_baseline``, for copying the nearest training report."""
+        if not records:
+            raise MedmmError("no evaluation records to score")
+        scored = [r for r in records if str(r.get("reference") or "").strip()]
+        if not scored:
+            raise MedmmError(f"none of the {len(records)} records has a reference text to score against")
+        n = self.config.bootstrap_resamples
+        out = report_scores(scored, "prediction", n)
+        out["nn_baseline"] = report_scores(scored, "nn_prediction", n)
+        out["n_scored"] = len(scored)
+        out["n_without_reference"] = len(records) - len(scored)
+        out["n_empty_predictions"] = sum(1 for r in scored if not r["prediction"].strip())
+        return out
+
+
+# ----------------------------------------------------------------------------- helpers
+def report_scores(records: list[dict[str, Any]], field: str = "prediction", n_resamples: int = 1000,
+                  seed: int = 0) -> dict[str, Any]:
+    """NLG + clinical-efficacy scores of `records[field]` against `records["reference"]`.
+
+    Computed by `medmm.metrics.score.score_files` (medmm.metrics.nlg, the clinical labeller and
+    medmm.metrics.stats percentile bootstrap resampling records by their "group"). Returns the
+    seven NLG metrics at top level, ``clinical_efficacy`` micro/macro P/R/F1 and ``ci``
+    {metric: [low, high]} (METEOR has none; see docs/metrics.md).
+    """
+    from medmm.metrics.score import score_files
+
+    with tempfile.TemporaryDirectory() as d:
+        pred, ref = Path(d) / "pred.jsonl", Path(d) / "ref.jsonl"
+        with open(pred, "w", encoding="utf-8") as fp, open(ref, "w", encoding="utf-8") as fr:
+            for r in records:
+                fp.write(json.dumps({"id": r["id"], "prediction": r[field]}) + "\n")
+                fr.write(json.dumps({"id": r["id"], "reference": r["reference"], "group": r.get("group") or r["id"]}) + "\n")
+        res = score_files("report", pred, ref, bootstrap=n_resamples, seed=seed, group_by="group")
+    out: dict[str, Any] = {k: res["nlg"].get(k) for k in NLG_KEYS}
+    ce = res["clinical_efficacy"]
+    out["clinical_efficacy"] = {"micro": ce["micro"], "macro": ce["macro"]}
+    if "ci" in res:
+        out["ci"] = {k.removeprefix("nlg.").replace("clinical_efficacy.", "ce_").replace(".", "_"): [v["low"], v["high"]]
+                     for k, v in res["ci"].items()}
+        out["ci_method"] = res["provenance"].get("ci_method")
+    return out
+
+
+_SENT_END = {".", "!", "?"}
+
+
+def _content(words: list[str]) -> set[str]:
+    return {w for w in words if w not in _STOP and re.search(r"[a-z0-9]", w)}
+
+
+def sentence_provenance(words: list[str], retrieved: list[tuple[str, str]], used_by_model: bool = True,
+                        top: int = 2) -> list[dict[str, Any]]:
+    """Per generated sentence: the retrieved training reports sharing most of its content words.
+
+    `retrieved` is [(training id, report text)]; overlap = |sentence words in report| /
+    |sentence words| (stop words left out). Sources with zero overlap are not listed.
+    ``used_by_model`` says whether the decoder saw these reports (RAG) or they are only the
+    nearest training reports (supporting evidence).
+    """
+    from medmm.models.decoders import word_tokenize
+
+    sentences: list[list[str]] = []
+    cur: list[str] = []
+    for w in words:
+        cur.append(w)
+        if w in _SENT_END:
+            sentences.append(cur)
+            cur = []
+    if cur:
+        sentences.append(cur)
+    ref_words = [(rid, _content(word_tokenize(text))) for rid, text in retrieved]
+    out = []
+    for sent in sentences:
+        cw = _content(sent)
+        scored = sorted(((len(cw & rw) / len(cw), rid) for rid, rw in ref_words if cw), key=lambda t: -t[0])
+        sources = [{"id": rid, "overlap": round(o, 3)} for o, rid in scored if o > 0][:top]
+        out.append({"text": join_tokens(sent), "sources": sources, "used_by_model": used_by_model})
+    return out
+
+
+def generate_reports(run_dir: str | Path, samples: list[Sample], **decoding: Any) -> list[dict[str, Any]]:
+    """Records (as `medmm predict` writes them) for `samples` from a trained run, with decoding
+    options overriding the run's config (beam_size=3, no_repeat_ngram_size=3, ...)."""
+    from medmm.engine.api import load_run, run_inference
+
+    cfg, task = load_run(run_dir)
+    if not isinstance(task, ReportGenerationTask):
+        raise MedmmError(f"{run_dir}: not a report_generation run (task {cfg.task!r})")
+    if decoding:
+        task.set_decoding(**decoding)
+    records, _ = run_inference(task, samples, cfg, with_references=False)
+    return records
+
+
+__all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "generate_reports"]
