@@ -17,15 +17,17 @@ from medmm.metrics.nlg.bleu import ngram_counts
 __all__ = ["cider_d"]
 
 
-def _vec(counts: Counter, df: dict, log_n: float, n: int):
+def _vec(counts: Counter, idf: dict, default_idf: float, n: int):
     vec: list[dict] = [{} for _ in range(n)]
     norm = [0.0] * n
+    length = 0
     for g, tf in counts.items():
         k = len(g) - 1
-        w = float(tf) * (log_n - math.log(max(1.0, df.get(g, 0.0))))
+        w = float(tf) * idf.get(g, default_idf)
         vec[k][g] = w
         norm[k] += w * w
-    length = sum(tf for g, tf in counts.items() if len(g) == 2)
+        if k == 1:
+            length += tf
     return vec, [math.sqrt(x) for x in norm], length
 
 
@@ -37,13 +39,15 @@ def cider_d(hyps: list[list[str]], refs: list[list[list[str]]], n: int = 4, sigm
     for rcs in ref_counts:
         df.update(set().union(*rcs))
     log_n = math.log(float(len(hyps)))
+    # IDF once per n-gram (an n-gram no reference has gets df 0 -> log(max(1, 0)) = 0).
+    idf = {g: log_n - math.log(max(1.0, float(c))) for g, c in df.items()}
     two_s2 = 2 * sigma**2
     scores = []
     for hc, rcs in zip(hyp_counts, ref_counts):
-        vh, nh, lh = _vec(hc, df, log_n, n)
+        vh, nh, lh = _vec(hc, idf, log_n, n)
         total = [0.0] * n
         for rc in rcs:
-            vr, nr, lr = _vec(rc, df, log_n, n)
+            vr, nr, lr = _vec(rc, idf, log_n, n)
             pen = math.e ** (-(float(lh - lr) ** 2) / two_s2)
             for k in range(n):
                 rk = vr[k]
