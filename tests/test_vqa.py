@@ -1,0 +1,247 @@
+"""VQA task: answer normalisation, routing, KG facts, rationale, metrics, engine train/evaluate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from medmm.data import load_dataset
+from medmm.data.bundled import vqa_rad_sample_root
+from medmm.errors import BadInputError
+from medmm.tasks.vqa import VQATask, is_closed_question, normalise_vqa_answer, vqa_scores
+from tests.conftest import shared_dataset
+
+TINY = {
+    "image_encoder": "small_cnn",
+    "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
+    "text_encoder": "scratch",
+    "text_encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64},
+    "fusion": "cross_attention",
+    "fusion_kwargs": {"heads": 2},
+    "dim": 32,
+    "decoder_layers": 1,
+    "decoder_heads": 2,
+    "max_text_length": 64,
+    "bootstrap_resamples": 50,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine more threads make these tiny models slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return load_dataset("vqa_rad", vqa_rad_sample_root(), "train").samples
+
+
+def make_task(samples, **kw) -> VQATask:
+    torch.manual_seed(0)
+    task = VQATask.from_config({**TINY, **kw})
+    task.setup(samples)
+    return task
+
+
+def write_kg(root: Path) -> Path:
+    kg = root / "KG"
+    kg.mkdir(parents=True)
+    (kg / "en_disease.csv").write_text("disease#attribute#value\nPneumonia#location#Lung\n", encoding="utf-8")
+    (kg / "en_organ.csv").write_text("organ#attribute#value\nLung#function#breathe\nBrain#function#thinking\n", encoding="utf-8")
+    (kg / "en_organ_rel.csv").write_text("organ#attribute#value\nLung#belong to#Respiratory System\n", encoding="utf-8")
+    return root
+
+
+def test_answer_normalisation_and_question_type():
+    assert normalise_vqa_answer(" Yes. ") == "yes"
+    assert normalise_vqa_answer("The Left Lung!") == "left lung"
+    assert normalise_vqa_answer("true") == "yes" and normalise_vqa_answer("N") == "no"
+    assert is_closed_question("what is shown?", "CLOSED ")
+    assert not is_closed_question("is this normal?", "OPEN")
+    assert is_closed_question("Is there a mass?", None)
+    assert not is_closed_question("Is the mass left or right?", None)
+    assert not is_closed_question("Where is the mass?", None)
+
+
+def test_setup_builds_vocabularies(samples):
+    task = make_task(samples, min_open_answer_count=2)
+    assert {"yes", "no"} <= set(task.closed_answers)
+    assert set(task.answers) == set(task.closed_answers) | set(task.open_answers)
+    # every kept open answer was seen at least twice on open training questions
+    opens = [normalise_vqa_answer(s.text["answer"]) for s in samples if s.targets["answer_type"] == "OPEN"]
+    assert all(opens.count(a) >= 2 for a in task.open_answers)
+    assert len(task.open_answers) < len(set(opens))  # singletons are left to the decoder
+    assert task.words[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+
+
+def test_training_step_learns_and_grads_flow(samples):
+    task = make_task(samples)
+    batch = task.collate(samples[:16])
+    assert batch["images"].shape == (16, 1, 32, 32)
+    opt = torch.optim.Adam(task.parameters(), 3e-3)
+    task.train()
+    first = None
+    for _ in range(15):
+        out = task.training_step(batch)
+        assert torch.isfinite(out["loss"])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else float(out["loss"].detach())
+    assert float(out["loss"]) < 0.7 * first
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.image_encoder.parameters())
+
+
+def test_routing_rule(samples):
+    sub = samples[:40]
+    task = make_task(samples, open_confidence=1.0).eval()
+    recs = task.evaluation_step(task.collate(sub))
+    closed = [r for r in recs if r["answer_type"] == "CLOSED"]
+    opened = [r for r in recs if r["answer_type"] == "OPEN"]
+    assert closed and opened
+    # closed questions: always the classifier, restricted to answers seen on closed questions
+    assert all(r["source"] == "classifier" and r["prediction"] in task.closed_answers for r in closed)
+    # threshold 1.0: an open question goes to the decoder unless it decodes nothing
+    assert all(r["source"] == "decoder" or r["prediction"] in task.open_answers for r in opened)
+    assert any(r["source"] == "decoder" for r in opened)
+    task.config.open_confidence = 0.0
+    recs0 = task.evaluation_step(task.collate(sub))
+    assert all(r["source"] == "classifier" for r in recs0)
+    assert all(r["prediction"] in task.open_answers for r in recs0 if r["answer_type"] == "OPEN")
+    for r in recs0:
+        for key in ("id", "question", "prediction", "reference", "answer_type", "question_type", "image_path"):
+            assert key in r
+
+
+def test_state_round_trip_gives_same_answers(samples):
+    task = make_task(samples).eval()
+    batch = task.collate(samples[:24])
+    before = [(r["prediction"], r["confidence"]) for r in task.evaluation_step(batch)]
+    state = json.loads(json.dumps(task.state()))
+    other = VQATask.from_config(dict(TINY))
+    other.load_state(state)
+    other.load_state_dict(task.state_dict(), strict=True)
+    other.eval()
+    after = [(r["prediction"], r["confidence"]) for r in other.evaluation_step(other.collate(samples[:24]))]
+    assert before == after
+
+
+def test_kg_facts_and_rationale(samples, tmp_path):
+    root = write_kg(tmp_path / "slake")
+    task = make_task(samples, use_kg=True, kg_root=str(root), kg_top_k=2, rationale=True).eval()
+    text, facts = task.text_input("Is there pneumonia in the lungs?")
+    assert facts == ["pneumonia - location - lung", "lung - function - breathe"]
+    assert text == "Is there pneumonia in the lungs? [SEP] pneumonia - location - lung; lung - function - breathe"
+    assert task.text_input("Is the liver enlarged?") == ("Is the liver enlarged?", [])
+    lung = [s for s in samples if "lung" in s.text["question"].lower()][:4]
+    recs = task.evaluation_step(task.collate(lung))
+    for r in recs:
+        rat = r["rationale"]
+        assert rat["facts"] and all("lung" in f for f in rat["facts"][:1] + rat["facts"][-1:])
+        assert len(rat["image_regions"]) == 3 and rat["image_regions"][0]["grid"] == [8, 8]
+        assert len(rat["text_tokens"]) == 3 and all(isinstance(t["token"], str) for t in rat["text_tokens"])
+    # the KG travels in the state: no kg_root needed to rebuild
+    other = VQATask.from_config({**TINY, "use_kg": True, "rationale": True})
+    other.load_state(json.loads(json.dumps(task.state())))
+    assert other.text_input("pneumonia?")[1] == ["pneumonia - location - lung"]
+
+
+def test_use_kg_without_root_is_an_error(samples):
+    from medmm.errors import MedmmError
+
+    with pytest.raises(MedmmError, match="kg_root"):
+        make_task(samples[:10], use_kg=True)
+
+
+def test_gated_fusion_rationale_uses_spatial_attention(samples):
+    task = make_task(samples, fusion="gated", fusion_kwargs={}, rationale=True).eval()
+    rec = task.evaluation_step(task.collate(samples[:2]))[0]
+    assert len(rec["rationale"]["image_regions"]) == 3 and "text_tokens" not in rec["rationale"]
+
+
+def test_frozen_text_cache_matches_encoder(samples):
+    task = make_task(samples, freeze_text=True).eval()
+    batch = task.collate(samples[:8])
+    cached = task._frozen_text_features(batch)
+    cached_again = task._frozen_text_features(task.collate(samples[4:8] + samples[:4]))
+    direct = task.text_encoder(batch["input_ids"], batch["attention_mask"])
+    m = batch["attention_mask"].bool()[..., None]
+    assert torch.allclose(cached.tokens * m, direct.tokens * m, atol=1e-5)
+    assert torch.allclose(cached_again.pooled[:4], direct.pooled[4:], atol=1e-5)
+    task.train()
+    assert not task.text_encoder.training
+
+
+def test_vqa_scores_counts_and_grouped_ci():
+    recs = [
+        {"prediction": "yes", "reference": "Yes", "answer_type": "CLOSED", "group": "a", "source": "classifier"},
+        {"prediction": "no", "reference": "yes", "answer_type": "CLOSED", "group": "a", "source": "classifier"},
+        {"prediction": "left lung", "reference": "the left lung", "answer_type": "OPEN", "group": "b", "source": "decoder"},
+        {"prediction": "liver", "reference": "spleen", "answer_type": "OPEN", "group": "c", "source": "classifier"},
+    ]
+    m = vqa_scores(recs, n_resamples=200)
+    assert m["overall_accuracy"] == 0.5 and m["closed_accuracy"] == 0.5 and m["open_exact_match"] == 0.5
+    assert m["n_images"] == 3
+    lo, hi = m["ci"]["overall_accuracy"]
+    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
+    assert m["routing"] == {"decoder_fraction": 0.25, "decoder_accuracy": 1.0, "classifier_accuracy": 1 / 3}
+
+
+def test_missing_images_clear_error(samples):
+    no_img = [s for s in samples[:5]]
+    for s in no_img:
+        s.images = []
+    with pytest.raises(BadInputError, match="images are missing"):
+        VQATask.from_config(dict(TINY)).setup(no_img)
+
+
+def test_slake_config_says_images_missing(tmp_path):
+    from medmm.engine import load_config, train
+
+    shared_dataset("slake")
+    cfg = load_config("configs/vqa/slake.yaml", ["model.text_encoder=scratch", "model.freeze_text=false"])
+    with pytest.raises(BadInputError, match=r"Slake1.0/imgs/.*images are missing"):
+        train(cfg, tmp_path / "run")
+
+
+def _test_root(tmp_path: Path) -> Path:
+    """A VQA-RAD-layout root holding only test_freeform questions (on the sample's images)."""
+    src = vqa_rad_sample_root()
+    recs = json.loads((src / "VQA_RAD Dataset Public.json").read_text())[:30]
+    for r in recs:
+        r["phrase_type"] = "test_freeform"
+    root = tmp_path / "vqa_rad_test"
+    root.mkdir()
+    (root / "VQA_RAD Dataset Public.json").write_text(json.dumps(recs))
+    shutil.copytree(src / "VQA_RAD Image Folder", root / "VQA_RAD Image Folder")
+    return root
+
+
+def test_engine_train_then_evaluate_on_test_only_root(tmp_path):
+    from medmm.engine import evaluate, load_config, predict, train
+
+    cfg = load_config(
+        "configs/vqa/vqa_rad_sample.yaml",
+        [f"data.root={vqa_rad_sample_root()}", "data.max_samples=64", "trainer.max_epochs=1", "trainer.batch_size=16",
+         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+         "model.text_encoder_kwargs={vocab_size: 600, dim: 32, num_layers: 1, num_heads: 2, max_length: 48}",
+         "model.dim=32", "model.bootstrap_resamples=20", "model.rationale=true"],
+    )
+    run = tmp_path / "run"
+    metrics = train(cfg, run)
+    assert 0.0 <= metrics["val"]["overall_accuracy"] <= 1.0
+    root = _test_root(tmp_path)
+    res = evaluate(run, root, split="test")
+    m = res["metrics"]
+    assert m["n"] == 30 and set(m["ci"]) >= {"overall_accuracy", "closed_accuracy", "open_exact_match"}
+    assert res["provenance"]["n_samples"] == 30
+    preds = predict(run, root, split="test")
+    assert len(preds) == 30 and all("rationale" in p and "prediction" in p for p in preds)
