@@ -258,6 +258,8 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=None))
 
     monitor = tc.monitor if val_samples else None
+    if not val_samples:
+        log.warning("no validation samples: no best checkpoint or early stopping; model.pt = the last weights")
     if monitor and not resume:
         _check_monitor(task, val_samples, cfg)
     mode = tc.resolved_monitor_mode()
