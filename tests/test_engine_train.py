@@ -175,3 +175,11 @@ def test_resume_may_extend_training(toy_run, tmp_path):
     last = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 2 and last["global_step"] == 3 * 6  # one more epoch of 6 steps
     assert load_config(run / "config.yaml").trainer.max_epochs == 3
+
+
+def test_run_without_validation_keeps_last_weights(toy_run, tmp_path):
+    tmp, *_ = toy_run
+    run = tmp_path / "noval"
+    metrics = train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=1", "data.val_split=null"]), run)
+    assert set(metrics) == {"test"} and metrics["test"]["n"] == 15
+    assert (run / "model.pt").exists() and not (run / "checkpoints/best.ckpt").exists()
