@@ -207,8 +207,9 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train cfg's task on cfg's data; write the run directory; return the final metrics.
 
     Rerunning with a run_dir that holds checkpoints/last.ckpt resumes from it; the config must
-    be the same except for the keys in RESUME_MAY_CHANGE (e.g. a larger trainer.max_epochs). Returns {"val": {...}, "test": {...}} (the metrics of the best checkpoint);
-    on DDP ranks other than 0 it returns {} after training.
+    be the same except for the keys in RESUME_MAY_CHANGE (e.g. a larger trainer.max_epochs).
+    Returns {"val": {...}, "test": {...}} (the metrics of the best checkpoint); on DDP ranks
+    other than 0 it returns {} after training.
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
