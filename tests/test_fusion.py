@@ -128,6 +128,18 @@ def test_late_fusion_classifier_averages_per_modality_logits(combine):
     assert torch.allclose(only_image.logits, image_logits, atol=1e-6)
 
 
+def test_late_fusion_stacking_starts_as_the_mean_and_is_learnable():
+    img, txt = feats(grad=False)
+    model = MultimodalClassifier(_Fixed(img), _Fixed(txt), create_fusion("late", IMG_DIM, TXT_DIM, DIM, combine="stack"), 4).eval()
+    out = model(torch.zeros(3, 1, 8, 8), torch.zeros(3, 6, dtype=torch.long))
+    per = out.extras["modality_logits"]
+    assert torch.allclose(out.logits, per.mean(dim=1), atol=1e-6)
+    out.logits.sum().backward()
+    assert model.stacker.weight.grad is not None
+    alone = model(torch.zeros(3, 1, 8, 8))
+    assert torch.allclose(alone.logits, alone.extras["modality_logits"][:, 0], atol=1e-6)
+
+
 def test_cross_attention_ignores_padding_tokens():
     img, txt = feats(grad=False)
     fusion = create_fusion("cross_attention", IMG_DIM, TXT_DIM, DIM, layers=2).eval()

@@ -57,6 +57,13 @@ class MultimodalClassifier(nn.Module):
             self.heads = nn.ModuleDict(
                 {m: ClassificationHead(fusion.out_dim, num_outputs, hidden, dropout) for m in ("image", "text")}
             )
+            if getattr(fusion, "combine", "mean") == "stack":
+                # Stacking meta-classifier over [image logits, text logits], starting as their mean.
+                self.stacker = nn.Linear(2 * num_outputs, num_outputs)
+                with torch.no_grad():
+                    eye = torch.eye(num_outputs) * 0.5
+                    self.stacker.weight.copy_(torch.cat([eye, eye], dim=1))
+                    self.stacker.bias.zero_()
         else:
             self.head = ClassificationHead(fusion.out_dim, num_outputs, hidden, dropout)
 
@@ -81,8 +88,11 @@ class MultimodalClassifier(nn.Module):
         if self.fusion.late:
             names = extras["modalities"]
             per = torch.stack([self.heads[m](out.modality_features[:, i]) for i, m in enumerate(names)], dim=1)
-            w = extras["modality_weights"].to(per)
-            logits = (per * w.view(1, -1, 1)).sum(dim=1)
+            if hasattr(self, "stacker") and per.shape[1] == 2:
+                logits = self.stacker(per.flatten(1))
+            else:
+                w = extras["modality_weights"].to(per)
+                logits = (per * w.view(1, -1, 1)).sum(dim=1)
             extras["modality_logits"] = per
         else:
             logits = self.head(out.pooled)

@@ -79,16 +79,18 @@ class EarlyFusion(Fusion):
 @register_fusion("late")
 class LateFusion(Fusion):
     """One branch per modality; MultimodalClassifier puts a head on each branch and averages the
-    per-modality logits (`combine="mean"`) or weights them with learned softmax weights
-    (`combine="weighted"`). Missing modalities are left out of the average.
+    per-modality logits (`combine="mean"`), weights them with learned softmax weights
+    (`combine="weighted"`) or stacks them: a learned linear layer over the concatenated
+    per-modality logits, initialised to the mean (`combine="stack"`). Missing modalities are
+    left out of the average; with "stack", the present modality's logits are used alone.
     `pooled` (for non-classifier users) is the mean of the available branch features."""
 
     late = True
 
     def __init__(self, image_dim: int, text_dim: int, dim: int = 256, dropout: float = 0.1, combine: str = "mean"):
         super().__init__()
-        if combine not in ("mean", "weighted"):
-            raise ValueError(f"combine must be 'mean' or 'weighted', got {combine!r}")
+        if combine not in ("mean", "weighted", "stack"):
+            raise ValueError(f"combine must be 'mean', 'weighted' or 'stack', got {combine!r}")
         self.image_branch, self.text_branch = mlp(image_dim, dim, dropout), mlp(text_dim, dim, dropout)
         self.combine = combine
         self.modality_logit_weights = nn.Parameter(torch.zeros(2)) if combine == "weighted" else None
