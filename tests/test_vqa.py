@@ -193,6 +193,10 @@ def test_vqa_scores_counts_and_grouped_ci():
     lo, hi = m["ci"]["overall_accuracy"]
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
     assert m["routing"] == {"decoder_fraction": 0.25, "decoder_accuracy": 1.0, "classifier_accuracy": 1 / 3}
+    recs[2]["classifier_prediction"] = "right lung"
+    for r in recs[:2] + recs[3:]:
+        r["classifier_prediction"] = r["prediction"]
+    assert vqa_scores(recs, n_resamples=0)["routing"]["open_classifier_only_exact_match"] == 0.0
 
 
 def test_missing_images_clear_error(samples):

@@ -440,6 +440,7 @@ class VQATask(Task):
             out.append(
                 {
                     "prediction": decoded[i] if from_decoder else self.answers[int(idx[i])],
+                    "classifier_prediction": self.answers[int(idx[i])],
                     "source": "decoder" if from_decoder else "classifier",
                     "confidence": round(float(conf[i]), 4),
                     "evidence": evidence[i] if evidence is not None else None,
@@ -506,6 +507,7 @@ class VQATask(Task):
                 "group": batch["groups"][i],
                 "source": a["source"],
                 "confidence": a["confidence"],
+                "classifier_prediction": a["classifier_prediction"],
             }
             if self.config.rationale:
                 rec["rationale"] = {"facts": batch["facts"][i], **(a["evidence"] or {})}
@@ -559,6 +561,11 @@ def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int
             "decoder_accuracy": float(em[dec].mean()) if dec else None,
             "classifier_accuracy": float(np.delete(em, dec).mean()) if len(dec) < len(records) else None,
         }
+        if all("classifier_prediction" in r for r in records) and (~closed).any():
+            # what the open questions would score without the decoder (to judge the routing rule)
+            cls_em = [score_item(str(r["classifier_prediction"]), r["reference"], a)["exact_match"]
+                      for r, a, c in zip(records, atypes, closed) if not c]
+            out["routing"]["open_classifier_only_exact_match"] = float(np.mean(cls_em))
     return out
 
 
