@@ -1,0 +1,507 @@
+"""Text-guided semantic segmentation: U-Net baseline and text-conditioned U-Nets.
+
+One training example is an (image, text, binary mask) triple. ``classes`` maps each prompt
+name to the mask labels it covers (their union is the target), so a multi-class dataset gives
+one example per (image, prompted class): the model segments the class the text names. The
+text comes from ``text_template``: ``"{sentence}"`` (MoNuSeg-LViT), ``"{prompt}"`` (the class
+name, e.g. "left lung"), ``"{prompt}. {clinical_notes}"``, ... (any `Sample.text` key; a
+missing field is empty).
+
+Training: images/masks resized to ``image_size``; optional random crops of ``crop_size`` and
+flips (drawn from the task's own generator, not the global RNG); Dice+CE / Dice+focal /
+Tversky(+BCE) / focal losses from MONAI. Inference: ``resize`` (predict at image_size,
+upsample the probabilities to the original size) or ``sliding_window`` (MONAI
+`sliding_window_inference` with ``crop_size`` windows over the image_size image). Scores are
+computed at the ORIGINAL mask resolution. Records carry run-length-encoded masks, so
+`report_figures` can draw overlays for report.html without the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from medmm.data.schema import Sample
+from medmm.engine.task import Task, register_task
+from medmm.errors import BadInputError, MedmmError
+
+
+# --------------------------------------------------------------------------- mask encoding
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """Row-major run lengths of a binary (H, W) mask, starting with a run of zeros."""
+    flat = np.asarray(mask, dtype=bool).ravel()
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"shape": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """Inverse of `rle_encode`: uint8 (H, W) mask."""
+    h, w = (int(x) for x in rle["shape"])
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    if counts.sum() != h * w:
+        raise ValueError(f"run lengths sum to {counts.sum()}, mask has {h * w} pixels")
+    values = np.arange(len(counts)) % 2
+    return np.repeat(values, counts).astype(np.uint8).reshape(h, w)
+
+
+def class_target(sample: Sample, labels: list[str], shape: tuple[int, int]) -> np.ndarray | None:
+    """Full-size binary mask: union of the sample's masks whose label is in ``labels``.
+
+    A cropped mask (``MaskRef.box``, covid_cxr segmentations_100) is pasted at its box. A
+    class the dataset lists as annotated without a mask file (``meta.regions_without_mask``)
+    is unknown -> None (the example is left out). A class not annotated at all is empty
+    (the annotators drew every structure present).
+    """
+    from medmm.data.io import read_mask
+
+    missing = set(sample.meta.get("regions_without_mask") or [])
+    refs = [m for m in sample.masks if m.label in labels]
+    if not refs and missing & set(labels):
+        return None
+    out = np.zeros(shape, np.uint8)
+    for ref in refs:
+        out |= read_mask(ref, shape)
+    return out
+
+
+# --------------------------------------------------------------------------- config
+@dataclass
+class SegmentationConfig:
+    """The `model:` section of the segmentation task.
+
+    classes: prompt name -> mask labels whose union is that class's target.
+    text_template: the text given to the model; {prompt} = class name, other fields = Sample.text.
+    conditioning: "none" (U-Net baseline) | "film" | "attention" | "film+attention".
+    text_encoder: medmm text encoder name ("minilm", "scratch", "hf:..."); null with "none".
+    text_kw: keyword arguments of the text encoder (e.g. {dim: 64, num_layers: 1} for scratch).
+    freeze_text: keep the text encoder fixed (default for the pretrained MiniLM).
+    channels: U-Net widths, shallow to deep. attention_levels: deepest levels with cross-attention.
+    in_channels: 1 (grey) or 3 (RGB); mean/std: per-channel normalisation after scaling to [0, 1].
+    image_size: images and masks are resized to this square size for the model.
+    crop_size: random training crops of this size (null: whole image); also the window size
+        of sliding-window inference.
+    inference: "resize" | "sliding_window". sw_overlap: window overlap. flip: random flips.
+    loss: "dice_ce" | "dice_focal" | "tversky" (+BCE) | "focal". threshold: on the sigmoid.
+    bootstrap_resamples: for the CIs of compute_metrics (0: none).
+    """
+
+    classes: dict[str, list[str]] = field(default_factory=lambda: {"nuclei": ["nuclei"]})
+    text_template: str = "{sentence}"
+    conditioning: Literal["none", "film", "attention", "film+attention"] = "film+attention"
+    text_encoder: str | None = "minilm"
+    text_kw: dict[str, Any] = field(default_factory=dict)
+    freeze_text: bool = True
+    max_text_length: int = 64
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    attention_levels: int = 2
+    heads: int = 4
+    in_channels: int = 3
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.25])
+    image_size: int = 256
+    crop_size: int | None = None
+    inference: Literal["resize", "sliding_window"] = "resize"
+    sw_overlap: float = 0.25
+    flip: bool = True
+    loss: Literal["dice_ce", "dice_focal", "tversky", "focal"] = "dice_ce"
+    tversky_alpha: float = 0.3
+    tversky_beta: float = 0.7
+    threshold: float = 0.5
+    augment_seed: int = 0
+    bootstrap_resamples: int = 1000
+
+
+@register_task("segmentation")
+class Segmentation(Task):
+    """Binary segmentation of the class the text names (U-Net or text-guided U-Net)."""
+
+    Config = SegmentationConfig
+
+    def __init__(self, config: SegmentationConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        if not c.classes:
+            raise MedmmError("segmentation: model.classes is empty")
+        if c.conditioning != "none" and not c.text_encoder:
+            raise MedmmError(f"segmentation: conditioning {c.conditioning!r} needs model.text_encoder")
+        if c.crop_size is not None and c.crop_size > c.image_size:
+            raise MedmmError(f"segmentation: crop_size {c.crop_size} > image_size {c.image_size}")
+        if c.inference == "sliding_window" and c.crop_size is None:
+            raise MedmmError("segmentation: sliding_window inference needs model.crop_size (the window)")
+        self._build()
+        self.loss_fn = self._make_loss()
+        self._gen = torch.Generator().manual_seed(c.augment_seed)
+        self._cache: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
+
+    # ----------------------------------------------------------------- model
+    def _build(self) -> None:
+        from medmm.models import create_text_encoder
+        from medmm.models.segmentation import SegmentationModel, TextGuidedUNet
+
+        c = self.config
+        text = None
+        if c.conditioning != "none":
+            text = create_text_encoder(c.text_encoder, **dict(c.text_kw))
+        unet = TextGuidedUNet(
+            in_channels=c.in_channels,
+            out_channels=1,
+            channels=c.channels,
+            text_dim=text.out_dim if text is not None else None,
+            conditioning=c.conditioning,
+            attention_levels=c.attention_levels,
+            heads=c.heads,
+        )
+        for size in (c.image_size, c.crop_size):
+            if size is not None and size % unet.divisor:
+                raise MedmmError(f"segmentation: size {size} is not a multiple of {unet.divisor} (2 ** (levels - 1))")
+        self.model = SegmentationModel(unet, text, freeze_text=c.freeze_text)
+
+    def _make_loss(self):
+        from monai.losses import DiceCELoss, DiceFocalLoss, FocalLoss, TverskyLoss
+
+        c = self.config
+        if c.loss == "dice_ce":
+            return DiceCELoss(sigmoid=True)
+        if c.loss == "dice_focal":
+            return DiceFocalLoss(sigmoid=True)
+        if c.loss == "focal":
+            return FocalLoss(use_softmax=False)
+        tversky = TverskyLoss(sigmoid=True, alpha=c.tversky_alpha, beta=c.tversky_beta)
+        return lambda logits, target: tversky(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
+
+    @property
+    def uses_text(self) -> bool:
+        return self.model.text_encoder is not None
+
+    def setup(self, train_samples: list[Sample]) -> None:
+        """Fit the text tokenizer (scratch encoders) on the training texts."""
+        if self.uses_text:
+            texts = [self.text_of(s, p) for s in train_samples for p in self.config.classes]
+            self.model.text_encoder.fit_tokenizer([t for t in texts if t.strip()])
+
+    def state(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "classes": dict(c.classes),
+            "text_template": c.text_template,
+            "input": {"size": c.image_size, "in_channels": c.in_channels, "mean": list(c.mean), "std": list(c.std)},
+            "threshold": c.threshold,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if dict(state.get("classes", {})) != dict(self.config.classes):
+            raise MedmmError(f"segmentation: saved classes {state.get('classes')} differ from the config's {self.config.classes}")
+
+    # ----------------------------------------------------------------- data
+    def text_of(self, sample: Sample, prompt: str) -> str:
+        """The text for one (sample, class) example, from `text_template`."""
+        fields = _Blank({**sample.text, "prompt": prompt})
+        return self.config.text_template.format_map(fields).strip(" .") if self.config.text_template else ""
+
+    def _image(self, sample: Sample) -> tuple[np.ndarray, tuple[int, int]]:
+        from medmm.data.io import read_image
+        from medmm.data.transforms import preprocess_image
+
+        if not sample.images:
+            raise BadInputError(sample.id, "sample has no image")
+        ref = sample.images[0]
+        key = ref.path or f"array:{sample.id}"
+        if key not in self._cache:
+            arr = read_image(ref.path) if ref.array is None else np.asarray(ref.array)
+            c = self.config
+            img = preprocess_image(arr, c.image_size, c.in_channels, c.mean, c.std)
+            # Cached: small datasets are re-read every epoch otherwise (decoding dominates on CPU).
+            self._cache[key] = (img, (int(arr.shape[0]), int(arr.shape[1])))
+        return self._cache[key]
+
+    def examples(self, sample: Sample) -> list[tuple[str, list[str]]]:
+        """(prompt, labels) pairs of the sample (every configured class)."""
+        return [(p, list(labels)) for p, labels in self.config.classes.items()]
+
+    def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        """Images (N, C, S, S), masks (N, 1, S, S), tokenized texts, and per-example meta."""
+        from medmm.data.transforms import preprocess_mask
+
+        c = self.config
+        images, masks, texts, meta = [], [], [], []
+        for s in samples:
+            img, shape = self._image(s)
+            for prompt, labels in self.examples(s):
+                mkey = f"mask:{s.id}:{prompt}"
+                if mkey not in self._cache:
+                    full = class_target(s, labels, shape)
+                    small = None if full is None else preprocess_mask(full, c.image_size)
+                    self._cache[mkey] = (small, shape)
+                small, _ = self._cache[mkey]
+                if small is None:
+                    continue
+                images.append(img)
+                masks.append(small[None].astype(np.float32))
+                texts.append(self.text_of(s, prompt))
+                meta.append({
+                    "id": s.id if len(c.classes) == 1 else f"{s.id}#{prompt}",
+                    "sample_id": s.id,
+                    "label": prompt,
+                    "labels": labels,
+                    "text": texts[-1],
+                    "image": s.images[0].path,
+                    "shape": list(shape),
+                    "group": s.group("patient"),
+                    "masks": [m for m in s.masks if m.label in labels],
+                    "regions_without_mask": list(s.meta.get("regions_without_mask") or []),
+                })
+        if not images:
+            raise BadInputError(samples[0].id if samples else "batch", "no example with a known mask in this batch")
+        batch: dict[str, Any] = {
+            "images": torch.from_numpy(np.stack(images)),
+            "masks": torch.from_numpy(np.stack(masks)),
+            "meta": meta,
+        }
+        if self.uses_text:
+            batch.update(self.model.text_encoder.tokenize(texts, max_length=c.max_text_length))
+        return batch
+
+    # ----------------------------------------------------------------- steps
+    def _augment(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        g = self._gen
+        if c.crop_size is not None and c.crop_size < images.shape[-1]:
+            outs_i, outs_m = [], []
+            span = images.shape[-1] - c.crop_size + 1
+            for i in range(images.shape[0]):
+                y, x = (int(v) for v in torch.randint(0, span, (2,), generator=g))
+                outs_i.append(images[i, :, y : y + c.crop_size, x : x + c.crop_size])
+                outs_m.append(masks[i, :, y : y + c.crop_size, x : x + c.crop_size])
+            images, masks = torch.stack(outs_i), torch.stack(outs_m)
+        if c.flip:
+            # Up-down flips are always safe; left-right flips would turn a "left lung" target
+            # into the right lung, so they are off when a prompt names a side.
+            sided = any(w in p.lower() for p in c.classes for w in ("left", "right"))
+            if torch.rand(1, generator=g).item() < 0.5:
+                images, masks = images.flip(-2), masks.flip(-2)
+            if not sided and torch.rand(1, generator=g).item() < 0.5:
+                images, masks = images.flip(-1), masks.flip(-1)
+        return images, masks
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N, 1, H, W)."""
+        return self.model(images, input_ids, attention_mask)
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        images, masks = batch["images"], batch["masks"]
+        if self.training:
+            images, masks = self._augment(images, masks)
+        logits = self(images, batch.get("input_ids"), batch.get("attention_mask"))
+        loss = self.loss_fn(logits, masks)
+        with torch.no_grad():
+            pred = (logits.sigmoid() > self.config.threshold).float()
+            inter = (pred * masks).sum()
+            dice = 2 * inter / (pred.sum() + masks.sum()).clamp_min(1)
+        return {"loss": loss, "dice": dice}
+
+    def predict_probs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Foreground probabilities (N, 1, S, S) at image_size, by resize or sliding window."""
+        c = self.config
+        images = batch["images"]
+        text = self.model.encode_text(batch.get("input_ids"), batch.get("attention_mask"))
+        if c.inference == "resize" or c.crop_size is None or c.crop_size >= images.shape[-1]:
+            return self.model.unet(images, text).sigmoid()
+        from monai.inferers import sliding_window_inference
+
+        from medmm.models.encoders.base import TextFeatures
+
+        out = []
+        for i in range(images.shape[0]):
+            t = None if text is None else TextFeatures(text.pooled[i : i + 1], text.tokens[i : i + 1], text.mask[i : i + 1])
+
+            def predictor(x: torch.Tensor, t=t) -> torch.Tensor:
+                # MONAI batches windows of one image; the text is that image's, repeated.
+                if t is None:
+                    return self.model.unet(x)
+                n = x.shape[0]
+                rep = TextFeatures(t.pooled.expand(n, -1), t.tokens.expand(n, -1, -1), t.mask.expand(n, -1))
+                return self.model.unet(x, rep)
+
+            logits = sliding_window_inference(
+                images[i : i + 1], (c.crop_size, c.crop_size), 4, predictor, overlap=c.sw_overlap, mode="gaussian"
+            )
+            out.append(logits.sigmoid())
+        return torch.cat(out)
+
+    def _full_masks(self, batch: dict[str, Any]) -> list[np.ndarray]:
+        """Predicted binary masks at each example's original resolution."""
+        probs = self.predict_probs(batch).float()
+        out = []
+        for i, m in enumerate(batch["meta"]):
+            h, w = m["shape"]
+            p = F.interpolate(probs[i : i + 1], size=(h, w), mode="bilinear", align_corners=False)
+            out.append((p[0, 0] > self.config.threshold).cpu().numpy().astype(np.uint8))
+        return out
+
+    def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        from medmm.data.io import read_mask
+        from medmm.metrics.segmentation import binary_scores
+
+        records = []
+        for m, pred in zip(batch["meta"], self._full_masks(batch)):
+            shape = tuple(m["shape"])
+            ref = np.zeros(shape, np.uint8)
+            for mr in m["masks"]:
+                ref |= read_mask(mr, shape)
+            scores = binary_scores(pred, ref)
+            records.append({
+                "id": m["id"],
+                "sample_id": m["sample_id"],
+                "label": m["label"],
+                "text": m["text"],
+                "image": m["image"],
+                "group": m["group"],
+                **scores,
+                "prediction": rle_encode(pred),
+                "reference": rle_encode(ref),
+            })
+        return records
+
+    def predict_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"id": m["id"], "label": m["label"], "text": m["text"], "image": m["image"], "prediction": rle_encode(pred)}
+            for m, pred in zip(batch["meta"], self._full_masks(batch))
+        ]
+
+    # ----------------------------------------------------------------- metrics
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Dice/IoU/HD95 per class (mean over images) + bootstrap CIs (resampling patients)."""
+        return segmentation_summary(records, list(self.config.classes), self.config.bootstrap_resamples)
+
+    # ----------------------------------------------------------------- report hook
+    @classmethod
+    def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str, n: int = 6) -> list[str]:
+        """Overlay PNGs (image, reference green, prediction red) of up to n records per class."""
+        return save_overlays(records, out_dir, prefix=f"overlay_{split}", n_per_class=n)
+
+
+class _Blank(dict):
+    """format_map fields: a missing text field is empty rather than a KeyError."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _scores_of(records: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    per_class = {}
+    for name in classes:
+        rows = [r for r in records if r["label"] == name]
+        if not rows:
+            continue
+        hds = [r["hd95"] for r in rows if r.get("hd95") is not None]
+        per_class[name] = {
+            "dice": float(np.mean([r["dice"] for r in rows])),
+            "iou": float(np.mean([r["iou"] for r in rows])),
+            "hd95": float(np.mean(hds)) if hds else math.nan,
+        }
+    return {
+        "dice_mean": float(np.mean([v["dice"] for v in per_class.values()])) if per_class else math.nan,
+        "iou_mean": float(np.mean([v["iou"] for v in per_class.values()])) if per_class else math.nan,
+        "per_class": per_class,
+    }
+
+
+def segmentation_summary(records: list[dict[str, Any]], classes: list[str], n_resamples: int = 1000,
+                         seed: int = 0) -> dict[str, Any]:
+    """Per-class mean Dice/IoU/HD95 over images, their class means, and percentile-bootstrap
+    95% CIs resampling patients (all examples of a patient move together)."""
+    from medmm.metrics.provenance import provenance
+    from medmm.metrics.stats import bootstrap_ci
+
+    out = _scores_of(records, classes)
+    for name, v in out["per_class"].items():
+        rows = [r for r in records if r["label"] == name]
+        v["hd95_undefined"] = sum(1 for r in rows if r.get("hd95") is None)
+        v["n_images"] = len(rows)
+        if math.isnan(v["hd95"]):
+            v["hd95"] = None
+    if n_resamples > 0 and records:
+        ci = bootstrap_ci(lambda rs: _scores_of(rs, classes), list(records),
+                          n_resamples=n_resamples, seed=seed, groups=[r.get("group", r["id"]) for r in records])
+        keep = [k for k in ci["estimate"] if not k.endswith(".hd95") and k != "hd95"]
+        out["ci"] = {k.replace(".", "/"): {"low": ci["low"][k], "high": ci["high"][k]} for k in keep}
+        out["ci_method"] = ci["method"]
+    out["n_examples"] = len(records)
+    out["provenance"] = provenance(
+        "segmentation",
+        implementation="medmm.metrics.segmentation.binary_scores per (image, class) at the original mask resolution",
+        n_samples=len(records),
+        averaging="per class: mean over images; *_mean: mean over classes",
+        label_handling={"both_empty": "dice=iou=1, hd95=0", "one_empty": "dice=iou=0, hd95 undefined (excluded, counted)"},
+    )
+    return out
+
+
+def _overlay(image: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    from medmm.data.transforms import to_channels, to_unit_range
+
+    rgb = to_unit_range(to_channels(image, 3)).astype(np.float32)
+    out = rgb * 0.7
+    # Outline-free tint: reference green, prediction red, overlap yellow.
+    out[..., 0] += 0.3 * pred
+    out[..., 1] += 0.3 * ref
+    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: str = "overlay",
+                  n_per_class: int = 6) -> list[str]:
+    """Write one PNG per class (a row of up to n overlays: reference green, prediction red,
+    overlap yellow) into out_dir; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medmm.data.io import read_image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    labels = list(dict.fromkeys(r.get("label", "mask") for r in records))
+    for label in labels:
+        rows = [r for r in records if r.get("label", "mask") == label and "prediction" in r][:n_per_class]
+        if not rows:
+            continue
+        fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.0), squeeze=False)
+        for ax, r in zip(axes[0], rows):
+            pred = rle_decode(r["prediction"])
+            ref = rle_decode(r["reference"]) if isinstance(r.get("reference"), dict) else np.zeros_like(pred)
+            try:
+                img = read_image(r["image"])
+            except (BadInputError, TypeError):
+                img = np.zeros(pred.shape, np.uint8)
+            if img.shape[:2] != pred.shape:
+                img = np.zeros(pred.shape, np.uint8)
+            ax.imshow(_overlay(img, pred, ref))
+            dice = r.get("dice")
+            ax.set_title(f"{str(r.get('sample_id', r['id']))[:18]}" + (f"\nDice {dice:.2f}" if dice is not None else ""), fontsize=7)
+            ax.axis("off")
+        fig.suptitle(f"{label}: reference green, prediction red, overlap yellow", fontsize=8)
+        fig.tight_layout()
+        safe = hashlib.sha1(label.encode()).hexdigest()[:6]
+        name = f"{prefix}_{''.join(ch if ch.isalnum() else '_' for ch in label)[:30]}_{safe}.png"
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
+__all__ = ["Segmentation", "SegmentationConfig", "class_target", "rle_decode", "rle_encode", "save_overlays",
+           "segmentation_summary"]
