@@ -1,0 +1,32 @@
+"""`medmm ablate`: the fusion ablation (thin wrapper over medmm.ablation.run_ablation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medmm.cli.app import app
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def ablate(
+    config: Path = typer.Argument(..., help="A diagnosis run config (configs/diagnosis/<dataset>.yaml)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides for every variant, e.g. trainer.max_epochs=3"),
+    fusion: str = typer.Option(
+        "image_only,text_only,early,late,cross_attention,gated,moe", "--fusion", help="Comma-separated fusion variants."
+    ),
+    seeds: int = typer.Option(1, "--seeds", help="Training seeds per variant (0..N-1); the data split stays fixed."),
+    out: Path = typer.Option(..., "--out", help="Output folder: runs/, table.md, table.csv, ablation.png, ablation.json."),
+    metric: str = typer.Option("auroc_macro", "--metric", help="Primary metric: auroc_macro | f1_macro | balanced_accuracy | accuracy."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap / randomisation resamples."),
+) -> None:
+    """Train each fusion variant with the same data, budget and seeds; table + plot with CIs and paired tests."""
+    from medmm.ablation import run_ablation
+
+    fusions = [f.strip() for f in fusion.split(",") if f.strip()]
+    table = run_ablation(config, fusions, seeds, out, list(overrides or []), primary=metric, n_resamples=resamples)
+    typer.echo(table.markdown)
+    for kind, path in table.files.items():
+        typer.echo(f"{kind}: {path}")
