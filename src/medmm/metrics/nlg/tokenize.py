@@ -175,7 +175,7 @@ _FAST = re.compile(r"(?:[A-Za-z]+|[0-9]+)(?=[,;:)\]]?(?:[ \t]|$))")
 _FAST_SPACES = re.compile(r"[ \t]+")
 
 
-def _scan(text: str, limit: int | None = None) -> list[str]:
+def _scan(text: str, limit: int | None = None, period_fast: bool = True) -> list[str]:
     """Tokens starting before ``limit``; text past it is lookahead only (the next line of the file)."""
     out: list[str] = []
     pos, n = 0, len(text) if limit is None else limit
@@ -192,6 +192,13 @@ def _scan(text: str, limit: int | None = None) -> list[str]:
                 out.append(word)
                 pos = m.end()
                 continue
+        m = _FAST_PERIOD.match(text, pos) if period_fast else None
+        if period_fast and m and m.end() + 1 <= n and _period_safe(m.group()):
+            # "word." closing a sentence: the word, then the period (checked once per word type).
+            out.append(m.group())
+            out.append(".")
+            pos = m.end() + 1
+            continue
         best_len, best, best_m = 0, None, None
         for rx, trail, action in _RULES:
             mm = rx.match(text, pos)
@@ -260,6 +267,19 @@ def _latex_quotes(tok: str, left: bool) -> str:
     for rx, rep in (_Q_LEFT_SUBS if left else _Q_RIGHT_SUBS) + _Q_COMMON:
         tok = rx.sub(rep, tok)
     return tok
+
+
+_FAST_PERIOD = re.compile(r"[A-Za-z]{2,}(?=\.(?:[ \t][^.\s]|[ \t]*$))")
+_PERIOD_SAFE: dict[str, bool] = {}
+
+
+def _period_safe(word: str) -> bool:
+    """True when "word." tokenises as [word, "."] whatever follows (not an abbreviation of any kind)."""
+    got = _PERIOD_SAFE.get(word)
+    if got is None:
+        got = all(_scan(word + tail, period_fast=False)[:2] == [word, "."] for tail in (".", ". x", ". X", ". 5", ". The", ". ("))
+        _PERIOD_SAFE[word] = got
+    return got
 
 
 _DIGIT_CONT = re.compile(r"[ \u00A0\-.,:/]?[0-9]")
