@@ -155,3 +155,12 @@ def test_nested_types_in_task_config():
         build_dataclass(Conf, {"size": [1, 2, 3]})
     with pytest.raises(ConfigError, match=r"lora\.rank: unknown key"):
         build_dataclass(Conf, {"lora": {"rank": 4}})
+
+
+def test_engine_config_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, medmm.engine; from medmm.engine import load_config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
