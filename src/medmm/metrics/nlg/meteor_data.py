@@ -257,6 +257,9 @@ class ParaphraseTable:
     vocab: dict[str, int]
     words: list[str]
 
+    def __post_init__(self):
+        self._words_arr = np.array(self.words, dtype=object)
+
     @classmethod
     def load(cls, gz_path: Path) -> "ParaphraseTable":
         st = gz_path.stat()
@@ -289,15 +292,12 @@ class ParaphraseTable:
         pairs = cand[keep]
         lens_l = lens.reshape(-1, 2)[keep].ravel().tolist()
         sel = np.repeat(keep, 2)
-        toks = toks_a[np.repeat(sel, lens)].tolist()
-        words = self.words
+        toks = self._words_arr[toks_a[np.repeat(sel, lens)]].tolist()  # word strings, in order
         out, pos = [], 0
         for k, e in enumerate(pairs.tolist()):
             la, lb = lens_l[2 * k], lens_l[2 * k + 1]
-            a = tuple(words[i] for i in toks[pos:pos + la])
-            b = tuple(words[i] for i in toks[pos + la:pos + la + lb])
+            out.append((e, tuple(toks[pos:pos + la]), tuple(toks[pos + la:pos + la + lb])))
             pos += la + lb
-            out.append((e, a, b))
         return out
 
 
