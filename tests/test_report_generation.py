@@ -185,3 +185,25 @@ def test_views_are_pooled_for_single_and_multi_view_batches(splits):
     assert batch["view_counts"].tolist() == [1, 2]
     mem, pad, _ = task.encode(batch)
     assert pad[0].sum() > pad[1].sum()  # the one-view study has padded memory slots
+
+
+@pytest.mark.slow  # Lightning set-up + 2 epochs' worth of steps: about a minute on the loaded CPU
+def test_engine_trains_iu_xray_config_on_fixture_and_run_dir_is_self_contained(tmp_path, splits):
+    """configs/report/iu_xray.yaml end to end on the fixture: train, then load_run + predict."""
+    from medmm.engine import load_config, train
+    from medmm.engine.api import load_run, run_inference
+
+    cfg = load_config(
+        Path(__file__).parents[1] / "configs" / "report" / "iu_xray.yaml",
+        [f"data.root={FIXTURE}", "trainer.max_epochs=1", "trainer.batch_size=4", "model.dim=32",
+         "model.decoder_layers=1", "model.decoder_heads=2", "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+         "model.bootstrap_resamples=10", "model.min_word_freq=1", "model.findings_min_positive=1", "model.max_length=12"],
+    )
+    metrics = train(cfg, tmp_path / "run")
+    assert "cider_d" in metrics["test"] and "cider_d" in metrics["test"]["nn_baseline"]
+    _, task = load_run(tmp_path / "run")
+    assert task.observations  # findings head restored from task_state.json
+    records, skipped = run_inference(task, splits["test"], cfg, with_references=False)
+    assert not skipped and len(records) == 2
+    train_ids = {s.id for s in splits["train"]}
+    assert all(h["id"] in train_ids for r in records for h in r["retrieved"])

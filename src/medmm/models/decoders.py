@@ -126,6 +126,11 @@ class TransformerReportDecoder(nn.Module):
             raise MedmmError(f"decoder dim {dim} must be divisible by heads {heads}")
         self.vocab_size, self.dim, self.max_length = vocab_size, dim, max_length
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        # std dim**-0.5: inputs are scaled by sqrt(dim) to unit size, and the tied output layer
+        # then starts with logits of order 1 (N(0, 1) init would give a loss in the hundreds)
+        nn.init.normal_(self.embed.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.embed.weight[PAD].zero_()
         self.pos = nn.Parameter(torch.zeros(1, max_length, dim))
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerDecoderLayer(dim, heads, ffn_mult * dim, dropout, batch_first=True, norm_first=True)
@@ -134,14 +139,18 @@ class TransformerReportDecoder(nn.Module):
         self.out = nn.Linear(dim, vocab_size, bias=False)
         self.out.weight = self.embed.weight  # tied: fewer parameters for small training sets
 
-    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) predicting the next token at each position of `tokens` (B, T)."""
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        """Logits (B, T, V) predicting the next token at each position of `tokens` (B, T);
+        (B, 1, V) for the last position only when `last_only` (generation)."""
         t = tokens.shape[1]
         if t > self.max_length:
             raise MedmmError(f"decoder input of {t} tokens exceeds max_length {self.max_length}")
         x = self.embed(tokens) * math.sqrt(self.dim) + self.pos[:, :t]
         causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=tokens.device), diagonal=1)
         h = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=tokens.eq(PAD), memory_key_padding_mask=memory_pad)
+        if last_only:
+            h = h[:, -1:]
         return self.out(self.norm(h))
 
 
@@ -196,6 +205,8 @@ def _mask_logprobs(logp: torch.Tensor, seqs: list[list[int]], step: int, cfg: Ge
 
 
 def _next_logprobs(decoder: nn.Module, seq: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    if isinstance(decoder, TransformerReportDecoder):  # project only the last position
+        return torch.log_softmax(decoder(seq, memory, pad, last_only=True)[:, -1].float(), dim=-1)
     return torch.log_softmax(decoder(seq, memory, pad)[:, -1].float(), dim=-1)
 
 
