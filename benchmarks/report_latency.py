@@ -1,0 +1,67 @@
+"""Report-generation latency per image on this CPU: greedy vs beam search, batch size 1.
+
+    python benchmarks/report_latency.py RUN_DIR --data ../shared/data/medpix2 --split dev --n 40 [--threads 1]
+
+Loads a trained report_generation run (its own decoder, vocabulary, retrieval store), takes the
+first N samples of the split and, for each decoding setting, times `collate` (image read +
+preprocessing + retrieval) and generation (image encoder + decoder) one sample at a time, after
+two warm-up samples. Prints a Markdown table (median / mean / p90 ms per image, generated words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--settings", default="greedy,beam3", help="comma list of greedy | beamK")
+    args = ap.parse_args()
+
+    from medmm.data import load_dataset
+    from medmm.engine.api import load_run
+
+    torch.set_num_threads(args.threads)
+    cfg, task = load_run(args.run_dir)
+    samples = list(load_dataset(cfg.data.dataset, args.data, args.split).samples)[: args.n + 2]
+    base = dict(no_repeat_ngram_size=task.generation.no_repeat_ngram_size, max_length=task.generation.max_length)
+    rows = []
+    for name in args.settings.split(","):
+        beam = 1 if name == "greedy" else int(name.removeprefix("beam"))
+        task.set_decoding(beam_size=beam, **base)
+        collate_ms, gen_ms, words = [], [], []
+        task._image_cache.clear()  # each setting reads and preprocesses its images afresh
+        task._thumb_cache.clear()
+        with torch.no_grad():
+            for i, s in enumerate(samples):
+                t0 = time.perf_counter()
+                batch = task.collate([s])
+                t1 = time.perf_counter()
+                rec = task.evaluation_step(batch)[0]
+                t2 = time.perf_counter()
+                if i >= 2:  # warm-up: first calls allocate and fill caches
+                    collate_ms.append(1000 * (t1 - t0))
+                    gen_ms.append(1000 * (t2 - t1))
+                    words.append(len(rec["prediction"].split()))
+        rows.append((name, gen_ms, collate_ms, words))
+    print(f"run {args.run_dir}; {len(rows[0][1])} images of {cfg.data.dataset}/{args.split}; batch size 1; "
+          f"torch threads {args.threads}; no_repeat_ngram_size {base['no_repeat_ngram_size']}, max_length {base['max_length']}\n")
+    print("| decoding | generation ms/image: median | mean | p90 | collate ms/image (median) | words generated (mean) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, g, c, w in rows:
+        print(f"| {name} | {statistics.median(g):.0f} | {statistics.mean(g):.0f} | {np.percentile(g, 90):.0f} | "
+              f"{statistics.median(c):.1f} | {statistics.mean(w):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
