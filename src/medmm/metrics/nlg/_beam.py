@@ -34,8 +34,8 @@ static int cmp(const void *a, const void *b) {
 }
 
 /* Path data block: used1[n1] bytes, used2[n2] bytes, choice[n2] ints (candidate index or -1). */
-int meteor_beam(int n1, int n2, int beam, const int *off, const int *c_s, const int *c_ln,
-                const int *c_ms, const int *c_ml, const int *c_d1, const int *c_d2,
+/* cand: 6 ints per candidate (start, length, matchStart, matchLength, weighted add 1, weighted add 2) */
+int meteor_beam(int n1, int n2, int beam, const int *off, const int *cand,
                 const int *fixed, const unsigned char *init1, const unsigned char *init2, int *out) {
     int maxc = 0;
     for (int j = 0; j < n2; j++) if (off[j + 1] - off[j] > maxc) maxc = off[j + 1] - off[j];
@@ -86,8 +86,9 @@ int meteor_beam(int n1, int n2, int beam, const int *off, const int *c_s, const 
                 else {
                     int f = p.idx < n2 ? fixed[p.idx] : -1;
                     if (f >= 0) {
-                        int s = c_s[f], ln = c_ln[f], ms = c_ms[f], ml = c_ml[f];
-                        p.m1 += c_d1[f]; p.m2 += c_d2[f];
+                        const int *cf = cand + 6 * (size_t)f;
+                        int s = cf[0], ln = cf[1], ms = cf[2], ml = cf[3];
+                        p.m1 += cf[4]; p.m2 += cf[5];
                         if (p.last != -1 && ms != p.last) p.chunks++;
                         p.idx = s + ln; p.last = ms + ml; p.dist += abs(s - ms);
                         PUSH(da, p);
@@ -96,12 +97,13 @@ int meteor_beam(int n1, int n2, int beam, const int *off, const int *c_s, const 
                 continue;
             }
             for (int c = off[cur]; c < off[cur + 1]; c++) {
-                int s = c_s[c], ln = c_ln[c], ms = c_ms[c], ml = c_ml[c], busy = 0;
+                const int *cc = cand + 6 * (size_t)c;
+                int s = cc[0], ln = cc[1], ms = cc[2], ml = cc[3], busy = 0;
                 for (int k = 0; k < ln && !busy; k++) busy = u2[s + k];
                 for (int k = 0; k < ml && !busy; k++) busy = u1[ms + k];
                 if (busy) continue;
                 Path q = p;
-                q.m1 = p.m1 + c_d1[c]; q.m2 = p.m2 + c_d2[c];
+                q.m1 = p.m1 + cc[4]; q.m2 = p.m2 + cc[5];
                 if (p.last != -1 && ms != p.last) q.chunks = p.chunks + 1;
                 q.idx = s + ln; q.last = ms + ml;
                 PUSH(da, q);
@@ -152,6 +154,6 @@ def load():
     fn = dll.meteor_beam
     ip = ctypes.POINTER(ctypes.c_int)
     up = ctypes.POINTER(ctypes.c_ubyte)
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ip, ip, ip, ip, ip, ip, ip, ip, up, up, ip]
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ip, ip, ip, up, up, ip]
     fn.restype = ctypes.c_int
     return fn

@@ -180,24 +180,22 @@ class MeteorScorer:
     def _resolve_c(cbeam, matches, fixed, used1, used2, n1, n2) -> dict[int, tuple]:
         """The same search in C (``_beam.py``): flat candidate arrays in, chosen candidates out."""
         flat = [m for cand in matches for m in cand]
-        nc = len(flat)
         off = [0] * (n2 + 1)
         for j in range(n2):
             off[j + 1] = off[j] + len(matches[j])
         w = _ALIGN_WEIGHTS
-        fixed_idx = [off[j] if j in fixed else -1 for j in range(n2)]
-
-        def ints(values):
-            buf = array("i", values or [0])
-            return (ctypes.c_int * len(buf)).from_buffer(buf), buf  # keep buf alive with the view
-
-        cols = [ints(v) for v in (off, [m[1] for m in flat], [m[2] for m in flat], [m[3] for m in flat],
-                                  [m[4] for m in flat], [int(m[4] * w[m[0]]) for m in flat],
-                                  [int(m[2] * w[m[0]]) for m in flat], fixed_idx)]
-        u1 = (ctypes.c_ubyte * max(n1, 1)).from_buffer(bytearray(bin_le(used1, max(n1, 1))))
-        u2 = (ctypes.c_ubyte * max(n2, 1)).from_buffer(bytearray(bin_le(used2, max(n2, 1))))
-        out = (ctypes.c_int * max(n2, 1))()
-        rc = cbeam(n1, n2, BEAM, *(c[0] for c in cols), u1, u2, out)
+        fixed_idx = array("i", [off[j] if j in fixed else -1 for j in range(n2)] or [0])
+        cand = array("i")
+        for mod, s, ln, ms, ml in flat:
+            cand.extend((s, ln, ms, ml, int(ml * w[mod]), int(ln * w[mod])))
+        offs = array("i", off)
+        u1 = bytearray(bin_le(used1, max(n1, 1)))
+        u2 = bytearray(bin_le(used2, max(n2, 1)))
+        out = array("i", [0] * max(n2, 1))
+        c_int_p, c_ub = ctypes.c_int, ctypes.c_ubyte
+        rc = cbeam(n1, n2, BEAM, (c_int_p * len(offs)).from_buffer(offs), (c_int_p * len(cand)).from_buffer(cand),
+                   (c_int_p * len(fixed_idx)).from_buffer(fixed_idx), (c_ub * len(u1)).from_buffer(u1),
+                   (c_ub * len(u2)).from_buffer(u2), (c_int_p * len(out)).from_buffer(out))
         if rc != 0:
             raise MemoryError("METEOR beam search: out of memory")
         chosen = dict(fixed)
