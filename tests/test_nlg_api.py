@@ -100,3 +100,11 @@ def test_scores_are_finite_and_bounded(pairs):
             assert math.isfinite(v) and v >= 0, (k, v)
             if k != "cider_d":
                 assert v <= 1 + 1e-9, (k, v)
+
+
+def test_stats_give_exact_corpus_bleu_for_subsets():
+    from medmm.metrics.nlg.bleu import bleu_from_stats
+
+    res = evaluate(HYPS, REFS, metrics="bleu")
+    corpus, _ = bleu_from_stats([res.stats["bleu"][k] for k in HYPS])
+    assert corpus[3] == pytest.approx(res.corpus["bleu_4"])

@@ -99,3 +99,13 @@ def test_compiled_beam_equals_python_beam(res, monkeypatch):
         monkeypatch.delenv("MEDMM_NO_CBEAM")
         _beam.load.cache_clear()
     assert with_c == without
+
+
+def test_corpus_meteor_from_per_sample_stats(res):
+    from medmm.metrics.nlg.meteor import meteor_from_stats
+
+    refs = [["lung clear"], ["big heart"], ["heart silhouette"], ["lungs are clear"], ["no effusion"]]
+    hyps = ["lungs clear", "large heart", "cardiac silhouette", "lungs are clear", ""]
+    corpus, per, stats = meteor_scores(hyps, refs, res, return_stats=True)
+    assert meteor_from_stats(stats) == corpus
+    assert meteor_from_stats(stats[:1]) == pytest.approx(per[0])

@@ -45,6 +45,10 @@ class NLGResult:
     corpus: dict[str, float]
     samples: dict[Hashable, dict[str, float]]
     config: dict[str, Any] = field(default_factory=dict)
+    #: Per-sample sufficient statistics for exact corpus scores of any subset (bootstrap):
+    #: ``stats["bleu"][id]`` -> ``bleu.bleu_from_stats([...])``, ``stats["meteor"][id]`` ->
+    #: ``meteor.meteor_from_stats([...])``. ROUGE-L/CIDEr-D corpus scores are means of per-sample scores.
+    stats: dict[str, dict[Hashable, Any]] = field(default_factory=dict)
 
 
 def _families(metrics: str | Iterable[str] | None) -> list[str]:
@@ -121,8 +125,11 @@ def evaluate(
 
     corpus: dict[str, float] = {}
     per: dict[Hashable, dict[str, float]] = {k: {} for k in ids}
+    stats: dict[str, dict[Hashable, Any]] = {}
     if "bleu" in fams:
-        c, p = bleu_from_stats([bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok)])
+        bst = [bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok)]
+        stats["bleu"] = dict(zip(ids, bst))
+        c, p = bleu_from_stats(bst)
         for n in range(4):
             corpus[f"bleu_{n + 1}"] = c[n]
             for k, s in zip(ids, p):
@@ -130,7 +137,8 @@ def evaluate(
     if "meteor" in fams:
         from medmm.metrics.nlg.meteor import meteor_scores
 
-        c, p = meteor_scores([res[k][0] for k in ids], [gts[k] for k in ids])
+        c, p, mst = meteor_scores([res[k][0] for k in ids], [gts[k] for k in ids], return_stats=True)
+        stats["meteor"] = dict(zip(ids, mst))
         corpus["meteor"] = c
         for k, s in zip(ids, p):
             per[k]["meteor"] = s
@@ -148,7 +156,7 @@ def evaluate(
         for key, v in d.items():
             if not math.isfinite(v):  # pragma: no cover - guarded by the formulas; never hand out NaN
                 raise ArithmeticError(f"{key} is not finite ({v})")
-    return NLGResult(corpus, per, {"tokenize": tokenize, "metrics": fams, "n": len(ids)})
+    return NLGResult(corpus, per, {"tokenize": tokenize, "metrics": fams, "n": len(ids)}, stats)
 
 
 def score_corpus(

@@ -23,7 +23,7 @@ from operator import itemgetter
 from medmm.metrics.nlg import _beam
 from medmm.metrics.nlg.meteor_data import MeteorResources, java_tokens, load_resources, normalize_line
 
-__all__ = ["ALPHA", "BETA", "GAMMA", "DELTA", "MODULE_WEIGHTS", "MeteorScorer", "meteor_scores"]
+__all__ = ["ALPHA", "BETA", "GAMMA", "DELTA", "MODULE_WEIGHTS", "MeteorScorer", "meteor_from_stats", "meteor_scores"]
 
 ALPHA, BETA, GAMMA, DELTA = 0.85, 0.20, 0.60, 0.75
 MODULE_WEIGHTS = (1.0, 0.6, 0.8, 0.6)  # exact, stem, synonym, paraphrase (scoring)
@@ -403,13 +403,20 @@ def _prep(text: str, res: MeteorResources) -> tuple[str, ...]:
     return got
 
 
+def meteor_from_stats(stats: list[tuple]) -> float:
+    """Corpus METEOR of any subset of per-caption statistics (e.g. a bootstrap resample)."""
+    return MeteorScorer.score(MeteorScorer.aggregate(stats))
+
+
 def meteor_scores(
-    hypotheses: list[str], references: list[list[str]], resources: MeteorResources | None = None
-) -> tuple[float, list[float]]:
+    hypotheses: list[str], references: list[list[str]], resources: MeteorResources | None = None,
+    return_stats: bool = False,
+):
     """(corpus METEOR, per-caption METEOR) of tokenised hypotheses against tokenised references.
 
     Per caption the best-scoring reference counts (its statistics go into the corpus sums), as in
-    METEOR's multi-reference mode that pycocoevalcap uses.
+    METEOR's multi-reference mode that pycocoevalcap uses. ``return_stats=True`` adds the
+    per-caption sufficient statistics (third item) for :func:`meteor_from_stats`.
     """
     res = resources or load_resources()
     # pycocoevalcap drops '|||' and collapses double spaces in the hypothesis only.
@@ -433,4 +440,5 @@ def meteor_scores(
                 best, best_score = st, sc
         best_stats.append(best)
         per.append(best_score)
-    return scorer.score(scorer.aggregate(best_stats)), per
+    corpus = scorer.score(scorer.aggregate(best_stats))
+    return (corpus, per, best_stats) if return_stats else (corpus, per)
