@@ -234,7 +234,7 @@ def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
     np.cumsum(lengths, out=offsets[1:])
     words = np.array(list(vocab), dtype=object)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npz")  # parallel builders never share a temp file
     ids_a = ids
     assert len(vocab) < 2**16 and lengths.max() < 2**8  # true for METEOR 1.5's English table
     # Each pair's rarest word: a corpus can only use pairs whose rarest word it contains, so this
