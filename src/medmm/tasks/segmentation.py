@@ -494,7 +494,7 @@ def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: st
             ax.set_title(f"{str(r.get('sample_id', r['id']))[:18]}" + (f"\nDice {dice:.2f}" if dice is not None else ""), fontsize=7)
             ax.axis("off")
         fig.suptitle(f"{label}: reference green, prediction red, overlap yellow", fontsize=8)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the suptitle
         safe = hashlib.sha1(label.encode()).hexdigest()[:6]
         name = f"{prefix}_{''.join(ch if ch.isalnum() else '_' for ch in label)[:30]}_{safe}.png"
         fig.savefig(out_dir / name, dpi=90)
