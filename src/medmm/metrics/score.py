@@ -128,7 +128,7 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
     unavailable: list[str] = []
     try:
         res = evaluate(hyps, refs, families, source=str(pred_path))
-    except ModuleNotFoundError as exc:  # an NLG family not installed: say so in the output
+    except ImportError as exc:  # an NLG family not installed: say so in the output
         unavailable = [f for f in families if f in str(exc)] or ["meteor"]
         families = [f for f in families if f not in unavailable]
         res = evaluate(hyps, refs, families, source=str(pred_path))
