@@ -1,0 +1,193 @@
+"""The demo's one-page HTML report.
+
+Every number on the page is read back from the files the runs wrote (metrics/<split>.json,
+the ablation table, the data-check JSON), never from variables kept in memory, so the page
+says exactly what the run directories hold. Images are linked relative to the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from medmm.errors import MedmmError
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.note{color:#555;font-size:.92em}.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}
+figure{display:inline-block;margin:.5em;vertical-align:top}figure img{max-width:320px;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#555;max-width:320px}code{background:#f4f4f4;padding:.1em .3em}
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: Any, nd: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if isinstance(x, (int, float)):
+        return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+    return _esc(x)
+
+
+def _ci(ci: Any, nd: int = 3) -> str:
+    if not ci or len(ci) != 2:
+        return ""
+    return f" [{_num(ci[0], nd)}, {_num(ci[1], nd)}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def read_metrics(run_dir: Path, split: str) -> dict[str, Any]:
+    """metrics/<split>.json of an engine run (the "metrics" part)."""
+    path = run_dir / "metrics" / f"{split}.json"
+    if not path.exists():
+        raise MedmmError(f"{path}: missing; the run did not score its {split} split")
+    return json.loads(path.read_text())["metrics"]
+
+
+def _rel(path: Path, base: Path) -> str:
+    return path.resolve().relative_to(base.resolve()).as_posix()
+
+
+def _figures(paths: list[Path], base: Path, limit: int = 8) -> str:
+    figs = []
+    for p in paths[:limit]:
+        figs.append(f'<figure><img src="{_esc(_rel(p, base))}" alt="{_esc(p.stem)}"><figcaption>{_esc(p.stem)}</figcaption></figure>')
+    return "".join(figs)
+
+
+def _data_section(out: Path) -> str:
+    official = json.loads((out / "data" / "check_official.json").read_text())
+    grouped = json.loads((out / "data" / "check_grouped_by_image.json").read_text())
+    counts = official["counts"]
+    rows = [[_esc(split), _num(n)] for split, n in counts.items()]
+    parts = [_table(["official split", "questions"], rows)]
+    if not counts.get("test"):
+        parts.append(
+            '<p class="warn">This CC0 sample holds only VQA-RAD\'s official <b>training</b> questions, so the '
+            "official train/test image overlap cannot be shown on it. On the full release the official split is by "
+            "question and 202 of its 203 test images also occur in train: `medmm data check vqa_rad ROOT` reports "
+            "it on any root that holds the test questions. The demo therefore trains and scores on a split "
+            "<b>grouped by image</b>:</p>"
+        )
+    leak = grouped["leakage"]
+    parts.append(
+        _table(
+            ["image-grouped split", "questions"], [[_esc(s), _num(n)] for s, n in grouped["counts"].items()]
+        )
+    )
+    parts.append(f"<p>Leakage check (image ids and identical image files across splits): <b>{_esc(leak.get('summary', leak))}</b></p>")
+    label_rows = []
+    for target, info in official.get("labels", {}).items():
+        label_rows.append([_esc(target), _num(info.get("n_classes", len(info.get("counts", {})))), _num(info.get("imbalance_ratio"), 2)])
+    if label_rows:
+        parts.append(_table(["target", "classes", "imbalance (max/min)"], label_rows))
+    return "".join(parts)
+
+
+def _vqa_section(out: Path) -> str:
+    run = out / "runs" / "vqa"
+    m = read_metrics(run, "val")
+    ci = m.get("ci", {})
+    rows = [
+        [name, _num(m.get(key)) + _ci(ci.get(key))]
+        for name, key in (
+            ("overall accuracy", "overall_accuracy"),
+            ("closed accuracy", "closed_accuracy"),
+            ("open exact match", "open_exact_match"),
+            ("open token F1", "open_token_f1"),
+        )
+        if key in m
+    ]
+    plots = sorted((run / "plots").glob("*.png"))
+    return (
+        f"<p>Image + question &rarr; answer; held-out questions of unseen images (n = {_num(m.get('n', m.get('n_samples', '?')))}).</p>"
+        + _table(["metric (95% bootstrap CI over images)", "value"], rows)
+        + f'<p><a href="{_rel(run / "report.html", out)}">full run report</a></p>'
+        + _figures(plots, out, 3)
+    )
+
+
+def _retrieval_section(out: Path) -> str:
+    run = out / "runs" / "retrieval"
+    m = read_metrics(run, "test")
+    rows = []
+    for direction in ("image_to_text", "text_to_image"):
+        vals, ci, rnd = m.get(direction, {}), m.get(f"{direction}_ci", {}), m.get(f"{direction}_random", {})
+        for key, v in vals.items():
+            rows.append([_esc(direction.replace("_", " ")), _esc(key), _num(v, 2) + _ci(ci.get(key), 2), _num(rnd.get(key), 2)])
+    return (
+        "<p>Dual encoder (contrastive), test images unseen in training; every question/answer text of an image is a positive.</p>"
+        + _table(["direction", "metric", "model [95% CI]", "random ranking"], rows)
+        + f'<p><a href="{_rel(run / "report.html", out)}">full run report</a></p>'
+    )
+
+
+def _ablation_section(out: Path) -> str:
+    abl = out / "ablation"
+    data = json.loads((abl / "ablation.json").read_text())
+    md = (abl / "table.md").read_text()
+    png = abl / "ablation.png"
+    return (
+        "<p>Image + question &rarr; organ (HEAD / CHEST / ABD), label words masked from the question; every variant "
+        "trained with the same data, budget and seed, scored on the same test split; CIs are bootstrap over images, "
+        f"p-values paired tests against the best unimodal baseline (<b>{_esc(data.get('baseline'))}</b>).</p>"
+        + f"<pre>{_esc(md)}</pre>"
+        + (_figures([png], out, 1) if png.exists() else "")
+    )
+
+
+def _explain_section(out: Path) -> str:
+    parts = []
+    for sub in sorted((out / "explanations").iterdir()):
+        if not sub.is_dir():
+            continue
+        pngs = sorted(sub.rglob("*.png"))
+        page = sub / "index.html"
+        link = f' (<a href="{_rel(page, out)}">details: token attributions, modality contributions, faithfulness</a>)' if page.exists() else ""
+        parts.append(f"<h3>{_esc(sub.name.replace('_', ' '))}{link}</h3>" + _figures(pngs, out, 6))
+    return "".join(parts)
+
+
+def _humaneval_section(part: dict[str, Any]) -> str:
+    return (
+        f"<p>A blinded rating study of {part['n_items']} VQA predictions was created in "
+        f"<code>{_esc(part['db'])}</code> (model identity never reaches the browser). Serve it with:</p>"
+        f"<pre>{_esc(part['serve'])}</pre><p>and log in as <code>rater1</code> (password in humaneval/SERVE.txt).</p>"
+    )
+
+
+def write_report(result: Any) -> Path:
+    """Write `result.report` (index.html) from the files under `result.out_dir`."""
+    out = Path(result.out_dir)
+    timings = "".join(f"<tr><td>{_esc(k)}</td><td>{v:.0f} s</td></tr>" for k, v in result.timings.items())
+    sections = [
+        ("1. Data", _data_section(out)),
+        ("2. Visual question answering", _vqa_section(out)),
+        ("3. Image-text retrieval", _retrieval_section(out)),
+        ("4. Does fusing image and text help? (organ classifier)", _ablation_section(out)),
+        ("5. Explanations", _explain_section(out)),
+        ("6. Human evaluation", _humaneval_section(result.parts["humaneval"])),
+    ]
+    body = "".join(f'<h2 id="s{i}">{_esc(t)}</h2>{s}' for i, (t, s) in enumerate(sections, 1))
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>medmm demo report</title><style>{CSS}</style></head><body>"
+        "<h1>medmm demo</h1><p class='note'>Bundled CC0 VQA-RAD sample (102 images, 602 questions); "
+        "everything trained on this machine's CPU by this run. Numbers are read from the run directories.</p>"
+        f"{body}<h2>Time</h2><table>{timings}</table></body></html>"
+    )
+    result.report.write_text(page, encoding="utf-8")
+    return result.report
