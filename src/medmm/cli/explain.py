@@ -1,0 +1,44 @@
+"""`medmm explain`: heatmaps, token attributions, modality contributions and faithfulness checks
+for chosen samples of a trained run (a thin wrapper over medmm.interpret.explain.explain_run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medmm.cli.app import app
+
+
+@app.command()
+def explain(
+    run_dir: Path = typer.Argument(..., help="A diagnosis or VQA run directory written by `medmm train`."),
+    data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
+    ids: str = typer.Option(..., "--ids", help="Comma-separated sample ids, e.g. ID1,ID2."),
+    out: Path = typer.Option(..., "--out", help="Output folder: index.html, explanations.json, <id>/*.png."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split holding the ids (default: search all splits)."),
+    methods: str = typer.Option(
+        "gradcam,gradcam++,integrated_gradients,occlusion,attention,tokens,modality", "--methods", help="Comma-separated methods."
+    ),
+    ig_steps: int = typer.Option(16, "--ig-steps", help="Integrated-gradients steps (images and tokens)."),
+    n_random: int = typer.Option(5, "--n-random", help="Random maps per faithfulness baseline."),
+    scale: int = typer.Option(3, "--scale", help="PNG upscaling factor (nearest)."),
+) -> None:
+    """Explain samples of a trained run; writes overlays (PNG), token highlights and an index.html."""
+    from medmm.interpret.explain import explain_run
+
+    id_list = [i.strip() for i in ids.split(",") if i.strip()]
+    summary = explain_run(run_dir, data, id_list, out, dataset=dataset, split=split,
+                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                          ig_steps=ig_steps, n_random=n_random, scale=scale)
+    for r in summary["samples"]:
+        flags = [m for m, h in r["heatmaps"].items() if h["unfaithful"]]
+        line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"
+        if "modality" in r:
+            line += f"  shapley image {r['modality']['image']:+.3f} text {r['modality']['text']:+.3f}"
+        if flags:
+            line += f"  UNFAITHFUL: {', '.join(flags)}"
+        typer.echo(line)
+    typer.echo(f"wrote {summary['index']}")

@@ -1,0 +1,360 @@
+"""`explain_run`: explanations for chosen samples of a trained run (diagnosis and VQA runs).
+
+For each sample it writes heatmap overlays (Grad-CAM, Grad-CAM++, integrated gradients,
+occlusion, attention rollout / cross-attention when the model has them), each with its
+deletion/insertion faithfulness check against random maps; token attributions of the text
+input as highlighted HTML; exact Shapley contributions of image and text; and an index.html.
+
+Tasks plug in through `register_explainer(task_name)`: a function (task, batch) -> `Explainable`
+that exposes the model as logits = f(images, input_ids, attention_mask). Diagnosis and VQA
+are registered below; the Task interface itself is unchanged.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medmm.errors import BadInputError, MedmmError
+from medmm.interpret import attention, attributions, faithfulness, gradcam, modality, render
+
+IMAGE_METHODS = ("gradcam", "gradcam++", "integrated_gradients", "occlusion", "attention")
+ALL_METHODS = IMAGE_METHODS + ("tokens", "modality")
+
+
+@dataclass
+class ModelOutput:
+    """What an explainer's forward returns: logits (B, C), the image features' maps and
+    attentions, and the fusion extras (cross-attention etc.)."""
+
+    logits: torch.Tensor
+    maps: list[torch.Tensor] = field(default_factory=list)
+    attentions: list[torch.Tensor] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Explainable:
+    """A task's model seen as a classifier of (images, input_ids, attention_mask).
+
+    forward: the model. classes: output names. images/input_ids/attention_mask: the batch
+    inputs (None for a modality the model does not use). text_encoder: for token attributions
+    and the empty-text baseline. targets: the class explained per sample (the prediction).
+    """
+
+    forward: Callable[[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None], ModelOutput]
+    classes: list[str]
+    images: torch.Tensor | None
+    input_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
+    text_encoder: Any
+    targets: torch.Tensor
+    texts: list[str]
+    kind: str
+
+
+_EXPLAINERS: dict[str, Callable[[Any, dict[str, Any]], Explainable]] = {}
+
+
+def register_explainer(task_name: str):
+    """Decorator: fn(task, collated batch) -> Explainable for runs of `task_name`."""
+
+    def wrap(fn):
+        _EXPLAINERS[task_name] = fn
+        return fn
+
+    return wrap
+
+
+@register_explainer("diagnosis")
+def _diagnosis(task: Any, batch: dict[str, Any]) -> Explainable:
+    model = task.model
+
+    def forward(images, ids, mask) -> ModelOutput:
+        out = model(images if model.image_encoder is not None else None, ids if model.text_encoder is not None else None, mask)
+        img = out.image
+        return ModelOutput(out.logits, list(img.maps) if img else [], list(img.attentions) if img else [], out.extras)
+
+    with torch.no_grad():
+        logits = forward(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask")).logits
+    texts = [""] * len(batch["ids"])
+    if batch.get("input_ids") is not None:
+        texts = [_decode(model.text_encoder, row, m) for row, m in zip(batch["input_ids"], batch["attention_mask"])]
+    return Explainable(forward, list(task.classes), batch.get("images") if model.image_encoder is not None else None,
+                       batch.get("input_ids") if model.text_encoder is not None else None, batch.get("attention_mask"),
+                       model.text_encoder, logits.argmax(-1), texts, "diagnosis")
+
+
+@register_explainer("vqa")
+def _vqa(task: Any, batch: dict[str, Any]) -> Explainable:
+    # The classifier head over the answer vocabulary (the decoder's free-text answers are not
+    # a class score and are not explained here).
+    def forward(images, ids, mask) -> ModelOutput:
+        img = task.image_encoder(images)
+        txt = task.text_encoder(ids, mask)
+        fused = task.fusion(img, txt)
+        return ModelOutput(task.classifier(fused.pooled), list(img.maps), list(img.attentions), fused.extras)
+
+    with torch.no_grad():
+        probs = forward(batch["images"], batch["input_ids"], batch["attention_mask"]).logits.softmax(-1)
+    closed = batch["closed"]
+    allowed = torch.where(closed[:, None], task.closed_mask[None], task.open_mask[None])
+    targets = probs.masked_fill(~allowed, -1.0).argmax(-1)  # the routed classifier answer
+    return Explainable(forward, list(task.answers), batch["images"], batch["input_ids"], batch["attention_mask"],
+                       task.text_encoder, targets, list(batch["questions"]), "vqa")
+
+
+# ----------------------------------------------------------------------------- tokens
+def _tokenizer_info(enc: Any) -> tuple[int, tuple[int, ...]]:
+    """(pad id, special ids kept in the token baseline) of a medmm text encoder."""
+    tok = getattr(enc, "tokenizer", None)
+    if tok is not None and hasattr(tok, "all_special_ids"):  # transformers
+        keep = tuple(i for i in (tok.cls_token_id, tok.sep_token_id, tok.bos_token_id, tok.eos_token_id) if i is not None)
+        return int(tok.pad_token_id or 0), keep
+    if tok is not None and hasattr(tok, "token_to_id"):  # tokenizers (scratch encoder)
+        keep = tuple(i for i in (tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")) if i is not None)
+        pad = tok.token_to_id("[PAD]")
+        return int(pad if pad is not None else 0), keep
+    return 0, ()
+
+
+def token_strings(enc: Any, ids: list[int]) -> list[str]:
+    """Token strings of ids for a medmm text encoder's tokenizer."""
+    tok = getattr(enc, "tokenizer", None)
+    if tok is not None and hasattr(tok, "convert_ids_to_tokens"):
+        return [str(t) for t in tok.convert_ids_to_tokens(ids)]
+    if tok is not None and hasattr(tok, "id_to_token"):
+        return [str(tok.id_to_token(i)) for i in ids]
+    return [str(i) for i in ids]
+
+
+def _decode(enc: Any, ids: torch.Tensor, mask: torch.Tensor) -> str:
+    n = int(mask.sum())
+    words, _ = render.merge_wordpieces(token_strings(enc, ids[:n].tolist()), [0.0] * n)
+    return " ".join(words)
+
+
+def empty_text(enc: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The absent-text baseline: the tokenization of "" repeated n times."""
+    tok = enc.tokenize([""] * n)
+    return tok["input_ids"], tok["attention_mask"]
+
+
+# ----------------------------------------------------------------------------- per sample
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))[:80] or "sample"
+
+
+def _image_heatmaps(ex: Explainable, i: int, methods: tuple[str, ...], ig_steps: int, occlusion_window: int) -> dict[str, torch.Tensor]:
+    """Heatmaps (H, W) of sample i for the requested image methods the model supports."""
+    img = ex.images[i : i + 1]
+    ids = ex.input_ids[i : i + 1] if ex.input_ids is not None else None
+    mask = ex.attention_mask[i : i + 1] if ex.attention_mask is not None else None
+    target = int(ex.targets[i])
+    size = tuple(img.shape[-2:])
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        probe = ex.forward(img, ids, mask)
+    if probe.maps and ("gradcam" in methods or "gradcam++" in methods):
+        layer = gradcam.pick_map(probe.maps)
+
+        def with_map(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            o = ex.forward(x, ids, mask)
+            return o.logits, o.maps[layer]
+
+        for name, pp in (("gradcam", False), ("gradcam++", True)):
+            if name in methods:
+                out[name] = gradcam.grad_cam(with_map, img, target, plus_plus=pp)[0]
+
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[0]
+        return ex.forward(x, None if ids is None else ids.expand(k, -1), None if mask is None else mask.expand(k, -1)).logits
+
+    if "integrated_gradients" in methods:
+        attr, _ = attributions.integrated_gradients(scores, img, target, steps=ig_steps)
+        out["integrated_gradients"] = gradcam.normalise_maps(attributions.pixel_map(attr))[0]
+    if "occlusion" in methods:
+        win = max(2, min(occlusion_window, size[0] // 4))
+        occ = attributions.pixel_map(attributions.occlusion(scores, img, target, window=win, stride=max(1, win // 2)), signed=True)
+        out["occlusion"] = gradcam.normalise_maps(occ.clamp_min(0))[0]
+    if "attention" in methods:
+        if probe.attentions:
+            out["attention_rollout"] = gradcam.normalise_maps(
+                gradcam.upsample(attention.tokens_to_grid(attention.attention_rollout(probe.attentions)), size))[0]
+        region = attention.cross_attention_regions(probe.extras, mask)
+        if region is not None:
+            try:
+                grid = attention.tokens_to_grid(region)
+            except ValueError:
+                grid = None  # tokens that are not a square grid (e.g. several views) are not drawn
+            if grid is not None:
+                out["cross_attention"] = gradcam.normalise_maps(gradcam.upsample(grid, size))[0]
+    return out
+
+
+def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods: tuple[str, ...] = ALL_METHODS,
+                    ig_steps: int = 16, faithfulness_steps: int = 16, n_random: int = 5, occlusion_window: int = 8,
+                    scale: int = 3) -> dict[str, Any]:
+    """Explain `samples` with a loaded task (eval mode); write PNGs and index.html into out_dir."""
+    unknown = set(methods) - set(ALL_METHODS)
+    if unknown:
+        raise MedmmError(f"unknown explanation method(s) {sorted(unknown)}; known: {', '.join(ALL_METHODS)}")
+    name = getattr(task, "name", type(task).__name__)
+    if name not in _EXPLAINERS:
+        raise MedmmError(f"no explainer for task {name!r}; explainable tasks: {', '.join(sorted(_EXPLAINERS))}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task.eval()
+    batch = task.collate(samples)
+    ex = _EXPLAINERS[name](task, batch)
+    n = len(samples)
+    results: list[dict[str, Any]] = []
+
+    shap = None
+    if "modality" in methods and ex.images is not None and ex.input_ids is not None:
+        def logits_of(img, ids, mask):
+            return ex.forward(img, ids, mask).logits
+
+        shap = modality.modality_shapley(logits_of, ex.images, (ex.input_ids, ex.attention_mask),
+                                         empty_text(ex.text_encoder, n), ex.targets, output="prob")
+    tok_attr = None
+    if "tokens" in methods and ex.input_ids is not None:
+        pad, keep = _tokenizer_info(ex.text_encoder)
+        img_fixed = ex.images
+
+        def text_scores(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            # captum expands the inputs steps-fold; the image rows follow them
+            reps = ids.shape[0] // n
+            imgs = None if img_fixed is None else img_fixed.repeat(reps, 1, 1, 1)
+            return ex.forward(imgs, ids, mask).logits
+
+        tok_attr, _ = attributions.token_attributions(text_scores, attributions.text_embedding_layer(ex.text_encoder),
+                                                      ex.input_ids, ex.attention_mask, ex.targets, pad, ig_steps, keep)
+
+    with torch.no_grad():
+        probs = ex.forward(ex.images, ex.input_ids, ex.attention_mask).logits.float().softmax(-1)
+    for i, s in enumerate(samples):
+        sid = str(s.id)
+        d = out_dir / _safe(sid)
+        target = int(ex.targets[i])
+        rec: dict[str, Any] = {"id": sid, "task": ex.kind, "explained_class": ex.classes[target],
+                               "probability": float(probs[i, target]), "text": ex.texts[i],
+                               "reference": _reference(s, ex.kind), "heatmaps": {}}
+        if ex.images is not None:
+            rec["input_png"] = str(render.save_image(ex.images[i], d / "input.png", scale).relative_to(out_dir))
+            heats = _image_heatmaps(ex, i, methods, ig_steps, occlusion_window)
+            ids = ex.input_ids[i : i + 1] if ex.input_ids is not None else None
+            mask = ex.attention_mask[i : i + 1] if ex.attention_mask is not None else None
+
+            def score(x: torch.Tensor, ids=ids, mask=mask, target=target) -> torch.Tensor:
+                k = x.shape[0]
+                lo = ex.forward(x, None if ids is None else ids.expand(k, -1), None if mask is None else mask.expand(k, -1)).logits
+                return lo.float().softmax(-1)[:, target]
+
+            for m, h in heats.items():
+                f = faithfulness.faithfulness(score, ex.images[i], h, steps=faithfulness_steps, n_random=n_random)
+                png = render.save_overlay(ex.images[i], h, d / f"{_safe(m)}.png", scale=scale)
+                rec["heatmaps"][m] = {"png": str(png.relative_to(out_dir)),
+                                      **{k: f[k] for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
+                                                            "random_insertion_auc", "deletion_gain", "insertion_gain", "unfaithful")},
+                                      "deletion_curve": f["deletion"], "insertion_curve": f["insertion"]}
+        if tok_attr is not None:
+            nt = int(ex.attention_mask[i].sum())
+            toks = token_strings(ex.text_encoder, ex.input_ids[i, :nt].tolist())
+            w = [float(v) for v in tok_attr[i, :nt]]
+            rec["tokens"] = {"tokens": toks, "attributions": w}
+            rec["tokens_html"] = render.token_html(toks, w)
+        if shap is not None:
+            rec["modality"] = {k: float(shap[k][i]) for k in ("image", "text", "both", "neither")}
+        results.append(rec)
+
+    summary: dict[str, Any] = {"task": ex.kind, "n_samples": n, "methods": list(methods), "samples": results,
+                               "settings": {"ig_steps": ig_steps, "faithfulness_steps": faithfulness_steps, "n_random": n_random,
+                                            "occlusion_window": occlusion_window, "modality_output": "probability of the explained class",
+                                            "absent_image": "all-zero input tensor (normalised space)", "absent_text": "tokenization of ''"}}
+    if shap is not None:
+        summary["modality_per_class"] = modality.per_class_mean(
+            [r["modality"]["image"] for r in results], [r["modality"]["text"] for r in results], [r["explained_class"] for r in results])
+    flagged = [(r["id"], m) for r in results for m, h in r["heatmaps"].items() if h["unfaithful"]]
+    summary["flagged_unfaithful"] = [{"id": a, "method": b} for a, b in flagged]
+    (out_dir / "explanations.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "index.html").write_text(_page(summary))
+    summary["index"] = str(out_dir / "index.html")
+    return summary
+
+
+def _reference(s: Any, kind: str) -> str | None:
+    if kind == "vqa":
+        return s.text.get("answer")
+    return None
+
+
+def _page(summary: dict[str, Any], title: str | None = None) -> str:
+    secs = []
+    for r in summary["samples"]:
+        figs = []
+        if r.get("input_png"):
+            figs.append(f"<figure><img src='{html.escape(r['input_png'])}'><figcaption>input</figcaption></figure>")
+        for m, h in r["heatmaps"].items():
+            flag = ("<span class='flag'>UNFAITHFUL: deletion AUC not below random</span>" if h["unfaithful"]
+                    else "<span class='ok'>beats random</span>")
+            figs.append(f"<figure><img src='{html.escape(h['png'])}'><figcaption><b>{html.escape(m)}</b><br>"
+                        f"deletion AUC {h['deletion_auc']:.3f} (random {h['random_deletion_auc']:.3f})<br>"
+                        f"insertion AUC {h['insertion_auc']:.3f} (random {h['random_insertion_auc']:.3f})<br>{flag}</figcaption></figure>")
+        body = f"<div class='row'>{''.join(figs)}</div>"
+        if "tokens_html" in r:
+            body += f"<p>Token attributions (integrated gradients on the input embeddings; red supports, blue opposes):</p>{r['tokens_html']}"
+        if "modality" in r:
+            m = r["modality"]
+            body += (f"<p>Shapley contributions to p({html.escape(r['explained_class'])}): image {m['image']:+.3f}, "
+                     f"text {m['text']:+.3f} (p with both {m['both']:.3f}, with neither {m['neither']:.3f})</p>")
+        ref = f"; reference: {html.escape(str(r['reference']))}" if r.get("reference") else ""
+        secs.append(f"<div class='sample'><h3>{html.escape(r['id'])}</h3><p>{html.escape(r['text'])}</p>"
+                    f"<p>explained class: <b>{html.escape(r['explained_class'])}</b> (p = {r['probability']:.3f}){ref}</p>{body}</div>")
+    intro = ("<p>Heatmaps are min-max normalised. Faithfulness: deletion/insertion curves of the explained class's probability "
+             "as pixels are removed from / revealed onto a zero image in heatmap order, compared with the mean of smooth random maps; "
+             "a heatmap whose deletion AUC is not below random is flagged.</p>")
+    if "modality_per_class" in summary:
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v['image']:+.3f}</td><td>{v['text']:+.3f}</td><td>{v['n']}</td></tr>"
+                       for k, v in summary["modality_per_class"].items())
+        intro += f"<table><tr><th>class</th><th>image</th><th>text</th><th>n</th></tr>{rows}</table>"
+    return render.index_html(title or f"medmm explanations ({summary['task']})", intro, secs)
+
+
+def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_dir: str | Path, dataset: str | None = None,
+                split: str | None = None, methods: tuple[str, ...] = ALL_METHODS, **kw: Any) -> dict[str, Any]:
+    """Explain samples `ids` of a trained diagnosis or VQA run; writes out_dir/index.html.
+
+    The samples are read from `data_root` (dataset = the run's unless given) in `split`, or in
+    every split of the dataset when split is None. Keyword arguments go to `explain_samples`
+    (ig_steps, faithfulness_steps, n_random, occlusion_window, scale). Returns the summary
+    dict written to explanations.json, plus "index" (the page's path).
+    """
+    from medmm.data import load_dataset
+    from medmm.data.registry import dataset_info
+    from medmm.engine import load_run
+
+    if not ids:
+        raise MedmmError("no sample ids given")
+    cfg, task = load_run(run_dir)
+    name = dataset or cfg.data.dataset
+    splits = [split] if split else list(dataset_info(name).splits)
+    found: dict[str, Any] = {}
+    for sp in splits:
+        for s in load_dataset(name, data_root, sp, skip_bad=True).samples:
+            if str(s.id) in ids and str(s.id) not in found:
+                found[str(s.id)] = s
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise BadInputError(data_root, f"sample id(s) not found in {name} ({', '.join(splits)}): {', '.join(missing[:5])}")
+    summary = explain_samples(task, [found[i] for i in ids], out_dir, methods, **kw)
+    summary["run_dir"] = str(run_dir)
+    summary["dataset"] = name
+    return summary
