@@ -191,9 +191,13 @@ def banned_next_tokens(seq: Sequence[int], n: int) -> list[int]:
 
 
 def _mask_logprobs(logp: torch.Tensor, seqs: list[list[int]], step: int, cfg: GenerationConfig) -> torch.Tensor:
-    """Apply min-length and no-repeat-n-gram bans to (N, V) log-probabilities in place."""
+    """Apply min-length and no-repeat-n-gram bans to (N, V) log-probabilities in place.
+
+    PAD, BOS and UNK are never generated (an "<unk>" in a report helps no reader).
+    """
     logp[:, PAD] = -math.inf
     logp[:, BOS] = -math.inf
+    logp[:, UNK] = -math.inf
     if step < cfg.min_length:
         logp[:, EOS] = -math.inf
     if cfg.no_repeat_ngram_size > 0:
