@@ -154,8 +154,13 @@ def _task_figures(run_dir: Path, split: str, plots: Path) -> list[str]:
     if not state_path.exists() or not preds.exists():
         return []
     from medmm.engine.task import get_task_class
+    from medmm.errors import MedmmError
 
-    draw = getattr(get_task_class(rd.read_json(state_path)["task"]), "report_figures", None)
+    try:
+        task_cls = get_task_class(rd.read_json(state_path)["task"])
+    except (MedmmError, KeyError):  # a plugin task not imported here: no task figures, rest of the report stays
+        return []
+    draw = getattr(task_cls, "report_figures", None)
     if draw is None:
         return []
     records = [json.loads(line) for line in preds.read_text(encoding="utf-8").splitlines() if line.strip()]
