@@ -15,6 +15,7 @@ from medmm.tasks.segmentation import (
     Segmentation,
     SegmentationConfig,
     class_target,
+    export_masks,
     rle_decode,
     rle_encode,
     segmentation_summary,
@@ -241,3 +242,19 @@ def test_real_monuseg_and_covid_batches():
     h, w = cb["meta"][0]["shape"]
     ref = rle_decode(recs[1]["reference"])
     assert ref.shape == (h, w) and ref.any()
+
+
+def test_exported_masks_score_like_the_records(tmp_path):
+    from medmm.metrics.score import prepare_segmentation
+
+    rng = np.random.default_rng(1)
+    ref = rng.random((12, 10)) > 0.6
+    pred = ref.copy()
+    pred[:4] = ~pred[:4]
+    from medmm.metrics.segmentation import binary_scores
+
+    rec = {"id": "a#heart", "label": "heart", "group": "p1", **binary_scores(pred, ref),
+           "prediction": rle_encode(pred), "reference": rle_encode(ref)}
+    pred_path, ref_path = export_masks([rec], tmp_path)
+    scored = prepare_segmentation(pred_path, ref_path).result
+    assert scored["dice_mean"] == pytest.approx(rec["dice"]) and scored["iou_mean"] == pytest.approx(rec["iou"])

@@ -503,5 +503,32 @@ def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: st
     return made
 
 
-__all__ = ["Segmentation", "SegmentationConfig", "class_target", "rle_decode", "rle_encode", "save_overlays",
+def export_masks(records: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path | None]:
+    """Write each record's masks as PNG (0/255, original size) under out_dir/masks/ and the
+    `medmm score` files out_dir/predictions.jsonl (+ references.jsonl when records carry
+    references, with the patient as "group"). Returns the two JSONL paths."""
+    import json
+
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    preds, refs = [], []
+    for i, r in enumerate(records):
+        stem = f"{i:05d}_" + "".join(ch if ch.isalnum() else "_" for ch in str(r["id"]))[:60]
+        Image.fromarray(rle_decode(r["prediction"]) * 255).save(out_dir / "masks" / f"{stem}_pred.png")
+        preds.append({"id": r["id"], "prediction": f"masks/{stem}_pred.png"})
+        if isinstance(r.get("reference"), dict):
+            Image.fromarray(rle_decode(r["reference"]) * 255).save(out_dir / "masks" / f"{stem}_ref.png")
+            refs.append({"id": r["id"], "reference": f"masks/{stem}_ref.png", "group": r.get("group", r["id"])})
+    pred_path = out_dir / "predictions.jsonl"
+    pred_path.write_text("".join(json.dumps(x) + "\n" for x in preds), encoding="utf-8")
+    ref_path = None
+    if refs:
+        ref_path = out_dir / "references.jsonl"
+        ref_path.write_text("".join(json.dumps(x) + "\n" for x in refs), encoding="utf-8")
+    return pred_path, ref_path
+
+
+__all__ = ["Segmentation", "SegmentationConfig", "class_target", "export_masks", "rle_decode", "rle_encode", "save_overlays",
            "segmentation_summary"]
