@@ -42,8 +42,8 @@ from torch import nn
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
-from medmm.models.encoders.base import TextFeatures
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
+from medmm.models.encoders.base import TextFeatures
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 _SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
