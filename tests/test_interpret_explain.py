@@ -119,7 +119,7 @@ def test_word_region_similarity_matches_cosine() -> None:
     assert torch.allclose(sim, torch.tensor([[1.0, 2**-0.5, 0.0], [0.0, 2**-0.5, -1.0]]), atol=1e-6)
 
 
-def test_report_sentence_regions_on_fixture() -> None:
+def test_report_sentence_regions_on_fixture(tmp_path: Path) -> None:
     from medmm.tasks.report_generation import ReportGenerationTask
 
     fixture = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
@@ -131,6 +131,9 @@ def test_report_sentence_regions_on_fixture() -> None:
     task.setup(train)
     task.eval()
     out = word_region.report_sentence_regions(task, task.collate(train[:2]))
+    page = explain.explain_samples(task, train[:2], tmp_path)
+    assert (tmp_path / "index.html").exists() and len(page["samples"]) == 2
+    assert [len(p["maps"]) for p in page["samples"]] == [len(r["sentences"]) for r in out]
     assert len(out) == 2
     for rec in out:
         words = rec["report"].split()
@@ -141,7 +144,7 @@ def test_report_sentence_regions_on_fixture() -> None:
 
 
 @pytest.mark.parametrize("local", [0.0, 0.5])
-def test_retrieval_word_regions(local: float) -> None:
+def test_retrieval_word_regions(tmp_path: Path, local: float) -> None:
     from medmm.models.encoders import create_image_encoder, create_text_encoder
     from medmm.tasks.retrieval import RetrievalTask
 
@@ -159,3 +162,31 @@ def test_retrieval_word_regions(local: float) -> None:
         assert rec["maps"].shape == (int(mask.sum()), 4, 4)
         assert float(rec["maps"].abs().max()) <= 1.0 + 1e-5
         assert rec["method"].startswith("local" if local else "global")
+    page = explain.explain_samples(task, samples, tmp_path)
+    assert page["samples"][0]["maps"][0]["word"] == "a" and (tmp_path / page["samples"][0]["maps"][0]["png"]).exists()
+
+
+@pytest.mark.slow
+def test_medmm_explain_cli_on_a_trained_vqa_run(tmp_path: Path) -> None:
+    """Train the bundled-sample VQA config for a few steps, then `medmm explain` its run dir."""
+    from typer.testing import CliRunner
+
+    from medmm.cli import app
+
+    root = vqa_rad_sample_root()
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "vqa" / "vqa_rad_sample.yaml"
+    run = tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(cfg), "trainer.max_steps=2", "data.max_samples=64", f"data.root={root}", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    ids = [s.id for s in load_dataset("vqa_rad", root, "train").samples[:2]]
+    res = runner.invoke(app, ["explain", str(run), "--data", str(root), "--ids", ",".join(ids), "--out", str(tmp_path / "ex"),
+                              "--ig-steps", "4", "--n-random", "2"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ex" / "index.html").exists() and "wrote" in res.output
+    summary = json.loads((tmp_path / "ex" / "explanations.json").read_text())
+    assert [r["id"] for r in summary["samples"]] == ids
+    from medmm.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="not found"):
+        explain.explain_run(run, root, ["no-such-id"], tmp_path / "ex2")

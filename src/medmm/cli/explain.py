@@ -25,6 +25,7 @@ def explain(
     ig_steps: int = typer.Option(16, "--ig-steps", help="Integrated-gradients steps (images and tokens)."),
     n_random: int = typer.Option(5, "--n-random", help="Random maps per faithfulness baseline."),
     scale: int = typer.Option(3, "--scale", help="PNG upscaling factor (nearest)."),
+    threads: int = typer.Option(1, "--threads", help="torch intra-op threads (0 = torch's default)."),
 ) -> None:
     """Explain samples of a trained run; writes overlays (PNG), token highlights and an index.html."""
     from medmm.interpret.explain import explain_run
@@ -32,7 +33,7 @@ def explain(
     id_list = [i.strip() for i in ids.split(",") if i.strip()]
     summary = explain_run(run_dir, data, id_list, out, dataset=dataset, split=split,
                           methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                          ig_steps=ig_steps, n_random=n_random, scale=scale)
+                          ig_steps=ig_steps, n_random=n_random, scale=scale, threads=threads or None)
     for r in summary["samples"]:
         flags = [m for m, h in r["heatmaps"].items() if h["unfaithful"]]
         line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"

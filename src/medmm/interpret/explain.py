@@ -149,6 +149,7 @@ def empty_text(enc: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ----------------------------------------------------------------------------- per sample
 def _safe(name: str) -> str:
+    name = str(name).replace("+", "p")  # gradcam++ -> gradcampp
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))[:80] or "sample"
 
 
@@ -207,8 +208,11 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
     if unknown:
         raise MedmmError(f"unknown explanation method(s) {sorted(unknown)}; known: {', '.join(ALL_METHODS)}")
     name = getattr(task, "name", type(task).__name__)
+    if name in _WORD_REGION_TASKS:
+        return explain_word_regions(task, samples, out_dir, scale)
     if name not in _EXPLAINERS:
-        raise MedmmError(f"no explainer for task {name!r}; explainable tasks: {', '.join(sorted(_EXPLAINERS))}")
+        known = ", ".join(sorted(set(_EXPLAINERS) | set(_WORD_REGION_TASKS)))
+        raise MedmmError(f"no explainer for task {name!r}; explainable tasks: {known}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task.eval()
@@ -290,6 +294,60 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
     return summary
 
 
+_WORD_REGION_TASKS = ("retrieval", "report_generation")
+_SPECIAL_TOKENS = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>"}
+
+
+def explain_word_regions(task: Any, samples: list[Any], out_dir: str | Path, scale: int = 3, max_words: int = 8) -> dict[str, Any]:
+    """Word-to-region overlays: retrieval runs (one map per word token, up to `max_words`) and
+    report-generation runs (one map per generated sentence). Writes PNGs and index.html."""
+    from medmm.interpret import word_region
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task.eval()
+    batch = task.collate(samples)
+    name = task.name
+    results, secs = [], []
+    if name == "retrieval":
+        recs = word_region.retrieval_word_regions(task, batch)
+        starts = list(range(len(samples)))
+    else:
+        recs = word_region.report_sentence_regions(task, batch)
+        counts = batch["view_counts"].tolist()
+        starts = [sum(counts[:i]) for i in range(len(samples))]
+    for i, (smp, rec) in enumerate(zip(samples, recs)):
+        d = out_dir / _safe(str(smp.id))
+        img = batch["images"][starts[i]]
+        figs = [f"<figure><img src='{html.escape(str(render.save_image(img, d / 'input.png', scale).relative_to(out_dir)))}'><figcaption>input</figcaption></figure>"]
+        entry: dict[str, Any] = {"id": str(smp.id), "maps": []}
+        if name == "retrieval":
+            toks = token_strings(task.model.text_encoder, rec["input_ids"])
+            entry["method"] = rec["method"]
+            items = [(k, t) for k, t in enumerate(toks) if t not in _SPECIAL_TOKENS][:max_words]
+            for k, t in items:
+                png = render.save_overlay(img, rec["maps"][k], d / f"word{k:02d}_{_safe(t)}.png", scale=scale)
+                entry["maps"].append({"word": t, "png": str(png.relative_to(out_dir))})
+                figs.append(f"<figure><img src='{html.escape(entry['maps'][-1]['png'])}'><figcaption>{html.escape(t)}</figcaption></figure>")
+            head = f"<p>text: {html.escape(' '.join(render.merge_wordpieces(toks, [0.0] * len(toks))[0]))} ({html.escape(rec['method'])})</p>"
+        else:
+            entry["report"] = rec["report"]
+            for k, sen in enumerate(rec["sentences"]):
+                png = render.save_overlay(img, sen["map"], d / f"sentence{k:02d}.png", scale=scale)
+                entry["maps"].append({"sentence": sen["text"], "png": str(png.relative_to(out_dir))})
+                figs.append(f"<figure><img src='{html.escape(entry['maps'][-1]['png'])}'><figcaption>{html.escape(sen['text'][:60])}</figcaption></figure>")
+            head = f"<p>generated: {html.escape(rec['report'])}</p>"
+        results.append(entry)
+        secs.append(f"<div class='sample'><h3>{html.escape(str(smp.id))}</h3>{head}<div class='row'>{''.join(figs)}</div></div>")
+    summary = {"task": name, "n_samples": len(samples), "samples": results}
+    (out_dir / "explanations.json").write_text(json.dumps(summary, indent=1))
+    intro = ("<p>Word-to-region maps: cosine similarity of each word to each image region (retrieval) or the decoder's "
+             "cross-attention of each generated sentence to the image tokens (report generation); not checked for faithfulness.</p>")
+    (out_dir / "index.html").write_text(render.index_html(f"medmm word-region maps ({name})", intro, secs))
+    summary["index"] = str(out_dir / "index.html")
+    return summary
+
+
 def _reference(s: Any, kind: str) -> str | None:
     if kind == "vqa":
         return s.text.get("answer")
@@ -329,13 +387,16 @@ def _page(summary: dict[str, Any], title: str | None = None) -> str:
 
 
 def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_dir: str | Path, dataset: str | None = None,
-                split: str | None = None, methods: tuple[str, ...] = ALL_METHODS, **kw: Any) -> dict[str, Any]:
+                split: str | None = None, methods: tuple[str, ...] = ALL_METHODS, threads: int | None = 1,
+                **kw: Any) -> dict[str, Any]:
     """Explain samples `ids` of a trained diagnosis or VQA run; writes out_dir/index.html.
 
     The samples are read from `data_root` (dataset = the run's unless given) in `split`, or in
     every split of the dataset when split is None. Keyword arguments go to `explain_samples`
-    (ig_steps, faithfulness_steps, n_random, occlusion_window, scale). Returns the summary
-    dict written to explanations.json, plus "index" (the page's path).
+    (ig_steps, faithfulness_steps, n_random, occlusion_window, scale). `threads`: torch
+    intra-op threads during the call (restored after; None = leave as is): the models are
+    small, and on a shared CPU extra spinning threads make them many times slower. Returns the
+    summary dict written to explanations.json, plus "index" (the page's path).
     """
     from medmm.data import load_dataset
     from medmm.data.registry import dataset_info
@@ -354,7 +415,13 @@ def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_
     missing = [i for i in ids if i not in found]
     if missing:
         raise BadInputError(data_root, f"sample id(s) not found in {name} ({', '.join(splits)}): {', '.join(missing[:5])}")
-    summary = explain_samples(task, [found[i] for i in ids], out_dir, methods, **kw)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        summary = explain_samples(task, [found[i] for i in ids], out_dir, methods, **kw)
+    finally:
+        torch.set_num_threads(before)
     summary["run_dir"] = str(run_dir)
     summary["dataset"] = name
     return summary
