@@ -88,6 +88,8 @@ def run_demo(
     """
     from medmm.data.bundled import vqa_rad_sample_root
 
+    _quiet_training_logs()
+
     out = Path(out_dir).resolve()
     if out.exists():
         shutil.rmtree(out)
@@ -150,7 +152,7 @@ def run_demo(
         done = {}
         for name, run_dir in (("organ_classifier", out / "ablation" / "runs" / "early_s0"), ("vqa", runs / "vqa")):
             ids = _first_ids(run_dir, n=2 if quick else 3)
-            done[name] = explain_run(run_dir, root, ids=ids, out_dir=out / "explanations" / name, split="val")
+            done[name] = explain_run(run_dir, root, ids=ids, out_dir=out / "explanations" / name)
         return done
 
     step("explain", "explaining a few predictions", explain)
@@ -184,6 +186,17 @@ def run_demo(
     log(f"[medmm demo] finished in {result.timings['total']:.0f} s; report: {result.report}")
     log(f"[medmm demo] serve the rating app: {result.parts['humaneval']['serve']}")
     return result
+
+
+def _quiet_training_logs() -> None:
+    """Keep the demo's console to progress bars and results (Lightning's tips are noise here)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"lightning\..*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r".*(treespec|LeafSpec|num_workers|logging interval).*")
 
 
 def _first_ids(run_dir: Path, n: int, split: str = "val") -> list[str]:

@@ -58,6 +58,13 @@ def read_metrics(run_dir: Path, split: str) -> dict[str, Any]:
     return json.loads(path.read_text())["metrics"]
 
 
+def _float(x: Any) -> float | None:
+    try:
+        return float(x) if x not in (None, "") else None
+    except ValueError:
+        return None
+
+
 def _rel(path: Path, base: Path) -> str:
     return path.resolve().relative_to(base.resolve()).as_posix()
 
@@ -89,13 +96,21 @@ def _data_section(out: Path) -> str:
             ["image-grouped split", "questions"], [[_esc(s), _num(n)] for s, n in grouped["counts"].items()]
         )
     )
-    parts.append(f"<p>Leakage check (image ids and identical image files across splits): <b>{_esc(leak.get('summary', leak))}</b></p>")
+    parts.append(f"<p>Leakage check of that split (image ids and identical image files across splits): <b>{_esc(_leak_text(leak))}</b></p>")
     label_rows = []
     for target, info in official.get("labels", {}).items():
         label_rows.append([_esc(target), _num(info.get("n_classes", len(info.get("counts", {})))), _num(info.get("imbalance_ratio"), 2)])
     if label_rows:
         parts.append(_table(["target", "classes", "imbalance (max/min)"], label_rows))
     return "".join(parts)
+
+
+def _leak_text(leak: dict[str, Any]) -> str:
+    if not leak.get("has_leakage"):
+        return (f"no leakage: no {leak.get('group_by')} id and none of {leak.get('n_images_hashed')} hashed images "
+                "is in more than one split")
+    return (f"LEAKAGE: {len(leak.get('shared_groups') or {})} {leak.get('group_by')} id(s) and "
+            f"{len(leak.get('shared_images') or {})} identical image(s) in more than one split")
 
 
 def _vqa_section(out: Path) -> str:
@@ -139,13 +154,29 @@ def _retrieval_section(out: Path) -> str:
 def _ablation_section(out: Path) -> str:
     abl = out / "ablation"
     data = json.loads((abl / "ablation.json").read_text())
-    md = (abl / "table.md").read_text()
+    import csv
+
+    with (abl / "table.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cols = [("auroc_macro", "AUROC (macro)"), ("f1_macro", "F1 (macro)"), ("balanced_accuracy", "balanced acc."), ("accuracy", "accuracy")]
+    body = []
+    for r in rows:
+        cells = [f"<b>{_esc(r['fusion'])}</b>" if r["fusion"] == data.get("baseline") else _esc(r["fusion"])]
+        for key, _ in cols:
+            cells.append(_num(_float(r.get(key))) + _ci([_float(r.get(f"{key}_low")), _float(r.get(f"{key}_high"))]))
+        diff = _float(r.get("difference"))
+        cells.append("baseline" if r["fusion"] == data.get("baseline") else
+                     _num(diff) + _ci([_float(r.get("difference_low")), _float(r.get("difference_high"))]))
+        cells.append(_num(_float(r.get("p_bootstrap"))))
+        body.append(cells)
+    header = ["fusion", *[c[1] + " [95% CI]" for c in cols], "difference vs baseline (AUROC)", "p (paired bootstrap)"]
     png = abl / "ablation.png"
     return (
         "<p>Image + question &rarr; organ (HEAD / CHEST / ABD), label words masked from the question; every variant "
         "trained with the same data, budget and seed, scored on the same test split; CIs are bootstrap over images, "
         f"p-values paired tests against the best unimodal baseline (<b>{_esc(data.get('baseline'))}</b>).</p>"
-        + f"<pre>{_esc(md)}</pre>"
+        + _table(header, body)
+        + f'<p class="note">n test = {_esc(rows[0]["n_test"] if rows else "?")}; full table: <a href="{_rel(abl / "table.md", out)}">table.md</a></p>'
         + (_figures([png], out, 1) if png.exists() else "")
     )
 
