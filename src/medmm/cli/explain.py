@@ -13,7 +13,7 @@ from medmm.cli.app import app
 
 @app.command()
 def explain(
-    run_dir: Path = typer.Argument(..., help="A diagnosis or VQA run directory written by `medmm train`."),
+    run_dir: Path = typer.Argument(..., help="A diagnosis, VQA, retrieval or report-generation run directory written by `medmm train`."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
     ids: str = typer.Option(..., "--ids", help="Comma-separated sample ids, e.g. ID1,ID2."),
     out: Path = typer.Option(..., "--out", help="Output folder: index.html, explanations.json, <id>/*.png."),
@@ -27,7 +27,11 @@ def explain(
     scale: int = typer.Option(3, "--scale", help="PNG upscaling factor (nearest)."),
     threads: int = typer.Option(1, "--threads", help="torch intra-op threads (0 = torch's default)."),
 ) -> None:
-    """Explain samples of a trained run; writes overlays (PNG), token highlights and an index.html."""
+    """Explain samples of a trained run; writes overlays (PNG), token highlights and an index.html.
+
+    Diagnosis and VQA runs: heatmaps with faithfulness checks, token attributions, modality
+    Shapley values. Retrieval and report-generation runs: word-to-region maps.
+    """
     from medmm.interpret.explain import explain_run
 
     id_list = [i.strip() for i in ids.split(",") if i.strip()]
@@ -35,6 +39,9 @@ def explain(
                           methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                           ig_steps=ig_steps, n_random=n_random, scale=scale, threads=threads or None)
     for r in summary["samples"]:
+        if "heatmaps" not in r:  # word-region pages (retrieval, report generation)
+            typer.echo(f"{r['id']}: {len(r['maps'])} word/sentence maps")
+            continue
         flags = [m for m, h in r["heatmaps"].items() if h["unfaithful"]]
         line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"
         if "modality" in r:
