@@ -196,3 +196,21 @@ def test_render(tmp_path) -> None:
     assert p.stat().st_size > 100
     html = render.token_html(["[CLS]", "pleu", "##ral", "<b>", "x"], [0.0, 0.5, 0.25, -1.0, 0.0])
     assert "pleural" in html and "&lt;b&gt;" in html and "+0.7500" in html and "40,90,220" in html
+
+
+def test_gradcam_on_transformer_tokens_equals_grid_form() -> None:
+    torch.manual_seed(0)
+    head = nn.Linear(6, 3)
+    x = torch.randn(2, 16, 6)  # stands in for an image whose "encoder" is the identity
+
+    def on_tokens(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = t * 2.0
+        return head(tok.mean(1)), tok
+
+    def on_grid(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = (t * 2.0).transpose(1, 2).reshape(2, 6, 4, 4)
+        return head(grid.mean((2, 3))), grid
+
+    a = gradcam.grad_cam(lambda t: on_tokens(t), x.view(2, 16, 6), 1, normalise=False)
+    b = gradcam.grad_cam(lambda t: on_grid(t), x.view(2, 16, 6), 1, normalise=False)
+    assert torch.allclose(a, b, atol=1e-6)

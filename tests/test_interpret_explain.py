@@ -190,3 +190,18 @@ def test_medmm_explain_cli_on_a_trained_vqa_run(tmp_path: Path) -> None:
 
     with pytest.raises(BadInputError, match="not found"):
         explain.explain_run(run, root, ["no-such-id"], tmp_path / "ex2")
+
+
+def test_explain_vit_diagnosis_gives_attention_rollout(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    task = DiagnosisTask.from_config({"image_encoder": "vit_small", "image_size": 32,
+                                      "image_kw": {"patch_size": 8, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2},
+                                      "text_encoder": None, "fusion": "image_only", "dim": 32})
+    task.setup(_dx_samples())
+    task.eval()
+    s = explain.explain_samples(task, _dx_samples()[:1], tmp_path, methods=("gradcam", "attention", "modality"),
+                                faithfulness_steps=4, n_random=2)
+    r = s["samples"][0]
+    assert set(r["heatmaps"]) == {"gradcam", "attention_rollout"}  # ViT maps are 4x4 grids; no text -> no modality
+    assert "modality" not in r and "tokens" not in r
+    assert (tmp_path / r["heatmaps"]["attention_rollout"]["png"]).exists()

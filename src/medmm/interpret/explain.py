@@ -38,6 +38,7 @@ class ModelOutput:
     maps: list[torch.Tensor] = field(default_factory=list)
     attentions: list[torch.Tensor] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    tokens: torch.Tensor | None = None
 
 
 @dataclass
@@ -80,7 +81,8 @@ def _diagnosis(task: Any, batch: dict[str, Any]) -> Explainable:
     def forward(images, ids, mask) -> ModelOutput:
         out = model(images if model.image_encoder is not None else None, ids if model.text_encoder is not None else None, mask)
         img = out.image
-        return ModelOutput(out.logits, list(img.maps) if img else [], list(img.attentions) if img else [], out.extras)
+        return ModelOutput(out.logits, list(img.maps) if img else [], list(img.attentions) if img else [], out.extras,
+                           img.tokens if img else None)
 
     with torch.no_grad():
         logits = forward(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask")).logits
@@ -100,7 +102,7 @@ def _vqa(task: Any, batch: dict[str, Any]) -> Explainable:
         img = task.image_encoder(images)
         txt = task.text_encoder(ids, mask)
         fused = task.fusion(img, txt)
-        return ModelOutput(task.classifier(fused.pooled), list(img.maps), list(img.attentions), fused.extras)
+        return ModelOutput(task.classifier(fused.pooled), list(img.maps), list(img.attentions), fused.extras, img.tokens)
 
     with torch.no_grad():
         probs = forward(batch["images"], batch["input_ids"], batch["attention_mask"]).logits.softmax(-1)
@@ -163,12 +165,15 @@ def _image_heatmaps(ex: Explainable, i: int, methods: tuple[str, ...], ig_steps:
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         probe = ex.forward(img, ids, mask)
-    if probe.maps and ("gradcam" in methods or "gradcam++" in methods):
-        layer = gradcam.pick_map(probe.maps)
+    # Transformers (they return attentions): their `maps` are reshaped copies off the path to
+    # the scores, so Grad-CAM runs on the final patch tokens; CNNs: the chosen stage's map.
+    use_tokens = bool(probe.attentions) and probe.tokens is not None
+    if (probe.maps or use_tokens) and ("gradcam" in methods or "gradcam++" in methods):
+        layer = None if use_tokens else gradcam.pick_map(probe.maps)
 
         def with_map(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             o = ex.forward(x, ids, mask)
-            return o.logits, o.maps[layer]
+            return o.logits, (o.tokens if layer is None else o.maps[layer])
 
         for name, pp in (("gradcam", False), ("gradcam++", True)):
             if name in methods:

@@ -47,8 +47,9 @@ def grad_cam(
 ) -> torch.Tensor:
     """Grad-CAM (or Grad-CAM++) heatmaps (B, H, W) at the input resolution.
 
-    forward(images) -> (scores (B, C), feature map (B, K, h, w)); target: class index (int or
-    one per sample). Maps are ReLU'd, upsampled bilinearly and (by default) min-max normalised.
+    forward(images) -> (scores (B, C), feature map (B, K, h, w) or transformer tokens (B, N, D)
+    on a square grid); target: class index (int or one per sample). The map must lie on the
+    path to the scores (ViT `maps` are reshaped copies that do not: pass `ImageFeatures.tokens`). Maps are ReLU'd, upsampled bilinearly and (by default) min-max normalised.
     """
     images = images.detach().requires_grad_(True)  # keeps the graph alive even for a frozen encoder
     with torch.enable_grad():
@@ -57,6 +58,8 @@ def grad_cam(
         (grads,) = torch.autograd.grad(score.sum(), fmap)
     fmap = fmap.detach().float()
     grads = grads.float()
+    if fmap.ndim == 3:  # transformer tokens (B, N, D) on a square grid -> (B, D, g, g)
+        fmap, grads = _token_grid(fmap), _token_grid(grads)
     if plus_plus:
         # Closed-form alpha of Grad-CAM++ under the exp(score) assumption (second/third powers
         # of the first derivative); positions with zero gradient get alpha 0.
@@ -69,6 +72,14 @@ def grad_cam(
     cam = F.relu((weights * fmap).sum(dim=1))
     cam = upsample(cam, tuple(images.shape[-2:]))
     return normalise_maps(cam) if normalise else cam
+
+
+def _token_grid(t: torch.Tensor) -> torch.Tensor:
+    b, n, d = t.shape
+    g = int(round(n**0.5))
+    if g * g != n:
+        raise ValueError(f"{n} tokens do not form a square grid")
+    return t.transpose(1, 2).reshape(b, d, g, g)
 
 
 def pick_map(maps: list[torch.Tensor], min_side: int = 6) -> int:
