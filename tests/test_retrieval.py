@@ -166,7 +166,9 @@ def test_training_reduces_contrastive_loss(local_weight):
     assert [r["id"] for r in recs] == [s.id for s in train]
     assert len(recs[0]["prediction"]["image_embedding"]) == 32
     m = task.compute_metrics(recs)
-    assert m["image_to_text"]["R@10"] > m["image_to_text_random"]["R@10"]
+    # captions of one shape differ only by their number, so the model can at best find the
+    # shape group (4 of 24 captions); its caption must then rank in the top 10 above chance
+    assert m["image_to_text"]["R@10"] > m["image_to_text_random"]["R@10"], m["image_to_text"]
 
 
 def test_frozen_text_tower_keeps_weights():

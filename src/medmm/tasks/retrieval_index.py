@@ -81,16 +81,18 @@ def build_index(
     for rec in records:
         ref, pred, sample = rec["reference"], rec["prediction"], by_id[rec["id"]]
         ik, tk = ref["image_key"], ref["text_key"]
+        # absolute, so hits lead back to the file whatever directory the search runs from
+        path = str(Path(rec["image_path"]).resolve()) if rec.get("image_path") else None
         if ik not in images:
             images[ik] = {
                 "vec": pred["image_embedding"],
-                "meta": {"sample_ids": [], "image_path": rec.get("image_path"), "case_id": sample.case_id, "patient_id": sample.patient_id, "text": ref.get("text"), "dataset": name, "split": split},
+                "meta": {"sample_ids": [], "image_path": path, "case_id": sample.case_id, "patient_id": sample.patient_id, "text": ref.get("text"), "dataset": name, "split": split},
             }
         images[ik]["meta"]["sample_ids"].append(rec["id"])
         if tk not in texts:
             texts[tk] = {
                 "vec": pred["text_embedding"],
-                "meta": {"sample_ids": [], "text": ref.get("text"), "image_key": ik, "image_path": rec.get("image_path"), "case_id": sample.case_id, "dataset": name, "split": split},
+                "meta": {"sample_ids": [], "text": ref.get("text"), "image_key": ik, "image_path": path, "case_id": sample.case_id, "dataset": name, "split": split},
             }
         texts[tk]["meta"]["sample_ids"].append(rec["id"])
 
