@@ -112,7 +112,7 @@ def run_demo(
         from medmm.data.check import check_dataset
 
         official = check_dataset("vqa_rad", root)
-        grouped = check_dataset("vqa_rad", root, group_by="image", splits={"train": 0.8, "test": 0.2}, seed=0)
+        grouped = check_dataset("vqa_rad", root, group_by="image", splits={"train": 0.8, "val": 0.2}, seed=0, stratify="organ")
         (out / "data").mkdir()
         (out / "data" / "check_official.json").write_text(json.dumps(official, indent=2, default=str))
         (out / "data" / "check_grouped_by_image.json").write_text(json.dumps(grouped, indent=2, default=str))
