@@ -37,6 +37,28 @@ def patient_of(image_name: str) -> str:
     return "-".join(parts[:3]) if len(parts) >= 3 and parts[0] == "TCGA" else Path(image_name).stem
 
 
+def _read_sheet(xlsx: Path) -> dict[str, list[str | None]]:
+    """First sheet of an .xlsx as {header: column values as str or None} (openpyxl, no pandas)."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(xlsx, read_only=True, data_only=True)
+        rows = list(wb.worksheets[0].iter_rows(values_only=True))
+        wb.close()
+    except Exception as exc:  # openpyxl raises many types for a broken workbook
+        raise BadInputError(xlsx, f"cannot read workbook: {exc}") from exc
+    if not rows:
+        raise BadInputError(xlsx, "workbook is empty")
+    header = [str(h).strip() if h is not None else "" for h in rows[0]]
+    cols: dict[str, list[str | None]] = {h: [] for h in header}
+    for row in rows[1:]:
+        if all(v is None for v in row):
+            continue
+        for h, v in zip(header, row):
+            cols[h].append(None if v is None else str(v))
+    return cols
+
+
 @register_dataset(
     "monuseg_lvit",
     splits=("train", "val", "test"),
@@ -45,8 +67,6 @@ def patient_of(image_name: str) -> str:
 )
 def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     """Samples of Train_Folder / Val_Folder / Test_Folder; [] when the folder is absent."""
-    import pandas as pd
-
     if (root / "MoNuSeg").is_dir():  # also accept the monuseg_lvit folder above MoNuSeg/
         root = root / "MoNuSeg"
     prefix = _FOLDERS[split]
@@ -56,12 +76,9 @@ def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
     xlsx = folder / f"{prefix}_text.xlsx"
     if not xlsx.is_file():
         raise BadInputError(xlsx, "sentence file missing (LViT layout has <Split>_text.xlsx)")
-    try:
-        table = pd.read_excel(xlsx, dtype=str)
-    except Exception as exc:  # openpyxl raises many types for a broken workbook
-        raise BadInputError(xlsx, f"cannot read workbook: {exc}") from exc
-    if not {"Image", "Description"} <= set(table.columns):
-        raise BadInputError(xlsx, f"needs columns Image, Description; has {list(table.columns)}")
+    table = _read_sheet(xlsx)
+    if not {"Image", "Description"} <= set(table):
+        raise BadInputError(xlsx, f"needs columns Image, Description; has {list(table)}")
 
     out: list[Sample] = []
     for i, (name, sentence) in enumerate(zip(table["Image"], table["Description"]), start=2):
