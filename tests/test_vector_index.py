@@ -105,7 +105,7 @@ def test_auto_kind_by_size():
     assert auto_kind(1_000) == "exact"
     assert auto_kind(100_000) == "hnsw"
     assert auto_kind(2_000_000) == "ivf"
-    assert default_nlist(1_000_000) == 1024
+    assert default_nlist(1_000_000) == 4096
     index = VectorIndex(4, kind="auto")
     index.add(np.eye(4), list("abcd"))
     assert index.kind == "exact"

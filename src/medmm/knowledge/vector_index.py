@@ -59,13 +59,15 @@ def auto_kind(n: int) -> str:
 
 
 def default_nlist(n: int) -> int:
-    """IVF list count: about sqrt(n), rounded to a power of two, within [16, 4096].
+    """IVF list count: about 4 * sqrt(n), rounded to a power of two, within [16, 4096].
 
-    sqrt(n) balances the coarse search (nlist comparisons) against the list scan (n/nlist * nprobe).
+    sqrt(n) balances the coarse search (nlist comparisons) against the list scan (n/nlist * nprobe);
+    4x that keeps neighbours in fewer, smaller cells: at 1M x 512 (benchmarks/index_search.md)
+    nlist 1024 reached recall@10 0.856 under 5 ms, nlist 4096 with nprobe 16 reached 0.964 at 1 ms.
     """
     if n <= 0:
         return 16
-    return int(min(4096, max(16, 2 ** round(np.log2(np.sqrt(n))))))
+    return int(min(4096, max(16, 2 ** round(np.log2(4 * np.sqrt(n))))))
 
 
 class VectorIndex:
