@@ -25,3 +25,19 @@ def shared_dataset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"dataset {name} not found at {path} (set MEDMM_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """An empty humaneval database: a SQLite file, or a fresh database on the test PostgreSQL server
+    (MEDMM_TEST_POSTGRES_URL, started by .ci/start-postgres.sh; skipped when unset)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "he.sqlite")
+        return
+    url = os.environ.get("MEDMM_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("MEDMM_TEST_POSTGRES_URL is not set (run .ci/start-postgres.sh)")
+    from medmm.humaneval.testing import fresh_postgres_database
+
+    with fresh_postgres_database(url) as fresh:
+        yield fresh

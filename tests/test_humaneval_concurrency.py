@@ -5,7 +5,6 @@ SQLite (WAL + busy timeout) always; PostgreSQL when MEDMM_TEST_POSTGRES_URL is s
 
 from __future__ import annotations
 
-import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,22 +16,12 @@ from medmm.humaneval.db import open_db
 from medmm.humaneval.models import Assignment, Rating, User
 from medmm.humaneval.security import set_password_cost
 from medmm.humaneval.studies import create_study_from_predictions, create_user
-from medmm.humaneval.testing import fresh_postgres_database, login, serve_in_thread, write_predictions
+from medmm.humaneval.testing import login, serve_in_thread, write_predictions
 
 N_RATERS = 20
 N_ITEMS = 50  # per rater -> 1,000 ratings
-PG_URL = os.environ.get("MEDMM_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "he.sqlite")
-        return
-    if not PG_URL:
-        pytest.skip("MEDMM_TEST_POSTGRES_URL is not set (run .ci/start-postgres.sh)")
-    with fresh_postgres_database(PG_URL) as url:
-        yield url
 
 
 def test_parallel_raters_no_lost_or_duplicate_ratings(db_url, tmp_path):

@@ -6,7 +6,6 @@ Runs on SQLite and, when MEDMM_TEST_POSTGRES_URL is set, on a real PostgreSQL se
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +25,8 @@ from medmm.humaneval.studies import (
     study_progress,
 )
 from medmm.humaneval.security import set_password_cost
-from medmm.humaneval.testing import fresh_postgres_database, write_predictions
+from medmm.humaneval.testing import write_predictions
 
-PG_URL = os.environ.get("MEDMM_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,16 +34,6 @@ def _cheap_passwords():
     set_password_cost(1, 1024)  # argon2 at full cost takes ~0.5 s per user on the CI machine
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """An empty database: a SQLite file, or a fresh database on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "he.sqlite")
-        return
-    if not PG_URL:
-        pytest.skip("MEDMM_TEST_POSTGRES_URL is not set (run .ci/start-postgres.sh)")
-    with fresh_postgres_database(PG_URL) as url:
-        yield url
 
 
 def make_preds(tmp_path: Path, n: int = 6, systems=("alpha", "beta")) -> list[str]:

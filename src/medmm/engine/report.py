@@ -49,32 +49,10 @@ def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> lis
     # train/loss is logged per step and per epoch (train/loss_step, train/loss_epoch).
     losses = {k: v for k, v in series.items() if k.removesuffix("_step").removesuffix("_epoch").endswith("loss")}
     if losses:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for k, pts in sorted(losses.items()):
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="." if len(pts) < 30 else None, label=k)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "loss.png", dpi=100)
-        plt.close(fig)
-        made.append("loss.png")
+        made.append(_line_plot(losses, "loss", out / "loss.png", legend_size=8, dense_markers=False))
     vals = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses}
     if vals:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for k, pts in sorted(vals.items())[:12]:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker=".", label=k)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("validation metric")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "val_metrics.png", dpi=100)
-        plt.close(fig)
-        made.append("val_metrics.png")
+        made.append(_line_plot(dict(sorted(vals.items())[:12]), "validation metric", out / "val_metrics.png", legend_size=7))
     return made
 
 
@@ -213,3 +191,21 @@ def write_report(run_dir: str | Path) -> Path:
     out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _line_plot(series: dict, ylabel: str, path: Path, *, legend_size: int, dense_markers: bool = True) -> str:
+    """One PNG of step-indexed series (name -> [(step, value), ...]); returns its file name."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, pts in sorted(series.items()):
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker="." if dense_markers or len(pts) < 30 else None, label=k)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
