@@ -165,22 +165,12 @@ class LeakageReport:
             shared = " is in more than one split" if self.n_images_hashed else ""
             lines.append(f"no leakage: no {key} id is in more than one split; {images}{shared}")
         if self.shared_groups:
-            pairs = Counter(" & ".join(sorted(v)) for v in self.shared_groups.values())
-            lines.append(
-                f"LEAK: {len(self.shared_groups)} {key} ids in more than one split ("
-                + "; ".join(f"{p}: {n}" for p, n in sorted(pairs.items()))
-                + ")"
-            )
+            lines.append(_leak_line(f"{key} ids", self.shared_groups))
             for gid in sorted(self.shared_groups)[:max_items]:
                 where = ", ".join(f"{k}:{n}" for k, n in sorted(self.shared_groups[gid].items()))
                 lines.append(f"  {self.group_by} {gid} -> {where}")
         if self.shared_images:
-            pairs = Counter(" & ".join(sorted(v)) for v in self.shared_images.values())
-            lines.append(
-                f"LEAK: {len(self.shared_images)} identical images in more than one split ("
-                + "; ".join(f"{p}: {n}" for p, n in sorted(pairs.items()))
-                + ")"
-            )
+            lines.append(_leak_line("identical images", self.shared_images))
             for digest in sorted(self.shared_images)[:max_items]:
                 where = "; ".join(f"{k}: {v[0]}" for k, v in sorted(self.shared_images[digest].items()))
                 lines.append(f"  sha1 {digest[:12]} -> {where}")
@@ -206,6 +196,13 @@ class LeakageReport:
             "unreadable": list(self.unreadable),
             "cross_group_duplicates": {k: list(v) for k, v in self.cross_group_duplicates.items()},
         }
+
+
+def _leak_line(what: str, shared: Mapping[str, Mapping[str, Any]]) -> str:
+    """'LEAK: N <what> in more than one split (train & val: n; ...)' for one kind of leak."""
+    pairs = Counter(" & ".join(sorted(v)) for v in shared.values())
+    counts = "; ".join(f"{p}: {n}" for p, n in sorted(pairs.items()))
+    return f"LEAK: {len(shared)} {what} in more than one split ({counts})"
 
 
 def sha1_file(path: str | Path, chunk: int = 1 << 20) -> str:
