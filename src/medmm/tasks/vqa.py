@@ -43,7 +43,7 @@ from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
-from medmm.models.encoders.base import TextFeatures
+from medmm.models.encoders.base import ImageFeatures, TextFeatures
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 _SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -143,6 +143,15 @@ class VQATask(Task):
             rationale: add facts and attention evidence to every record.
             rationale_top_k: image cells / tokens listed per record.
             freeze_text: keep the text encoder fixed (its features still feed the fusion).
+            image_pretrained: a medmm weights file (e.g. from benchmarks/vqa_pretrain_image.py)
+                loaded strictly into the image encoder at setup (training only: a trained run
+                carries the encoder weights in its own checkpoint, so it never needs this file).
+            freeze_image: keep the image encoder fixed, in eval mode, and cache its features per
+                image, so an epoch costs only the fusion and the heads.
+            classifier_hidden: width of a hidden layer in the answer classifier (0: linear head).
+            masked_loss: the classifier loss of a closed (open) question only competes among the
+                closed (open) answers, as at inference (the routing masks).
+            label_smoothing: label smoothing of the classifier loss.
             text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
             bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
         """
@@ -169,6 +178,11 @@ class VQATask(Task):
         rationale: bool = False
         rationale_top_k: int = 3
         freeze_text: bool = False
+        image_pretrained: str | None = None
+        freeze_image: bool = False
+        classifier_hidden: int = 0
+        masked_loss: bool = False
+        label_smoothing: float = 0.0
         text_lora: dict[str, Any] | None = None
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
@@ -184,6 +198,8 @@ class VQATask(Task):
         self.text_encoder = text_encoder or create_text_encoder(c.text_encoder, **c.text_encoder_kwargs)
         if c.freeze_text:
             freeze(self.text_encoder)
+        if c.freeze_image:
+            freeze(self.image_encoder)
         if c.text_lora:
             apply_lora(self.text_encoder, **c.text_lora)
         spec = self.image_encoder.input_spec
@@ -201,6 +217,8 @@ class VQATask(Task):
         self.decoder: AnswerDecoder | None = None
         self._image_cache: dict[str, np.ndarray] = {}
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.image_pretrained_sha256: str | None = None
 
     # -- data-dependent state ------------------------------------------------------------
     def setup(self, train_samples: list[Sample]) -> None:
@@ -233,6 +251,12 @@ class VQATask(Task):
             if not c.kg_root:
                 raise MedmmError("model.use_kg is true but model.kg_root is not set (the SLAKE folder holding KG/)")
             self.kg = KnowledgeGraph.from_slake(c.kg_root, max_tail_words=c.kg_max_tail_words)
+        if c.image_pretrained:
+            from medmm.models.pretrained import load_into
+
+            meta = load_into(self.image_encoder, c.image_pretrained)
+            self.image_pretrained_sha256 = meta.get("sha256")
+            self._image_feature_cache.clear()
         fit = getattr(self.text_encoder, "fit_tokenizer", None)
         if fit is not None:
             fit([self.text_input(s.text.get("question", ""))[0] for s in train_samples])
@@ -249,6 +273,7 @@ class VQATask(Task):
             "channels": self.channels,
             "mean": list(self.mean),
             "std": list(self.std),
+            "image_pretrained_sha256": self.image_pretrained_sha256,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -256,6 +281,8 @@ class VQATask(Task):
         self.closed_answers = list(state["closed_answers"])
         self.open_answers = list(state["open_answers"])
         self.words = list(state["words"])
+        self.image_pretrained_sha256 = state.get("image_pretrained_sha256")
+        self._image_feature_cache.clear()
         if state.get("kg_triplets") is not None:
             from medmm.knowledge.kg import KnowledgeGraph
 
@@ -263,8 +290,11 @@ class VQATask(Task):
         self._build_heads()
 
     def _build_heads(self) -> None:
-        d = self.fdim
-        self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, len(self.answers)))
+        d, h = self.fdim, self.config.classifier_hidden
+        if h > 0:
+            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, len(self.answers)))
+        else:
+            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, len(self.answers)))
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
         self.word_index = {w: i for i, w in enumerate(self.words)}
         closed_mask = torch.tensor([a in set(self.closed_answers) for a in self.answers])
@@ -347,7 +377,10 @@ class VQATask(Task):
     # -- model ----------------------------------------------------------------------------
     def forward_features(self, batch: dict[str, Any]):
         """Fused features of a batch (the FusionOutput) and the decoder memory + its padding mask."""
-        img = self.image_encoder(batch["images"])
+        if self.config.freeze_image and "image_paths" in batch:
+            img = self._frozen_image_features(batch)
+        else:
+            img = self.image_encoder(batch["images"])
         if self.config.freeze_text and not self.config.text_lora and "texts" in batch:
             txt = self._frozen_text_features(batch)
         else:
@@ -384,12 +417,30 @@ class VQATask(Task):
         dev = ids.device
         return TextFeatures(pooled=pooled.to(dev), tokens=tokens.to(dev), mask=mask.bool())
 
+    @torch.no_grad()
+    def _frozen_image_features(self, batch: dict[str, Any]) -> ImageFeatures:
+        """Features of a frozen image encoder, computed once per image file and cached (as text)."""
+        paths = [str(p) if p is not None else None for p in batch["image_paths"]]
+        todo = [i for i, p in enumerate(paths) if p is None or p not in self._image_feature_cache]
+        fresh: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        if todo:
+            feats = self.image_encoder(batch["images"][todo])
+            for j, i in enumerate(todo):
+                fresh[i] = (feats.tokens[j].detach().cpu(), feats.pooled[j].detach().cpu())
+                if paths[i] is not None:
+                    self._image_feature_cache[paths[i]] = fresh[i]
+        rows = [fresh[i] if i in fresh else self._image_feature_cache[p] for i, p in enumerate(paths)]
+        dev = batch["images"].device
+        return ImageFeatures(pooled=torch.stack([p for _, p in rows]).to(dev), tokens=torch.stack([t for t, _ in rows]).to(dev))
+
     def train(self, mode: bool = True) -> VQATask:
-        """Train mode, except a frozen text encoder stays in eval mode (no dropout), so its
-        features are fixed and may be cached."""
+        """Train mode, except frozen encoders stay in eval mode (no dropout, fixed batch-norm
+        statistics), so their features are fixed and may be cached."""
         super().train(mode)
         if mode and self.config.freeze_text:
             self.text_encoder.eval()
+        if mode and self.config.freeze_image:
+            self.image_encoder.eval()
         return self
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -398,8 +449,14 @@ class VQATask(Task):
         logits = self.classifier(fused.pooled)
         labels = batch["labels"]
         out: dict[str, torch.Tensor] = {}
+        allowed = None
+        if self.config.masked_loss:
+            # as at inference: a closed question's answer competes only with closed answers
+            allowed = torch.where(batch["closed"].to(logits.device)[:, None], self.closed_mask[None], self.open_mask[None])
+            labels = labels.masked_fill(labels.ge(0) & ~allowed.gather(1, labels.clamp_min(0)[:, None])[:, 0], -100)
+            logits = logits.masked_fill(~allowed, -1e9)
         if bool((labels >= 0).any()):
-            cls_loss = F.cross_entropy(logits, labels, ignore_index=-100)
+            cls_loss = classifier_loss(logits, labels, allowed, self.config.label_smoothing)
             out["acc_in_vocab"] = (logits.argmax(-1)[labels >= 0] == labels[labels >= 0]).float().mean()
         else:
             cls_loss = logits.sum() * 0.0
@@ -519,6 +576,19 @@ class VQATask(Task):
         if not records:
             raise MedmmError("no evaluation records to score")
         return vqa_scores(records, n_resamples=self.config.bootstrap_resamples)
+
+
+def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+    """Cross-entropy over labelled rows (label -100 = ignored), label smoothing spread over the
+    allowed answers only (all answers when `allowed` is None)."""
+    keep = labels.ge(0)
+    logp = logits[keep].float().log_softmax(-1)
+    nll = -logp.gather(1, labels[keep][:, None])[:, 0]
+    if smoothing <= 0:
+        return nll.mean()
+    ok = allowed[keep].to(logp.dtype) if allowed is not None else torch.ones_like(logp)
+    uniform = -(logp * ok).sum(-1) / ok.sum(-1).clamp_min(1.0)
+    return ((1.0 - smoothing) * nll + smoothing * uniform).mean()
 
 
 def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
