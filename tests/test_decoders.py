@@ -15,6 +15,7 @@ from medmm.models.decoders import (  # noqa: E402
     WordTokenizer,
     banned_next_tokens,
     beam_search,
+    beam_search_nbest,
     generate,
     greedy_decode,
     join_tokens,
@@ -120,6 +121,33 @@ def test_beam_search_beats_greedy_trap_and_length_penalty():
     # a strong length penalty (> 1) prefers the longer hypothesis 4 6
     longer = beam_search(dec, mem, None, GenerationConfig(beam_size=3, max_length=5, length_penalty=3.0))
     assert len(longer[0]) == 2
+
+
+def test_nbest_is_sorted_and_led_by_the_beam_search_result():
+    # the trap table above: three finished hypotheses [5], [4, 6], [4, 5] with known scores
+    v = 7
+    table = torch.full((v, v), -30.0)
+    table[BOS, 4], table[BOS, 5] = 0.0, -0.4055
+    table[4, 6] = table[4, 5] = 0.0
+    table[5, EOS] = table[6, EOS] = 0.0
+    dec = BigramDecoder(torch.log_softmax(table, -1))
+    mem = torch.zeros(1, 1, 4)
+    cfg = GenerationConfig(beam_size=3, max_length=5, length_penalty=0.0)
+    hyps = beam_search_nbest(dec, mem, None, cfg)[0]
+    assert [h for _, h in hyps][:1] == beam_search(dec, mem, None, cfg)
+    # early stopping: the sample ends once it holds beam_size (3) finished hypotheses
+    assert len(hyps) == 3 and hyps[0][1] == [5] and [4, 5] in [h for _, h in hyps]
+    scores = [s for s, _ in hyps]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(-0.9163, abs=1e-3)  # log 0.4 (+ log 1 for EOS)
+    # on a real decoder too: N-best lists are sorted, distinct, and the first equals beam search
+    rdec, rmem, rpad = _random_decoder(2)
+    cfg = GenerationConfig(beam_size=4, max_length=8, no_repeat_ngram_size=2)
+    nb = beam_search_nbest(rdec, rmem, rpad, cfg)
+    assert [h[0][1] for h in nb] == beam_search(rdec, rmem, rpad, cfg)
+    for h in nb:
+        assert 1 <= len(h) <= 4 + 4 and len({tuple(x) for _, x in h}) == len(h)
+        assert [s for s, _ in h] == sorted((s for s, _ in h), reverse=True)
 
 
 def test_min_and_max_length():

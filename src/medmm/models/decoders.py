@@ -240,14 +240,16 @@ def greedy_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Te
 
 
 @torch.no_grad()
-def beam_search(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
-                cfg: GenerationConfig) -> list[list[int]]:
-    """Beam search: per sample the best finished hypothesis by length-normalised log-probability.
+def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+                      cfg: GenerationConfig) -> list[list[tuple[float, list[int]]]]:
+    """Beam search returning, per sample, every finished hypothesis as (score, ids), best first.
 
-    Each step keeps `beam_size` unfinished beams per sample; a candidate ending in EOS is moved to
-    that sample's finished list. A sample stops once it holds `beam_size` finished hypotheses
-    (HF's early_stopping=True); at max_length the unfinished beams are finished as they are.
-    With beam_size 1 this is exactly greedy decoding.
+    score = sum(log p) / length ** length_penalty. Each step keeps `beam_size` unfinished beams
+    per sample; a candidate ending in EOS is moved to that sample's finished list. A sample
+    stops once it holds `beam_size` finished hypotheses (HF's early_stopping=True); at
+    max_length the unfinished beams are finished as they are. Ties keep the order found (the
+    higher-ranked candidate first). Used by `beam_search` (the best one) and by consensus
+    re-ranking (the whole list).
     """
     cfg.check()
     k = cfg.beam_size
@@ -301,10 +303,17 @@ def beam_search(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tens
             for j in range(k):
                 if scores[i, j] > -math.inf:
                     finished[i].append((norm(float(scores[i, j]), len(beams[i][j]) + 1), beams[i][j]))
-        # max over finished: ties keep the first found (the higher-ranked candidate)
-        best = max(finished[i], key=lambda t: t[0]) if finished[i] else (0.0, [])
-        out.append(best[1])
+        # stable sort: among equal scores the first found (higher-ranked) stays first
+        out.append(sorted(finished[i], key=lambda t: -t[0]))
     return out
+
+
+@torch.no_grad()
+def beam_search(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+                cfg: GenerationConfig) -> list[list[int]]:
+    """Beam search: per sample the best finished hypothesis by length-normalised log-probability
+    (`beam_search_nbest`'s first). With beam_size 1 this is exactly greedy decoding."""
+    return [hyps[0][1] if hyps else [] for hyps in beam_search_nbest(decoder, memory, memory_pad, cfg)]
 
 
 def generate(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,

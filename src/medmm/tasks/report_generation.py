@@ -6,21 +6,32 @@ Model (all trained from scratch on the training split; nothing is downloaded):
 * image encoder (`medmm.models`, e.g. small_cnn) applied to each view of a study (at most
   ``max_images``); the spatial tokens of all views, projected to ``dim`` and tagged with a view
   embedding, are concatenated into the decoder memory;
-* retrieval augmentation (``rag_k > 0``): the k most similar TRAINING reports (by a fixed image
-  embedding, `medmm.knowledge.report_store`) are tokenised, encoded by one Transformer layer and
-  appended to the memory, so the decoder can cross-attend to (and copy from) them. A study never
+* retrieval augmentation (``rag_k > 0``): the k most similar TRAINING reports are tokenised,
+  encoded by one Transformer layer and appended to the memory, so the decoder can cross-attend to
+  (and copy from) them. Similarity is cosine between image keys: a fixed thumbnail embedding
+  (`medmm.knowledge.report_store`) or, with ``retrieval_run``, the frozen image tower of a
+  trained contrastive `retrieval` run (`medmm.tasks.report_retrieval`). A study never
   retrieves reports of its own group (patient/case/study), at training or test time;
 * clinical knowledge (``use_findings: true``): a findings head on the pooled image features
   predicts the CheXpert observations that the rule-based labeller of `medmm.metrics.clinical`
   finds in the training reports; each observation becomes one memory token, interpolated
   between a "present" and an "absent" embedding by its predicted probability;
+* image attributes (``attribute_targets``, e.g. modality, plane, location): one softmax head per
+  categorical `Sample.targets` key; its predicted distribution becomes one memory token (the
+  probability-weighted class embeddings), so the text can name what the image shows;
 * a Transformer decoder (`medmm.models.decoders`) over a word vocabulary fitted on the
   training text (saved in the task state), trained with teacher forcing; decoding greedy or
   beam search with length penalty, no-repeat-n-gram and min/max length (config, or
-  `set_decoding(...)` / `generate_reports(...)` at predict time).
+  `set_decoding(...)` / `generate_reports(...)` at predict time);
+* consensus decoding (``mbr_references: K > 0``): the N-best beam hypotheses (and optionally
+  the nearest training reports) are re-ranked by their mean CIDEr-D against the reports of the
+  K nearest training studies (minimum Bayes risk, `medmm.tasks.report_mbr`).
 
 Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
-similar training study", same retrieval) under ``nn_baseline/``. Each record carries
+similar training study", same retrieval) under ``nn_baseline/`` (and, with a trained key, the
+thumbnail-retrieval one under ``nn_thumbnail_baseline/``; with consensus decoding, the
+retrieval-only consensus of Devlin et al. under ``nn_consensus_baseline/`` and the plain beam
+output under ``beam/``). Each record carries
 sentence-level provenance: for every generated sentence, the retrieved training reports
 (ids) that share most of its words.
 """
@@ -30,7 +41,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,12 +59,18 @@ from medmm.models.decoders import (
     GenerationConfig,
     TransformerReportDecoder,
     WordTokenizer,
+    beam_search_nbest,
     generate,
     join_tokens,
     pad_batch,
+    word_tokenize,
 )
+from medmm.tasks.report_mbr import CiderConsensus
+from medmm.tasks.report_retrieval import FrozenImageKey
 
 NLG_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d")
+DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
+                 "mbr_references", "mbr_candidates", "mbr_retrieved")
 _STOP = frozenset("a an the of and or in on at to with is are was were be there this that for by as from no not".split())
 
 
@@ -82,7 +99,19 @@ class ReportGenerationTask(Task):
             findings_min_positive: an observation joins the head when the labeller finds it
                 positive in at least this many training reports.
             findings_loss_weight: weight of the findings head's BCE in the loss.
+            attribute_targets: categorical Sample.targets keys predicted from the image and fed
+                to the decoder (e.g. [modality_detail, plane, location] on MedPix).
+            attribute_min_count: classes seen fewer times in training are pooled into "<other>".
+            attribute_loss_weight: weight of the attribute heads' cross-entropy in the loss.
+            retrieval_run: a trained `retrieval` run directory whose frozen image tower is the
+                retrieval key (null: the training-free thumbnail). Its weights are copied into
+                this run, so the run directory stays self-contained.
             beam_size, length_penalty, no_repeat_ngram_size, max_length, min_length: decoding.
+            mbr_references: consensus decoding against the reports of this many nearest
+                training studies (0 = off: the best beam hypothesis is the output).
+            mbr_candidates: beam hypotheses re-ranked (the beam is widened to this many).
+            mbr_retrieved: nearest training reports also offered as candidates (0 = generated
+                text only).
             provenance_k: training reports retrieved for provenance when rag_k is 0.
             bootstrap_resamples: resamples (by group) for the metrics' CIs (0 = none).
         """
@@ -106,11 +135,18 @@ class ReportGenerationTask(Task):
         use_findings: bool = False
         findings_min_positive: int = 5
         findings_loss_weight: float = 0.5
+        attribute_targets: list[str] = field(default_factory=list)
+        attribute_min_count: int = 5
+        attribute_loss_weight: float = 0.5
+        retrieval_run: str | None = None
         beam_size: int = 1
         length_penalty: float = 1.0
         no_repeat_ngram_size: int = 3
         max_length: int = 60
         min_length: int = 1
+        mbr_references: int = 0
+        mbr_candidates: int = 8
+        mbr_retrieved: int = 0
         provenance_k: int = 3
         bootstrap_resamples: int = 1000
 
@@ -121,6 +157,7 @@ class ReportGenerationTask(Task):
         c = self.config
         if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
             raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
+        _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved)
         self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
         spec = self.image_encoder.input_spec
         self.image_size = c.image_size or spec.size
@@ -134,13 +171,19 @@ class ReportGenerationTask(Task):
         nn.init.normal_(self.type_embed, std=0.02)
         self.tokenizer: WordTokenizer | None = None
         self.observations: list[str] = []
+        self.attributes: dict[str, list[str]] = {}  # target -> classes (last may be "<other>")
+        self.retrieval_key: FrozenImageKey | None = None
+        self._consensus: CiderConsensus | None = None
         self.store_ids: list[str] = []
         self.store_texts: list[str] = []
         self.store_groups: list[str] = []
         self._store: ReportStore | None = None
+        self._thumb_store: ReportStore | None = None
         self.decoder: TransformerReportDecoder | None = None
         self._image_cache: dict[str, np.ndarray] = {}
         self._thumb_cache: dict[str, np.ndarray] = {}
+        self._key_cache: dict[str, np.ndarray] = {}
+        self.last_attribute_logits: list[torch.Tensor] = []
         self._label_cache: dict[str, dict[str, LabelState]] = {}
 
     # -- data-dependent state --------------------------------------------------------------
@@ -161,13 +204,17 @@ class ReportGenerationTask(Task):
                     if state == LabelState.POSITIVE:
                         counts[obs] = counts.get(obs, 0) + 1
             self.observations = sorted(o for o, n in counts.items() if n >= c.findings_min_positive)
+        self.attributes = fit_attribute_classes(usable, c.attribute_targets, c.attribute_min_count)
         self.store_ids = [s.id for s in usable]
         self.store_texts = [self._text(s) for s in usable]
         self.store_groups = [s.group(c.group_by) for s in usable]
         emb = np.stack([self._thumbnail(s) for s in usable])
-        self._build(emb.shape[1])
+        key = FrozenImageKey.from_run(c.retrieval_run) if c.retrieval_run else None
+        self._build(emb.shape[1], key)
         self.store_embeddings.copy_(torch.from_numpy(emb))
-        self._store = None
+        if self.retrieval_key is not None:
+            self.store_keys.copy_(torch.from_numpy(np.stack([self._key(s) for s in usable])))
+        self._store = self._thumb_store = self._consensus = None
 
     def state(self) -> dict[str, Any]:
         if self.tokenizer is None:
@@ -175,8 +222,11 @@ class ReportGenerationTask(Task):
         return {
             "tokenizer": self.tokenizer.to_dict(),
             "observations": self.observations,
+            "attributes": self.attributes,
+            "retrieval_key": self.retrieval_key.spec() if self.retrieval_key is not None else None,
             "store": {"ids": self.store_ids, "texts": self.store_texts, "groups": self.store_groups,
-                      "dim": int(self.store_embeddings.shape[1]), "embedding": "thumbnail16"},
+                      "dim": int(self.store_embeddings.shape[1]),
+                      "embedding": "retrieval_run" if self.retrieval_key is not None else "thumbnail16"},
             "image_size": self.image_size,
             "channels": self.channels,
             "mean": list(self.mean),
@@ -187,15 +237,21 @@ class ReportGenerationTask(Task):
     def load_state(self, state: dict[str, Any]) -> None:
         self.tokenizer = WordTokenizer.from_dict(state["tokenizer"])
         self.observations = list(state["observations"])
+        self.attributes = {k: list(v) for k, v in (state.get("attributes") or {}).items()}
         st = state["store"]
         self.store_ids, self.store_texts, self.store_groups = list(st["ids"]), list(st["texts"]), list(st["groups"])
-        self._build(int(st["dim"]))  # the embeddings themselves arrive with the weights
-        self._store = None
+        spec = state.get("retrieval_key")
+        # the embeddings and the key's weights themselves arrive with the weights
+        self._build(int(st["dim"]), FrozenImageKey(spec) if spec else None)
+        self._store = self._thumb_store = self._consensus = None
 
-    def _build(self, store_dim: int) -> None:
+    def _build(self, store_dim: int, retrieval_key: FrozenImageKey | None = None) -> None:
         c = self.config
         d = c.dim
         self.register_buffer("store_embeddings", torch.zeros(len(self.store_ids), store_dim))
+        if retrieval_key is not None:
+            self.retrieval_key = retrieval_key
+            self.register_buffer("store_keys", torch.zeros(len(self.store_ids), retrieval_key.dim))
         max_len = max(c.max_report_length, c.max_length + 1)
         self.decoder = TransformerReportDecoder(len(self.tokenizer), d, c.decoder_layers, c.decoder_heads, max_len, c.dropout)
         if c.rag_k > 0:
@@ -209,19 +265,46 @@ class ReportGenerationTask(Task):
             self.findings_head = nn.Sequential(nn.LayerNorm(self.image_encoder.out_dim), nn.Linear(self.image_encoder.out_dim, n))
             self.findings_present = nn.Parameter(torch.randn(n, d) * 0.02)
             self.findings_absent = nn.Parameter(torch.randn(n, d) * 0.02)
+        if self.attributes:
+            feat = self.image_encoder.out_dim
+            self.attribute_heads = nn.ModuleDict({
+                _module_key(t): nn.Sequential(nn.LayerNorm(feat), nn.Dropout(c.dropout), nn.Linear(feat, len(cls)))
+                for t, cls in self.attributes.items()})
+            self.attribute_embed = nn.ParameterDict({
+                _module_key(t): nn.Parameter(torch.randn(len(cls), d) * 0.02) for t, cls in self.attributes.items()})
+            self.attribute_type = nn.Parameter(torch.randn(len(self.attributes), d) * 0.02)
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        self._store = None  # rebuilt from the loaded embeddings on first use
+        self._store = self._thumb_store = None  # rebuilt from the loaded embeddings on first use
 
     @property
     def store(self) -> ReportStore:
-        """The retrieval store of training reports (built from the saved embeddings)."""
+        """The retrieval store of training reports, keyed by the configured retrieval key
+        (the trained one when there is one, else the thumbnail)."""
         if self._store is None:
             if self.tokenizer is None:
                 raise MedmmError("report_generation task used before setup()/load_state()")
-            self._store = ReportStore(self.store_ids, self.store_texts, self.store_groups, self.store_embeddings.detach().cpu().numpy())
+            keys = self.store_keys if self.retrieval_key is not None else self.store_embeddings
+            self._store = ReportStore(self.store_ids, self.store_texts, self.store_groups, keys.detach().cpu().numpy())
         return self._store
+
+    @property
+    def thumbnail_store(self) -> ReportStore:
+        """The same training reports keyed by the thumbnail (for the thumbnail NN baseline)."""
+        if self.retrieval_key is None:
+            return self.store
+        if self._thumb_store is None:
+            self._thumb_store = ReportStore(self.store_ids, self.store_texts, self.store_groups,
+                                            self.store_embeddings.detach().cpu().numpy())
+        return self._thumb_store
+
+    @property
+    def consensus(self) -> CiderConsensus:
+        """CIDEr-D with document frequencies of the training reports (consensus decoding)."""
+        if self._consensus is None:
+            self._consensus = CiderConsensus(self.store_texts)
+        return self._consensus
 
     # -- inputs ----------------------------------------------------------------------------
     def _text(self, s: Sample) -> str:
@@ -243,6 +326,17 @@ class ReportGenerationTask(Task):
         if key not in self._thumb_cache or any(r.path is None for r in s.images):
             self._thumb_cache[key] = thumbnail_embedding(self._arrays(s))
         return self._thumb_cache[key]
+
+    def _key(self, s: Sample) -> np.ndarray:
+        """The trained retrieval key of a study (views averaged), cached by image paths."""
+        key = s.id + "|" + "|".join(str(r.path) for r in s.images[: self.config.max_images])
+        if key not in self._key_cache or any(r.path is None for r in s.images):
+            self._key_cache[key] = self.retrieval_key.embed(self._arrays(s))
+        return self._key_cache[key]
+
+    def _query(self, s: Sample) -> np.ndarray:
+        """The study's query vector for `store` (trained key or thumbnail)."""
+        return self._key(s) if self.retrieval_key is not None else self._thumbnail(s)
 
     def _views(self, s: Sample) -> list[np.ndarray]:
         from medmm.data.io import read_image
@@ -287,8 +381,10 @@ class ReportGenerationTask(Task):
                 if not t:
                     raise BadInputError(s.id, f"study has no {c.text_field!r} text to train on")
         groups = [s.group(c.group_by) for s in samples]
-        k = max(c.rag_k, c.provenance_k, 1)
-        hits = self.store.search(np.stack([self._thumbnail(s) for s in samples]), k, exclude_groups=groups)
+        k = max(c.rag_k, c.provenance_k, c.mbr_retrieved, 1)
+        if not self.training:  # consensus decoding needs its pseudo-references only at inference
+            k = max(k, c.mbr_references, c.mbr_candidates if c.mbr_references else 0)
+        hits = self.store.search(np.stack([self._query(s) for s in samples]), k, exclude_groups=groups)
         batch: dict[str, Any] = {
             "images": torch.from_numpy(np.stack(views)),
             "view_counts": torch.tensor(counts, dtype=torch.long),
@@ -298,6 +394,14 @@ class ReportGenerationTask(Task):
             "groups": groups,
             "hits": [[(h.id, round(h.score, 4)) for h in hs] for hs in hits],
         }
+        if self.retrieval_key is not None and not self.training:  # the thumbnail NN baseline
+            th = self.thumbnail_store.search(np.stack([self._thumbnail(s) for s in samples]), 1, exclude_groups=groups)
+            batch["thumbnail_nn"] = [hs[0].id if hs else None for hs in th]
+        if self.attributes:
+            batch["attributes"] = torch.tensor(
+                [[attribute_index(self.attributes[t], s.targets.get(t)) for t in self.attributes] for s in samples],
+                dtype=torch.long)
+            batch["attribute_references"] = [{t: s.targets.get(t) for t in self.attributes} for s in samples]
         if c.rag_k > 0:
             rag = torch.full((len(samples), c.rag_k, c.rag_max_tokens), PAD, dtype=torch.long)
             for i, hs in enumerate(hits):
@@ -320,7 +424,11 @@ class ReportGenerationTask(Task):
 
     # -- model -----------------------------------------------------------------------------
     def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Decoder memory (B, M, dim), its padding mask (True = pad) and findings logits (or None)."""
+        """Decoder memory (B, M, dim), its padding mask (True = pad) and findings logits (or None).
+
+        The attribute heads' logits (a list, one (B, classes) tensor per target) are left in
+        ``self.last_attribute_logits`` for the loss and the records.
+        """
         feats = self.image_encoder(batch["images"])
         tokens = self.image_proj(feats.tokens)  # (V_total, N, d)
         counts = batch["view_counts"].tolist()
@@ -354,6 +462,17 @@ class ReportGenerationTask(Task):
             ft = p * self.findings_present + (1 - p) * self.findings_absent + self.type_embed[2]
             parts.append(ft)
             pads.append(torch.zeros(b, len(self.observations), dtype=torch.bool, device=tokens.device))
+        self.last_attribute_logits = []
+        if self.attributes:
+            toks = []
+            for j, t in enumerate(self.attributes):
+                logits = self.attribute_heads[_module_key(t)](pooled)
+                self.last_attribute_logits.append(logits)
+                # detached like the findings: the heads learn from their labels only
+                p = torch.softmax(logits.detach().float(), -1).to(pooled.dtype)
+                toks.append(p @ self.attribute_embed[_module_key(t)] + self.attribute_type[j])
+            parts.append(torch.stack(toks, 1))
+            pads.append(torch.zeros(b, len(toks), dtype=torch.bool, device=tokens.device))
         return torch.cat(parts, 1), torch.cat(pads, 1), find_logits
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -373,19 +492,32 @@ class ReportGenerationTask(Task):
                 lf = find_logits.sum() * 0.0
             loss = loss + self.config.findings_loss_weight * lf
             out["loss_findings"] = lf.detach()
+        if self.last_attribute_logits and "attributes" in batch:
+            y = batch["attributes"]
+            la = sum(F.cross_entropy(lg.float(), y[:, j], ignore_index=-1) if bool(y[:, j].ge(0).any()) else lg.sum() * 0.0
+                     for j, lg in enumerate(self.last_attribute_logits)) / len(self.last_attribute_logits)
+            loss = loss + self.config.attribute_loss_weight * la
+            out["loss_attributes"] = la.detach()
         out["loss"] = loss
         return out
 
     # -- generation ------------------------------------------------------------------------
     def set_decoding(self, **options: Any) -> GenerationConfig:
         """Change decoding at predict time: beam_size, length_penalty, no_repeat_ngram_size,
-        max_length, min_length. Returns the new GenerationConfig."""
-        unknown = set(options) - set(asdict(self.generation))
+        max_length, min_length (GenerationConfig) and mbr_references, mbr_candidates,
+        mbr_retrieved (consensus decoding). Returns the new GenerationConfig."""
+        unknown = set(options) - set(DECODING_KEYS)
         if unknown:
-            raise MedmmError(f"unknown decoding option(s) {sorted(unknown)}; known: {sorted(asdict(self.generation))}")
-        cfg = GenerationConfig(**{**asdict(self.generation), **options}).check()
+            raise MedmmError(f"unknown decoding option(s) {sorted(unknown)}; known: {sorted(DECODING_KEYS)}")
+        gen_opts = {k: v for k, v in options.items() if k in asdict(self.generation)}
+        cfg = GenerationConfig(**{**asdict(self.generation), **gen_opts}).check()
         if cfg.max_length + 1 > self.decoder.max_length:
             raise MedmmError(f"max_length {cfg.max_length} exceeds what the decoder was built for ({self.decoder.max_length - 1})")
+        c = self.config
+        mbr = {k: int(options.get(k, getattr(c, k))) for k in ("mbr_references", "mbr_candidates", "mbr_retrieved")}
+        _check_mbr(**mbr)
+        for k, v in {**gen_opts, **mbr}.items():
+            setattr(c, k, v)
         self.generation = cfg
         return cfg
 
@@ -396,33 +528,102 @@ class ReportGenerationTask(Task):
         ids = generate(self.decoder, memory, pad, self.generation)
         return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
 
+    @torch.no_grad()
+    def generate_candidates(self, batch: dict[str, Any]) -> tuple[list[list[list[int]]], torch.Tensor | None]:
+        """The N-best beam hypotheses per sample (best first; N = max(beam_size, mbr_candidates))
+        and the findings probabilities (or None)."""
+        memory, pad, find_logits = self.encode(batch)
+        cfg = replace(self.generation, beam_size=max(self.generation.beam_size, self.config.mbr_candidates))
+        nbest = beam_search_nbest(self.decoder, memory, pad, cfg)
+        ids = [[h for _, h in hyps[: self.config.mbr_candidates]] or [[]] for hyps in nbest]
+        return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
+
+    def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]]) -> dict[str, Any]:
+        """Consensus decoding of one sample: the candidate (generated or retrieved) with the
+        highest mean CIDEr-D against the K nearest training reports."""
+        c = self.config
+        store = self.store
+        refs = [store.text_of(h) for h, _ in hits[: c.mbr_references]]
+        cands = list(dict.fromkeys(t for t in generated if t.strip()))
+        sources: list[str | None] = [None] * len(cands)
+        for h, _ in hits[: c.mbr_retrieved]:
+            t = store.text_of(h)
+            if t not in cands:
+                cands.append(t)
+                sources.append(h)
+        if not cands:
+            return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
+        best, util = self.consensus.select(cands, refs)
+        return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
+
+    def consensus_nn(self, hits: list[tuple[str, float]]) -> str:
+        """Retrieval-only consensus (Devlin et al. 2015): among the `mbr_candidates` nearest
+        training reports, the one agreeing most with the `mbr_references` nearest."""
+        c = self.config
+        store = self.store
+        cands = list(dict.fromkeys(store.text_of(h) for h, _ in hits[: c.mbr_candidates]))
+        if not cands:
+            return ""
+        best, _ = self.consensus.select(cands, [store.text_of(h) for h, _ in hits[: c.mbr_references]])
+        return cands[best]
+
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """One record per study: prediction, reference, nearest-neighbour baseline, provenance."""
-        ids, probs = self.generate_ids(batch)
+        """One record per study: prediction, reference, nearest-neighbour baseline(s), provenance."""
+        c = self.config
+        mbr = c.mbr_references > 0
+        if mbr:
+            cand_ids, probs = self.generate_candidates(batch)
+        else:
+            ids, probs = self.generate_ids(batch)
+            cand_ids = [[g] for g in ids]
+        attr_probs = [torch.softmax(lg.float(), -1) for lg in self.last_attribute_logits]
         store = self.store
         records = []
-        for i, gen in enumerate(ids):
-            words = self.tokenizer.decode_tokens(gen)
+        for i, cands in enumerate(cand_ids):
             hits = batch["hits"][i]
-            used = hits[: self.config.rag_k] if self.config.rag_k > 0 else hits[: self.config.provenance_k]
+            texts = [join_tokens(self.tokenizer.decode_tokens(g)) for g in cands]
             rec: dict[str, Any] = {
                 "id": batch["ids"][i],
-                "prediction": join_tokens(words),
+                "prediction": texts[0],
                 "reference": batch["references"][i],
                 "group": batch["groups"][i],
                 "nn_prediction": store.text_of(hits[0][0]) if hits else "",
-                "retrieved": [{"id": h, "score": s} for h, s in hits],
-                "sentences": sentence_provenance(words, [(h, store.text_of(h)) for h, _ in used],
-                                                 used_by_model=self.config.rag_k > 0),
             }
+            n_shown = max(c.rag_k, c.provenance_k, c.mbr_retrieved)
+            rec["retrieved"] = [{"id": h, "score": sc} for h, sc in hits[:n_shown]]
+            used = hits[: c.rag_k] if c.rag_k > 0 else hits[: c.provenance_k]
+            if mbr:
+                pick = self._consensus_pick(texts, hits)
+                rec["beam_prediction"] = texts[0]
+                rec["prediction"] = pick["text"]
+                rec["nn_consensus_prediction"] = self.consensus_nn(hits)
+                rec["decoding"] = {"method": "consensus", "selected_from": "retrieved" if pick["source"] else "generated",
+                                   "retrieved_id": pick["source"], "expected_cider_d": pick["utility"],
+                                   "n_candidates": pick["n_candidates"], "n_pseudo_references": min(len(hits), c.mbr_references)}
+                used = list(dict.fromkeys([*used, *hits[: c.mbr_retrieved]]))
+            if "thumbnail_nn" in batch:
+                tid = batch["thumbnail_nn"][i]
+                rec["nn_thumbnail_prediction"] = store.text_of(tid) if tid else ""
+            words = word_tokenize(rec["prediction"]) if mbr else self.tokenizer.decode_tokens(cands[0])
+            rec["sentences"] = sentence_provenance(words, [(h, store.text_of(h)) for h, _ in used],
+                                                   used_by_model=c.rag_k > 0 or (mbr and c.mbr_retrieved > 0))
             if probs is not None:
                 rec["findings"] = {o: round(float(p), 4) for o, p in zip(self.observations, probs[i].tolist())}
+            if attr_probs:
+                rec["attributes"] = {}
+                for (t, classes), p in zip(self.attributes.items(), attr_probs):
+                    j = int(p[i].argmax())
+                    ref = batch["attribute_references"][i][t]
+                    k = attribute_index(classes, ref)
+                    rec["attributes"][t] = {"prediction": classes[j], "probability": round(float(p[i, j]), 4),
+                                            "reference": ref, "reference_class": classes[k] if k >= 0 else None}
             records.append(rec)
         return records
 
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, clinical efficacy (+ bootstrap CIs) for the model
-        and, under ``nn_baseline``, for copying the nearest training report."""
+        and, under ``nn_baseline``, for copying the nearest training report (plus the other
+        baselines the records carry: thumbnail NN, consensus NN, plain beam output)."""
         if not records:
             raise MedmmError("no evaluation records to score")
         scored = [r for r in records if str(r.get("reference") or "").strip()]
@@ -431,6 +632,12 @@ class ReportGenerationTask(Task):
         n = self.config.bootstrap_resamples
         out = report_scores(scored, "prediction", n)
         out["nn_baseline"] = report_scores(scored, "nn_prediction", n)
+        for fld, name in (("nn_thumbnail_prediction", "nn_thumbnail_baseline"),
+                          ("nn_consensus_prediction", "nn_consensus_baseline"), ("beam_prediction", "beam")):
+            if all(fld in r for r in scored):
+                out[name] = report_scores(scored, fld, n)
+        if any("attributes" in r for r in scored):
+            out["attribute_accuracy"] = attribute_accuracy(scored)
         out["n_scored"] = len(scored)
         out["n_without_reference"] = len(records) - len(scored)
         out["n_empty_predictions"] = sum(1 for r in scored if not r["prediction"].strip())
@@ -438,6 +645,60 @@ class ReportGenerationTask(Task):
 
 
 # ----------------------------------------------------------------------------- helpers
+OTHER = "<other>"
+
+
+def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int) -> None:
+    if mbr_references < 0 or mbr_retrieved < 0 or mbr_candidates < 1:
+        raise MedmmError("consensus decoding needs mbr_references >= 0, mbr_retrieved >= 0 and mbr_candidates >= 1")
+
+
+def _module_key(target: str) -> str:
+    """A ModuleDict-safe key for a target name (no dots)."""
+    return "t_" + re.sub(r"[^0-9A-Za-z_]", "_", target)
+
+
+def fit_attribute_classes(samples: list[Sample], targets: list[str], min_count: int) -> dict[str, list[str]]:
+    """Per target, the classes seen at least `min_count` times in `samples` (most frequent first),
+    followed by "<other>" when some values are rarer. Targets no sample has are an error."""
+    out: dict[str, list[str]] = {}
+    for t in targets:
+        counts: dict[str, int] = {}
+        for s in samples:
+            v = s.targets.get(t)
+            if v is not None:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+        if not counts:
+            raise MedmmError(f"model.attribute_targets: no training sample has target {t!r}")
+        kept = sorted((v for v, n in counts.items() if n >= min_count), key=lambda v: (-counts[v], v))
+        out[t] = kept + ([OTHER] if len(kept) < len(counts) or not kept else [])
+    return out
+
+
+def attribute_index(classes: list[str], value: str | None) -> int:
+    """Class index of `value` (-1 when missing: left out of the loss; rare values -> "<other>")."""
+    if value is None:
+        return -1
+    try:
+        return classes.index(str(value))
+    except ValueError:
+        return classes.index(OTHER) if OTHER in classes else -1
+
+
+def attribute_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of each predicted image attribute over the records that have a reference value
+    (`reference_class`: the reference mapped to the training classes, rare values to "<other>")."""
+    hits: dict[str, list[int]] = {}
+    for r in records:
+        for t, a in (r.get("attributes") or {}).items():
+            if a.get("reference_class") is None:
+                continue
+            h = hits.setdefault(t, [0, 0])
+            h[1] += 1
+            h[0] += int(a["prediction"] == a["reference_class"])
+    return {t: round(h[0] / h[1], 4) for t, h in hits.items() if h[1]}
+
+
 def report_scores(records: list[dict[str, Any]], field: str = "prediction", n_resamples: int = 1000,
                   seed: int = 0) -> dict[str, Any]:
     """NLG + clinical-efficacy scores of `records[field]` against `records["reference"]`.
@@ -517,4 +778,5 @@ def generate_reports(run_dir: str | Path, samples: list[Sample], **decoding: Any
     return records
 
 
-__all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "generate_reports"]
+__all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "generate_reports", "fit_attribute_classes",
+           "attribute_index", "attribute_accuracy", "DECODING_KEYS"]

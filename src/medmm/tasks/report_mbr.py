@@ -1,0 +1,136 @@
+"""Consensus (minimum-Bayes-risk) re-ranking of generated reports with CIDEr-D.
+
+Devlin et al. 2015 ("Exploring nearest neighbor approaches for image captioning") pick, among
+candidate captions, the one that agrees most with the captions of the query's nearest training
+images. Here the candidates are the decoder's N-best beam hypotheses (optionally plus the k
+nearest training reports) and the "pseudo-references" are the reports of the K nearest training
+studies: the chosen text maximises the estimated expected CIDEr-D, i.e. the mean CIDEr-D against
+the pseudo-references (minimum Bayes risk under the retrieval's neighbour distribution).
+
+`CiderConsensus` computes CIDEr-D with the formula of `medmm.metrics.nlg.cider` (TF-IDF of 1..4
+grams, clipped products, Gaussian length penalty on the bigram count, x10), but with document
+frequencies fitted once on the TRAINING reports (the test references are never seen). Texts are
+lower-cased and reduced to alphanumeric words (punctuation dropped, as PTB tokenisation does
+before scoring).
+
+    cc = CiderConsensus(train_texts)
+    best, utilities = cc.select(["axial ct shows a mass", "normal study"], neighbour_texts)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from medmm.errors import MedmmError
+from medmm.metrics.nlg.bleu import ngram_counts
+
+_WORD = re.compile(r"[a-z0-9]+")
+_Vec = tuple[list[dict[tuple[str, ...], float]], list[float], int]
+
+
+def consensus_words(text: str) -> list[str]:
+    """Lower-cased alphanumeric words of `text` (the unit CIDEr-D counts here)."""
+    return _WORD.findall(text.lower())
+
+
+class CiderConsensus:
+    """CIDEr-D between pairs of texts with a fixed IDF table (see the module docstring).
+
+    Args:
+        corpus: the texts whose n-gram document frequencies define the IDF (training reports;
+            each text counts once per n-gram, as pycocoevalcap counts one reference set).
+        n: largest n-gram. sigma: width of the Gaussian length penalty (pycocoevalcap: 6).
+        cache_size: vectors of this many distinct texts are kept (training reports recur).
+    """
+
+    def __init__(self, corpus: Sequence[str], n: int = 4, sigma: float = 6.0, cache_size: int = 50_000):
+        texts = [t for t in corpus if t and t.strip()]
+        if not texts:
+            raise MedmmError("CiderConsensus needs at least one non-empty corpus text")
+        self.n, self.sigma, self.cache_size = n, sigma, cache_size
+        df: Counter = Counter()
+        for t in texts:
+            df.update(set(ngram_counts(consensus_words(t), n)))
+        self.log_n = math.log(float(len(texts)))
+        self.idf = {g: self.log_n - math.log(float(c)) for g, c in df.items()}
+        self._cache: dict[str, _Vec] = {}
+
+    def vector(self, text: str) -> _Vec:
+        """(TF-IDF per n, their norms, bigram count) of `text` (cached)."""
+        v = self._cache.get(text)
+        if v is not None:
+            return v
+        vec: list[dict[tuple[str, ...], float]] = [{} for _ in range(self.n)]
+        sq = [0.0] * self.n
+        length = 0
+        for g, tf in ngram_counts(consensus_words(text), self.n).items():
+            k = len(g) - 1
+            w = float(tf) * self.idf.get(g, self.log_n)  # unseen n-gram: df 1 -> idf log N
+            vec[k][g] = w
+            sq[k] += w * w
+            if k == 1:  # pycocoevalcap's length is the number of bigrams (kept for parity)
+                length += tf
+        v = (vec, [math.sqrt(x) for x in sq], length)
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[text] = v
+        return v
+
+    def similarity(self, hypothesis: str, reference: str) -> float:
+        """CIDEr-D (x10) of `hypothesis` against the one `reference`."""
+        return self._sim(self.vector(hypothesis), self.vector(reference))
+
+    def _sim(self, a: _Vec, b: _Vec) -> float:
+        va, na, la = a
+        vb, nb, lb = b
+        pen = math.exp(-float(la - lb) ** 2 / (2 * self.sigma**2))
+        total = 0.0
+        for k in range(self.n):
+            val = 0.0
+            rk = vb[k]
+            for g, w in va[k].items():
+                r = rk.get(g)
+                if r:
+                    val += min(w, r) * r
+            if na[k] and nb[k]:
+                val /= na[k] * nb[k]
+            total += val * pen
+        return total / self.n * 10.0
+
+    def utilities(self, candidates: Sequence[str], references: Sequence[str],
+                  weights: Sequence[float] | None = None) -> list[float]:
+        """Expected CIDEr-D of each candidate: the (weighted) mean over `references`.
+
+        A reference whose words equal the candidate's is left out of that candidate's mean (a
+        retrieved report must not vote for itself; several images of one case share a caption).
+        """
+        if weights is not None and len(weights) != len(references):
+            raise MedmmError(f"{len(references)} references but {len(weights)} weights")
+        w = list(weights) if weights is not None else [1.0] * len(references)
+        refs = [(self.vector(r), " ".join(consensus_words(r)), wi) for r, wi in zip(references, w)]
+        out = []
+        for c in candidates:
+            cv, key = self.vector(c), " ".join(consensus_words(c))
+            num = den = 0.0
+            for rv, rkey, wi in refs:
+                if rkey == key:
+                    continue
+                num += wi * self._sim(cv, rv)
+                den += wi
+            out.append(num / den if den > 0 else 0.0)
+        return out
+
+    def select(self, candidates: Sequence[str], references: Sequence[str],
+               weights: Sequence[float] | None = None) -> tuple[int, list[float]]:
+        """Index of the candidate with the highest expected CIDEr-D (first on ties) and all
+        candidates' utilities."""
+        if not candidates:
+            raise MedmmError("consensus re-ranking needs at least one candidate")
+        u = self.utilities(candidates, references, weights)
+        return max(range(len(u)), key=lambda i: (u[i], -i)), u
+
+
+__all__ = ["CiderConsensus", "consensus_words"]

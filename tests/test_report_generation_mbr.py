@@ -1,0 +1,142 @@
+"""Consensus (minimum-Bayes-risk) decoding for report generation: CIDEr-D parity, selection,
+and the task's records (beam output, consensus NN baseline, provenance of a chosen report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from medmm.data import load_dataset  # noqa: E402
+from medmm.errors import MedmmError  # noqa: E402
+from medmm.metrics.nlg.cider import cider_d  # noqa: E402
+from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
+from medmm.tasks.report_mbr import CiderConsensus, consensus_words  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
+SMALL = {
+    "image_encoder": "small_cnn",
+    "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16, 32]},
+    "text_field": "report",
+    "group_by": "study",
+    "max_images": 2,
+    "min_word_freq": 1,
+    "dim": 32,
+    "decoder_layers": 1,
+    "decoder_heads": 2,
+    "dropout": 0.0,
+    "max_length": 16,
+    "bootstrap_resamples": 0,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_cider_consensus_matches_metric_cider_d():
+    """With the references themselves as the IDF corpus, similarity == medmm.metrics CIDEr-D."""
+    refs = ["the heart is enlarged", "small right pleural effusion", "no acute fracture of the rib",
+            "the lungs are clear", "left lower lobe opacity with effusion"]
+    hyps = ["the heart is mildly enlarged", "right pleural effusion is small", "rib fracture",
+            "clear lungs", "opacity in the left lower lobe"]
+    want = cider_d([h.split() for h in hyps], [[r.split()] for r in refs])
+    cc = CiderConsensus(refs)
+    got = [cc.similarity(h, r) for h, r in zip(hyps, refs)]
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert cc.similarity(refs[1], refs[1]) == pytest.approx(10.0)  # identical text: the maximum
+    assert consensus_words("Axial CT, 3.5 cm mass.") == ["axial", "ct", "3", "5", "cm", "mass"]
+
+
+def test_select_prefers_the_candidate_most_references_agree_with():
+    corpus = ["small right pleural effusion", "moderate left pleural effusion", "pleural effusion on the right",
+              "rib fracture", "normal heart size", "clear lungs"]
+    cc = CiderConsensus(corpus)
+    refs = ["small right pleural effusion", "right pleural effusion", "large right pleural effusion", "rib fracture"]
+    best, util = cc.select(["rib fracture", "right pleural effusion is small", "normal heart size"], refs)
+    assert best == 1 and util[1] > 0.5
+    # a candidate never votes for itself: its only agreeing reference is identical, so left out
+    assert util[0] == 0.0 and util[2] == 0.0
+    assert cc.utilities(["rib fractures"], ["rib fracture", "clear lungs"])[0] > 0.0
+    with pytest.raises(MedmmError):
+        cc.select([], refs)
+    with pytest.raises(MedmmError):
+        cc.utilities(["a"], ["b"], weights=[1.0, 2.0])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    splits = {s: load_dataset("iu_xray", FIXTURE, s).samples for s in ("train", "val", "test")}
+    torch.manual_seed(0)
+    task = ReportGenerationTask.from_config(dict(SMALL))
+    task.setup(splits["train"])
+    opt = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=3e-3)
+    task.train()
+    batch = task.collate(splits["train"])
+    for _ in range(25):
+        opt.zero_grad()
+        task.training_step(batch)["loss"].backward()
+        opt.step()
+    task.eval()
+    return task, splits
+
+
+def test_consensus_decoding_records_and_baselines(trained):
+    task, splits = trained
+    samples = splits["val"] + splits["test"]
+    plain = task.evaluation_step(task.collate(samples))
+    assert "decoding" not in plain[0] and "beam_prediction" not in plain[0]
+    task.set_decoding(mbr_references=5, mbr_candidates=3, mbr_retrieved=2)
+    try:
+        recs = task.evaluation_step(task.collate(samples))
+        train_text = {s.id: s.text["report"] for s in splits["train"]}
+        for r in recs:
+            d = r["decoding"]
+            assert d["method"] == "consensus" and d["n_pseudo_references"] == 5
+            assert r["nn_consensus_prediction"] in train_text.values()
+            if d["selected_from"] == "retrieved":
+                assert r["prediction"] == train_text[d["retrieved_id"]]
+                assert d["retrieved_id"] in {h["id"] for h in r["retrieved"]}
+                assert any(src["id"] == d["retrieved_id"] for s in r["sentences"] for src in s["sources"])
+            else:
+                assert d["retrieved_id"] is None
+            # the choice is the arg-max of the expected CIDEr-D over the candidates offered
+            hits = [(h["id"], h["score"]) for h in r["retrieved"]]
+            refs_ids = task.store.search(task._query(next(s for s in samples if s.id == r["id"])), 5,
+                                         exclude_groups=[r["group"]])[0]
+            refs = [h.text for h in refs_ids]
+            u_pred = task.consensus.utilities([r["prediction"]], refs)[0]
+            u_beam = task.consensus.utilities([r["beam_prediction"]], refs)[0]
+            u_nn = [task.consensus.utilities([train_text[h]], refs)[0] for h, _ in hits[:2]]
+            assert u_pred >= max([u_beam, *u_nn]) - 1e-9
+            assert d["expected_cider_d"] == pytest.approx(u_pred, abs=1e-4)
+        m = task.compute_metrics(recs)
+        assert {"beam", "nn_consensus_baseline", "nn_baseline"} <= set(m)
+        # beam_prediction of the consensus run is the first N-best hypothesis; the plain run's
+        # beam is narrower (beam_size 1 = greedy), so only the record keys are compared here
+        assert [r["id"] for r in recs] == [r["id"] for r in plain]
+        with pytest.raises(MedmmError):
+            task.set_decoding(mbr_candidates=0)
+    finally:
+        task.set_decoding(mbr_references=0, mbr_candidates=8, mbr_retrieved=0)
+
+
+def test_generated_only_consensus_picks_among_nbest(trained):
+    task, splits = trained
+    task.set_decoding(mbr_references=4, mbr_candidates=4, mbr_retrieved=0)
+    try:
+        batch = task.collate(splits["test"])
+        nbest, _ = task.generate_candidates(batch)
+        recs = task.evaluation_step(batch)
+        for cands, r in zip(nbest, recs):
+            texts = {task.tokenizer.decode(c) for c in cands}
+            assert r["prediction"] in texts and r["decoding"]["selected_from"] == "generated"
+            assert r["sentences"][0]["used_by_model"] is False
+    finally:
+        task.set_decoding(mbr_references=0, mbr_candidates=8)
