@@ -77,28 +77,43 @@ def test_missing_resource_files_raise_bad_input(tmp_path):
         meteor_data._load(str(bad), str(para))
 
 
-def test_compiled_beam_equals_python_beam(res, monkeypatch):
-    """The optional C search (``_beam.py``) must choose exactly what the Python search chooses."""
+def test_plain_line_shortcut_equals_normaliser(res):
+    """_prep skips METEOR's normaliser for plain lowercase lines; it must give the same tokens."""
     import random
 
-    from medmm.metrics.nlg import _beam
+    from medmm.metrics.nlg.meteor import _is_plain
+    from medmm.metrics.nlg.meteor_data import java_tokens
 
-    if _beam.load() is None:
-        pytest.skip("no C compiler: the pure-Python search is used")
-    vocab = "the lungs lung are is clear no pleural effusion heart cardiac big large normal size of".split()
     rng = random.Random(0)
-    sc = MeteorScorer(set(vocab), res)
-    pairs = [([rng.choice(vocab) for _ in range(rng.randint(0, 25))], [rng.choice(vocab) for _ in range(rng.randint(1, 25))])
-             for _ in range(150)]
-    with_c = [sc.align(a, b) for a, b in pairs]
-    monkeypatch.setenv("MEDMM_NO_CBEAM", "1")
-    _beam.load.cache_clear()
-    try:
-        without = [sc.align(a, b) for a, b in pairs]
-    finally:
-        monkeypatch.delenv("MEDMM_NO_CBEAM")
-        _beam.load.cache_clear()
-    assert with_c == without
+    lines = ["", " ", "3.5 cm", "a.b c", "no. 5", "end.", "x..y", ".5 mm", "a  b", "e.g", "u.s. a"]
+    lines += ["".join(rng.choice("ab09. -',") for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    plain = [s for s in lines if _is_plain(s)]
+    assert len(plain) > 300  # the shortcut is exercised
+    for s in plain:
+        assert tuple(s.split()) == tuple(java_tokens(normalize_line(s, res.nonbreaking))), s
+
+
+def test_index_of_the_previous_format_is_converted(tmp_path, monkeypatch):
+    """A v3 cache (.npz) is re-saved as memory-mappable files without re-parsing the table."""
+    import numpy as np
+
+    monkeypatch.setenv("MEDMM_CACHE", str(tmp_path / "cache"))
+    para = tmp_path / "p.gz"
+    with gzip.open(para, "wt", encoding="utf-8") as f:
+        f.write("0.5\ncardiac silhouette\nheart\n0.1\nlung\nlungs\n")
+    new = meteor_data.ParaphraseTable.load(para)
+    (v4,) = (tmp_path / "cache").iterdir()
+    old = v4.with_name(v4.name.replace("-v4", "-v3.npz"))
+    lengths = np.diff(np.asarray(new.offsets)).astype(np.uint8)
+    np.savez(old, ids=np.asarray(new.ids), lengths=lengths, pair_key=np.asarray(new.pair_key),
+             vocab=np.frombuffer("\n".join(new.words).encode(), dtype=np.uint8))
+    import shutil
+
+    shutil.rmtree(v4)
+    monkeypatch.setattr(meteor_data, "_build_paraphrase_index", lambda *a: pytest.fail("re-parsed the table"))
+    conv = meteor_data.ParaphraseTable.load(para)
+    assert conv.words == new.words and np.array_equal(conv.offsets, new.offsets)
+    assert conv.subset({"cardiac", "silhouette", "heart"}) == [(0, ("cardiac", "silhouette"), ("heart",))]
 
 
 def test_corpus_meteor_from_per_sample_stats(res):

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import shared_dataset
 from medmm.metrics.nlg.tokenize import PUNCTUATIONS, coco_tokenize, ptb_tokenize, tokenize_corpus
@@ -95,3 +97,57 @@ def test_equals_java_tokenizer_on_real_reports():
     mine = [" ".join(ptb_tokenize(s, lines[i + 1] if i + 1 < len(lines) else None)) for i, s in enumerate(lines)]
     bad = [(s, j, m) for s, j, m in zip(lines, java, mine) if j != m]
     assert not bad, bad[:3]
+
+
+# ---- fast paths: each must give exactly what the lexer rules alone give ------------------------------
+def _both_scans(text: str, nxt: str | None) -> tuple[list[str], list[str]]:
+    from medmm.metrics.nlg.tokenize import _CONTEXT, _scan
+
+    if nxt is None:
+        return _scan(text), _scan(text, fast=False)
+    window = text + "\n" + nxt[:_CONTEXT]
+    return _scan(window, len(text)), _scan(window, len(text), fast=False)
+
+
+def test_fast_paths_equal_rule_scan_on_real_texts():
+    import random
+
+    ann = json.loads((shared_dataset("iu_xray_reports") / "r2gen_annotation" / "annotation.json").read_text())
+    lines = [" ".join(it["report"].split()) for v in ann.values() for it in v]
+    roco = shared_dataset("roco_captions_textonly") / "data" / "test" / "radiology" / "captions.txt"
+    if roco.is_file():
+        lines += [" ".join(ln.split("\t", 1)[-1].split()) for ln in roco.read_text(encoding="utf-8").splitlines()[:3000]]
+    rng = random.Random(0)
+    for i in sorted(rng.sample(range(len(lines) - 1), 400)):
+        fast, slow = _both_scans(lines[i], lines[i + 1])
+        assert fast == slow, lines[i]
+
+
+_PIECES = ["The", "heart", "is", "normal", "cannot", "Dr.", "no.", "5", "7/8", "3.5cm", "(", ")", "[", "]", "x-ray",
+           ",", ";", ":", ".", "...", "e.g.", "etc.", "U.S.", "B.", "it's", "'", '"', "&amp;", "5th", "XXXX.", "555-1234",
+           "a", "I.", "Fig.", "\u00bd", "\u2013", "caf\u00e9", "1,000", "-", "/", "?", "clear.", "Lungs", "5.", "St.", "In"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from([" ", " ", "", "  ", "\t"])), max_size=20),
+       st.sampled_from([None, "", "The end.", "the end", "(x)", "5 mm", ". . .", " Lungs", "x"]))
+def test_fast_paths_equal_rule_scan_on_made_up_texts(pieces, nxt):
+    text = "".join(a + b for a, b in pieces)
+    fast, slow = _both_scans(text, nxt)
+    assert fast == slow
+
+
+def test_period_safe_test_equals_the_lexer_probe():
+    import random
+    import re
+
+    from medmm.metrics.nlg import tokenize as T
+
+    words = {"cannot", "Cannot", "etc", "al", "Jan", "Mr", "Mrs", "Dr", "fig", "Fig", "no", "No", "vs", "approx",
+             "St", "Inc", "Ph", "clear", "normal", "XXXX", "heart", "spine", "Ms", "Miss", "miss", "Mass", "mass"}
+    for pat in (T._ABMONTH, T._ABSTATE, T._ABTITLE, T._ABCOMP, T._ABCOMP2, T._ABPTIT, T._ABNUM):
+        words.update(w for w in re.findall(r"[A-Za-z]{2,}", pat)[:8])
+    rng = random.Random(0)
+    words.update("".join(rng.choice("aeiomrstdnMDS") for _ in range(rng.randint(2, 4))) for _ in range(150))
+    for w in sorted(words):
+        assert T._period_safe(w) == T._period_safe_probe(w), w

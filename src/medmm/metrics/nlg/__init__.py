@@ -110,6 +110,7 @@ def evaluate(
     pycocoevalcap's tokenisation to both sides (default) or take the texts as pre-tokenised.
     ``source``: a file name to put in error messages. Bad input raises ``BadInputError``.
     """
+    from medmm.metrics.nlg._ngram_native import ngram_scores
     from medmm.metrics.nlg.bleu import bleu_from_stats, bleu_stats
     from medmm.metrics.nlg.cider import cider_d
     from medmm.metrics.nlg.rouge import rouge_l
@@ -120,38 +121,47 @@ def evaluate(
     # Tokenised as pycocoevalcap does: references in one pass, hypotheses in another (line context).
     gts = tokenize_corpus({k: list(references[k]) for k in ids}, tokenize)
     res = tokenize_corpus({k: [hypotheses[k]] for k in ids}, tokenize)
-    hyp_tok = [res[k][0].split() for k in ids]
-    ref_tok = [[r.split() for r in gts[k]] for k in ids]
+    hyp_str = [res[k][0] for k in ids]
+    ref_str = [gts[k] for k in ids]
 
     corpus: dict[str, float] = {}
     per: dict[Hashable, dict[str, float]] = {k: {} for k in ids}
     stats: dict[str, dict[Hashable, Any]] = {}
+
+    def put(key: str, values: list[float]) -> None:
+        for k, v in zip(ids, values):
+            per[k][key] = v
+
+    # BLEU / ROUGE-L / CIDEr-D: the compiled kernel when available, else the Python reference.
+    fast = ngram_scores(hyp_str, ref_str, "bleu" in fams, "cider_d" in fams, "rouge_l" in fams) \
+        if {"bleu", "rouge_l", "cider_d"} & set(fams) else None
+    if fast is not None:
+        bst, cider_p, rouge_p = fast
+    else:
+        hyp_tok = [h.split() for h in hyp_str]
+        ref_tok = [[r.split() for r in rs] for rs in ref_str]
+        bst = [bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok)] if "bleu" in fams else None
+        cider_p = cider_d(hyp_tok, ref_tok) if "cider_d" in fams else None
+        rouge_p = [rouge_l(h, rs) for h, rs in zip(hyp_str, ref_str)] if "rouge_l" in fams else None
     if "bleu" in fams:
-        bst = [bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok)]
         stats["bleu"] = dict(zip(ids, bst))
         c, p = bleu_from_stats(bst)
         for n in range(4):
             corpus[f"bleu_{n + 1}"] = c[n]
-            for k, s in zip(ids, p):
-                per[k][f"bleu_{n + 1}"] = s[n]
+            put(f"bleu_{n + 1}", [s[n] for s in p])
     if "meteor" in fams:
         from medmm.metrics.nlg.meteor import meteor_scores
 
-        c, p, mst = meteor_scores([res[k][0] for k in ids], [gts[k] for k in ids], return_stats=True)
+        c, p, mst = meteor_scores(hyp_str, ref_str, return_stats=True)
         stats["meteor"] = dict(zip(ids, mst))
         corpus["meteor"] = c
-        for k, s in zip(ids, p):
-            per[k]["meteor"] = s
+        put("meteor", p)
     if "rouge_l" in fams:
-        p = [rouge_l(res[k][0], gts[k]) for k in ids]
-        corpus["rouge_l"] = sum(p) / len(p)
-        for k, s in zip(ids, p):
-            per[k]["rouge_l"] = s
+        corpus["rouge_l"] = sum(rouge_p) / len(rouge_p)
+        put("rouge_l", rouge_p)
     if "cider_d" in fams:
-        p = cider_d(hyp_tok, ref_tok)
-        corpus["cider_d"] = sum(p) / len(p)
-        for k, s in zip(ids, p):
-            per[k]["cider_d"] = s
+        corpus["cider_d"] = sum(cider_p) / len(cider_p)
+        put("cider_d", cider_p)
     for d in [corpus, *per.values()]:
         for key, v in d.items():
             if not math.isfinite(v):  # pragma: no cover - guarded by the formulas; never hand out NaN

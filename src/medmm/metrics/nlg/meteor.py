@@ -15,12 +15,11 @@ the jar's bytecode (``javap``), which differs in places from METEOR's published 
 
 from __future__ import annotations
 
-import ctypes
 import math
-from array import array
+import re
 from operator import itemgetter
 
-from medmm.metrics.nlg import _beam
+from medmm.metrics.nlg import _meteor_native
 from medmm.metrics.nlg.meteor_data import MeteorResources, java_tokens, load_resources, normalize_line
 
 __all__ = ["ALPHA", "BETA", "GAMMA", "DELTA", "MODULE_WEIGHTS", "MeteorScorer", "meteor_from_stats", "meteor_scores"]
@@ -37,11 +36,6 @@ def _jdiv(a: float, b: float) -> float:
     if b == 0:
         return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a)
     return a / b
-
-
-def bin_le(mask: int, n: int) -> bytes:
-    """Bits 0..n-1 of ``mask`` as n bytes of 0/1 (bit i -> byte i)."""
-    return bytes((mask >> i) & 1 for i in range(n))
 
 
 class _Trie:
@@ -177,34 +171,6 @@ class MeteorScorer:
         return self._resolve(matches, cov1, cov2, n1, n2)
 
     @staticmethod
-    def _resolve_c(cbeam, matches, fixed, used1, used2, n1, n2) -> dict[int, tuple]:
-        """The same search in C (``_beam.py``): flat candidate arrays in, chosen candidates out."""
-        flat = [m for cand in matches for m in cand]
-        off = [0] * (n2 + 1)
-        for j in range(n2):
-            off[j + 1] = off[j] + len(matches[j])
-        w = _ALIGN_WEIGHTS
-        fixed_idx = array("i", [off[j] if j in fixed else -1 for j in range(n2)] or [0])
-        cand = array("i")
-        for mod, s, ln, ms, ml in flat:
-            cand.extend((s, ln, ms, ml, int(ml * w[mod]), int(ln * w[mod])))
-        offs = array("i", off)
-        u1 = bytearray(bin_le(used1, max(n1, 1)))
-        u2 = bytearray(bin_le(used2, max(n2, 1)))
-        out = array("i", [0] * max(n2, 1))
-        c_int_p, c_ub = ctypes.c_int, ctypes.c_ubyte
-        rc = cbeam(n1, n2, BEAM, (c_int_p * len(offs)).from_buffer(offs), (c_int_p * len(cand)).from_buffer(cand),
-                   (c_int_p * len(fixed_idx)).from_buffer(fixed_idx), (c_ub * len(u1)).from_buffer(u1),
-                   (c_ub * len(u2)).from_buffer(u2), (c_int_p * len(out)).from_buffer(out))
-        if rc != 0:
-            raise MemoryError("METEOR beam search: out of memory")
-        chosen = dict(fixed)
-        for j in range(n2):
-            if out[j] >= 0:
-                chosen[j] = flat[out[j]]
-        return chosen
-
-    @staticmethod
     def _resolve(matches, cov1, cov2, n1, n2) -> dict[int, tuple]:
         # One-to-one matches whose words no other match touches are fixed before the search.
         used1 = used2 = 0
@@ -223,9 +189,6 @@ class MeteorScorer:
                 ambiguous = True
         if not ambiguous:
             return fixed
-        cbeam = _beam.load()
-        if cbeam is not None:
-            return MeteorScorer._resolve_c(cbeam, matches, fixed, used1, used2, n1, n2)
         w = _ALIGN_WEIGHTS
         key = itemgetter(9, 5, 8)
         # Per candidate: masks, weighted-count increments (int(a + x) == a + int(x) for int a, x >= 0,
@@ -390,6 +353,13 @@ class MeteorScorer:
 
 
 _NORM_CACHE: dict[tuple[int, str], tuple[str, ...]] = {}
+# Lowercase ASCII words and digits (single inner dots allowed) separated by spaces: METEOR's
+# normaliser changes nothing there but the spacing (checked against normalize_line in tests).
+_PLAIN = re.compile(r"[a-z0-9 .]*")
+
+
+def _is_plain(text: str) -> bool:
+    return _PLAIN.fullmatch(text) is not None and ".." not in text and ". " not in text and not text.endswith(".")
 
 
 def _prep(text: str, res: MeteorResources) -> tuple[str, ...]:
@@ -399,7 +369,11 @@ def _prep(text: str, res: MeteorResources) -> tuple[str, ...]:
     if got is None:
         if len(_NORM_CACHE) > 200_000:
             _NORM_CACHE.clear()
-        got = _NORM_CACHE[key] = tuple(java_tokens(normalize_line(text, res.nonbreaking)))
+        if _is_plain(text):
+            got = tuple(text.split())
+        else:
+            got = tuple(java_tokens(normalize_line(text, res.nonbreaking)))
+        _NORM_CACHE[key] = got
     return got
 
 
@@ -408,20 +382,9 @@ def meteor_from_stats(stats: list[tuple]) -> float:
     return MeteorScorer.score(MeteorScorer.aggregate(stats))
 
 
-def meteor_scores(
-    hypotheses: list[str], references: list[list[str]], resources: MeteorResources | None = None,
-    return_stats: bool = False,
-):
-    """(corpus METEOR, per-caption METEOR) of tokenised hypotheses against tokenised references.
-
-    Per caption the best-scoring reference counts (its statistics go into the corpus sums), as in
-    METEOR's multi-reference mode that pycocoevalcap uses. ``return_stats=True`` adds the
-    per-caption sufficient statistics (third item) for :func:`meteor_from_stats`.
-    """
-    res = resources or load_resources()
-    # pycocoevalcap drops '|||' and collapses double spaces in the hypothesis only.
-    hyps = [_prep(h.replace("|||", "").replace("  ", " "), res) for h in hypotheses]
-    refs = [[_prep(r, res) for r in rs] for rs in references]
+def _python_pair_stats(hyps: list[tuple[str, ...]], refs: list[list[tuple[str, ...]]],
+                       res: MeteorResources) -> list[list[tuple]]:
+    """The pure-Python reference: statistics of each hypothesis against each of its references."""
     vocab: set[str] = set()
     for h in hyps:
         vocab.update(h)
@@ -429,16 +392,37 @@ def meteor_scores(
         for r in rs:
             vocab.update(r)
     scorer = MeteorScorer(vocab, res)
+    return [[scorer.stats(list(h), list(r)) for r in rs] for h, rs in zip(hyps, refs)]
+
+
+def meteor_scores(
+    hypotheses: list[str], references: list[list[str]], resources: MeteorResources | None = None,
+    return_stats: bool = False, native: bool = True,
+):
+    """(corpus METEOR, per-caption METEOR) of tokenised hypotheses against tokenised references.
+
+    Per caption the best-scoring reference counts (its statistics go into the corpus sums), as in
+    METEOR's multi-reference mode that pycocoevalcap uses. ``return_stats=True`` adds the
+    per-caption sufficient statistics (third item) for :func:`meteor_from_stats`. ``native=False``
+    forces the pure-Python reference instead of the compiled kernel (same results).
+    """
+    res = resources or load_resources()
+    # pycocoevalcap drops '|||' and collapses double spaces in the hypothesis only.
+    hyps = [_prep(h.replace("|||", "").replace("  ", " "), res) for h in hypotheses]
+    refs = [[_prep(r, res) for r in rs] for rs in references]
+    all_stats = _meteor_native.pair_stats(hyps, refs, res, BEAM) if native else None
+    if all_stats is None:
+        all_stats = _python_pair_stats(hyps, refs, res)
+    score = MeteorScorer.score
     best_stats = []
     per = []
-    for h, rs in zip(hyps, refs):
+    for sts in all_stats:
         best, best_score = None, -1.0
-        for r in rs:
-            st = scorer.stats(list(h), list(r))
-            sc = scorer.score(st)
+        for st in sts:
+            sc = score(st)
             if sc > best_score:
                 best, best_score = st, sc
         best_stats.append(best)
         per.append(best_score)
-    corpus = scorer.score(scorer.aggregate(best_stats))
+    corpus = score(MeteorScorer.aggregate(best_stats))
     return (corpus, per, best_stats) if return_stats else (corpus, per)

@@ -4,9 +4,9 @@
   and ``synonym/english.exceptions`` (WordNet 3.0 synsets and irregular forms),
   ``nonbreaking/english.prefixes`` (the normaliser's non-breaking prefixes).
 * ``data/paraphrase-en.gz`` beside it: 5.3 M English paraphrase pairs. Parsing it takes ~30 s, so the
-  first use converts it once into a compact integer index (numpy, ~0.1 GB) under the cache folder
-  (``$MEDMM_CACHE`` or ``~/.cache/medmm``); later runs memory-map that index and keep only the pairs
-  whose words all occur in the texts being scored (which cannot change any alignment).
+  first use converts it once into a compact integer index (numpy ``.npy`` files, ~0.2 GB) under the
+  cache folder (``$MEDMM_CACHE`` or ``~/.cache/medmm``); later runs memory-map that index and keep
+  only the pairs whose words all occur in the texts being scored (which cannot change any alignment).
 
 Paths can be overridden with ``$MEDMM_METEOR_JAR`` and ``$MEDMM_METEOR_PARAPHRASE``.
 """
@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -157,7 +158,7 @@ class SynonymDictionary:
     def __init__(self, synsets_text: str, exceptions_text: str):
         lines = synsets_text.split("\n")
         # Parsed lazily: most of the 150k words never occur in a corpus.
-        self._raw: dict[str, str] = {lines[i]: lines[i + 1] for i in range(0, len(lines) - 1, 2)}
+        self._raw: dict[str, str] = dict(zip(lines[0::2], lines[1::2]))
         self._parsed: dict[str, frozenset] = {}
         self._bases: dict[str, list[str]] = {}
         ex = exceptions_text.split("\n")
@@ -209,6 +210,33 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("MEDMM_CACHE") or Path.home() / ".cache" / "medmm")
 
 
+def _write_index(out: Path, ids: np.ndarray, offsets: np.ndarray, pair_key: np.ndarray, words: list[str]) -> None:
+    """Write the index folder atomically: built under a per-process temp name, then renamed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # parallel builders never share a temp folder
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    np.save(tmp / "ids.npy", ids.astype(np.uint16))
+    np.save(tmp / "offsets.npy", offsets.astype(np.int64))
+    np.save(tmp / "pair_key.npy", pair_key.astype(np.uint16))
+    (tmp / "vocab.txt").write_bytes("\n".join(words).encode("utf-8"))
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process finished first: keep its (identical) index
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not out.is_dir():
+            raise
+
+
+def _pair_keys(ids: np.ndarray, offsets: np.ndarray, n_words: int) -> np.ndarray:
+    """Each pair's rarest word: a corpus can only use pairs whose rarest word it contains, so this
+    key lets ``subset_arrays`` look at a small candidate set instead of all 5.3 M pairs."""
+    ids = ids.astype(np.int64)
+    freq = np.bincount(ids, minlength=n_words)
+    coded = (freq[ids] << 16) | ids
+    return (np.minimum.reduceat(coded, offsets[0:-1:2]) & 0xFFFF).astype(np.uint16)
+
+
 def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
     """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays."""
     with gzip.open(gz_path, "rb") as f:
@@ -232,24 +260,27 @@ def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
     del tokens, phrases
     offsets = np.zeros(2 * n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    words = np.array(list(vocab), dtype=object)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npz")  # parallel builders never share a temp file
-    ids_a = ids
     assert len(vocab) < 2**16 and lengths.max() < 2**8  # true for METEOR 1.5's English table
-    # Each pair's rarest word: a corpus can only use pairs whose rarest word it contains, so this
-    # key lets ``subset`` look at a small candidate set instead of all 5.3 M pairs.
-    freq = np.bincount(ids_a, minlength=len(vocab))
-    coded = (freq[ids_a] << 16) | ids_a
-    pair_key = (np.minimum.reduceat(coded, offsets[0:-1:2]) & 0xFFFF).astype(np.uint16)
-    np.savez(tmp, ids=ids_a.astype(np.uint16), lengths=lengths.astype(np.uint8), pair_key=pair_key,
-             vocab=np.frombuffer("\n".join(words.tolist()).encode("utf-8"), dtype=np.uint8))
-    os.replace(tmp, out)
+    _write_index(out, ids, offsets, _pair_keys(ids, offsets, len(vocab)), list(vocab))
+
+
+def _convert_v3(npz: Path, out: Path) -> None:
+    """Re-save an index of the previous format (one .npz, read whole) as memory-mappable files."""
+    data = np.load(npz)
+    lengths = data["lengths"]
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths.astype(np.int64), out=offsets[1:])
+    words = bytes(data["vocab"]).decode("utf-8").split("\n")
+    _write_index(out, data["ids"], offsets, data["pair_key"], words)
 
 
 @dataclass
 class ParaphraseTable:
-    """All paraphrase pairs as integer phrases: pair e is phrase 2e (reference side) -> 2e+1."""
+    """All paraphrase pairs as integer phrases: pair e is phrase 2e (reference side) -> 2e+1.
+
+    The arrays are memory-mapped from the cache folder: loading is instant and only the pages a
+    corpus touches are read.
+    """
 
     ids: np.ndarray
     offsets: np.ndarray
@@ -264,40 +295,67 @@ class ParaphraseTable:
     def load(cls, gz_path: Path) -> "ParaphraseTable":
         st = gz_path.stat()
         key = hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v3.npz"
-        if not cache.is_file():
-            _build_paraphrase_index(gz_path, cache)
-        data = np.load(cache)
-        words = bytes(data["vocab"]).decode("utf-8").split("\n")
-        offsets = np.zeros(len(data["lengths"]) + 1, dtype=np.int64)
-        np.cumsum(data["lengths"], out=offsets[1:])
-        return cls(data["ids"], offsets, data["pair_key"], {w: i for i, w in enumerate(words)}, words)
+        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v4"
+        if not cache.is_dir():
+            old = _cache_dir() / f"meteor15-paraphrase-en-{key}-v3.npz"
+            if old.is_file():
+                _convert_v3(old, cache)
+            else:
+                _build_paraphrase_index(gz_path, cache)
+        words = (cache / "vocab.txt").read_bytes().decode("utf-8").split("\n")
+        ids, offsets, pair_key = (np.load(cache / f"{name}.npy", mmap_mode="r") for name in ("ids", "offsets", "pair_key"))
+        return cls(ids, offsets, pair_key, dict(zip(words, range(len(words)))), words)
+
+    def _kept_pairs(self, present: np.ndarray) -> np.ndarray:
+        """Indexes of the pairs whose tokens are all ``present`` (compiled loop, else numpy)."""
+        from medmm.metrics.nlg import _native
+
+        lib = _native.load()
+        n_pairs = len(self.pair_key)
+        if lib is not None:
+            out = np.empty(n_pairs, dtype=np.int64)
+            pk, off, ids = (np.ascontiguousarray(a) for a in (self.pair_key, self.offsets, self.ids))
+            n = lib.para_subset(n_pairs, pk.ctypes.data, off.ctypes.data, ids.ctypes.data,
+                                present.ctypes.data, out.ctypes.data)
+            return out[:n].copy()
+        cand = np.nonzero(present[self.pair_key])[0]
+        starts = self.offsets[2 * cand]
+        lens = self.offsets[2 * cand + 2] - starts
+        seg = np.concatenate(([0], np.cumsum(lens)))
+        toks = self.ids[np.arange(int(seg[-1])) + np.repeat(starts - seg[:-1], lens)]
+        missing = np.concatenate(([0], np.cumsum(present[toks] == 0)))
+        return cand[(missing[seg[1:]] - missing[seg[:-1]]) == 0]
+
+    def subset_arrays(self, corpus_words) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Pairs whose words all occur in ``corpus_words``, as integer arrays (table word ids).
+
+        Returns (pair indexes in file order, reference-side lengths, paraphrase lengths,
+        reference-side tokens, paraphrase tokens); the token arrays are the phrases concatenated.
+        """
+        present = np.zeros(len(self.words), dtype=np.uint8)
+        idx = [i for i in map(self.vocab.get, corpus_words) if i is not None]
+        present[idx] = 1
+        pairs = self._kept_pairs(present) if idx else np.zeros(0, dtype=np.int64)
+        off = self.offsets
+        a0, a1, a2 = (np.asarray(off[2 * pairs + d], dtype=np.int64) for d in (0, 1, 2))
+        la, lb = a1 - a0, a2 - a1
+        return pairs, la, lb, self._gather(a0, la), self._gather(a1, lb)
+
+    def _gather(self, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Tokens of the phrases [starts, starts + lens), concatenated."""
+        seg = np.concatenate(([0], np.cumsum(lens)))
+        return np.asarray(self.ids[np.arange(int(seg[-1])) + np.repeat(starts - seg[:-1], lens)], dtype=np.int64)
 
     def subset(self, corpus_words: set[str]) -> list[tuple[int, tuple[str, ...], tuple[str, ...]]]:
         """Pairs (file index, phrase, paraphrase) whose words all occur in ``corpus_words``."""
-        present = np.zeros(len(self.words), dtype=bool)
-        idx = [self.vocab[w] for w in corpus_words if w in self.vocab]
-        if not idx:
-            return []
-        present[idx] = True
-        cand = np.nonzero(present[self.pair_key])[0]
-        phrases = np.stack([2 * cand, 2 * cand + 1], axis=1).ravel()
-        starts, lens = self.offsets[phrases], self.offsets[phrases + 1] - self.offsets[phrases]
-        # Gather every candidate token in one fancy-index (no per-phrase numpy calls).
-        seg = np.concatenate(([0], np.cumsum(lens)))
-        toks_a = self.ids[np.arange(int(seg[-1])) + np.repeat(starts - seg[:-1], lens)]
-        missing = np.concatenate(([0], np.cumsum(~present[toks_a])))
-        pair_missing = missing[seg[2::2]] - missing[seg[0:-1:2]]
-        keep = pair_missing == 0
-        pairs = cand[keep]
-        lens_l = lens.reshape(-1, 2)[keep].ravel().tolist()
-        sel = np.repeat(keep, 2)
-        toks = self._words_arr[toks_a[np.repeat(sel, lens)]].tolist()  # word strings, in order
-        out, pos = [], 0
-        for k, e in enumerate(pairs.tolist()):
-            la, lb = lens_l[2 * k], lens_l[2 * k + 1]
-            out.append((e, tuple(toks[pos:pos + la]), tuple(toks[pos + la:pos + la + lb])))
-            pos += la + lb
+        pairs, la, lb, ta, tb = self.subset_arrays(corpus_words)
+        wa = self._words_arr[ta].tolist()
+        wb = self._words_arr[tb].tolist()
+        out, pa, pb = [], 0, 0
+        for e, na, nb in zip(pairs.tolist(), la.tolist(), lb.tolist()):
+            out.append((e, tuple(wa[pa:pa + na]), tuple(wb[pb:pb + nb])))
+            pa += na
+            pb += nb
         return out
 
 

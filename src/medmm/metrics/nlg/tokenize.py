@@ -173,32 +173,77 @@ _RULES = [
 # no rule can produce anything but the run itself, so skip the rule scan (most tokens of a report).
 _FAST = re.compile(r"(?:[A-Za-z]+|[0-9]+)(?=[,;:)\]]?(?:[ \t]|$))")
 _FAST_SPACES = re.compile(r"[ \t]+")
+# A stretch of text made only of tokens whose lexer result is known without the rule scan, matched in
+# one regex call: spaces; the _FAST words (not "cannot"; digit runs not starting a fraction, phone
+# number or decimal); ", ; :" before a space or the end (a number needs a digit after them);
+# "(" before a letter (a phone number needs a digit); ")" (no other rule starts with it); "]" before a
+# space or the end (a URL could start with it); and "word." closing a sentence (its word must pass
+# _period_safe, checked after the match). Each piece is what the per-token scan would produce there.
+_RUN = re.compile(
+    r"(?:[ \t]+"
+    r"|(?!(?i:cannot)(?![A-Za-z]))[A-Za-z]+(?=[,;:)\]]?(?:[ \t]|$))"
+    r"|[0-9]+(?=[,;:)\]]?(?:[ \t]|$))(?![ \u00A0\-.,:/]?[0-9])"
+    r"|[,;:](?=[ \t]|$)"
+    r"|\((?=[A-Za-z])"
+    r"|\)"
+    r"|\](?=[ \t]|$)"
+    r"|[A-Za-z]{2,}\.(?=[ \t][^.\s]|[ \t]*$|\n(?:[^.\s]|$))"
+    r")+"
+)
+_RUN_TOKENS = re.compile(r"[A-Za-z]+|[0-9]+|[,;:.()\]]")
+_RUN_PERIOD_WORDS = re.compile(r"([A-Za-z]+)\.")
+_RUN_MAP = {"(": "-LRB-", ")": "-RRB-", "]": "-RSB-"}
 
 
-def _scan(text: str, limit: int | None = None, period_fast: bool = True) -> list[str]:
-    """Tokens starting before ``limit``; text past it is lookahead only (the next line of the file)."""
+def _run_tokens(text: str, pos: int, end: int) -> tuple[list[str], int]:
+    """Tokens of the _RUN match text[pos:end] and where they end: before the first "word." that is
+    not period-safe (an abbreviation the rule scan must handle), else at ``end``."""
+    seg = text[pos:end]
+    if "." in seg and not all(map(_period_safe, _RUN_PERIOD_WORDS.findall(seg))):
+        cut = next(m.start() for m in _RUN_PERIOD_WORDS.finditer(seg) if not _period_safe(m.group(1)))
+        seg, end = seg[:cut], pos + cut
+    toks = _RUN_TOKENS.findall(seg)
+    if "(" in seg or ")" in seg or "]" in seg:
+        toks = [_RUN_MAP.get(t, t) for t in toks]
+    return toks, end
+
+
+def _scan(text: str, limit: int | None = None, fast: bool = True) -> list[str]:
+    """Tokens starting before ``limit``; text past it is lookahead only (the next line of the file).
+
+    ``fast=False`` runs the lexer rules alone at every token (the reference the fast paths must equal).
+    """
     out: list[str] = []
     pos, n = 0, len(text) if limit is None else limit
     while pos < n:
-        m = _FAST_SPACES.match(text, pos)
-        if m:
-            pos = m.end()
-            continue
-        m = _FAST.match(text, pos)
-        if m:
-            word = m.group()
-            # "cannot" splits; digit runs may start a fraction ("5 7/8") or a phone number.
-            if m.end() <= n and word.lower() != "cannot" and not (word[0].isdigit() and _needs_scan_after_digits(text, m.end())):
-                out.append(word)
+        if fast:
+            m = _RUN.match(text, pos)
+            # A run never crosses the line end (the "\n" before the next line's context stops it).
+            if m and m.end() <= n:
+                toks, end = _run_tokens(text, pos, m.end())
+                if end > pos:
+                    out.extend(toks)
+                    pos = end
+                    continue
+            m = _FAST_SPACES.match(text, pos)
+            if m:
                 pos = m.end()
                 continue
-        m = _FAST_PERIOD.match(text, pos) if period_fast else None
-        if period_fast and m and m.end() + 1 <= n and _period_safe(m.group()):
-            # "word." closing a sentence: the word, then the period (checked once per word type).
-            out.append(m.group())
-            out.append(".")
-            pos = m.end() + 1
-            continue
+            m = _FAST.match(text, pos)
+            if m:
+                word = m.group()
+                # "cannot" splits; digit runs may start a fraction ("5 7/8") or a phone number.
+                if m.end() <= n and word.lower() != "cannot" and not (word[0].isdigit() and _needs_scan_after_digits(text, m.end())):
+                    out.append(word)
+                    pos = m.end()
+                    continue
+            m = _FAST_PERIOD.match(text, pos)
+            if m and m.end() + 1 <= n and _period_safe(m.group()):
+                # "word." closing a sentence: the word, then the period (checked once per word type).
+                out.append(m.group())
+                out.append(".")
+                pos = m.end() + 1
+                continue
         best_len, best, best_m = 0, None, None
         for rx, trail, action in _RULES:
             mm = rx.match(text, pos)
@@ -271,15 +316,28 @@ def _latex_quotes(tok: str, left: bool) -> str:
 
 _FAST_PERIOD = re.compile(r"[A-Za-z]{2,}(?=\.(?:[ \t][^.\s]|[ \t]*$))")
 _PERIOD_SAFE: dict[str, bool] = {}
+# For a word of ASCII letters followed by "." and a space or line end, the only rules that can make
+# the lexer return anything but [word, "."] are the abbreviation rules (which take the period into
+# the token, or double it) and "cannot" (split in two): every other rule needs a character that is
+# not a letter inside the word ("-", "'", "@", "/", digits...). So this test is exact for such words;
+# tests/test_nlg_tokenize.py checks it against _period_safe_probe on real and made-up words.
+_ABBREV_DOT = regex.compile(rf"(?:{_ABBREV1}|{_ABBREV2}|{_ABBREV3}|{_ACRONYM})", regex.POSIX)
+# What may follow a sentence-final "word." on the fast paths: a space or the line end, then a word,
+# a capitalised sentence start, a digit or a bracket.
+_PERIOD_TAILS = (".", ". x", ". X", ". 5", ". The", ". The ", ". (", ".\nx", ".\nX", ".\n5", ".\nThe ", ".\n(", ".\n")
 
 
 def _period_safe(word: str) -> bool:
-    """True when "word." tokenises as [word, "."] whatever follows (not an abbreviation of any kind)."""
+    """True when "word." (``word``: 2+ ASCII letters) tokenises as [word, "."] whatever follows."""
     got = _PERIOD_SAFE.get(word)
     if got is None:
-        got = all(_scan(word + tail, period_fast=False)[:2] == [word, "."] for tail in (".", ". x", ". X", ". 5", ". The", ". ("))
-        _PERIOD_SAFE[word] = got
+        got = _PERIOD_SAFE[word] = word.lower() != "cannot" and _ABBREV_DOT.fullmatch(word + ".") is None
     return got
+
+
+def _period_safe_probe(word: str) -> bool:
+    """The reference for :func:`_period_safe`: run the lexer rules on "word." before each tail."""
+    return all(_scan(word + tail, fast=False)[:2] == [word, "."] for tail in _PERIOD_TAILS)
 
 
 _DIGIT_CONT = re.compile(r"[ \u00A0\-.,:/]?[0-9]")
@@ -302,14 +360,15 @@ def ptb_tokenize(text: str, next_text: str | None = None) -> tuple[str, ...]:
     """
     text = text.replace("\n", " ")
     if next_text is None:
-        return tuple(t.lower() for t in _scan(text))
+        return tuple(map(str.lower, _scan(text)))
     window = text + "\n" + next_text[:_CONTEXT].replace("\n", " ")
-    return tuple(t.lower() for t in _scan(window, len(text)))
+    return tuple(map(str.lower, _scan(window, len(text))))
 
 
+@lru_cache(maxsize=200_000)
 def coco_tokenize(text: str, next_text: str | None = None) -> str:
     """pycocoevalcap's tokenised form of one caption: PTB tokens minus punctuation, space-joined."""
-    return " ".join(t for t in ptb_tokenize(text, next_text) if t not in PUNCTUATIONS)
+    return " ".join([t for t in ptb_tokenize(text, next_text) if t not in PUNCTUATIONS])
 
 
 def tokenize_corpus(captions: dict, tokenize: bool = True) -> dict:

@@ -1,0 +1,87 @@
+"""Optional compiled kernels for the NLG metrics (same results as the pure-Python code, much faster).
+
+The C source (``_native_src.py``) is compiled once with the system C compiler (``$CC``, else ``cc``
+or ``gcc``) into the medmm cache folder (``$MEDMM_CACHE`` or ``~/.cache/medmm``) and loaded with
+ctypes: no build step at install time and no new runtime dependency. The library is written to a
+temporary name and renamed into place, so parallel first uses never load a half-written file.
+Without a compiler, when compiling fails, or with ``MEDMM_NO_NATIVE=1``, :func:`load` returns None
+(with one warning saying why) and the metrics run their pure-Python reference code instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from medmm.metrics.nlg._native_src import C_SOURCE
+
+__all__ = ["load", "library_path"]
+
+# Portable flags only (no -march): the cached library must run on any x86_64/arm64 machine that
+# shares the cache folder. -ffp-contract=off: no fused multiply-add, so every floating-point result
+# is rounded exactly as Python rounds it.
+_FLAGS = ["-O2", "-shared", "-fPIC", "-ffp-contract=off"]
+
+
+def library_path() -> Path:
+    """Where the compiled library for the current source lives (name carries the source hash)."""
+    cache = Path(os.environ.get("MEDMM_CACHE") or Path.home() / ".cache" / "medmm")
+    digest = hashlib.sha1((C_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:12]
+    return cache / f"medmm_nlg_{digest}.so"
+
+
+def _compile(lib: Path) -> str | None:
+    """Build ``lib``; returns None on success, else the reason it could not be built."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return "no C compiler found (set CC or install gcc/clang)"
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = lib.with_name(f"{lib.stem}.{os.getpid()}.tmp.so")  # same folder: os.replace stays atomic
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "medmm_nlg.c"
+        src.write_text(C_SOURCE)
+        try:
+            subprocess.run([cc, *_FLAGS, "-o", str(tmp_out), str(src), "-lm"], check=True, capture_output=True,
+                           timeout=120)
+        except subprocess.CalledProcessError as exc:
+            tmp_out.unlink(missing_ok=True)
+            return f"{cc} failed: {exc.stderr.decode(errors='replace').strip()[:300]}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            tmp_out.unlink(missing_ok=True)
+            return f"{cc} could not run: {exc}"
+    os.replace(tmp_out, lib)
+    return None
+
+
+@lru_cache(maxsize=1)
+def load() -> ctypes.CDLL | None:
+    """The compiled kernels (``nlg_ngram``, ``meteor_corpus``, ``para_subset``), or None when they cannot be used here."""
+    if os.environ.get("MEDMM_NO_NATIVE"):
+        return None
+    lib = library_path()
+    try:
+        why = None if lib.is_file() else _compile(lib)
+        if why is None:
+            dll = ctypes.CDLL(str(lib))
+    except OSError as exc:
+        why = f"{lib}: {exc}"
+    if why is not None:
+        warnings.warn(f"medmm.metrics.nlg: compiled kernels unavailable ({why}); using the pure-Python "
+                      "implementation (identical scores, about 10-20x slower)", RuntimeWarning, stacklevel=2)
+        return None
+    p = ctypes.c_void_p
+    i = ctypes.c_int
+    dll.nlg_ngram.argtypes = [i, p, p, p, p, i, p, p, p, ctypes.c_double, p, p, p]
+    dll.nlg_ngram.restype = i
+    dll.meteor_corpus.argtypes = [i, p, p, p, p, i, i, i, p, p, i, p, p, p, p, i, p, p, i, p]
+    dll.meteor_corpus.restype = i
+    dll.para_subset.argtypes = [ctypes.c_int64, p, p, p, p, p]
+    dll.para_subset.restype = ctypes.c_int64
+    return dll
