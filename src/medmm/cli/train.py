@@ -30,6 +30,27 @@ def train(
         typer.echo(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
 
 
+def _model_overrides(
+    overrides: Optional[list[str]], beam_size: Optional[int], length_penalty: Optional[float], no_repeat_ngram: Optional[int],
+    max_length: Optional[int], mbr_references: Optional[int],
+) -> list[str]:
+    """Decoding flags and --set values as "model.KEY=VALUE" overrides of the saved run config."""
+    out = [o if o.startswith("model.") else f"model.{o}" for o in overrides or []]
+    for key, value in (("beam_size", beam_size), ("length_penalty", length_penalty), ("no_repeat_ngram_size", no_repeat_ngram),
+                       ("max_length", max_length), ("mbr_references", mbr_references)):
+        if value is not None:
+            out.append(f"model.{key}={value}")
+    return out
+
+
+_SET_HELP = "Override a model option of the run, e.g. --set mbr_candidates=8 (repeatable; decoding options only make sense)."
+_BEAM = typer.Option(None, "--beam-size", help="Generation: beam width (1 = greedy).")
+_LP = typer.Option(None, "--length-penalty", help="Generation: beams ranked by sum log p / length**lp.")
+_NRN = typer.Option(None, "--no-repeat-ngram", help="Generation: an n-gram of this size occurs at most once (0 = off).")
+_MAXLEN = typer.Option(None, "--max-length", help="Generation: most generated tokens.")
+_MBR = typer.Option(None, "--mbr-references", help="Report generation: consensus decoding against this many nearest training reports (0 = off).")
+
+
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
@@ -40,11 +61,18 @@ def evaluate(
     label_map: Optional[str] = typer.Option(
         None, "--label-map", help="External validation: a label map name (medmm.data.label_maps); default: found from the datasets."
     ),
+    beam_size: Optional[int] = _BEAM,
+    length_penalty: Optional[float] = _LP,
+    no_repeat_ngram: Optional[int] = _NRN,
+    max_length: Optional[int] = _MAXLEN,
+    mbr_references: Optional[int] = _MBR,
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
 ) -> None:
     """Score a trained run on a split of any dataset root (another dataset = external validation)."""
     from medmm.engine.api import evaluate as run_eval
 
-    result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map)
+    mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
+    result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map, model_overrides=mo or None)
     scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     prov = result["provenance"]
     typer.echo(json.dumps(scalars))
@@ -61,11 +89,18 @@ def predict(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to predict."),
     out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
+    beam_size: Optional[int] = _BEAM,
+    length_penalty: Optional[float] = _LP,
+    no_repeat_ngram: Optional[int] = _NRN,
+    max_length: Optional[int] = _MAXLEN,
+    mbr_references: Optional[int] = _MBR,
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
 ) -> None:
     """Write one prediction per sample (with its id) as JSON lines."""
     from medmm.engine.api import predict as run_predict
 
-    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out)
+    mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
+    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=mo or None)
     typer.echo(f"{len(records)} predictions -> {out}")
 
 

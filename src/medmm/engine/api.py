@@ -425,16 +425,25 @@ def _task_state(task: Task, cfg: RunConfig, train_samples: list[Sample], weights
     }
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, Task]:
+def load_run(run_dir: str | Path, model_overrides: list[str] | None = None) -> tuple[RunConfig, Task]:
     """The run's resolved config and its task with the best weights loaded (eval mode).
 
     The weights' sha256 is checked against task_state.json; loading is strict (a missing or
-    unexpected weight is an error, never silently dropped).
+    unexpected weight is an error, never silently dropped). `model_overrides` ("model.KEY=VALUE",
+    e.g. decoding options such as model.beam_size=3) change the saved `model:` section before the
+    task is built; an override that changes the architecture fails the strict load.
     """
     run_dir = Path(run_dir)
     cfg = rd.read_yaml_config(run_dir)
     if cfg is None:
         raise BadInputError(run_dir / rd.CONFIG, "not a medmm run directory (no config.yaml)")
+    if model_overrides:
+        from medmm.engine.config import ConfigError, apply_overrides, config_from_dict
+
+        bad = [o for o in model_overrides if not o.strip().startswith("model.")]
+        if bad:
+            raise ConfigError("override", bad[0], "only model.* keys may be overridden for a trained run")
+        cfg = config_from_dict(apply_overrides(cfg.to_dict(), list(model_overrides)), where=run_dir / rd.CONFIG)
     state = rd.read_json(run_dir / rd.TASK_STATE)
     weights = run_dir / state.get("weights", rd.WEIGHTS)
     if not weights.exists():
@@ -467,6 +476,7 @@ def evaluate(
     split: str = "test",
     out: str | Path | None = None,
     label_map: str | None = None,
+    model_overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score a trained run on exactly the records of `split` under `data_root` (no re-splitting).
 
@@ -475,8 +485,9 @@ def evaluate(
     External validation: when `dataset` differs from the training dataset (or `label_map`
     names a mapping), the task's `prepare_external` maps its label space onto the other
     dataset's; provenance then holds "external": true and the mapping used.
+    `model_overrides`: see `load_run` (recorded in the provenance).
     """
-    cfg, task = load_run(run_dir)
+    cfg, task = load_run(run_dir, model_overrides)
     _set_threads(cfg)
     samples, load_skipped, name = _samples_for(cfg, data_root, dataset, split)
     if not samples:
@@ -491,6 +502,8 @@ def evaluate(
         "provenance": _provenance(cfg, name, str(Path(data_root).resolve()), split, len(records), skipped, Path(run_dir).resolve()),
     }
     result["provenance"]["external"] = external
+    if model_overrides:
+        result["provenance"]["model_overrides"] = list(model_overrides)
     result["provenance"]["training_dataset"] = cfg.data.dataset
     if mapping is not None:
         result["provenance"]["label_map"] = mapping
@@ -506,12 +519,14 @@ def predict(
     dataset: str | None = None,
     split: str = "test",
     out: str | Path | None = None,
+    model_overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions (predict_step records, one per sample with its id) for a split of any root.
 
     Written as JSON lines to `out` if given; bad samples are skipped and logged.
+    `model_overrides`: see `load_run` (e.g. decoding options).
     """
-    cfg, task = load_run(run_dir)
+    cfg, task = load_run(run_dir, model_overrides)
     _set_threads(cfg)
     samples, _, name = _samples_for(cfg, data_root, dataset, split)
     if not samples:
