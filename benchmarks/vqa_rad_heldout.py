@@ -1,19 +1,78 @@
-"""Re-score trained VQA runs on their held-out split and compare two of them (paired, by image).
+"""Re-score trained VQA runs on their held-out split, with baselines and paired comparisons.
 
     python benchmarks/vqa_rad_heldout.py runs/vqa_rad runs/vqa_rad_kg --split test \
-        --open-confidence 0.5 0.0 --out benchmarks/results/vqa_rad_heldout.json
+        --open-confidence 0.5 0.0 --out benchmarks/vqa_rad_heldout_results.json
 
-For each run: the run's own data split (re-created from its config and seed, grouped by image),
-predictions with the current code, metrics with grouped bootstrap CIs, once per routing
-threshold given (`--open-confidence 0.0` = classifier only for open questions). With two runs,
-a paired bootstrap + approximate randomisation test of overall accuracy (resampling images).
+For each run: the run's own data split (re-created from its config and seed), predictions with
+the current code, metrics with CIs (percentile bootstrap resampling IMAGES), once per routing
+threshold given (`--open-confidence 0.0` = classifier only for open questions). Per distinct
+split, two baselines fitted on that split's training part: the majority answer per answer type,
+and a 1-nearest-neighbour "memory" (the answer of the most similar training question, by frozen
+MiniLM cosine similarity, preferring training questions on the same image). The first run is
+compared with every other run on the same split (paired bootstrap + approximate randomisation,
+resampling images; the comparison uses the first threshold).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+HEADLINE = ("n", "n_closed", "n_open", "n_images", "overall_accuracy", "closed_accuracy", "open_exact_match",
+            "open_token_f1", "open_bleu1", "ci", "ci_method", "routing")
+
+
+def majority_records(train: list, test: list) -> list[dict[str, Any]]:
+    """Records answering every question with the most frequent training answer of its type."""
+    from medmm.tasks.vqa import _answer_type, is_closed_question, normalise_vqa_answer
+
+    by_type: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
+    for s in train:
+        by_type[is_closed_question(s.text["question"], _answer_type(s))][normalise_vqa_answer(s.text["answer"])] += 1
+    recs = []
+    for s in test:
+        closed = is_closed_question(s.text["question"], _answer_type(s))
+        recs.append(_record(s, by_type[closed].most_common(1)[0][0], closed))
+    return recs
+
+
+def nearest_neighbour_records(train: list, test: list) -> list[dict[str, Any]]:
+    """Records answering with the answer of the most similar training question of the same type
+    (frozen MiniLM sentence embeddings, cosine), restricted to the same image when it has any."""
+    import torch
+
+    from medmm.models import create_text_encoder
+    from medmm.tasks.vqa import _answer_type, is_closed_question, normalise_vqa_answer
+
+    enc = create_text_encoder("minilm").eval()
+
+    def embed(samples: list) -> torch.Tensor:
+        out = []
+        with torch.no_grad():
+            for k in range(0, len(samples), 64):
+                tok = enc.tokenize([s.text["question"] for s in samples[k : k + 64]], max_length=64)
+                out.append(torch.nn.functional.normalize(enc(tok["input_ids"], tok["attention_mask"]).pooled, dim=-1))
+        return torch.cat(out)
+
+    closed_tr = torch.tensor([is_closed_question(s.text["question"], _answer_type(s)) for s in train])
+    sim = embed(test) @ embed(train).T
+    recs = []
+    for i, s in enumerate(test):
+        closed = is_closed_question(s.text["question"], _answer_type(s))
+        score = sim[i] + 10.0 * (closed_tr == closed).float()
+        same = torch.tensor([t.image_id == s.image_id for t in train])
+        if bool(same.any()):
+            score = score + 100.0 * same.float()
+        recs.append(_record(s, normalise_vqa_answer(train[int(score.argmax())].text["answer"]), closed))
+    return recs
+
+
+def _record(s, prediction: str, closed: bool) -> dict[str, Any]:
+    return {"id": s.id, "prediction": prediction, "reference": s.text["answer"],
+            "answer_type": "CLOSED" if closed else "OPEN", "group": s.group("image")}
 
 
 def main() -> None:
@@ -23,6 +82,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", help="role of the run's data config: train, val or test")
     ap.add_argument("--open-confidence", type=float, nargs="+", default=None)
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -35,34 +95,52 @@ def main() -> None:
     from medmm.tasks.vqa import vqa_scores
 
     torch.set_num_threads(1)
-    results: dict = {}
-    default_records: dict = {}
+    results: dict[str, Any] = {}
+    default_records: dict[str, list] = {}
+    split_of: dict[str, str] = {}
+
+    def summary(records: list) -> dict[str, Any]:
+        m = vqa_scores(records, n_resamples=args.resamples)
+        return {k: m.get(k) for k in HEADLINE}
+
     for run in args.runs:
         cfg, task = load_run(run)
-        samples = load_splits(cfg.data, cfg.seed)[args.split].samples
+        splits = load_splits(cfg.data, cfg.seed)
+        samples = splits[args.split].samples
+        key = json.dumps({"data": cfg.to_dict()["data"], "seed": cfg.seed}, sort_keys=True)
+        split_of[str(run)] = key
+        if not args.no_baselines and f"baselines {key}" not in results:
+            train = splits["train"].samples
+            results[f"baselines {key}"] = {
+                "majority": summary(majority_records(train, samples)),
+                "nearest_neighbour_question": summary(nearest_neighbour_records(train, samples)),
+            }
+            print("baselines", {k: round(v["overall_accuracy"], 4) for k, v in results[f"baselines {key}"].items()})
         thresholds = args.open_confidence or [task.config.open_confidence]
         results[str(run)] = {}
         for th in thresholds:
             task.config.open_confidence = th
             records, skipped = run_inference(task, samples, cfg)
-            m = vqa_scores(records, n_resamples=args.resamples)
-            results[str(run)][f"open_confidence={th}"] = {
-                k: m.get(k) for k in ("n", "n_closed", "n_open", "n_images", "overall_accuracy", "closed_accuracy",
-                                      "open_exact_match", "open_token_f1", "open_bleu1", "ci", "ci_method", "routing")
-            } | {"n_skipped": len(skipped)}
+            results[str(run)][f"open_confidence={th}"] = summary(records) | {"n_skipped": len(skipped)}
             if th == thresholds[0]:
                 default_records[str(run)] = records
+            m = results[str(run)][f"open_confidence={th}"]
             print(run, th, json.dumps({k: m.get(k) for k in ("overall_accuracy", "closed_accuracy", "open_exact_match")}))
-    if len(args.runs) == 2:
-        a, b = (default_records[str(r)] for r in args.runs)
+    first = str(args.runs[0])
+    for other in map(str, args.runs[1:]):
+        if split_of[other] != split_of[first]:
+            continue  # different held-out questions: no paired test
+        a, b = default_records[first], default_records[other]
         by_id = {r["id"]: r for r in b}
-        ids = [r["id"] for r in a if r["id"] in by_id]
-        pa = [next(r for r in a if r["id"] == i) for i in ids]
-        em = lambda recs: [score_item(r["prediction"], r["reference"], r["answer_type"])["exact_match"] for r in recs]  # noqa: E731
-        test = paired_test(lambda x: sum(x) / len(x), em(pa), em([by_id[i] for i in ids]),
+        pa = [r for r in a if r["id"] in by_id]
+
+        def em(recs: list) -> list[float]:
+            return [score_item(r["prediction"], r["reference"], r["answer_type"])["exact_match"] for r in recs]
+
+        test = paired_test(lambda x: sum(x) / len(x), em(pa), em([by_id[r["id"]] for r in pa]),
                            n_resamples=args.resamples, groups=[r["group"] for r in pa])
-        results["paired_overall_accuracy"] = {"a": str(args.runs[0]), "b": str(args.runs[1]), **test}
-        print("paired", json.dumps(test))
+        results[f"paired_overall_accuracy {first} vs {other}"] = {"a": first, "b": other, **test}
+        print("paired", first, "vs", other, json.dumps(test))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
