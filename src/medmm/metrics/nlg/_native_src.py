@@ -103,14 +103,14 @@ int nlg_ngram(int n_lines, const int32_t *line_off, const int32_t *toks,
     int32_t *df = NULL, *maxc = NULL, *mstamp = NULL;
     double *idf = NULL, *wref = NULL, *vecw = NULL, *norm = NULL;
     int *row = NULL;
-    size_t seq_cap = 0;
     int32_t *lg_k = NULL;
     size_t n_occ = (size_t)line_off[n_lines] * 4 + 4;
 
     if (bleu_out || cider_out) {
         if (ng_init(&tab, n_occ) != 0) goto oom;
         lg_off = malloc(sizeof(int32_t) * (n_lines + 1));
-        if (!lg_off) goto oom;
+        seq = malloc(sizeof(int32_t) * n_occ); /* at most 4 n-grams per token */
+        if (!lg_off || !seq) goto oom;
         /* pass 1: every n-gram occurrence of every line as a dense id (grouped by n, then position) */
         size_t total = 0;
         for (int l = 0; l < n_lines; l++) {
@@ -118,9 +118,7 @@ int nlg_ngram(int n_lines, const int32_t *line_off, const int32_t *toks,
             int m = line_off[l + 1] - line_off[l];
             for (int k = 1; k <= 4; k++) {
                 for (int i = 0; i + k <= m; i++) {
-                    GROW(seq, seq_cap, total + 1);
-                    seq[total++] = ng_get(&tab, w + i, k);
-                    if (tab.n * 2 >= (int32_t)tab.cap) goto oom; /* sized from the occurrence count */
+                    seq[total++] = ng_get(&tab, w + i, k); /* table sized for every occurrence: never full */
                 }
             }
         }
@@ -529,6 +527,7 @@ int meteor_corpus(int n_words, const int32_t *stem, const uint8_t *fw, const int
     WS ws;
     memset(&ws, 0, sizeof(ws));
     (void)n_lines;
+    if (beam < 1) beam = 1;
     if (trie_build(&trie, n_pairs, pr_off, pr_toks) != 0) goto done;
     size_t nw = (size_t)n_words + 1, ns = (size_t)n_stems + 1, ny = (size_t)n_syn + 1;
     ws.w_head1 = malloc(sizeof(int32_t) * nw); ws.w_stamp1 = malloc(sizeof(int32_t) * nw);

@@ -11,6 +11,10 @@ Quirks of the Java code kept on purpose because they change scores: the search's
 counts are Java ``int`` fields (``int += double`` truncates, so a one-word stem/synonym match adds
 nothing to the ordering) and a candidate's distance is added to the *parent* path. Checked against
 the jar's bytecode (``javap``), which differs in places from METEOR's published source.
+
+:class:`MeteorScorer` is the readable reference. :func:`meteor_scores` runs the same matchers,
+search and statistics for a whole corpus in compiled code (``_meteor_native.py``) when a C compiler
+is available, and falls back to :class:`MeteorScorer` otherwise; tests check both agree exactly.
 """
 
 from __future__ import annotations
