@@ -70,6 +70,14 @@ def run_coco(hyps: dict, refs: dict) -> dict:
     return out
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children (pycocoevalcap's Java)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _one_time_setup() -> None:
     """Build what medmm builds once per machine (paraphrase index, C kernels) in a child process,
     so the timed process starts with every in-process cache cold."""
@@ -94,12 +102,14 @@ def main() -> None:
     hyps, refs = make_pairs(args.pairs)
     from medmm.metrics.nlg.meteor_data import load_resources
 
+    c = _cpu()
     t = time.perf_counter()
     load_resources()
     t_res = time.perf_counter() - t
     t = time.perf_counter()
     ours = run_medmm(hyps, refs)
     t_first = time.perf_counter() - t
+    c_medmm = _cpu() - c
     from medmm.metrics.nlg.tokenize import coco_tokenize, ptb_tokenize
 
     ptb_tokenize.cache_clear()  # time the second call without the tokenisation caches as well
@@ -113,10 +123,15 @@ def main() -> None:
     print(f"medmm  all metrics, first call (cold caches, resources loaded): {t_first:6.2f} s")
     print(f"medmm  all metrics, second call:                             {t_second:6.2f} s")
     if not args.skip_coco:
+        c = _cpu()
         t = time.perf_counter()
         theirs = run_coco(hyps, refs)
         t_coco = time.perf_counter() - t
+        c_coco = _cpu() - c
         print(f"pycocoevalcap all metrics (Java tokenizer + METEOR):          {t_coco:6.2f} s")
+        # CPU seconds (this process + the Java children) vary less with machine load than wall time.
+        print(f"CPU seconds: medmm resources + first call {c_medmm:.2f}, pycocoevalcap {c_coco:.2f} "
+              f"(ratio {c_coco / c_medmm:.1f}x)")
         print(f"speed-up (pycocoevalcap / medmm first call incl. resource load): {t_coco / (t_res + t_first):.1f}x")
         print(f"speed-up (pycocoevalcap / medmm second call):                    {t_coco / t_second:.1f}x")
         for k in ours:
