@@ -44,6 +44,7 @@ from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
+from medmm.tasks.vqa_memory import AnswerMemory, image_key
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 _SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -152,6 +153,10 @@ class VQATask(Task):
             masked_loss: the classifier loss of a closed (open) question only competes among the
                 closed (open) answers, as at inference (the routing masks).
             label_smoothing: label smoothing of the classifier loss.
+            memory_weight: weight of the answer memory (`medmm.tasks.vqa_memory`): answers of the
+                training questions about the same image, by question similarity, added to the
+                classifier's distribution at inference (0: off; needs freeze_text).
+            memory_temperature: softmax temperature over the cosine similarities of the memory.
             text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
             bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
         """
@@ -183,6 +188,8 @@ class VQATask(Task):
         classifier_hidden: int = 0
         masked_loss: bool = False
         label_smoothing: float = 0.0
+        memory_weight: float = 0.0
+        memory_temperature: float = 0.05
         text_lora: dict[str, Any] | None = None
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
@@ -219,6 +226,8 @@ class VQATask(Task):
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.image_pretrained_sha256: str | None = None
+        self.memory: AnswerMemory | None = None
+        self._image_keys: dict[str, str] = {}
 
     # -- data-dependent state ------------------------------------------------------------
     def setup(self, train_samples: list[Sample]) -> None:
@@ -261,6 +270,38 @@ class VQATask(Task):
         if fit is not None:
             fit([self.text_input(s.text.get("question", ""))[0] for s in train_samples])
         self._build_heads()
+        if c.memory_weight > 0:
+            self._build_memory(train_samples)
+
+    def _build_memory(self, train_samples: list[Sample]) -> None:
+        """Answer memory of the training questions (frozen question embeddings, image checksums)."""
+        if not self.config.freeze_text or self.config.text_lora:
+            raise MedmmError("model.memory_weight > 0 needs a frozen text encoder (freeze_text: true, no text_lora)")
+        texts = [self.text_input(s.text.get("question", ""))[0] for s in train_samples]
+        answers = [self.answer_index.get(normalise_vqa_answer(s.text.get("answer", "")), -1) for s in train_samples]
+        keys = [self.sample_image_key(s) for s in train_samples]
+        self.memory = AnswerMemory(keys, answers, [s.text.get("question", "") for s in train_samples], self.text_encoder.out_dim)
+        was_training = self.text_encoder.training
+        self.text_encoder.eval()
+        pooled = []
+        for k in range(0, len(texts), 64):
+            tok = self.text_encoder.tokenize(texts[k : k + 64], max_length=self.config.max_text_length)
+            pooled.append(self._frozen_text_features({**tok, "texts": texts[k : k + 64]}).pooled)
+        self.text_encoder.train(was_training)
+        self.memory.set_embeddings(torch.cat(pooled))
+
+    def sample_image_key(self, sample: Sample) -> str:
+        """Checksum of the sample's first image file (cached by path), the memory's image key."""
+        ref = sample.images[0] if sample.images else None
+        if ref is None:
+            return ""
+        path = str(ref.path) if ref.path is not None else None
+        if path is not None and path in self._image_keys:
+            return self._image_keys[path]
+        key = image_key(path, ref.array)
+        if path is not None:
+            self._image_keys[path] = key
+        return key
 
     def state(self) -> dict[str, Any]:
         return {
@@ -274,6 +315,7 @@ class VQATask(Task):
             "mean": list(self.mean),
             "std": list(self.std),
             "image_pretrained_sha256": self.image_pretrained_sha256,
+            "memory": self.memory.state() if self.memory is not None else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -288,6 +330,8 @@ class VQATask(Task):
 
             self.kg = KnowledgeGraph(state["kg_triplets"], max_tail_words=self.config.kg_max_tail_words)
         self._build_heads()
+        if state.get("memory") is not None:
+            self.memory = AnswerMemory.from_state(state["memory"])  # embeddings come with the weights
 
     def _build_heads(self) -> None:
         d, h = self.fdim, self.config.classifier_hidden
@@ -364,6 +408,7 @@ class VQATask(Task):
             "image_paths": [s.images[0].path for s in samples],
             "groups": [s.group("image") for s in samples],
             "facts": list(facts),
+            "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
         }
 
     def _answer_tokens(self, answers: list[str]) -> torch.Tensor:
@@ -481,6 +526,12 @@ class VQATask(Task):
         allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
         masked = probs.masked_fill(~allowed, 0.0)
         masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
+        matches: list[dict[str, Any] | None] = [None] * len(batch["ids"])
+        if self.memory is not None and self.config.memory_weight > 0:
+            query = self._frozen_text_features(batch).pooled
+            mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory_temperature)
+            masked = masked + self.config.memory_weight * mem.to(masked.device).masked_fill(~allowed, 0.0)
+            masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         conf, idx = masked.max(-1)
         use_decoder = (~closed) & (conf < self.config.open_confidence)
         decoded: dict[int, str] = {}
@@ -501,6 +552,7 @@ class VQATask(Task):
                     "source": "decoder" if from_decoder else "classifier",
                     "confidence": round(float(conf[i]), 4),
                     "evidence": evidence[i] if evidence is not None else None,
+                    "memory_match": matches[i],
                 }
             )
         return out
@@ -568,6 +620,8 @@ class VQATask(Task):
             }
             if self.config.rationale:
                 rec["rationale"] = {"facts": batch["facts"][i], **(a["evidence"] or {})}
+                if a["memory_match"] is not None:  # the most similar training question on this image
+                    rec["rationale"]["memory_match"] = a["memory_match"]
             records.append(rec)
         return records
 
