@@ -23,6 +23,9 @@ _STEMS: dict[str, str] = {}
 def _stem_all(words: list[str]) -> list[str]:
     """Snowball English stems (cached across calls: a corpus vocabulary changes little)."""
     missing = [w for w in words if w not in _STEMS]
+    if len(_STEMS) + len(missing) > 1_000_000:  # bound the cache for long-running processes
+        _STEMS.clear()
+        missing = list(dict.fromkeys(words))
     if missing:
         import snowballstemmer
 

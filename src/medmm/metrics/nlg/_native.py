@@ -13,8 +13,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from functools import lru_cache
@@ -34,7 +36,8 @@ def library_path() -> Path:
     """Where the compiled library for the current source lives (name carries the source hash)."""
     cache = Path(os.environ.get("MEDMM_CACHE") or Path.home() / ".cache" / "medmm")
     digest = hashlib.sha1((C_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:12]
-    return cache / f"medmm_nlg_{digest}.so"
+    # The platform in the name: a cache folder shared by x86_64 and arm64 machines keeps one of each.
+    return cache / f"medmm_nlg_{sys.platform}_{platform.machine() or 'unknown'}_{digest}.so"
 
 
 def _compile(lib: Path) -> str | None:
