@@ -10,7 +10,9 @@ split, two baselines fitted on that split's training part: the majority answer p
 and a 1-nearest-neighbour "memory" (the answer of the most similar training question, by frozen
 MiniLM cosine similarity, preferring training questions on the same image). The first run is
 compared with every other run on the same split (paired bootstrap + approximate randomisation,
-resampling images; the comparison uses the first threshold).
+resampling images; the comparison uses the first threshold). `--variant memory_weight=0` also
+scores each run with those inference-time settings changed (e.g. the answer memory off) and
+compares it, paired, with the run's own settings.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", help="role of the run's data config: train, val or test")
     ap.add_argument("--open-confidence", type=float, nargs="+", default=None)
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--variant", action="append", default=[], help="KEY=VALUE model setting changed at inference")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -102,6 +105,15 @@ def main() -> None:
     def summary(records: list) -> dict[str, Any]:
         m = vqa_scores(records, n_resamples=args.resamples)
         return {k: m.get(k) for k in HEADLINE}
+
+    def em(recs: list) -> list[float]:
+        return [score_item(r["prediction"], r["reference"], r["answer_type"])["exact_match"] for r in recs]
+
+    def paired(a: list, b: list) -> dict[str, Any]:
+        by_id = {r["id"]: r for r in b}
+        pa = [r for r in a if r["id"] in by_id]
+        return paired_test(lambda x: sum(x) / len(x), em(pa), em([by_id[r["id"]] for r in pa]),
+                           n_resamples=args.resamples, groups=[r["group"] for r in pa])
 
     for run in args.runs:
         cfg, task = load_run(run)
@@ -126,19 +138,21 @@ def main() -> None:
                 default_records[str(run)] = records
             m = results[str(run)][f"open_confidence={th}"]
             print(run, th, json.dumps({k: m.get(k) for k in ("overall_accuracy", "closed_accuracy", "open_exact_match")}))
+        task.config.open_confidence = thresholds[0]
+        for variant in args.variant:
+            key, value = variant.split("=", 1)
+            before = getattr(task.config, key)
+            setattr(task.config, key, type(before)(float(value)) if isinstance(before, (int, float)) else value)
+            records, skipped = run_inference(task, samples, cfg)
+            setattr(task.config, key, before)
+            results[str(run)][variant] = summary(records) | {"n_skipped": len(skipped)}
+            results[str(run)][f"paired_overall_accuracy default vs {variant}"] = paired(default_records[str(run)], records)
+            print(run, variant, json.dumps({k: results[str(run)][variant].get(k) for k in ("overall_accuracy", "closed_accuracy", "open_exact_match")}))
     first = str(args.runs[0])
     for other in map(str, args.runs[1:]):
         if split_of[other] != split_of[first]:
             continue  # different held-out questions: no paired test
-        a, b = default_records[first], default_records[other]
-        by_id = {r["id"]: r for r in b}
-        pa = [r for r in a if r["id"] in by_id]
-
-        def em(recs: list) -> list[float]:
-            return [score_item(r["prediction"], r["reference"], r["answer_type"])["exact_match"] for r in recs]
-
-        test = paired_test(lambda x: sum(x) / len(x), em(pa), em([by_id[r["id"]] for r in pa]),
-                           n_resamples=args.resamples, groups=[r["group"] for r in pa])
+        test = paired(default_records[first], default_records[other])
         results[f"paired_overall_accuracy {first} vs {other}"] = {"a": first, "b": other, **test}
         print("paired", first, "vs", other, json.dumps(test))
     if args.out:
