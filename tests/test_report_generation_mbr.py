@@ -13,7 +13,7 @@ from medmm.data import load_dataset  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.metrics.nlg.cider import cider_d  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
-from medmm.tasks.report_mbr import CiderConsensus, consensus_words  # noqa: E402
+from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
 SMALL = {
@@ -64,6 +64,15 @@ def test_select_prefers_the_candidate_most_references_agree_with():
     # a candidate never votes for itself: its only agreeing reference is identical, so left out
     assert util[0] == 0.0 and util[2] == 0.0
     assert cc.utilities(["rib fractures"], ["rib fracture", "clear lungs"])[0] > 0.0
+    # with groups, a reference of the candidate's own group (another image of its case) is left
+    # out too, and group_weights makes each group count once
+    u = cc.utilities(["rib fracture"], ["rib fractures", "rib fracture seen", "clear lungs"],
+                     candidate_groups=["case1"], reference_groups=["case1", "case2", "case3"])
+    assert u[0] > 0 and u == pytest.approx(cc.utilities(["rib fracture"], ["rib fracture seen", "clear lungs"]))
+    assert u != pytest.approx(cc.utilities(["rib fracture"], ["rib fractures", "rib fracture seen", "clear lungs"]))
+    assert group_weights(["a", "a", "b", None]) == [0.5, 0.5, 1.0, 1.0]
+    with pytest.raises(MedmmError):
+        cc.utilities(["a"], ["b"], candidate_groups=["x", "y"])
     with pytest.raises(MedmmError):
         cc.select([], refs)
     with pytest.raises(MedmmError):
@@ -110,10 +119,15 @@ def test_consensus_decoding_records_and_baselines(trained):
             hits = [(h["id"], h["score"]) for h in r["retrieved"]]
             refs_ids = task.store.search(task._query(next(s for s in samples if s.id == r["id"])), 5,
                                          exclude_groups=[r["group"]])[0]
-            refs = [h.text for h in refs_ids]
-            u_pred = task.consensus.utilities([r["prediction"]], refs)[0]
-            u_beam = task.consensus.utilities([r["beam_prediction"]], refs)[0]
-            u_nn = [task.consensus.utilities([train_text[h]], refs)[0] for h, _ in hits[:2]]
+            refs, groups = [h.text for h in refs_ids], [h.group for h in refs_ids]
+            w = group_weights(groups)
+
+            def util(text, group=None):
+                return task.consensus.utilities([text], refs, w, [group], groups)[0]
+
+            u_pred = util(r["prediction"], task._group_of(d["retrieved_id"]) if d["retrieved_id"] else None)
+            u_beam = util(r["beam_prediction"])
+            u_nn = [util(train_text[h], task._group_of(h)) for h, _ in hits[:2]]
             assert u_pred >= max([u_beam, *u_nn]) - 1e-9
             assert d["expected_cider_d"] == pytest.approx(u_pred, abs=1e-4)
         m = task.compute_metrics(recs)

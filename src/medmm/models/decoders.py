@@ -153,6 +153,32 @@ class TransformerReportDecoder(nn.Module):
             h = h[:, -1:]
         return self.out(self.norm(h))
 
+    def step(self, tokens: torch.Tensor, position: int, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+             cache: list[torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Incremental decoding: logits (B, V) after feeding `tokens` (B,) at `position`, given the
+        cache of the earlier positions (None at position 0); returns the extended cache.
+
+        The cache holds each layer's normalised self-attention input of every earlier position
+        (keys/values of a pre-norm causal layer never change once computed), so a step costs
+        O(position) instead of re-running the whole prefix. Same result as `forward` on the
+        whole prefix (tested); dropout, if in train mode, is applied as in `forward`.
+        """
+        if position >= self.max_length:
+            raise MedmmError(f"decoder position {position} exceeds max_length {self.max_length}")
+        x = self.embed(tokens[:, None]) * math.sqrt(self.dim) + self.pos[:, position : position + 1]
+        new_cache = []
+        for i, layer in enumerate(self.decoder.layers):
+            h = layer.norm1(x)
+            kv = h if cache is None else torch.cat([cache[i], h], dim=1)
+            new_cache.append(kv)
+            x = x + layer.dropout1(layer.self_attn(h, kv, kv, need_weights=False)[0])
+            h = layer.norm2(x)
+            x = x + layer.dropout2(layer.multihead_attn(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0])
+            x = x + layer._ff_block(layer.norm3(x))
+        if self.decoder.norm is not None:
+            x = self.decoder.norm(x)
+        return self.out(self.norm(x))[:, 0], new_cache
+
 
 @dataclass
 class GenerationConfig:
@@ -214,6 +240,28 @@ def _next_logprobs(decoder: nn.Module, seq: torch.Tensor, memory: torch.Tensor, 
     return torch.log_softmax(decoder(seq, memory, pad)[:, -1].float(), dim=-1)
 
 
+class _Stepper:
+    """Next-token log-probabilities, one position per call: KV-cached for a
+    TransformerReportDecoder, a full re-run of the prefix for any other decoder module."""
+
+    def __init__(self, decoder: nn.Module, memory: torch.Tensor, pad: torch.Tensor | None):
+        self.decoder, self.memory, self.pad = decoder, memory, pad
+        self.incremental = isinstance(decoder, TransformerReportDecoder)
+        self.cache: list[torch.Tensor] | None = None
+
+    def __call__(self, seq: torch.Tensor) -> torch.Tensor:
+        """Log-probs (N, V) of the token after `seq` (N, t); the cache covers seq[:, :-1]."""
+        if not self.incremental:
+            return _next_logprobs(self.decoder, seq, self.memory, self.pad)
+        logits, self.cache = self.decoder.step(seq[:, -1], seq.shape[1] - 1, self.memory, self.pad, self.cache)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row r of the cache becomes the old row rows[r] (beam search keeps other beams)."""
+        if self.cache is not None:
+            self.cache = [c.index_select(0, rows) for c in self.cache]
+
+
 @torch.no_grad()
 def greedy_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
                   cfg: GenerationConfig | None = None) -> list[list[int]]:
@@ -223,8 +271,9 @@ def greedy_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Te
     seq = torch.full((b, 1), BOS, dtype=torch.long, device=memory.device)
     gen: list[list[int]] = [[] for _ in range(b)]
     done = [False] * b
+    stepper = _Stepper(decoder, memory, memory_pad)
     for step in range(cfg.max_length):
-        logp = _mask_logprobs(_next_logprobs(decoder, seq, memory, memory_pad), gen, step, cfg)
+        logp = _mask_logprobs(stepper(seq), gen, step, cfg)
         nxt = logp.argmax(-1)
         for i in range(b):
             if done[i]:
@@ -262,18 +311,21 @@ def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torc
     scores[:, 0] = 0.0  # identical initial beams: only the first may expand
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     active = [True] * b
+    stepper = _Stepper(decoder, mem, pad)
 
     def norm(score: float, length: int) -> float:
         return score / (max(length, 1) ** cfg.length_penalty)
 
     for step in range(cfg.max_length):
         flat = [beams[i][j] for i in range(b) for j in range(k)]
-        seq = pad_batch([[BOS] + s for s in flat]).to(dev)
-        logp = _mask_logprobs(_next_logprobs(decoder, seq, mem, pad), flat, step, cfg)
+        # dead (empty) beams are padded to the step's length: their scores are -inf, never kept
+        seq = pad_batch([[BOS] + s + [PAD] * (step - len(s)) for s in flat]).to(dev)
+        logp = _mask_logprobs(stepper(seq), flat, step, cfg)
         v = logp.shape[-1]
         cand = (scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
         top_s, top_i = cand.topk(min(2 * k, k * v), dim=-1)
         new_scores = torch.full((b, k), -math.inf, device=dev)
+        rows = list(range(b * k))  # cache row of each new beam (dead beams keep their own)
         for i in range(b):
             if not active[i]:
                 continue
@@ -288,6 +340,7 @@ def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torc
                         break
                     continue
                 new_scores[i, len(kept)] = s
+                rows[i * k + len(kept)] = i * k + src
                 kept.append(beams[i][src] + [tok])
                 if len(kept) == k:
                     break
@@ -295,6 +348,7 @@ def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torc
                 active[i] = False
             beams[i] = kept + [[] for _ in range(k - len(kept))]
         scores = new_scores
+        stepper.reorder(torch.tensor(rows, device=dev))
         if not any(active):
             break
     out = []
@@ -314,6 +368,49 @@ def beam_search(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tens
     """Beam search: per sample the best finished hypothesis by length-normalised log-probability
     (`beam_search_nbest`'s first). With beam_size 1 this is exactly greedy decoding."""
     return [hyps[0][1] if hyps else [] for hyps in beam_search_nbest(decoder, memory, memory_pad, cfg)]
+
+
+@torch.no_grad()
+def sample_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+                  cfg: GenerationConfig | None = None, n_samples: int = 1, temperature: float = 1.0,
+                  generator: torch.Generator | None = None) -> list[list[int]]:
+    """Multinomial sampling, `n_samples` texts per memory row, rows in order (sample i's texts
+    at i * n_samples ...). The min-length / no-repeat-n-gram / never-<unk> rules of `cfg` apply.
+    Used for self-critical training (several samples per image, rewarded by CIDEr-D)."""
+    cfg = (cfg or GenerationConfig()).check()
+    if n_samples < 1 or temperature <= 0:
+        raise MedmmError(f"need n_samples >= 1 and temperature > 0, got {n_samples}, {temperature}")
+    mem = memory.repeat_interleave(n_samples, dim=0)
+    pad = memory_pad.repeat_interleave(n_samples, dim=0) if memory_pad is not None else None
+    n = mem.shape[0]
+    seq = torch.full((n, 1), BOS, dtype=torch.long, device=mem.device)
+    gen: list[list[int]] = [[] for _ in range(n)]
+    done = torch.zeros(n, dtype=torch.bool, device=mem.device)
+    stepper = _Stepper(decoder, mem, pad)
+    for step in range(cfg.max_length):
+        logp = _mask_logprobs(stepper(seq) / temperature, gen, step, cfg)
+        nxt = torch.multinomial(torch.softmax(logp, -1), 1, generator=generator)[:, 0]
+        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+        for i in torch.nonzero(~done).flatten().tolist():
+            if int(nxt[i]) != EOS:
+                gen[i].append(int(nxt[i]))
+        done |= nxt.eq(EOS)
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        if bool(done.all()):
+            break
+    return gen
+
+
+def sequence_logprobs(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+                      texts: list[list[int]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log p (with gradients) of each generated text given its memory row, EOS included
+    when the text ended before `max_length` tokens, and the number of tokens scored."""
+    rows = [[BOS] + t + ([EOS] if len(t) < max_length else []) for t in texts]
+    seq = pad_batch(rows).to(memory.device)
+    logits = decoder(seq[:, :-1], memory, memory_pad)
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, seq[:, 1:, None])[..., 0]
+    mask = seq[:, 1:].ne(PAD)
+    return (logp * mask).sum(1), mask.sum(1)
 
 
 def generate(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Tensor | None,

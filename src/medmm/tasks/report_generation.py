@@ -63,9 +63,11 @@ from medmm.models.decoders import (
     generate,
     join_tokens,
     pad_batch,
+    sample_decode,
+    sequence_logprobs,
     word_tokenize,
 )
-from medmm.tasks.report_mbr import CiderConsensus
+from medmm.tasks.report_mbr import CiderConsensus, group_weights
 from medmm.tasks.report_retrieval import FrozenImageKey
 
 NLG_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d")
@@ -112,6 +114,13 @@ class ReportGenerationTask(Task):
             mbr_candidates: beam hypotheses re-ranked (the beam is widened to this many).
             mbr_retrieved: nearest training reports also offered as candidates (0 = generated
                 text only).
+            scst_samples: self-critical sequence training (Rennie et al. 2017) with this many
+                sampled texts per study, rewarded by CIDEr-D against the study's own report (IDF of
+                the training reports), baseline = the mean reward of the other samples (Luo 2020);
+                0 = teacher forcing (cross-entropy). Validation loss stays cross-entropy.
+            scst_xe_weight: cross-entropy added to the self-critical loss (keeps the language model).
+            init_run: a finished report_generation run (same data and model shapes) whose weights
+                initialise this one, e.g. self-critical fine-tuning of a cross-entropy run.
             provenance_k: training reports retrieved for provenance when rag_k is 0.
             bootstrap_resamples: resamples (by group) for the metrics' CIs (0 = none).
         """
@@ -147,6 +156,9 @@ class ReportGenerationTask(Task):
         mbr_references: int = 0
         mbr_candidates: int = 8
         mbr_retrieved: int = 0
+        scst_samples: int = 0
+        scst_xe_weight: float = 0.0
+        init_run: str | None = None
         provenance_k: int = 3
         bootstrap_resamples: int = 1000
 
@@ -158,6 +170,8 @@ class ReportGenerationTask(Task):
         if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
             raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
         _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved)
+        if c.scst_samples == 1 or c.scst_samples < 0:
+            raise MedmmError("model.scst_samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
         self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
         spec = self.image_encoder.input_spec
         self.image_size = c.image_size or spec.size
@@ -215,6 +229,23 @@ class ReportGenerationTask(Task):
         if self.retrieval_key is not None:
             self.store_keys.copy_(torch.from_numpy(np.stack([self._key(s) for s in usable])))
         self._store = self._thumb_store = self._consensus = None
+        if c.init_run:
+            self._init_from(c.init_run)
+
+    def _init_from(self, run_dir: str) -> None:
+        """Copy the weights of a finished run fitted on the same data (checked: vocabulary,
+        label sets and training reports must be identical; the load is strict)."""
+        from medmm.engine import rundir as rd
+
+        state = rd.read_json(Path(run_dir) / rd.TASK_STATE)
+        mine = self.state()
+        for key in ("tokenizer", "observations", "attributes"):
+            if state["state"].get(key) != mine.get(key):
+                raise MedmmError(f"model.init_run {run_dir}: its {key} differs from this run's (different data or config)")
+        if state["state"]["store"]["ids"] != mine["store"]["ids"]:
+            raise MedmmError(f"model.init_run {run_dir}: trained on other reports than this run")
+        weights = torch.load(Path(run_dir) / state.get("weights", rd.WEIGHTS), map_location="cpu", weights_only=True)
+        self.load_state_dict(weights, strict=True)
 
     def state(self) -> dict[str, Any]:
         if self.tokenizer is None:
@@ -478,11 +509,16 @@ class ReportGenerationTask(Task):
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         memory, pad, find_logits = self.encode(batch)
         tgt = batch["targets"]
-        logits = self.decoder(tgt[:, :-1], memory, pad)
-        loss_report = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1),
-                                      ignore_index=PAD, label_smoothing=self.config.label_smoothing)
-        out = {"loss_report": loss_report.detach()}
-        loss = loss_report
+        c = self.config
+        out: dict[str, torch.Tensor] = {}
+        if c.scst_samples > 0 and self.training:
+            loss = self._self_critical_loss(memory, pad, batch["references"], out)
+            if c.scst_xe_weight > 0:
+                loss = loss + c.scst_xe_weight * self._xe_loss(memory, pad, tgt)
+        else:
+            loss_report = self._xe_loss(memory, pad, tgt)
+            out["loss_report"] = loss_report.detach()
+            loss = loss_report
         if find_logits is not None and "findings" in batch:
             y = batch["findings"]
             m = y.ge(0)
@@ -500,6 +536,30 @@ class ReportGenerationTask(Task):
             out["loss_attributes"] = la.detach()
         out["loss"] = loss
         return out
+
+    def _xe_loss(self, memory: torch.Tensor, pad: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder(tgt[:, :-1], memory, pad)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1),
+                               ignore_index=PAD, label_smoothing=self.config.label_smoothing)
+
+    def _self_critical_loss(self, memory: torch.Tensor, pad: torch.Tensor, references: list[str],
+                            out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """REINFORCE with CIDEr-D rewards and the other samples' mean as baseline, averaged over
+        the sampled tokens (texts are sampled under the decoding rules, scored with gradients)."""
+        n = self.config.scst_samples
+        cfg = replace(self.generation, beam_size=1)
+        texts = sample_decode(self.decoder, memory.detach(), pad, cfg, n)
+        mem = memory.repeat_interleave(n, dim=0)
+        mpad = pad.repeat_interleave(n, dim=0)
+        logp, lengths = sequence_logprobs(self.decoder, mem, mpad, texts, cfg.max_length)
+        words = [join_tokens(self.tokenizer.decode_tokens(t)) for t in texts]
+        reward = torch.tensor([self.consensus.similarity(w, references[i // n]) for i, w in enumerate(words)],
+                              device=logp.device).view(-1, n)
+        baseline = (reward.sum(1, keepdim=True) - reward) / (n - 1)
+        adv = (reward - baseline).reshape(-1)
+        out["reward"] = reward.mean()
+        out["sample_length"] = lengths.float().mean()
+        return -(adv * logp).sum() / lengths.sum().clamp(min=1)
 
     # -- generation ------------------------------------------------------------------------
     def set_decoding(self, **options: Any) -> GenerationConfig:
@@ -543,7 +603,7 @@ class ReportGenerationTask(Task):
         highest mean CIDEr-D against the K nearest training reports."""
         c = self.config
         store = self.store
-        refs = [store.text_of(h) for h, _ in hits[: c.mbr_references]]
+        refs, ref_groups, weights = self._pseudo_references(hits)
         cands = list(dict.fromkeys(t for t in generated if t.strip()))
         sources: list[str | None] = [None] * len(cands)
         for h, _ in hits[: c.mbr_retrieved]:
@@ -553,19 +613,39 @@ class ReportGenerationTask(Task):
                 sources.append(h)
         if not cands:
             return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
-        best, util = self.consensus.select(cands, refs)
+        groups = [self._group_of(h) if h else None for h in sources]
+        best, util = self.consensus.select(cands, refs, weights, groups, ref_groups)
         return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
+
+    def _group_of(self, store_id: str) -> str:
+        """The group (e.g. case) of a training report."""
+        if getattr(self, "_groups_by_id", None) is None or len(self._groups_by_id) != len(self.store_ids):
+            self._groups_by_id = dict(zip(self.store_ids, self.store_groups))
+        return self._groups_by_id[store_id]
+
+    def _pseudo_references(self, hits: list[tuple[str, float]]) -> tuple[list[str], list[str], list[float]]:
+        """Texts, groups and weights of the `mbr_references` nearest training reports; each
+        training group (case) weighs 1 in total however many of its images were retrieved."""
+        store = self.store
+        ids = [h for h, _ in hits[: self.config.mbr_references]]
+        groups = [self._group_of(h) for h in ids]
+        return [store.text_of(h) for h in ids], groups, group_weights(groups)
 
     def consensus_nn(self, hits: list[tuple[str, float]]) -> str:
         """Retrieval-only consensus (Devlin et al. 2015): among the `mbr_candidates` nearest
-        training reports, the one agreeing most with the `mbr_references` nearest."""
-        c = self.config
+        training reports, the one agreeing most with the `mbr_references` nearest (other cases)."""
         store = self.store
-        cands = list(dict.fromkeys(store.text_of(h) for h, _ in hits[: c.mbr_candidates]))
-        if not cands:
+        seen: set[str] = set()
+        ids = []
+        for h, _ in hits[: self.config.mbr_candidates]:
+            if store.text_of(h) not in seen:
+                seen.add(store.text_of(h))
+                ids.append(h)
+        if not ids:
             return ""
-        best, _ = self.consensus.select(cands, [store.text_of(h) for h, _ in hits[: c.mbr_references]])
-        return cands[best]
+        refs, ref_groups, weights = self._pseudo_references(hits)
+        best, _ = self.consensus.select([store.text_of(h) for h in ids], refs, weights, [self._group_of(h) for h in ids], ref_groups)
+        return store.text_of(ids[best])
 
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One record per study: prediction, reference, nearest-neighbour baseline(s), provenance."""

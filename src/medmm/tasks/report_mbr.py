@@ -101,22 +101,31 @@ class CiderConsensus:
         return total / self.n * 10.0
 
     def utilities(self, candidates: Sequence[str], references: Sequence[str],
-                  weights: Sequence[float] | None = None) -> list[float]:
+                  weights: Sequence[float] | None = None, candidate_groups: Sequence[str | None] | None = None,
+                  reference_groups: Sequence[str | None] | None = None) -> list[float]:
         """Expected CIDEr-D of each candidate: the (weighted) mean over `references`.
 
-        A reference whose words equal the candidate's is left out of that candidate's mean (a
-        retrieved report must not vote for itself; several images of one case share a caption).
+        A reference never votes for a candidate it could be a copy of: one whose words equal the
+        candidate's, or (with groups given) one from the candidate's own group, e.g. another image
+        of the training case a retrieved candidate came from (such images often share most of a
+        caption, which would make any retrieved report look like the consensus).
         """
         if weights is not None and len(weights) != len(references):
             raise MedmmError(f"{len(references)} references but {len(weights)} weights")
+        if candidate_groups is not None and len(candidate_groups) != len(candidates):
+            raise MedmmError(f"{len(candidates)} candidates but {len(candidate_groups)} candidate groups")
+        if reference_groups is not None and len(reference_groups) != len(references):
+            raise MedmmError(f"{len(references)} references but {len(reference_groups)} reference groups")
         w = list(weights) if weights is not None else [1.0] * len(references)
-        refs = [(self.vector(r), " ".join(consensus_words(r)), wi) for r, wi in zip(references, w)]
+        rg = list(reference_groups) if reference_groups is not None else [None] * len(references)
+        cg = list(candidate_groups) if candidate_groups is not None else [None] * len(candidates)
+        refs = [(self.vector(r), " ".join(consensus_words(r)), wi, gi) for r, wi, gi in zip(references, w, rg)]
         out = []
-        for c in candidates:
+        for c, group in zip(candidates, cg):
             cv, key = self.vector(c), " ".join(consensus_words(c))
             num = den = 0.0
-            for rv, rkey, wi in refs:
-                if rkey == key:
+            for rv, rkey, wi, gi in refs:
+                if rkey == key or (group is not None and gi == group):
                     continue
                 num += wi * self._sim(cv, rv)
                 den += wi
@@ -124,13 +133,23 @@ class CiderConsensus:
         return out
 
     def select(self, candidates: Sequence[str], references: Sequence[str],
-               weights: Sequence[float] | None = None) -> tuple[int, list[float]]:
+               weights: Sequence[float] | None = None, candidate_groups: Sequence[str | None] | None = None,
+               reference_groups: Sequence[str | None] | None = None) -> tuple[int, list[float]]:
         """Index of the candidate with the highest expected CIDEr-D (first on ties) and all
-        candidates' utilities."""
+        candidates' utilities (arguments as in `utilities`)."""
         if not candidates:
             raise MedmmError("consensus re-ranking needs at least one candidate")
-        u = self.utilities(candidates, references, weights)
+        u = self.utilities(candidates, references, weights, candidate_groups, reference_groups)
         return max(range(len(u)), key=lambda i: (u[i], -i)), u
 
 
-__all__ = ["CiderConsensus", "consensus_words"]
+def group_weights(groups: Sequence[str | None]) -> list[float]:
+    """1 / (number of items of the same group): each group (e.g. a training case whose several
+    images were all retrieved) weighs as much as a group retrieved once."""
+    counts: dict[str | None, int] = {}
+    for g in groups:
+        counts[g] = counts.get(g, 0) + 1
+    return [1.0 / counts[g] if g is not None else 1.0 for g in groups]
+
+
+__all__ = ["CiderConsensus", "consensus_words", "group_weights"]
