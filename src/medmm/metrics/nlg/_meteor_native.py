@@ -2,7 +2,7 @@
 
 Python prepares integer tables once per corpus -- word ids of every distinct normalised line, and
 per distinct word its Snowball stem, function-word flag and WordNet synsets, plus the paraphrase
-pairs the corpus can use -- and the C code (``_native_src.py``) runs METEOR's matchers, beam search
+pairs the corpus can use -- and the C code (``_native.c``) runs METEOR's matchers, beam search
 and statistics for every (hypothesis, reference) pair. Results equal ``MeteorScorer.stats``.
 """
 

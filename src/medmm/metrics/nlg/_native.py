@@ -1,6 +1,6 @@
 """Optional compiled kernels for the NLG metrics (same results as the pure-Python code, much faster).
 
-The C source (``_native_src.py``) is compiled once with the system C compiler (``$CC``, else ``cc``
+The C source (``_native.c``) is compiled once with the system C compiler (``$CC``, else ``cc``
 or ``gcc``) into the medmm cache folder (``$MEDMM_CACHE`` or ``~/.cache/medmm``) and loaded with
 ctypes: no build step at install time and no new runtime dependency. The library is written to a
 temporary name and renamed into place, so parallel first uses never load a half-written file.
@@ -22,9 +22,11 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from medmm.metrics.nlg._native_src import C_SOURCE
 
 __all__ = ["load", "library_path"]
+
+# The C source ships as package data next to this file.
+C_SOURCE = (Path(__file__).parent / "_native.c").read_text()
 
 # Portable flags only (no -march): the cached library must run on any x86_64/arm64 machine that
 # shares the cache folder. -ffp-contract=off: no fused multiply-add, so every floating-point result

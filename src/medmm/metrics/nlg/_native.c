@@ -1,18 +1,16 @@
-"""C source of medmm's optional NLG kernels (compiled at first use by ``_native.py``).
-
-Two entry points, both working on integer token ids prepared in Python:
-
-* ``nlg_ngram``: BLEU statistics (clipped 1..4-gram matches, closest reference length), CIDEr-D
-  and ROUGE-L per sample, as ``bleu.py`` / ``cider.py`` / ``rouge.py`` compute them.
-* ``meteor_corpus``: METEOR 1.5 for every (hypothesis, reference) pair of a corpus: the four
-  matchers in METEOR's candidate order, the beam search with its tie-breaking, and the sufficient
-  statistics, as ``meteor.py``'s pure-Python reference does.
-
-Floating-point work is written in the same order as the Python code; compile with
-``-ffp-contract=off`` so no fused multiply-add changes a rounding.
-"""
-
-C_SOURCE = r"""
+/* C source of medmm's optional NLG kernels (compiled at first use by _native.py).
+ *
+ * Two entry points, both working on integer token ids prepared in Python:
+ *
+ * * nlg_ngram: BLEU statistics (clipped 1..4-gram matches, closest reference length), CIDEr-D
+ *   and ROUGE-L per sample, as bleu.py / cider.py / rouge.py compute them.
+ * * meteor_corpus: METEOR 1.5 for every (hypothesis, reference) pair of a corpus: the four
+ *   matchers in METEOR's candidate order, the beam search with its tie-breaking, and the sufficient
+ *   statistics, as meteor.py's pure-Python reference does.
+ *
+ * Floating-point work is written in the same order as the Python code; compile with
+ * -ffp-contract=off so no fused multiply-add changes a rounding.
+ */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -744,4 +742,3 @@ int64_t para_subset(int64_t n_pairs, const uint16_t *pair_key, const int64_t *of
     }
     return n;
 }
-"""
