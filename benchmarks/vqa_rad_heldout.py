@@ -121,12 +121,12 @@ def main() -> None:
         samples = splits[args.split].samples
         key = json.dumps({"data": cfg.to_dict()["data"], "seed": cfg.seed}, sort_keys=True)
         split_of[str(run)] = key
+        baseline_records: dict[str, list] = {}
         if not args.no_baselines and f"baselines {key}" not in results:
             train = splits["train"].samples
-            results[f"baselines {key}"] = {
-                "majority": summary(majority_records(train, samples)),
-                "nearest_neighbour_question": summary(nearest_neighbour_records(train, samples)),
-            }
+            baseline_records = {"majority": majority_records(train, samples),
+                                "nearest_neighbour_question": nearest_neighbour_records(train, samples)}
+            results[f"baselines {key}"] = {k: summary(v) for k, v in baseline_records.items()}
             print("baselines", {k: round(v["overall_accuracy"], 4) for k, v in results[f"baselines {key}"].items()})
         thresholds = args.open_confidence or [task.config.open_confidence]
         results[str(run)] = {}
@@ -139,6 +139,8 @@ def main() -> None:
             m = results[str(run)][f"open_confidence={th}"]
             print(run, th, json.dumps({k: m.get(k) for k in ("overall_accuracy", "closed_accuracy", "open_exact_match")}))
         task.config.open_confidence = thresholds[0]
+        for name, recs in baseline_records.items():  # the first run on a split vs its baselines
+            results[str(run)][f"paired_overall_accuracy default vs {name}"] = paired(default_records[str(run)], recs)
         for variant in args.variant:
             key, value = variant.split("=", 1)
             before = getattr(task.config, key)
