@@ -16,6 +16,14 @@ closed training questions. An open question is answered by the classifier restri
 answers seen on open training questions when its top probability is >= ``open_confidence``,
 else by the decoder (the classifier's answer is kept when the decoder produces nothing).
 
+Answer memory (``memory_weight > 0``, `medmm.tasks.vqa_memory`): the answers of the training
+questions asked about the same image file, weighted by question similarity, are added to the
+classifier's probabilities at inference; it adds nothing for an image not seen in training.
+
+Frozen encoders (``freeze_text`` / ``freeze_image``, the latter usually with ``image_pretrained``)
+are kept in eval mode and their features cached per text / image file, so an epoch costs only the
+fusion and the heads.
+
 Knowledge (``use_kg: true``): the SLAKE knowledge graph (`medmm.knowledge.kg`) is matched
 against the question and the top-k triplets, verbalised ("lung - function - breathe"), are
 appended to the question after a [SEP] before the text encoder. The triplets are stored in the
