@@ -13,7 +13,7 @@ from medmm.data import load_dataset  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.metrics.nlg.cider import cider_d  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
-from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights  # noqa: E402
+from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
 SMALL = {
@@ -110,11 +110,11 @@ def test_consensus_decoding_records_and_baselines(trained):
             assert d["method"] == "consensus" and d["n_pseudo_references"] == 5
             assert r["nn_consensus_prediction"] in train_text.values()
             if d["selected_from"] == "retrieved":
-                assert r["prediction"] == train_text[d["retrieved_id"]]
-                assert d["retrieved_id"] in {h["id"] for h in r["retrieved"]}
-                assert any(src["id"] == d["retrieved_id"] for s in r["sentences"] for src in s["sources"])
+                assert r["prediction"] == train_text[d["training_id"]]
+                assert d["training_id"] in {h["id"] for h in r["retrieved"]}
+                assert any(src["id"] == d["training_id"] for s in r["sentences"] for src in s["sources"])
             else:
-                assert d["retrieved_id"] is None
+                assert d["selected_from"] == "generated" and d["training_id"] is None
             # the choice is the arg-max of the expected CIDEr-D over the candidates offered
             hits = [(h["id"], h["score"]) for h in r["retrieved"]]
             refs_ids = task.store.search(task._query(next(s for s in samples if s.id == r["id"])), 5,
@@ -125,7 +125,7 @@ def test_consensus_decoding_records_and_baselines(trained):
             def util(text, group=None):
                 return task.consensus.utilities([text], refs, w, [group], groups)[0]
 
-            u_pred = util(r["prediction"], task._group_of(d["retrieved_id"]) if d["retrieved_id"] else None)
+            u_pred = util(r["prediction"], task._group_of(d["training_id"]) if d["training_id"] else None)
             u_beam = util(r["beam_prediction"])
             u_nn = [util(train_text[h], task._group_of(h)) for h, _ in hits[:2]]
             assert u_pred >= max([u_beam, *u_nn]) - 1e-9
@@ -154,3 +154,34 @@ def test_generated_only_consensus_picks_among_nbest(trained):
             assert r["sentences"][0]["used_by_model"] is False
     finally:
         task.set_decoding(mbr_references=0, mbr_candidates=8)
+
+
+def test_typical_reports_rank_the_prior_consensus_first():
+    texts = ["axial ct shows a mass in the liver", "axial ct shows a mass in the kidney", "axial ct shows a mass",
+             "axial ct shows a mass", "sagittal mr of the knee", "the patient was treated"]
+    groups = ["a", "b", "c", "c", "d", "e"]
+    cc = CiderConsensus(texts)
+    top = typical_reports(cc, texts, groups, 3)
+    # the "axial ct shows a mass" family outranks the outliers; a duplicate text appears once
+    assert sorted(top) == [0, 1, 2]
+    assert typical_reports(cc, texts, groups, 0) == []
+
+
+def test_typical_candidates_in_consensus_decoding(trained):
+    task, splits = trained
+    task.set_decoding(mbr_references=5, mbr_candidates=2, mbr_typical=3)
+    try:
+        typical = {task.store_ids[i] for i in task.typical_indices()}
+        assert len(typical) == 3
+        # scored on training studies: a typical report of the study's own group is never offered
+        recs = task.evaluation_step(task.collate(splits["train"]))
+        kinds = {r["decoding"]["selected_from"] for r in recs}
+        assert kinds <= {"generated", "typical"}
+        for r in recs:
+            d = r["decoding"]
+            assert d["n_candidates"] <= 2 + 3
+            if d["selected_from"] == "typical":
+                assert d["training_id"] in typical and task._group_of(d["training_id"]) != r["group"]
+                assert r["sentences"][0]["used_by_model"] is True
+    finally:
+        task.set_decoding(mbr_references=0, mbr_candidates=8, mbr_typical=0)

@@ -67,12 +67,12 @@ from medmm.models.decoders import (
     sequence_logprobs,
     word_tokenize,
 )
-from medmm.tasks.report_mbr import CiderConsensus, group_weights
+from medmm.tasks.report_mbr import CiderConsensus, group_weights, typical_reports
 from medmm.tasks.report_retrieval import FrozenImageKey
 
 NLG_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d")
 DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
-                 "mbr_references", "mbr_candidates", "mbr_retrieved")
+                 "mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical")
 _STOP = frozenset("a an the of and or in on at to with is are was were be there this that for by as from no not".split())
 
 
@@ -114,6 +114,8 @@ class ReportGenerationTask(Task):
             mbr_candidates: beam hypotheses re-ranked (the beam is widened to this many).
             mbr_retrieved: nearest training reports also offered as candidates (0 = generated
                 text only).
+            mbr_typical: the most typical training reports (highest consensus over the whole
+                training set, `report_mbr.typical_reports`) also offered as candidates.
             scst_samples: self-critical sequence training (Rennie et al. 2017) with this many
                 sampled texts per study, rewarded by CIDEr-D against the study's own report (IDF of
                 the training reports), baseline = the mean reward of the other samples (Luo 2020);
@@ -156,6 +158,7 @@ class ReportGenerationTask(Task):
         mbr_references: int = 0
         mbr_candidates: int = 8
         mbr_retrieved: int = 0
+        mbr_typical: int = 0
         scst_samples: int = 0
         scst_xe_weight: float = 0.0
         init_run: str | None = None
@@ -169,7 +172,7 @@ class ReportGenerationTask(Task):
         c = self.config
         if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
             raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
-        _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved)
+        _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical)
         if c.scst_samples == 1 or c.scst_samples < 0:
             raise MedmmError("model.scst_samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
         self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
@@ -574,7 +577,7 @@ class ReportGenerationTask(Task):
         if cfg.max_length + 1 > self.decoder.max_length:
             raise MedmmError(f"max_length {cfg.max_length} exceeds what the decoder was built for ({self.decoder.max_length - 1})")
         c = self.config
-        mbr = {k: int(options.get(k, getattr(c, k))) for k in ("mbr_references", "mbr_candidates", "mbr_retrieved")}
+        mbr = {k: int(options.get(k, getattr(c, k))) for k in ("mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical")}
         _check_mbr(**mbr)
         for k, v in {**gen_opts, **mbr}.items():
             setattr(c, k, v)
@@ -598,24 +601,36 @@ class ReportGenerationTask(Task):
         ids = [[h for _, h in hyps[: self.config.mbr_candidates]] or [[]] for hyps in nbest]
         return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
 
-    def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]]) -> dict[str, Any]:
-        """Consensus decoding of one sample: the candidate (generated or retrieved) with the
-        highest mean CIDEr-D against the K nearest training reports."""
+    def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]], exclude_group: str | None) -> dict[str, Any]:
+        """Consensus decoding of one sample: the candidate (generated, retrieved or typical
+        training report) with the highest mean CIDEr-D against the K nearest training reports."""
         c = self.config
         store = self.store
         refs, ref_groups, weights = self._pseudo_references(hits)
         cands = list(dict.fromkeys(t for t in generated if t.strip()))
-        sources: list[str | None] = [None] * len(cands)
-        for h, _ in hits[: c.mbr_retrieved]:
+        sources: list[tuple[str, str] | None] = [None] * len(cands)
+        training = [("retrieved", h) for h, _ in hits[: c.mbr_retrieved]]
+        training += [("typical", self.store_ids[i]) for i in self.typical_indices()
+                     if self.store_groups[i] != exclude_group]  # never a report of the study's own group
+        for kind, h in training:
             t = store.text_of(h)
             if t not in cands:
                 cands.append(t)
-                sources.append(h)
+                sources.append((kind, h))
         if not cands:
             return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
-        groups = [self._group_of(h) if h else None for h in sources]
+        groups = [self._group_of(src[1]) if src else None for src in sources]
         best, util = self.consensus.select(cands, refs, weights, groups, ref_groups)
         return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
+
+    def typical_indices(self) -> list[int]:
+        """Store positions of the `mbr_typical` most typical training reports (computed once)."""
+        m = self.config.mbr_typical
+        if m <= 0:
+            return []
+        if getattr(self, "_typical", None) is None or len(self._typical) < m:
+            self._typical = typical_reports(self.consensus, self.store_texts, self.store_groups, max(m, 64))
+        return self._typical[:m]
 
     def _group_of(self, store_id: str) -> str:
         """The group (e.g. case) of a training report."""
@@ -673,20 +688,23 @@ class ReportGenerationTask(Task):
             rec["retrieved"] = [{"id": h, "score": sc} for h, sc in hits[:n_shown]]
             used = hits[: c.rag_k] if c.rag_k > 0 else hits[: c.provenance_k]
             if mbr:
-                pick = self._consensus_pick(texts, hits)
+                pick = self._consensus_pick(texts, hits, batch["groups"][i])
                 rec["beam_prediction"] = texts[0]
                 rec["prediction"] = pick["text"]
                 rec["nn_consensus_prediction"] = self.consensus_nn(hits)
-                rec["decoding"] = {"method": "consensus", "selected_from": "retrieved" if pick["source"] else "generated",
-                                   "retrieved_id": pick["source"], "expected_cider_d": pick["utility"],
+                src = pick["source"]
+                rec["decoding"] = {"method": "consensus", "selected_from": src[0] if src else "generated",
+                                   "training_id": src[1] if src else None, "expected_cider_d": pick["utility"],
                                    "n_candidates": pick["n_candidates"], "n_pseudo_references": min(len(hits), c.mbr_references)}
                 used = list(dict.fromkeys([*used, *hits[: c.mbr_retrieved]]))
+                if src and src[0] == "typical":
+                    used.append((src[1], 0.0))
             if "thumbnail_nn" in batch:
                 tid = batch["thumbnail_nn"][i]
                 rec["nn_thumbnail_prediction"] = store.text_of(tid) if tid else ""
             words = word_tokenize(rec["prediction"]) if mbr else self.tokenizer.decode_tokens(cands[0])
             rec["sentences"] = sentence_provenance(words, [(h, store.text_of(h)) for h, _ in used],
-                                                   used_by_model=c.rag_k > 0 or (mbr and c.mbr_retrieved > 0))
+                                                   used_by_model=c.rag_k > 0 or (mbr and (c.mbr_retrieved > 0 or c.mbr_typical > 0)))
             if probs is not None:
                 rec["findings"] = {o: round(float(p), 4) for o, p in zip(self.observations, probs[i].tolist())}
             if attr_probs:
@@ -728,9 +746,9 @@ class ReportGenerationTask(Task):
 OTHER = "<other>"
 
 
-def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int) -> None:
-    if mbr_references < 0 or mbr_retrieved < 0 or mbr_candidates < 1:
-        raise MedmmError("consensus decoding needs mbr_references >= 0, mbr_retrieved >= 0 and mbr_candidates >= 1")
+def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int, mbr_typical: int = 0) -> None:
+    if mbr_references < 0 or mbr_retrieved < 0 or mbr_typical < 0 or mbr_candidates < 1:
+        raise MedmmError("consensus decoding needs mbr_references, mbr_retrieved, mbr_typical >= 0 and mbr_candidates >= 1")
 
 
 def _module_key(target: str) -> str:

@@ -143,6 +143,28 @@ class CiderConsensus:
         return max(range(len(u)), key=lambda i: (u[i], -i)), u
 
 
+def typical_reports(consensus: CiderConsensus, texts: Sequence[str], groups: Sequence[str], m: int,
+                    n_references: int = 400, seed: int = 0) -> list[int]:
+    """Indices of the `m` most typical reports: distinct texts ranked by their mean CIDEr-D
+    against `n_references` reports drawn (seeded) from the whole list, each text's own group
+    left out. These are the prior's consensus, the candidates that fit "any" study of a kind."""
+    import random
+
+    if m <= 0 or not texts:
+        return []
+    first: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        if t.strip():
+            first.setdefault(" ".join(consensus_words(t)), i)
+    cand = sorted(first.values())
+    pool = list(range(len(texts)))
+    refs = pool if len(pool) <= n_references else sorted(random.Random(seed).sample(pool, n_references))
+    util = consensus.utilities([texts[i] for i in cand], [texts[j] for j in refs],
+                               candidate_groups=[groups[i] for i in cand], reference_groups=[groups[j] for j in refs])
+    order = sorted(range(len(cand)), key=lambda k: (-util[k], cand[k]))
+    return [cand[k] for k in order[:m]]
+
+
 def group_weights(groups: Sequence[str | None]) -> list[float]:
     """1 / (number of items of the same group): each group (e.g. a training case whose several
     images were all retrieved) weighs as much as a group retrieved once."""
@@ -152,4 +174,4 @@ def group_weights(groups: Sequence[str | None]) -> list[float]:
     return [1.0 / counts[g] if g is not None else 1.0 for g in groups]
 
 
-__all__ = ["CiderConsensus", "consensus_words", "group_weights"]
+__all__ = ["CiderConsensus", "consensus_words", "group_weights", "typical_reports"]
