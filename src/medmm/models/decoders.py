@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medmm.errors import MedmmError
@@ -154,30 +155,54 @@ class TransformerReportDecoder(nn.Module):
         return self.out(self.norm(h))
 
     def step(self, tokens: torch.Tensor, position: int, memory: torch.Tensor, memory_pad: torch.Tensor | None,
-             cache: list[torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+             cache: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None) -> tuple[torch.Tensor, dict]:
         """Incremental decoding: logits (B, V) after feeding `tokens` (B,) at `position`, given the
         cache of the earlier positions (None at position 0); returns the extended cache.
 
-        The cache holds each layer's normalised self-attention input of every earlier position
-        (keys/values of a pre-norm causal layer never change once computed), so a step costs
-        O(position) instead of re-running the whole prefix. Same result as `forward` on the
-        whole prefix (tested); dropout, if in train mode, is applied as in `forward`.
+        The cache holds each layer's projected self-attention keys/values of the earlier
+        positions (they never change in a causal decoder) and the projected memory keys/values
+        (computed once), so a step costs O(position) instead of re-running and re-projecting the
+        whole prefix. Same result as `forward` on the whole prefix (tested); in train mode,
+        dropout is applied as in `forward`.
         """
         if position >= self.max_length:
             raise MedmmError(f"decoder position {position} exceeds max_length {self.max_length}")
         x = self.embed(tokens[:, None]) * math.sqrt(self.dim) + self.pos[:, position : position + 1]
-        new_cache = []
+        first = cache is None
+        cache = {"self": [], "cross": []} if first else cache
+        new_self = []
+        # SDPA's boolean mask: True = may attend
+        keep = None if memory_pad is None else ~memory_pad[:, None, None, :]
         for i, layer in enumerate(self.decoder.layers):
+            sa, ca = layer.self_attn, layer.multihead_attn
             h = layer.norm1(x)
-            kv = h if cache is None else torch.cat([cache[i], h], dim=1)
-            new_cache.append(kv)
-            x = x + layer.dropout1(layer.self_attn(h, kv, kv, need_weights=False)[0])
+            q, k, v = F.linear(h, sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)
+            if not first:
+                k0, v0 = cache["self"][i]
+                k, v = torch.cat([k0, k], dim=1), torch.cat([v0, v], dim=1)
+            new_self.append((k, v))
+            x = x + layer.dropout1(self._attend(sa, q, k, v, None))
             h = layer.norm2(x)
-            x = x + layer.dropout2(layer.multihead_attn(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0])
+            if first:
+                w_k, w_v = ca.in_proj_weight.chunk(3)[1:]
+                b_k, b_v = ca.in_proj_bias.chunk(3)[1:]
+                cache["cross"].append((F.linear(memory, w_k, b_k), F.linear(memory, w_v, b_v)))
+            q = F.linear(h, ca.in_proj_weight.chunk(3)[0], ca.in_proj_bias.chunk(3)[0])
+            mk, mv = cache["cross"][i]
+            x = x + layer.dropout2(self._attend(ca, q, mk, mv, keep))
             x = x + layer._ff_block(layer.norm3(x))
         if self.decoder.norm is not None:
             x = self.decoder.norm(x)
-        return self.out(self.norm(x))[:, 0], new_cache
+        return self.out(self.norm(x))[:, 0], {"self": new_self, "cross": cache["cross"]}
+
+    def _attend(self, mha: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                keep: torch.Tensor | None) -> torch.Tensor:
+        """Multi-head attention of already-projected q (B, 1, d), k, v (B, L, d), then out_proj."""
+        b, h = q.shape[0], mha.num_heads
+        split = lambda t: t.view(b, t.shape[1], h, -1).transpose(1, 2)  # noqa: E731
+        o = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=keep,
+                                           dropout_p=mha.dropout if self.training else 0.0)
+        return mha.out_proj(o.transpose(1, 2).reshape(b, -1, self.dim))
 
 
 @dataclass
@@ -247,7 +272,7 @@ class _Stepper:
     def __init__(self, decoder: nn.Module, memory: torch.Tensor, pad: torch.Tensor | None):
         self.decoder, self.memory, self.pad = decoder, memory, pad
         self.incremental = isinstance(decoder, TransformerReportDecoder)
-        self.cache: list[torch.Tensor] | None = None
+        self.cache: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def __call__(self, seq: torch.Tensor) -> torch.Tensor:
         """Log-probs (N, V) of the token after `seq` (N, t); the cache covers seq[:, :-1]."""
@@ -259,7 +284,8 @@ class _Stepper:
     def reorder(self, rows: torch.Tensor) -> None:
         """Row r of the cache becomes the old row rows[r] (beam search keeps other beams)."""
         if self.cache is not None:
-            self.cache = [c.index_select(0, rows) for c in self.cache]
+            self.cache = {name: [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kvs]
+                          for name, kvs in self.cache.items()}
 
 
 @torch.no_grad()
