@@ -1,11 +1,15 @@
-"""Report-generation latency per image on this CPU: greedy vs beam search, batch size 1.
+"""Report-generation latency per image on this CPU: greedy, beam search, consensus; batch size 1.
 
     python benchmarks/report_latency.py RUN_DIR --data ../shared/data/medpix2 --split dev --n 40 [--threads 1]
+        [--settings greedy,beam3,consensus]
 
 Loads a trained report_generation run (its own decoder, vocabulary, retrieval store), takes the
 first N samples of the split and, for each decoding setting, times `collate` (image read +
-preprocessing + retrieval) and generation (image encoder + decoder) one sample at a time, after
-two warm-up samples. Prints a Markdown table (median / mean / p90 ms per image, generated words).
+preprocessing + retrieval) and generation (image encoder + decoder [+ consensus re-ranking]) one
+sample at a time, after two warm-up samples. "greedy" / "beamK" switch consensus decoding off;
+"consensus" uses the run's own consensus settings (mbr_* in its config, or 128 references, 8
+candidates, 32 typical reports when the run has none); the records' baseline fields are not
+computed while timing. Prints a Markdown table (median / mean / p90 ms per image, words).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ def main() -> None:
     ap.add_argument("--split", default="dev")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--settings", default="greedy,beam3", help="comma list of greedy | beamK")
+    ap.add_argument("--settings", default="greedy,beam3,consensus", help="comma list of greedy | beamK | consensus")
     args = ap.parse_args()
 
     from medmm.data import load_dataset
@@ -35,13 +39,24 @@ def main() -> None:
     cfg, task = load_run(args.run_dir)
     samples = list(load_dataset(cfg.data.dataset, args.data, args.split).samples)[: args.n + 2]
     base = dict(no_repeat_ngram_size=task.generation.no_repeat_ngram_size, max_length=task.generation.max_length)
+    c = task.config
+    mbr = (dict(mbr_references=c.mbr_references, mbr_candidates=c.mbr_candidates, mbr_typical=c.mbr_typical,
+                mbr_retrieved=c.mbr_retrieved) if c.mbr_references else
+           dict(mbr_references=128, mbr_candidates=8, mbr_typical=32, mbr_retrieved=0))
+    beam0 = task.generation.beam_size
+    task.with_consensus_baselines = False
+    task.typical_indices()  # computed once per run (cached), not per image
     rows = []
     for name in args.settings.split(","):
-        beam = 1 if name == "greedy" else int(name.removeprefix("beam"))
-        task.set_decoding(beam_size=beam, **base)
+        if name == "consensus":
+            task.set_decoding(beam_size=beam0, **base, **mbr)
+        else:
+            beam = 1 if name == "greedy" else int(name.removeprefix("beam"))
+            task.set_decoding(beam_size=beam, mbr_references=0, **base)
         collate_ms, gen_ms, words = [], [], []
         task._image_cache.clear()  # each setting reads and preprocesses its images afresh
         task._thumb_cache.clear()
+        task._key_cache.clear()
         with torch.no_grad():
             for i, s in enumerate(samples):
                 t0 = time.perf_counter()

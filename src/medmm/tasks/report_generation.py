@@ -30,8 +30,9 @@ Model (all trained from scratch on the training split; nothing is downloaded):
 Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
 similar training study", same retrieval) under ``nn_baseline/`` (and, with a trained key, the
 thumbnail-retrieval one under ``nn_thumbnail_baseline/``; with consensus decoding, the
-retrieval-only consensus of Devlin et al. under ``nn_consensus_baseline/`` and the plain beam
-output under ``beam/``). Each record carries
+retrieval-only consensus of Devlin et al. under ``nn_consensus_baseline/``, the plain beam
+output under ``beam/`` and, with typical-report candidates, the same consensus without the
+generated candidates under ``typical_consensus_baseline/``). Each record carries
 sentence-level provenance: for every generated sentence, the retrieved training reports
 (ids) that share most of its words.
 """
@@ -201,6 +202,8 @@ class ReportGenerationTask(Task):
         self._thumb_cache: dict[str, np.ndarray] = {}
         self._key_cache: dict[str, np.ndarray] = {}
         self.last_attribute_logits: list[torch.Tensor] = []
+        # consensus baselines in every record (off only to time the model alone)
+        self.with_consensus_baselines = True
         self._label_cache: dict[str, dict[str, LabelState]] = {}
 
     # -- data-dependent state --------------------------------------------------------------
@@ -691,7 +694,10 @@ class ReportGenerationTask(Task):
                 pick = self._consensus_pick(texts, hits, batch["groups"][i])
                 rec["beam_prediction"] = texts[0]
                 rec["prediction"] = pick["text"]
-                rec["nn_consensus_prediction"] = self.consensus_nn(hits)
+                if self.with_consensus_baselines:
+                    rec["nn_consensus_prediction"] = self.consensus_nn(hits)
+                if c.mbr_typical > 0 and self.with_consensus_baselines:  # the consensus without generated candidates
+                    rec["typical_consensus_prediction"] = self._consensus_pick([], hits, batch["groups"][i])["text"]
                 src = pick["source"]
                 rec["decoding"] = {"method": "consensus", "selected_from": src[0] if src else "generated",
                                    "training_id": src[1] if src else None, "expected_cider_d": pick["utility"],
@@ -731,7 +737,8 @@ class ReportGenerationTask(Task):
         out = report_scores(scored, "prediction", n)
         out["nn_baseline"] = report_scores(scored, "nn_prediction", n)
         for fld, name in (("nn_thumbnail_prediction", "nn_thumbnail_baseline"),
-                          ("nn_consensus_prediction", "nn_consensus_baseline"), ("beam_prediction", "beam")):
+                          ("nn_consensus_prediction", "nn_consensus_baseline"),
+                          ("typical_consensus_prediction", "typical_consensus_baseline"), ("beam_prediction", "beam")):
             if all(fld in r for r in scored):
                 out[name] = report_scores(scored, fld, n)
         if any("attributes" in r for r in scored):
