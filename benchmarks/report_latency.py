@@ -30,7 +30,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--settings", default="greedy,beam3,consensus", help="comma list of greedy | beamK | consensus")
+    ap.add_argument("--no-kv-cache", action="store_true", help="re-run the decoder over the whole prefix at every step (the pre-cache code path), to measure what the cache saves")
     args = ap.parse_args()
+    if args.no_kv_cache:
+        from medmm.models import decoders
+
+        init = decoders._Stepper.__init__
+
+        def no_cache(self, *a, **kw):
+            init(self, *a, **kw)
+            self.incremental = False
+
+        decoders._Stepper.__init__ = no_cache
 
     from medmm.data import load_dataset
     from medmm.engine.api import load_run
@@ -70,7 +81,7 @@ def main() -> None:
                     words.append(len(rec["prediction"].split()))
         rows.append((name, gen_ms, collate_ms, words))
     print(f"run {args.run_dir}; {len(rows[0][1])} images of {cfg.data.dataset}/{args.split}; batch size 1; "
-          f"torch threads {args.threads}; no_repeat_ngram_size {base['no_repeat_ngram_size']}, max_length {base['max_length']}\n")
+          f"torch threads {args.threads}; KV cache {'off' if args.no_kv_cache else 'on'}; no_repeat_ngram_size {base['no_repeat_ngram_size']}, max_length {base['max_length']}\n")
     print("| decoding | generation ms/image: median | mean | p90 | collate ms/image (median) | words generated (mean) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, g, c, w in rows:
