@@ -24,8 +24,10 @@ Model (all trained from scratch on the training split; nothing is downloaded):
   beam search with length penalty, no-repeat-n-gram and min/max length (config, or
   `set_decoding(...)` / `generate_reports(...)` at predict time);
 * consensus decoding (``mbr_references: K > 0``): the N-best beam hypotheses (and optionally
-  the nearest training reports) are re-ranked by their mean CIDEr-D against the reports of the
-  K nearest training studies (minimum Bayes risk, `medmm.tasks.report_mbr`).
+  the nearest and the most typical training reports) are re-ranked by their mean CIDEr-D against
+  the reports of the K nearest training studies (minimum Bayes risk, `medmm.tasks.report_mbr`);
+* self-critical training (``scst_samples: n``): REINFORCE on sampled texts with a CIDEr-D reward,
+  usually from the weights of a cross-entropy run (``init_run``).
 
 Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
 similar training study", same retrieval) under ``nn_baseline/`` (and, with a trained key, the
