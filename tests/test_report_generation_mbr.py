@@ -177,6 +177,8 @@ def test_typical_candidates_in_consensus_decoding(trained):
         recs = task.evaluation_step(task.collate(splits["train"]))
         kinds = {r["decoding"]["selected_from"] for r in recs}
         assert kinds <= {"generated", "typical"}
+        train_text = {s.text["report"] for s in splits["train"]}
+        assert all(r["typical_consensus_prediction"] in train_text for r in recs)
         for r in recs:
             d = r["decoding"]
             assert d["n_candidates"] <= 2 + 3
