@@ -41,3 +41,15 @@ def db_url(request, tmp_path):
 
     with fresh_postgres_database(url) as fresh:
         yield fresh
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module: on the shared 2-core machine, two spinning OpenMP
+    threads make these tiny models far slower. Use with ``pytestmark = usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

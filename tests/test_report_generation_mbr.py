@@ -15,29 +15,12 @@ from medmm.metrics.nlg.cider import cider_d  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports  # noqa: E402
 
-FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
-SMALL = {
-    "image_encoder": "small_cnn",
-    "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16, 32]},
-    "text_field": "report",
-    "group_by": "study",
-    "max_images": 2,
-    "min_word_freq": 1,
-    "dim": 32,
-    "decoder_layers": 1,
-    "decoder_heads": 2,
-    "dropout": 0.0,
-    "max_length": 16,
-    "bootstrap_resamples": 0,
-}
+from tests.test_report_generation import FIXTURE, SMALL as TINY_REPORT  # noqa: E402
+
+SMALL = {**TINY_REPORT, "max_length": 16}  # the tiny model of test_report_generation
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cider_consensus_matches_metric_cider_d():
