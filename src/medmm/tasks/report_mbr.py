@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from medmm.errors import MedmmError
 from medmm.metrics.nlg.bleu import ngram_counts
+from medmm.metrics.nlg.cider import ngram_similarities, tfidf_vectors
 
 _WORD = re.compile(r"[a-z0-9]+")
 _Vec = tuple[list[dict[tuple[str, ...], float]], list[float], int]
@@ -63,17 +64,8 @@ class CiderConsensus:
         v = self._cache.get(text)
         if v is not None:
             return v
-        vec: list[dict[tuple[str, ...], float]] = [{} for _ in range(self.n)]
-        sq = [0.0] * self.n
-        length = 0
-        for g, tf in ngram_counts(consensus_words(text), self.n).items():
-            k = len(g) - 1
-            w = float(tf) * self.idf.get(g, self.log_n)  # unseen n-gram: df 1 -> idf log N
-            vec[k][g] = w
-            sq[k] += w * w
-            if k == 1:  # pycocoevalcap's length is the number of bigrams (kept for parity)
-                length += tf
-        v = (vec, [math.sqrt(x) for x in sq], length)
+        # An n-gram no training report has: df 1 -> idf log N (the default below).
+        v = tfidf_vectors(ngram_counts(consensus_words(text), self.n), self.idf, self.log_n, self.n)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
         self._cache[text] = v
@@ -88,15 +80,7 @@ class CiderConsensus:
         vb, nb, lb = b
         pen = math.exp(-float(la - lb) ** 2 / (2 * self.sigma**2))
         total = 0.0
-        for k in range(self.n):
-            val = 0.0
-            rk = vb[k]
-            for g, w in va[k].items():
-                r = rk.get(g)
-                if r:
-                    val += min(w, r) * r
-            if na[k] and nb[k]:
-                val /= na[k] * nb[k]
+        for val in ngram_similarities(va, na, vb, nb):
             total += val * pen
         return total / self.n * 10.0
 

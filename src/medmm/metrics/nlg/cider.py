@@ -14,10 +14,12 @@ from collections import Counter
 
 from medmm.metrics.nlg.bleu import ngram_counts
 
-__all__ = ["cider_d"]
+__all__ = ["cider_d", "tfidf_vectors", "ngram_similarities"]
 
 
-def _vec(counts: Counter, idf: dict, default_idf: float, n: int):
+def tfidf_vectors(counts: Counter, idf: dict, default_idf: float, n: int):
+    """(TF-IDF dict per n, their L2 norms, bigram count) of one text's n-gram counts; an n-gram
+    missing from ``idf`` gets ``default_idf``. The bigram count is pycocoevalcap's "length"."""
     vec: list[dict] = [{} for _ in range(n)]
     norm = [0.0] * n
     length = 0
@@ -29,6 +31,23 @@ def _vec(counts: Counter, idf: dict, default_idf: float, n: int):
         if k == 1:
             length += tf
     return vec, [math.sqrt(x) for x in norm], length
+
+
+def ngram_similarities(a: list[dict], a_norm: list[float], b: list[dict], b_norm: list[float]) -> list[float]:
+    """Per n: sum of the clipped products ``min(a, b) * b`` over shared n-grams, divided by the
+    norms (left undivided when either norm is 0), as pycocoevalcap's ``simDistance``."""
+    out = []
+    for k in range(len(a)):
+        rk = b[k]
+        val = 0.0
+        for g, w in a[k].items():
+            r = rk.get(g, 0.0)
+            if r:
+                val += min(w, r) * r
+        if a_norm[k] != 0 and b_norm[k] != 0:
+            val /= a_norm[k] * b_norm[k]
+        out.append(val)
+    return out
 
 
 def cider_d(hyps: list[list[str]], refs: list[list[list[str]]], n: int = 4, sigma: float = 6.0) -> list[float]:
@@ -44,20 +63,12 @@ def cider_d(hyps: list[list[str]], refs: list[list[list[str]]], n: int = 4, sigm
     two_s2 = 2 * sigma**2
     scores = []
     for hc, rcs in zip(hyp_counts, ref_counts):
-        vh, nh, lh = _vec(hc, idf, log_n, n)
+        vh, nh, lh = tfidf_vectors(hc, idf, log_n, n)
         total = [0.0] * n
         for rc in rcs:
-            vr, nr, lr = _vec(rc, idf, log_n, n)
+            vr, nr, lr = tfidf_vectors(rc, idf, log_n, n)
             pen = math.e ** (-(float(lh - lr) ** 2) / two_s2)
-            for k in range(n):
-                rk = vr[k]
-                val = 0.0
-                for g, w in vh[k].items():
-                    r = rk.get(g, 0.0)
-                    if r:
-                        val += min(w, r) * r
-                if nh[k] != 0 and nr[k] != 0:
-                    val /= nh[k] * nr[k]
+            for k, val in enumerate(ngram_similarities(vh, nh, vr, nr)):
                 total[k] += val * pen
         scores.append(sum(total) / n / len(rcs) * 10.0)
     return scores
