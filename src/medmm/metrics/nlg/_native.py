@@ -25,8 +25,12 @@ from pathlib import Path
 
 __all__ = ["load", "library_path"]
 
-# The C source ships as package data next to this file.
-C_SOURCE = (Path(__file__).parent / "_native.c").read_text()
+
+@lru_cache(maxsize=1)
+def _c_source() -> str:
+    """The C source, shipped as package data next to this file (read on first use, not at import)."""
+    return (Path(__file__).parent / "_native.c").read_text()
+
 
 # Portable flags only (no -march): the cached library must run on any x86_64/arm64 machine that
 # shares the cache folder. -ffp-contract=off: no fused multiply-add, so every floating-point result
@@ -37,7 +41,7 @@ _FLAGS = ["-O2", "-shared", "-fPIC", "-ffp-contract=off"]
 def library_path() -> Path:
     """Where the compiled library for the current source lives (name carries the source hash)."""
     cache = Path(os.environ.get("MEDMM_CACHE") or Path.home() / ".cache" / "medmm")
-    digest = hashlib.sha1((C_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:12]
+    digest = hashlib.sha1((_c_source() + " ".join(_FLAGS)).encode()).hexdigest()[:12]
     # The platform in the name: a cache folder shared by x86_64 and arm64 machines keeps one of each.
     return cache / f"medmm_nlg_{sys.platform}_{platform.machine() or 'unknown'}_{digest}.so"
 
@@ -51,7 +55,7 @@ def _compile(lib: Path) -> str | None:
     tmp_out = lib.with_name(f"{lib.stem}.{os.getpid()}.tmp.so")  # same folder: os.replace stays atomic
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "medmm_nlg.c"
-        src.write_text(C_SOURCE)
+        src.write_text(_c_source())
         try:
             subprocess.run([cc, *_FLAGS, "-o", str(tmp_out), str(src), "-lm"], check=True, capture_output=True,
                            timeout=120)
