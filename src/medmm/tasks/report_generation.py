@@ -29,6 +29,9 @@ Model (all trained from scratch on the training split; nothing is downloaded):
 * self-critical training (``scst_samples: n``): REINFORCE on sampled texts with a CIDEr-D reward,
   usually from the weights of a cross-entropy run (``init_run``).
 
+Modules: the heads live in `report_attributes`, the scores and provenance in `report_scoring`,
+the consensus re-ranking in `report_mbr`, the trained retrieval key in `report_retrieval`.
+
 Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
 similar training study", same retrieval) under ``nn_baseline/`` (and, with a trained key, the
 thumbnail-retrieval one under ``nn_thumbnail_baseline/``; with consensus decoding, the
@@ -41,9 +44,6 @@ sentence-level provenance: for every generated sentence, the retrieved training 
 
 from __future__ import annotations
 
-import json
-import re
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -70,13 +70,21 @@ from medmm.models.decoders import (
     sequence_logprobs,
     word_tokenize,
 )
+from medmm.tasks.report_attributes import (
+    OTHER,
+    AttributeHeads,
+    FindingsHeads,
+    attribute_accuracy,
+    attribute_index,
+    fit_attribute_classes,
+    rename_legacy_keys,
+)
 from medmm.tasks.report_mbr import CiderConsensus, group_weights, typical_reports
 from medmm.tasks.report_retrieval import FrozenImageKey
+from medmm.tasks.report_scoring import NLG_KEYS, report_scores, sentence_provenance
 
-NLG_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d")
 DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
                  "mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical")
-_STOP = frozenset("a an the of and or in on at to with is are was were be there this that for by as from no not".split())
 
 
 @register_task("report_generation")
@@ -300,21 +308,13 @@ class ReportGenerationTask(Task):
             nn.init.normal_(self.rag_rank, std=0.02)
             self.rag_encoder = nn.TransformerEncoderLayer(d, c.decoder_heads, 4 * d, c.dropout, batch_first=True, norm_first=True)
         if c.use_findings and self.observations:
-            n = len(self.observations)
-            self.findings_head = nn.Sequential(nn.LayerNorm(self.image_encoder.out_dim), nn.Linear(self.image_encoder.out_dim, n))
-            self.findings_present = nn.Parameter(torch.randn(n, d) * 0.02)
-            self.findings_absent = nn.Parameter(torch.randn(n, d) * 0.02)
+            self.findings = FindingsHeads(self.image_encoder.out_dim, d, len(self.observations))
         if self.attributes:
-            feat = self.image_encoder.out_dim
-            self.attribute_heads = nn.ModuleDict({
-                _module_key(t): nn.Sequential(nn.LayerNorm(feat), nn.Dropout(c.dropout), nn.Linear(feat, len(cls)))
-                for t, cls in self.attributes.items()})
-            self.attribute_embed = nn.ParameterDict({
-                _module_key(t): nn.Parameter(torch.randn(len(cls), d) * 0.02) for t, cls in self.attributes.items()})
-            self.attribute_type = nn.Parameter(torch.randn(len(self.attributes), d) * 0.02)
+            self.attribute_model = AttributeHeads(self.image_encoder.out_dim, d, self.attributes, c.dropout)
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        rename_legacy_keys(state_dict, prefix)  # runs saved before the heads had their own module
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._store = self._thumb_store = None  # rebuilt from the loaded embeddings on first use
 
     @property
@@ -496,22 +496,14 @@ class ReportGenerationTask(Task):
             parts.append(self.rag_encoder(e, src_key_padding_mask=rpad))
             pads.append(rpad)
         if self.observations:
-            find_logits = self.findings_head(pooled)
-            p = torch.sigmoid(find_logits.detach())[..., None]
-            ft = p * self.findings_present + (1 - p) * self.findings_absent + self.type_embed[2]
-            parts.append(ft)
-            pads.append(torch.zeros(b, len(self.observations), dtype=torch.bool, device=tokens.device))
+            ft, find_logits = self.findings(pooled)
+            parts.append(ft + self.type_embed[2])
+            pads.append(torch.zeros(b, ft.shape[1], dtype=torch.bool, device=tokens.device))
         self.last_attribute_logits = []
         if self.attributes:
-            toks = []
-            for j, t in enumerate(self.attributes):
-                logits = self.attribute_heads[_module_key(t)](pooled)
-                self.last_attribute_logits.append(logits)
-                # detached like the findings: the heads learn from their labels only
-                p = torch.softmax(logits.detach().float(), -1).to(pooled.dtype)
-                toks.append(p @ self.attribute_embed[_module_key(t)] + self.attribute_type[j])
-            parts.append(torch.stack(toks, 1))
-            pads.append(torch.zeros(b, len(toks), dtype=torch.bool, device=tokens.device))
+            at, self.last_attribute_logits = self.attribute_model(pooled)
+            parts.append(at)
+            pads.append(torch.zeros(b, at.shape[1], dtype=torch.bool, device=tokens.device))
         return torch.cat(parts, 1), torch.cat(pads, 1), find_logits
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -752,123 +744,9 @@ class ReportGenerationTask(Task):
 
 
 # ----------------------------------------------------------------------------- helpers
-OTHER = "<other>"
-
-
 def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int, mbr_typical: int = 0) -> None:
     if mbr_references < 0 or mbr_retrieved < 0 or mbr_typical < 0 or mbr_candidates < 1:
         raise MedmmError("consensus decoding needs mbr_references, mbr_retrieved, mbr_typical >= 0 and mbr_candidates >= 1")
-
-
-def _module_key(target: str) -> str:
-    """A ModuleDict-safe key for a target name (no dots)."""
-    return "t_" + re.sub(r"[^0-9A-Za-z_]", "_", target)
-
-
-def fit_attribute_classes(samples: list[Sample], targets: list[str], min_count: int) -> dict[str, list[str]]:
-    """Per target, the classes seen at least `min_count` times in `samples` (most frequent first),
-    followed by "<other>" when some values are rarer. Targets no sample has are an error."""
-    out: dict[str, list[str]] = {}
-    for t in targets:
-        counts: dict[str, int] = {}
-        for s in samples:
-            v = s.targets.get(t)
-            if v is not None:
-                counts[str(v)] = counts.get(str(v), 0) + 1
-        if not counts:
-            raise MedmmError(f"model.attribute_targets: no training sample has target {t!r}")
-        kept = sorted((v for v, n in counts.items() if n >= min_count), key=lambda v: (-counts[v], v))
-        out[t] = kept + ([OTHER] if len(kept) < len(counts) or not kept else [])
-    return out
-
-
-def attribute_index(classes: list[str], value: str | None) -> int:
-    """Class index of `value` (-1 when missing: left out of the loss; rare values -> "<other>")."""
-    if value is None:
-        return -1
-    try:
-        return classes.index(str(value))
-    except ValueError:
-        return classes.index(OTHER) if OTHER in classes else -1
-
-
-def attribute_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Accuracy of each predicted image attribute over the records that have a reference value
-    (`reference_class`: the reference mapped to the training classes, rare values to "<other>")."""
-    hits: dict[str, list[int]] = {}
-    for r in records:
-        for t, a in (r.get("attributes") or {}).items():
-            if a.get("reference_class") is None:
-                continue
-            h = hits.setdefault(t, [0, 0])
-            h[1] += 1
-            h[0] += int(a["prediction"] == a["reference_class"])
-    return {t: round(h[0] / h[1], 4) for t, h in hits.items() if h[1]}
-
-
-def report_scores(records: list[dict[str, Any]], field: str = "prediction", n_resamples: int = 1000,
-                  seed: int = 0) -> dict[str, Any]:
-    """NLG + clinical-efficacy scores of `records[field]` against `records["reference"]`.
-
-    Computed by `medmm.metrics.score.score_files` (medmm.metrics.nlg, the clinical labeller and
-    medmm.metrics.stats percentile bootstrap resampling records by their "group"). Returns the
-    seven NLG metrics at top level, ``clinical_efficacy`` micro/macro P/R/F1 and ``ci``
-    {metric: [low, high]} (METEOR has none; see docs/metrics.md).
-    """
-    from medmm.metrics.score import score_files
-
-    with tempfile.TemporaryDirectory() as d:
-        pred, ref = Path(d) / "pred.jsonl", Path(d) / "ref.jsonl"
-        with open(pred, "w", encoding="utf-8") as fp, open(ref, "w", encoding="utf-8") as fr:
-            for r in records:
-                fp.write(json.dumps({"id": r["id"], "prediction": r[field]}) + "\n")
-                fr.write(json.dumps({"id": r["id"], "reference": r["reference"], "group": r.get("group") or r["id"]}) + "\n")
-        res = score_files("report", pred, ref, bootstrap=n_resamples, seed=seed, group_by="group")
-    out: dict[str, Any] = {k: res["nlg"].get(k) for k in NLG_KEYS}
-    ce = res["clinical_efficacy"]
-    out["clinical_efficacy"] = {"micro": ce["micro"], "macro": ce["macro"]}
-    if "ci" in res:
-        out["ci"] = {k.removeprefix("nlg.").replace("clinical_efficacy.", "ce_").replace(".", "_"): [v["low"], v["high"]]
-                     for k, v in res["ci"].items()}
-        out["ci_method"] = res["provenance"].get("ci_method")
-    return out
-
-
-_SENT_END = {".", "!", "?"}
-
-
-def _content(words: list[str]) -> set[str]:
-    return {w for w in words if w not in _STOP and re.search(r"[a-z0-9]", w)}
-
-
-def sentence_provenance(words: list[str], retrieved: list[tuple[str, str]], used_by_model: bool = True,
-                        top: int = 2) -> list[dict[str, Any]]:
-    """Per generated sentence: the retrieved training reports sharing most of its content words.
-
-    `retrieved` is [(training id, report text)]; overlap = |sentence words in report| /
-    |sentence words| (stop words left out). Sources with zero overlap are not listed.
-    ``used_by_model`` says whether the decoder saw these reports (RAG) or they are only the
-    nearest training reports (supporting evidence).
-    """
-    from medmm.models.decoders import word_tokenize
-
-    sentences: list[list[str]] = []
-    cur: list[str] = []
-    for w in words:
-        cur.append(w)
-        if w in _SENT_END:
-            sentences.append(cur)
-            cur = []
-    if cur:
-        sentences.append(cur)
-    ref_words = [(rid, _content(word_tokenize(text))) for rid, text in retrieved]
-    out = []
-    for sent in sentences:
-        cw = _content(sent)
-        scored = sorted(((len(cw & rw) / len(cw), rid) for rid, rw in ref_words if cw), key=lambda t: -t[0])
-        sources = [{"id": rid, "overlap": round(o, 3)} for o, rid in scored if o > 0][:top]
-        out.append({"text": join_tokens(sent), "sources": sources, "used_by_model": used_by_model})
-    return out
 
 
 def generate_reports(run_dir: str | Path, samples: list[Sample], **decoding: Any) -> list[dict[str, Any]]:
@@ -886,4 +764,4 @@ def generate_reports(run_dir: str | Path, samples: list[Sample], **decoding: Any
 
 
 __all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "generate_reports", "fit_attribute_classes",
-           "attribute_index", "attribute_accuracy", "DECODING_KEYS"]
+           "attribute_index", "attribute_accuracy", "DECODING_KEYS", "NLG_KEYS", "OTHER"]
