@@ -79,12 +79,16 @@ from medmm.tasks.report_attributes import (
     fit_attribute_classes,
     rename_legacy_keys,
 )
+from medmm.tasks.report_grounding import AttributeLexicon, reference_attribute_weights
 from medmm.tasks.report_mbr import CiderConsensus, group_weights, typical_reports
 from medmm.tasks.report_retrieval import FrozenImageKey
 from medmm.tasks.report_scoring import NLG_KEYS, report_scores, sentence_provenance
 
 DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
-                 "mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical")
+                 "mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical", "mbr_samples",
+                 "mbr_attribute_weight", "mbr_reference_power")
+_MBR_INT = ("mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical", "mbr_samples")
+_MBR_FLOAT = ("mbr_attribute_weight", "mbr_reference_power")
 
 
 @register_task("report_generation")
@@ -97,6 +101,10 @@ class ReportGenerationTask(Task):
 
         Attributes:
             image_encoder, image_encoder_kwargs: a `medmm.models` image encoder and its arguments.
+            image_pretrained: a medmm weights file (`medmm pretrain-image`) loaded strictly into
+                the image encoder at setup (training only: the run carries the encoder weights in
+                its own checkpoint). Never one whose pretraining saw the evaluation images.
+            freeze_image: keep the image encoder fixed (eval mode, no gradients).
             image_size: input side in pixels (null: the encoder's input_spec size).
             text_field: the Sample.text key to generate (report, findings, caption, impression).
             group_by: grouping id (patient|case|study|image|id) whose reports a study may not
@@ -127,6 +135,16 @@ class ReportGenerationTask(Task):
                 text only).
             mbr_typical: the most typical training reports (highest consensus over the whole
                 training set, `report_mbr.typical_reports`) also offered as candidates.
+            mbr_samples: texts sampled from the decoder (temperature 1) added to the candidates.
+            mbr_attribute_weight: weight of a candidate's attribute consistency with the image's
+                predicted attributes (`report_grounding.AttributeLexicon`) added to its expected
+                CIDEr-D in the re-ranking (0 = off; needs attribute_targets).
+            mbr_reference_power: pseudo-references weigh prod_t p_image(their class_t) ** power
+                (`report_grounding.reference_attribute_weights`; 0 = off).
+            typical_baseline: typical training reports of the image-independent "typical
+                consensus" baseline scored beside the model (0 = not scored); it always uses
+                the plain, ungrounded re-ranking, so it is the same baseline whatever the model's
+                decoding.
             scst_samples: self-critical sequence training (Rennie et al. 2017) with this many
                 sampled texts per study, rewarded by CIDEr-D against the study's own report (IDF of
                 the training reports), baseline = the mean reward of the other samples (Luo 2020);
@@ -140,6 +158,8 @@ class ReportGenerationTask(Task):
 
         image_encoder: str = "small_cnn"
         image_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+        image_pretrained: str | None = None
+        freeze_image: bool = False
         image_size: int | None = None
         text_field: str = "report"
         group_by: Literal["patient", "case", "study", "image", "id"] = "study"
@@ -170,6 +190,10 @@ class ReportGenerationTask(Task):
         mbr_candidates: int = 8
         mbr_retrieved: int = 0
         mbr_typical: int = 0
+        mbr_samples: int = 0
+        mbr_attribute_weight: float = 0.0
+        mbr_reference_power: float = 0.0
+        typical_baseline: int = 32
         scst_samples: int = 0
         scst_xe_weight: float = 0.0
         init_run: str | None = None
@@ -183,10 +207,18 @@ class ReportGenerationTask(Task):
         c = self.config
         if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
             raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
-        _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical)
+        _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical, c.mbr_samples,
+                   c.mbr_attribute_weight, c.mbr_reference_power)
+        if (c.mbr_attribute_weight or c.mbr_reference_power) and not c.attribute_targets:
+            raise MedmmError("model.mbr_attribute_weight / mbr_reference_power need model.attribute_targets")
         if c.scst_samples == 1 or c.scst_samples < 0:
             raise MedmmError("model.scst_samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
         self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
+        if c.freeze_image:
+            from medmm.models import freeze
+
+            freeze(self.image_encoder)
+        self.image_pretrained_sha256: str | None = None
         spec = self.image_encoder.input_spec
         self.image_size = c.image_size or spec.size
         self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
@@ -200,6 +232,8 @@ class ReportGenerationTask(Task):
         self.tokenizer: WordTokenizer | None = None
         self.observations: list[str] = []
         self.attributes: dict[str, list[str]] = {}  # target -> classes (last may be "<other>")
+        self.store_labels: list[list[int]] = []  # per training report: class index per attribute (-1 unknown)
+        self.lexicon: AttributeLexicon | None = None
         self.retrieval_key: FrozenImageKey | None = None
         self._consensus: CiderConsensus | None = None
         self.store_ids: list[str] = []
@@ -215,6 +249,13 @@ class ReportGenerationTask(Task):
         # consensus baselines in every record (off only to time the model alone)
         self.with_consensus_baselines = True
         self._label_cache: dict[str, dict[str, LabelState]] = {}
+
+    def train(self, mode: bool = True) -> ReportGenerationTask:
+        """As nn.Module.train, but a frozen image encoder stays in eval mode (fixed statistics)."""
+        super().train(mode)
+        if self.config.freeze_image:
+            self.image_encoder.eval()
+        return self
 
     # -- data-dependent state --------------------------------------------------------------
     def setup(self, train_samples: list[Sample]) -> None:
@@ -238,6 +279,12 @@ class ReportGenerationTask(Task):
         self.store_ids = [s.id for s in usable]
         self.store_texts = [self._text(s) for s in usable]
         self.store_groups = [s.group(c.group_by) for s in usable]
+        self.fit_grounding(usable)
+        if c.image_pretrained:
+            from medmm.models.pretrained import load_into
+
+            meta = load_into(self.image_encoder, c.image_pretrained)
+            self.image_pretrained_sha256 = meta.get("sha256")
         emb = np.stack([self._thumbnail(s) for s in usable])
         key = FrozenImageKey.from_run(c.retrieval_run) if c.retrieval_run else None
         self._build(emb.shape[1], key)
@@ -247,6 +294,22 @@ class ReportGenerationTask(Task):
         self._store = self._thumb_store = self._consensus = None
         if c.init_run:
             self._init_from(c.init_run)
+
+    def fit_grounding(self, store_samples: list[Sample]) -> None:
+        """Class labels of the training reports and the attribute lexicon (`report_grounding`).
+
+        Called by setup(); call it on a run trained before grounding existed, with the run's
+        training samples (same ids, in store order), to use grounded decoding with it.
+        """
+        if [s.id for s in store_samples] != self.store_ids:
+            raise MedmmError("fit_grounding needs the run's training samples, in the order of its report store")
+        if not self.attributes:
+            self.store_labels, self.lexicon = [], None
+            return
+        self.store_labels = [[attribute_index(cls, s.targets.get(t)) for t, cls in self.attributes.items()]
+                             for s in store_samples]
+        labels = {t: [lab[j] for lab in self.store_labels] for j, t in enumerate(self.attributes)}
+        self.lexicon = AttributeLexicon.fit(self.store_texts, labels, self.attributes)
 
     def _init_from(self, run_dir: str) -> None:
         """Copy the weights of a finished run fitted on the same data (checked: vocabulary,
@@ -270,6 +333,9 @@ class ReportGenerationTask(Task):
             "tokenizer": self.tokenizer.to_dict(),
             "observations": self.observations,
             "attributes": self.attributes,
+            "store_labels": self.store_labels,
+            "attribute_lexicon": self.lexicon.to_dict() if self.lexicon is not None else None,
+            "image_pretrained_sha256": self.image_pretrained_sha256,
             "retrieval_key": self.retrieval_key.spec() if self.retrieval_key is not None else None,
             "store": {"ids": self.store_ids, "texts": self.store_texts, "groups": self.store_groups,
                       "dim": int(self.store_embeddings.shape[1]),
@@ -285,6 +351,10 @@ class ReportGenerationTask(Task):
         self.tokenizer = WordTokenizer.from_dict(state["tokenizer"])
         self.observations = list(state["observations"])
         self.attributes = {k: list(v) for k, v in (state.get("attributes") or {}).items()}
+        self.store_labels = [list(v) for v in state.get("store_labels") or []]  # absent in older runs
+        lex = state.get("attribute_lexicon")
+        self.lexicon = AttributeLexicon.from_dict(lex) if lex else None
+        self.image_pretrained_sha256 = state.get("image_pretrained_sha256")
         st = state["store"]
         self.store_ids, self.store_texts, self.store_groups = list(st["ids"]), list(st["texts"]), list(st["groups"])
         spec = state.get("retrieval_key")
@@ -564,8 +634,8 @@ class ReportGenerationTask(Task):
     # -- generation ------------------------------------------------------------------------
     def set_decoding(self, **options: Any) -> GenerationConfig:
         """Change decoding at predict time: beam_size, length_penalty, no_repeat_ngram_size,
-        max_length, min_length (GenerationConfig) and mbr_references, mbr_candidates,
-        mbr_retrieved (consensus decoding). Returns the new GenerationConfig."""
+        max_length, min_length (GenerationConfig) and the consensus-decoding options (mbr_*,
+        DECODING_KEYS). Returns the new GenerationConfig."""
         unknown = set(options) - set(DECODING_KEYS)
         if unknown:
             raise MedmmError(f"unknown decoding option(s) {sorted(unknown)}; known: {sorted(DECODING_KEYS)}")
@@ -574,8 +644,12 @@ class ReportGenerationTask(Task):
         if cfg.max_length + 1 > self.decoder.max_length:
             raise MedmmError(f"max_length {cfg.max_length} exceeds what the decoder was built for ({self.decoder.max_length - 1})")
         c = self.config
-        mbr = {k: int(options.get(k, getattr(c, k))) for k in ("mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical")}
+        mbr: dict[str, Any] = {k: int(options.get(k, getattr(c, k))) for k in _MBR_INT}
+        mbr.update({k: float(options.get(k, getattr(c, k))) for k in _MBR_FLOAT})
         _check_mbr(**mbr)
+        if (mbr["mbr_attribute_weight"] or mbr["mbr_reference_power"]) and self.lexicon is None:
+            raise MedmmError("grounded consensus decoding needs attribute heads and the attribute lexicon "
+                             "(attribute_targets; runs trained before it: task.fit_grounding(train samples))")
         for k, v in {**gen_opts, **mbr}.items():
             setattr(c, k, v)
         self.generation = cfg
@@ -590,24 +664,43 @@ class ReportGenerationTask(Task):
 
     @torch.no_grad()
     def generate_candidates(self, batch: dict[str, Any]) -> tuple[list[list[list[int]]], torch.Tensor | None]:
-        """The N-best beam hypotheses per sample (best first; N = max(beam_size, mbr_candidates))
-        and the findings probabilities (or None)."""
+        """The N-best beam hypotheses per sample (best first; N = max(beam_size, mbr_candidates)),
+        then `mbr_samples` sampled texts, and the findings probabilities (or None)."""
         memory, pad, find_logits = self.encode(batch)
-        cfg = replace(self.generation, beam_size=max(self.generation.beam_size, self.config.mbr_candidates))
+        c = self.config
+        cfg = replace(self.generation, beam_size=max(self.generation.beam_size, c.mbr_candidates))
         nbest = beam_search_nbest(self.decoder, memory, pad, cfg)
-        ids = [[h for _, h in hyps[: self.config.mbr_candidates]] or [[]] for hyps in nbest]
+        ids = [[h for _, h in hyps[: c.mbr_candidates]] or [[]] for hyps in nbest]
+        if c.mbr_samples > 0:
+            # seeded: the same image gets the same candidates in every evaluation
+            gen = torch.Generator(device=memory.device).manual_seed(0)
+            samples = sample_decode(self.decoder, memory, pad, replace(self.generation, beam_size=1), c.mbr_samples, generator=gen)
+            for i in range(len(ids)):
+                ids[i] += samples[i * c.mbr_samples : (i + 1) * c.mbr_samples]
         return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
 
-    def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]], exclude_group: str | None) -> dict[str, Any]:
+    def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]], exclude_group: str | None,
+                        image_probs: dict[str, np.ndarray] | None = None, n_typical: int | None = None) -> dict[str, Any]:
         """Consensus decoding of one sample: the candidate (generated, retrieved or typical
-        training report) with the highest mean CIDEr-D against the K nearest training reports."""
+        training report) with the highest mean CIDEr-D against the K nearest training reports.
+
+        With `image_probs` (the attribute heads' distributions) the decoding is grounded as the
+        config says (mbr_reference_power, mbr_attribute_weight; `report_grounding`); without,
+        it is the plain re-ranking. n_typical: typical candidates (default mbr_typical)."""
         c = self.config
         store = self.store
+        ground = image_probs is not None and self.lexicon is not None
         refs, ref_groups, weights = self._pseudo_references(hits)
+        if ground and c.mbr_reference_power:
+            ids = [h for h, _ in hits[: c.mbr_references]]
+            pos = self._store_positions()
+            fit = reference_attribute_weights([self.store_labels[pos[h]] for h in ids],
+                                              [image_probs[t] for t in self.attributes], c.mbr_reference_power)
+            weights = [w * f for w, f in zip(weights, fit)]
         cands = list(dict.fromkeys(t for t in generated if t.strip()))
         sources: list[tuple[str, str] | None] = [None] * len(cands)
         training = [("retrieved", h) for h, _ in hits[: c.mbr_retrieved]]
-        training += [("typical", self.store_ids[i]) for i in self.typical_indices()
+        training += [("typical", self.store_ids[i]) for i in self.typical_indices(n_typical)
                      if self.store_groups[i] != exclude_group]  # never a report of the study's own group
         for kind, h in training:
             t = store.text_of(h)
@@ -617,12 +710,23 @@ class ReportGenerationTask(Task):
         if not cands:
             return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
         groups = [self._group_of(src[1]) if src else None for src in sources]
-        best, util = self.consensus.select(cands, refs, weights, groups, ref_groups)
+        util = self.consensus.utilities(cands, refs, weights, groups, ref_groups)
+        score = list(util)
+        if ground and c.mbr_attribute_weight:
+            score = [u + c.mbr_attribute_weight * self.lexicon.consistency(t, image_probs) for u, t in zip(util, cands)]
+        best = max(range(len(score)), key=lambda i: (score[i], -i))
         return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
 
-    def typical_indices(self) -> list[int]:
-        """Store positions of the `mbr_typical` most typical training reports (computed once)."""
-        m = self.config.mbr_typical
+    def _store_positions(self) -> dict[str, int]:
+        """Training report id -> its position in the store."""
+        if getattr(self, "_pos_by_id", None) is None or len(self._pos_by_id) != len(self.store_ids):
+            self._pos_by_id = {h: i for i, h in enumerate(self.store_ids)}
+        return self._pos_by_id
+
+    def typical_indices(self, m: int | None = None) -> list[int]:
+        """Store positions of the `m` (default mbr_typical) most typical training reports
+        (computed once)."""
+        m = self.config.mbr_typical if m is None else m
         if m <= 0:
             return []
         if getattr(self, "_typical", None) is None or len(self._typical) < m:
@@ -685,13 +789,16 @@ class ReportGenerationTask(Task):
             rec["retrieved"] = [{"id": h, "score": sc} for h, sc in hits[:n_shown]]
             used = hits[: c.rag_k] if c.rag_k > 0 else hits[: c.provenance_k]
             if mbr:
-                pick = self._consensus_pick(texts, hits, batch["groups"][i])
+                probs_i = {t: p[i].cpu().numpy() for t, p in zip(self.attributes, attr_probs)} if attr_probs else None
+                pick = self._consensus_pick(texts, hits, batch["groups"][i], probs_i)
                 rec["beam_prediction"] = texts[0]
                 rec["prediction"] = pick["text"]
                 if self.with_consensus_baselines:
                     rec["nn_consensus_prediction"] = self.consensus_nn(hits)
-                if c.mbr_typical > 0 and self.with_consensus_baselines:  # the consensus without generated candidates
-                    rec["typical_consensus_prediction"] = self._consensus_pick([], hits, batch["groups"][i])["text"]
+                if c.typical_baseline > 0 and self.with_consensus_baselines:
+                    # the plain consensus without generated candidates (no grounding): a fixed baseline
+                    rec["typical_consensus_prediction"] = self._consensus_pick([], hits, batch["groups"][i],
+                                                                               n_typical=c.typical_baseline)["text"]
                 src = pick["source"]
                 rec["decoding"] = {"method": "consensus", "selected_from": src[0] if src else "generated",
                                    "training_id": src[1] if src else None, "expected_cider_d": pick["utility"],
@@ -744,9 +851,12 @@ class ReportGenerationTask(Task):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int, mbr_typical: int = 0) -> None:
-    if mbr_references < 0 or mbr_retrieved < 0 or mbr_typical < 0 or mbr_candidates < 1:
-        raise MedmmError("consensus decoding needs mbr_references, mbr_retrieved, mbr_typical >= 0 and mbr_candidates >= 1")
+def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int, mbr_typical: int = 0, mbr_samples: int = 0,
+               mbr_attribute_weight: float = 0.0, mbr_reference_power: float = 0.0) -> None:
+    if min(mbr_references, mbr_retrieved, mbr_typical, mbr_samples) < 0 or mbr_candidates < 1:
+        raise MedmmError("consensus decoding needs mbr_references, mbr_retrieved, mbr_typical, mbr_samples >= 0 and mbr_candidates >= 1")
+    if mbr_attribute_weight < 0 or mbr_reference_power < 0:
+        raise MedmmError("model.mbr_attribute_weight and model.mbr_reference_power must be >= 0")
 
 
 def generate_reports(run_dir: str | Path, samples: list[Sample], **decoding: Any) -> list[dict[str, Any]]:
