@@ -42,6 +42,15 @@ def test_vqa_rad_real_counts():
     assert all(Path(s.images[0].path).is_file() and s.text["question"] and s.text["answer"] for s in train)
     assert len(load_dataset("vqa_rad", root, "test")) == 0
     assert dataset_info("vqa_rad").group_by == "image"
+    # paraphrase groups (qid_linked_id): every "para" question shares one with a free-form question
+    # on the same image, so group_by "question" keeps a question and its rewordings together
+    groups = collections.defaultdict(list)
+    for s in train:
+        groups[s.group("question")].append(s)
+    assert len(groups) == 1155
+    paired = [g for g in groups.values() if any(s.meta["phrase_type"] == "para" for s in g)]
+    assert len(paired) == 579 and all(any(s.meta["phrase_type"] == "freeform" for s in g) for g in paired)
+    assert sum(len({s.image_id for s in g}) > 1 for g in groups.values()) == 1
 
 
 def _vqa_root(tmp_path: Path, records: list[dict]) -> Path:

@@ -50,6 +50,14 @@ def test_stratified_keeps_label_proportions():
     assert pos == {"train": 16, "test": 4}  # 20 positive patients split exactly 80/20
 
 
+def test_question_groups_stay_together():
+    # paraphrases share a question group: a question and its rewording never straddle splits
+    samples = [Sample(id=str(i), dataset="t", split="all", question_id=f"q{i // 2}", image_id="img") for i in range(40)]
+    parts = grouped_split(samples, "question", {"a": 0.5, "b": 0.5}, seed=0)
+    assert {s.question_id for s in parts["a"]}.isdisjoint({s.question_id for s in parts["b"]})
+    assert samples[3].group("question") == "q1" and Sample(id="9", dataset="t", split="x").group("question") == "sample:9"
+
+
 def test_missing_group_id_means_own_group():
     samples = [Sample(id=str(i), dataset="t", split="all") for i in range(10)]
     parts = grouped_split(samples, "patient", {"a": 0.5, "b": 0.5}, seed=0)

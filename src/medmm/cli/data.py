@@ -103,7 +103,7 @@ def render(result: dict[str, Any]) -> list[Any]:
 def check_cmd(
     name: Annotated[str, typer.Argument(help="registered dataset name (see `medmm data list`)")],
     root: Annotated[Path, typer.Argument(help="dataset folder in its original layout")],
-    group_by: Annotated[str | None, typer.Option(help="patient, case, study, image or id (default: the dataset's)")] = None,
+    group_by: Annotated[str | None, typer.Option(help="patient, case, study, image, question or id (default: the dataset's)")] = None,
     split_fractions: Annotated[
         str | None, typer.Option(help="re-split by group first, e.g. train=0.8,val=0.1,test=0.1")
     ] = None,

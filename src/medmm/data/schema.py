@@ -93,6 +93,8 @@ class Sample:
             an observation absent from the dict is missing (unknown), not negative.
         masks, boxes: segmentation masks and boxes.
         patient_id, case_id, study_id, image_id: grouping ids for leak-free splits.
+        question_id: the question's paraphrase group (VQA-RAD links each paraphrase to its
+            free-form question), so a split never puts one wording in train and another in test.
         meta: anything else the dataset provides (answer_type, question_type, licence, ...).
     """
 
@@ -109,17 +111,18 @@ class Sample:
     case_id: str | None = None
     study_id: str | None = None
     image_id: str | None = None
+    question_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def group(self, key: str) -> str:
-        """The grouping id named by key ("patient", "case", "study", "image" or "id").
+        """The grouping id named by key ("patient", "case", "study", "image", "question" or "id").
 
         Falls back to the sample id when the dataset has no such id, so every sample is its
         own group rather than silently sharing one.
         """
         value = self.id if key == "id" else getattr(self, f"{key}_id", None)
-        if key not in {"id", "patient", "case", "study", "image"}:
-            raise ValueError(f"unknown group key {key!r}; use patient, case, study, image or id")
+        if key not in {"id", "patient", "case", "study", "image", "question"}:
+            raise ValueError(f"unknown group key {key!r}; use patient, case, study, image, question or id")
         return str(value) if value is not None else f"sample:{self.id}"
 
     @property

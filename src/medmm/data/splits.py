@@ -81,7 +81,7 @@ def grouped_split(
 
     Args:
         samples: the samples to split (e.g. ``load_dataset("covid_cxr", root, "all").samples``).
-        group_by: "patient", "case", "study", "image" or "id". Samples without that id are
+        group_by: "patient", "case", "study", "image", "question" or "id". Samples without that id are
             their own group (see `Sample.group`).
         fractions: split name -> fraction of the *groups*; must sum to 1. Counts are rounded
             with the largest-remainder rule, so they add up to the number of groups.
@@ -224,7 +224,7 @@ def find_leakage(
 
     Args:
         splits: split name -> samples (a `grouped_split` result or official splits).
-        group_by: "patient", "case", "study", "image" or "id".
+        group_by: "patient", "case", "study", "image", "question" or "id".
         hash_images: hash image files / arrays; False checks group ids only (fast).
         progress: optional callback ``(done, total)`` called after each image is hashed.
     """

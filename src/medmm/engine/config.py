@@ -53,7 +53,7 @@ class DataConfig:
             `medmm.data.splits.grouped_split` by `group_by` (no patient/case in two splits).
         train_split, val_split, test_split: split names ("official": dataset split names;
             "grouped": keys of `fractions`). val_split/test_split may be null (none).
-        group_by: "patient", "case", "study", "image" or "id" (grouped splits only).
+        group_by: "patient", "case", "study", "image", "question" or "id" (grouped splits only).
         fractions: split name -> fraction of groups (grouped splits only; must sum to 1).
         source_splits: dataset splits pooled before a grouped split (default: all of them).
         stratify: a `Sample.targets` key whose proportions the grouped split keeps similar.

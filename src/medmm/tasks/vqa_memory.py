@@ -40,11 +40,12 @@ class AnswerMemory(nn.Module):
     questions are JSON state (`state()` / `from_state`).
     """
 
-    def __init__(self, keys: list[str], answers: list[int], questions: list[str], dim: int):
+    def __init__(self, keys: list[str], answers: list[int], questions: list[str], dim: int, groups: list[str] | None = None):
         super().__init__()
-        if not len(keys) == len(answers) == len(questions):
-            raise ValueError("memory keys, answers and questions must have equal length")
-        self.keys, self.answers, self.questions = list(keys), list(answers), list(questions)
+        groups = list(groups) if groups is not None else [f"entry:{i}" for i in range(len(keys))]
+        if not len(keys) == len(answers) == len(questions) == len(groups):
+            raise ValueError("memory keys, answers, questions and groups must have equal length")
+        self.keys, self.answers, self.questions, self.groups = list(keys), list(answers), list(questions), groups
         self.register_buffer("embeddings", torch.zeros(len(keys), dim))
         self.register_buffer("answer_index", torch.tensor(self.answers, dtype=torch.long), persistent=False)
         self._rows: dict[str, list[int]] = {}
@@ -56,11 +57,33 @@ class AnswerMemory(nn.Module):
         self.embeddings.copy_(F.normalize(embeddings.float(), dim=-1))
 
     def state(self) -> dict[str, Any]:
-        return {"keys": self.keys, "answers": self.answers, "questions": self.questions, "dim": int(self.embeddings.shape[1])}
+        return {"keys": self.keys, "answers": self.answers, "questions": self.questions, "groups": self.groups,
+                "dim": int(self.embeddings.shape[1])}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> AnswerMemory:
-        return cls(state["keys"], state["answers"], state["questions"], int(state["dim"]))
+        return cls(state["keys"], state["answers"], state["questions"], int(state["dim"]), state.get("groups"))
+
+    def entries(self, keys: list[str], exclude_groups: list[str] | None = None, max_entries: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[int]]]:
+        """The training entries about each image `keys[b]`, padded: embeddings (B, K, dim),
+        answer indices (B, K, -1 = outside the vocabulary or padding), mask (B, K) and the memory
+        rows used. `exclude_groups[b]` drops that question group (a question's own paraphrases,
+        which a held-out question never has in training)."""
+        rows = []
+        for b, k in enumerate(keys):
+            r = [i for i in self._rows.get(k, []) if exclude_groups is None or self.groups[i] != exclude_groups[b]]
+            rows.append(r[:max_entries])
+        width = max((len(r) for r in rows), default=0)
+        emb = self.embeddings.new_zeros(len(keys), width, self.embeddings.shape[1])
+        ans = torch.full((len(keys), width), -1, dtype=torch.long, device=emb.device)
+        mask = torch.zeros(len(keys), width, dtype=torch.bool, device=emb.device)
+        for b, r in enumerate(rows):
+            if r:
+                idx = torch.tensor(r, device=emb.device)
+                emb[b, : len(r)] = self.embeddings[idx]
+                ans[b, : len(r)] = self.answer_index.to(emb.device)[idx]
+                mask[b, : len(r)] = True
+        return emb, ans, mask, rows
 
     def distribution(self, queries: torch.Tensor, keys: list[str], n_answers: int, temperature: float) -> tuple[torch.Tensor, list[dict[str, Any] | None]]:
         """Per query (B, dim) about image `keys[b]`: an answer distribution (B, n_answers)

@@ -76,6 +76,8 @@ def load_vqa_rad(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
                 text={"question": question, "answer": answer},
                 targets={"organ": organ, "answer_type": answer_type},
                 image_id=image_name,
+                # paraphrases share qid_linked_id with their free-form question (group_by: question)
+                question_id=str(rec.get("qid_linked_id") or rec["qid"]),
                 meta={
                     "qid": rec["qid"],
                     "question_type": str(rec.get("question_type", "")).strip(),
