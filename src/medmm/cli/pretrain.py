@@ -84,8 +84,11 @@ def pretrain_image(
     )
     console = Console()
 
+    def say(text: str) -> None:  # plain lines (JSON, paths): no rich markup, no wrapping in log files
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def on_epoch(rec: dict) -> None:
-        console.print(json.dumps(rec))
+        say(json.dumps(rec))
 
     if progress_bar:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -101,7 +104,7 @@ def pretrain_image(
     else:
         summary = pretrain_image_encoder(config, out, on_epoch=on_epoch)
     counts = ", ".join(f"{s['name']}:{s['split']} {s['n_images']}" for s in summary["sources"])
-    console.print(f"{summary['n_images']} images ({counts}); held out {summary['n_held_out_images']} images of "
+    say(f"{summary['n_images']} images ({counts}); held out {summary['n_held_out_images']} images of "
                   f"{summary['n_held_out_groups']} cases/patients: {json.dumps(summary['held_out'])} "
                   f"(majority baseline {json.dumps(summary['held_out_majority_baseline'])})")
-    console.print(f"wrote {out} (sha256 {summary['sha256'][:12]}) and {summary_path(out)}; CPU {summary['cpu_s']:.0f} s")
+    say(f"wrote {out} (sha256 {summary['sha256'][:12]}) and {summary_path(out)}; CPU {summary['cpu_s']:.0f} s")
