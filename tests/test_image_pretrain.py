@@ -159,8 +159,8 @@ def test_label_space_and_loss_pieces():
     assert torch.isfinite(loss) and loss.item() > float(np.log(2)) - 1e-5  # CE ln 2 + a positive InfoNCE
 
 
-def _cli(args: list[str]):
-    return CliRunner().invoke(app, ["pretrain-image", "--no-progress", *args])
+def _cli(args: list[str], progress: bool = False):
+    return CliRunner().invoke(app, ["pretrain-image", "--progress" if progress else "--no-progress", *args])
 
 
 def test_cli_writes_loadable_weights_and_summary(tmp_path):
@@ -173,7 +173,7 @@ def test_cli_writes_loadable_weights_and_summary(tmp_path):
     out = tmp_path / "enc" / "w.pt"
     res = _cli(["--out", str(out), "--source", f"medpix2:train={base}", "--source", f"covid_cxr={covid}",
                 "--exclude-vqa-rad", str(vqa), "--image-size", "32", "--widths", "8,16", "--epochs", "2",
-                "--batch-size", "8", "--min-label-count", "1", "--held-out", "0.25", "--caption-weight", "0"])
+                "--batch-size", "8", "--min-label-count", "1", "--held-out", "0.25", "--caption-weight", "0"], progress=True)
     assert res.exit_code == 0, res.output + repr(res.exception)
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["sources"][0] | {"root": None} == {"name": "medpix2", "root": None, "split": "train", "n_images": 15,

@@ -31,7 +31,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +116,9 @@ class PretrainImage:
     plane: str | None = None
     location: str | None = None
     caption: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def label(self, key: str) -> str | None:
+        """The label named `key` (one of LABEL_KEYS)."""
         return getattr(self, key)
 
 
