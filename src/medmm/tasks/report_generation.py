@@ -150,6 +150,9 @@ class ReportGenerationTask(Task):
                 the training reports), baseline = the mean reward of the other samples (Luo 2020);
                 0 = teacher forcing (cross-entropy). Validation loss stays cross-entropy.
             scst_xe_weight: cross-entropy added to the self-critical loss (keeps the language model).
+            scst_attribute_weight: adds this weight x the sample's attribute consistency with the
+                image's REFERENCE attributes (`report_grounding.AttributeLexicon`, a penalty for
+                naming a wrong modality / plane / location) to the self-critical reward.
             init_run: a finished report_generation run (same data and model shapes) whose weights
                 initialise this one, e.g. self-critical fine-tuning of a cross-entropy run.
             provenance_k: training reports retrieved for provenance when rag_k is 0.
@@ -196,6 +199,7 @@ class ReportGenerationTask(Task):
         typical_baseline: int = 32
         scst_samples: int = 0
         scst_xe_weight: float = 0.0
+        scst_attribute_weight: float = 0.0
         init_run: str | None = None
         provenance_k: int = 3
         bootstrap_resamples: int = 1000
@@ -209,8 +213,8 @@ class ReportGenerationTask(Task):
             raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
         _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical, c.mbr_samples,
                    c.mbr_attribute_weight, c.mbr_reference_power)
-        if (c.mbr_attribute_weight or c.mbr_reference_power) and not c.attribute_targets:
-            raise MedmmError("model.mbr_attribute_weight / mbr_reference_power need model.attribute_targets")
+        if (c.mbr_attribute_weight or c.mbr_reference_power or c.scst_attribute_weight) and not c.attribute_targets:
+            raise MedmmError("model.mbr_attribute_weight / mbr_reference_power / scst_attribute_weight need model.attribute_targets")
         if c.scst_samples == 1 or c.scst_samples < 0:
             raise MedmmError("model.scst_samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
         self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
@@ -582,7 +586,7 @@ class ReportGenerationTask(Task):
         c = self.config
         out: dict[str, torch.Tensor] = {}
         if c.scst_samples > 0 and self.training:
-            loss = self._self_critical_loss(memory, pad, batch["references"], out)
+            loss = self._self_critical_loss(memory, pad, batch["references"], out, batch.get("attributes"))
             if c.scst_xe_weight > 0:
                 loss = loss + c.scst_xe_weight * self._xe_loss(memory, pad, tgt)
         else:
@@ -613,7 +617,7 @@ class ReportGenerationTask(Task):
                                ignore_index=PAD, label_smoothing=self.config.label_smoothing)
 
     def _self_critical_loss(self, memory: torch.Tensor, pad: torch.Tensor, references: list[str],
-                            out: dict[str, torch.Tensor]) -> torch.Tensor:
+                            out: dict[str, torch.Tensor], attributes: torch.Tensor | None = None) -> torch.Tensor:
         """REINFORCE with CIDEr-D rewards and the other samples' mean as baseline, averaged over
         the sampled tokens (texts are sampled under the decoding rules, scored with gradients)."""
         n = self.config.scst_samples
@@ -623,13 +627,28 @@ class ReportGenerationTask(Task):
         mpad = pad.repeat_interleave(n, dim=0)
         logp, lengths = sequence_logprobs(self.decoder, mem, mpad, texts, cfg.max_length)
         words = [join_tokens(self.tokenizer.decode_tokens(t)) for t in texts]
-        reward = torch.tensor([self.consensus.similarity(w, references[i // n]) for i, w in enumerate(words)],
-                              device=logp.device).view(-1, n)
+        rewards = [self.consensus.similarity(w, references[i // n]) for i, w in enumerate(words)]
+        if self.config.scst_attribute_weight and attributes is not None and self.lexicon is not None:
+            truth = [self._reference_probs(row) for row in attributes.tolist()]
+            cons = [self.lexicon.consistency(w, truth[i // n]) for i, w in enumerate(words)]
+            rewards = [r + self.config.scst_attribute_weight * k for r, k in zip(rewards, cons)]
+            out["attribute_consistency"] = torch.tensor(sum(cons) / len(cons))
+        reward = torch.tensor(rewards, device=logp.device).view(-1, n)
         baseline = (reward.sum(1, keepdim=True) - reward) / (n - 1)
         adv = (reward - baseline).reshape(-1)
         out["reward"] = reward.mean()
         out["sample_length"] = lengths.float().mean()
         return -(adv * logp).sum() / lengths.sum().clamp(min=1)
+
+    def _reference_probs(self, classes: list[int], smoothing: float = 0.05) -> dict[str, np.ndarray]:
+        """The reference attribute classes as (smoothed one-hot) distributions; unknown ones left out."""
+        out = {}
+        for (t, names), k in zip(self.attributes.items(), classes):
+            if k >= 0:
+                p = np.full(len(names), smoothing / max(len(names) - 1, 1))
+                p[k] = 1.0 - smoothing
+                out[t] = p
+        return out
 
     # -- generation ------------------------------------------------------------------------
     def set_decoding(self, **options: Any) -> GenerationConfig:
