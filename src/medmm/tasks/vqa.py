@@ -52,7 +52,6 @@ from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
-from medmm.tasks.vqa_context import SameImageContext, mix_with_pointer
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -166,11 +165,6 @@ class VQATask(Task):
                 training questions about the same image, by question similarity, added to the
                 classifier's distribution at inference (0: off; needs freeze_text).
             memory_temperature: softmax temperature over the cosine similarities of the memory.
-            context: learned attention over the training QA pairs about the same image
-                (`medmm.tasks.vqa_context`): a context vector added to the fused features and a
-                gated pointer over their answers, trained without the question's own paraphrase
-                group (needs freeze_text; nothing for unseen images).
-            context_dim, context_max_entries: its width and the same-image entries it reads.
             text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
             bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
         """
@@ -204,9 +198,6 @@ class VQATask(Task):
         label_smoothing: float = 0.0
         memory_weight: float = 0.0
         memory_temperature: float = 0.05
-        context: bool = False
-        context_dim: int = 128
-        context_max_entries: int = 32
         text_lora: dict[str, Any] | None = None
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
@@ -244,7 +235,6 @@ class VQATask(Task):
         self._image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.image_pretrained_sha256: str | None = None
         self.memory: AnswerMemory | None = None
-        self.image_context: SameImageContext | None = None
         self._image_keys: dict[str, str] = {}
 
     # -- data-dependent state ------------------------------------------------------------
@@ -288,19 +278,17 @@ class VQATask(Task):
         if fit is not None:
             fit([self.text_input(s.text.get("question", ""))[0] for s in train_samples])
         self._build_heads()
-        if c.memory_weight > 0 or c.context:
+        if c.memory_weight > 0:
             self._build_memory(train_samples)
 
     def _build_memory(self, train_samples: list[Sample]) -> None:
         """Answer memory of the training questions (frozen question embeddings, image checksums)."""
         if not self.config.freeze_text or self.config.text_lora:
-            raise MedmmError("model.memory_weight > 0 and model.context need a frozen text encoder (freeze_text: true, no text_lora)")
+            raise MedmmError("model.memory_weight > 0 needs a frozen text encoder (freeze_text: true, no text_lora)")
         texts = [self.text_input(s.text.get("question", ""))[0] for s in train_samples]
         answers = [self.answer_index.get(normalise_vqa_answer(s.text.get("answer", "")), -1) for s in train_samples]
         keys = [self.sample_image_key(s) for s in train_samples]
-        questions = [s.text.get("question", "") for s in train_samples]
-        groups = [s.group("question") for s in train_samples]
-        self.memory = AnswerMemory(keys, answers, questions, self.text_encoder.out_dim, groups)
+        self.memory = AnswerMemory(keys, answers, [s.text.get("question", "") for s in train_samples], self.text_encoder.out_dim)
         was_training = self.text_encoder.training
         self.text_encoder.eval()
         pooled = []
@@ -366,10 +354,8 @@ class VQATask(Task):
         # An answer set that is empty on one side would leave nothing to predict: fall back to all.
         self.register_buffer("closed_mask", closed_mask if closed_mask.any() else torch.ones_like(closed_mask), persistent=False)
         self.register_buffer("open_mask", open_mask if open_mask.any() else torch.ones_like(open_mask), persistent=False)
-        c = self.config
-        if c.context:
-            self.image_context = SameImageContext(self.text_encoder.out_dim, len(self.answers), d, c.context_dim, c.memory_temperature)
-        if c.answer_head == "both":
+        if self.config.answer_head == "both":
+            c = self.config
             self.decoder = AnswerDecoder(len(self.words), d, c.decoder_layers, c.decoder_heads, c.max_answer_length)
 
     def _ready(self) -> None:
@@ -431,7 +417,6 @@ class VQATask(Task):
             "groups": [s.group("image") for s in samples],
             "facts": list(facts),
             "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
-            "question_groups": [s.group("question") for s in samples],
         }
 
     def _answer_tokens(self, answers: list[str]) -> torch.Tensor:
@@ -514,18 +499,9 @@ class VQATask(Task):
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._ready()
         fused, memory, pad = self.forward_features(batch)
+        logits = self.classifier(fused.pooled)
         labels = batch["labels"]
         out: dict[str, torch.Tensor] = {}
-        if self.image_context is not None:
-            # as at test time: a question never sees its own paraphrase group
-            probs, _, _ = self._context_probs(batch, fused, exclude_own_group=True)
-            keep = labels.ge(0)
-            picked = probs[keep].gather(1, labels[keep][:, None])[:, 0] if bool(keep.any()) else probs.sum() * 0.0
-            cls_loss = -(picked.clamp_min(1e-8).log().mean()) if bool(keep.any()) else picked
-            if bool(keep.any()):
-                out["acc_in_vocab"] = (probs.argmax(-1)[keep] == labels[keep]).float().mean()
-            return self._finish_loss(out, cls_loss, fused, memory, pad, batch)
-        logits = self.classifier(fused.pooled)
         allowed = None
         if self.config.masked_loss:
             # as at inference: a closed question's answer competes only with closed answers
@@ -537,11 +513,6 @@ class VQATask(Task):
             out["acc_in_vocab"] = (logits.argmax(-1)[labels >= 0] == labels[labels >= 0]).float().mean()
         else:
             cls_loss = logits.sum() * 0.0
-        return self._finish_loss(out, cls_loss, fused, memory, pad, batch)
-
-    def _finish_loss(self, out: dict[str, torch.Tensor], cls_loss: torch.Tensor, fused: Any, memory: torch.Tensor,
-                     pad: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Adds the fusion's auxiliary loss and the decoder's token cross-entropy to the classifier loss."""
         loss = cls_loss + fused.aux_loss
         out["loss_classifier"] = cls_loss.detach()
         if self.decoder is not None:
@@ -558,15 +529,12 @@ class VQATask(Task):
         """Routed answers: per sample the prediction, its source, the confidence and evidence."""
         self._ready()
         fused, memory, pad = self.forward_features(batch)
-        closed = batch["closed"].to(fused.pooled.device)
+        probs = self.classifier(fused.pooled).float().softmax(-1)
+        closed = batch["closed"].to(probs.device)
+        allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
+        masked = probs.masked_fill(~allowed, 0.0)
+        masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         matches: list[dict[str, Any] | None] = [None] * len(batch["ids"])
-        if self.image_context is not None:
-            masked, allowed, matches = self._context_probs(batch, fused, exclude_own_group=False)
-        else:
-            probs = self.classifier(fused.pooled).float().softmax(-1)
-            allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
-            masked = probs.masked_fill(~allowed, 0.0)
-            masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         if self.memory is not None and self.config.memory_weight > 0:
             query = self._frozen_text_features(batch).pooled
             mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory_temperature)
@@ -596,29 +564,6 @@ class VQATask(Task):
                 }
             )
         return out
-
-    def _context_probs(self, batch: dict[str, Any], fused: Any, exclude_own_group: bool) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any] | None]]:
-        """Answer distribution (masked to the question's answer type) of the classifier on the
-        fused features + same-image context, mixed with the context's gated pointer; the
-        allowed-answer mask; the most-attended same-image training question per sample."""
-        assert self.image_context is not None and self.memory is not None
-        query = self._frozen_text_features(batch).pooled
-        groups = batch["question_groups"] if exclude_own_group else None
-        entries, answers, mask, rows = self.memory.entries(batch["image_keys"], groups, self.config.context_max_entries)
-        extra, pointer, gate, weights = self.image_context(query, entries, answers, mask, fused.pooled)
-        closed = batch["closed"].to(query.device)
-        allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
-        probs = self.classifier(fused.pooled + extra).float().masked_fill(~allowed, -1e9).softmax(-1)
-        probs = mix_with_pointer(probs, pointer, gate, allowed)
-        matches: list[dict[str, Any] | None] = []
-        for b, r in enumerate(rows if not exclude_own_group else []):  # rationale: inference only
-            if not r:
-                matches.append(None)
-                continue
-            j = int(weights[b, : len(r)].argmax())
-            matches.append({"question": self.memory.questions[r[j]], "attention": round(float(weights[b, j]), 4),
-                            "gate": round(float(gate[b, 0]), 4), "n_same_image": len(r)})
-        return probs, allowed, matches
 
     def _evidence(self, fused: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Top image grid cells and input tokens by attention weight, per sample."""

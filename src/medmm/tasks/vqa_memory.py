@@ -1,12 +1,17 @@
 """Answer memory for VQA: the answers of training questions asked about the SAME image.
 
-VQA-RAD's official split is by question: 202 of its 203 test images are training images, and
-many test questions restate a training question about that image. A parametric classifier
-learns such image-specific answers poorly from one or two examples, so the task keeps a
+VQA-RAD's official split is by question: 202 of its 203 test images are training images. When a
+question restates a training question about the same image (a paraphrase), a parametric
+classifier learns that image-specific answer poorly from one example, so the task keeps a
 non-parametric memory of its training questions (kNN-LM style): for a question about an image
 seen in training, the answers of that image's training questions, weighted by question
 similarity (softmax of cosine / temperature over frozen question embeddings), form a second
 answer distribution that is added to the classifier's (``memory_weight``).
+
+What it is worth depends on paraphrases: on held-out questions whose paraphrase is in training
+it adds about 11 points; on a split that keeps paraphrase groups together (``group_by:
+question``) it changes nothing measurable, and the other questions about the same image carry
+no usable signal for a new question (benchmarks/vqa_rad.md, section 2).
 
 Images are matched by a checksum of their file bytes (the same file under any root), so the
 memory does nothing for an unseen image: on image-disjoint splits the model is the classifier.
@@ -40,12 +45,11 @@ class AnswerMemory(nn.Module):
     questions are JSON state (`state()` / `from_state`).
     """
 
-    def __init__(self, keys: list[str], answers: list[int], questions: list[str], dim: int, groups: list[str] | None = None):
+    def __init__(self, keys: list[str], answers: list[int], questions: list[str], dim: int):
         super().__init__()
-        groups = list(groups) if groups is not None else [f"entry:{i}" for i in range(len(keys))]
-        if not len(keys) == len(answers) == len(questions) == len(groups):
-            raise ValueError("memory keys, answers, questions and groups must have equal length")
-        self.keys, self.answers, self.questions, self.groups = list(keys), list(answers), list(questions), groups
+        if not len(keys) == len(answers) == len(questions):
+            raise ValueError("memory keys, answers and questions must have equal length")
+        self.keys, self.answers, self.questions = list(keys), list(answers), list(questions)
         self.register_buffer("embeddings", torch.zeros(len(keys), dim))
         self.register_buffer("answer_index", torch.tensor(self.answers, dtype=torch.long), persistent=False)
         self._rows: dict[str, list[int]] = {}
@@ -57,33 +61,11 @@ class AnswerMemory(nn.Module):
         self.embeddings.copy_(F.normalize(embeddings.float(), dim=-1))
 
     def state(self) -> dict[str, Any]:
-        return {"keys": self.keys, "answers": self.answers, "questions": self.questions, "groups": self.groups,
-                "dim": int(self.embeddings.shape[1])}
+        return {"keys": self.keys, "answers": self.answers, "questions": self.questions, "dim": int(self.embeddings.shape[1])}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> AnswerMemory:
-        return cls(state["keys"], state["answers"], state["questions"], int(state["dim"]), state.get("groups"))
-
-    def entries(self, keys: list[str], exclude_groups: list[str] | None = None, max_entries: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[int]]]:
-        """The training entries about each image `keys[b]`, padded: embeddings (B, K, dim),
-        answer indices (B, K, -1 = outside the vocabulary or padding), mask (B, K) and the memory
-        rows used. `exclude_groups[b]` drops that question group (a question's own paraphrases,
-        which a held-out question never has in training)."""
-        rows = []
-        for b, k in enumerate(keys):
-            r = [i for i in self._rows.get(k, []) if exclude_groups is None or self.groups[i] != exclude_groups[b]]
-            rows.append(r[:max_entries])
-        width = max((len(r) for r in rows), default=0)
-        emb = self.embeddings.new_zeros(len(keys), width, self.embeddings.shape[1])
-        ans = torch.full((len(keys), width), -1, dtype=torch.long, device=emb.device)
-        mask = torch.zeros(len(keys), width, dtype=torch.bool, device=emb.device)
-        for b, r in enumerate(rows):
-            if r:
-                idx = torch.tensor(r, device=emb.device)
-                emb[b, : len(r)] = self.embeddings[idx]
-                ans[b, : len(r)] = self.answer_index.to(emb.device)[idx]
-                mask[b, : len(r)] = True
-        return emb, ans, mask, rows
+        return cls(state["keys"], state["answers"], state["questions"], int(state["dim"]))
 
     def distribution(self, queries: torch.Tensor, keys: list[str], n_answers: int, temperature: float) -> tuple[torch.Tensor, list[dict[str, Any] | None]]:
         """Per query (B, dim) about image `keys[b]`: an answer distribution (B, n_answers)
