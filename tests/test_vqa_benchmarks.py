@@ -1,5 +1,5 @@
-"""The VQA benchmark scripts' building blocks: baselines of vqa_rad_heldout.py and the image
-encoder pretraining of vqa_pretrain_image.py (tiny inputs; the real runs are in benchmarks/)."""
+"""The VQA benchmark scripts' building blocks: baselines of vqa_rad_heldout.py (tiny inputs; the
+real runs are in benchmarks/). Image-encoder pretraining is tested in test_image_pretrain.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -50,23 +49,3 @@ def test_nearest_neighbour_baseline_copies_a_same_image_answer(samples):
 
     hits = sum(r["prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(recs, train[:12]))
     assert hits >= 11  # 12 unless an identical question on the same image has another answer
-
-
-def test_pretraining_pieces():
-    p = load("vqa_pretrain_image")
-    rows = [{"modality": m, "plane": None, "location": "Thorax"} for m in ["CT"] * 12 + ["MR"] * 3]
-    assert p.label_space(rows, "modality", 10) == ["CT"] and p.label_space(rows, "plane", 1) == []
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, (5, 40, 40), dtype=np.uint8)
-    parts = list(p.batches(pixels, np.arange(5), 32, True, rng, 2))
-    assert [len(i) for i, _ in parts] == [2, 2, 1] and parts[0][1].shape == (2, 1, 32, 32)
-    _, centre = next(p.batches(pixels, np.arange(1), 32, False, rng, 1))
-    want = (pixels[0, 4:36, 4:36].astype(np.float32) / 255.0 - 0.5) / 0.25
-    assert np.allclose(centre[0, 0].numpy(), want, atol=1e-6)
-    from medmm.models import create_image_encoder
-
-    enc = create_image_encoder("small_cnn", in_channels=1, image_size=32, widths=[8, 16])
-    model = p.Pretrainer(enc, {"modality": 2, "location": 3}, 6)
-    logits, emb = model(parts[0][1])
-    assert logits["modality"].shape == (2, 2) and emb.shape == (2, 6)
-    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
