@@ -12,7 +12,9 @@ MiniLM cosine similarity, preferring training questions on the same image). The 
 compared with every other run on the same split (paired bootstrap + approximate randomisation,
 resampling images; the comparison uses the first threshold). `--variant memory_weight=0` also
 scores each run with those inference-time settings changed (e.g. the answer memory off) and
-compares it, paired, with the run's own settings.
+compares it, paired, with the run's own settings. `--save-predictions DIR` writes every scored
+setting's records as DIR/<run name>[_<variant>]/predictions/test.jsonl (the layout of a run
+folder), so `benchmarks/vqa_resplit_compare.py` can pool an inference-time change over re-splits.
 """
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ def _record(s, prediction: str, closed: bool) -> dict[str, Any]:
             "answer_type": "CLOSED" if closed else "OPEN", "group": s.group("image")}
 
 
+def save_predictions(run_like: Path, records: list[dict[str, Any]]) -> Path:
+    """Write records as `run_like/predictions/test.jsonl`, the file a trained run folder holds."""
+    path = run_like / "predictions" / "test.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in records))
+    return path
+
+
 def main() -> None:
     """Command-line entry point (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,6 +97,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="KEY=VALUE model setting changed at inference")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--save-predictions", type=Path, default=None, help="write records in run-folder layout here")
     args = ap.parse_args()
 
     import torch
@@ -136,6 +147,8 @@ def main() -> None:
             results[str(run)][f"open_confidence={th}"] = summary(records) | {"n_skipped": len(skipped)}
             if th == thresholds[0]:
                 default_records[str(run)] = records
+                if args.save_predictions:
+                    save_predictions(args.save_predictions / run.name, records)
             m = results[str(run)][f"open_confidence={th}"]
             print(run, th, json.dumps({k: m.get(k) for k in ("overall_accuracy", "closed_accuracy", "open_exact_match")}))
         task.config.open_confidence = thresholds[0]
@@ -147,6 +160,8 @@ def main() -> None:
             setattr(task.config, key, type(before)(float(value)) if isinstance(before, (int, float)) else value)
             records, skipped = run_inference(task, samples, cfg)
             setattr(task.config, key, before)
+            if args.save_predictions:
+                save_predictions(args.save_predictions / f"{run.name}_{key}{value}", records)
             results[str(run)][variant] = summary(records) | {"n_skipped": len(skipped)}
             results[str(run)][f"paired_overall_accuracy default vs {variant}"] = paired(default_records[str(run)], records)
             print(run, variant, json.dumps({k: results[str(run)][variant].get(k) for k in ("overall_accuracy", "closed_accuracy", "open_exact_match")}))

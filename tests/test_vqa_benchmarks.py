@@ -49,3 +49,14 @@ def test_nearest_neighbour_baseline_copies_a_same_image_answer(samples):
 
     hits = sum(r["prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(recs, train[:12]))
     assert hits >= 11  # 12 unless an identical question on the same image has another answer
+
+
+def test_saved_predictions_read_back_as_a_run_folder(tmp_path):
+    h, compare = load("vqa_rad_heldout"), load("vqa_resplit_compare")
+    records = [{"id": "q1", "prediction": "yes", "reference": "yes", "answer_type": "CLOSED", "group": "img1"},
+               {"id": "q2", "prediction": "liver", "reference": "spleen", "answer_type": "OPEN", "group": "img1"}]
+    path = h.save_predictions(tmp_path / "run_memory_weight0", records)
+    assert path == tmp_path / "run_memory_weight0" / "predictions" / "test.jsonl"
+    back = compare.load_records(tmp_path / "run_memory_weight0")
+    assert back == records
+    assert compare.correct(back).tolist() == [1.0, 0.0]

@@ -152,7 +152,7 @@ class VQATask(Task):
             rationale: add facts and attention evidence to every record.
             rationale_top_k: image cells / tokens listed per record.
             freeze_text: keep the text encoder fixed (its features still feed the fusion).
-            image_pretrained: a medmm weights file (e.g. from benchmarks/vqa_pretrain_image.py)
+            image_pretrained: a medmm weights file (e.g. from `medmm pretrain-image`)
                 loaded strictly into the image encoder at setup (training only: a trained run
                 carries the encoder weights in its own checkpoint, so it never needs this file).
             freeze_image: keep the image encoder fixed, in eval mode, and cache its features per
