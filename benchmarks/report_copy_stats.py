@@ -6,7 +6,8 @@ For every system in the prediction files (`medmm predict` records: "prediction",
 baselines the records carry: beam_prediction, nn_prediction, typical_consensus_prediction, ...)
 prints the number of records, the share of outputs that are verbatim training captions of the
 run (same lower-cased alphanumeric words as a caption in the run's report store), the number of
-distinct outputs, the most repeated output and its count, and, from the first file's records,
+distinct outputs, the most repeated output and its count, the number of outputs that stutter
+(`stutters`: a word directly followed by itself, "t2 t2"), and, from the first file's records,
 the attribute accuracies (`report_attributes.attribute_accuracy`).
 """
 
@@ -21,15 +22,24 @@ FIELDS = ("prediction", "beam_prediction", "nn_prediction", "nn_thumbnail_predic
           "typical_consensus_prediction")
 
 
+def stutters(text: str) -> bool:
+    """True when a token of `text` (medmm's word tokenizer, lower-cased) is directly followed by
+    the same token ("axial t2 t2 weighted"): the stutter the no_immediate_repeat decoding option stops."""
+    from medmm.models.decoders import word_tokenize
+
+    words = word_tokenize(text)
+    return any(a == b for a, b in zip(words, words[1:]))
+
+
 def copy_stats(outputs: list[str], training: set[str]) -> dict:
-    """Copy share, distinct outputs and the most repeated output of a list of texts."""
+    """Copy share, distinct outputs, the most repeated output and the stuttering outputs of a list of texts."""
     from medmm.tasks.report_mbr import consensus_words
 
     keys = [" ".join(consensus_words(t)) for t in outputs]
     top, n_top = Counter(outputs).most_common(1)[0] if outputs else ("", 0)
     return {"n": len(outputs), "copy_share": round(sum(k in training for k in keys) / max(len(keys), 1), 3),
             "n_copies": sum(k in training for k in keys), "distinct": len(set(outputs)),
-            "most_repeated": top, "most_repeated_count": n_top}
+            "most_repeated": top, "most_repeated_count": n_top, "n_stutter": sum(map(stutters, outputs))}
 
 
 def main() -> None:

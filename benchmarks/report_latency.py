@@ -1,7 +1,7 @@
 """Report-generation latency per image on this CPU: greedy, beam search, consensus; batch size 1.
 
     python benchmarks/report_latency.py RUN_DIR --data ../shared/data/medpix2 --split dev --n 40 [--threads 1]
-        [--settings greedy,beam3,consensus]
+        [--settings greedy,beam3,consensus,consensus+rp2+nir]
 
 Loads a trained report_generation run (its own decoder, vocabulary, retrieval store), takes the
 first N samples of the split and, for each decoding setting, times `collate` (image read +
@@ -9,7 +9,8 @@ preprocessing + retrieval) and generation (image encoder + decoder [+ consensus 
 sample at a time, after two warm-up samples. "greedy" / "beamK" switch consensus decoding off;
 "consensus" uses the run's own consensus settings (mbr_* in its config, or 128 references, 8
 candidates, 32 typical reports when the run has none); the records' baseline fields are not
-computed while timing. Prints a Markdown table (median / mean / p90 ms per image, words).
+computed while timing. A setting may end in "+rpP" (repetition_penalty P) and/or "+nir"
+(no_immediate_repeat), e.g. "consensus+rp2+nir"; without them both are off. Prints a Markdown table (median / mean / p90 ms per image, words).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
     ap.add_argument("--split", default="dev")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--settings", default="greedy,beam3,consensus", help="comma list of greedy | beamK | consensus")
+    ap.add_argument("--settings", default="greedy,beam3,consensus", help="comma list of greedy | beamK | consensus, each optionally +rpP and/or +nir")
     ap.add_argument("--no-kv-cache", action="store_true", help="re-run the decoder over the whole prefix at every step (the pre-cache code path), to measure what the cache saves")
     args = ap.parse_args()
     if args.no_kv_cache:
@@ -59,11 +60,20 @@ def main() -> None:
     task.typical_indices()  # computed once per run (cached), not per image
     rows = []
     for name in args.settings.split(","):
-        if name == "consensus":
-            task.set_decoding(beam_size=beam0, **base, **mbr)
+        kind, *extra = name.split("+")
+        rep = dict(repetition_penalty=1.0, no_immediate_repeat=False)
+        for e in extra:
+            if e == "nir":
+                rep["no_immediate_repeat"] = True
+            elif e.startswith("rp"):
+                rep["repetition_penalty"] = float(e[2:])
+            else:
+                raise SystemExit(f"unknown setting suffix +{e} (use +rpP or +nir)")
+        if kind == "consensus":
+            task.set_decoding(beam_size=beam0, **base, **mbr, **rep)
         else:
-            beam = 1 if name == "greedy" else int(name.removeprefix("beam"))
-            task.set_decoding(beam_size=beam, mbr_references=0, **base)
+            beam = 1 if kind == "greedy" else int(kind.removeprefix("beam"))
+            task.set_decoding(beam_size=beam, mbr_references=0, **base, **rep)
         collate_ms, gen_ms, words = [], [], []
         task._image_cache.clear()  # each setting reads and preprocesses its images afresh
         task._thumb_cache.clear()

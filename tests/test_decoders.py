@@ -1,4 +1,5 @@
-"""Report decoder: tokenizer, teacher-forced decoder, greedy and beam search, no-repeat-n-gram."""
+"""Report decoder: tokenizer, teacher-forced decoder, greedy and beam search, no-repeat-n-gram,
+repetition penalty and no immediate repeat."""
 
 from __future__ import annotations
 
@@ -198,7 +199,8 @@ def test_incremental_step_matches_full_forward():
 def test_cached_generation_equals_full_rerun(beam):
     dec, mem, pad = _random_decoder(4)
     for cfg in (GenerationConfig(beam_size=beam, max_length=12, no_repeat_ngram_size=2),
-                GenerationConfig(beam_size=beam, max_length=9, min_length=4, length_penalty=1.5)):
+                GenerationConfig(beam_size=beam, max_length=9, min_length=4, length_penalty=1.5),
+                GenerationConfig(beam_size=beam, max_length=12, repetition_penalty=1.7, no_immediate_repeat=True)):
         assert generate(dec, mem, pad, cfg) == generate(FullRerun(dec), mem, pad, cfg)
         if beam > 1:
             a, b = beam_search_nbest(dec, mem, pad, cfg), beam_search_nbest(FullRerun(dec), mem, pad, cfg)
@@ -232,3 +234,61 @@ def test_sampling_follows_rules_and_sequence_logprobs_scores_it():
     assert dec.embed.weight.grad is not None
     with pytest.raises(MedmmError):
         sample_decode(dec, mem, pad, cfg, n_samples=0)
+
+
+def _stutter_table(v: int = 9) -> torch.Tensor:
+    """Bigram logits whose argmax after token 5 is 5 again and after 6 is 6 again: a stutterer.
+    Second choice after 5 is 6, after 6 it is 5; EOS is never likely."""
+    table = torch.full((v, v), -4.0)
+    table[:, EOS] = -10.0
+    table[BOS, 5] = 3.0
+    table[5, 5], table[5, 6] = 3.0, 2.0
+    table[6, 6], table[6, 5] = 3.0, 2.0
+    return table
+
+
+def _has_immediate_repeat(seq: list[int]) -> bool:
+    return any(a == b for a, b in zip(seq, seq[1:]))
+
+
+def test_no_immediate_repeat_stops_stutter_but_lets_tokens_recur():
+    dec = BigramDecoder(_stutter_table())
+    mem = torch.zeros(2, 1, 4)
+    assert greedy_decode(dec, mem, None, GenerationConfig(max_length=8))[0] == [5] * 8  # the stutter
+    # no_repeat_ngram_size 3 lets "5 5" through (only the 3-gram "5 5 5" is banned)
+    assert _has_immediate_repeat(greedy_decode(dec, mem, None, GenerationConfig(max_length=8, no_repeat_ngram_size=3))[0])
+    for beam in (1, 3):
+        out = generate(dec, mem, None, GenerationConfig(beam_size=beam, max_length=8, no_immediate_repeat=True))
+        # 5 and 6 each recur (not banned in general), never twice in a row
+        assert out[0] == [5, 6, 5, 6, 5, 6, 5, 6], beam
+    texts = sample_decode(dec, mem, None, GenerationConfig(max_length=8, no_immediate_repeat=True), n_samples=5,
+                          generator=torch.Generator().manual_seed(0))
+    assert not any(_has_immediate_repeat(t) for t in texts)
+
+
+def test_repetition_penalty_is_ctrl_on_logits_and_changes_the_argmax():
+    from medmm.models.decoders import _penalise_repeats
+
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 2.0, -1.0, 3.0], [0.0, 0.0, 0.0, 0.0, 2.0, -1.0, 3.0]])
+    out = _penalise_repeats(logits, [[4, 5, 4], []], 2.0)
+    # seen positive logit divided (once, though seen twice), seen negative multiplied, unseen kept
+    assert out[0].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, -2.0, 3.0]
+    assert out[1].tolist() == logits[1].tolist()  # nothing generated yet: nothing penalised
+    assert _penalise_repeats(logits, [[4, 5]], 1.0) is logits  # 1 = off
+    dec = BigramDecoder(_stutter_table())
+    mem = torch.zeros(1, 1, 4)
+    for beam in (1, 3):
+        free = generate(dec, mem, None, GenerationConfig(beam_size=beam, max_length=6))[0]
+        pen = generate(dec, mem, None, GenerationConfig(beam_size=beam, max_length=6, repetition_penalty=2.0))[0]
+        assert free == [5] * 6
+        # after 5, its logit 3 becomes 1.5 < 2 for token 6: the penalty takes the next word
+        assert pen[:2] == [5, 6], (beam, pen)
+
+
+def test_repeat_options_are_validated():
+    for bad in (0.5, 0.0, -1.0, float("nan"), float("inf"), "1.2", True):
+        with pytest.raises(MedmmError, match="repetition_penalty"):
+            GenerationConfig(repetition_penalty=bad).check()
+    with pytest.raises(MedmmError, match="no_immediate_repeat"):
+        GenerationConfig(no_immediate_repeat="yes").check()
+    GenerationConfig(repetition_penalty=1, no_immediate_repeat=True).check()

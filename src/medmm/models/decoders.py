@@ -1,6 +1,7 @@
 """Text decoders for report generation: a word tokenizer fitted on training text, a Transformer
 decoder trained from scratch, and generation (greedy, beam search with length penalty,
-no-repeat-n-gram blocking, minimum and maximum length).
+no-repeat-n-gram blocking, CTRL repetition penalty, no immediate token repeat, minimum and
+maximum length).
 
 The decoder cross-attends to any "memory" (image tokens, retrieved-report tokens, findings
 embeddings): the caller builds the memory, so this module knows no task.
@@ -213,6 +214,12 @@ class GenerationConfig:
     sum(log p) / length ** length_penalty (> 1 favours longer texts, 0 = raw sum).
     no_repeat_ngram_size: an n-gram may occur at most once in a generated text (0 = off).
     max_length: most generated tokens (EOS excluded). min_length: EOS is forbidden before this.
+    repetition_penalty: CTRL's penalty (Keskar et al. 2019): the next-token logit of every token
+    already generated is divided by it when positive and multiplied by it when negative, before
+    the softmax (1 = off; must be >= 1). A soft brake on any repeat, wanted or not.
+    no_immediate_repeat: a token may not directly follow itself ("t2 t2"); it may recur later
+    ("t2 ... t2"). Hard, but only against consecutive duplicates, which no_repeat_ngram_size
+    n >= 2 lets through until a whole n-gram repeats ("t2 t2" passes with n = 3).
     """
 
     beam_size: int = 1
@@ -220,6 +227,8 @@ class GenerationConfig:
     no_repeat_ngram_size: int = 0
     max_length: int = 60
     min_length: int = 1
+    repetition_penalty: float = 1.0
+    no_immediate_repeat: bool = False
 
     def check(self) -> GenerationConfig:
         if self.beam_size < 1:
@@ -228,6 +237,12 @@ class GenerationConfig:
             raise MedmmError(f"need 0 <= min_length <= max_length and max_length >= 1, got {self.min_length}, {self.max_length}")
         if self.no_repeat_ngram_size < 0:
             raise MedmmError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        rp = self.repetition_penalty
+        if isinstance(rp, bool) or not isinstance(rp, (int, float)) or not math.isfinite(rp) or rp < 1.0:
+            raise MedmmError(f"repetition_penalty must be a finite number >= 1 (1 = off; below 1 would reward "
+                             f"repeats), got {rp!r}")
+        if not isinstance(self.no_immediate_repeat, bool):
+            raise MedmmError(f"no_immediate_repeat must be true or false, got {self.no_immediate_repeat!r}")
         return self
 
 
@@ -241,8 +256,31 @@ def banned_next_tokens(seq: Sequence[int], n: int) -> list[int]:
     return [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix]
 
 
+def _penalise_repeats(logits: torch.Tensor, seqs: list[list[int]], penalty: float) -> torch.Tensor:
+    """CTRL repetition penalty on (N, V) raw logits: tokens already in row r's `seqs[r]` get
+    logit / penalty when positive, logit * penalty when negative (each token once, however
+    often it occurred). A new tensor; penalty 1 returns `logits` itself."""
+    if penalty == 1.0 or not any(seqs):
+        return logits
+    seen = torch.zeros_like(logits, dtype=torch.bool)
+    seen.scatter_(1, pad_batch(seqs).to(logits.device), True)
+    seen[:, PAD] = False  # the padding of short rows, never a generated token
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def _next_logprobs(logits: torch.Tensor, seqs: list[list[int]], step: int, cfg: GenerationConfig,
+                   temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities (N, V) of the next token from the decoder's raw logits: the repetition
+    penalty acts on the logits, then temperature and softmax, then the bans (`_mask_logprobs`)."""
+    logits = _penalise_repeats(logits.float(), seqs, cfg.repetition_penalty)
+    if temperature != 1.0:
+        logits = logits / temperature
+    return _mask_logprobs(torch.log_softmax(logits, dim=-1), seqs, step, cfg)
+
+
 def _mask_logprobs(logp: torch.Tensor, seqs: list[list[int]], step: int, cfg: GenerationConfig) -> torch.Tensor:
-    """Apply min-length and no-repeat-n-gram bans to (N, V) log-probabilities in place.
+    """Apply min-length, no-immediate-repeat and no-repeat-n-gram bans to (N, V)
+    log-probabilities in place.
 
     PAD, BOS and UNK are never generated (an "<unk>" in a report helps no reader).
     """
@@ -251,6 +289,10 @@ def _mask_logprobs(logp: torch.Tensor, seqs: list[list[int]], step: int, cfg: Ge
     logp[:, UNK] = -math.inf
     if step < cfg.min_length:
         logp[:, EOS] = -math.inf
+    if cfg.no_immediate_repeat:
+        rows = [r for r, seq in enumerate(seqs) if seq]
+        if rows:
+            logp[rows, [seqs[r][-1] for r in rows]] = -math.inf
     if cfg.no_repeat_ngram_size > 0:
         for r, seq in enumerate(seqs):
             banned = banned_next_tokens(seq, cfg.no_repeat_ngram_size)
@@ -259,15 +301,15 @@ def _mask_logprobs(logp: torch.Tensor, seqs: list[list[int]], step: int, cfg: Ge
     return logp
 
 
-def _next_logprobs(decoder: nn.Module, seq: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+def _next_logits(decoder: nn.Module, seq: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
     if isinstance(decoder, TransformerReportDecoder):  # project only the last position
-        return torch.log_softmax(decoder(seq, memory, pad, last_only=True)[:, -1].float(), dim=-1)
-    return torch.log_softmax(decoder(seq, memory, pad)[:, -1].float(), dim=-1)
+        return decoder(seq, memory, pad, last_only=True)[:, -1]
+    return decoder(seq, memory, pad)[:, -1]
 
 
 class _Stepper:
-    """Next-token log-probabilities, one position per call: KV-cached for a
-    TransformerReportDecoder, a full re-run of the prefix for any other decoder module."""
+    """Next-token raw logits, one position per call: KV-cached for a TransformerReportDecoder,
+    a full re-run of the prefix for any other decoder module."""
 
     def __init__(self, decoder: nn.Module, memory: torch.Tensor, pad: torch.Tensor | None):
         self.decoder, self.memory, self.pad = decoder, memory, pad
@@ -275,11 +317,11 @@ class _Stepper:
         self.cache: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def __call__(self, seq: torch.Tensor) -> torch.Tensor:
-        """Log-probs (N, V) of the token after `seq` (N, t); the cache covers seq[:, :-1]."""
+        """Logits (N, V) of the token after `seq` (N, t); the cache covers seq[:, :-1]."""
         if not self.incremental:
-            return _next_logprobs(self.decoder, seq, self.memory, self.pad)
+            return _next_logits(self.decoder, seq, self.memory, self.pad).float()
         logits, self.cache = self.decoder.step(seq[:, -1], seq.shape[1] - 1, self.memory, self.pad, self.cache)
-        return torch.log_softmax(logits.float(), dim=-1)
+        return logits.float()
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Row r of the cache becomes the old row rows[r] (beam search keeps other beams)."""
@@ -299,7 +341,7 @@ def greedy_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Te
     done = [False] * b
     stepper = _Stepper(decoder, memory, memory_pad)
     for step in range(cfg.max_length):
-        logp = _mask_logprobs(stepper(seq), gen, step, cfg)
+        logp = _next_logprobs(stepper(seq), gen, step, cfg)
         nxt = logp.argmax(-1)
         for i in range(b):
             if done[i]:
@@ -319,7 +361,8 @@ def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torc
                       cfg: GenerationConfig) -> list[list[tuple[float, list[int]]]]:
     """Beam search returning, per sample, every finished hypothesis as (score, ids), best first.
 
-    score = sum(log p) / length ** length_penalty. Each step keeps `beam_size` unfinished beams
+    score = sum(log p) / length ** length_penalty (log p after the repetition penalty, when one
+    is set). Each step keeps `beam_size` unfinished beams
     per sample; a candidate ending in EOS is moved to that sample's finished list. A sample
     stops once it holds `beam_size` finished hypotheses (HF's early_stopping=True); at
     max_length the unfinished beams are finished as they are. Ties keep the order found (the
@@ -346,7 +389,7 @@ def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torc
         flat = [beams[i][j] for i in range(b) for j in range(k)]
         # dead (empty) beams are padded to the step's length: their scores are -inf, never kept
         seq = pad_batch([[BOS] + s + [PAD] * (step - len(s)) for s in flat]).to(dev)
-        logp = _mask_logprobs(stepper(seq), flat, step, cfg)
+        logp = _next_logprobs(stepper(seq), flat, step, cfg)
         v = logp.shape[-1]
         cand = (scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
         top_s, top_i = cand.topk(min(2 * k, k * v), dim=-1)
@@ -401,7 +444,8 @@ def sample_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Te
                   cfg: GenerationConfig | None = None, n_samples: int = 1, temperature: float = 1.0,
                   generator: torch.Generator | None = None) -> list[list[int]]:
     """Multinomial sampling, `n_samples` texts per memory row, rows in order (sample i's texts
-    at i * n_samples ...). The min-length / no-repeat-n-gram / never-<unk> rules of `cfg` apply.
+    at i * n_samples ...). The min-length / no-repeat / repetition-penalty / never-<unk> rules of
+    `cfg` apply (the penalty before the temperature).
     Used for self-critical training (several samples per image, rewarded by CIDEr-D)."""
     cfg = (cfg or GenerationConfig()).check()
     if n_samples < 1 or temperature <= 0:
@@ -414,7 +458,7 @@ def sample_decode(decoder: nn.Module, memory: torch.Tensor, memory_pad: torch.Te
     done = torch.zeros(n, dtype=torch.bool, device=mem.device)
     stepper = _Stepper(decoder, mem, pad)
     for step in range(cfg.max_length):
-        logp = _mask_logprobs(stepper(seq) / temperature, gen, step, cfg)
+        logp = _next_logprobs(stepper(seq), gen, step, cfg, temperature)
         nxt = torch.multinomial(torch.softmax(logp, -1), 1, generator=generator)[:, 0]
         nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
         for i in torch.nonzero(~done).flatten().tolist():

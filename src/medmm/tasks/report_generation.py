@@ -85,6 +85,7 @@ from medmm.tasks.report_retrieval import FrozenImageKey
 from medmm.tasks.report_scoring import NLG_KEYS, report_scores, sentence_provenance
 
 DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
+                 "repetition_penalty", "no_immediate_repeat",
                  "mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical", "mbr_samples",
                  "mbr_attribute_weight", "mbr_reference_power")
 _MBR_INT = ("mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical", "mbr_samples")
@@ -127,7 +128,11 @@ class ReportGenerationTask(Task):
             retrieval_run: a trained `retrieval` run directory whose frozen image tower is the
                 retrieval key (null: the training-free thumbnail). Its weights are copied into
                 this run, so the run directory stays self-contained.
-            beam_size, length_penalty, no_repeat_ngram_size, max_length, min_length: decoding.
+            beam_size, length_penalty, no_repeat_ngram_size, max_length, min_length,
+                repetition_penalty, no_immediate_repeat: decoding (`GenerationConfig`). The
+                last two act at inference only (beam, greedy, consensus candidates and
+                mbr_samples); self-critical training samples without them, so a penalty set in
+                a config never changes what training does.
             mbr_references: consensus decoding against the reports of this many nearest
                 training studies (0 = off: the best beam hypothesis is the output).
             mbr_candidates: beam hypotheses re-ranked (the beam is widened to this many).
@@ -189,6 +194,8 @@ class ReportGenerationTask(Task):
         no_repeat_ngram_size: int = 3
         max_length: int = 60
         min_length: int = 1
+        repetition_penalty: float = 1.0
+        no_immediate_repeat: bool = False
         mbr_references: int = 0
         mbr_candidates: int = 8
         mbr_retrieved: int = 0
@@ -226,7 +233,10 @@ class ReportGenerationTask(Task):
         spec = self.image_encoder.input_spec
         self.image_size = c.image_size or spec.size
         self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
-        self.generation = GenerationConfig(c.beam_size, c.length_penalty, c.no_repeat_ngram_size, c.max_length, c.min_length).check()
+        self.generation = GenerationConfig(beam_size=c.beam_size, length_penalty=c.length_penalty,
+                                           no_repeat_ngram_size=c.no_repeat_ngram_size, max_length=c.max_length,
+                                           min_length=c.min_length, repetition_penalty=c.repetition_penalty,
+                                           no_immediate_repeat=c.no_immediate_repeat).check()
         d = c.dim
         self.image_proj = nn.Sequential(nn.Linear(self.image_encoder.out_dim, d), nn.LayerNorm(d))
         self.view_embed = nn.Parameter(torch.zeros(c.max_images, d))
@@ -621,7 +631,9 @@ class ReportGenerationTask(Task):
         """REINFORCE with CIDEr-D rewards and the other samples' mean as baseline, averaged over
         the sampled tokens (texts are sampled under the decoding rules, scored with gradients)."""
         n = self.config.scst_samples
-        cfg = replace(self.generation, beam_size=1)
+        # the inference-only repeat rules are off: the policy is scored (sequence_logprobs) as the
+        # decoder's own distribution, and the stutter it is penalised for must be sampled to be seen
+        cfg = replace(self.generation, beam_size=1, repetition_penalty=1.0, no_immediate_repeat=False)
         texts = sample_decode(self.decoder, memory.detach(), pad, cfg, n)
         mem = memory.repeat_interleave(n, dim=0)
         mpad = pad.repeat_interleave(n, dim=0)
@@ -653,7 +665,7 @@ class ReportGenerationTask(Task):
     # -- generation ------------------------------------------------------------------------
     def set_decoding(self, **options: Any) -> GenerationConfig:
         """Change decoding at predict time: beam_size, length_penalty, no_repeat_ngram_size,
-        max_length, min_length (GenerationConfig) and the consensus-decoding options (mbr_*,
+        max_length, min_length, repetition_penalty, no_immediate_repeat (GenerationConfig) and the consensus-decoding options (mbr_*,
         DECODING_KEYS). Returns the new GenerationConfig."""
         unknown = set(options) - set(DECODING_KEYS)
         if unknown:
