@@ -10,6 +10,7 @@ held-out questions gives a tighter paired comparison. `--a` and `--b` list run f
 same seed order (run i of A and run i of B must share a split: checked by question ids). Per
 run: accuracies from the run's own `predictions/test.jsonl`; pooled: the paired bootstrap +
 approximate randomisation of `medmm.metrics.stats.paired_test`, resampling (split, image) groups.
+`pooled_accuracy` gives one system's pooled accuracies with bootstrap CIs over the same groups.
 """
 
 from __future__ import annotations
@@ -38,6 +39,37 @@ def correct(records: list[dict[str, Any]]) -> np.ndarray:
                      for r in records])
 
 
+def split_groups(split: int, records: list[dict[str, Any]]) -> list[str]:
+    """Resampling unit of each record: its image within its split (questions on one image are
+    correlated, and the same image in two splits is scored by two different models)."""
+    return [f"{split}:{r.get('group') or r['id']}" for r in records]
+
+
+def pooled_accuracy(runs: list[Path], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """One system pooled over its re-split runs: overall/closed/open accuracy with a percentile
+    bootstrap 95% CI over (split, image) groups (the same groups as :func:`compare`)."""
+    from medmm.metrics.stats import bootstrap_ci
+
+    hits, groups, kinds = [], [], []
+    for i, run in enumerate(runs):
+        records = load_records(run)
+        hits.append(correct(records))
+        groups += split_groups(i, records)
+        kinds += [r.get("answer_type", "") for r in records]
+    h, k = np.concatenate(hits), np.array(kinds)
+
+    def accuracy(h_: np.ndarray, k_: np.ndarray) -> dict[str, float]:
+        # a resample without closed (open) questions leaves that accuracy undefined: NaN, counted as invalid
+        return {name: float(h_[keep].mean()) if keep.any() else float("nan")
+                for name, keep in (("overall", np.ones(len(h_), bool)), ("closed", k_ == "CLOSED"), ("open", k_ == "OPEN"))}
+
+    ci = bootstrap_ci(accuracy, h, k, n_resamples=n_resamples, seed=seed, groups=groups)
+    n = {"overall": len(h), "closed": int((k == "CLOSED").sum()), "open": int((k == "OPEN").sum())}
+    out = {name: {"n": n[name], "accuracy": est, "low": ci["low"][name], "high": ci["high"][name]}
+           for name, est in ci["estimate"].items() if est is not None}  # None: no question of that type
+    return out | {"method": ci["method"], "n_groups": ci["n_units"]}
+
+
 def compare(runs_a: list[Path], runs_b: list[Path], n_resamples: int = 1000) -> dict[str, Any]:
     """Per-run accuracies and the pooled paired test of A vs B (overall, closed, open)."""
     from medmm.metrics.stats import paired_test
@@ -54,7 +86,7 @@ def compare(runs_a: list[Path], runs_b: list[Path], n_resamples: int = 1000) -> 
         per_run.append({"a": str(ra), "b": str(rb), "n": len(a), "a_accuracy": float(ca.mean()), "b_accuracy": float(cb.mean())})
         hits_a.append(ca)
         hits_b.append(cb)
-        groups += [f"{i}:{r.get('group') or r['id']}" for r in a]
+        groups += split_groups(i, a)
         kinds += [r.get("answer_type", "") for r in a]
     ca, cb, kinds_arr = np.concatenate(hits_a), np.concatenate(hits_b), np.array(kinds)
     out: dict[str, Any] = {"runs": per_run, "pooled": {}}
