@@ -115,6 +115,22 @@ def test_routing_rule(samples):
             assert key in r
 
 
+def test_late_fusion_has_one_answer_head_per_modality(samples):
+    task = make_task(samples, fusion="late", fusion_kwargs={}).eval()
+    assert set(task.classifier) == {"image", "text"}
+    batch = task.collate(samples[:8])
+    fused, _, _ = task.forward_features(batch)
+    per_image = task.classifier["image"](fused.modality_features[:, 0])
+    per_text = task.classifier["text"](fused.modality_features[:, 1])
+    # logits are the mean of the two heads, not one head on the mean of the features
+    assert torch.allclose(task.answer_logits(fused), (per_image + per_text) / 2, atol=1e-6)
+    assert not torch.allclose(task.answer_logits(fused), task.classifier["image"](fused.pooled), atol=1e-3)
+    task.train()
+    out = task.training_step(batch)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in task.classifier["text"].parameters())
+
+
 def test_state_round_trip_gives_same_answers(samples):
     task = make_task(samples).eval()
     batch = task.collate(samples[:24])

@@ -102,7 +102,7 @@ def _vqa(task: Any, batch: dict[str, Any]) -> Explainable:
         img = task.image_encoder(images)
         txt = task.text_encoder(ids, mask)
         fused = task.fusion(img, txt)
-        return ModelOutput(task.classifier(fused.pooled), list(img.maps), list(img.attentions), fused.extras, img.tokens)
+        return ModelOutput(task.answer_logits(fused), list(img.maps), list(img.attentions), fused.extras, img.tokens)
 
     with torch.no_grad():
         probs = forward(batch["images"], batch["input_ids"], batch["attention_mask"]).logits.softmax(-1)

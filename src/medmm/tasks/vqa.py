@@ -52,6 +52,7 @@ from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
+from medmm.models.fusion.base import FusionOutput
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -341,12 +342,17 @@ class VQATask(Task):
         if state.get("memory") is not None:
             self.memory = AnswerMemory.from_state(state["memory"])  # embeddings come with the weights
 
-    def _build_heads(self) -> None:
-        d, h = self.fdim, self.config.classifier_hidden
+    def _answer_head(self) -> nn.Module:
+        d, h, n = self.fdim, self.config.classifier_hidden, len(self.answers)
         if h > 0:
-            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, len(self.answers)))
-        else:
-            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, len(self.answers)))
+            return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, n))
+        return nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, n))
+
+    def _build_heads(self) -> None:
+        d = self.fdim
+        # Late fusion: one answer classifier per modality, logits combined by the fusion's
+        # modality weights (as MultimodalClassifier does); every other fusion: one classifier.
+        self.classifier = nn.ModuleDict({m: self._answer_head() for m in ("image", "text")}) if self.fusion.late else self._answer_head()
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
         self.word_index = {w: i for i, w in enumerate(self.words)}
         closed_mask = torch.tensor([a in set(self.closed_answers) for a in self.answers])
@@ -357,6 +363,15 @@ class VQATask(Task):
         if self.config.answer_head == "both":
             c = self.config
             self.decoder = AnswerDecoder(len(self.words), d, c.decoder_layers, c.decoder_heads, c.max_answer_length)
+
+    def answer_logits(self, fused: FusionOutput) -> torch.Tensor:
+        """Answer-classifier logits (B, answers) of fused features; per-modality heads for late fusion."""
+        if not self.fusion.late:
+            return self.classifier(fused.pooled)
+        names = fused.extras["modalities"]
+        per = torch.stack([self.classifier[m](fused.modality_features[:, i]) for i, m in enumerate(names)], dim=1)
+        w = fused.extras["modality_weights"].to(per)
+        return (per * w.view(1, -1, 1)).sum(dim=1)
 
     def _ready(self) -> None:
         if self.classifier is None:
@@ -499,7 +514,7 @@ class VQATask(Task):
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._ready()
         fused, memory, pad = self.forward_features(batch)
-        logits = self.classifier(fused.pooled)
+        logits = self.answer_logits(fused)
         labels = batch["labels"]
         out: dict[str, torch.Tensor] = {}
         allowed = None
@@ -529,7 +544,7 @@ class VQATask(Task):
         """Routed answers: per sample the prediction, its source, the confidence and evidence."""
         self._ready()
         fused, memory, pad = self.forward_features(batch)
-        probs = self.classifier(fused.pooled).float().softmax(-1)
+        probs = self.answer_logits(fused).float().softmax(-1)
         closed = batch["closed"].to(probs.device)
         allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
         masked = probs.masked_fill(~allowed, 0.0)
