@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -25,6 +28,16 @@ def shared_dataset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"dataset {name} not found at {path} (set MEDMM_SHARED_DATA)")
     return path
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import the script benchmarks/NAME.py as module NAME (benchmarks/ is a folder of scripts,
+    not a package); registered in sys.modules so its dataclasses resolve."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

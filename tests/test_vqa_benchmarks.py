@@ -3,25 +3,12 @@ real runs are in benchmarks/). Image-encoder pretraining is tested in test_image
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark as load
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("vqa_resplit_compare", BENCH / "vqa_resplit_compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["vqa_resplit_compare"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("vqa_resplit_compare")
 
 
 def _run(root: Path, name: str, rows: list[tuple[str, str, str, str]]) -> Path:
