@@ -191,6 +191,10 @@ def test_cli_writes_loadable_weights_and_summary(tmp_path):
     assert all(torch.equal(enc.state_dict()[k], v) for k, v in state.items())
     assert any(not torch.equal(fresh[k], v) for k, v in state.items() if v.is_floating_point())  # trained, not the init
     assert "held out" in res.output and "wrote" in res.output
+    # the label heads are saved beside the encoder, tied to it by its checksum
+    heads, hmeta = load_weights(out.with_name("w.heads.pt"), summary["heads_sha256"])
+    assert hmeta["encoder_sha256"] == summary["sha256"] and hmeta["label_spaces"]["modality"] == ["CT", "MR", "XR"]
+    assert heads["modality.weight"].shape == (3, enc.out_dim)
 
 
 def test_caption_loss_and_held_out_recall(tmp_path):

@@ -362,6 +362,14 @@ def summary_path(out_path: str | Path) -> Path:
     return Path(out_path).with_suffix(".json")
 
 
+def heads_path(out_path: str | Path) -> Path:
+    """Where the label heads of a pretrained encoder go: beside it, `<stem>.heads.pt` (a medmm
+    weights file: one Linear per label over the encoder's pooled feature; metadata
+    `label_spaces` and `encoder_sha256`)."""
+    p = Path(out_path)
+    return p.with_name(p.stem + ".heads.pt")
+
+
 def pretrain_image_encoder(
     config: PretrainConfig,
     out_path: str | Path,
@@ -479,6 +487,14 @@ def pretrain_image_encoder(
             "notes": json.dumps({k: summary[k] for k in ("config", "sources", "n_images", "label_spaces", "held_out", "cpu_s")}),
         }
         summary["sha256"] = save_weights(encoder, out_path, meta)
+        # The label heads too, so downstream tasks can read the image as words (e.g. VQA's
+        # image_attributes); kept out of the encoder file, which must load into the bare encoder.
+        head_spaces = {k: spaces[k] for k in labels}
+        summary["heads"] = str(heads_path(out_path))
+        summary["heads_sha256"] = save_weights(model.heads, heads_path(out_path), {
+            "architecture": "linear_heads", "config": {"in_dim": encoder.out_dim, "label_spaces": head_spaces},
+            "labels": None, "label_spaces": head_spaces, "encoder_sha256": summary["sha256"],
+            "source": f"label heads of {out_path.name} (medmm.tasks.image_pretrain)", "licence": meta["licence"]})
         path = summary_path(out_path)
         path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         return summary

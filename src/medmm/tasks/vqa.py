@@ -53,6 +53,7 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
+from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -167,6 +168,9 @@ class VQATask(Task):
                 classifier's distribution at inference (0: off; needs freeze_text).
             memory_temperature: softmax temperature over the cosine similarities of the memory.
             text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
+            image_attributes: append the image read as words ("image: ct, axial, abdomen") to
+                the question, from the label heads saved beside `image_pretrained` by
+                `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
             bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
         """
 
@@ -200,6 +204,7 @@ class VQATask(Task):
         memory_weight: float = 0.0
         memory_temperature: float = 0.05
         text_lora: dict[str, Any] | None = None
+        image_attributes: bool = False
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
 
@@ -237,6 +242,8 @@ class VQATask(Task):
         self.image_pretrained_sha256: str | None = None
         self.memory: AnswerMemory | None = None
         self._image_keys: dict[str, str] = {}
+        self.image_words: ImageWords | None = None
+        self._image_words_cache: dict[str, str] = {}
 
     # -- data-dependent state ------------------------------------------------------------
     def setup(self, train_samples: list[Sample]) -> None:
@@ -275,9 +282,14 @@ class VQATask(Task):
             meta = load_into(self.image_encoder, c.image_pretrained)
             self.image_pretrained_sha256 = meta.get("sha256")
             self._image_feature_cache.clear()
+        if c.image_attributes:
+            if not (c.image_pretrained and c.freeze_image):
+                raise MedmmError("model.image_attributes needs model.image_pretrained (with its label heads) and freeze_image: true")
+            self.image_words = ImageWords.from_pretrained(c.image_pretrained)
+            self._image_words_cache.clear()
         fit = getattr(self.text_encoder, "fit_tokenizer", None)
         if fit is not None:
-            fit([self.text_input(s.text.get("question", ""))[0] for s in train_samples])
+            fit([self.sample_text(s)[0] for s in train_samples])
         self._build_heads()
         if c.memory_weight > 0:
             self._build_memory(train_samples)
@@ -286,7 +298,7 @@ class VQATask(Task):
         """Answer memory of the training questions (frozen question embeddings, image checksums)."""
         if not self.config.freeze_text or self.config.text_lora:
             raise MedmmError("model.memory_weight > 0 needs a frozen text encoder (freeze_text: true, no text_lora)")
-        texts = [self.text_input(s.text.get("question", ""))[0] for s in train_samples]
+        texts = [self.sample_text(s)[0] for s in train_samples]
         answers = [self.answer_index.get(normalise_vqa_answer(s.text.get("answer", "")), -1) for s in train_samples]
         keys = [self.sample_image_key(s) for s in train_samples]
         self.memory = AnswerMemory(keys, answers, [s.text.get("question", "") for s in train_samples], self.text_encoder.out_dim)
@@ -325,6 +337,7 @@ class VQATask(Task):
             "std": list(self.std),
             "image_pretrained_sha256": self.image_pretrained_sha256,
             "memory": self.memory.state() if self.memory is not None else None,
+            "image_words": self.image_words.state() if self.image_words is not None else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -339,6 +352,9 @@ class VQATask(Task):
 
             self.kg = KnowledgeGraph(state["kg_triplets"], max_tail_words=self.config.kg_max_tail_words)
         self._build_heads()
+        if state.get("image_words") is not None:
+            self.image_words = ImageWords.from_state(state["image_words"])  # weights come with the state_dict
+            self._image_words_cache.clear()
         if state.get("memory") is not None:
             self.memory = AnswerMemory.from_state(state["memory"])  # embeddings come with the weights
 
@@ -378,12 +394,34 @@ class VQATask(Task):
             raise MedmmError("VQA task used before setup()/load_state(): no answer vocabulary")
 
     # -- inputs ---------------------------------------------------------------------------
-    def text_input(self, question: str) -> tuple[str, list[str]]:
-        """Text-encoder input for a question (+ [SEP] + verbalised facts) and the facts used."""
-        if self.kg is None:
-            return question, []
-        facts = [self.kg.verbalise(t) for t in self.kg.retrieve(question, self.config.kg_top_k)]
-        return (f"{question} [SEP] {'; '.join(facts)}" if facts else question), facts
+    def text_input(self, question: str, image_words: str = "") -> tuple[str, list[str]]:
+        """Text-encoder input for a question (+ [SEP] + verbalised facts, + [SEP] + the image
+        read as words when given) and the facts used."""
+        facts = [self.kg.verbalise(t) for t in self.kg.retrieve(question, self.config.kg_top_k)] if self.kg is not None else []
+        text = f"{question} [SEP] {'; '.join(facts)}" if facts else question
+        return (f"{text} [SEP] image: {image_words}" if image_words else text), facts
+
+    def sample_text(self, sample: Sample) -> tuple[str, list[str]]:
+        """`text_input` of a sample: its question, facts and (image_attributes) its image as words."""
+        return self.text_input(sample.text.get("question", ""), self.image_description(sample))
+
+    def image_description(self, sample: Sample) -> str:
+        """The sample's first image read as words by the pretrained label heads ("" when off);
+        cached by path (the encoder is frozen, so the words never change)."""
+        if self.image_words is None or not sample.images:
+            return ""
+        key = str(sample.images[0].path) if sample.images[0].path is not None else None
+        if key is not None and key in self._image_words_cache:
+            return self._image_words_cache[key]
+        was_training = self.image_encoder.training
+        self.image_encoder.eval()
+        with torch.no_grad():
+            pooled = self.image_encoder(torch.from_numpy(self.image_array(sample))[None]).pooled
+        self.image_encoder.train(was_training)
+        words = self.image_words.describe(pooled)[0]
+        if key is not None:
+            self._image_words_cache[key] = words
+        return words
 
     def image_array(self, sample: Sample) -> np.ndarray:
         """First image of the sample, preprocessed for the encoder (cached by path)."""
@@ -405,7 +443,7 @@ class VQATask(Task):
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         """Images, question(+knowledge) tokens, answer targets and the metadata records need."""
         self._ready()
-        texts, facts = zip(*(self.text_input(s.text.get("question", "")) for s in samples))
+        texts, facts = zip(*(self.sample_text(s) for s in samples))
         for s in samples:
             if not s.text.get("question", "").strip():
                 raise BadInputError(s.id, "sample has no question")
@@ -431,6 +469,7 @@ class VQATask(Task):
             "image_paths": [s.images[0].path for s in samples],
             "groups": [s.group("image") for s in samples],
             "facts": list(facts),
+            "image_words": [self.image_description(s) for s in samples],
             "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
         }
 
@@ -643,6 +682,8 @@ class VQATask(Task):
             }
             if self.config.rationale:
                 rec["rationale"] = {"facts": batch["facts"][i], **(a["evidence"] or {})}
+                if batch["image_words"][i]:  # what the encoder's label heads read in the image
+                    rec["rationale"]["image_words"] = batch["image_words"][i]
                 if a["memory_match"] is not None:  # the most similar training question on this image
                     rec["rationale"]["memory_match"] = a["memory_match"]
             records.append(rec)
