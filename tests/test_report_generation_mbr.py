@@ -108,9 +108,9 @@ def test_consensus_decoding_records_and_baselines(trained):
             def util(text, group=None):
                 return task.consensus.utilities([text], refs, w, [group], groups)[0]
 
-            u_pred = util(r["prediction"], task._group_of(d["training_id"]) if d["training_id"] else None)
+            u_pred = util(r["prediction"], task.reports.group_of(d["training_id"]) if d["training_id"] else None)
             u_beam = util(r["beam_prediction"])
-            u_nn = [util(train_text[h], task._group_of(h)) for h, _ in hits[:2]]
+            u_nn = [util(train_text[h], task.reports.group_of(h)) for h, _ in hits[:2]]
             assert u_pred >= max([u_beam, *u_nn]) - 1e-9
             assert d["expected_cider_d"] == pytest.approx(u_pred, abs=1e-4)
         m = task.compute_metrics(recs)
@@ -166,7 +166,38 @@ def test_typical_candidates_in_consensus_decoding(trained):
             d = r["decoding"]
             assert d["n_candidates"] <= 2 + 3
             if d["selected_from"] == "typical":
-                assert d["training_id"] in typical and task._group_of(d["training_id"]) != r["group"]
+                assert d["training_id"] in typical and task.reports.group_of(d["training_id"]) != r["group"]
                 assert r["sentences"][0]["used_by_model"] is True
     finally:
         task.set_decoding(mbr_references=0, mbr_candidates=8, mbr_typical=0)
+
+
+def test_training_reports_pick_and_consensus_nn():
+    """TrainingReports on a hand-made store: the consensus candidate wins, the study's own group
+    never supplies a typical candidate, and a case retrieved twice weighs as one."""
+    import numpy as np
+
+    from medmm.knowledge.report_store import ReportStore
+    from medmm.tasks.report_mbr import TrainingReports
+
+    ids = ["a1", "a2", "b1", "c1", "d1"]
+    texts = ["small right pleural effusion", "small right pleural effusion", "the heart is enlarged",
+             "small left pleural effusion", "no acute fracture"]
+    groups = ["A", "A", "B", "C", "D"]
+    store = ReportStore(ids, texts, groups, np.eye(5, dtype=np.float32))
+    reports = TrainingReports(store, ids, texts, groups, CiderConsensus(texts))
+    hits = [("a1", 0.9), ("a2", 0.8), ("c1", 0.7), ("b1", 0.1)]
+    assert reports.pseudo_references(hits, 3)[2] == [0.5, 0.5, 1.0]  # case A retrieved twice
+    pick = reports.pick(["the heart is enlarged", "right pleural effusion"], hits, None, n_references=3)
+    assert pick["text"] == "right pleural effusion" and pick["source"] is None and pick["n_candidates"] == 2
+    # typical candidates come from other groups only, and carry their provenance
+    typical = reports.typical_indices(5)
+    assert typical and reports.typical_indices(2) == typical[:2]
+    own = reports.pick([], hits, "A", n_references=3, n_typical=5)
+    assert own["source"][0] == "typical" and reports.group_of(own["source"][1]) != "A"
+    # grounding hooks: a bonus can overturn the consensus
+    bonus = reports.pick(["the heart is enlarged", "right pleural effusion"], hits, None, n_references=3,
+                         candidate_bonus=lambda t: 10.0 if "heart" in t else 0.0)
+    assert bonus["text"] == "the heart is enlarged"
+    assert reports.consensus_nn(hits, n_candidates=4, n_references=3) in {"small right pleural effusion", "small left pleural effusion"}
+    assert reports.pick([], [], None, n_references=3)["n_candidates"] == 0

@@ -80,7 +80,7 @@ from medmm.tasks.report_attributes import (
     rename_legacy_keys,
 )
 from medmm.tasks.report_grounding import AttributeLexicon, reference_attribute_weights
-from medmm.tasks.report_mbr import CiderConsensus, group_weights, typical_reports
+from medmm.tasks.report_mbr import CiderConsensus, TrainingReports
 from medmm.tasks.report_retrieval import FrozenImageKey
 from medmm.tasks.report_scoring import NLG_KEYS, report_scores, sentence_provenance
 
@@ -255,6 +255,7 @@ class ReportGenerationTask(Task):
         self.store_groups: list[str] = []
         self._store: ReportStore | None = None
         self._thumb_store: ReportStore | None = None
+        self._reports: TrainingReports | None = None
         self.decoder: TransformerReportDecoder | None = None
         self._image_cache: dict[str, np.ndarray] = {}
         self._thumb_cache: dict[str, np.ndarray] = {}
@@ -305,7 +306,7 @@ class ReportGenerationTask(Task):
         self.store_embeddings.copy_(torch.from_numpy(emb))
         if self.retrieval_key is not None:
             self.store_keys.copy_(torch.from_numpy(np.stack([self._key(s) for s in usable])))
-        self._store = self._thumb_store = self._consensus = None
+        self._store = self._thumb_store = self._consensus = self._reports = None
         if c.init_run:
             self._init_from(c.init_run)
 
@@ -374,7 +375,7 @@ class ReportGenerationTask(Task):
         spec = state.get("retrieval_key")
         # the embeddings and the key's weights themselves arrive with the weights
         self._build(int(st["dim"]), FrozenImageKey(spec) if spec else None)
-        self._store = self._thumb_store = self._consensus = None
+        self._store = self._thumb_store = self._consensus = self._reports = None
 
     def _build(self, store_dim: int, retrieval_key: FrozenImageKey | None = None) -> None:
         c = self.config
@@ -399,7 +400,7 @@ class ReportGenerationTask(Task):
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         rename_legacy_keys(state_dict, prefix)  # runs saved before the heads had their own module
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._store = self._thumb_store = None  # rebuilt from the loaded embeddings on first use
+        self._store = self._thumb_store = self._reports = None  # rebuilt from the loaded embeddings on first use
 
     @property
     def store(self) -> ReportStore:
@@ -710,89 +711,43 @@ class ReportGenerationTask(Task):
                 ids[i] += samples[i * c.mbr_samples : (i + 1) * c.mbr_samples]
         return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
 
+    @property
+    def reports(self) -> TrainingReports:
+        """The training reports as consensus decoding sees them (built once per store)."""
+        if self._reports is None:
+            self._reports = TrainingReports(self.store, self.store_ids, self.store_texts, self.store_groups, self.consensus)
+        return self._reports
+
     def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]], exclude_group: str | None,
                         image_probs: dict[str, np.ndarray] | None = None, n_typical: int | None = None) -> dict[str, Any]:
-        """Consensus decoding of one sample: the candidate (generated, retrieved or typical
-        training report) with the highest mean CIDEr-D against the K nearest training reports.
+        """Consensus decoding of one sample (`TrainingReports.pick` with the config's knobs).
 
         With `image_probs` (the attribute heads' distributions) the decoding is grounded as the
         config says (mbr_reference_power, mbr_attribute_weight; `report_grounding`); without,
         it is the plain re-ranking. n_typical: typical candidates (default mbr_typical)."""
         c = self.config
-        store = self.store
         ground = image_probs is not None and self.lexicon is not None
-        refs, ref_groups, weights = self._pseudo_references(hits)
-        if ground and c.mbr_reference_power:
-            ids = [h for h, _ in hits[: c.mbr_references]]
-            pos = self._store_positions()
-            fit = reference_attribute_weights([self.store_labels[pos[h]] for h in ids],
-                                              [image_probs[t] for t in self.attributes], c.mbr_reference_power)
-            weights = [w * f for w, f in zip(weights, fit)]
-        cands = list(dict.fromkeys(t for t in generated if t.strip()))
-        sources: list[tuple[str, str] | None] = [None] * len(cands)
-        training = [("retrieved", h) for h, _ in hits[: c.mbr_retrieved]]
-        training += [("typical", self.store_ids[i]) for i in self.typical_indices(n_typical)
-                     if self.store_groups[i] != exclude_group]  # never a report of the study's own group
-        for kind, h in training:
-            t = store.text_of(h)
-            if t not in cands:
-                cands.append(t)
-                sources.append((kind, h))
-        if not cands:
-            return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
-        groups = [self._group_of(src[1]) if src else None for src in sources]
-        util = self.consensus.utilities(cands, refs, weights, groups, ref_groups)
-        score = list(util)
-        if ground and c.mbr_attribute_weight:
-            score = [u + c.mbr_attribute_weight * self.lexicon.consistency(t, image_probs) for u, t in zip(util, cands)]
-        best = max(range(len(score)), key=lambda i: (score[i], -i))
-        return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
+        reports = self.reports
 
-    def _store_positions(self) -> dict[str, int]:
-        """Training report id -> its position in the store."""
-        if getattr(self, "_pos_by_id", None) is None or len(self._pos_by_id) != len(self.store_ids):
-            self._pos_by_id = {h: i for i, h in enumerate(self.store_ids)}
-        return self._pos_by_id
+        def factors(ids: list[str]) -> list[float]:  # references whose attributes fit the image weigh more
+            probs = [image_probs[t] for t in self.attributes]
+            return reference_attribute_weights([self.store_labels[reports.position(h)] for h in ids], probs, c.mbr_reference_power)
+
+        def bonus(text: str) -> float:  # penalty for naming attributes the image does not show
+            return c.mbr_attribute_weight * self.lexicon.consistency(text, image_probs)
+
+        return reports.pick(generated, hits, exclude_group, n_references=c.mbr_references, n_retrieved=c.mbr_retrieved,
+                            n_typical=c.mbr_typical if n_typical is None else n_typical,
+                            reference_factors=factors if ground and c.mbr_reference_power else None,
+                            candidate_bonus=bonus if ground and c.mbr_attribute_weight else None)
 
     def typical_indices(self, m: int | None = None) -> list[int]:
-        """Store positions of the `m` (default mbr_typical) most typical training reports
-        (computed once)."""
-        m = self.config.mbr_typical if m is None else m
-        if m <= 0:
-            return []
-        if getattr(self, "_typical", None) is None or len(self._typical) < m:
-            self._typical = typical_reports(self.consensus, self.store_texts, self.store_groups, max(m, 64))
-        return self._typical[:m]
-
-    def _group_of(self, store_id: str) -> str:
-        """The group (e.g. case) of a training report."""
-        if getattr(self, "_groups_by_id", None) is None or len(self._groups_by_id) != len(self.store_ids):
-            self._groups_by_id = dict(zip(self.store_ids, self.store_groups))
-        return self._groups_by_id[store_id]
-
-    def _pseudo_references(self, hits: list[tuple[str, float]]) -> tuple[list[str], list[str], list[float]]:
-        """Texts, groups and weights of the `mbr_references` nearest training reports; each
-        training group (case) weighs 1 in total however many of its images were retrieved."""
-        store = self.store
-        ids = [h for h, _ in hits[: self.config.mbr_references]]
-        groups = [self._group_of(h) for h in ids]
-        return [store.text_of(h) for h in ids], groups, group_weights(groups)
+        """Store positions of the `m` (default mbr_typical) most typical training reports."""
+        return self.reports.typical_indices(self.config.mbr_typical if m is None else m)
 
     def consensus_nn(self, hits: list[tuple[str, float]]) -> str:
-        """Retrieval-only consensus (Devlin et al. 2015): among the `mbr_candidates` nearest
-        training reports, the one agreeing most with the `mbr_references` nearest (other cases)."""
-        store = self.store
-        seen: set[str] = set()
-        ids = []
-        for h, _ in hits[: self.config.mbr_candidates]:
-            if store.text_of(h) not in seen:
-                seen.add(store.text_of(h))
-                ids.append(h)
-        if not ids:
-            return ""
-        refs, ref_groups, weights = self._pseudo_references(hits)
-        best, _ = self.consensus.select([store.text_of(h) for h in ids], refs, weights, [self._group_of(h) for h in ids], ref_groups)
-        return store.text_of(ids[best])
+        """Retrieval-only consensus baseline (`TrainingReports.consensus_nn`, the config's knobs)."""
+        return self.reports.consensus_nn(hits, self.config.mbr_candidates, self.config.mbr_references)
 
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One record per study: prediction, reference, nearest-neighbour baseline(s), provenance."""

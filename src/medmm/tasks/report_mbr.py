@@ -22,11 +22,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from medmm.errors import MedmmError
 from medmm.metrics.nlg.bleu import ngram_counts
 from medmm.metrics.nlg.cider import ngram_similarities, tfidf_vectors
+
+if TYPE_CHECKING:
+    from medmm.knowledge.report_store import ReportStore
 
 _WORD = re.compile(r"[a-z0-9]+")
 _Vec = tuple[list[dict[tuple[str, ...], float]], list[float], int]
@@ -158,4 +162,88 @@ def group_weights(groups: Sequence[str | None]) -> list[float]:
     return [1.0 / counts[g] if g is not None else 1.0 for g in groups]
 
 
-__all__ = ["CiderConsensus", "consensus_words", "group_weights", "typical_reports"]
+class TrainingReports:
+    """The training reports consensus decoding draws on: the retrieval store (hits -> texts),
+    their ids, texts and groups (e.g. cases), and the CIDEr-D consensus fitted on them. Group
+    lookups and the typical reports are computed once; build a new object when the store changes."""
+
+    def __init__(self, store: ReportStore, ids: Sequence[str], texts: Sequence[str], groups: Sequence[str],
+                 consensus: CiderConsensus):
+        self.store, self.ids, self.texts, self.groups, self.consensus = store, list(ids), list(texts), list(groups), consensus
+        self._group_by_id = dict(zip(self.ids, self.groups))
+        self._position = {h: i for i, h in enumerate(self.ids)}
+        self._typical: list[int] = []
+
+    def group_of(self, report_id: str) -> str:
+        """The group (e.g. case) of a training report."""
+        return self._group_by_id[report_id]
+
+    def position(self, report_id: str) -> int:
+        """Index of a training report in `ids` / `texts`."""
+        return self._position[report_id]
+
+    def typical_indices(self, m: int) -> list[int]:
+        """Positions of the `m` most typical training reports (`typical_reports`; at least 64
+        computed on first use, so asking again for as many costs nothing)."""
+        if m <= 0:
+            return []
+        if len(self._typical) < m:
+            self._typical = typical_reports(self.consensus, self.texts, self.groups, max(m, 64))
+        return self._typical[:m]
+
+    def pseudo_references(self, hits: Sequence[tuple[str, float]], k: int) -> tuple[list[str], list[str], list[float]]:
+        """Texts, groups and weights of the `k` nearest training reports; each training group
+        (case) weighs 1 in total however many of its images were retrieved."""
+        ids = [h for h, _ in hits[:k]]
+        groups = [self.group_of(h) for h in ids]
+        return [self.store.text_of(h) for h in ids], groups, group_weights(groups)
+
+    def pick(self, generated: Sequence[str], hits: Sequence[tuple[str, float]], exclude_group: str | None, *,
+             n_references: int, n_retrieved: int = 0, n_typical: int = 0,
+             reference_factors: Callable[[list[str]], list[float]] | None = None,
+             candidate_bonus: Callable[[str], float] | None = None) -> dict[str, Any]:
+        """Consensus decoding of one study: among the generated texts, the `n_retrieved` nearest
+        and the `n_typical` most typical training reports (never one of `exclude_group`, the
+        study's own group), the candidate with the highest mean CIDEr-D against the
+        `n_references` nearest training reports.
+
+        reference_factors(reference ids) multiplies the references' weights and
+        candidate_bonus(text) is added to a candidate's utility (grounding; None: plain).
+        Returns {text, source: None (generated) or (kind, training id), utility, n_candidates}."""
+        refs, ref_groups, weights = self.pseudo_references(hits, n_references)
+        if reference_factors is not None:
+            weights = [w * f for w, f in zip(weights, reference_factors([h for h, _ in hits[:n_references]]))]
+        cands = list(dict.fromkeys(t for t in generated if t.strip()))
+        sources: list[tuple[str, str] | None] = [None] * len(cands)
+        training = [("retrieved", h) for h, _ in hits[:n_retrieved]]
+        training += [("typical", self.ids[i]) for i in self.typical_indices(n_typical) if self.groups[i] != exclude_group]
+        for kind, h in training:
+            t = self.store.text_of(h)
+            if t not in cands:
+                cands.append(t)
+                sources.append((kind, h))
+        if not cands:
+            return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
+        groups = [self.group_of(src[1]) if src else None for src in sources]
+        util = self.consensus.utilities(cands, refs, weights, groups, ref_groups)
+        score = list(util) if candidate_bonus is None else [u + candidate_bonus(t) for u, t in zip(util, cands)]
+        best = max(range(len(score)), key=lambda i: (score[i], -i))
+        return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
+
+    def consensus_nn(self, hits: Sequence[tuple[str, float]], n_candidates: int, n_references: int) -> str:
+        """Retrieval-only consensus (Devlin et al. 2015): among the `n_candidates` nearest
+        training reports, the one agreeing most with the `n_references` nearest (other groups)."""
+        seen: set[str] = set()
+        ids = []
+        for h, _ in hits[:n_candidates]:
+            if self.store.text_of(h) not in seen:
+                seen.add(self.store.text_of(h))
+                ids.append(h)
+        if not ids:
+            return ""
+        refs, ref_groups, weights = self.pseudo_references(hits, n_references)
+        best, _ = self.consensus.select([self.store.text_of(h) for h in ids], refs, weights, [self.group_of(h) for h in ids], ref_groups)
+        return self.store.text_of(ids[best])
+
+
+__all__ = ["CiderConsensus", "TrainingReports", "consensus_words", "group_weights", "typical_reports"]
