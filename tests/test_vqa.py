@@ -131,6 +131,13 @@ def test_late_fusion_has_one_answer_head_per_modality(samples):
     assert all(p.grad is not None for p in task.classifier["text"].parameters())
 
 
+def test_late_fusion_stacking_is_refused_not_ignored():
+    from medmm.errors import MedmmError
+
+    with pytest.raises(MedmmError, match="not 'stack'"):
+        VQATask.from_config({**TINY, "fusion": "late", "fusion_kwargs": {"combine": "stack"}})
+
+
 def test_state_round_trip_gives_same_answers(samples):
     task = make_task(samples).eval()
     batch = task.collate(samples[:24])

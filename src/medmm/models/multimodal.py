@@ -12,6 +12,7 @@ from torch import nn
 from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, TextEncoder, TextFeatures
 from medmm.models.fusion.base import Fusion
+from medmm.models.fusion.simple import late_fusion_logits
 from medmm.models.heads.classification import ClassificationHead
 
 
@@ -86,14 +87,7 @@ class MultimodalClassifier(nn.Module):
         out = self.fusion(img, txt)
         extras = dict(out.extras)
         if self.fusion.late:
-            names = extras["modalities"]
-            per = torch.stack([self.heads[m](out.modality_features[:, i]) for i, m in enumerate(names)], dim=1)
-            if hasattr(self, "stacker") and per.shape[1] == 2:
-                logits = self.stacker(per.flatten(1))
-            else:
-                w = extras["modality_weights"].to(per)
-                logits = (per * w.view(1, -1, 1)).sum(dim=1)
-            extras["modality_logits"] = per
+            logits, extras["modality_logits"] = late_fusion_logits(self.heads, out, getattr(self, "stacker", None))
         else:
             logits = self.head(out.pooled)
         return ClassifierOutput(logits=logits, aux_loss=out.aux_loss, extras=extras, pooled=out.pooled, image=img, text=txt)

@@ -53,6 +53,7 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
+from medmm.models.fusion.simple import late_fusion_logits
 from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 
@@ -227,6 +228,8 @@ class VQATask(Task):
         self.image_size = c.image_size or spec.size
         self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
         self.fusion = create_fusion(c.fusion, self.image_encoder.out_dim, self.text_encoder.out_dim, c.dim, **c.fusion_kwargs)
+        if getattr(self.fusion, "combine", None) == "stack":  # the stacker would need its own (answers x 2) layer
+            raise MedmmError("VQA late fusion supports combine 'mean' or 'weighted', not 'stack'")
         fdim = self.fusion.out_dim
         self.answers: list[str] = []
         self.closed_answers: list[str] = []
@@ -285,7 +288,7 @@ class VQATask(Task):
         if c.image_attributes:
             if not (c.image_pretrained and c.freeze_image):
                 raise MedmmError("model.image_attributes needs model.image_pretrained (with its label heads) and freeze_image: true")
-            self.image_words = ImageWords.from_pretrained(c.image_pretrained)
+            self.image_words = ImageWords.from_pretrained(c.image_pretrained, self.image_pretrained_sha256)
             self._image_words_cache.clear()
         fit = getattr(self.text_encoder, "fit_tokenizer", None)
         if fit is not None:
@@ -384,10 +387,7 @@ class VQATask(Task):
         """Answer-classifier logits (B, answers) of fused features; per-modality heads for late fusion."""
         if not self.fusion.late:
             return self.classifier(fused.pooled)
-        names = fused.extras["modalities"]
-        per = torch.stack([self.classifier[m](fused.modality_features[:, i]) for i, m in enumerate(names)], dim=1)
-        w = fused.extras["modality_weights"].to(per)
-        return (per * w.view(1, -1, 1)).sum(dim=1)
+        return late_fusion_logits(self.classifier, fused)[0]
 
     def _ready(self) -> None:
         if self.classifier is None:
@@ -443,7 +443,8 @@ class VQATask(Task):
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         """Images, question(+knowledge) tokens, answer targets and the metadata records need."""
         self._ready()
-        texts, facts = zip(*(self.sample_text(s) for s in samples))
+        words = [self.image_description(s) for s in samples]
+        texts, facts = zip(*(self.text_input(s.text.get("question", ""), w) for s, w in zip(samples, words)))
         for s in samples:
             if not s.text.get("question", "").strip():
                 raise BadInputError(s.id, "sample has no question")
@@ -469,7 +470,7 @@ class VQATask(Task):
             "image_paths": [s.images[0].path for s in samples],
             "groups": [s.group("image") for s in samples],
             "facts": list(facts),
-            "image_words": [self.image_description(s) for s in samples],
+            "image_words": words,
             "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
         }
 

@@ -47,9 +47,9 @@ class ImageWords(nn.Module):
             p.requires_grad_(False)
 
     @classmethod
-    def from_pretrained(cls, encoder_weights: str | Path) -> ImageWords:
+    def from_pretrained(cls, encoder_weights: str | Path, encoder_sha256: str | None = None) -> ImageWords:
         """The heads saved beside `encoder_weights` by `medmm pretrain-image`; they must belong to
-        that encoder file (same checksum)."""
+        that encoder file (same checksum; pass `encoder_sha256` when the file was just loaded)."""
         from medmm.models.pretrained import load_weights
         from medmm.tasks.image_pretrain import heads_path
 
@@ -58,10 +58,11 @@ class ImageWords(nn.Module):
             raise MedmmError(f"{path}: no label heads beside {encoder_weights} (model.image_attributes needs the "
                              "heads that `medmm pretrain-image` writes since 2026-11-28; re-run it)")
         state, meta = load_weights(path)
-        _, enc_meta = load_weights(encoder_weights)
-        if meta.get("encoder_sha256") != enc_meta.get("sha256"):
+        if encoder_sha256 is None:
+            encoder_sha256 = load_weights(encoder_weights)[1].get("sha256")
+        if meta.get("encoder_sha256") != encoder_sha256:
             raise MedmmError(f"{path}: the heads belong to encoder {meta.get('encoder_sha256')}, "
-                             f"not to {encoder_weights} ({enc_meta.get('sha256')})")
+                             f"not to {encoder_weights} ({encoder_sha256})")
         words = cls(meta["label_spaces"], int(meta["config"]["in_dim"]))
         words.heads.load_state_dict(state, strict=True)
         return words

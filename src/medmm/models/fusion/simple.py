@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import nn
 
@@ -74,6 +76,20 @@ class EarlyFusion(Fusion):
             toks.append(self.txt_tok(text.tokens))
             masks.append(text.mask)
         return FusionOutput(pooled, torch.cat(toks, 1), zero_loss(pooled), tokens_mask=torch.cat(masks, 1))
+
+
+def late_fusion_logits(heads: Mapping[str, Callable[[torch.Tensor], torch.Tensor]], out: FusionOutput,
+                       stacker: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Late fusion's class scores from a LateFusion output: each present modality's features
+    through its own head (`heads[name]`), combined by the fusion's modality weights, or by
+    `stacker` (a Linear over the concatenated per-modality logits) when both are present.
+    Returns (logits (B, C), per-modality logits (B, M, C))."""
+    names = out.extras["modalities"]
+    per = torch.stack([heads[m](out.modality_features[:, i]) for i, m in enumerate(names)], dim=1)
+    if stacker is not None and per.shape[1] == 2:
+        return stacker(per.flatten(1)), per
+    w = out.extras["modality_weights"].to(per)
+    return (per * w.view(1, -1, 1)).sum(dim=1), per
 
 
 @register_fusion("late")
