@@ -54,6 +54,7 @@ from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
+from medmm.tasks.vqa_answer_text import AnswerTextHead, embed_texts
 from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 
@@ -169,6 +170,10 @@ class VQATask(Task):
                 classifier's distribution at inference (0: off; needs freeze_text).
             memory_temperature: softmax temperature over the cosine similarities of the memory.
             text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
+            answer_text: add to the classifier a score computed from each answer's TEXT (cosine of
+                the fused feature and the frozen text encoder's embedding of the answer string,
+                both projected; `medmm.tasks.vqa_answer_text`), so answers that read alike share
+                evidence and a rarely seen answer starts from what its words mean.
             image_attributes: append the image read as words ("image: ct, axial, abdomen") to
                 the question, from the label heads saved beside `image_pretrained` by
                 `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
@@ -206,6 +211,7 @@ class VQATask(Task):
         memory_temperature: float = 0.05
         text_lora: dict[str, Any] | None = None
         image_attributes: bool = False
+        answer_text: bool = False
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
 
@@ -294,6 +300,8 @@ class VQATask(Task):
         if fit is not None:
             fit([self.sample_text(s)[0] for s in train_samples])
         self._build_heads()
+        if c.answer_text:
+            self._set_answer_vectors()
         if c.memory_weight > 0:
             self._build_memory(train_samples)
 
@@ -305,14 +313,23 @@ class VQATask(Task):
         answers = [self.answer_index.get(normalise_vqa_answer(s.text.get("answer", "")), -1) for s in train_samples]
         keys = [self.sample_image_key(s) for s in train_samples]
         self.memory = AnswerMemory(keys, answers, [s.text.get("question", "") for s in train_samples], self.text_encoder.out_dim)
+        self.memory.set_embeddings(embed_texts(texts, self._pooled_text))
+
+    def _pooled_text(self, texts: list[str]) -> torch.Tensor:
+        """Pooled features of the text encoder in eval mode (cached like the frozen features)."""
         was_training = self.text_encoder.training
         self.text_encoder.eval()
-        pooled = []
-        for k in range(0, len(texts), 64):
-            tok = self.text_encoder.tokenize(texts[k : k + 64], max_length=self.config.max_text_length)
-            pooled.append(self._frozen_text_features({**tok, "texts": texts[k : k + 64]}).pooled)
+        tok = self.text_encoder.tokenize(texts, max_length=self.config.max_text_length)
+        pooled = self._frozen_text_features({**tok, "texts": texts}).pooled
         self.text_encoder.train(was_training)
-        self.memory.set_embeddings(torch.cat(pooled))
+        return pooled
+
+    def _set_answer_vectors(self) -> None:
+        """Embed the answer strings once for the answer-text heads (`answer_text`)."""
+        vectors = embed_texts(self.answers, self._pooled_text)
+        heads = self.classifier.values() if isinstance(self.classifier, nn.ModuleDict) else [self.classifier]
+        for head in heads:
+            head.set_answer_vectors(vectors)
 
     def sample_image_key(self, sample: Sample) -> str:
         """Checksum of the sample's first image file (cached by path), the memory's image key."""
@@ -364,8 +381,12 @@ class VQATask(Task):
     def _answer_head(self) -> nn.Module:
         d, h, n = self.fdim, self.config.classifier_hidden, len(self.answers)
         if h > 0:
-            return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, n))
-        return nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, n))
+            head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, n))
+        else:
+            head = nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, n))
+        if self.config.answer_text:  # answer vectors are filled at setup and saved with the weights
+            return AnswerTextHead(head, d, self.text_encoder.out_dim, n)
+        return head
 
     def _build_heads(self) -> None:
         d = self.fdim
