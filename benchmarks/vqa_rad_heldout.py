@@ -31,14 +31,14 @@ HEADLINE = ("n", "n_closed", "n_open", "n_images", "overall_accuracy", "closed_a
 
 def majority_records(train: list, test: list) -> list[dict[str, Any]]:
     """Records answering every question with the most frequent training answer of its type."""
-    from medmm.tasks.vqa import _answer_type, is_closed_question, normalise_vqa_answer
+    from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer
 
     by_type: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
     for s in train:
-        by_type[is_closed_question(s.text["question"], _answer_type(s))][normalise_vqa_answer(s.text["answer"])] += 1
+        by_type[is_closed_question(s.text["question"], answer_type(s))][normalise_vqa_answer(s.text["answer"])] += 1
     recs = []
     for s in test:
-        closed = is_closed_question(s.text["question"], _answer_type(s))
+        closed = is_closed_question(s.text["question"], answer_type(s))
         recs.append(_record(s, by_type[closed].most_common(1)[0][0], closed))
     return recs
 
@@ -49,7 +49,7 @@ def nearest_neighbour_records(train: list, test: list) -> list[dict[str, Any]]:
     import torch
 
     from medmm.models import create_text_encoder
-    from medmm.tasks.vqa import _answer_type, is_closed_question, normalise_vqa_answer
+    from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer
 
     enc = create_text_encoder("minilm").eval()
 
@@ -61,11 +61,11 @@ def nearest_neighbour_records(train: list, test: list) -> list[dict[str, Any]]:
                 out.append(torch.nn.functional.normalize(enc(tok["input_ids"], tok["attention_mask"]).pooled, dim=-1))
         return torch.cat(out)
 
-    closed_tr = torch.tensor([is_closed_question(s.text["question"], _answer_type(s)) for s in train])
+    closed_tr = torch.tensor([is_closed_question(s.text["question"], answer_type(s)) for s in train])
     sim = embed(test) @ embed(train).T
     recs = []
     for i, s in enumerate(test):
-        closed = is_closed_question(s.text["question"], _answer_type(s))
+        closed = is_closed_question(s.text["question"], answer_type(s))
         score = sim[i] + 10.0 * (closed_tr == closed).float()
         same = torch.tensor([t.image_id == s.image_id for t in train])
         if bool(same.any()):
@@ -106,7 +106,7 @@ def main() -> None:
     from medmm.engine.data import load_splits
     from medmm.metrics.stats import paired_test
     from medmm.metrics.vqa import score_item
-    from medmm.tasks.vqa import vqa_scores
+    from medmm.tasks.vqa_answers import vqa_scores
 
     torch.set_num_threads(1)
     results: dict[str, Any] = {}

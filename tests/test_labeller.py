@@ -1,7 +1,6 @@
 import csv
 import json
 from importlib import resources
-from pathlib import Path
 
 import pytest
 

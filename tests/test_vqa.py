@@ -1,4 +1,4 @@
-"""VQA task: answer normalisation, routing, KG facts, rationale, metrics, engine train/evaluate."""
+"""VQA task: vocabularies, routing, KG facts, rationale, state, engine train/evaluate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.errors import BadInputError
-from medmm.tasks.vqa import VQATask, is_closed_question, normalise_vqa_answer, vqa_scores
+from medmm.tasks.vqa import VQATask
+from medmm.tasks.vqa_answers import normalise_vqa_answer
 from tests.conftest import shared_dataset
 
 TINY = {
@@ -52,17 +53,6 @@ def write_kg(root: Path) -> Path:
     (kg / "en_organ.csv").write_text("organ#attribute#value\nLung#function#breathe\nBrain#function#thinking\n", encoding="utf-8")
     (kg / "en_organ_rel.csv").write_text("organ#attribute#value\nLung#belong to#Respiratory System\n", encoding="utf-8")
     return root
-
-
-def test_answer_normalisation_and_question_type():
-    assert normalise_vqa_answer(" Yes. ") == "yes"
-    assert normalise_vqa_answer("The Left Lung!") == "left lung"
-    assert normalise_vqa_answer("true") == "yes" and normalise_vqa_answer("N") == "no"
-    assert is_closed_question("what is shown?", "CLOSED ")
-    assert not is_closed_question("is this normal?", "OPEN")
-    assert is_closed_question("Is there a mass?", None)
-    assert not is_closed_question("Is the mass left or right?", None)
-    assert not is_closed_question("Where is the mass?", None)
 
 
 def test_setup_builds_vocabularies(samples):
@@ -195,25 +185,6 @@ def test_frozen_text_cache_matches_encoder(samples):
     assert torch.allclose(cached_again.pooled[:4], direct.pooled[4:], atol=1e-5)
     task.train()
     assert not task.text_encoder.training
-
-
-def test_vqa_scores_counts_and_grouped_ci():
-    recs = [
-        {"prediction": "yes", "reference": "Yes", "answer_type": "CLOSED", "group": "a", "source": "classifier"},
-        {"prediction": "no", "reference": "yes", "answer_type": "CLOSED", "group": "a", "source": "classifier"},
-        {"prediction": "left lung", "reference": "the left lung", "answer_type": "OPEN", "group": "b", "source": "decoder"},
-        {"prediction": "liver", "reference": "spleen", "answer_type": "OPEN", "group": "c", "source": "classifier"},
-    ]
-    m = vqa_scores(recs, n_resamples=200)
-    assert m["overall_accuracy"] == 0.5 and m["closed_accuracy"] == 0.5 and m["open_exact_match"] == 0.5
-    assert m["n_images"] == 3
-    lo, hi = m["ci"]["overall_accuracy"]
-    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
-    assert m["routing"] == {"decoder_fraction": 0.25, "decoder_accuracy": 1.0, "classifier_accuracy": 1 / 3}
-    recs[2]["classifier_prediction"] = "right lung"
-    for r in recs[:2] + recs[3:]:
-        r["classifier_prediction"] = r["prediction"]
-    assert vqa_scores(recs, n_resamples=0)["routing"]["open_classifier_only_exact_match"] == 0.0
 
 
 def test_missing_images_clear_error(samples):

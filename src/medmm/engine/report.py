@@ -43,7 +43,6 @@ def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> lis
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     made = []
     # train/loss is logged per step and per epoch (train/loss_step, train/loss_epoch).

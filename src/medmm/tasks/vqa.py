@@ -36,8 +36,6 @@ and the input tokens the image attended to most.
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,80 +48,15 @@ from torch import nn
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
-from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
 from medmm.tasks.vqa_answer_text import AnswerTextHead, embed_texts
+from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
+from medmm.tasks.vqa_decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
 from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
-
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
-_SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
-_CANONICAL = {"y": "yes", "yeah": "yes", "yes it is": "yes", "true": "yes", "n": "no", "false": "no", "not": "no"}
-_YES_NO_START = re.compile(r"^(is|are|was|were|does|do|did|can|could|has|have|had|will|would|should|shall)\b")
-
-
-def normalise_vqa_answer(text: str) -> str:
-    """Answer as the vocabulary and the metrics see it: `normalise_answer` + canonical yes/no."""
-    a = normalise_answer(text)
-    return _CANONICAL.get(a, a)
-
-
-def is_closed_question(question: str, answer_type: str | None) -> bool:
-    """Closed when answer_type says CLOSED; with no type, a yes/no-style question without ' or '."""
-    if answer_type:
-        return answer_type.strip().upper() == "CLOSED"
-    q = question.strip().lower()
-    return bool(_YES_NO_START.match(q)) and " or " not in q
-
-
-# ----------------------------------------------------------------------------- answer decoder
-class AnswerDecoder(nn.Module):
-    """Transformer decoder over answer words, cross-attending to the fused tokens (greedy)."""
-
-    def __init__(self, vocab_size: int, dim: int, layers: int = 2, heads: int = 4, max_length: int = 12, dropout: float = 0.1):
-        super().__init__()
-        self.max_length = max_length
-        self.embed = nn.Embedding(vocab_size, dim, padding_idx=PAD)
-        self.pos = nn.Parameter(torch.zeros(1, max_length + 1, dim))
-        nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerDecoderLayer(dim, heads, 2 * dim, dropout, batch_first=True, norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, layers)
-        self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, vocab_size)
-
-    def forward(self, inputs: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None) -> torch.Tensor:
-        """Logits (B, T, V) for teacher-forced `inputs` (B, T) starting with BOS."""
-        t = inputs.shape[1]
-        x = self.embed(inputs) + self.pos[:, :t]
-        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=inputs.device), diagonal=1)
-        h = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=inputs.eq(PAD), memory_key_padding_mask=memory_pad)
-        return self.out(self.norm(h))
-
-    @torch.no_grad()
-    def greedy(self, memory: torch.Tensor, memory_pad: torch.Tensor | None) -> list[list[int]]:
-        """Greedy decoding: token ids per sample, EOS and everything after it removed."""
-        b = memory.shape[0]
-        seq = torch.full((b, 1), BOS, dtype=torch.long, device=memory.device)
-        done = torch.zeros(b, dtype=torch.bool, device=memory.device)
-        for _ in range(self.max_length):
-            nxt = self.forward(seq, memory, memory_pad)[:, -1].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            done |= nxt.eq(EOS)
-            if bool(done.all()):
-                break
-        out = []
-        for row in seq[:, 1:].tolist():
-            ids = []
-            for i in row:
-                if i in (EOS, PAD):
-                    break
-                ids.append(i)
-            out.append(ids)
-        return out
-
+from medmm.tasks.vqa_rationale import attention_evidence
 
 # ----------------------------------------------------------------------------- task
 @register_task("vqa")
@@ -240,7 +173,7 @@ class VQATask(Task):
         self.answers: list[str] = []
         self.closed_answers: list[str] = []
         self.open_answers: list[str] = []
-        self.words: list[str] = list(_SPECIAL)
+        self.words: list[str] = list(SPECIAL)
         self.kg = None
         self.fdim = fdim
         self.classifier: nn.Module | None = None
@@ -266,7 +199,7 @@ class VQATask(Task):
             a = normalise_vqa_answer(s.text.get("answer", ""))
             if not a:
                 continue
-            if is_closed_question(s.text.get("question", ""), _answer_type(s)):
+            if is_closed_question(s.text.get("question", ""), answer_type(s)):
                 closed.add(a)
             else:
                 opened.add(a)
@@ -278,7 +211,7 @@ class VQATask(Task):
         self.closed_answers = sorted(closed)
         self.open_answers = sorted(keep_open)
         words = Counter(w for s in train_samples for w in normalise_vqa_answer(s.text.get("answer", "")).split())
-        self.words = list(_SPECIAL) + sorted(words)
+        self.words = list(SPECIAL) + sorted(words)
         if c.use_kg:
             from medmm.knowledge.kg import KnowledgeGraph
 
@@ -472,7 +405,7 @@ class VQATask(Task):
         images = torch.from_numpy(np.stack([self.image_array(s) for s in samples]))
         tok = self.text_encoder.tokenize(list(texts), max_length=self.config.max_text_length)
         answers = [normalise_vqa_answer(s.text.get("answer", "")) for s in samples]
-        atypes = [_answer_type(s) for s in samples]
+        atypes = [answer_type(s) for s in samples]
         closed = [is_closed_question(s.text["question"], a) for s, a in zip(samples, atypes)]
         labels = torch.tensor([self.answer_index.get(a, -100) for a in answers], dtype=torch.long)
         return {
@@ -480,28 +413,20 @@ class VQATask(Task):
             "input_ids": tok["input_ids"],
             "attention_mask": tok["attention_mask"],
             "labels": labels,
-            "answer_tokens": self._answer_tokens(answers),
+            "answer_tokens": answer_token_ids(answers, self.word_index, self.config.max_answer_length),
             "closed": torch.tensor(closed, dtype=torch.bool),
             "ids": [s.id for s in samples],
             "questions": [s.text["question"] for s in samples],
             "texts": list(texts),
             "references": [s.text.get("answer", "") for s in samples],
             "answer_types": [a or ("CLOSED" if c else "OPEN") for a, c in zip(atypes, closed)],
-            "question_types": [_question_type(s) for s in samples],
+            "question_types": [question_type(s) for s in samples],
             "image_paths": [s.images[0].path for s in samples],
             "groups": [s.group("image") for s in samples],
             "facts": list(facts),
             "image_words": words,
             "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
         }
-
-    def _answer_tokens(self, answers: list[str]) -> torch.Tensor:
-        m = self.config.max_answer_length
-        rows = [[BOS] + [self.word_index.get(w, UNK) for w in a.split()][: m - 1] + [EOS] for a in answers]
-        out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = torch.tensor(r)
-        return out
 
     # -- model ----------------------------------------------------------------------------
     def forward_features(self, batch: dict[str, Any]):
@@ -622,10 +547,11 @@ class VQATask(Task):
         if self.decoder is not None and bool(use_decoder.any()):
             rows = use_decoder.nonzero().flatten()
             for r, ids in zip(rows.tolist(), self.decoder.greedy(memory[rows], pad[rows])):
-                text = " ".join(self.words[i] for i in ids if i >= len(_SPECIAL))
+                text = " ".join(self.words[i] for i in ids if i >= len(SPECIAL))
                 if text:
                     decoded[r] = text
-        evidence = self._evidence(fused, batch) if self.config.rationale else None
+        evidence = attention_evidence(fused.extras, batch["input_ids"], batch["attention_mask"], self.config.rationale_top_k,
+                                      getattr(self.text_encoder, "tokenizer", None)) if self.config.rationale else None
         out = []
         for i in range(len(batch["ids"])):
             from_decoder = i in decoded
@@ -640,49 +566,6 @@ class VQATask(Task):
                 }
             )
         return out
-
-    def _evidence(self, fused: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """Top image grid cells and input tokens by attention weight, per sample."""
-        k = self.config.rationale_top_k
-        ex = fused.extras
-        mask = batch["attention_mask"].bool()
-        region = None
-        if "text_to_image_attention" in ex:  # (B, L, N): average over the real text tokens
-            att = ex["text_to_image_attention"].float()
-            m = mask.to(att.dtype)[..., None]
-            region = (att * m).sum(1) / m.sum(1).clamp_min(1.0)
-        elif "spatial_attention" in ex:
-            region = ex["spatial_attention"].float()
-        token_w = None
-        if "image_to_text_attention" in ex:  # (B, N, L): which words the image tokens read
-            token_w = ex["image_to_text_attention"].float().mean(1).masked_fill(~mask, -1.0)
-        out = []
-        for i in range(len(batch["ids"])):
-            rec: dict[str, Any] = {}
-            if region is not None:
-                n = region.shape[1]
-                g = int(round(math.sqrt(n)))
-                w, j = region[i].topk(min(k, n))
-                rec["image_regions"] = [
-                    {"row": int(jj) // g, "col": int(jj) % g, "grid": [g, g], "weight": round(float(ww), 4)}
-                    for ww, jj in zip(w.tolist(), j.tolist())
-                ] if g * g == n else [{"token": int(jj), "weight": round(float(ww), 4)} for ww, jj in zip(w.tolist(), j.tolist())]
-            if token_w is not None:
-                w, j = token_w[i].topk(min(k, int(mask[i].sum())))
-                ids = batch["input_ids"][i].tolist()
-                rec["text_tokens"] = [{"token": self._token_str(ids[jj]), "weight": round(float(ww), 4)} for ww, jj in zip(w.tolist(), j.tolist())]
-            out.append(rec)
-        return out
-
-    def _token_str(self, token_id: int) -> str:
-        tok = getattr(self.text_encoder, "tokenizer", None)
-        if tok is None:
-            return str(token_id)
-        if hasattr(tok, "convert_ids_to_tokens"):
-            return str(tok.convert_ids_to_tokens(token_id))
-        if hasattr(tok, "id_to_token"):
-            return str(tok.id_to_token(token_id))
-        return str(token_id)
 
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One record per question: id, question, prediction, reference, types, image, routing."""
@@ -729,64 +612,6 @@ def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, allowed: torch.T
     ok = allowed[keep].to(logp.dtype) if allowed is not None else torch.ones_like(logp)
     uniform = -(logp * ok).sum(-1) / ok.sum(-1).clamp_min(1.0)
     return ((1.0 - smoothing) * nll + smoothing * uniform).mean()
-
-
-def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Closed/open/overall accuracy, open token-F1/BLEU, by type, with CIs grouped by image.
-
-    Records need prediction, reference, answer_type; question_type, group (image id) and source
-    are optional. Intervals: percentile bootstrap over images (`medmm.metrics.stats.bootstrap_ci`).
-    """
-    from medmm.metrics.stats import bootstrap_ci
-
-    preds = [str(r["prediction"]) for r in records]
-    refs = [str(r["reference"]) for r in records]
-    atypes = [r.get("answer_type") for r in records]
-    qtypes = [r.get("question_type") for r in records]
-    out = vqa_metrics(preds, refs, answer_types=atypes, question_types=qtypes if any(qtypes) else None)
-    items = [score_item(p, r, a) for p, r, a in zip(preds, refs, atypes)]
-    em = np.array([it["exact_match"] for it in items])
-    closed = np.array([it["closed"] for it in items])
-    f1 = np.array([it["token_f1"] for it in items])
-
-    def headline(em_: np.ndarray, closed_: np.ndarray, f1_: np.ndarray) -> dict[str, float]:
-        return {
-            "overall_accuracy": float(em_.mean()),
-            "closed_accuracy": float(em_[closed_].mean()) if closed_.any() else math.nan,
-            "open_exact_match": float(em_[~closed_].mean()) if (~closed_).any() else math.nan,
-            "open_token_f1": float(f1_[~closed_].mean()) if (~closed_).any() else math.nan,
-        }
-
-    if n_resamples > 0:
-        groups = [str(r.get("group") or r.get("image_path") or r.get("id")) for r in records]
-        ci = bootstrap_ci(headline, em, closed, f1, n_resamples=n_resamples, seed=seed, groups=groups)
-        out["ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
-        out["ci_method"] = ci["method"]
-        out["n_images"] = ci["n_units"]
-    sources = [r.get("source") for r in records]
-    if any(sources):
-        dec = [i for i, s in enumerate(sources) if s == "decoder"]
-        out["routing"] = {
-            "decoder_fraction": len(dec) / len(records),
-            "decoder_accuracy": float(em[dec].mean()) if dec else None,
-            "classifier_accuracy": float(np.delete(em, dec).mean()) if len(dec) < len(records) else None,
-        }
-        if all("classifier_prediction" in r for r in records) and (~closed).any():
-            # what the open questions would score without the decoder (to judge the routing rule)
-            cls_em = [score_item(str(r["classifier_prediction"]), r["reference"], a)["exact_match"]
-                      for r, a, c in zip(records, atypes, closed) if not c]
-            out["routing"]["open_classifier_only_exact_match"] = float(np.mean(cls_em))
-    return out
-
-
-def _answer_type(s: Sample) -> str | None:
-    a = s.targets.get("answer_type") or s.meta.get("answer_type")
-    return str(a).strip().upper() if a else None
-
-
-def _question_type(s: Sample) -> str | None:
-    q = s.meta.get("question_type") or s.targets.get("content_type")
-    return str(q) if q else None
 
 
 def _require_images(samples: list[Sample]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 
 import torch
-from torch import nn
 
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
 from medmm.models.encoders.factory import register_image_encoder

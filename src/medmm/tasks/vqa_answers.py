@@ -1,0 +1,94 @@
+"""VQA answers: how an answer is normalised, which questions are closed, how records are scored.
+
+One place for the rules every VQA component shares: the task's vocabulary and routing, the
+metrics of a run and the benchmarks' baselines all compare answers with
+:func:`normalise_vqa_answer` and route with :func:`is_closed_question`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from medmm.data.schema import Sample
+from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
+
+_CANONICAL = {"y": "yes", "yeah": "yes", "yes it is": "yes", "true": "yes", "n": "no", "false": "no", "not": "no"}
+_YES_NO_START = re.compile(r"^(is|are|was|were|does|do|did|can|could|has|have|had|will|would|should|shall)\b")
+
+
+def normalise_vqa_answer(text: str) -> str:
+    """Answer as the vocabulary and the metrics see it: `normalise_answer` + canonical yes/no."""
+    a = normalise_answer(text)
+    return _CANONICAL.get(a, a)
+
+
+def is_closed_question(question: str, answer_type: str | None) -> bool:
+    """Closed when answer_type says CLOSED; with no type, a yes/no-style question without ' or '."""
+    if answer_type:
+        return answer_type.strip().upper() == "CLOSED"
+    q = question.strip().lower()
+    return bool(_YES_NO_START.match(q)) and " or " not in q
+
+
+def answer_type(s: Sample) -> str | None:
+    """The sample's answer type (CLOSED / OPEN, upper case) when the dataset gives one."""
+    a = s.targets.get("answer_type") or s.meta.get("answer_type")
+    return str(a).strip().upper() if a else None
+
+
+def question_type(s: Sample) -> str | None:
+    """The dataset's question type (VQA-RAD question_type, SLAKE content_type) when given."""
+    q = s.meta.get("question_type") or s.targets.get("content_type")
+    return str(q) if q else None
+
+
+def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Closed/open/overall accuracy, open token-F1/BLEU, by type, with CIs grouped by image.
+
+    Records need prediction, reference, answer_type; question_type, group (image id) and source
+    are optional. Intervals: percentile bootstrap over images (`medmm.metrics.stats.bootstrap_ci`).
+    """
+    from medmm.metrics.stats import bootstrap_ci
+
+    preds = [str(r["prediction"]) for r in records]
+    refs = [str(r["reference"]) for r in records]
+    atypes = [r.get("answer_type") for r in records]
+    qtypes = [r.get("question_type") for r in records]
+    out = vqa_metrics(preds, refs, answer_types=atypes, question_types=qtypes if any(qtypes) else None)
+    items = [score_item(p, r, a) for p, r, a in zip(preds, refs, atypes)]
+    em = np.array([it["exact_match"] for it in items])
+    closed = np.array([it["closed"] for it in items])
+    f1 = np.array([it["token_f1"] for it in items])
+
+    def headline(em_: np.ndarray, closed_: np.ndarray, f1_: np.ndarray) -> dict[str, float]:
+        return {
+            "overall_accuracy": float(em_.mean()),
+            "closed_accuracy": float(em_[closed_].mean()) if closed_.any() else math.nan,
+            "open_exact_match": float(em_[~closed_].mean()) if (~closed_).any() else math.nan,
+            "open_token_f1": float(f1_[~closed_].mean()) if (~closed_).any() else math.nan,
+        }
+
+    if n_resamples > 0:
+        groups = [str(r.get("group") or r.get("image_path") or r.get("id")) for r in records]
+        ci = bootstrap_ci(headline, em, closed, f1, n_resamples=n_resamples, seed=seed, groups=groups)
+        out["ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        out["ci_method"] = ci["method"]
+        out["n_images"] = ci["n_units"]
+    sources = [r.get("source") for r in records]
+    if any(sources):
+        dec = [i for i, s in enumerate(sources) if s == "decoder"]
+        out["routing"] = {
+            "decoder_fraction": len(dec) / len(records),
+            "decoder_accuracy": float(em[dec].mean()) if dec else None,
+            "classifier_accuracy": float(np.delete(em, dec).mean()) if len(dec) < len(records) else None,
+        }
+        if all("classifier_prediction" in r for r in records) and (~closed).any():
+            # what the open questions would score without the decoder (to judge the routing rule)
+            cls_em = [score_item(str(r["classifier_prediction"]), r["reference"], a)["exact_match"]
+                      for r, a, c in zip(records, atypes, closed) if not c]
+            out["routing"]["open_classifier_only_exact_match"] = float(np.mean(cls_em))
+    return out

@@ -1,0 +1,34 @@
+"""VQA rationale: top image cells (grid rows/cols) and input tokens read from a fusion's attention maps."""
+
+from __future__ import annotations
+
+import torch
+
+from medmm.tasks.vqa_rationale import attention_evidence, token_string
+
+
+class _Tok:
+    def convert_ids_to_tokens(self, i: int) -> str:
+        return f"w{i}"
+
+
+def test_cross_attention_maps_give_regions_on_the_grid_and_tokens():
+    att = torch.zeros(1, 3, 4)  # (B, L, N): 3 text tokens over a 2x2 grid
+    att[0, 0, 3] = 1.0
+    att[0, 1, 3] = 1.0
+    att[0, 2, 0] = 5.0  # a padding token: must not count
+    img_to_txt = torch.tensor([[[0.1, 0.7, 0.2]] * 4])  # (B, N, L)
+    ids, mask = torch.tensor([[7, 8, 0]]), torch.tensor([[1, 1, 0]])
+    ev = attention_evidence({"text_to_image_attention": att, "image_to_text_attention": img_to_txt}, ids, mask, 2, _Tok())
+    assert ev[0]["image_regions"][0] == {"row": 1, "col": 1, "grid": [2, 2], "weight": 1.0}
+    assert [t["token"] for t in ev[0]["text_tokens"]] == ["w8", "w7"]  # the padding token is never listed
+
+
+def test_spatial_attention_and_non_square_maps():
+    ev = attention_evidence({"spatial_attention": torch.tensor([[0.1, 0.6, 0.3]])}, torch.tensor([[1]]), torch.tensor([[1]]), 1)
+    assert ev == [{"image_regions": [{"token": 1, "weight": 0.6}]}]
+    assert attention_evidence({}, torch.tensor([[1]]), torch.tensor([[1]]), 3) == [{}]
+
+
+def test_token_string_without_tokenizer_is_the_id():
+    assert token_string(None, 5) == "5" and token_string(_Tok(), 5) == "w5"
