@@ -142,7 +142,6 @@ class VQATask(Task):
         label_smoothing: float = 0.0
         memory_weight: float = 0.0
         memory_temperature: float = 0.05
-        memory_min_similarity: float = -1.0
         text_lora: dict[str, Any] | None = None
         image_attributes: bool = False
         answer_text: bool = False
@@ -539,8 +538,7 @@ class VQATask(Task):
         matches: list[dict[str, Any] | None] = [None] * len(batch["ids"])
         if self.memory is not None and self.config.memory_weight > 0:
             query = self._frozen_text_features(batch).pooled
-            mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory_temperature,
-                                                    self.config.memory_min_similarity)
+            mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory_temperature)
             masked = masked + self.config.memory_weight * mem.to(masked.device).masked_fill(~allowed, 0.0)
             masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         conf, idx = masked.max(-1)

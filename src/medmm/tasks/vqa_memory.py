@@ -67,8 +67,7 @@ class AnswerMemory(nn.Module):
     def from_state(cls, state: dict[str, Any]) -> AnswerMemory:
         return cls(state["keys"], state["answers"], state["questions"], int(state["dim"]))
 
-    def distribution(self, queries: torch.Tensor, keys: list[str], n_answers: int, temperature: float,
-                     min_similarity: float = -1.0) -> tuple[torch.Tensor, list[dict[str, Any] | None]]:
+    def distribution(self, queries: torch.Tensor, keys: list[str], n_answers: int, temperature: float) -> tuple[torch.Tensor, list[dict[str, Any] | None]]:
         """Per query (B, dim) about image `keys[b]`: an answer distribution (B, n_answers)
         (all zeros for an image not in memory) and the best-matching training question."""
         q = F.normalize(queries.float(), dim=-1)
@@ -81,12 +80,10 @@ class AnswerMemory(nn.Module):
                 continue
             idx = torch.tensor(rows, device=q.device)
             sim = self.embeddings[idx] @ q[b]
-            close = sim >= min_similarity
-            if bool(close.any()):
-                w = torch.softmax((sim / temperature).masked_fill(~close, float("-inf")), dim=0)
-                ans = self.answer_index.to(q.device)[idx]
-                known = close & (ans >= 0)  # answers outside the vocabulary cannot be voted for
-                out[b].index_add_(0, ans[known], w[known])
+            w = torch.softmax(sim / temperature, dim=0)
+            ans = self.answer_index.to(q.device)[idx]
+            known = ans >= 0  # answers outside the vocabulary cannot be voted for
+            out[b].index_add_(0, ans[known], w[known])
             j = int(sim.argmax())
             best.append({"question": self.questions[rows[j]], "similarity": round(float(sim[j]), 4), "n_same_image": len(rows)})
         return out, best
