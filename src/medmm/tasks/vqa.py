@@ -51,11 +51,11 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
-from medmm.tasks.vqa_answer_text import AnswerTextHead, embed_texts
 from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
 from medmm.tasks.vqa_decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
 from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
+from medmm.tasks.vqa_question_types import QuestionTypes, mask_by_question_type
 from medmm.tasks.vqa_rationale import attention_evidence
 
 # ----------------------------------------------------------------------------- task
@@ -103,10 +103,10 @@ class VQATask(Task):
                 classifier's distribution at inference (0: off; needs freeze_text).
             memory_temperature: softmax temperature over the cosine similarities of the memory.
             text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
-            answer_text: add to the classifier a score computed from each answer's TEXT (cosine of
-                the fused feature and the frozen text encoder's embedding of the answer string,
-                both projected; `medmm.tasks.vqa_answer_text`), so answers that read alike share
-                evidence and a rarely seen answer starts from what its words mean.
+            question_type_mask: predict each question's type (VQA-RAD question_type, SLAKE
+                content_type; a head trained on the TRAINING annotations) and weight every answer
+                by the probability that the question is of a type it was seen with in training
+                (`medmm.tasks.vqa_question_types`); needs type annotations in the training split.
             image_attributes: append the image read as words ("image: ct, axial, abdomen") to
                 the question, from the label heads saved beside `image_pretrained` by
                 `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
@@ -144,7 +144,7 @@ class VQATask(Task):
         memory_temperature: float = 0.05
         text_lora: dict[str, Any] | None = None
         image_attributes: bool = False
-        answer_text: bool = False
+        question_type_mask: bool = False
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
 
@@ -185,6 +185,8 @@ class VQATask(Task):
         self.memory: AnswerMemory | None = None
         self._image_keys: dict[str, str] = {}
         self.image_words: ImageWords | None = None
+        self.question_types: QuestionTypes | None = None
+        self.type_head: nn.Module | None = None
         self._image_words_cache: dict[str, str] = {}
 
     # -- data-dependent state ------------------------------------------------------------
@@ -210,6 +212,11 @@ class VQATask(Task):
             raise MedmmError("no answers in the training split; cannot build the VQA answer vocabulary")
         self.closed_answers = sorted(closed)
         self.open_answers = sorted(keep_open)
+        if c.question_type_mask:
+            self.question_types = QuestionTypes.fit(train_samples, {a: i for i, a in enumerate(self.answers)})
+            if self.question_types is None:
+                raise MedmmError("model.question_type_mask needs question-type annotations (VQA-RAD question_type, "
+                                 "SLAKE content_type) on the training questions; fewer than two types were found")
         words = Counter(w for s in train_samples for w in normalise_vqa_answer(s.text.get("answer", "")).split())
         self.words = list(SPECIAL) + sorted(words)
         if c.use_kg:
@@ -233,8 +240,6 @@ class VQATask(Task):
         if fit is not None:
             fit([self.sample_text(s)[0] for s in train_samples])
         self._build_heads()
-        if c.answer_text:
-            self._set_answer_vectors()
         if c.memory_weight > 0:
             self._build_memory(train_samples)
 
@@ -246,23 +251,14 @@ class VQATask(Task):
         answers = [self.answer_index.get(normalise_vqa_answer(s.text.get("answer", "")), -1) for s in train_samples]
         keys = [self.sample_image_key(s) for s in train_samples]
         self.memory = AnswerMemory(keys, answers, [s.text.get("question", "") for s in train_samples], self.text_encoder.out_dim)
-        self.memory.set_embeddings(embed_texts(texts, self._pooled_text))
-
-    def _pooled_text(self, texts: list[str]) -> torch.Tensor:
-        """Pooled features of the text encoder in eval mode (cached like the frozen features)."""
         was_training = self.text_encoder.training
         self.text_encoder.eval()
-        tok = self.text_encoder.tokenize(texts, max_length=self.config.max_text_length)
-        pooled = self._frozen_text_features({**tok, "texts": texts}).pooled
+        pooled = []
+        for k in range(0, len(texts), 64):
+            tok = self.text_encoder.tokenize(texts[k : k + 64], max_length=self.config.max_text_length)
+            pooled.append(self._frozen_text_features({**tok, "texts": texts[k : k + 64]}).pooled)
         self.text_encoder.train(was_training)
-        return pooled
-
-    def _set_answer_vectors(self) -> None:
-        """Embed the answer strings once for the answer-text heads (`answer_text`)."""
-        vectors = embed_texts(self.answers, self._pooled_text)
-        heads = self.classifier.values() if isinstance(self.classifier, nn.ModuleDict) else [self.classifier]
-        for head in heads:
-            head.set_answer_vectors(vectors)
+        self.memory.set_embeddings(torch.cat(pooled))
 
     def sample_image_key(self, sample: Sample) -> str:
         """Checksum of the sample's first image file (cached by path), the memory's image key."""
@@ -291,6 +287,7 @@ class VQATask(Task):
             "image_pretrained_sha256": self.image_pretrained_sha256,
             "memory": self.memory.state() if self.memory is not None else None,
             "image_words": self.image_words.state() if self.image_words is not None else None,
+            "question_types": self.question_types.state() if self.question_types is not None else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -304,6 +301,8 @@ class VQATask(Task):
             from medmm.knowledge.kg import KnowledgeGraph
 
             self.kg = KnowledgeGraph(state["kg_triplets"], max_tail_words=self.config.kg_max_tail_words)
+        if state.get("question_types") is not None:
+            self.question_types = QuestionTypes.from_state(state["question_types"])
         self._build_heads()
         if state.get("image_words") is not None:
             self.image_words = ImageWords.from_state(state["image_words"])  # weights come with the state_dict
@@ -314,12 +313,8 @@ class VQATask(Task):
     def _answer_head(self) -> nn.Module:
         d, h, n = self.fdim, self.config.classifier_hidden, len(self.answers)
         if h > 0:
-            head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, n))
-        else:
-            head = nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, n))
-        if self.config.answer_text:  # answer vectors are filled at setup and saved with the weights
-            return AnswerTextHead(head, d, self.text_encoder.out_dim, n)
-        return head
+            return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, n))
+        return nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, n))
 
     def _build_heads(self) -> None:
         d = self.fdim
@@ -333,6 +328,9 @@ class VQATask(Task):
         # An answer set that is empty on one side would leave nothing to predict: fall back to all.
         self.register_buffer("closed_mask", closed_mask if closed_mask.any() else torch.ones_like(closed_mask), persistent=False)
         self.register_buffer("open_mask", open_mask if open_mask.any() else torch.ones_like(open_mask), persistent=False)
+        if self.question_types is not None:  # predicts the question's type; its weights come with the run
+            self.type_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, len(self.question_types.types)))
+            self.register_buffer("type_compatibility", self.question_types.compatibility(len(self.answers)), persistent=False)
         if self.config.answer_head == "both":
             c = self.config
             self.decoder = AnswerDecoder(len(self.words), d, c.decoder_layers, c.decoder_heads, c.max_answer_length)
@@ -426,6 +424,7 @@ class VQATask(Task):
             "facts": list(facts),
             "image_words": words,
             "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
+            "question_type_labels": self.question_types.labels(samples) if self.question_types is not None else None,
         }
 
     # -- model ----------------------------------------------------------------------------
@@ -516,6 +515,10 @@ class VQATask(Task):
             cls_loss = logits.sum() * 0.0
         loss = cls_loss + fused.aux_loss
         out["loss_classifier"] = cls_loss.detach()
+        if self.type_head is not None and bool((batch["question_type_labels"] >= 0).any()):
+            type_loss = F.cross_entropy(self.type_head(fused.pooled), batch["question_type_labels"].to(logits.device), ignore_index=-100)
+            loss = loss + type_loss
+            out["loss_question_type"] = type_loss.detach()
         if self.decoder is not None:
             tgt = batch["answer_tokens"]
             dec_logits = self.decoder(tgt[:, :-1], memory, pad)
@@ -541,6 +544,11 @@ class VQATask(Task):
             mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory_temperature)
             masked = masked + self.config.memory_weight * mem.to(masked.device).masked_fill(~allowed, 0.0)
             masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
+        predicted_types: list[str | None] = [None] * len(batch["ids"])
+        if self.type_head is not None:
+            type_logits = self.type_head(fused.pooled)
+            masked = mask_by_question_type(masked, type_logits, self.type_compatibility)
+            predicted_types = [self.question_types.types[int(i)] for i in type_logits.argmax(-1)]
         conf, idx = masked.max(-1)
         use_decoder = (~closed) & (conf < self.config.open_confidence)
         decoded: dict[int, str] = {}
@@ -563,6 +571,7 @@ class VQATask(Task):
                     "confidence": round(float(conf[i]), 4),
                     "evidence": evidence[i] if evidence is not None else None,
                     "memory_match": matches[i],
+                    "question_type": predicted_types[i],
                 }
             )
         return out
@@ -591,6 +600,8 @@ class VQATask(Task):
                     rec["rationale"]["image_words"] = batch["image_words"][i]
                 if a["memory_match"] is not None:  # the most similar training question on this image
                     rec["rationale"]["memory_match"] = a["memory_match"]
+                if a["question_type"] is not None:  # the type the answers were restricted to
+                    rec["rationale"]["question_type"] = a["question_type"]
             records.append(rec)
         return records
 
