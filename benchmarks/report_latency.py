@@ -75,9 +75,7 @@ def main() -> None:
             beam = 1 if kind == "greedy" else int(kind.removeprefix("beam"))
             task.set_decoding(beam_size=beam, mbr_references=0, **base, **rep)
         collate_ms, gen_ms, words = [], [], []
-        task._image_cache.clear()  # each setting reads and preprocesses its images afresh
-        task._thumb_cache.clear()
-        task._key_cache.clear()
+        task.inputs.clear_images()  # each setting reads and preprocesses its images afresh
         with torch.no_grad():
             for i, s in enumerate(samples):
                 t0 = time.perf_counter()

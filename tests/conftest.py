@@ -66,3 +66,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def spy_sample_decode(monkeypatch):
+    """spy(module) -> a list that receives the GenerationConfig of every `sample_decode` call the
+    module makes (it imported the name from medmm.models.decoders, so it is patched there)."""
+
+    def install(module: ModuleType) -> list:
+        seen = []
+        real = module.sample_decode
+
+        def spy(decoder, memory, pad, cfg, *a, **kw):
+            seen.append(cfg)
+            return real(decoder, memory, pad, cfg, *a, **kw)
+
+        monkeypatch.setattr(module, "sample_decode", spy)
+        return seen
+
+    return install

@@ -1,4 +1,5 @@
-"""Report generation task on the tiny R2Gen-layout fixture: training, RAG, findings, provenance."""
+"""Report generation task on the tiny R2Gen-layout fixture: training, RAG, findings, provenance,
+initialisation from another run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from medmm.data import load_dataset  # noqa: E402
 from medmm.data.schema import ImageRef, Sample  # noqa: E402
+from medmm.engine import rundir as rd  # noqa: E402
 from medmm.engine.task import get_task_class  # noqa: E402
 from medmm.errors import BadInputError, MedmmError  # noqa: E402
 from medmm.knowledge.report_store import ReportStore, thumbnail_embedding  # noqa: E402
@@ -122,44 +124,6 @@ def test_rag_findings_provenance_and_state_round_trip(splits):
         task.set_decoding(temperature=1.0)
 
 
-def test_repeat_options_reach_generation_and_consensus_but_not_self_critical_sampling(splits, monkeypatch):
-    import medmm.tasks.report_generation as rg
-    from medmm.models.decoders import word_tokenize
-
-    with pytest.raises(MedmmError, match="repetition_penalty"):
-        ReportGenerationTask.from_config({**SMALL, "repetition_penalty": 0.5})
-    train = splits["train"]
-    task = make_task(train, no_immediate_repeat=True, repetition_penalty=1.3)
-    assert task.generation.no_immediate_repeat and task.generation.repetition_penalty == 1.3
-    _fit(task, train, 5)
-    seen = []
-    real = rg.sample_decode
-
-    def spy(decoder, memory, pad, cfg, *a, **kw):
-        seen.append(cfg)
-        return real(decoder, memory, pad, cfg, *a, **kw)
-
-    monkeypatch.setattr(rg, "sample_decode", spy)
-    task.config.scst_samples = 2
-    task.train()
-    task.training_step(task.collate(train[:2]))
-    task.eval()
-    assert seen and seen[-1].repetition_penalty == 1.0 and not seen[-1].no_immediate_repeat
-    # consensus decoding: the beam candidates and the sampled ones follow the rule
-    task.set_decoding(mbr_references=4, mbr_candidates=3, mbr_samples=2, beam_size=2)
-    seen.clear()
-    recs = task.evaluation_step(task.collate(splits["test"]))
-    assert seen and seen[-1].no_immediate_repeat and seen[-1].repetition_penalty == 1.3
-    for r in recs:
-        for text in (r["prediction"], r["beam_prediction"]):
-            w = word_tokenize(text)
-            assert not any(x == y for x, y in zip(w, w[1:])), text
-    task.set_decoding(no_immediate_repeat=False, repetition_penalty=1.0)
-    assert task.config.repetition_penalty == 1.0 and not task.generation.no_immediate_repeat
-    with pytest.raises(MedmmError, match="repetition_penalty"):
-        task.set_decoding(repetition_penalty=0.9)
-
-
 def test_compute_metrics_includes_nn_baseline_and_cis(splits):
     task = make_task(splits["train"], bootstrap_resamples=20)
     _fit(task, splits["train"], 30)
@@ -217,6 +181,26 @@ def test_views_are_pooled_for_single_and_multi_view_batches(splits):
     assert batch["view_counts"].tolist() == [1, 2]
     mem, pad, _ = task.encode(batch)
     assert pad[0].sum() > pad[1].sum()  # the one-view study has padded memory slots
+
+
+def test_init_run_copies_weights_and_checks_the_data(tmp_path, splits):
+    train = splits["train"]
+    torch.manual_seed(0)
+    src = ReportGenerationTask.from_config(dict(SMALL))
+    src.setup(train)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(src.state_dict(), run / rd.WEIGHTS)
+    rd.write_json(run / rd.TASK_STATE, {"state": src.state(), "weights": rd.WEIGHTS})
+    torch.manual_seed(1)
+    dst = ReportGenerationTask.from_config({**SMALL, "init_run": str(run), "scst_samples": 2})
+    dst.setup(train)
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k
+    # other training reports (here: one sample fewer) -> refused, never a silent partial load
+    other = ReportGenerationTask.from_config({**SMALL, "init_run": str(run)})
+    with pytest.raises(MedmmError, match="init_run"):
+        other.setup(train[:-1])
 
 
 @pytest.mark.slow  # Lightning set-up + 2 epochs' worth of steps: about a minute on the loaded CPU

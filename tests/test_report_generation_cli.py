@@ -1,9 +1,11 @@
-"""Decoding flags of `medmm predict` / `medmm evaluate` (model.* overrides of a trained run)."""
+"""Decoding flags of `medmm predict` / `medmm evaluate` (model.* overrides of a trained run), and
+their library form `report_decoding.generate_reports`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,10 +14,13 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from medmm.cli import app  # noqa: E402
+from medmm.data import load_dataset  # noqa: E402
 from medmm.engine import rundir as rd  # noqa: E402
 from medmm.engine.api import _task_state, build_task, load_run  # noqa: E402
 from medmm.engine.config import ConfigError, dump_config, load_config  # noqa: E402
 from medmm.engine.data import load_splits  # noqa: E402
+from medmm.errors import MedmmError  # noqa: E402
+from medmm.tasks.report_decoding import generate_reports  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
@@ -79,3 +84,19 @@ def test_predict_and_evaluate_decoding_flags(run_dir, tmp_path):
     assert m["provenance"]["model_overrides"] == ["model.beam_size=2"]
     bad = runner.invoke(app, ["predict", str(run_dir), *base, "--out", str(tmp_path / "x.jsonl"), "--set", "no_such_option=1"])
     assert bad.exit_code != 0
+
+
+def test_generate_reports_decodes_a_saved_run_with_overrides(run_dir, monkeypatch):
+    from medmm.engine import api
+
+    samples = load_dataset("iu_xray", FIXTURE, "test").samples
+    recs = generate_reports(run_dir, samples, beam_size=2, mbr_references=3)
+    cfg, task = api.load_run(run_dir)
+    task.set_decoding(beam_size=2, mbr_references=3)
+    want, _ = api.run_inference(task, samples, cfg, with_references=False)
+    assert recs == want and [r["id"] for r in recs] == [s.id for s in samples]
+    assert all(r["decoding"]["n_pseudo_references"] == 3 for r in recs)
+    assert "decoding" not in generate_reports(run_dir, samples)[0]  # the run's own decoding
+    monkeypatch.setattr(api, "load_run", lambda d: (SimpleNamespace(task="vqa"), object()))
+    with pytest.raises(MedmmError, match="not a report_generation run"):
+        generate_reports(run_dir, samples)

@@ -135,17 +135,3 @@ def test_pretrained_frozen_image_encoder(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, task.image_encoder.parameters()))
     with pytest.raises(Exception):
         _task(image_pretrained=str(tmp_path / "missing.pt"))
-
-
-def test_self_critical_reward_includes_attribute_consistency():
-    task, train = _task(scst_samples=3, scst_attribute_weight=1.0)
-    task.train()
-    batch = task.collate(train[:4])
-    probs = task._reference_probs(batch["attributes"][0].tolist())
-    assert set(probs) == {"modality", "plane"} and probs["modality"].sum() == pytest.approx(1.0)
-    out = task.training_step(batch)
-    assert "attribute_consistency" in out and float(out["attribute_consistency"]) <= 0.0
-    out["loss"].backward()
-    plain, _ = _task(scst_samples=3)
-    plain.train()
-    assert "attribute_consistency" not in plain.training_step(plain.collate(train[:4]))

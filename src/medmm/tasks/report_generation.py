@@ -22,15 +22,19 @@ Model (all trained from scratch on the training split; nothing is downloaded):
 * a Transformer decoder (`medmm.models.decoders`) over a word vocabulary fitted on the
   training text (saved in the task state), trained with teacher forcing; decoding greedy or
   beam search with length penalty, no-repeat-n-gram and min/max length (config, or
-  `set_decoding(...)` / `generate_reports(...)` at predict time);
+  `set_decoding(...)` / `report_decoding.generate_reports(...)` at predict time);
 * consensus decoding (``mbr_references: K > 0``): the N-best beam hypotheses (and optionally
   the nearest and the most typical training reports) are re-ranked by their mean CIDEr-D against
   the reports of the K nearest training studies (minimum Bayes risk, `medmm.tasks.report_mbr`);
 * self-critical training (``scst_samples: n``): REINFORCE on sampled texts with a CIDEr-D reward,
   usually from the weights of a cross-entropy run (``init_run``).
 
-Modules: the heads live in `report_attributes`, the scores and provenance in `report_scoring`,
-the consensus re-ranking in `report_mbr`, the trained retrieval key in `report_retrieval`.
+Modules: this one holds the task (model, data-dependent state, batches, losses, records,
+metrics); its config is `report_config`, its decoding methods (a mixin) `report_decoding`, the
+self-critical loss `report_scst`, the cached image inputs and retrieval keys `report_inputs`; the
+heads live in `report_attributes`, the scores and provenance in `report_scoring`, the consensus
+re-ranking in `report_mbr` (grounded by `report_grounding`), the trained retrieval key in
+`report_retrieval`.
 
 Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
 similar training study", same retrieval) under ``nn_baseline/`` (and, with a trained key, the
@@ -44,9 +48,8 @@ sentence-level provenance: for every generated sentence, the retrieved training 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,20 +59,8 @@ from torch import nn
 from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
-from medmm.knowledge.report_store import ReportStore, thumbnail_embedding
-from medmm.models.decoders import (
-    PAD,
-    GenerationConfig,
-    TransformerReportDecoder,
-    WordTokenizer,
-    beam_search_nbest,
-    generate,
-    join_tokens,
-    pad_batch,
-    sample_decode,
-    sequence_logprobs,
-    word_tokenize,
-)
+from medmm.knowledge.report_store import ReportStore
+from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
 from medmm.tasks.report_attributes import (
     OTHER,
     AttributeHeads,
@@ -79,147 +70,31 @@ from medmm.tasks.report_attributes import (
     fit_attribute_classes,
     rename_legacy_keys,
 )
-from medmm.tasks.report_grounding import AttributeLexicon, reference_attribute_weights
+from medmm.tasks.report_config import ReportGenerationConfig
+from medmm.tasks.report_decoding import ReportDecodingMixin, check_mbr, generation_config
+from medmm.tasks.report_grounding import AttributeLexicon
+from medmm.tasks.report_inputs import StudyInputs
 from medmm.tasks.report_mbr import CiderConsensus, TrainingReports
 from medmm.tasks.report_retrieval import FrozenImageKey
 from medmm.tasks.report_scoring import NLG_KEYS, report_scores, sentence_provenance
-
-DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
-                 "repetition_penalty", "no_immediate_repeat",
-                 "mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical", "mbr_samples",
-                 "mbr_attribute_weight", "mbr_reference_power")
-_MBR_INT = ("mbr_references", "mbr_candidates", "mbr_retrieved", "mbr_typical", "mbr_samples")
-_MBR_FLOAT = ("mbr_attribute_weight", "mbr_reference_power")
+from medmm.tasks.report_scst import self_critical_loss
 
 
 @register_task("report_generation")
-class ReportGenerationTask(Task):
+class ReportGenerationTask(ReportDecodingMixin, Task):
     """Image(s) -> report text (module docstring)."""
 
-    @dataclass
-    class Config:
-        """The report_generation `model:` section.
+    Config = ReportGenerationConfig
 
-        Attributes:
-            image_encoder, image_encoder_kwargs: a `medmm.models` image encoder and its arguments.
-            image_pretrained: a medmm weights file (`medmm pretrain-image`) loaded strictly into
-                the image encoder at setup (training only: the run carries the encoder weights in
-                its own checkpoint). Never one whose pretraining saw the evaluation images.
-            freeze_image: keep the image encoder fixed (eval mode, no gradients).
-            image_size: input side in pixels (null: the encoder's input_spec size).
-            text_field: the Sample.text key to generate (report, findings, caption, impression).
-            group_by: grouping id (patient|case|study|image|id) whose reports a study may not
-                retrieve, and the unit of the bootstrap resampling.
-            max_images: views per study used (the first ones).
-            min_word_freq, max_vocab: decoder vocabulary fitted on the training text.
-            max_report_length: target tokens kept in training (BOS and EOS included).
-            dim, decoder_layers, decoder_heads, dropout: decoder size.
-            label_smoothing: cross-entropy label smoothing of the report loss.
-            rag_k: retrieved training reports fed to the decoder (0 = no retrieval augmentation).
-            rag_max_tokens: tokens kept per retrieved report.
-            use_findings: predict CheXpert observations and feed them to the decoder.
-            findings_min_positive: an observation joins the head when the labeller finds it
-                positive in at least this many training reports.
-            findings_loss_weight: weight of the findings head's BCE in the loss.
-            attribute_targets: categorical Sample.targets keys predicted from the image and fed
-                to the decoder (e.g. [modality_detail, plane, location] on MedPix).
-            attribute_min_count: classes seen fewer times in training are pooled into "<other>".
-            attribute_loss_weight: weight of the attribute heads' cross-entropy in the loss.
-            retrieval_run: a trained `retrieval` run directory whose frozen image tower is the
-                retrieval key (null: the training-free thumbnail). Its weights are copied into
-                this run, so the run directory stays self-contained.
-            beam_size, length_penalty, no_repeat_ngram_size, max_length, min_length,
-                repetition_penalty, no_immediate_repeat: decoding (`GenerationConfig`). The
-                last two act at inference only (beam, greedy, consensus candidates and
-                mbr_samples); self-critical training samples without them, so a penalty set in
-                a config never changes what training does.
-            mbr_references: consensus decoding against the reports of this many nearest
-                training studies (0 = off: the best beam hypothesis is the output).
-            mbr_candidates: beam hypotheses re-ranked (the beam is widened to this many).
-            mbr_retrieved: nearest training reports also offered as candidates (0 = generated
-                text only).
-            mbr_typical: the most typical training reports (highest consensus over the whole
-                training set, `report_mbr.typical_reports`) also offered as candidates.
-            mbr_samples: texts sampled from the decoder (temperature 1) added to the candidates.
-            mbr_attribute_weight: weight of a candidate's attribute consistency with the image's
-                predicted attributes (`report_grounding.AttributeLexicon`) added to its expected
-                CIDEr-D in the re-ranking (0 = off; needs attribute_targets).
-            mbr_reference_power: pseudo-references weigh prod_t p_image(their class_t) ** power
-                (`report_grounding.reference_attribute_weights`; 0 = off).
-            typical_baseline: typical training reports of the image-independent "typical
-                consensus" baseline scored beside the model (0 = not scored); it always uses
-                the plain, ungrounded re-ranking, so it is the same baseline whatever the model's
-                decoding.
-            scst_samples: self-critical sequence training (Rennie et al. 2017) with this many
-                sampled texts per study, rewarded by CIDEr-D against the study's own report (IDF of
-                the training reports), baseline = the mean reward of the other samples (Luo 2020);
-                0 = teacher forcing (cross-entropy). Validation loss stays cross-entropy.
-            scst_xe_weight: cross-entropy added to the self-critical loss (keeps the language model).
-            scst_attribute_weight: adds this weight x the sample's attribute consistency with the
-                image's REFERENCE attributes (`report_grounding.AttributeLexicon`, a penalty for
-                naming a wrong modality / plane / location) to the self-critical reward.
-            init_run: a finished report_generation run (same data and model shapes) whose weights
-                initialise this one, e.g. self-critical fine-tuning of a cross-entropy run.
-            provenance_k: training reports retrieved for provenance when rag_k is 0.
-            bootstrap_resamples: resamples (by group) for the metrics' CIs (0 = none).
-        """
-
-        image_encoder: str = "small_cnn"
-        image_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
-        image_pretrained: str | None = None
-        freeze_image: bool = False
-        image_size: int | None = None
-        text_field: str = "report"
-        group_by: Literal["patient", "case", "study", "image", "id"] = "study"
-        max_images: int = 4
-        min_word_freq: int = 2
-        max_vocab: int = 8000
-        max_report_length: int = 64
-        dim: int = 256
-        decoder_layers: int = 3
-        decoder_heads: int = 4
-        dropout: float = 0.1
-        label_smoothing: float = 0.0
-        rag_k: int = 0
-        rag_max_tokens: int = 40
-        use_findings: bool = False
-        findings_min_positive: int = 5
-        findings_loss_weight: float = 0.5
-        attribute_targets: list[str] = field(default_factory=list)
-        attribute_min_count: int = 5
-        attribute_loss_weight: float = 0.5
-        retrieval_run: str | None = None
-        beam_size: int = 1
-        length_penalty: float = 1.0
-        no_repeat_ngram_size: int = 3
-        max_length: int = 60
-        min_length: int = 1
-        repetition_penalty: float = 1.0
-        no_immediate_repeat: bool = False
-        mbr_references: int = 0
-        mbr_candidates: int = 8
-        mbr_retrieved: int = 0
-        mbr_typical: int = 0
-        mbr_samples: int = 0
-        mbr_attribute_weight: float = 0.0
-        mbr_reference_power: float = 0.0
-        typical_baseline: int = 32
-        scst_samples: int = 0
-        scst_xe_weight: float = 0.0
-        scst_attribute_weight: float = 0.0
-        init_run: str | None = None
-        provenance_k: int = 3
-        bootstrap_resamples: int = 1000
-
-    def __init__(self, config: Config | None = None):
+    def __init__(self, config: ReportGenerationConfig | None = None):
         super().__init__(config)
         from medmm.models import create_image_encoder
 
         c = self.config
         if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
             raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
-        _check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical, c.mbr_samples,
-                   c.mbr_attribute_weight, c.mbr_reference_power)
+        check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical, c.mbr_samples,
+                  c.mbr_attribute_weight, c.mbr_reference_power)
         if (c.mbr_attribute_weight or c.mbr_reference_power or c.scst_attribute_weight) and not c.attribute_targets:
             raise MedmmError("model.mbr_attribute_weight / mbr_reference_power / scst_attribute_weight need model.attribute_targets")
         if c.scst_samples == 1 or c.scst_samples < 0:
@@ -233,10 +108,7 @@ class ReportGenerationTask(Task):
         spec = self.image_encoder.input_spec
         self.image_size = c.image_size or spec.size
         self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
-        self.generation = GenerationConfig(beam_size=c.beam_size, length_penalty=c.length_penalty,
-                                           no_repeat_ngram_size=c.no_repeat_ngram_size, max_length=c.max_length,
-                                           min_length=c.min_length, repetition_penalty=c.repetition_penalty,
-                                           no_immediate_repeat=c.no_immediate_repeat).check()
+        self.generation = generation_config(c)
         d = c.dim
         self.image_proj = nn.Sequential(nn.Linear(self.image_encoder.out_dim, d), nn.LayerNorm(d))
         self.view_embed = nn.Parameter(torch.zeros(c.max_images, d))
@@ -257,13 +129,10 @@ class ReportGenerationTask(Task):
         self._thumb_store: ReportStore | None = None
         self._reports: TrainingReports | None = None
         self.decoder: TransformerReportDecoder | None = None
-        self._image_cache: dict[str, np.ndarray] = {}
-        self._thumb_cache: dict[str, np.ndarray] = {}
-        self._key_cache: dict[str, np.ndarray] = {}
+        self.inputs = StudyInputs(c.max_images, self.image_size, self.channels, self.mean, self.std)
         self.last_attribute_logits: list[torch.Tensor] = []
         # consensus baselines in every record (off only to time the model alone)
         self.with_consensus_baselines = True
-        self._label_cache: dict[str, dict[str, LabelState]] = {}
 
     def train(self, mode: bool = True) -> ReportGenerationTask:
         """As nn.Module.train, but a frozen image encoder stays in eval mode (fixed statistics)."""
@@ -300,12 +169,12 @@ class ReportGenerationTask(Task):
 
             meta = load_into(self.image_encoder, c.image_pretrained)
             self.image_pretrained_sha256 = meta.get("sha256")
-        emb = np.stack([self._thumbnail(s) for s in usable])
+        emb = np.stack([self.inputs.thumbnail(s) for s in usable])
         key = FrozenImageKey.from_run(c.retrieval_run) if c.retrieval_run else None
         self._build(emb.shape[1], key)
         self.store_embeddings.copy_(torch.from_numpy(emb))
         if self.retrieval_key is not None:
-            self.store_keys.copy_(torch.from_numpy(np.stack([self._key(s) for s in usable])))
+            self.store_keys.copy_(torch.from_numpy(np.stack([self.inputs.key(s, self.retrieval_key) for s in usable])))
         self._store = self._thumb_store = self._consensus = self._reports = None
         if c.init_run:
             self._init_from(c.init_run)
@@ -434,59 +303,9 @@ class ReportGenerationTask(Task):
     def _text(self, s: Sample) -> str:
         return (s.text.get(self.config.text_field) or "").strip()
 
-    def _arrays(self, s: Sample) -> list[np.ndarray]:
-        from medmm.data.io import read_image
-
-        if not s.images:
-            raise BadInputError(s.id, "study has no image (image files missing?)")
-        out = []
-        for ref in s.images[: self.config.max_images]:
-            arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
-            out.append(arr)
-        return out
-
-    def _thumbnail(self, s: Sample) -> np.ndarray:
-        key = s.id + "|" + "|".join(str(r.path) for r in s.images[: self.config.max_images])
-        if key not in self._thumb_cache or any(r.path is None for r in s.images):
-            self._thumb_cache[key] = thumbnail_embedding(self._arrays(s))
-        return self._thumb_cache[key]
-
-    def _key(self, s: Sample) -> np.ndarray:
-        """The trained retrieval key of a study (views averaged), cached by image paths."""
-        key = s.id + "|" + "|".join(str(r.path) for r in s.images[: self.config.max_images])
-        if key not in self._key_cache or any(r.path is None for r in s.images):
-            self._key_cache[key] = self.retrieval_key.embed(self._arrays(s))
-        return self._key_cache[key]
-
     def _query(self, s: Sample) -> np.ndarray:
         """The study's query vector for `store` (trained key or thumbnail)."""
-        return self._key(s) if self.retrieval_key is not None else self._thumbnail(s)
-
-    def _views(self, s: Sample) -> list[np.ndarray]:
-        from medmm.data.io import read_image
-        from medmm.data.transforms import preprocess_image
-
-        if not s.images:
-            raise BadInputError(s.id, "study has no image (image files missing?)")
-        out = []
-        for ref in s.images[: self.config.max_images]:
-            key = ref.path or ""
-            if ref.path is not None and key in self._image_cache:
-                out.append(self._image_cache[key])
-                continue
-            arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
-            x = preprocess_image(arr, self.image_size, self.channels, self.mean, self.std)
-            if ref.path is not None:
-                self._image_cache[key] = x
-            out.append(x)
-        return out
-
-    def _labels(self, sid: str, text: str) -> dict[str, LabelState]:
-        from medmm.metrics.clinical import label_report
-
-        if sid not in self._label_cache:
-            self._label_cache[sid] = label_report(text)
-        return self._label_cache[sid]
+        return self.inputs.key(s, self.retrieval_key) if self.retrieval_key is not None else self.inputs.thumbnail(s)
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         """Images (all views stacked), target tokens, retrieved reports, findings targets, metadata."""
@@ -496,7 +315,7 @@ class ReportGenerationTask(Task):
         views: list[np.ndarray] = []
         counts: list[int] = []
         for s in samples:
-            v = self._views(s)
+            v = self.inputs.views(s)
             views.extend(v)
             counts.append(len(v))
         texts = [self._text(s) for s in samples]
@@ -519,7 +338,7 @@ class ReportGenerationTask(Task):
             "hits": [[(h.id, round(h.score, 4)) for h in hs] for hs in hits],
         }
         if self.retrieval_key is not None and not self.training:  # the thumbnail NN baseline
-            th = self.thumbnail_store.search(np.stack([self._thumbnail(s) for s in samples]), 1, exclude_groups=groups)
+            th = self.thumbnail_store.search(np.stack([self.inputs.thumbnail(s) for s in samples]), 1, exclude_groups=groups)
             batch["thumbnail_nn"] = [hs[0].id if hs else None for hs in th]
         if self.attributes:
             batch["attributes"] = torch.tensor(
@@ -538,7 +357,7 @@ class ReportGenerationTask(Task):
             for i, (s, t) in enumerate(zip(samples, texts)):
                 if not t:
                     continue
-                labels = self._labels(s.id, t)
+                labels = self.inputs.labels(s.id, t)
                 for j, o in enumerate(self.observations):
                     state = labels.get(o)
                     # uncertain mentions are left out of the loss; not mentioned counts as absent
@@ -597,7 +416,9 @@ class ReportGenerationTask(Task):
         c = self.config
         out: dict[str, torch.Tensor] = {}
         if c.scst_samples > 0 and self.training:
-            loss = self._self_critical_loss(memory, pad, batch["references"], out, batch.get("attributes"))
+            loss = self_critical_loss(self.decoder, memory, pad, batch["references"], self.tokenizer, self.consensus,
+                                      self.generation, c.scst_samples, out, self.lexicon, self.attributes,
+                                      batch.get("attributes"), c.scst_attribute_weight)
             if c.scst_xe_weight > 0:
                 loss = loss + c.scst_xe_weight * self._xe_loss(memory, pad, tgt)
         else:
@@ -627,128 +448,7 @@ class ReportGenerationTask(Task):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1),
                                ignore_index=PAD, label_smoothing=self.config.label_smoothing)
 
-    def _self_critical_loss(self, memory: torch.Tensor, pad: torch.Tensor, references: list[str],
-                            out: dict[str, torch.Tensor], attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """REINFORCE with CIDEr-D rewards and the other samples' mean as baseline, averaged over
-        the sampled tokens (texts are sampled under the decoding rules, scored with gradients)."""
-        n = self.config.scst_samples
-        # the inference-only repeat rules are off: the policy is scored (sequence_logprobs) as the
-        # decoder's own distribution, and the stutter it is penalised for must be sampled to be seen
-        cfg = replace(self.generation, beam_size=1, repetition_penalty=1.0, no_immediate_repeat=False)
-        texts = sample_decode(self.decoder, memory.detach(), pad, cfg, n)
-        mem = memory.repeat_interleave(n, dim=0)
-        mpad = pad.repeat_interleave(n, dim=0)
-        logp, lengths = sequence_logprobs(self.decoder, mem, mpad, texts, cfg.max_length)
-        words = [join_tokens(self.tokenizer.decode_tokens(t)) for t in texts]
-        rewards = [self.consensus.similarity(w, references[i // n]) for i, w in enumerate(words)]
-        if self.config.scst_attribute_weight and attributes is not None and self.lexicon is not None:
-            truth = [self._reference_probs(row) for row in attributes.tolist()]
-            cons = [self.lexicon.consistency(w, truth[i // n]) for i, w in enumerate(words)]
-            rewards = [r + self.config.scst_attribute_weight * k for r, k in zip(rewards, cons)]
-            out["attribute_consistency"] = torch.tensor(sum(cons) / len(cons))
-        reward = torch.tensor(rewards, device=logp.device).view(-1, n)
-        baseline = (reward.sum(1, keepdim=True) - reward) / (n - 1)
-        adv = (reward - baseline).reshape(-1)
-        out["reward"] = reward.mean()
-        out["sample_length"] = lengths.float().mean()
-        return -(adv * logp).sum() / lengths.sum().clamp(min=1)
-
-    def _reference_probs(self, classes: list[int], smoothing: float = 0.05) -> dict[str, np.ndarray]:
-        """The reference attribute classes as (smoothed one-hot) distributions; unknown ones left out."""
-        out = {}
-        for (t, names), k in zip(self.attributes.items(), classes):
-            if k >= 0:
-                p = np.full(len(names), smoothing / max(len(names) - 1, 1))
-                p[k] = 1.0 - smoothing
-                out[t] = p
-        return out
-
-    # -- generation ------------------------------------------------------------------------
-    def set_decoding(self, **options: Any) -> GenerationConfig:
-        """Change decoding at predict time: beam_size, length_penalty, no_repeat_ngram_size,
-        max_length, min_length, repetition_penalty, no_immediate_repeat (GenerationConfig) and the consensus-decoding options (mbr_*,
-        DECODING_KEYS). Returns the new GenerationConfig."""
-        unknown = set(options) - set(DECODING_KEYS)
-        if unknown:
-            raise MedmmError(f"unknown decoding option(s) {sorted(unknown)}; known: {sorted(DECODING_KEYS)}")
-        gen_opts = {k: v for k, v in options.items() if k in asdict(self.generation)}
-        cfg = GenerationConfig(**{**asdict(self.generation), **gen_opts}).check()
-        if cfg.max_length + 1 > self.decoder.max_length:
-            raise MedmmError(f"max_length {cfg.max_length} exceeds what the decoder was built for ({self.decoder.max_length - 1})")
-        c = self.config
-        mbr: dict[str, Any] = {k: int(options.get(k, getattr(c, k))) for k in _MBR_INT}
-        mbr.update({k: float(options.get(k, getattr(c, k))) for k in _MBR_FLOAT})
-        _check_mbr(**mbr)
-        if (mbr["mbr_attribute_weight"] or mbr["mbr_reference_power"]) and self.lexicon is None:
-            raise MedmmError("grounded consensus decoding needs attribute heads and the attribute lexicon "
-                             "(attribute_targets; runs trained before it: task.fit_grounding(train samples))")
-        for k, v in {**gen_opts, **mbr}.items():
-            setattr(c, k, v)
-        self.generation = cfg
-        return cfg
-
-    @torch.no_grad()
-    def generate_ids(self, batch: dict[str, Any]) -> tuple[list[list[int]], torch.Tensor | None]:
-        """Generated token ids per sample and the findings probabilities (or None)."""
-        memory, pad, find_logits = self.encode(batch)
-        ids = generate(self.decoder, memory, pad, self.generation)
-        return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
-
-    @torch.no_grad()
-    def generate_candidates(self, batch: dict[str, Any]) -> tuple[list[list[list[int]]], torch.Tensor | None]:
-        """The N-best beam hypotheses per sample (best first; N = max(beam_size, mbr_candidates)),
-        then `mbr_samples` sampled texts, and the findings probabilities (or None)."""
-        memory, pad, find_logits = self.encode(batch)
-        c = self.config
-        cfg = replace(self.generation, beam_size=max(self.generation.beam_size, c.mbr_candidates))
-        nbest = beam_search_nbest(self.decoder, memory, pad, cfg)
-        ids = [[h for _, h in hyps[: c.mbr_candidates]] or [[]] for hyps in nbest]
-        if c.mbr_samples > 0:
-            # seeded: the same image gets the same candidates in every evaluation
-            gen = torch.Generator(device=memory.device).manual_seed(0)
-            samples = sample_decode(self.decoder, memory, pad, replace(self.generation, beam_size=1), c.mbr_samples, generator=gen)
-            for i in range(len(ids)):
-                ids[i] += samples[i * c.mbr_samples : (i + 1) * c.mbr_samples]
-        return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
-
-    @property
-    def reports(self) -> TrainingReports:
-        """The training reports as consensus decoding sees them (built once per store)."""
-        if self._reports is None:
-            self._reports = TrainingReports(self.store, self.store_ids, self.store_texts, self.store_groups, self.consensus)
-        return self._reports
-
-    def _consensus_pick(self, generated: list[str], hits: list[tuple[str, float]], exclude_group: str | None,
-                        image_probs: dict[str, np.ndarray] | None = None, n_typical: int | None = None) -> dict[str, Any]:
-        """Consensus decoding of one sample (`TrainingReports.pick` with the config's knobs).
-
-        With `image_probs` (the attribute heads' distributions) the decoding is grounded as the
-        config says (mbr_reference_power, mbr_attribute_weight; `report_grounding`); without,
-        it is the plain re-ranking. n_typical: typical candidates (default mbr_typical)."""
-        c = self.config
-        ground = image_probs is not None and self.lexicon is not None
-        reports = self.reports
-
-        def factors(ids: list[str]) -> list[float]:  # references whose attributes fit the image weigh more
-            probs = [image_probs[t] for t in self.attributes]
-            return reference_attribute_weights([self.store_labels[reports.position(h)] for h in ids], probs, c.mbr_reference_power)
-
-        def bonus(text: str) -> float:  # penalty for naming attributes the image does not show
-            return c.mbr_attribute_weight * self.lexicon.consistency(text, image_probs)
-
-        return reports.pick(generated, hits, exclude_group, n_references=c.mbr_references, n_retrieved=c.mbr_retrieved,
-                            n_typical=c.mbr_typical if n_typical is None else n_typical,
-                            reference_factors=factors if ground and c.mbr_reference_power else None,
-                            candidate_bonus=bonus if ground and c.mbr_attribute_weight else None)
-
-    def typical_indices(self, m: int | None = None) -> list[int]:
-        """Store positions of the `m` (default mbr_typical) most typical training reports."""
-        return self.reports.typical_indices(self.config.mbr_typical if m is None else m)
-
-    def consensus_nn(self, hits: list[tuple[str, float]]) -> str:
-        """Retrieval-only consensus baseline (`TrainingReports.consensus_nn`, the config's knobs)."""
-        return self.reports.consensus_nn(hits, self.config.mbr_candidates, self.config.mbr_references)
-
+    # -- evaluation (generation and consensus decoding: ReportDecodingMixin, report_decoding.py) --
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One record per study: prediction, reference, nearest-neighbour baseline(s), provenance."""
         c = self.config
@@ -776,22 +476,7 @@ class ReportGenerationTask(Task):
             used = hits[: c.rag_k] if c.rag_k > 0 else hits[: c.provenance_k]
             if mbr:
                 probs_i = {t: p[i].cpu().numpy() for t, p in zip(self.attributes, attr_probs)} if attr_probs else None
-                pick = self._consensus_pick(texts, hits, batch["groups"][i], probs_i)
-                rec["beam_prediction"] = texts[0]
-                rec["prediction"] = pick["text"]
-                if self.with_consensus_baselines:
-                    rec["nn_consensus_prediction"] = self.consensus_nn(hits)
-                if c.typical_baseline > 0 and self.with_consensus_baselines:
-                    # the plain consensus without generated candidates (no grounding): a fixed baseline
-                    rec["typical_consensus_prediction"] = self._consensus_pick([], hits, batch["groups"][i],
-                                                                               n_typical=c.typical_baseline)["text"]
-                src = pick["source"]
-                rec["decoding"] = {"method": "consensus", "selected_from": src[0] if src else "generated",
-                                   "training_id": src[1] if src else None, "expected_cider_d": pick["utility"],
-                                   "n_candidates": pick["n_candidates"], "n_pseudo_references": min(len(hits), c.mbr_references)}
-                used = list(dict.fromkeys([*used, *hits[: c.mbr_retrieved]]))
-                if src and src[0] == "typical":
-                    used.append((src[1], 0.0))
+                used = self._add_consensus(rec, texts, hits, batch["groups"][i], probs_i, used)
             if "thumbnail_nn" in batch:
                 tid = batch["thumbnail_nn"][i]
                 rec["nn_thumbnail_prediction"] = store.text_of(tid) if tid else ""
@@ -836,28 +521,5 @@ class ReportGenerationTask(Task):
         return out
 
 
-# ----------------------------------------------------------------------------- helpers
-def _check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int, mbr_typical: int = 0, mbr_samples: int = 0,
-               mbr_attribute_weight: float = 0.0, mbr_reference_power: float = 0.0) -> None:
-    if min(mbr_references, mbr_retrieved, mbr_typical, mbr_samples) < 0 or mbr_candidates < 1:
-        raise MedmmError("consensus decoding needs mbr_references, mbr_retrieved, mbr_typical, mbr_samples >= 0 and mbr_candidates >= 1")
-    if mbr_attribute_weight < 0 or mbr_reference_power < 0:
-        raise MedmmError("model.mbr_attribute_weight and model.mbr_reference_power must be >= 0")
-
-
-def generate_reports(run_dir: str | Path, samples: list[Sample], **decoding: Any) -> list[dict[str, Any]]:
-    """Records (as `medmm predict` writes them) for `samples` from a trained run, with decoding
-    options overriding the run's config (beam_size=3, no_repeat_ngram_size=3, ...)."""
-    from medmm.engine.api import load_run, run_inference
-
-    cfg, task = load_run(run_dir)
-    if not isinstance(task, ReportGenerationTask):
-        raise MedmmError(f"{run_dir}: not a report_generation run (task {cfg.task!r})")
-    if decoding:
-        task.set_decoding(**decoding)
-    records, _ = run_inference(task, samples, cfg, with_references=False)
-    return records
-
-
-__all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "generate_reports", "fit_attribute_classes",
-           "attribute_index", "attribute_accuracy", "DECODING_KEYS", "NLG_KEYS", "OTHER"]
+__all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "fit_attribute_classes",
+           "attribute_index", "attribute_accuracy", "NLG_KEYS", "OTHER"]
