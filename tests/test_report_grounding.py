@@ -40,6 +40,25 @@ def test_lexicon_learns_indicative_words_and_penalises_contradiction():
         AttributeLexicon.fit(CAPTIONS, {"plane": PLANE[:3]}, CLASSES)
 
 
+def test_lexicon_is_the_same_under_any_hash_seed():
+    """String hashing differs per process (PYTHONHASHSEED); the saved lexicon and its floats must not."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from tests.test_report_grounding import CAPTIONS, PLANE, CLASSES; "
+            "from medmm.tasks.report_grounding import AttributeLexicon as L; "
+            "lex = L.fit(CAPTIONS + ['axial flair of the brain'] * 6, {'plane': PLANE + [0] * 6}, CLASSES, min_count=5, min_purity=0.5); "
+            "print(json.dumps([lex.to_dict(), lex.implied('axial sagittal coronal brain liver flair')['plane'].tolist()]))")
+    outs = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    assert outs[0] == outs[1] == outs[2]
+    assert list(json.loads(outs[0])[0]["words"]["plane"]) == sorted(json.loads(outs[0])[0]["words"]["plane"])
+
+
 def test_reference_weights_follow_the_predicted_attributes():
     probs = [[0.8, 0.2], [0.1, 0.9]]
     w = reference_attribute_weights([[0, 1], [1, 0], [-1, 1]], probs, power=1.0)

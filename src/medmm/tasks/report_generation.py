@@ -62,7 +62,6 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.report_store import ReportStore
 from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
 from medmm.tasks.report_attributes import (
-    OTHER,
     AttributeHeads,
     FindingsHeads,
     attribute_accuracy,
@@ -76,7 +75,7 @@ from medmm.tasks.report_grounding import AttributeLexicon
 from medmm.tasks.report_inputs import StudyInputs
 from medmm.tasks.report_mbr import CiderConsensus, TrainingReports
 from medmm.tasks.report_retrieval import FrozenImageKey
-from medmm.tasks.report_scoring import NLG_KEYS, report_scores, sentence_provenance
+from medmm.tasks.report_scoring import report_scores, sentence_provenance
 from medmm.tasks.report_scst import self_critical_loss
 
 
@@ -519,7 +518,3 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         out["n_without_reference"] = len(records) - len(scored)
         out["n_empty_predictions"] = sum(1 for r in scored if not r["prediction"].strip())
         return out
-
-
-__all__ = ["ReportGenerationTask", "report_scores", "sentence_provenance", "fit_attribute_classes",
-           "attribute_index", "attribute_accuracy", "NLG_KEYS", "OTHER"]

@@ -67,7 +67,7 @@ class AttributeLexicon:
                 for w in set(consensus_words(text)):
                     counts.setdefault(w, np.zeros(k))[c] += 1
             words[t] = {}
-            for w, v in counts.items():
+            for w, v in sorted(counts.items()):  # sorted: the saved lexicon must not depend on PYTHONHASHSEED
                 n = v.sum()
                 if n >= min_count and v.max() / n >= min_purity:
                     words[t][w] = ((v + 0.5) / (n + 0.5 * k)).tolist()  # light smoothing: never certain
@@ -76,7 +76,7 @@ class AttributeLexicon:
 
     def implied(self, text: str) -> dict[str, np.ndarray]:
         """Per target whose indicative words the text contains: the mean class distribution."""
-        ws = set(consensus_words(text))
+        ws = sorted(set(consensus_words(text)))  # a fixed summation order: same floats in every process
         out = {}
         for t, lex in self.words.items():
             hits = [lex[w] for w in ws if w in lex]
