@@ -74,21 +74,24 @@ def test_explain_diagnosis_samples(tmp_path: Path, fusion: str) -> None:
     assert saved["modality_per_class"] and saved["settings"]["absent_text"]
 
 
-@pytest.mark.parametrize("fusion", ["cross_attention", "late"])
-def test_explain_vqa_samples_on_bundled_data(tmp_path: Path, fusion: str) -> None:
+@pytest.mark.parametrize("fusion,type_mask", [("cross_attention", False), ("late", False), ("gated", True)])
+def test_explain_vqa_samples_on_bundled_data(tmp_path: Path, fusion: str, type_mask: bool) -> None:
     samples = load_dataset("vqa_rad", vqa_rad_sample_root(), "train").samples
     torch.manual_seed(0)
     task = VQATask.from_config({"image_encoder": "small_cnn", "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
                                 "text_encoder": "scratch", "text_encoder_kwargs": {"vocab_size": 300, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 48},
                                 "fusion": fusion, "fusion_kwargs": {"heads": 2} if fusion == "cross_attention" else {}, "dim": 32,
-                                "decoder_layers": 1, "decoder_heads": 2, "max_text_length": 48, "bootstrap_resamples": 0})
+                                "decoder_layers": 1, "decoder_heads": 2, "max_text_length": 48, "bootstrap_resamples": 0,
+                                "question_type_mask": type_mask})
     task.setup(samples)
     task.eval()
+    shown = [a["classifier_prediction"] for a in task.answer(task.collate(samples[:2]))]
     s = explain.explain_samples(task, samples[:2], tmp_path, methods=("gradcam", "attention", "tokens", "modality"),
                                 ig_steps=4, faithfulness_steps=4, n_random=2)
-    for r, smp in zip(s["samples"], samples[:2]):
-        assert r["explained_class"] in task.answers and r["reference"] == smp.text["answer"]
-        assert set(r["heatmaps"]) == ({"gradcam", "cross_attention"} if fusion == "cross_attention" else {"gradcam"})
+    expected_maps = {"gradcam"} if fusion == "late" else {"gradcam", "cross_attention"}  # gated: its spatial attention
+    for r, smp, answer in zip(s["samples"], samples[:2], shown):
+        assert r["explained_class"] == answer and r["reference"] == smp.text["answer"]  # the answer the record shows
+        assert set(r["heatmaps"]) == expected_maps
         assert r["modality"]["image"] + r["modality"]["text"] == pytest.approx(r["modality"]["both"] - r["modality"]["neither"], abs=1e-5)
         assert r["text"] == smp.text["question"] and r["tokens"]["tokens"][0] == "[CLS]"
 

@@ -104,11 +104,10 @@ def _vqa(task: Any, batch: dict[str, Any]) -> Explainable:
         fused = task.fusion(img, txt)
         return ModelOutput(task.answer_logits(fused), list(img.maps), list(img.attentions), fused.extras, img.tokens)
 
-    with torch.no_grad():
-        probs = forward(batch["images"], batch["input_ids"], batch["attention_mask"]).logits.softmax(-1)
-    closed = batch["closed"]
-    allowed = torch.where(closed[:, None], task.closed_mask[None], task.open_mask[None])
-    targets = probs.masked_fill(~allowed, -1.0).argmax(-1)  # the routed classifier answer
+    # The explained class is the task's own classifier answer, the one its records show (after the
+    # closed/open mask, the answer memory and the question-type mask); the attributed score is
+    # that answer's classifier logit, before those inference-time weights.
+    targets = torch.tensor([task.answer_index[a["classifier_prediction"]] for a in task.answer(batch)])
     return Explainable(forward, list(task.answers), batch["images"], batch["input_ids"], batch["attention_mask"],
                        task.text_encoder, targets, list(batch["questions"]), "vqa")
 
