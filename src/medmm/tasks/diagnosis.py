@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from medmm.data import label_maps as lm
+from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
@@ -125,7 +126,7 @@ class DiagnosisTask(Task):
         self.thresholds: list[float] | None = None
         self.mask_words: list[str] = []
         self.model: nn.Module | None = None
-        self._image_cache: dict[str, torch.Tensor] = {}
+        self._images: PreprocessedImages | None = None  # made for the image encoder's input spec on first use
         self._external: dict[str, Any] | None = None
         self.train_dataset: str | None = None
 
@@ -257,7 +258,7 @@ class DiagnosisTask(Task):
         counts = torch.tensor(self.class_counts or [1] * len(self.classes), dtype=torch.float)
         self.register_buffer("class_weight", torch.tensor(L.class_weights(counts.tolist(), c.class_weight_kind)), persistent=False)
         self.register_buffer("log_prior", torch.tensor(L.log_prior(counts.tolist())), persistent=False)
-        self._image_cache.clear()
+        self._images = None
 
     def train(self, mode: bool = True) -> DiagnosisTask:
         """Frozen encoders stay in eval mode (no dropout/BN updates) while the rest trains."""
@@ -290,24 +291,11 @@ class DiagnosisTask(Task):
 
     # ------------------------------------------------------------------ batching
     def _image(self, s: Sample) -> torch.Tensor:
-        key = s.images[0].path or f"{s.dataset}/{s.id}"
-        t = self._image_cache.get(key)
-        if t is None:
-            from medmm.data.io import read_image
-            from medmm.data.transforms import preprocess_image
-
-            ref = s.images[0]
-            try:
-                arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
-                spec = self.model.image_encoder.input_spec
-                x = preprocess_image(arr, spec.size, spec.in_channels, spec.mean, spec.std)
-            except BadInputError:
-                raise
-            except (ValueError, OSError) as exc:
-                raise BadInputError(ref.path or s.id, f"cannot use image: {exc}") from exc
-            t = torch.from_numpy(x)
-            self._image_cache[key] = t
-        return t
+        if self._images is None:
+            spec = self.model.image_encoder.input_spec
+            self._images = PreprocessedImages(spec.size, spec.in_channels, spec.mean, spec.std)
+        # in-memory arrays are cached per sample (a diagnosis sample's array does not change)
+        return torch.from_numpy(self._images.get(s.images[0], key=f"{s.dataset}/{s.id}"))
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         c = self.config

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import LabelState, Sample
 from medmm.errors import BadInputError
 from medmm.knowledge.report_store import thumbnail_embedding
@@ -43,14 +44,14 @@ class StudyInputs:
 
     def __init__(self, max_images: int, image_size: int, channels: int, mean: Sequence[float], std: Sequence[float]):
         self.max_images, self.image_size, self.channels, self.mean, self.std = max_images, image_size, channels, mean, std
-        self._image_cache: dict[str, np.ndarray] = {}
+        self._images = PreprocessedImages(image_size, channels, mean, std)
         self._thumb_cache: dict[str, np.ndarray] = {}
         self._key_cache: dict[str, np.ndarray] = {}
         self._label_cache: dict[str, dict[str, LabelState]] = {}
 
     def clear_images(self) -> None:
         """Forget the cached views, thumbnails and keys (e.g. to time reading them afresh)."""
-        self._image_cache.clear()
+        self._images.clear()
         self._thumb_cache.clear()
         self._key_cache.clear()
 
@@ -85,23 +86,9 @@ class StudyInputs:
 
     def views(self, s: Sample) -> list[np.ndarray]:
         """The study's views preprocessed for the image encoder, cached by image path."""
-        from medmm.data.io import read_image
-        from medmm.data.transforms import preprocess_image
-
         if not s.images:
             raise BadInputError(s.id, "study has no image (image files missing?)")
-        out = []
-        for ref in s.images[: self.max_images]:
-            key = ref.path or ""
-            if ref.path is not None and key in self._image_cache:
-                out.append(self._image_cache[key])
-                continue
-            arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
-            x = preprocess_image(arr, self.image_size, self.channels, self.mean, self.std)
-            if ref.path is not None:
-                self._image_cache[key] = x
-            out.append(x)
-        return out
+        return [self._images.get(ref) for ref in s.images[: self.max_images]]
 
     def labels(self, sid: str, text: str) -> dict[str, LabelState]:
         """Clinical labels of study `sid`'s report `text`, cached by study id."""

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
@@ -178,7 +179,7 @@ class VQATask(Task):
         self.fdim = fdim
         self.classifier: nn.Module | None = None
         self.decoder: AnswerDecoder | None = None
-        self._image_cache: dict[str, np.ndarray] = {}
+        self._images = PreprocessedImages(self.image_size, self.channels, self.mean, self.std)
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.image_pretrained_sha256: str | None = None
@@ -377,20 +378,9 @@ class VQATask(Task):
 
     def image_array(self, sample: Sample) -> np.ndarray:
         """First image of the sample, preprocessed for the encoder (cached by path)."""
-        from medmm.data.io import read_image
-        from medmm.data.transforms import preprocess_image
-
         if not sample.images:
             raise BadInputError(sample.meta.get("img_name") or sample.id, "sample has no image (image file missing)")
-        ref = sample.images[0]
-        key = ref.path or ""
-        if ref.path is not None and key in self._image_cache:
-            return self._image_cache[key]
-        arr = ref.array if ref.array is not None else read_image(ref.path)
-        x = preprocess_image(np.asarray(arr), self.image_size, self.channels, self.mean, self.std)
-        if ref.path is not None:
-            self._image_cache[key] = x
-        return x
+        return self._images.get(sample.images[0])
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         """Images, question(+knowledge) tokens, answer targets and the metadata records need."""
