@@ -107,7 +107,7 @@ def _vqa(task: Any, batch: dict[str, Any]) -> Explainable:
     # The explained class is the task's own classifier answer, the one its records show (after the
     # closed/open mask, the answer memory and the question-type mask); the attributed score is
     # that answer's classifier logit, before those inference-time weights.
-    targets = torch.tensor([task.answer_index[a["classifier_prediction"]] for a in task.answer(batch)])
+    targets = task.classifier_answer_indices(batch)
     return Explainable(forward, list(task.answers), batch["images"], batch["input_ids"], batch["attention_mask"],
                        task.text_encoder, targets, list(batch["questions"]), "vqa")
 

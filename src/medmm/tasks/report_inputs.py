@@ -43,7 +43,7 @@ class StudyInputs:
     """
 
     def __init__(self, max_images: int, image_size: int, channels: int, mean: Sequence[float], std: Sequence[float]):
-        self.max_images, self.image_size, self.channels, self.mean, self.std = max_images, image_size, channels, mean, std
+        self.max_images = max_images
         self._images = PreprocessedImages(image_size, channels, mean, std)
         self._thumb_cache: dict[str, np.ndarray] = {}
         self._key_cache: dict[str, np.ndarray] = {}

@@ -518,11 +518,10 @@ class VQATask(Task):
         out["loss"] = loss
         return out
 
-    @torch.no_grad()
-    def answer(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """Routed answers: per sample the prediction, its source, the confidence and evidence."""
-        self._ready()
-        fused, memory, pad = self.forward_features(batch)
+    def classifier_distribution(self, fused: FusionOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, list, list]:
+        """The classifier's answer probabilities (B, answers) as answers are chosen: restricted to
+        closed or open answers, plus the answer memory, weighted by the question-type mask; with
+        each sample's memory match and predicted question type (None when off)."""
         probs = self.answer_logits(fused).float().softmax(-1)
         closed = batch["closed"].to(probs.device)
         allowed = torch.where(closed[:, None], self.closed_mask[None], self.open_mask[None])
@@ -539,6 +538,22 @@ class VQATask(Task):
             type_logits = self.type_head(fused.pooled)
             masked = mask_by_question_type(masked, type_logits, self.type_compatibility)
             predicted_types = [self.question_types.types[int(i)] for i in type_logits.argmax(-1)]
+        return masked, matches, predicted_types
+
+    @torch.no_grad()
+    def classifier_answer_indices(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Index (into `answers`) of each sample's classifier answer, the records' `classifier_prediction`."""
+        self._ready()
+        fused, _, _ = self.forward_features(batch)
+        return self.classifier_distribution(fused, batch)[0].argmax(-1)
+
+    @torch.no_grad()
+    def answer(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Routed answers: per sample the prediction, its source, the confidence and evidence."""
+        self._ready()
+        fused, memory, pad = self.forward_features(batch)
+        masked, matches, predicted_types = self.classifier_distribution(fused, batch)
+        closed = batch["closed"].to(masked.device)
         conf, idx = masked.max(-1)
         use_decoder = (~closed) & (conf < self.config.open_confidence)
         decoded: dict[int, str] = {}
