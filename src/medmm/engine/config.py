@@ -91,6 +91,9 @@ class TrainerConfig:
         lr, weight_decay: AdamW; weight decay applies to weights with >= 2 dims only.
         scheduler: "cosine", "linear" (decay to 0 after warmup) or "constant".
         warmup_steps: linear warmup from 0 over this many optimizer steps.
+        lr_multipliers: learning-rate factor per parameter-name prefix, e.g.
+            {image_encoder: 0.1} fine-tunes a pretrained encoder at a tenth of `lr`
+            (longest prefix wins; a prefix matching no trainable parameter is an error).
         precision: "32" or "bf16-mixed" (bf16 autocast also works on CPU).
         accumulate_grad_batches: gradient accumulation.
         gradient_clip_val: clip the gradient norm (null: no clipping).
@@ -120,6 +123,7 @@ class TrainerConfig:
     weight_decay: float = 0.01
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_steps: int = 0
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
     precision: Literal["32", "bf16-mixed"] = "32"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None

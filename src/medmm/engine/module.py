@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from medmm.data.schema import Sample
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
+from medmm.engine.optim import parameter_groups
 from medmm.engine.task import Task
 
 log = logging.getLogger("medmm.engine")
@@ -146,7 +147,8 @@ class TaskModule(L.LightningModule):
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
                 self.log(f"train/{k}", v.detach().float(), on_step=True, on_epoch=True, batch_size=batch.n)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=batch.n)
+        group = self.trainer.optimizers[0].param_groups[0]
+        self.log("lr", group["lr"] / group.get("lr_scale", 1.0), on_step=True, batch_size=batch.n)
         return loss
 
     # ------------------------------------------------------------------ validation
@@ -194,15 +196,12 @@ class TaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.task.parameters():
-            if p.requires_grad:
-                # Biases and norm scales are not weight-decayed (standard AdamW practice).
-                (decay if p.dim() >= 2 else no_decay).append(p)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.cfg.lr,
+        groups = parameter_groups(
+            self.task.named_parameters(), self.cfg.lr, self.cfg.weight_decay, self.cfg.lr_multipliers
         )
+        if len({g["lr_scale"] for g in groups}) > 1:
+            log.info("learning rate per parameter group: %s", [(g["lr"], len(g["params"])) for g in groups])
+        opt = torch.optim.AdamW(groups, lr=self.cfg.lr)
         total = int(self.trainer.estimated_stepping_batches)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, warmup_schedule(self.cfg.scheduler, self.cfg.warmup_steps, total)
