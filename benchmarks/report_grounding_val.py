@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val"], help="val only: settings are never chosen on dev")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from medmm.engine.data import load_splits
     from medmm.engine.api import load_run
+    from medmm.engine.data import load_splits
     from medmm.models.decoders import join_tokens
     from medmm.tasks.report_scoring import report_scores
 

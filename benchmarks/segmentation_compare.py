@@ -53,7 +53,7 @@ def text_ablation(run: Path, root: str, split: str) -> dict[str, float]:
     texts = [dict(s.text) for s in samples]
     variants = {
         "own text": texts,
-        "empty text": [{k: "" for k in t} for t in texts],
+        "empty text": [dict.fromkeys(t, "") for t in texts],
         "other sample's text": texts[1:] + texts[:1],
     }
     out = {}

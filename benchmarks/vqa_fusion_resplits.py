@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vqa_resplit_compare import compare, correct, load_records, pooled_accuracy  # noqa: E402
+from vqa_resplit_compare import compare, correct, load_records, pooled_accuracy
 
 SUBSETS = ("overall", "closed", "open")
 

@@ -9,9 +9,8 @@ from typer.testing import CliRunner
 
 pytest.importorskip("lightning")
 
-from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
-
-from medmm.cli import app  # noqa: E402
+from engine_toy import TOY_CONFIG, make_toy_root
+from medmm.cli import app
 
 
 def test_cli_train_evaluate_predict_report(tmp_path, monkeypatch):

@@ -7,12 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from engine_toy import make_toy_root  # noqa: E402
-
-from medmm.data.schema import ImageRef, Sample  # noqa: E402
-from medmm.engine.config import DataConfig  # noqa: E402
-from medmm.engine.data import ResumableSampler, SafeCollate, load_splits, make_loader  # noqa: E402
-from medmm.errors import BadInputError, MedmmError  # noqa: E402
+from engine_toy import make_toy_root
+from medmm.data.schema import ImageRef, Sample
+from medmm.engine.config import DataConfig
+from medmm.engine.data import ResumableSampler, SafeCollate, load_splits, make_loader
+from medmm.errors import BadInputError, MedmmError
 
 
 def _batches(sampler: ResumableSampler) -> list[list[int]]:

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
+from engine_toy import TOY_CONFIG, make_toy_root
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,7 +17,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
 from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
-
 from medmm.engine import load_config  # noqa: E402
 from medmm.engine.api import train  # noqa: E402
 

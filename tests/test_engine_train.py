@@ -8,11 +8,10 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
-
-from medmm.engine import load_config  # noqa: E402
-from medmm.engine.api import evaluate, load_run, predict, train  # noqa: E402
-from medmm.errors import BadInputError, MedmmError  # noqa: E402
+from engine_toy import TOY_CONFIG, make_toy_root
+from medmm.engine import load_config
+from medmm.engine.api import evaluate, load_run, predict, train
+from medmm.errors import BadInputError, MedmmError
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +129,6 @@ def test_unlogged_monitor_fails_before_training(toy_run, tmp_path):
 def test_calibrate_hook_updates_saved_state(toy_run, tmp_path):
     """A task overriding calibrate() is calibrated on val with the best weights; state is saved."""
     from engine_toy import ToyTask
-
     from medmm.engine.task import _TASKS, register_task
 
     if "toy_engine_calibrated" not in _TASKS:

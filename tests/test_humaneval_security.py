@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from medmm.humaneval.app import create_app
 from medmm.humaneval.db import open_db
 from medmm.humaneval.models import Assignment, Rating, User
-from medmm.humaneval.studies import create_study_from_predictions, create_user
 from medmm.humaneval.security import hash_password, set_password_cost, verify_password
+from medmm.humaneval.studies import create_study_from_predictions, create_user
 from medmm.humaneval.testing import login, write_predictions
 
 

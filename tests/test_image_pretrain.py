@@ -132,7 +132,7 @@ def test_covid_split_is_the_diagnosis_configs_patient_split(tmp_path):
     cfg = read_yaml(REPO / "configs" / "diagnosis" / "covid_cxr.yaml")
     data = cfg["data"]
     want = {"group_by": data["group_by"], "fractions": data["fractions"], "seed": cfg["seed"], "stratify": data["stratify"]}
-    assert ip.COVID_SPLIT == want
+    assert want == ip.COVID_SPLIT
     root = make_covid(tmp_path / "covid")
     images, _ = ip.collect_images(tiny_config([ip.Source("covid_cxr", root, "train")]))
     parts = grouped_split(load_dataset("covid_cxr", root, "all").samples, "patient", want["fractions"], 0, stratify="finding_group")

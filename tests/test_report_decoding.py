@@ -17,8 +17,8 @@ from medmm.tasks.report_config import ReportGenerationConfig  # noqa: E402
 from medmm.tasks.report_decoding import DECODING_KEYS, check_mbr, generation_config  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report_mbr import group_weights  # noqa: E402
-
-from tests.test_report_generation import FIXTURE, SMALL as TINY_REPORT  # noqa: E402
+from tests.test_report_generation import FIXTURE  # noqa: E402
+from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402
 
 SMALL = {**TINY_REPORT, "max_length": 16}  # the tiny model of test_report_generation
 

@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report_grounding import AttributeLexicon, reference_attribute_weights  # noqa: E402
-
 from tests.test_report_generation_conditioning import SMALL, _samples  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

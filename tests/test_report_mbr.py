@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("torch")  # importing medmm.tasks registers every task, which needs torch
 
-from medmm.errors import MedmmError  # noqa: E402
-from medmm.metrics.nlg.cider import cider_d  # noqa: E402
-from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports  # noqa: E402
+from medmm.errors import MedmmError
+from medmm.metrics.nlg.cider import cider_d
+from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports
 
 
 def test_cider_consensus_matches_metric_cider_d():

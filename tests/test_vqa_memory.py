@@ -15,7 +15,6 @@ from medmm.tasks.vqa_answers import normalise_vqa_answer
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 from tests.test_vqa import TINY
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def _provenance(
         "n_skipped": len(skipped),
         "skipped": [f"{k}: {v}" for k, v in list(skipped.items())[:50]],
         "seed": cfg.seed,
-        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if run_dir is not None:
         prov["run_dir"] = str(run_dir)

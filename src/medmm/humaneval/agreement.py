@@ -9,8 +9,9 @@ Formulas: Cohen 1960/1968; Fleiss 1971; Krippendorff, "Computing Krippendorff's 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from itertools import combinations
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 

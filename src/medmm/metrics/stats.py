@@ -213,8 +213,8 @@ def paired_tests(
         sa, sb = score(_take(pred_a, idx), sub), score(_take(pred_b, idx), sub)
         for k in ok_keys:
             boot[k].append(sa.get(k, math.nan) - sb.get(k, math.nan))
-    hits = {k: 0 for k in ok_keys}
-    valid = {k: 0 for k in ok_keys}
+    hits = dict.fromkeys(ok_keys, 0)
+    valid = dict.fromkeys(ok_keys, 0)
     for _ in range(n_resamples):
         mask = grouping.sample_mask(rng, n)
         pa, pb = _swap(pred_a, pred_b, mask)

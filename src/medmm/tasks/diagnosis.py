@@ -229,7 +229,7 @@ class DiagnosisTask(Task):
         if c.image_size is not None and c.image_encoder and not c.image_encoder.startswith("hf:"):
             image_kw.setdefault("image_size", c.image_size)
         text_kw = dict(c.text_kw)
-        if c.text_encoder and c.text_encoder in ("scratch", "minilm") or (c.text_encoder or "").startswith("hf:"):
+        if (c.text_encoder and c.text_encoder in ("scratch", "minilm")) or (c.text_encoder or "").startswith("hf:"):
             text_kw.setdefault("max_length", c.max_text_length)
         self.model = build_classifier(
             c.image_encoder if self.uses_image else None,

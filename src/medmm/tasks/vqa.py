@@ -59,6 +59,7 @@ from medmm.tasks.vqa_memory import AnswerMemory, image_key
 from medmm.tasks.vqa_question_types import QuestionTypes, mask_by_question_type
 from medmm.tasks.vqa_rationale import attention_evidence
 
+
 # ----------------------------------------------------------------------------- task
 @register_task("vqa")
 class VQATask(Task):

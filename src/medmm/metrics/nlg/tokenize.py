@@ -23,9 +23,9 @@ compares both on real reports when Java is installed).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import regex
-from functools import lru_cache
 
 __all__ = ["PUNCTUATIONS", "ptb_tokenize", "coco_tokenize", "tokenize_corpus"]
 
