@@ -60,7 +60,7 @@ def main() -> None:
             ap_ = [torch.softmax(lg.float(), -1) for lg in task.last_attribute_logits]
             for i, cc in enumerate(cid):
                 cands.append([join_tokens(task.tokenizer.decode_tokens(g)) for g in cc])
-                probs.append({t: p[i].numpy() for t, p in zip(task.attributes, ap_)})
+                probs.append({t: p[i].numpy() for t, p in zip(task.attributes, ap_, strict=True)})
             hits += batch["hits"]
             groups += batch["groups"]
             refs += batch["references"]

@@ -59,7 +59,7 @@ def text_ablation(run: Path, root: str, split: str) -> dict[str, float]:
     out = {}
     for name, tx in variants.items():
         task._cache.clear()
-        recs, _ = run_inference(task, [dataclasses.replace(s, text=t) for s, t in zip(samples, tx)], cfg)
+        recs, _ = run_inference(task, [dataclasses.replace(s, text=t) for s, t in zip(samples, tx, strict=True)], cfg)
         out[name] = float(np.mean([r["dice"] for r in recs]))
     return out
 

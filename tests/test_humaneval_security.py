@@ -27,7 +27,7 @@ def world(tmp_path_factory):
     set_password_cost(1, 1024)
     tmp = tmp_path_factory.mktemp("he_sec")
     url = str(tmp / "he.sqlite")
-    engine, factory = open_db(url)
+    _engine, factory = open_db(url)
     with factory.begin() as s:
         create_user(s, "admin", "admin-password", admin=True)
         create_user(s, "alice", "alice-password")

@@ -167,7 +167,7 @@ def test_cli_writes_loadable_weights_and_summary(tmp_path):
     from medmm.models import create_image_encoder
     from medmm.models.pretrained import load_into, load_weights
 
-    base, ids = make_medpix(tmp_path / "mp", corrupt_dev=True)
+    base, _ids = make_medpix(tmp_path / "mp", corrupt_dev=True)
     covid = make_covid(tmp_path / "covid")
     vqa = make_vqa_rad(tmp_path / "vqa", ["synpic1000"])
     out = tmp_path / "enc" / "w.pt"

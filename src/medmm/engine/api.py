@@ -337,7 +337,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     rd.write_json(
         run_dir / "metrics" / "train.json",
         {
-            "metrics": {k: v for k, v in _last_logged(trainer, "train/").items()},
+            "metrics": dict(_last_logged(trainer, "train/")),
             "provenance": _provenance(
                 cfg, cfg.data.dataset, cfg.data.root, train_split.name, len(train_split.samples), train_skipped, run_dir
             ),

@@ -238,7 +238,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
             studies = []
             for sid in sorted(study_ids):
                 study = s.get(Study, sid)
-                prog = [p for p in study_progress(s, sid) if p["rater"] == user.username][0]
+                prog = next(p for p in study_progress(s, sid) if p["rater"] == user.username)
                 studies.append({"id": sid, "name": study.name if study else sid, **prog})
             return render(request, "home.html", user=user, studies=studies)
 

@@ -147,8 +147,8 @@ def _swap(a: Any, b: Any, mask: np.ndarray) -> tuple[Any, Any]:
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         sel = mask.reshape((-1,) + (1,) * (a.ndim - 1))
         return np.where(sel, b, a), np.where(sel, a, b)
-    new_a = [y if m else x for x, y, m in zip(a, b, mask)]
-    new_b = [x if m else y for x, y, m in zip(a, b, mask)]
+    new_a = [y if m else x for x, y, m in zip(a, b, mask, strict=True)]
+    new_b = [x if m else y for x, y, m in zip(a, b, mask, strict=True)]
     return new_a, new_b
 
 

@@ -97,7 +97,7 @@ def _csv_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
         if len(values) > len(header):
             out.append((label, BadInputError(path, f"{label} has {len(values)} fields, header has {len(header)}")))
             continue
-        out.append((label, dict(zip(header, values + [""] * (len(header) - len(values))))))
+        out.append((label, dict(zip(header, values + [""] * (len(header) - len(values)), strict=True))))
     return out
 
 
