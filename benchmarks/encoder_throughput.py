@@ -143,10 +143,10 @@ def run(models: list[str], batch: int, size: int, iters: int, modes: list[str], 
 def to_markdown(res: dict) -> str:
     """A markdown table of the results."""
     lines = [
-        f"fp32 matmul peak: {res['fp32_matmul_peak_gflops']} GFLOP/s before, {res['fp32_matmul_peak_gflops_after']} after; "
-        f"bf16 matmul peak: {res['bf16_matmul_peak_gflops']} GFLOP/s ({res['threads']} threads, torch {res['torch']}, "
-        f"batch {res['batch']}, {res['image_size']} px, median of {res['iters']}; 1-min load average before/after: "
-        f"{res['loadavg_1min_before_after']}).",
+        (f"fp32 matmul peak: {res['fp32_matmul_peak_gflops']} GFLOP/s before, {res['fp32_matmul_peak_gflops_after']} after; "
+         f"bf16 matmul peak: {res['bf16_matmul_peak_gflops']} GFLOP/s ({res['threads']} threads, torch {res['torch']}, "
+         f"batch {res['batch']}, {res['image_size']} px, median of {res['iters']}; 1-min load average before/after: "
+         f"{res['loadavg_1min_before_after']})."),
         "",
         "| model | mode | step | images/s | s/batch | GFLOP/batch | GFLOP/s | / fp32 peak |",
         "|---|---|---|---:|---:|---:|---:|---:|",

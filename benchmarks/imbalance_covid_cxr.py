@@ -80,7 +80,7 @@ def main() -> None:
             row[m] = ci["estimate"][m]
             row[m + "_ci"] = [ci["low"][m], ci["high"][m]]
             if name != "ce":
-                t = paired_test(lambda pp, yy: _scores(pp, yy, k)[m], pred, preds["ce"], y, n_resamples=a.resamples, groups=groups)
+                t = paired_test(lambda pp, yy, m=m: _scores(pp, yy, k)[m], pred, preds["ce"], y, n_resamples=a.resamples, groups=groups)
                 row[m + "_diff_vs_ce"] = t["difference"]
                 row[m + "_p_vs_ce"] = t["p_randomisation"]
         row["predicted_counts"] = {c: int(np.sum(pred == i)) for i, c in enumerate(classes)}
@@ -96,8 +96,8 @@ def main() -> None:
         lines.append(f"| {r['method']} | {f(r['f1_macro'])} [{f(r['f1_macro_ci'][0])}, {f(r['f1_macro_ci'][1])}] | {d1} "
                      f"| {f(r['balanced_accuracy'])} [{f(r['balanced_accuracy_ci'][0])}, {f(r['balanced_accuracy_ci'][1])}] | {d2} "
                      f"| {r['predicted_counts']} |")
-    lines += ["", f"Test reference counts: {counts}. CIs: percentile bootstrap over patient groups ({a.resamples} resamples); "
-              "p: approximate randomisation, paired with CE on the same samples."]
+    lines += ["", (f"Test reference counts: {counts}. CIs: percentile bootstrap over patient groups ({a.resamples} resamples); "
+                   "p: approximate randomisation, paired with CE on the same samples.")]
     (out / "imbalance.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

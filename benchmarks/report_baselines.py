@@ -52,7 +52,7 @@ def main() -> None:
         write_metrics(pred.with_suffix(".metrics.json"), m)
         ci = m.get("ci", {})
 
-        def cell(key: str, value: float | None) -> str:
+        def cell(key: str, value: float | None, ci: dict = ci) -> str:
             if value is None:
                 return "-"
             c = ci.get(key)

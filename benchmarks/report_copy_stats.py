@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 FIELDS = ("prediction", "beam_prediction", "nn_prediction", "nn_thumbnail_prediction", "nn_consensus_prediction",
@@ -28,7 +29,7 @@ def stutters(text: str) -> bool:
     from medmm.models.decoders import word_tokenize
 
     words = word_tokenize(text)
-    return any(a == b for a, b in zip(words, words[1:]))
+    return any(a == b for a, b in pairwise(words))
 
 
 def copy_stats(outputs: list[str], training: set[str]) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_copy_stats import copy_stats, stutters  # noqa: E402
+from report_copy_stats import copy_stats, stutters
 
 
 def parse_setting(text: str) -> tuple[float, bool]:

@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val"], help="val only: settings are never chosen on dev")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from medmm.engine.data import load_splits
     from medmm.engine.api import load_run
+    from medmm.engine.data import load_splits
     from medmm.models.decoders import join_tokens
     from medmm.tasks.report_scoring import report_scores
 
@@ -60,7 +60,7 @@ def main() -> None:
             ap_ = [torch.softmax(lg.float(), -1) for lg in task.last_attribute_logits]
             for i, cc in enumerate(cid):
                 cands.append([join_tokens(task.tokenizer.decode_tokens(g)) for g in cc])
-                probs.append({t: p[i].numpy() for t, p in zip(task.attributes, ap_)})
+                probs.append({t: p[i].numpy() for t, p in zip(task.attributes, ap_, strict=True)})
             hits += batch["hits"]
             groups += batch["groups"]
             refs += batch["references"]

@@ -53,13 +53,13 @@ def text_ablation(run: Path, root: str, split: str) -> dict[str, float]:
     texts = [dict(s.text) for s in samples]
     variants = {
         "own text": texts,
-        "empty text": [{k: "" for k in t} for t in texts],
+        "empty text": [dict.fromkeys(t, "") for t in texts],
         "other sample's text": texts[1:] + texts[:1],
     }
     out = {}
     for name, tx in variants.items():
         task._cache.clear()
-        recs, _ = run_inference(task, [dataclasses.replace(s, text=t) for s, t in zip(samples, tx)], cfg)
+        recs, _ = run_inference(task, [dataclasses.replace(s, text=t) for s, t in zip(samples, tx, strict=True)], cfg)
         out[name] = float(np.mean([r["dice"] for r in recs]))
     return out
 

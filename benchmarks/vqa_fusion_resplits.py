@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vqa_resplit_compare import compare, correct, load_records, pooled_accuracy  # noqa: E402
+from vqa_resplit_compare import compare, correct, load_records, pooled_accuracy
 
 SUBSETS = ("overall", "closed", "open")
 
@@ -47,7 +47,7 @@ def run_dirs(variants: list[str], seeds: list[int], root: Path, existing: dict[s
 
 def train_missing(config: Path, specs: dict[str, list[str]], dirs: dict[str, list[Path]], seeds: list[int], jobs: int) -> None:
     """Train the runs without held-out predictions, `jobs` at a time, each logged to DIR.log."""
-    todo = [(specs[v], s, d) for v, ds in dirs.items() for s, d in zip(seeds, ds) if not (d / "predictions" / "test.jsonl").is_file()]
+    todo = [(specs[v], s, d) for v, ds in dirs.items() for s, d in zip(seeds, ds, strict=True) if not (d / "predictions" / "test.jsonl").is_file()]
     timer = ["/usr/bin/time", "-v"] if shutil.which("/usr/bin/time") else []
 
     def train(job: tuple[list[str], int, Path]) -> int:
@@ -62,7 +62,7 @@ def train_missing(config: Path, specs: dict[str, list[str]], dirs: dict[str, lis
         return rc
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        failed = [d for (_, _, d), rc in zip(todo, pool.map(train, todo)) if rc != 0]
+        failed = [d for (_, _, d), rc in zip(todo, pool.map(train, todo), strict=True) if rc != 0]
     if failed:
         print("failed runs (see their .log):", *map(str, failed), sep="\n  ", file=sys.stderr)
 

@@ -77,7 +77,7 @@ def compare(runs_a: list[Path], runs_b: list[Path], n_resamples: int = 1000) -> 
     if len(runs_a) != len(runs_b) or not runs_a:
         raise SystemExit("--a and --b need the same number (>= 1) of runs")
     per_run, hits_a, hits_b, groups, kinds = [], [], [], [], []
-    for i, (ra, rb) in enumerate(zip(runs_a, runs_b)):
+    for i, (ra, rb) in enumerate(zip(runs_a, runs_b, strict=True)):
         a, b = load_records(ra), {r["id"]: r for r in load_records(rb)}
         if set(b) != {r["id"] for r in a}:
             raise SystemExit(f"{ra} and {rb} were not scored on the same held-out questions (different splits?)")
@@ -93,7 +93,7 @@ def compare(runs_a: list[Path], runs_b: list[Path], n_resamples: int = 1000) -> 
     for name, keep in (("overall", np.ones(len(ca), bool)), ("closed", kinds_arr == "CLOSED"), ("open", kinds_arr == "OPEN")):
         if not keep.any():
             continue
-        g = [x for x, k in zip(groups, keep) if k]
+        g = [x for x, k in zip(groups, keep, strict=True) if k]
         test = paired_test(lambda h: float(np.mean(h)), ca[keep], cb[keep], groups=g, n_resamples=n_resamples)
         out["pooled"][name] = {"n": int(keep.sum()), **test}
     return out

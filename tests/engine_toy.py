@@ -50,7 +50,7 @@ def _load(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     data = np.load(path)
     bad = set(data["bad"].tolist())
     out = []
-    for i, (x, y) in enumerate(zip(data["x"], data["y"])):
+    for i, (x, y) in enumerate(zip(data["x"], data["y"], strict=True)):
         sid = f"{split}-{i}"
         image = ImageRef(path=str(Path(root) / "missing" / f"{sid}.png")) if sid in bad else ImageRef(array=x)
         out.append(Sample(id=sid, dataset=NAME, split=split, images=[image], targets={"label": "bright" if y else "dark"}, patient_id=f"p{i // 2}"))
@@ -124,7 +124,7 @@ class ToyTask(Task):
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         probs = self.net(batch["x"]).float().softmax(-1)
         out = []
-        for sid, p, y in zip(batch["ids"], probs, batch["y"]):
+        for sid, p, y in zip(batch["ids"], probs, batch["y"], strict=True):
             out.append({"id": sid, "prediction": self.labels[int(p.argmax())], "reference": self.labels[int(y)], "prob": p.tolist()})
         return out
 

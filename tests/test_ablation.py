@@ -55,7 +55,8 @@ def test_write_outputs_table_csv_plot(tmp_path):
     fus = ["image_only", "text_only", "late"]
     t = A._tabulate(per, fus, [0], "f1_macro", n_resamples=50)
     A._write(t, tmp_path, "cfg.yaml", fus, [0], ["trainer.max_epochs=1"], True, per)
-    rows = list(csv.DictReader(open(tmp_path / "table.csv")))
+    with open(tmp_path / "table.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert [r["fusion"] for r in rows] == fus
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     assert "medmm ablate cfg.yaml trainer.max_epochs=1 --fusion image_only,text_only,late" in (tmp_path / "command.txt").read_text()

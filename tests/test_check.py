@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_dataset
 from typer.testing import CliRunner
 
+from conftest import shared_dataset
 from medmm.cli import app
 from medmm.cli.data import parse_fractions
 from medmm.data.check import check_dataset, label_distribution, text_lengths

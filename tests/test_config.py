@@ -164,3 +164,10 @@ def test_engine_config_import_is_light():
     code = "import sys, medmm.engine; from medmm.engine import load_config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_engine_all_lists_the_lazy_exports():
+    import medmm.engine as engine
+
+    # __all__ is written out (for static tools); it must keep naming every lazily imported export
+    assert set(engine._LAZY) <= set(engine.__all__)

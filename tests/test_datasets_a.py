@@ -236,7 +236,7 @@ def test_manifest_jsonl(tmp_path):
 def test_manifest_non_utf8_rows_report_their_own_byte_offsets(tmp_path):
     root = _manifest_folder(tmp_path)
     head = "\ufeffid,report\n".encode()
-    row1, row2, row3 = "a,ok\n".encode(), "b,\xe9\n".encode("latin-1"), "c,d\xe9j\xe0\n".encode("latin-1")
+    row1, row2, row3 = b"a,ok\n", "b,\xe9\n".encode("latin-1"), "c,d\xe9j\xe0\n".encode("latin-1")
     (root / "manifest.csv").write_bytes(head + row1 + row2 + row3 + "d,fine \u00e9\n".encode())
     got = load_dataset("manifest", root, "all", skip_bad=True)
     assert [s.id for s in got] == ["a", "d"] and got[1].text["report"] == "fine \u00e9"

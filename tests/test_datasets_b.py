@@ -6,8 +6,8 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import shared_dataset
 
+from conftest import shared_dataset
 from medmm.data import LabelState, load_dataset
 from medmm.data.datasets.covid_cxr import finding_group
 from medmm.data.datasets.monuseg_lvit import patient_of

@@ -3,6 +3,8 @@ repetition penalty and no immediate repeat."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -248,7 +250,7 @@ def _stutter_table(v: int = 9) -> torch.Tensor:
 
 
 def _has_immediate_repeat(seq: list[int]) -> bool:
-    return any(a == b for a, b in zip(seq, seq[1:]))
+    return any(a == b for a, b in pairwise(seq))
 
 
 def test_no_immediate_repeat_stops_stutter_but_lets_tokens_recur():

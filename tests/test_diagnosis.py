@@ -187,7 +187,7 @@ def test_balanced_sampling_weights():
     t.setup(s)
     w = t.sample_weights(s)
     mass = {}
-    for x, wi in zip(s, w):
+    for x, wi in zip(s, w, strict=True):
         mass[x.targets["label"]] = mass.get(x.targets["label"], 0) + wi
     assert w[0] == 0.0 and mass["a_cls"] == pytest.approx(mass["b_cls"])
     assert _task(fusion="image_only").sample_weights(s) is None

@@ -7,12 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from engine_toy import make_toy_root  # noqa: E402
-
-from medmm.data.schema import ImageRef, Sample  # noqa: E402
-from medmm.engine.config import DataConfig  # noqa: E402
-from medmm.engine.data import ResumableSampler, SafeCollate, load_splits, make_loader  # noqa: E402
-from medmm.errors import BadInputError, MedmmError  # noqa: E402
+from engine_toy import make_toy_root
+from medmm.data.schema import ImageRef, Sample
+from medmm.engine.config import DataConfig
+from medmm.engine.data import ResumableSampler, SafeCollate, load_splits, make_loader
+from medmm.errors import BadInputError, MedmmError
 
 
 def _batches(sampler: ResumableSampler) -> list[list[int]]:
@@ -34,7 +33,7 @@ def test_sampler_shards_each_global_batch_over_ranks():
     r0 = _batches(ResumableSampler(16, 4, seed=0, shuffle=True, rank=0, world_size=2))
     r1 = _batches(ResumableSampler(16, 4, seed=0, shuffle=True, rank=1, world_size=2))
     assert len(r0) == len(r1) == len(one) == 2
-    for g, a, b in zip(one, r0, r1):
+    for g, a, b in zip(one, r0, r1, strict=True):
         assert a + b == g  # the same samples per optimizer step as one process with batch 8
 
 
@@ -106,7 +105,7 @@ def test_weighted_sampler_is_seeded_sharded_and_follows_weights():
     one = _batches(ResumableSampler(16, 8, seed=3, shuffle=True, weights=[1.0] * 16))
     r0 = _batches(ResumableSampler(16, 4, seed=3, shuffle=True, rank=0, world_size=2, weights=[1.0] * 16))
     r1 = _batches(ResumableSampler(16, 4, seed=3, shuffle=True, rank=1, world_size=2, weights=[1.0] * 16))
-    assert [a + b for a, b in zip(r0, r1)] == one
+    assert [a + b for a, b in zip(r0, r1, strict=True)] == one
     with pytest.raises(MedmmError, match="non-negative weights"):
         ResumableSampler(3, 1, seed=0, shuffle=True, weights=[1.0, -1.0, 1.0])
 

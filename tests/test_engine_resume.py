@@ -17,7 +17,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
 from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
-
 from medmm.engine import load_config  # noqa: E402
 from medmm.engine.api import train  # noqa: E402
 
@@ -70,7 +69,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
     assert 0 < step < 8 and step % 8 != 0, f"checkpoint at step {step} is not mid-epoch (8 steps per epoch)"
 
-    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
 

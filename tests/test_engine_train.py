@@ -8,11 +8,10 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from engine_toy import TOY_CONFIG, make_toy_root  # noqa: E402
-
-from medmm.engine import load_config  # noqa: E402
-from medmm.engine.api import evaluate, load_run, predict, train  # noqa: E402
-from medmm.errors import BadInputError, MedmmError  # noqa: E402
+from engine_toy import TOY_CONFIG, make_toy_root
+from medmm.engine import load_config
+from medmm.engine.api import evaluate, load_run, predict, train
+from medmm.errors import BadInputError, MedmmError
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def toy_run(tmp_path_factory):
 
 
 def test_run_directory_contents(toy_run):
-    tmp, root, cfg, metrics = toy_run
+    tmp, _root, cfg, metrics = toy_run
     run = tmp / "run"
     for rel in ["config.yaml", "environment.json", "task_state.json", "model.pt", "checkpoints/last.ckpt",
                 "checkpoints/best.ckpt", "metrics/val.json", "metrics/test.json", "metrics/train.json",
@@ -61,7 +60,7 @@ def test_bad_samples_are_skipped_and_counted(toy_run):
 
 
 def test_evaluate_on_a_root_holding_only_test(toy_run, tmp_path):
-    tmp, root, cfg, metrics = toy_run
+    tmp, root, _cfg, metrics = toy_run
     only_test = tmp_path / "only_test"
     only_test.mkdir()
     (only_test / "test.npz").write_bytes((root / "test.npz").read_bytes())
@@ -79,7 +78,7 @@ def test_predict_and_load_run(toy_run, tmp_path):
     out = tmp_path / "p.jsonl"
     records = predict(tmp / "run", root, split="val", out=out)
     assert len(records) == 16 and len(out.read_text().splitlines()) == 16
-    cfg, task = load_run(tmp / "run")
+    _cfg, task = load_run(tmp / "run")
     assert task.labels == ["bright", "dark"] and not task.training
 
 
@@ -98,7 +97,7 @@ def test_corrupt_weights_are_refused(toy_run, tmp_path):
 
 
 def test_same_seed_same_metrics_and_bf16_channels_last(toy_run, tmp_path):
-    tmp, root, cfg, metrics = toy_run
+    tmp, _root, _cfg, metrics = toy_run
     cfg_path = tmp / "toy.yaml"
     again = train(load_config(cfg_path, ["trainer.max_epochs=2"]), tmp_path / "again")
     assert again["test"] == metrics["test"]
@@ -130,7 +129,6 @@ def test_unlogged_monitor_fails_before_training(toy_run, tmp_path):
 def test_calibrate_hook_updates_saved_state(toy_run, tmp_path):
     """A task overriding calibrate() is calibrated on val with the best weights; state is saved."""
     from engine_toy import ToyTask
-
     from medmm.engine.task import _TASKS, register_task
 
     if "toy_engine_calibrated" not in _TASKS:

@@ -167,5 +167,5 @@ def test_report_correlations_with_metrics():
     rows = [_row(r, str(i), "m", correctness=c) for r in ("a", "b") for i, c in enumerate([1, 2, 4, 5])]
     metrics = {(str(i), "m"): {"bleu": v} for i, v in enumerate([0.1, 0.2, 0.3, 0.5])}
     rep = agreement_report(rows, metrics)
-    corr = [c for c in rep["correlations"] if c["field"] == "correctness"][0]
+    corr = next(c for c in rep["correlations"] if c["field"] == "correctness")
     assert corr["n"] == 4 and corr["spearman"] == pytest.approx(1.0) and corr["kendall"] == pytest.approx(1.0)

@@ -72,7 +72,7 @@ def test_pairwise_no_js_flow_exports_preferred_system(setup):
 def test_missing_answers_are_kept_and_asked_for(setup):
     c = TestClient(setup["app"])
     login(c, "alice", "alice-password")
-    page, pid, token = _form_page(c, f"/studies/{setup['single']}/next")
+    _page, pid, token = _form_page(c, f"/studies/{setup['single']}/next")
     r = c.post(f"/rate/{pid}", data={"csrf_token": token, "correctness": "4", "err_insig_false_finding": "2"})
     assert r.status_code == 422 and "Please answer: Completeness, Clinical usefulness" in r.text
     assert re.search(r'id="correctness-4"\s+checked', r.text)  # the answer given was kept

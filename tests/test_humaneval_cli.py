@@ -81,7 +81,7 @@ def test_cli_errors_are_one_line(tmp_path):
     proc = subprocess.run(
         [*MEDMM, "humaneval", "create-study", "--db", str(tmp_path / "x.sqlite"),
          "--name", "s", "--pred", str(bad), "--raters", "a"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 2 and "bad.jsonl: line 1: not valid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -103,9 +103,9 @@ def test_serve_command_starts_and_migrates(tmp_path):
             try:
                 r = httpx2.get(f"http://127.0.0.1:{port}/login", timeout=2)
                 break
-            except httpx2.TransportError:
+            except httpx2.TransportError as exc:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("server did not start")
+                    raise AssertionError("server did not start") from exc
                 time.sleep(0.2)
         assert r.status_code == 200 and "Log in" in r.text
         assert httpx2.get(f"http://127.0.0.1:{port}/", follow_redirects=False, timeout=5).status_code == 303
@@ -137,6 +137,6 @@ def test_study_from_real_vqa_rad_images(shared_data, tmp_path):
     assert page.status_code == 200 and "Question" in page.text and "yes" in page.text
     pid = str(page.url).rsplit("/", 1)[1]
     img = c.get(f"/image/{pid}")
-    expected_name = [r["image"] for r in rows if r["question"] in page.text][0]
+    expected_name = next(r["image"] for r in rows if r["question"] in page.text)
     assert img.content == (root / "VQA_RAD Image Folder" / expected_name).read_bytes()
     assert img.headers["content-type"] == "image/jpeg"

@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from medmm.humaneval.app import create_app
 from medmm.humaneval.db import open_db
 from medmm.humaneval.models import Assignment, Rating, User
-from medmm.humaneval.studies import create_study_from_predictions, create_user
 from medmm.humaneval.security import hash_password, set_password_cost, verify_password
+from medmm.humaneval.studies import create_study_from_predictions, create_user
 from medmm.humaneval.testing import login, write_predictions
 
 
@@ -27,7 +27,7 @@ def world(tmp_path_factory):
     set_password_cost(1, 1024)
     tmp = tmp_path_factory.mktemp("he_sec")
     url = str(tmp / "he.sqlite")
-    engine, factory = open_db(url)
+    _engine, factory = open_db(url)
     with factory.begin() as s:
         create_user(s, "admin", "admin-password", admin=True)
         create_user(s, "alice", "alice-password")

@@ -132,7 +132,7 @@ def test_covid_split_is_the_diagnosis_configs_patient_split(tmp_path):
     cfg = read_yaml(REPO / "configs" / "diagnosis" / "covid_cxr.yaml")
     data = cfg["data"]
     want = {"group_by": data["group_by"], "fractions": data["fractions"], "seed": cfg["seed"], "stratify": data["stratify"]}
-    assert ip.COVID_SPLIT == want
+    assert want == ip.COVID_SPLIT
     root = make_covid(tmp_path / "covid")
     images, _ = ip.collect_images(tiny_config([ip.Source("covid_cxr", root, "train")]))
     parts = grouped_split(load_dataset("covid_cxr", root, "all").samples, "patient", want["fractions"], 0, stratify="finding_group")
@@ -167,7 +167,7 @@ def test_cli_writes_loadable_weights_and_summary(tmp_path):
     from medmm.models import create_image_encoder
     from medmm.models.pretrained import load_into, load_weights
 
-    base, ids = make_medpix(tmp_path / "mp", corrupt_dev=True)
+    base, _ids = make_medpix(tmp_path / "mp", corrupt_dev=True)
     covid = make_covid(tmp_path / "covid")
     vqa = make_vqa_rad(tmp_path / "vqa", ["synpic1000"])
     out = tmp_path / "enc" / "w.pt"

@@ -59,7 +59,7 @@ def trained() -> Net:
     net = Net()
     x, y, _ = _data(384, 0)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for epoch in range(3):
+    for _epoch in range(3):
         perm = torch.randperm(len(x))
         for i in range(0, len(x), 32):
             j = perm[i : i + 32]
@@ -89,8 +89,8 @@ def test_gradcam_finds_planted_marker(trained: Net, plus_plus: bool) -> None:
     x, masks = x[pos][:16], masks[pos][:16]
     heat = gradcam.grad_cam(trained.with_map, x, 1, plus_plus=plus_plus)
     assert heat.shape == (len(x), SIZE, SIZE) and torch.isfinite(heat).all()
-    mass = [faithfulness.heat_mass_inside(h, m) for h, m in zip(heat, masks)]
-    hits = [faithfulness.pointing_game(h, m) for h, m in zip(heat, masks)]
+    mass = [faithfulness.heat_mass_inside(h, m) for h, m in zip(heat, masks, strict=True)]
+    hits = [faithfulness.pointing_game(h, m) for h, m in zip(heat, masks, strict=True)]
     # The marker covers 6% of the image (a uniform map puts 6% of its mass there). Measured
     # on the first stage's 16x16 grid: Grad-CAM 0.57, Grad-CAM++ 0.44; deeper 8x8/4x4 grids are
     # too coarse for an 8 px marker at 32 px (0.25 / 0.15), so with_map uses stage 0.
@@ -107,7 +107,7 @@ def test_gradcam_deletion_beats_random(trained: Net) -> None:
         return trained(batch).softmax(-1)[:, 1]
 
     wins = 0
-    for img, h in zip(x, heat):
+    for img, h in zip(x, heat, strict=True):
         r = faithfulness.faithfulness(score, img, h, steps=16, n_random=4)
         assert len(r["deletion"]) == 17 and r["deletion"][0] > 0.5
         wins += int(not r["unfaithful"])
@@ -130,7 +130,7 @@ def test_gradcam_matches_captum_layergradcam(trained: Net) -> None:
 def test_integrated_gradients_completeness_and_occlusion(trained: Net) -> None:
     x, y, masks = _data(32, 6)
     x, masks = x[y == 1][:2], masks[y == 1][:2]
-    attr, delta = attributions.integrated_gradients(trained, x, 1, steps=64)
+    attr, _delta = attributions.integrated_gradients(trained, x, 1, steps=64)
     assert attr.shape == x.shape and torch.isfinite(attr).all()
     with torch.no_grad():
         gap = trained(x)[:, 1] - trained(torch.zeros_like(x))[:, 1]
@@ -138,7 +138,7 @@ def test_integrated_gradients_completeness_and_occlusion(trained: Net) -> None:
     assert torch.allclose(attr.flatten(1).sum(1), gap, atol=0.05 * float(gap.abs().max()) + 1e-3)
     occ = attributions.pixel_map(attributions.occlusion(trained, x, 1, window=8, stride=4), signed=True)
     assert occ.shape == (2, SIZE, SIZE)
-    for o, m in zip(occ, masks):
+    for o, m in zip(occ, masks, strict=True):
         assert faithfulness.pointing_game(o, m)
 
 
@@ -211,6 +211,6 @@ def test_gradcam_on_transformer_tokens_equals_grid_form() -> None:
         grid = (t * 2.0).transpose(1, 2).reshape(2, 6, 4, 4)
         return head(grid.mean((2, 3))), grid
 
-    a = gradcam.grad_cam(lambda t: on_tokens(t), x.view(2, 16, 6), 1, normalise=False)
-    b = gradcam.grad_cam(lambda t: on_grid(t), x.view(2, 16, 6), 1, normalise=False)
+    a = gradcam.grad_cam(on_tokens, x.view(2, 16, 6), 1, normalise=False)
+    b = gradcam.grad_cam(on_grid, x.view(2, 16, 6), 1, normalise=False)
     assert torch.allclose(a, b, atol=1e-6)

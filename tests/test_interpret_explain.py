@@ -89,7 +89,7 @@ def test_explain_vqa_samples_on_bundled_data(tmp_path: Path, fusion: str, type_m
     s = explain.explain_samples(task, samples[:2], tmp_path, methods=("gradcam", "attention", "tokens", "modality"),
                                 ig_steps=4, faithfulness_steps=4, n_random=2)
     expected_maps = {"gradcam"} if fusion == "late" else {"gradcam", "cross_attention"}  # gated: its spatial attention
-    for r, smp, answer in zip(s["samples"], samples[:2], shown):
+    for r, smp, answer in zip(s["samples"], samples[:2], shown, strict=True):
         assert r["explained_class"] == answer and r["reference"] == smp.text["answer"]  # the answer the record shows
         assert set(r["heatmaps"]) == expected_maps
         assert r["modality"]["image"] + r["modality"]["text"] == pytest.approx(r["modality"]["both"] - r["modality"]["neither"], abs=1e-5)
@@ -162,7 +162,7 @@ def test_retrieval_word_regions(tmp_path: Path, local: float) -> None:
     task.eval()
     batch = task.collate(samples)
     out = word_region.retrieval_word_regions(task, batch)
-    for rec, mask in zip(out, batch["attention_mask"]):
+    for rec, mask in zip(out, batch["attention_mask"], strict=True):
         assert rec["maps"].shape == (int(mask.sum()), 4, 4)
         assert float(rec["maps"].abs().max()) <= 1.0 + 1e-5
         assert rec["method"].startswith("local" if local else "global")

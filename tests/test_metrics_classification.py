@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from medmm.metrics.classification import (
-    ClassificationMetric, classification_metrics, plot_reliability, reliability)
+from medmm.metrics.classification import ClassificationMetric, classification_metrics, plot_reliability, reliability
 
 
 def test_binary_known_values():

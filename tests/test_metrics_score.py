@@ -125,7 +125,8 @@ def test_label_reports_cli(tmp_path):
         w.writerow(["b", ""])
     out = tmp_path / "labels.csv"
     _run("label-reports", src, "--text-column", "text", "--id-column", "uid", "--out", out)
-    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    with open(out, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     assert rows[0]["id"] == "a" and rows[0]["Cardiomegaly"] == "1" and rows[0]["Pleural Effusion"] == "0"
     assert rows[0]["Pneumonia"] == "-1" and rows[0]["Edema"] == "" and rows[1]["No Finding"] == ""
     res = runner.invoke(app, ["label-reports", str(src), "--text-column", "nope", "--out", str(out)])

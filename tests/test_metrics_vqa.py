@@ -5,7 +5,7 @@ from medmm.metrics.vqa import VQAMetric, normalise_answer, sentence_bleu, token_
 
 def test_normalisation():
     assert normalise_answer("  The Left  Lung. ") == "left lung"
-    assert normalise_answer("ＹＥＳ!") == "yes"  # full-width unicode folded by NFKC
+    assert normalise_answer("ＹＥＳ!") == "yes"  # noqa: RUF001 - full-width unicode folded by NFKC
     assert normalise_answer("Ödem") == "ödem"
 
 

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from medmm.errors import MedmmError
-from medmm.models import MultimodalClassifier, build_classifier, create_fusion, create_image_encoder, create_text_encoder
+from medmm.models import (
+    MultimodalClassifier,
+    build_classifier,
+    create_fusion,
+    create_image_encoder,
+    create_text_encoder,
+)
 from medmm.models.encoders import list_image_encoders
 from medmm.models.fusion import list_fusions
 

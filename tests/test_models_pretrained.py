@@ -19,11 +19,11 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     model = small()
     meta = {"architecture": "small_cnn", "labels": ["effusion", "pneumonia"], "thresholds": [0.3, 0.6], "licence": "CC-BY-4.0"}
     digest = save_weights(model, tmp_path / "w.pt", meta)
-    state, got = load_weights(tmp_path / "w.pt", sha256=digest)
+    _state, got = load_weights(tmp_path / "w.pt", sha256=digest)
     assert got["labels"] == ["effusion", "pneumonia"] and got["thresholds"] == [0.3, 0.6] and got["sha256"] == digest
     fresh = create_image_encoder("small_cnn", in_channels=1, widths=(4, 8), image_size=32)
     load_into(fresh, tmp_path / "w.pt")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
     assert fresh.weights_metadata["licence"] == "CC-BY-4.0"
 
 

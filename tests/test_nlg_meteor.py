@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("pycocoevalcap")
 
-from medmm.errors import BadInputError  # noqa: E402
-from medmm.metrics.nlg import meteor_data  # noqa: E402
-from medmm.metrics.nlg.meteor import MeteorScorer, meteor_scores  # noqa: E402
-from medmm.metrics.nlg.meteor_data import load_resources, normalize_line, resource_paths  # noqa: E402
+from medmm.errors import BadInputError
+from medmm.metrics.nlg import meteor_data
+from medmm.metrics.nlg.meteor import MeteorScorer, meteor_scores
+from medmm.metrics.nlg.meteor_data import load_resources, normalize_line, resource_paths
 
 
 @pytest.fixture()

@@ -187,7 +187,7 @@ def test_paraphrase_subset_compiled_equals_numpy(monkeypatch, res):
     table = res.paraphrases
     words = ["heart", "cardiac", "silhouette", "is", "are", "lungs", "lung", "fields", "the", "effusion"]
     fast, slow = both(monkeypatch, lambda: table.subset_arrays(words))
-    assert all(np.array_equal(a, b) for a, b in zip(fast, slow))
+    assert all(np.array_equal(a, b) for a, b in zip(fast, slow, strict=True))
     assert len(fast[0]) == 8  # the pairs above whose words are all in `words`
 
 

@@ -74,7 +74,7 @@ def _java_tokenize(lines: list[str]) -> list[str]:
     import importlib.util
 
     spec = importlib.util.find_spec("pycocoevalcap")
-    jar = Path(list(spec.submodule_search_locations)[0]) / "tokenizer" / "stanford-corenlp-3.4.1.jar"
+    jar = Path(next(iter(spec.submodule_search_locations))) / "tokenizer" / "stanford-corenlp-3.4.1.jar"
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
         f.write("\n".join(lines))
     try:
@@ -95,7 +95,7 @@ def test_equals_java_tokenizer_on_real_reports():
     lines = [" ".join(it["report"].split()) for v in ann.values() for it in v][:1500]
     java = _java_tokenize(lines)
     mine = [" ".join(ptb_tokenize(s, lines[i + 1] if i + 1 < len(lines) else None)) for i, s in enumerate(lines)]
-    bad = [(s, j, m) for s, j, m in zip(lines, java, mine) if j != m]
+    bad = [(s, j, m) for s, j, m in zip(lines, java, mine, strict=False) if j != m]
     assert not bad, bad[:3]
 
 

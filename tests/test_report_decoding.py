@@ -5,6 +5,8 @@ tested beside the CLI's decoding flags, on the same saved run (test_report_gener
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -17,8 +19,8 @@ from medmm.tasks.report_config import ReportGenerationConfig  # noqa: E402
 from medmm.tasks.report_decoding import DECODING_KEYS, check_mbr, generation_config  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report_mbr import group_weights  # noqa: E402
-
-from tests.test_report_generation import FIXTURE, SMALL as TINY_REPORT  # noqa: E402
+from tests.test_report_generation import FIXTURE  # noqa: E402
+from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402
 
 SMALL = {**TINY_REPORT, "max_length": 16}  # the tiny model of test_report_generation
 
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_option_checks_and_generation_config():
-    assert set(DECODING_KEYS) <= {f for f in ReportGenerationConfig.__dataclass_fields__}
+    assert set(DECODING_KEYS) <= set(ReportGenerationConfig.__dataclass_fields__)
     gen = generation_config(ReportGenerationConfig(beam_size=3, length_penalty=1.2, max_length=20, min_length=2,
                                                    repetition_penalty=1.5, no_immediate_repeat=True))
     assert (gen.beam_size, gen.length_penalty, gen.no_repeat_ngram_size, gen.max_length, gen.min_length,
@@ -88,7 +90,7 @@ def test_consensus_decoding_records_and_baselines(trained):
             refs, groups = [h.text for h in refs_ids], [h.group for h in refs_ids]
             w = group_weights(groups)
 
-            def util(text, group=None):
+            def util(text, group=None, refs=refs, w=w, groups=groups):
                 return task.consensus.utilities([text], refs, w, [group], groups)[0]
 
             u_pred = util(r["prediction"], task.reports.group_of(d["training_id"]) if d["training_id"] else None)
@@ -114,7 +116,7 @@ def test_generated_only_consensus_picks_among_nbest(trained):
         batch = task.collate(splits["test"])
         nbest, _ = task.generate_candidates(batch)
         recs = task.evaluation_step(batch)
-        for cands, r in zip(nbest, recs):
+        for cands, r in zip(nbest, recs, strict=True):
             texts = {task.tokenizer.decode(c) for c in cands}
             assert r["prediction"] in texts and r["decoding"]["selected_from"] == "generated"
             assert r["sentences"][0]["used_by_model"] is False
@@ -160,7 +162,7 @@ def test_repeat_options_reach_generation_and_consensus_candidates(spy_sample_dec
     for r in recs:
         for text in (r["prediction"], r["beam_prediction"]):
             w = word_tokenize(text)
-            assert not any(x == y for x, y in zip(w, w[1:])), text
+            assert not any(x == y for x, y in pairwise(w)), text
     task.set_decoding(no_immediate_repeat=False, repetition_penalty=1.0)
     assert task.config.repetition_penalty == 1.0 and not task.generation.no_immediate_repeat
     assert task.config.mbr_samples == 2  # options not named keep their value

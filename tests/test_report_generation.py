@@ -93,7 +93,7 @@ def test_rag_findings_provenance_and_state_round_trip(splits):
     assert batch["rag_tokens"].shape[:2] == (9, 2)
     assert batch["findings"].shape == (9, len(task.observations))
     # a training study never retrieves its own study
-    for sid, hits in zip(batch["ids"], batch["hits"]):
+    for sid, hits in zip(batch["ids"], batch["hits"], strict=True):
         assert sid not in [h for h, _ in hits]
     losses = _fit(task, train, 30)
     assert losses[-1] < losses[0]
@@ -180,7 +180,7 @@ def test_views_are_pooled_for_single_and_multi_view_batches(splits):
                  text={"report": "The lungs are clear."})
     batch = task.collate([one, splits["test"][0]])
     assert batch["view_counts"].tolist() == [1, 2]
-    mem, pad, _ = task.encode(batch)
+    _mem, pad, _ = task.encode(batch)
     assert pad[0].sum() > pad[1].sum()  # the one-view study has padded memory slots
 
 
@@ -196,7 +196,7 @@ def test_init_run_copies_weights_and_checks_the_data(tmp_path, splits):
     torch.manual_seed(1)
     dst = ReportGenerationTask.from_config({**SMALL, "init_run": str(run), "scst_samples": 2})
     dst.setup(train)
-    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     # other training reports (here: one sample fewer) -> refused, never a silent partial load
     other = ReportGenerationTask.from_config({**SMALL, "init_run": str(run)})

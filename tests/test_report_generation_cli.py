@@ -56,7 +56,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_load_run_applies_model_overrides_only(run_dir):
-    cfg, task = load_run(run_dir, ["model.beam_size=3", "model.mbr_references=4"])
+    _cfg, task = load_run(run_dir, ["model.beam_size=3", "model.mbr_references=4"])
     assert task.generation.beam_size == 3 and task.config.mbr_references == 4
     assert load_run(run_dir)[1].generation.beam_size == 1  # the saved run is unchanged
     with pytest.raises(ConfigError):

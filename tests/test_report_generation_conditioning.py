@@ -139,7 +139,7 @@ def fake_run(monkeypatch):
 def test_frozen_key_from_run_copies_weights_and_stays_frozen(fake_run):
     key = FrozenImageKey.from_run("some/retrieval_run")
     assert key.spec()["embed_dim"] == 8 and key.spec()["run_dir"].endswith("some/retrieval_run")
-    for a, b in zip(key.parameters(), fake_run.model.image_encoder.parameters()):
+    for a, b in zip(key.encoder.parameters(), fake_run.model.image_encoder.parameters(), strict=True):  # then key.proj
         assert torch.equal(a, b)
     assert not any(p.requires_grad for p in key.parameters())
     key.train()

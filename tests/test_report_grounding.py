@@ -8,10 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from medmm.errors import MedmmError  # noqa: E402
+from medmm.errors import BadInputError, MedmmError  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report_grounding import AttributeLexicon, reference_attribute_weights  # noqa: E402
-
 from tests.test_report_generation_conditioning import SMALL, _samples  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -141,7 +140,7 @@ def test_pretrained_frozen_image_encoder(tmp_path):
     path = tmp_path / "enc.pt"
     sha = save_weights(enc, path, {"architecture": "small_cnn"})
     task, train = _task(image_pretrained=str(path), freeze_image=True)
-    for a, b in zip(task.image_encoder.state_dict().values(), enc.state_dict().values()):
+    for a, b in zip(task.image_encoder.state_dict().values(), enc.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert task.state()["image_pretrained_sha256"] == sha
     assert not any(p.requires_grad for p in task.image_encoder.parameters())
@@ -151,6 +150,6 @@ def test_pretrained_frozen_image_encoder(tmp_path):
     opt = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=1e-2)
     task.training_step(task.collate(train[:4]))["loss"].backward()
     opt.step()
-    assert all(torch.equal(a, b) for a, b in zip(before, task.image_encoder.parameters()))
-    with pytest.raises(Exception):
+    assert all(torch.equal(a, b) for a, b in zip(before, task.image_encoder.parameters(), strict=True))
+    with pytest.raises(BadInputError, match="missing.pt: weights file not found"):
         _task(image_pretrained=str(tmp_path / "missing.pt"))

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("torch")  # importing medmm.tasks registers every task, which needs torch
 
-from medmm.errors import MedmmError  # noqa: E402
-from medmm.metrics.nlg.cider import cider_d  # noqa: E402
-from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports  # noqa: E402
+from medmm.errors import MedmmError
+from medmm.metrics.nlg.cider import cider_d
+from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports
 
 
 def test_cider_consensus_matches_metric_cider_d():
@@ -21,7 +21,7 @@ def test_cider_consensus_matches_metric_cider_d():
             "clear lungs", "opacity in the left lower lobe"]
     want = cider_d([h.split() for h in hyps], [[r.split()] for r in refs])
     cc = CiderConsensus(refs)
-    got = [cc.similarity(h, r) for h, r in zip(hyps, refs)]
+    got = [cc.similarity(h, r) for h, r in zip(hyps, refs, strict=True)]
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
     assert cc.similarity(refs[1], refs[1]) == pytest.approx(10.0)  # identical text: the maximum
     assert consensus_words("Axial CT, 3.5 cm mass.") == ["axial", "ct", "3", "5", "cm", "mass"]

@@ -16,8 +16,8 @@ from medmm.tasks import report_scst  # noqa: E402
 from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report_mbr import CiderConsensus  # noqa: E402
 from medmm.tasks.report_scst import reference_probs, self_critical_loss  # noqa: E402
-
-from tests.test_report_generation import FIXTURE, SMALL as TINY_REPORT  # noqa: E402
+from tests.test_report_generation import FIXTURE  # noqa: E402
+from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402
 from tests.test_report_grounding import _task  # noqa: E402
 
 SMALL = {**TINY_REPORT, "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}, "max_length": 12}  # the tiny model of test_report_generation

@@ -11,10 +11,10 @@ pytest.importorskip("torch")
 pytest.importorskip("faiss")
 pytest.importorskip("lightning")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-import medmm  # noqa: E402
-from medmm.cli import app  # noqa: E402
+import medmm
+from medmm.cli import app
 
 BUNDLED = Path(medmm.__file__).parent / "data" / "bundled" / "vqa_rad_sample"
 

@@ -190,7 +190,9 @@ def test_sliding_window_matches_shapes_and_config_checks():
 
 
 def test_summary_groups_and_empty_masks():
-    rec = lambda i, label, d, g: {"id": f"{i}#{label}", "label": label, "dice": d, "iou": d / 2, "hd95": None, "group": g}
+    def rec(i, label, d, g):
+        return {"id": f"{i}#{label}", "label": label, "dice": d, "iou": d / 2, "hd95": None, "group": g}
+
     records = [rec(0, "a", 1.0, "p0"), rec(0, "b", 0.0, "p0"), rec(1, "a", 0.5, "p1"), rec(1, "b", 0.5, "p1")]
     out = segmentation_summary(records, ["a", "b"], n_resamples=100)
     assert out["per_class"]["a"]["dice"] == pytest.approx(0.75)

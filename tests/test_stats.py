@@ -74,7 +74,7 @@ def test_paired_test_with_lists_and_groups():
     ref = ["a", "b"] * 20
     a = list(ref)
     b = ["a"] * 40
-    res = paired_test(lambda p, r: float(np.mean([x == y for x, y in zip(p, r)])), a, b, ref,
+    res = paired_test(lambda p, r: float(np.mean([x == y for x, y in zip(p, r, strict=True)])), a, b, ref,
                       n_resamples=100, groups=[i // 4 for i in range(40)])
     assert res["n_units"] == 10 and res["difference"] == pytest.approx(0.5)
 

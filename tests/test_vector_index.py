@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from medmm.errors import BadInputError, MedmmError  # noqa: E402
-from medmm.knowledge.vector_index import VectorIndex, auto_kind, default_nlist  # noqa: E402
+from medmm.errors import BadInputError, MedmmError
+from medmm.knowledge.vector_index import VectorIndex, auto_kind, default_nlist
 
 
 def _numpy_topk(data: np.ndarray, queries: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:

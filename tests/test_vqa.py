@@ -188,7 +188,7 @@ def test_frozen_text_cache_matches_encoder(samples):
 
 
 def test_missing_images_clear_error(samples):
-    no_img = [s for s in samples[:5]]
+    no_img = list(samples[:5])
     for s in no_img:
         s.images = []
     with pytest.raises(BadInputError, match="images are missing"):

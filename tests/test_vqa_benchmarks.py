@@ -23,7 +23,7 @@ def test_majority_baseline_answers_the_most_frequent_answer_per_type(samples):
     assert len(recs) == len(test) and {r["answer_type"] for r in recs} == {"CLOSED", "OPEN"}
     closed = {r["prediction"] for r in recs if r["answer_type"] == "CLOSED"}
     assert len(closed) == 1 and closed <= {"yes", "no"}
-    assert all(r["group"] == s.group("image") for r, s in zip(recs, test))
+    assert all(r["group"] == s.group("image") for r, s in zip(recs, test, strict=True))
 
 
 def test_nearest_neighbour_baseline_copies_a_same_image_answer(samples):
@@ -34,7 +34,7 @@ def test_nearest_neighbour_baseline_copies_a_same_image_answer(samples):
     recs = h.nearest_neighbour_records(train, train[:12])
     from medmm.tasks.vqa_answers import normalise_vqa_answer
 
-    hits = sum(r["prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(recs, train[:12]))
+    hits = sum(r["prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(recs, train[:12], strict=True))
     assert hits >= 11  # 12 unless an identical question on the same image has another answer
 
 

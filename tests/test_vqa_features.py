@@ -14,7 +14,6 @@ from medmm.models.pretrained import save_weights
 from medmm.tasks.vqa import VQATask, classifier_loss
 from tests.test_vqa import TINY
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -33,7 +33,7 @@ TIME_LOG = "...\n\tUser time (seconds): 100.50\n\tSystem time (seconds): 4.50\n\
 
 
 def _answers(split, preds):
-    return [(i, p, ref, t, img) for (i, ref, t, img), p in zip(split, preds)]
+    return [(i, p, ref, t, img) for (i, ref, t, img), p in zip(split, preds, strict=True)]
 
 
 @pytest.fixture()

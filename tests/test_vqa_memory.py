@@ -15,7 +15,6 @@ from medmm.tasks.vqa_answers import normalise_vqa_answer
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 from tests.test_vqa import TINY
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -54,7 +53,7 @@ def test_task_memory_answers_training_questions_and_survives_reload(samples):
     task.eval()
     # untrained classifier: the memory alone recovers the answers of training questions
     recs = task.evaluation_step(task.collate(train[:40]))
-    in_vocab = [(r, s) for r, s in zip(recs, train[:40]) if normalise_vqa_answer(s.text["answer"]) in task.answers]
+    in_vocab = [(r, s) for r, s in zip(recs, train[:40], strict=True) if normalise_vqa_answer(s.text["answer"]) in task.answers]
     hits = sum(r["classifier_prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in in_vocab)
     assert hits >= 0.9 * len(in_vocab)
     assert all(r["rationale"]["memory_match"]["similarity"] > 0.99 for r in recs)
@@ -63,7 +62,7 @@ def test_task_memory_answers_training_questions_and_survives_reload(samples):
     plain.setup(train)
     plain.load_state_dict({k: v for k, v in task.state_dict().items() if not k.startswith("memory.")}, strict=True)
     base = plain.eval().evaluation_step(plain.collate(train[:40]))
-    base_hits = sum(r["classifier_prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(base, train[:40]))
+    base_hits = sum(r["classifier_prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(base, train[:40], strict=True))
     assert base_hits < hits
     other = VQATask.from_config({**kw, "memory_weight": 5.0, "rationale": True})
     other.load_state(json.loads(json.dumps(task.state())))

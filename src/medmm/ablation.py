@@ -254,8 +254,8 @@ def _fmt(v: Any, nd: int = 3) -> str:
 def _markdown(t: AblationTable, method: str, classes: list[str]) -> str:
     p = t.primary
     lines = [
-        f"| fusion | {p} [95% CI] | macro-F1 [95% CI] | balanced acc. [95% CI] | accuracy | {p} seed mean (sd) "
-        f"| Δ{p} vs {t.baseline} [95% CI] | p (bootstrap) | p (randomisation) | val {p} |",
+        (f"| fusion | {p} [95% CI] | macro-F1 [95% CI] | balanced acc. [95% CI] | accuracy | {p} seed mean (sd) "
+         f"| Δ{p} vs {t.baseline} [95% CI] | p (bootstrap) | p (randomisation) | val {p} |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in t.rows:
@@ -312,7 +312,7 @@ def plot_ablation(table: AblationTable, path: str | Path) -> Path:
     rows = table.rows
     names = [r["fusion"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(rows) + 1.8), sharey=True)
-    for ax, m in zip(axes, (table.primary, "f1_macro" if table.primary != "f1_macro" else "balanced_accuracy")):
+    for ax, m in zip(axes, (table.primary, "f1_macro" if table.primary != "f1_macro" else "balanced_accuracy"), strict=True):
         est = np.array([np.nan if r[m] is None else r[m] for r in rows], float)
         lo = np.array([np.nan if r[f"{m}_low"] is None else r[f"{m}_low"] for r in rows], float)
         hi = np.array([np.nan if r[f"{m}_high"] is None else r[f"{m}_high"] for r in rows], float)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,7 @@ from medmm.cli.app import app
 @app.command(context_settings={"allow_interspersed_args": True})
 def ablate(
     config: Path = typer.Argument(..., help="A diagnosis run config (configs/diagnosis/<dataset>.yaml)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides for every variant, e.g. trainer.max_epochs=3"),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides for every variant, e.g. trainer.max_epochs=3"),
     fusion: str = typer.Option(
         "image_only,text_only,early,late,cross_attention,gated,moe", "--fusion", help="Comma-separated fusion variants."
     ),

@@ -4,7 +4,6 @@ for chosen samples of a trained run (a thin wrapper over medmm.interpret.explain
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,8 +16,8 @@ def explain(
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
     ids: str = typer.Option(..., "--ids", help="Comma-separated sample ids, e.g. ID1,ID2."),
     out: Path = typer.Option(..., "--out", help="Output folder: index.html, explanations.json, <id>/*.png."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split holding the ids (default: search all splits)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    split: str | None = typer.Option(None, "--split", help="Split holding the ids (default: search all splits)."),
     methods: str = typer.Option(
         "gradcam,gradcam++,integrated_gradients,occlusion,attention,tokens,modality", "--methods", help="Comma-separated methods."
     ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,7 +24,7 @@ def serve(
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
-    secret_file: Optional[Path] = typer.Option(
+    secret_file: Path | None = typer.Option(
         None, help="File with the session-signing key (else $MEDMM_HUMANEVAL_SECRET or a random key)."
     ),
     https_only: bool = typer.Option(False, help="Mark session cookies Secure (behind an HTTPS proxy)."),
@@ -44,7 +43,7 @@ def create_user_cmd(
     username: str = typer.Argument(..., help="Login name."),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
     admin: bool = typer.Option(False, help="Give admin rights."),
-    password: Optional[str] = typer.Option(
+    password: str | None = typer.Option(
         None, help="Password (else read from $MEDMM_HUMANEVAL_PASSWORD or asked twice)."
     ),
 ) -> None:
@@ -73,7 +72,7 @@ def create_study_cmd(
     raters: str = typer.Option(..., help="Comma-separated usernames of the raters."),
     design: str = typer.Option("single", help="single (rate each output) or pairwise (A/B preference)."),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
-    images_root: Optional[Path] = typer.Option(None, help="Folder the 'image' paths are relative to."),
+    images_root: Path | None = typer.Option(None, help="Folder the 'image' paths are relative to."),
     seed: int = typer.Option(0, help="Seed of the per-rater order and left/right randomisation."),
 ) -> None:
     """Create a blinded study from predictions files."""
@@ -109,14 +108,14 @@ def export(
 
 @humaneval_app.command()
 def agreement(
-    study: Optional[str] = typer.Option(None, help="Study name or id (read from --db)."),
+    study: str | None = typer.Option(None, help="Study name or id (read from --db)."),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
-    ratings: Optional[Path] = typer.Option(None, help="An exported ratings .csv/.json instead of --db/--study."),
-    metrics: Optional[Path] = typer.Option(
+    ratings: Path | None = typer.Option(None, help="An exported ratings .csv/.json instead of --db/--study."),
+    metrics: Path | None = typer.Option(
         None, help="Metrics JSONL: lines with id, system and numeric metric columns (adds to the "
         "metric columns of the predictions files)."
     ),
-    out: Optional[Path] = typer.Option(None, help="Write the full report as JSON here."),
+    out: Path | None = typer.Option(None, help="Write the full report as JSON here."),
 ) -> None:
     """Inter-rater agreement (Cohen, Fleiss, Krippendorff) and metric-human correlations."""
     from medmm.errors import BadInputError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,7 @@ def build(
     run_dir: Path = typer.Argument(..., help="A retrieval run directory written by `medmm train`."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
     out: Path = typer.Option(..., "--out", help="Index folder to write (replaced atomically if it exists)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("train", "--split", help="Split whose images and texts are indexed."),
     kind: str = typer.Option("auto", "--kind", help="auto, exact, hnsw or ivf (auto: by collection size)."),
 ) -> None:
@@ -33,12 +32,12 @@ def build(
 @index_app.command("search")
 def search(
     index: Path = typer.Argument(..., help="An index folder written by `medmm index build`."),
-    text: Optional[str] = typer.Option(None, "--text", help="Text query (searches images by default)."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Image file query (searches texts by default)."),
+    text: str | None = typer.Option(None, "--text", help="Text query (searches images by default)."),
+    image: Path | None = typer.Option(None, "--image", help="Image file query (searches texts by default)."),
     k: int = typer.Option(10, "-k", "--k", help="Number of hits."),
-    target: Optional[str] = typer.Option(None, "--target", help="Search 'image' or 'text' entries (default: the other modality)."),
+    target: str | None = typer.Option(None, "--target", help="Search 'image' or 'text' entries (default: the other modality)."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines instead of a table."),
-    run_dir: Optional[Path] = typer.Option(None, "--run", help="Run directory (default: the one the index was built with)."),
+    run_dir: Path | None = typer.Option(None, "--run", help="Run directory (default: the one the index was built with)."),
 ) -> None:
     """Print the top-k hits of one query, each with the sample ids it leads back to."""
     from medmm.tasks.retrieval_index import RetrievalSearcher

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -49,9 +48,9 @@ def parse_widths(text: str) -> tuple[int, ...]:
 @app.command("pretrain-image")
 def pretrain_image(
     out: Path = typer.Option(..., "--out", help="Weights file to write (medmm weights format); a JSON summary goes beside it."),
-    source: Optional[list[str]] = typer.Option(None, "--source", help=_SOURCE_HELP),
+    source: list[str] | None = typer.Option(None, "--source", help=_SOURCE_HELP),
     data_root: Path = typer.Option(DEFAULT_DATA_ROOT, "--data-root", help="Folder holding the datasets (../shared/data)."),
-    exclude_vqa_rad: Optional[Path] = typer.Option(
+    exclude_vqa_rad: Path | None = typer.Option(
         None, "--exclude-vqa-rad", help="VQA-RAD root whose images (synpic ids) are left out. Default: DATA_ROOT/vqa_rad."
     ),
     no_exclude: bool = typer.Option(False, "--no-exclude-vqa-rad", help="Keep MedPix images that are also VQA-RAD images."),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from medmm.cli.app import app
 
 
-def _floats(text: Optional[str]) -> Optional[list[float]]:
+def _floats(text: str | None) -> list[float] | None:
     return [float(x) for x in text.split(",")] if text else None
 
 
@@ -19,19 +18,19 @@ def score(
     task: str = typer.Option(..., help="report, vqa, retrieval, classification or segmentation"),
     pred: Path = typer.Option(..., help="predictions: .jsonl {id, prediction}; retrieval: .npy/.npz"),
     out: Path = typer.Option(..., help="metrics JSON to write (with provenance)"),
-    ref: Optional[Path] = typer.Option(None, help="references: .jsonl {id, reference, ...}"),
-    group_by: Optional[str] = typer.Option(None, help="reference field to resample by (e.g. patient_id)"),
+    ref: Path | None = typer.Option(None, help="references: .jsonl {id, reference, ...}"),
+    group_by: str | None = typer.Option(None, help="reference field to resample by (e.g. patient_id)"),
     bootstrap: int = typer.Option(0, help="bootstrap resamples for 95% CIs (0 = none; 1000 is usual)"),
     seed: int = typer.Option(0, help="bootstrap seed (recorded)"),
     observations: str = typer.Option("14", help="report: clinical efficacy over '14' or '5' observations"),
     uncertain: str = typer.Option("ignore", help="report: uncertain labels as positive, negative or ignore"),
     missing: str = typer.Option("negative", help="report: unmentioned observations as negative or ignore"),
-    kind: Optional[str] = typer.Option(None, help="classification: binary, multiclass or multilabel (default: inferred)"),
+    kind: str | None = typer.Option(None, help="classification: binary, multiclass or multilabel (default: inferred)"),
     threshold: float = typer.Option(0.5, help="classification: decision threshold (binary, multilabel)"),
-    labels: Optional[str] = typer.Option(None, help="classification: comma-separated class/label names"),
-    classes: Optional[str] = typer.Option(None, help="segmentation: comma-separated label ids (default: nonzero = 1 class)"),
-    spacing: Optional[str] = typer.Option(None, help="segmentation: pixel spacing for HD95, e.g. 0.5,0.5"),
-    compare: Optional[Path] = typer.Option(
+    labels: str | None = typer.Option(None, help="classification: comma-separated class/label names"),
+    classes: str | None = typer.Option(None, help="segmentation: comma-separated label ids (default: nonzero = 1 class)"),
+    spacing: str | None = typer.Option(None, help="segmentation: pixel spacing for HD95, e.g. 0.5,0.5"),
+    compare: Path | None = typer.Option(
         None, help="second system's predictions: paired test of --pred (A) vs this (B) on every metric "
                    "(uses --bootstrap resamples, 1000 if 0)"),
 ) -> None:
@@ -64,7 +63,7 @@ def label_reports_cmd(
     input_csv: Path = typer.Argument(..., help="CSV with one report per row"),
     text_column: str = typer.Option(..., help="column holding the report text"),
     out: Path = typer.Option(..., help="output CSV: id + 14 CheXpert observations (1, 0, -1, blank)"),
-    id_column: Optional[str] = typer.Option(None, help="column with report ids (default: row number)"),
+    id_column: str | None = typer.Option(None, help="column with report ids (default: row number)"),
     all_text: bool = typer.Option(False, help="label the whole text, not only findings + impression"),
 ) -> None:
     """Label free-text reports with the 14 CheXpert observations (rule-based, CPU)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from medmm.cli.app import app
 @app.command(context_settings={"allow_interspersed_args": True})
 def train(
     config: Path = typer.Argument(..., help="YAML run config (configs/<task>/<dataset>.yaml)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH"),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH"),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning with the same one resumes from its last.ckpt."),
 ) -> None:
     """Train a task from a config; writes the run directory (checkpoints, metrics, report.html)."""
@@ -31,8 +30,8 @@ def train(
 
 
 def _model_overrides(
-    overrides: Optional[list[str]], beam_size: Optional[int], length_penalty: Optional[float], no_repeat_ngram: Optional[int],
-    max_length: Optional[int], mbr_references: Optional[int],
+    overrides: list[str] | None, beam_size: int | None, length_penalty: float | None, no_repeat_ngram: int | None,
+    max_length: int | None, mbr_references: int | None,
 ) -> list[str]:
     """Decoding flags and --set values as "model.KEY=VALUE" overrides of the saved run config."""
     out = [o if o.startswith("model.") else f"model.{o}" for o in overrides or []]
@@ -55,18 +54,18 @@ _MBR = typer.Option(None, "--mbr-references", help="Report generation: consensus
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout (may hold only the test split)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to score; exactly its records, never re-split."),
     out: Path = typer.Option(..., "--out", help="Where to write metrics JSON (metrics + provenance)."),
-    label_map: Optional[str] = typer.Option(
+    label_map: str | None = typer.Option(
         None, "--label-map", help="External validation: a label map name (medmm.data.label_maps); default: found from the datasets."
     ),
-    beam_size: Optional[int] = _BEAM,
-    length_penalty: Optional[float] = _LP,
-    no_repeat_ngram: Optional[int] = _NRN,
-    max_length: Optional[int] = _MAXLEN,
-    mbr_references: Optional[int] = _MBR,
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    beam_size: int | None = _BEAM,
+    length_penalty: float | None = _LP,
+    no_repeat_ngram: int | None = _NRN,
+    max_length: int | None = _MAXLEN,
+    mbr_references: int | None = _MBR,
+    set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
 ) -> None:
     """Score a trained run on a split of any dataset root (another dataset = external validation)."""
     from medmm.engine.api import evaluate as run_eval
@@ -86,15 +85,15 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to predict."),
     out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
-    beam_size: Optional[int] = _BEAM,
-    length_penalty: Optional[float] = _LP,
-    no_repeat_ngram: Optional[int] = _NRN,
-    max_length: Optional[int] = _MAXLEN,
-    mbr_references: Optional[int] = _MBR,
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    beam_size: int | None = _BEAM,
+    length_penalty: float | None = _LP,
+    no_repeat_ngram: int | None = _NRN,
+    max_length: int | None = _MAXLEN,
+    mbr_references: int | None = _MBR,
+    set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
 ) -> None:
     """Write one prediction per sample (with its id) as JSON lines."""
     from medmm.engine.api import predict as run_predict

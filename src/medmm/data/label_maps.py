@@ -167,7 +167,7 @@ class LabelMap:
         out = []
         for row in probs:
             acc = [0.0] * len(self.target_classes)
-            for c, p in zip(source_classes, row):
+            for c, p in zip(source_classes, row, strict=False):
                 t = self.mapping[c]
                 if t is not None:
                     acc[col[t]] += float(p)

@@ -39,4 +39,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'medmm.engine' has no attribute {name!r}")
 
 
-__all__ = ["ConfigError", "DataConfig", "RunConfig", "TrainerConfig", "load_config", *_LAZY]
+__all__ = [
+    "ConfigError", "DataConfig", "RunConfig", "TrainerConfig", "load_config",
+    "train", "evaluate", "predict", "load_run", "build_task", "run_inference", "write_report",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def _provenance(
         "n_skipped": len(skipped),
         "skipped": [f"{k}: {v}" for k, v in list(skipped.items())[:50]],
         "seed": cfg.seed,
-        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if run_dir is not None:
         prov["run_dir"] = str(run_dir)
@@ -337,7 +337,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     rd.write_json(
         run_dir / "metrics" / "train.json",
         {
-            "metrics": {k: v for k, v in _last_logged(trainer, "train/").items()},
+            "metrics": dict(_last_logged(trainer, "train/")),
             "provenance": _provenance(
                 cfg, cfg.data.dataset, cfg.data.root, train_split.name, len(train_split.samples), train_skipped, run_dir
             ),

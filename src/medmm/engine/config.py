@@ -210,7 +210,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str | Path | None) -> Any:
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 raise ConfigError(where, key, f"expected {len(args)} items, got {value!r}")
-            return tuple(_coerce(v, t, f"{key}[{i}]", where) for i, (v, t) in enumerate(zip(value, args)))
+            return tuple(_coerce(v, t, f"{key}[{i}]", where) for i, (v, t) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         items = [_coerce(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

@@ -147,9 +147,8 @@ class ResumableSampler(Sampler[int]):
         weights: list[float] | None = None,
     ):
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
-        if weights is not None:
-            if len(weights) != n or min(weights) < 0 or sum(weights) <= 0:
-                raise MedmmError(f"sample weights: need {n} non-negative weights with a positive sum")
+        if weights is not None and (len(weights) != n or min(weights) < 0 or sum(weights) <= 0):
+            raise MedmmError(f"sample weights: need {n} non-negative weights with a positive sum")
         self.weights = weights
         self.rank, self.world_size = rank, world_size
         self.skip_batches = skip_batches

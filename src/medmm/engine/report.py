@@ -198,7 +198,7 @@ def _line_plot(series: dict, ylabel: str, path: Path, *, legend_size: int, dense
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for k, pts in sorted(series.items()):
-        xs, ys = zip(*pts)
+        xs, ys = zip(*pts, strict=True)
         ax.plot(xs, ys, marker="." if dense_markers or len(pts) < 30 else None, label=k)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(ylabel)

@@ -21,7 +21,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,7 @@ def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, default=_json_default) + "\n")
+        f.writelines(json.dumps(r, default=_json_default) + "\n" for r in records)
     os.replace(tmp, path)
 
 
@@ -85,7 +84,8 @@ def git_commit(repo: Path | None = None) -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10,
+            check=False,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -108,7 +108,7 @@ def environment(seed: int) -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "lightning": lightning.__version__,

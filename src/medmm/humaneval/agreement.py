@@ -9,8 +9,9 @@ Formulas: Cohen 1960/1968; Fleiss 1971; Krippendorff, "Computing Krippendorff's 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from itertools import combinations
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def cohen_kappa(
     index = {c: i for i, c in enumerate(cats)}
     k = len(cats)
     observed = np.zeros((k, k))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         observed[index[x], index[y]] += 1
     observed /= observed.sum()
     expected = np.outer(observed.sum(1), observed.sum(0))
@@ -88,7 +89,7 @@ def krippendorff_alpha(data: np.ndarray | Sequence[Sequence[Any]], level: Level 
     Nominal data may be any hashable labels; ordinal and interval data must be numbers.
     """
     table = [list(row) for row in data]
-    units = list(zip(*table)) if table else []
+    units = list(zip(*table, strict=False)) if table else []
     values_per_unit = [[v for v in u if not _missing(v)] for u in units]
     values_per_unit = [vs for vs in values_per_unit if len(vs) >= 2]
     if not values_per_unit:

@@ -13,7 +13,7 @@ import mimetypes
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, HTTPException, Request
@@ -43,8 +43,8 @@ from medmm.humaneval.models import (
     User,
 )
 from medmm.humaneval.studies import (
-    SYSTEM_NAME_RE,
     DESIGNS,
+    SYSTEM_NAME_RE,
     build_study,
     create_user,
     read_predictions,
@@ -63,16 +63,16 @@ LIKERT_LABELS = {
 }
 
 _error_fields: dict[str, Any] = {
-    f: (Optional[int], Field(default=None, ge=0, le=MAX_ERROR_COUNT)) for f in ERROR_FIELDS
+    f: (int | None, Field(default=None, ge=0, le=MAX_ERROR_COUNT)) for f in ERROR_FIELDS
 }
 RatingUpdate = create_model(  # type: ignore[call-overload]
     "RatingUpdate",
     __config__=ConfigDict(extra="forbid", strict=True),
-    correctness=(Optional[int], Field(default=None, ge=1, le=5)),
-    completeness=(Optional[int], Field(default=None, ge=1, le=5)),
-    usefulness=(Optional[int], Field(default=None, ge=1, le=5)),
-    preference=(Optional[Literal["left", "right", "tie"]], None),
-    comment=(Optional[str], Field(default=None, max_length=MAX_COMMENT)),
+    correctness=(int | None, Field(default=None, ge=1, le=5)),
+    completeness=(int | None, Field(default=None, ge=1, le=5)),
+    usefulness=(int | None, Field(default=None, ge=1, le=5)),
+    preference=(Literal["left", "right", "tie"] | None, None),
+    comment=(str | None, Field(default=None, max_length=MAX_COMMENT)),
     **_error_fields,
 )
 
@@ -238,7 +238,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
             studies = []
             for sid in sorted(study_ids):
                 study = s.get(Study, sid)
-                prog = [p for p in study_progress(s, sid) if p["rater"] == user.username][0]
+                prog = next(p for p in study_progress(s, sid) if p["rater"] == user.username)
                 studies.append({"id": sid, "name": study.name if study else sid, **prog})
             return render(request, "home.html", user=user, studies=studies)
 

@@ -6,7 +6,7 @@ stay in step with them (a test compares the two).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     Boolean,
@@ -39,7 +39,7 @@ MAX_ERROR_COUNT = 50
 
 def utcnow() -> datetime:
     """Timezone-aware now; stored as naive UTC so SQLite and PostgreSQL agree."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):

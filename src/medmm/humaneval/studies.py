@@ -6,10 +6,11 @@ import json
 import random
 import re
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
@@ -175,9 +176,9 @@ def build_study(
         raise BadInputError(root, "--images-root is not a folder")
 
     # Every system must answer the same cases: a comparison on different inputs is not blinded.
-    first_name, first_path, first_records = systems[0]
+    _first_name, first_path, first_records = systems[0]
     ids = [r.id for r in first_records]
-    for sname, spath, recs in systems[1:]:
+    for _sname, spath, recs in systems[1:]:
         if sorted(r.id for r in recs) != sorted(ids):
             missing = sorted(set(ids) - {r.id for r in recs})[:5]
             extra = sorted({r.id for r in recs} - set(ids))[:5]
@@ -196,7 +197,7 @@ def build_study(
     for rec in first_records:
         # Shared fields (image, question, reference) come from the first file that has them.
         image, pred_path = next(
-            ((m[rec.id].image, Path(p)) for (_, p, _), m in zip(systems, by_id) if m[rec.id].image),
+            ((m[rec.id].image, Path(p)) for (_, p, _), m in zip(systems, by_id, strict=True) if m[rec.id].image),
             (None, Path(first_path)),
         )
         case = Case(
@@ -210,7 +211,7 @@ def build_study(
     session.add_all(case_rows.values())
     session.flush()
     outputs: dict[tuple[str, int], Output] = {}
-    for si, (srow, m) in enumerate(zip(sys_rows, by_id)):
+    for si, (srow, m) in enumerate(zip(sys_rows, by_id, strict=True)):
         for rid, rec in m.items():
             out = Output(
                 case_id=case_rows[rid].id,

@@ -9,8 +9,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
 

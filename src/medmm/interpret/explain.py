@@ -88,7 +88,7 @@ def _diagnosis(task: Any, batch: dict[str, Any]) -> Explainable:
         logits = forward(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask")).logits
     texts = [""] * len(batch["ids"])
     if batch.get("input_ids") is not None:
-        texts = [_decode(model.text_encoder, row, m) for row, m in zip(batch["input_ids"], batch["attention_mask"])]
+        texts = [_decode(model.text_encoder, row, m) for row, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
     return Explainable(forward, list(task.classes), batch.get("images") if model.image_encoder is not None else None,
                        batch.get("input_ids") if model.text_encoder is not None else None, batch.get("attention_mask"),
                        model.text_encoder, logits.argmax(-1), texts, "diagnosis")
@@ -320,7 +320,7 @@ def explain_word_regions(task: Any, samples: list[Any], out_dir: str | Path, sca
         recs = word_region.report_sentence_regions(task, batch)
         counts = batch["view_counts"].tolist()
         starts = [sum(counts[:i]) for i in range(len(samples))]
-    for i, (smp, rec) in enumerate(zip(samples, recs)):
+    for i, (smp, rec) in enumerate(zip(samples, recs, strict=False)):
         d = out_dir / _safe(str(smp.id))
         img = batch["images"][starts[i]]
         figs = [f"<figure><img src='{html.escape(str(render.save_image(img, d / 'input.png', scale).relative_to(out_dir)))}'><figcaption>input</figcaption></figure>"]

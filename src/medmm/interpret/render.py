@@ -70,7 +70,7 @@ def merge_wordpieces(tokens: list[str], weights: list[float]) -> tuple[list[str]
     """Join WordPiece continuations ("##x") to their word, summing the attributions."""
     words: list[str] = []
     ws: list[float] = []
-    for t, w in zip(tokens, weights):
+    for t, w in zip(tokens, weights, strict=False):
         if t.startswith("##") and words:
             words[-1] += t[2:]
             ws[-1] += w
@@ -88,7 +88,7 @@ def token_html(tokens: list[str], weights: list[float], title: str = "") -> str:
     words, ws = merge_wordpieces(list(tokens), list(weights))
     top = max((abs(w) for w in ws), default=0.0) or 1.0
     spans = []
-    for t, w in zip(words, ws):
+    for t, w in zip(words, ws, strict=True):
         a = min(1.0, abs(w) / top)
         rgb = "220,40,40" if w >= 0 else "40,90,220"
         spans.append(f'<span title="{w:+.4f}" style="background:rgba({rgb},{a:.2f});padding:1px 2px;border-radius:3px">{html.escape(t)}</span>')

@@ -113,7 +113,7 @@ class ReportStore:
 
     def _collect(self, scores: np.ndarray, pos: np.ndarray, k: int, exclude: str | None) -> list[ReportHit]:
         hits: list[ReportHit] = []
-        for s, p in zip(scores.tolist(), pos.tolist()):
+        for s, p in zip(scores.tolist(), pos.tolist(), strict=True):
             if p < 0 or (exclude is not None and self.groups[p] == exclude):
                 continue
             hits.append(ReportHit(self.ids[p], self.texts[p], float(s), self.groups[p], len(hits) + 1))
@@ -126,7 +126,7 @@ class ReportStore:
         """Write the index (VectorIndex format) with texts and groups as metadata."""
         d = Path(directory)
         idx = VectorIndex(self.embeddings.shape[1], kind="exact", metric="cosine")
-        idx.add(self.embeddings, self.ids, [{"group": g, "text": t} for g, t in zip(self.groups, self.texts)])
+        idx.add(self.embeddings, self.ids, [{"group": g, "text": t} for g, t in zip(self.groups, self.texts, strict=True)])
         out = idx.save(d)
         # the raw embeddings too: a cosine index keeps only normalised copies
         np.save(Path(out) / "report_embeddings.npy", self.embeddings)

@@ -52,7 +52,7 @@ def provenance(
         "label_handling": label_handling,
         "seed": seed,
         "ci_method": ci_method,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     record.update(extra)
     return record

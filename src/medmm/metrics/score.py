@@ -187,14 +187,14 @@ def prepare_vqa(pred_path: Path, ref_path: Path, *, group_by: str | None = None)
     ids = match_ids(pred, ref, pred_path, ref_path)
     p = [_text(pred[i]["prediction"], pred_path, i, "prediction") for i in ids]
     r = [_text(ref[i]["reference"], ref_path, i, "reference") for i in ids]
-    empty = [i for i, x in zip(ids, r) if not x.strip()]
+    empty = [i for i, x in zip(ids, r, strict=True) if not x.strip()]
     if empty:
         raise BadInputError(ref_path, f"{len(empty)} references are empty, e.g. {empty[:3]}")
     at = [ref[i].get("answer_type") for i in ids]
     qt = [ref[i].get("question_type") for i in ids]
     result = vqa_metrics(p, r, answer_types=at, question_types=qt if any(q is not None for q in qt) else None)
     result["task"] = "vqa"
-    items = [score_item(a, b, t) for a, b, t in zip(p, r, at)]
+    items = [score_item(a, b, t) for a, b, t in zip(p, r, at, strict=True)]
 
     def aggregate(sel: list[Any]) -> dict[str, float]:
         m = _summary(sel)
@@ -233,7 +233,7 @@ def prepare_classification(pred_path: Path, ref_path: Path, *, group_by: str | N
         raise BadInputError(pred_path, str(exc)) from exc
     result["kind"] = result["task"]
     result["task"] = "classification"
-    items = list(zip(truth, scores))
+    items = list(zip(truth, scores, strict=True))
 
     def aggregate(sel: list[Any]) -> dict[str, float]:
         t = np.stack([x[0] for x in sel])
@@ -349,7 +349,7 @@ def prepare_retrieval(pred_path: Path, ref_path: Path | None, *, group_by: str |
     items: list[Any] = []
     if relevant is None or relevant.shape[0] == relevant.shape[1]:
         # a query and its paired item are resampled together; ranks stay those of the full gallery
-        items = list(zip(ranks(sim, relevant), ranks(sim.T, None if relevant is None else relevant.T)))
+        items = list(zip(ranks(sim, relevant), ranks(sim.T, None if relevant is None else relevant.T), strict=False))
 
     def aggregate(sel: list[Any]) -> dict[str, float]:
         if not sel:

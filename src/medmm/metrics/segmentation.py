@@ -89,7 +89,7 @@ class SegmentationMetric:
         if pred.ndim not in (2, 3):
             raise ValueError(f"label maps must be 2-D or 3-D, got {pred.ndim}-D")
         scores = {name: binary_scores(pred == c, ref == c, self.spacing)
-                  for c, name in zip(self.classes, self.names)}
+                  for c, name in zip(self.classes, self.names, strict=True)}
         self.per_image.append(scores)
         return scores
 
@@ -133,7 +133,7 @@ def segmentation_metrics(
     if len(preds) == 0:
         raise ValueError("no masks to score")
     metric = SegmentationMetric(classes, names, spacing)
-    for p, r in zip(preds, refs):
+    for p, r in zip(preds, refs, strict=True):
         metric.update(p, r)
     out = metric.compute()
     if with_provenance:

@@ -147,8 +147,8 @@ def _swap(a: Any, b: Any, mask: np.ndarray) -> tuple[Any, Any]:
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         sel = mask.reshape((-1,) + (1,) * (a.ndim - 1))
         return np.where(sel, b, a), np.where(sel, a, b)
-    new_a = [y if m else x for x, y, m in zip(a, b, mask)]
-    new_b = [x if m else y for x, y, m in zip(a, b, mask)]
+    new_a = [y if m else x for x, y, m in zip(a, b, mask, strict=True)]
+    new_b = [x if m else y for x, y, m in zip(a, b, mask, strict=True)]
     return new_a, new_b
 
 
@@ -213,8 +213,8 @@ def paired_tests(
         sa, sb = score(_take(pred_a, idx), sub), score(_take(pred_b, idx), sub)
         for k in ok_keys:
             boot[k].append(sa.get(k, math.nan) - sb.get(k, math.nan))
-    hits = {k: 0 for k in ok_keys}
-    valid = {k: 0 for k in ok_keys}
+    hits = dict.fromkeys(ok_keys, 0)
+    valid = dict.fromkeys(ok_keys, 0)
     for _ in range(n_resamples):
         mask = grouping.sample_mask(rng, n)
         pa, pb = _swap(pred_a, pred_b, mask)

@@ -129,11 +129,11 @@ def vqa_metrics(
         if seq is not None and len(seq) != n:
             raise ValueError(f"{name} has {len(seq)} entries for {n} answers")
     atypes = list(answer_types) if answer_types is not None else [None] * n
-    items = [score_item(p, r, a) for p, r, a in zip(predictions, references, atypes)]
+    items = [score_item(p, r, a) for p, r, a in zip(predictions, references, atypes, strict=True)]
     out = _summary(items)
     if question_types is not None:
         groups: dict[str, list[dict[str, Any]]] = {}
-        for item, qt in zip(items, question_types):
+        for item, qt in zip(items, question_types, strict=True):
             groups.setdefault(str(qt) if qt else "unknown", []).append(item)
         out["by_question_type"] = {k: _summary(v) for k, v in sorted(groups.items())}
     by_answer: dict[str, list[dict[str, Any]]] = {}

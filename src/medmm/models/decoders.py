@@ -399,7 +399,7 @@ def beam_search_nbest(decoder: nn.Module, memory: torch.Tensor, memory_pad: torc
             if not active[i]:
                 continue
             kept: list[list[int]] = []
-            for s, idx in zip(top_s[i].tolist(), top_i[i].tolist()):
+            for s, idx in zip(top_s[i].tolist(), top_i[i].tolist(), strict=True):
                 if s == -math.inf:
                     break
                 src, tok = divmod(idx, v)

@@ -123,7 +123,7 @@ class TextGuidedUNet(nn.Module):
             cin = c
         self.upconv = nn.ModuleList()
         self.up = nn.ModuleList()
-        for deep, shallow in zip(channels[::-1][:-1], channels[::-1][1:]):
+        for deep, shallow in zip(channels[::-1][:-1], channels[::-1][1:], strict=True):
             self.upconv.append(nn.ConvTranspose2d(deep, shallow, 2, stride=2))
             self.up.append(ConvBlock(2 * shallow, shallow))
         self.head = nn.Conv2d(channels[0], out_channels, 1)
@@ -160,7 +160,7 @@ class TextGuidedUNet(nn.Module):
                 x = self.attn[str(i)](x, text)
             skips.append(x)
         x = skips.pop()
-        for upconv, block in zip(self.upconv, self.up):
+        for upconv, block in zip(self.upconv, self.up, strict=True):
             x = block(torch.cat([upconv(x), skips.pop()], dim=1))
         return self.head(x)
 

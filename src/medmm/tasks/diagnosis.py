@@ -229,7 +229,7 @@ class DiagnosisTask(Task):
         if c.image_size is not None and c.image_encoder and not c.image_encoder.startswith("hf:"):
             image_kw.setdefault("image_size", c.image_size)
         text_kw = dict(c.text_kw)
-        if c.text_encoder and c.text_encoder in ("scratch", "minilm") or (c.text_encoder or "").startswith("hf:"):
+        if (c.text_encoder and c.text_encoder in ("scratch", "minilm")) or (c.text_encoder or "").startswith("hf:"):
             text_kw.setdefault("max_length", c.max_text_length)
         self.model = build_classifier(
             c.image_encoder if self.uses_image else None,
@@ -361,7 +361,7 @@ class DiagnosisTask(Task):
         """Final decisions: per-class thresholds when tuned, else arg-max / 0.5."""
         if self.multilabel:
             t = np.asarray(self.thresholds if self.thresholds is not None else [0.5] * len(self.classes))
-            return [[n for n, p, th in zip(self.classes, row, t) if p >= th] for row in probs]
+            return [[n for n, p, th in zip(self.classes, row, t, strict=False) if p >= th] for row in probs]
         if self.thresholds is not None:
             idx = L.predict_with_thresholds(probs, self.thresholds)
         else:
@@ -380,12 +380,12 @@ class DiagnosisTask(Task):
                 "id": sid,
                 "group": batch["groups"][i],
                 "prediction": {"label" if not self.multilabel else "positive": decisions[i],
-                               "probs": {k: float(v) for k, v in zip(self.classes, probs[i])}},
+                               "probs": {k: float(v) for k, v in zip(self.classes, probs[i], strict=True)}},
             }
             if with_refs:
                 y = batch["targets"][i]
                 if self.multilabel:
-                    rec["reference"] = {k: (None if not np.isfinite(float(v)) else int(v)) for k, v in zip(self.classes, y.tolist())}
+                    rec["reference"] = {k: (None if not np.isfinite(float(v)) else int(v)) for k, v in zip(self.classes, y.tolist(), strict=True)}
                 else:
                     rec["reference"] = None if int(y) == L.IGNORE else self.classes[int(y)]
             recs.append(rec)
@@ -465,8 +465,8 @@ class DiagnosisTask(Task):
                 "id": sid,
                 "group": batch["groups"][i],
                 "prediction": {"label": classes[int(projected[i].argmax())],
-                               "probs": {k: float(v) for k, v in zip(classes, projected[i])},
-                               "model_probs": {k: float(v) for k, v in zip(self.classes, probs[i])}},
+                               "probs": {k: float(v) for k, v in zip(classes, projected[i], strict=True)},
+                               "model_probs": {k: float(v) for k, v in zip(self.classes, probs[i], strict=True)}},
             }
             if with_refs:
                 rec["reference"] = batch["external_refs"][i]
@@ -500,7 +500,7 @@ def diagnosis_metrics(records: list[dict[str, Any]], classes: list[str], multila
     out.update(decision_scores(y, pred, len(classes)))
     out["decision_rule"] = "per-class thresholds tuned on validation" if thresholded else "argmax"
     cm = np.zeros((len(classes), len(classes)), dtype=int)
-    for t, p in zip(y, pred):
+    for t, p in zip(y, pred, strict=True):
         cm[t, p] += 1
     out["confusion_matrix"] = cm.tolist()
     out["labels"] = list(classes)

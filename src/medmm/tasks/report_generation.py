@@ -319,7 +319,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             counts.append(len(v))
         texts = [self._text(s) for s in samples]
         if self.training:  # an empty target would teach "say nothing"; at inference it is fine
-            for s, t in zip(samples, texts):
+            for s, t in zip(samples, texts, strict=True):
                 if not t:
                     raise BadInputError(s.id, f"study has no {c.text_field!r} text to train on")
         groups = [s.group(c.group_by) for s in samples]
@@ -353,7 +353,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             batch["rag_tokens"] = rag
         if self.observations:
             y = torch.full((len(samples), len(self.observations)), -1.0)
-            for i, (s, t) in enumerate(zip(samples, texts)):
+            for i, (s, t) in enumerate(zip(samples, texts, strict=True)):
                 if not t:
                     continue
                 labels = self.inputs.labels(s.id, t)
@@ -474,7 +474,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             rec["retrieved"] = [{"id": h, "score": sc} for h, sc in hits[:n_shown]]
             used = hits[: c.rag_k] if c.rag_k > 0 else hits[: c.provenance_k]
             if mbr:
-                probs_i = {t: p[i].cpu().numpy() for t, p in zip(self.attributes, attr_probs)} if attr_probs else None
+                probs_i = {t: p[i].cpu().numpy() for t, p in zip(self.attributes, attr_probs, strict=True)} if attr_probs else None
                 used = self._add_consensus(rec, texts, hits, batch["groups"][i], probs_i, used)
             if "thumbnail_nn" in batch:
                 tid = batch["thumbnail_nn"][i]
@@ -483,10 +483,10 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             rec["sentences"] = sentence_provenance(words, [(h, store.text_of(h)) for h, _ in used],
                                                    used_by_model=c.rag_k > 0 or (mbr and (c.mbr_retrieved > 0 or c.mbr_typical > 0)))
             if probs is not None:
-                rec["findings"] = {o: round(float(p), 4) for o, p in zip(self.observations, probs[i].tolist())}
+                rec["findings"] = {o: round(float(p), 4) for o, p in zip(self.observations, probs[i].tolist(), strict=True)}
             if attr_probs:
                 rec["attributes"] = {}
-                for (t, classes), p in zip(self.attributes.items(), attr_probs):
+                for (t, classes), p in zip(self.attributes.items(), attr_probs, strict=True):
                     j = int(p[i].argmax())
                     ref = batch["attribute_references"][i][t]
                     k = attribute_index(classes, ref)

@@ -60,7 +60,7 @@ class AttributeLexicon:
             k = len(classes[t])
             counts: dict[str, np.ndarray] = {}
             prior = np.ones(k)  # add-one: every class possible
-            for text, c in zip(texts, idx):
+            for text, c in zip(texts, idx, strict=True):
                 if c < 0:
                     continue
                 prior[c] += 1
@@ -119,7 +119,7 @@ def reference_attribute_weights(reference_labels: Sequence[Sequence[int]], image
         if len(lab) != len(image_probs):
             raise MedmmError(f"{len(lab)} labels per reference but {len(image_probs)} predicted attributes")
         w = 1.0
-        for c, p in zip(lab, image_probs):
+        for c, p in zip(lab, image_probs, strict=True):
             if c >= 0:
                 w *= max(float(p[c]), 1e-6) ** power
         out.append(w)

@@ -107,9 +107,9 @@ class CiderConsensus:
         w = list(weights) if weights is not None else [1.0] * len(references)
         rg = list(reference_groups) if reference_groups is not None else [None] * len(references)
         cg = list(candidate_groups) if candidate_groups is not None else [None] * len(candidates)
-        refs = [(self.vector(r), " ".join(consensus_words(r)), wi, gi) for r, wi, gi in zip(references, w, rg)]
+        refs = [(self.vector(r), " ".join(consensus_words(r)), wi, gi) for r, wi, gi in zip(references, w, rg, strict=True)]
         out = []
-        for c, group in zip(candidates, cg):
+        for c, group in zip(candidates, cg, strict=True):
             cv, key = self.vector(c), " ".join(consensus_words(c))
             num = den = 0.0
             for rv, rkey, wi, gi in refs:
@@ -170,7 +170,7 @@ class TrainingReports:
     def __init__(self, store: ReportStore, ids: Sequence[str], texts: Sequence[str], groups: Sequence[str],
                  consensus: CiderConsensus):
         self.store, self.ids, self.texts, self.groups, self.consensus = store, list(ids), list(texts), list(groups), consensus
-        self._group_by_id = dict(zip(self.ids, self.groups))
+        self._group_by_id = dict(zip(self.ids, self.groups, strict=False))
         self._position = {h: i for i, h in enumerate(self.ids)}
         self._typical: list[int] = []
 
@@ -212,7 +212,7 @@ class TrainingReports:
         Returns {text, source: None (generated) or (kind, training id), utility, n_candidates}."""
         refs, ref_groups, weights = self.pseudo_references(hits, n_references)
         if reference_factors is not None:
-            weights = [w * f for w, f in zip(weights, reference_factors([h for h, _ in hits[:n_references]]))]
+            weights = [w * f for w, f in zip(weights, reference_factors([h for h, _ in hits[:n_references]]), strict=False)]
         cands = list(dict.fromkeys(t for t in generated if t.strip()))
         sources: list[tuple[str, str] | None] = [None] * len(cands)
         training = [("retrieved", h) for h, _ in hits[:n_retrieved]]
@@ -226,7 +226,7 @@ class TrainingReports:
             return {"text": generated[0] if generated else "", "source": None, "utility": 0.0, "n_candidates": 0}
         groups = [self.group_of(src[1]) if src else None for src in sources]
         util = self.consensus.utilities(cands, refs, weights, groups, ref_groups)
-        score = list(util) if candidate_bonus is None else [u + candidate_bonus(t) for u, t in zip(util, cands)]
+        score = list(util) if candidate_bonus is None else [u + candidate_bonus(t) for u, t in zip(util, cands, strict=True)]
         best = max(range(len(score)), key=lambda i: (score[i], -i))
         return {"text": cands[best], "source": sources[best], "utility": round(util[best], 4), "n_candidates": len(cands)}
 

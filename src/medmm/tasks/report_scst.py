@@ -36,7 +36,7 @@ def reference_probs(attributes: dict[str, list[str]], classes: list[int], smooth
     """A study's reference attribute classes (one index per target of `attributes`, -1 =
     unknown) as smoothed one-hot distributions over each target's classes; unknown ones left out."""
     out = {}
-    for (t, names), k in zip(attributes.items(), classes):
+    for (t, names), k in zip(attributes.items(), classes, strict=False):
         if k >= 0:
             p = np.full(len(names), smoothing / max(len(names) - 1, 1))
             p[k] = 1.0 - smoothing
@@ -69,7 +69,7 @@ def self_critical_loss(decoder: TransformerReportDecoder, memory: torch.Tensor, 
     if attribute_weight and reference_classes is not None and lexicon is not None and attributes is not None:
         truth = [reference_probs(attributes, row) for row in reference_classes.tolist()]
         cons = [lexicon.consistency(w, truth[i // n]) for i, w in enumerate(words)]
-        rewards = [r + attribute_weight * k for r, k in zip(rewards, cons)]
+        rewards = [r + attribute_weight * k for r, k in zip(rewards, cons, strict=True)]
         out["attribute_consistency"] = torch.tensor(sum(cons) / len(cons))
     reward = torch.tensor(rewards, device=logp.device).view(-1, n)
     baseline = (reward.sum(1, keepdim=True) - reward) / (n - 1)

@@ -403,7 +403,7 @@ class RetrievalTask(Task):
         if c.clip_model is not None:
             if c.local_loss_weight:
                 raise MedmmError("local_loss_weight needs medmm encoders (token features); not available with clip_model")
-            name = c.clip_model[3:] if c.clip_model.startswith("hf:") else c.clip_model
+            name = c.clip_model.removeprefix("hf:")
             self.model = HFClipDualEncoder(name, c.learn_temperature)
             self.image_size = c.image_size or self.model.image_size
             self.channels, self.mean, self.std = self.model.in_channels, CLIP_MEAN, CLIP_STD

@@ -355,7 +355,7 @@ class Segmentation(Task):
         from medmm.metrics.segmentation import binary_scores
 
         records = []
-        for m, pred in zip(batch["meta"], self._full_masks(batch)):
+        for m, pred in zip(batch["meta"], self._full_masks(batch), strict=True):
             shape = tuple(m["shape"])
             ref = np.zeros(shape, np.uint8)
             for mr in m["masks"]:
@@ -377,7 +377,7 @@ class Segmentation(Task):
     def predict_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             {"id": m["id"], "label": m["label"], "text": m["text"], "image": m["image"], "prediction": rle_encode(pred)}
-            for m, pred in zip(batch["meta"], self._full_masks(batch))
+            for m, pred in zip(batch["meta"], self._full_masks(batch), strict=True)
         ]
 
     # ----------------------------------------------------------------- metrics
@@ -480,7 +480,7 @@ def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: st
         if not rows:
             continue
         fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.0), squeeze=False)
-        for ax, r in zip(axes[0], rows):
+        for ax, r in zip(axes[0], rows, strict=True):
             pred = rle_decode(r["prediction"])
             ref = rle_decode(r["reference"]) if isinstance(r.get("reference"), dict) else np.zeros_like(pred)
             try:

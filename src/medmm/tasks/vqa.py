@@ -59,6 +59,7 @@ from medmm.tasks.vqa_memory import AnswerMemory, image_key
 from medmm.tasks.vqa_question_types import QuestionTypes, mask_by_question_type
 from medmm.tasks.vqa_rationale import attention_evidence
 
+
 # ----------------------------------------------------------------------------- task
 @register_task("vqa")
 class VQATask(Task):
@@ -386,7 +387,7 @@ class VQATask(Task):
         """Images, question(+knowledge) tokens, answer targets and the metadata records need."""
         self._ready()
         words = [self.image_description(s) for s in samples]
-        texts, facts = zip(*(self.text_input(s.text.get("question", ""), w) for s, w in zip(samples, words)))
+        texts, facts = zip(*(self.text_input(s.text.get("question", ""), w) for s, w in zip(samples, words, strict=True)), strict=True)
         for s in samples:
             if not s.text.get("question", "").strip():
                 raise BadInputError(s.id, "sample has no question")
@@ -394,7 +395,7 @@ class VQATask(Task):
         tok = self.text_encoder.tokenize(list(texts), max_length=self.config.max_text_length)
         answers = [normalise_vqa_answer(s.text.get("answer", "")) for s in samples]
         atypes = [answer_type(s) for s in samples]
-        closed = [is_closed_question(s.text["question"], a) for s, a in zip(samples, atypes)]
+        closed = [is_closed_question(s.text["question"], a) for s, a in zip(samples, atypes, strict=True)]
         labels = torch.tensor([self.answer_index.get(a, -100) for a in answers], dtype=torch.long)
         return {
             "images": images,
@@ -407,7 +408,7 @@ class VQATask(Task):
             "questions": [s.text["question"] for s in samples],
             "texts": list(texts),
             "references": [s.text.get("answer", "") for s in samples],
-            "answer_types": [a or ("CLOSED" if c else "OPEN") for a, c in zip(atypes, closed)],
+            "answer_types": [a or ("CLOSED" if c else "OPEN") for a, c in zip(atypes, closed, strict=True)],
             "question_types": [question_type(s) for s in samples],
             "image_paths": [s.images[0].path for s in samples],
             "groups": [s.group("image") for s in samples],
@@ -559,7 +560,7 @@ class VQATask(Task):
         decoded: dict[int, str] = {}
         if self.decoder is not None and bool(use_decoder.any()):
             rows = use_decoder.nonzero().flatten()
-            for r, ids in zip(rows.tolist(), self.decoder.greedy(memory[rows], pad[rows])):
+            for r, ids in zip(rows.tolist(), self.decoder.greedy(memory[rows], pad[rows]), strict=True):
                 text = " ".join(self.words[i] for i in ids if i >= len(SPECIAL))
                 if text:
                     decoded[r] = text

@@ -59,7 +59,7 @@ def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int
     atypes = [r.get("answer_type") for r in records]
     qtypes = [r.get("question_type") for r in records]
     out = vqa_metrics(preds, refs, answer_types=atypes, question_types=qtypes if any(qtypes) else None)
-    items = [score_item(p, r, a) for p, r, a in zip(preds, refs, atypes)]
+    items = [score_item(p, r, a) for p, r, a in zip(preds, refs, atypes, strict=True)]
     em = np.array([it["exact_match"] for it in items])
     closed = np.array([it["closed"] for it in items])
     f1 = np.array([it["token_f1"] for it in items])
@@ -89,6 +89,6 @@ def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int
         if all("classifier_prediction" in r for r in records) and (~closed).any():
             # what the open questions would score without the decoder (to judge the routing rule)
             cls_em = [score_item(str(r["classifier_prediction"]), r["reference"], a)["exact_match"]
-                      for r, a, c in zip(records, atypes, closed) if not c]
+                      for r, a, c in zip(records, atypes, closed, strict=True) if not c]
             out["routing"]["open_classifier_only_exact_match"] = float(np.mean(cls_em))
     return out

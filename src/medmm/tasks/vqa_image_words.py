@@ -22,7 +22,6 @@ from torch import nn
 
 from medmm.errors import MedmmError
 
-
 # Label names as a question would say them (MedPix labels "MR", "XR"; VQA-RAD asks "MRI", "x-ray").
 _SPOKEN = {"mr": "mri", "xr": "x-ray", "other view (see caption)": "other view", "multiple or montage": "multiple views"}
 

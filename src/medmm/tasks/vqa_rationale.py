@@ -37,13 +37,13 @@ def attention_evidence(extras: dict[str, torch.Tensor], input_ids: torch.Tensor,
             w, j = region[i].topk(min(top_k, n))
             rec["image_regions"] = [
                 {"row": int(jj) // g, "col": int(jj) % g, "grid": [g, g], "weight": round(float(ww), 4)}
-                for ww, jj in zip(w.tolist(), j.tolist())
-            ] if g * g == n else [{"token": int(jj), "weight": round(float(ww), 4)} for ww, jj in zip(w.tolist(), j.tolist())]
+                for ww, jj in zip(w.tolist(), j.tolist(), strict=True)
+            ] if g * g == n else [{"token": int(jj), "weight": round(float(ww), 4)} for ww, jj in zip(w.tolist(), j.tolist(), strict=True)]
         if token_w is not None:
             w, j = token_w[i].topk(min(top_k, int(mask[i].sum())))
             ids = input_ids[i].tolist()
             rec["text_tokens"] = [{"token": token_string(tokenizer, ids[jj]), "weight": round(float(ww), 4)}
-                                  for ww, jj in zip(w.tolist(), j.tolist())]
+                                  for ww, jj in zip(w.tolist(), j.tolist(), strict=True)]
         out.append(rec)
     return out
 

@@ -97,7 +97,7 @@ def _csv_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
         if len(values) > len(header):
             out.append((label, BadInputError(path, f"{label} has {len(values)} fields, header has {len(header)}")))
             continue
-        out.append((label, dict(zip(header, values + [""] * (len(header) - len(values))))))
+        out.append((label, dict(zip(header, values + [""] * (len(header) - len(values)), strict=True))))
     return out
 
 
@@ -192,8 +192,7 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
                 targets[key[len("target:") :]] = _str(value)
         elif key.startswith("finding:"):
             state = _str(value)
-            if state.endswith(".0"):
-                state = state[:-2]  # pandas writes 1/0/-1 as 1.0/0.0/-1.0
+            state = state.removesuffix(".0")  # pandas writes 1/0/-1 as 1.0/0.0/-1.0
             if state == "":
                 continue
             if state not in _FINDING:

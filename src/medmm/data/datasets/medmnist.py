@@ -62,7 +62,7 @@ def load_npz_split(
             path, f"{split}_labels has shape {labels.shape} for {len(images)} images; expected one label per image"
         )
     out: list[Sample] = []
-    for i, (image, label) in enumerate(zip(images, labels[:, 0])):
+    for i, (image, label) in enumerate(zip(images, labels[:, 0], strict=True)):
         index = int(label)
         if not 0 <= index < len(classes):
             errors.handle(BadInputError(path, f"{split} image {i}: label {index} outside 0..{len(classes) - 1}"))

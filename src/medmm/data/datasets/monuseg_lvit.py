@@ -54,7 +54,7 @@ def _read_sheet(xlsx: Path) -> dict[str, list[str | None]]:
     for row in rows[1:]:
         if all(v is None for v in row):
             continue
-        for h, v in zip(header, row):
+        for h, v in zip(header, row, strict=False):
             cols[h].append(None if v is None else str(v))
     return cols
 
@@ -81,7 +81,7 @@ def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
         raise BadInputError(xlsx, f"needs columns Image, Description; has {list(table)}")
 
     out: list[Sample] = []
-    for i, (name, sentence) in enumerate(zip(table["Image"], table["Description"]), start=2):
+    for i, (name, sentence) in enumerate(zip(table["Image"], table["Description"], strict=False), start=2):
         try:
             if not isinstance(name, str) or not name.strip():
                 raise BadInputError(xlsx, f"row {i}: empty Image")

@@ -4,8 +4,8 @@
 `read_csv_rows` read UTF-8 text. Every failure is a `medmm.errors.BadInputError(path, problem)`.
 """
 
-from medmm.data.io.image import IMAGE_SUFFIXES, apply_window, read_image, sniff_format
 from medmm.data.io.dicom import DicomInfo, read_dicom, read_dicom_info
+from medmm.data.io.image import IMAGE_SUFFIXES, apply_window, read_image, sniff_format
 from medmm.data.io.mask import read_mask
 from medmm.data.io.text import read_csv_rows, read_json, read_jsonl, read_text
 from medmm.data.io.verify import verify_images, verify_samples

@@ -94,7 +94,7 @@ def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
                     path, f"CSV line {reader.line_num} has {len(values)} fields but the header has {len(header)}"
                 )
             values = values + [""] * (len(header) - len(values))
-            rows.append(dict(zip(header, values)))
+            rows.append(dict(zip(header, values, strict=True)))
     except csv.Error as exc:
         raise BadInputError(path, f"malformed CSV near line {reader.line_num}: {exc}") from exc
     return rows

@@ -85,7 +85,7 @@ def clinical_efficacy(
     totals = [0, 0, 0, 0]
     for o in obs:
         tp = fp = fn = tn = 0
-        for h, r in zip(hyp_labels, ref_labels):
+        for h, r in zip(hyp_labels, ref_labels, strict=True):
             hb = binarise(h.get(o), uncertain, missing)
             rb = binarise(r.get(o), uncertain, missing)
             if hb is None or rb is None:

@@ -209,7 +209,7 @@ def extract_sections(text: str) -> dict[str, str]:
         return {"preamble": text}
     if matches[0].start() > 0:
         out["preamble"] = text[: matches[0].start()]
-    for m, nxt in zip(matches, matches[1:] + [None]):
+    for m, nxt in zip(matches, matches[1:] + [None], strict=True):
         body = text[m.end(): nxt.start() if nxt else len(text)]
         name = m.group(1).lower()
         out[name] = (out[name] + "\n" + body) if name in out else body

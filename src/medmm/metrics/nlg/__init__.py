@@ -15,9 +15,9 @@ on the corpus they were computed in.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any
 
 from medmm.errors import BadInputError
 
@@ -129,7 +129,7 @@ def evaluate(
     stats: dict[str, dict[Hashable, Any]] = {}
 
     def put(key: str, values: list[float]) -> None:
-        for k, v in zip(ids, values):
+        for k, v in zip(ids, values, strict=True):
             per[k][key] = v
 
     # BLEU / ROUGE-L / CIDEr-D: the compiled kernel when available, else the Python reference.
@@ -140,11 +140,11 @@ def evaluate(
     else:
         hyp_tok = [h.split() for h in hyp_str]
         ref_tok = [[r.split() for r in rs] for rs in ref_str]
-        bst = [bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok)] if "bleu" in fams else None
+        bst = [bleu_stats(h, rs) for h, rs in zip(hyp_tok, ref_tok, strict=True)] if "bleu" in fams else None
         cider_p = cider_d(hyp_tok, ref_tok) if "cider_d" in fams else None
-        rouge_p = [rouge_l(h, rs) for h, rs in zip(hyp_str, ref_str)] if "rouge_l" in fams else None
+        rouge_p = [rouge_l(h, rs) for h, rs in zip(hyp_str, ref_str, strict=True)] if "rouge_l" in fams else None
     if "bleu" in fams:
-        stats["bleu"] = dict(zip(ids, bst))
+        stats["bleu"] = dict(zip(ids, bst, strict=True))
         c, p = bleu_from_stats(bst)
         for n in range(4):
             corpus[f"bleu_{n + 1}"] = c[n]
@@ -153,7 +153,7 @@ def evaluate(
         from medmm.metrics.nlg.meteor import meteor_scores
 
         c, p, mst = meteor_scores(hyp_str, ref_str, return_stats=True)
-        stats["meteor"] = dict(zip(ids, mst))
+        stats["meteor"] = dict(zip(ids, mst, strict=True))
         corpus["meteor"] = c
         put("meteor", p)
     if "rouge_l" in fams:

@@ -29,7 +29,7 @@ def _stem_all(words: list[str]) -> list[str]:
     if missing:
         import snowballstemmer
 
-        _STEMS.update(zip(missing, snowballstemmer.stemmer("english").stemWords(missing)))
+        _STEMS.update(zip(missing, snowballstemmer.stemmer("english").stemWords(missing), strict=True))
     return [_STEMS[w] for w in words]
 
 
@@ -80,7 +80,7 @@ def pair_stats(hyps: list[tuple[str, ...]], refs: list[list[tuple[str, ...]]], r
     pr_toks = np.ascontiguousarray(to_corpus[ta])
     pp_toks = np.ascontiguousarray(to_corpus[tb])
 
-    c_hyp = np.fromiter((h for h, rs in zip(hyp_line, ref_line) for _ in rs), dtype=np.int32)
+    c_hyp = np.fromiter((h for h, rs in zip(hyp_line, ref_line, strict=False) for _ in rs), dtype=np.int32)
     c_ref = np.fromiter(chain.from_iterable(ref_line), dtype=np.int32)
     out = np.zeros((len(c_hyp), 21), dtype=np.int32)
 

@@ -22,7 +22,6 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-
 __all__ = ["load", "library_path"]
 
 

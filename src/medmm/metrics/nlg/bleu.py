@@ -33,7 +33,7 @@ def ngram_counts(words: list[str], n: int) -> Counter:
     """Counts of all 1..n-grams (as tuples) of a token list."""
     counts: Counter = Counter()
     for k in range(1, n + 1):
-        counts.update(zip(*(words[i:] for i in range(k))))
+        counts.update(zip(*(words[i:] for i in range(k)), strict=False))
     return counts
 
 

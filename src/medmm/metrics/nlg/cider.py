@@ -62,7 +62,7 @@ def cider_d(hyps: list[list[str]], refs: list[list[list[str]]], n: int = 4, sigm
     idf = {g: log_n - math.log(max(1.0, float(c))) for g, c in df.items()}
     two_s2 = 2 * sigma**2
     scores = []
-    for hc, rcs in zip(hyp_counts, ref_counts):
+    for hc, rcs in zip(hyp_counts, ref_counts, strict=False):
         vh, nh, lh = tfidf_vectors(hc, idf, log_n, n)
         total = [0.0] * n
         for rc in rcs:

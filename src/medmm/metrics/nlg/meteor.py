@@ -396,7 +396,7 @@ def _python_pair_stats(hyps: list[tuple[str, ...]], refs: list[list[tuple[str, .
         for r in rs:
             vocab.update(r)
     scorer = MeteorScorer(vocab, res)
-    return [[scorer.stats(list(h), list(r)) for r in rs] for h, rs in zip(hyps, refs)]
+    return [[scorer.stats(list(h), list(r)) for r in rs] for h, rs in zip(hyps, refs, strict=False)]
 
 
 def meteor_scores(

@@ -39,7 +39,7 @@ def resource_paths() -> tuple[Path, Path]:
         spec = importlib.util.find_spec("pycocoevalcap")
         if spec is None or not spec.submodule_search_locations:
             raise MissingDependencyError("pycocoevalcap", "test", "METEOR's language data (meteor-1.5.jar, read as data)")
-        base = Path(list(spec.submodule_search_locations)[0]) / "meteor"
+        base = Path(next(iter(spec.submodule_search_locations))) / "meteor"
         jar = jar or str(base / "meteor-1.5.jar")
         para = para or str(base / "data" / "paraphrase-en.gz")
     jar_p, para_p = Path(jar), Path(para)
@@ -127,7 +127,7 @@ def normalize_line(line: str, nbp: dict[str, int]) -> str:
             nxt = words[i + 1] if i < len(words) - 1 else None
             if "." in pre and _R_NBP1.search(pre):
                 out.append(word.replace(".", ""))  # U.S. -> US
-            elif typ == 1 or (nxt is not None and _R_NBP2.search(nxt)):
+            elif typ == 1 or (nxt is not None and _R_NBP2.search(nxt)):  # noqa: SIM114 (kept apart, as in METEOR)
                 out.append(word)
             elif typ == 2 and nxt is not None and _R_NBP3.search(nxt):
                 out.append(word)
@@ -158,8 +158,9 @@ class SynonymDictionary:
     def __init__(self, synsets_text: str, exceptions_text: str):
         lines = synsets_text.split("\n")
         # Parsed lazily: most of the 150k words never occur in a corpus.
-        self._raw: dict[str, str] = dict(zip(lines[0::2], lines[1::2]))
+        self._raw: dict[str, str] = dict(zip(lines[0::2], lines[1::2], strict=False))
         self._parsed: dict[str, frozenset] = {}
+        self._all: dict[str, frozenset] = {}
         self._bases: dict[str, list[str]] = {}
         ex = exceptions_text.split("\n")
         for i in range(0, len(ex) - 1, 2):
@@ -180,7 +181,7 @@ class SynonymDictionary:
         end = "ful" if word.endswith("ful") else ""
         if word.endswith("ss") or len(word) <= 2:
             return word
-        for sx, ad in zip(_SUFX, _ADDR):
+        for sx, ad in zip(_SUFX, _ADDR, strict=True):
             if word.endswith(sx):
                 cand = word[: len(word) - len(sx)] + ad
                 if cand in self._raw:
@@ -197,10 +198,12 @@ class SynonymDictionary:
             return frozenset(out)
         return self.synsets(self._morph(word))
 
-    @lru_cache(maxsize=None)
     def all_synsets(self, word: str) -> frozenset:
         """What SynonymMatcher compares: own synsets plus base-form synsets."""
-        return self.synsets(word) | self.stem_synsets(word)
+        got = self._all.get(word)
+        if got is None:
+            got = self._all[word] = self.synsets(word) | self.stem_synsets(word)
+        return got
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,7 +295,7 @@ class ParaphraseTable:
         self._words_arr = np.array(self.words, dtype=object)
 
     @classmethod
-    def load(cls, gz_path: Path) -> "ParaphraseTable":
+    def load(cls, gz_path: Path) -> ParaphraseTable:
         st = gz_path.stat()
         key = hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
         cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v4"
@@ -304,7 +307,7 @@ class ParaphraseTable:
                 _build_paraphrase_index(gz_path, cache)
         words = (cache / "vocab.txt").read_bytes().decode("utf-8").split("\n")
         ids, offsets, pair_key = (np.load(cache / f"{name}.npy", mmap_mode="r") for name in ("ids", "offsets", "pair_key"))
-        return cls(ids, offsets, pair_key, dict(zip(words, range(len(words)))), words)
+        return cls(ids, offsets, pair_key, dict(zip(words, range(len(words)), strict=True)), words)
 
     def _kept_pairs(self, present: np.ndarray) -> np.ndarray:
         """Indexes of the pairs whose tokens are all ``present`` (compiled loop, else numpy)."""
@@ -352,7 +355,7 @@ class ParaphraseTable:
         wa = self._words_arr[ta].tolist()
         wb = self._words_arr[tb].tolist()
         out, pa, pb = [], 0, 0
-        for e, na, nb in zip(pairs.tolist(), la.tolist(), lb.tolist()):
+        for e, na, nb in zip(pairs.tolist(), la.tolist(), lb.tolist(), strict=True):
             out.append((e, tuple(wa[pa:pa + na]), tuple(wb[pb:pb + nb])))
             pa += na
             pb += nb

@@ -23,9 +23,9 @@ compares both on real reports when Java is installed).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import regex
-from functools import lru_cache
 
 __all__ = ["PUNCTUATIONS", "ptb_tokenize", "coco_tokenize", "tokenize_corpus"]
 
@@ -279,7 +279,7 @@ def _scan(text: str, limit: int | None = None, fast: bool = True) -> list[str]:
             else:
                 out.append(tok)
             end -= 1
-        elif best == _QLEFT or best == _QRIGHT:
+        elif best in (_QLEFT, _QRIGHT):
             out.append(_latex_quotes(tok, best == _QLEFT))
         elif best == _LTGT:
             out.append({"&lt;": "<", "&gt;": ">"}.get(tok, tok))

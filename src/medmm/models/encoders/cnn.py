@@ -5,6 +5,8 @@ All expose their stages as `maps` (shallow -> deep) so U-Net decoders and Grad-C
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -58,7 +60,7 @@ class SmallCNN(ImageEncoder):
 class MonaiResNet(ImageEncoder):
     """MONAI's 2-D ResNet run stage by stage (stem stride 2 + max-pool, as in ImageNet ResNets)."""
 
-    _DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+    _DIMS: ClassVar[dict[str, int]] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
     def __init__(self, depth: str = "resnet18", in_channels: int = 3, image_size: int = 224):
         super().__init__()

@@ -37,7 +37,7 @@ class HFImageEncoder(ImageEncoder):
         try:
             proc = load_hf("AutoImageProcessor", name_or_dir)
             mean, std = tuple(proc.image_mean), tuple(proc.image_std)
-        except Exception:  # no preprocessor_config.json: ImageNet statistics, stated in input_spec
+        except Exception:  # noqa: BLE001 - no usable preprocessor_config.json: ImageNet statistics, stated in input_spec
             pass
         self.input_spec = ImageInputSpec(size=size, in_channels=self.in_channels, mean=mean, std=std)
 

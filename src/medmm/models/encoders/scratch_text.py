@@ -81,7 +81,7 @@ class ScratchTextEncoder(TextEncoder):
         limit = min(max_length or self.max_length, self.max_length)
         encs = tok.encode_batch(list(texts))
         ids = [e.ids[: limit - 1] + [e.ids[-1]] if len(e.ids) > limit else e.ids for e in encs]
-        width = max(1, max(len(i) for i in ids))
+        width = max(1, *(len(i) for i in ids))
         input_ids = torch.zeros(len(ids), width, dtype=torch.long)
         mask = torch.zeros(len(ids), width, dtype=torch.long)
         for row, seq in enumerate(ids):

@@ -6,7 +6,6 @@ so attention rollout (interpret/) needs nothing model-specific. MONAI stores the
 
 from __future__ import annotations
 
-
 import torch
 
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
