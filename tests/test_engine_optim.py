@@ -74,7 +74,6 @@ def test_a_run_trains_with_a_scaled_learning_rate_and_logs_the_unscaled_one(tmp_
     import csv
 
     from engine_toy import TOY_CONFIG, make_toy_root
-
     from medmm.engine import load_config
     from medmm.engine.api import train
 
