@@ -11,7 +11,7 @@ import torch
 
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
-from medmm.errors import BadInputError
+from medmm.errors import BadInputError, MedmmError
 from medmm.tasks.vqa import VQATask
 from medmm.tasks.vqa_answers import normalise_vqa_answer
 from tests.conftest import shared_dataset
@@ -237,3 +237,23 @@ def test_engine_train_then_evaluate_on_test_only_root(tmp_path):
     assert res["provenance"]["n_samples"] == 30
     preds = predict(run, root, split="test")
     assert len(preds) == 30 and all("rationale" in p and "prediction" in p for p in preds)
+
+
+def test_image_augment_trains_the_encoder_on_jittered_images(samples, monkeypatch):
+    import medmm.tasks.vqa as vqa_module
+
+    with pytest.raises(MedmmError, match="image_augment needs freeze_image: false"):
+        VQATask.from_config({**TINY, "image_augment": True, "freeze_image": True})
+    task = make_task(samples, image_augment=True)
+    seen = []
+    real = vqa_module.random_affine_jitter
+    monkeypatch.setattr(vqa_module, "random_affine_jitter", lambda images: seen.append(images) or real(images))
+    batch = task.collate(samples[:8])
+    task.train()
+    out = task.training_step(batch)
+    out["loss"].backward()
+    assert len(seen) == 1 and seen[0] is batch["images"]  # the collated batch is left as it was
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.image_encoder.parameters())
+    task.eval()
+    task.evaluation_step(batch)
+    assert len(seen) == 1  # evaluation sees the images as they are

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medmm.data.augment import random_affine_jitter
 from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
@@ -96,6 +97,9 @@ class VQATask(Task):
                 carries the encoder weights in its own checkpoint, so it never needs this file).
             freeze_image: keep the image encoder fixed, in eval mode, and cache its features per
                 image, so an epoch costs only the fusion and the heads.
+            image_augment: when the image encoder is trained (freeze_image false), each training
+                batch is randomly rotated, scaled, shifted and intensity-jittered
+                (`medmm.data.augment`; no flips, left and right matter).
             classifier_hidden: width of a hidden layer in the answer classifier (0: linear head).
             masked_loss: the classifier loss of a closed (open) question only competes among the
                 closed (open) answers, as at inference (the routing masks).
@@ -139,6 +143,7 @@ class VQATask(Task):
         freeze_text: bool = False
         image_pretrained: str | None = None
         freeze_image: bool = False
+        image_augment: bool = False
         classifier_hidden: int = 0
         masked_loss: bool = False
         label_smoothing: float = 0.0
@@ -163,6 +168,8 @@ class VQATask(Task):
             freeze(self.text_encoder)
         if c.freeze_image:
             freeze(self.image_encoder)
+        if c.image_augment and c.freeze_image:
+            raise MedmmError("model.image_augment needs freeze_image: false (frozen image features are cached per image)")
         if c.text_lora:
             apply_lora(self.text_encoder, **c.text_lora)
         spec = self.image_encoder.input_spec
@@ -489,6 +496,8 @@ class VQATask(Task):
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._ready()
+        if self.config.image_augment:
+            batch = {**batch, "images": random_affine_jitter(batch["images"])}
         fused, memory, pad = self.forward_features(batch)
         logits = self.answer_logits(fused)
         labels = batch["labels"]
