@@ -187,7 +187,9 @@ def main() -> None:
         train_missing(args.config, {v: o for v, o in specs.items() if v not in existing}, {v: d for v, d in dirs.items() if v not in existing},
                       args.seeds, args.jobs)
     res = summarise(dirs, args.baseline, args.reference or None, args.resamples)
-    res["setup"] = {"config": str(args.config), "seeds": args.seeds, "variants": specs, "existing": existing,
+    # An --existing variant was trained elsewhere: its folders, not overrides, say what it is.
+    trained_here = {v: o for v, o in specs.items() if v not in existing}
+    res["setup"] = {"config": str(args.config), "seeds": args.seeds, "variants": trained_here, "existing": existing,
                     "baseline": args.baseline, "reference": args.reference or None, "resamples": args.resamples}
     args.out.write_text(json.dumps(res, indent=1))
     table = markdown(res, args.baseline, args.reference or None)
