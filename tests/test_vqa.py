@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -188,7 +189,7 @@ def test_frozen_text_cache_matches_encoder(samples):
 
 
 def test_missing_images_clear_error(samples):
-    no_img = list(samples[:5])
+    no_img = [copy.copy(s) for s in samples[:5]]  # copies: `samples` is shared by the module's tests
     for s in no_img:
         s.images = []
     with pytest.raises(BadInputError, match="images are missing"):
