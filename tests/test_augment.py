@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medmm.data.augment import random_affine_jitter
+from medmm.models.augment import random_affine_jitter
 
 
 def _gradient_images(n: int = 4, size: int = 32) -> torch.Tensor:

@@ -45,11 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medmm.data.augment import random_affine_jitter
 from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.models.augment import random_affine_jitter
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
@@ -99,7 +99,7 @@ class VQATask(Task):
                 image, so an epoch costs only the fusion and the heads.
             image_augment: when the image encoder is trained (freeze_image false), each training
                 batch is randomly rotated, scaled, shifted and intensity-jittered
-                (`medmm.data.augment`; no flips, left and right matter).
+                (`medmm.models.augment`; no flips, left and right matter).
             classifier_hidden: width of a hidden layer in the answer classifier (0: linear head).
             masked_loss: the classifier loss of a closed (open) question only competes among the
                 closed (open) answers, as at inference (the routing masks).
