@@ -54,6 +54,7 @@ from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
 from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
+from medmm.tasks.vqa_choices import ChoiceOptions, restrict_to_options
 from medmm.tasks.vqa_decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
 from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
@@ -113,6 +114,10 @@ class VQATask(Task):
                 content_type; a head trained on the TRAINING annotations) and weight every answer
                 by the probability that the question is of a type it was seen with in training
                 (`medmm.tasks.vqa_question_types`); needs type annotations in the training split.
+            choice_options: a question that offers alternatives ("left or right?", "T1, T2 or
+                FLAIR?") is answered only with the vocabulary answers it names next to the
+                connector, by the classifier's probabilities over them (`medmm.tasks.vqa_choices`;
+                in training, their loss competes among those options); other questions unchanged.
             image_attributes: append the image read as words ("image: ct, axial, abdomen") to
                 the question, from the label heads saved beside `image_pretrained` by
                 `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
@@ -152,6 +157,7 @@ class VQATask(Task):
         text_lora: dict[str, Any] | None = None
         image_attributes: bool = False
         question_type_mask: bool = False
+        choice_options: bool = False
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
 
@@ -197,6 +203,7 @@ class VQATask(Task):
         self.question_types: QuestionTypes | None = None
         self.type_head: nn.Module | None = None
         self._image_words_cache: dict[str, str] = {}
+        self._choices: ChoiceOptions | None = None
 
     # -- data-dependent state ------------------------------------------------------------
     def setup(self, train_samples: list[Sample]) -> None:
@@ -423,7 +430,17 @@ class VQATask(Task):
             "image_words": words,
             "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
             "question_type_labels": self.question_types.labels(samples) if self.question_types is not None else None,
+            "choice_options": self.choice_mask([s.text["question"] for s in samples]),
         }
+
+    def choice_mask(self, questions: list[str]) -> torch.Tensor | None:
+        """(B, answers) options each question offers (`medmm.tasks.vqa_choices`); None when
+        `choice_options` is off. Read at call time, so it can be switched on for a trained run."""
+        if not self.config.choice_options:
+            return None
+        if self._choices is None or self._choices.answers != self.answers:
+            self._choices = ChoiceOptions(self.answers)
+        return self._choices.mask(questions)
 
     # -- model ----------------------------------------------------------------------------
     def forward_features(self, batch: dict[str, Any]):
@@ -506,6 +523,11 @@ class VQATask(Task):
         if self.config.masked_loss:
             # as at inference: a closed question's answer competes only with closed answers
             allowed = torch.where(batch["closed"].to(logits.device)[:, None], self.closed_mask[None], self.open_mask[None])
+            options = batch.get("choice_options")
+            if options is not None:  # a choice question whose answer is among its options competes among them
+                options = options.to(logits.device)
+                in_options = labels.ge(0) & options.gather(1, labels.clamp_min(0)[:, None])[:, 0]
+                allowed = torch.where(in_options[:, None], options, allowed)
             labels = labels.masked_fill(labels.ge(0) & ~allowed.gather(1, labels.clamp_min(0)[:, None])[:, 0], -100)
             logits = logits.masked_fill(~allowed, -1e9)
         if bool((labels >= 0).any()):
@@ -548,6 +570,11 @@ class VQATask(Task):
             type_logits = self.type_head(fused.pooled)
             masked = mask_by_question_type(masked, type_logits, self.type_compatibility)
             predicted_types = [self.question_types.types[int(i)] for i in type_logits.argmax(-1)]
+        options = batch.get("choice_options")
+        if options is not None and bool(options.any()):
+            # a choice question: the classifier's own probabilities over the options it offers
+            options = options.to(probs.device)
+            masked = torch.where(options.any(-1, keepdim=True), restrict_to_options(probs, options), masked)
         return masked, matches, predicted_types
 
     @torch.no_grad()
@@ -566,6 +593,9 @@ class VQATask(Task):
         closed = batch["closed"].to(masked.device)
         conf, idx = masked.max(-1)
         use_decoder = (~closed) & (conf < self.config.open_confidence)
+        options = batch.get("choice_options")
+        if options is not None:  # an offered option is answered by the classifier, whatever its confidence
+            use_decoder = use_decoder & ~options.to(use_decoder.device).any(-1)
         decoded: dict[int, str] = {}
         if self.decoder is not None and bool(use_decoder.any()):
             rows = use_decoder.nonzero().flatten()
@@ -587,6 +617,7 @@ class VQATask(Task):
                     "evidence": evidence[i] if evidence is not None else None,
                     "memory_match": matches[i],
                     "question_type": predicted_types[i],
+                    "options": [self.answers[j] for j in options[i].nonzero().flatten().tolist()] if options is not None else [],
                 }
             )
         return out
@@ -617,6 +648,8 @@ class VQATask(Task):
                     rec["rationale"]["memory_match"] = a["memory_match"]
                 if a["question_type"] is not None:  # the type the answers were restricted to
                     rec["rationale"]["question_type"] = a["question_type"]
+                if a["options"]:  # the alternatives the question offered, the only answers allowed
+                    rec["rationale"]["options"] = a["options"]
             records.append(rec)
         return records
 
