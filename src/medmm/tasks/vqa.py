@@ -117,7 +117,8 @@ class VQATask(Task):
             choice_options: a question that offers alternatives ("left or right?", "T1, T2 or
                 FLAIR?") is answered only with the vocabulary answers it names next to the
                 connector, by the classifier's probabilities over them (`medmm.tasks.vqa_choices`;
-                in training, their loss competes among those options); other questions unchanged.
+                with masked_loss, their training loss competes among those options); other
+                questions unchanged.
             image_attributes: append the image read as words ("image: ct, axial, abdomen") to
                 the question, from the label heads saved beside `image_pretrained` by
                 `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
