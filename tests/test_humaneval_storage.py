@@ -182,6 +182,29 @@ def test_named_pred_argument_and_metrics(tmp_path):
     engine.dispose()
 
 
+def test_image_path_of_medmm_prediction_records_is_the_image(tmp_path):
+    """A medmm run's own predictions file (VQA records name the image `image_path`, absolute)
+    makes a study whose cases show their images, with no conversion step."""
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "scan.png")
+    record = {"id": "7", "question": "Is there a mass?", "prediction": "no", "reference": "No",
+              "answer_type": "CLOSED", "image_path": str(tmp_path / "scan.png"), "confidence": 0.7,
+              "rationale": {"facts": []}}
+    (tmp_path / "run").mkdir()
+    pred = write_predictions(tmp_path / "run" / "test.jsonl", [record])
+    (rec,) = read_predictions(pred)
+    assert rec.image == str(tmp_path / "scan.png") and rec.metrics == {"confidence": 0.7}
+    url = str(tmp_path / "db.sqlite")
+    sid = create_study_from_predictions(url, "vqa", [f"model={pred}"], "single", ["dana"],
+                                        create_missing_raters={"dana": "dana-password"})
+    engine, factory = open_db(url)
+    with factory() as s:
+        (case,) = s.scalars(select(Case).where(Case.study_id == sid)).all()
+        assert case.image_path == str((tmp_path / "scan.png").resolve())
+    engine.dispose()
+
+
 def test_web_app_imports_no_torch_models_or_engine(tmp_path):
     code = (
         "import sys; from medmm.humaneval.app import create_app; import medmm.cli.humaneval; "

@@ -23,7 +23,7 @@ SYSTEM_NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
 MAX_TEXT = 100_000  # one prediction / reference / question, in characters
 DESIGNS = ("single", "pairwise")
 # Keys of a predictions line that are not automated metrics.
-_KNOWN_KEYS = {"id", "prediction", "reference", "image", "question", "system"}
+_KNOWN_KEYS = {"id", "prediction", "reference", "image", "image_path", "question", "system"}
 
 
 @dataclass
@@ -97,7 +97,8 @@ def read_predictions(path: str | Path, text: str | None = None) -> list[Predicti
                 id=rid,
                 prediction=_text(obj.get("prediction"), path, lineno, "prediction", required=True) or "",
                 reference=_text(obj.get("reference"), path, lineno, "reference"),
-                image=_text(obj.get("image"), path, lineno, "image"),
+                # medmm's own prediction records (e.g. a VQA run's predictions/test.jsonl) name it image_path
+                image=_text(obj.get("image", obj.get("image_path")), path, lineno, "image"),
                 question=_text(obj.get("question"), path, lineno, "question"),
                 metrics=metrics,
             )
