@@ -69,7 +69,7 @@ def test_migrations_match_models(db_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
-    assert migrate(engine) == "0001_initial"  # idempotent: a second start changes nothing
+    assert migrate(engine) == "0002_explanations"  # idempotent: a second start changes nothing
     engine.dispose()
 
 
@@ -241,5 +241,5 @@ def test_servers_starting_together_migrate_once(db_url):
     with engine.connect() as conn:
         from sqlalchemy import text
 
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0001_initial",)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0002_explanations",)]
     engine.dispose()

@@ -74,13 +74,16 @@ def create_study_cmd(
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
     images_root: Path | None = typer.Option(None, help="Folder the 'image' paths are relative to."),
     seed: int = typer.Option(0, help="Seed of the per-rater order and left/right randomisation."),
+    show_explanations: bool = typer.Option(
+        False, help="Show raters each output's explanation (the file's 'explanation' or 'rationale'); "
+        "in a pairwise study, differently shaped evidence can unblind the systems."),
 ) -> None:
     """Create a blinded study from predictions files."""
     from medmm.humaneval.studies import create_study_from_predictions
 
     sid = create_study_from_predictions(
         db, name, pred, design, [r.strip() for r in raters.split(",") if r.strip()],
-        images_root=images_root, seed=seed,
+        images_root=images_root, seed=seed, show_explanations=show_explanations,
     )
     print(f"created study {name!r} (id {sid})")
 

@@ -259,14 +259,16 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
             for f in (*LIKERT_FIELDS, *ERROR_FIELDS, "preference", "comment"):
                 values[f] = getattr(rating, f)
         total = s.query(Assignment).filter_by(rater_id=a.rater_id, study_id=a.study_id).count()
-        outputs = [a.left_output.prediction]
-        if a.right_output is not None:
-            outputs.append(a.right_output.prediction)
+        shown = [a.left_output] + ([a.right_output] if a.right_output is not None else [])
+        outputs = [o.prediction for o in shown]
+        # the model's reported evidence under each output, only in studies made to show it
+        explanations = [o.explanation if study is not None and study.show_explanations else None for o in shown]
         return {
             "a": a,
             "design": study.design if study else "single",
             "case": a.case,
             "outputs": outputs,
+            "explanations": explanations,
             "values": values,
             "completed": bool(rating and rating.completed),
             "position": a.position + 1,
@@ -448,6 +450,7 @@ def create_app(db: str, *, secret_key: str | None = None, https_only: bool = Fal
                         s, str(form.get("name") or "").strip(), systems, str(form.get("design") or ""),
                         raters, images_root=images_root,
                         seed=int(seed) if seed.isdigit() and len(seed) < 10 else 0,
+                        show_explanations=form.get("show_explanations") == "1",
                     )
                     s.commit()
                 except MedmmError as exc:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -66,6 +67,9 @@ class Study(Base):
     design: Mapped[str] = mapped_column(String(16), nullable=False)  # single | pairwise
     seed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     images_root: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Raters see each output's explanation (the model's reported evidence) under it. Off by
+    # default: in a pairwise study, differently shaped evidence can tell the systems apart.
+    show_explanations: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     systems: Mapped[list[System]] = relationship(
         back_populates="study", cascade="all, delete-orphan", order_by="System.id"
@@ -110,6 +114,7 @@ class Output(Base):
     system_id: Mapped[int] = mapped_column(ForeignKey("he_system.id", ondelete="CASCADE"), nullable=False)
     prediction: Mapped[str] = mapped_column(Text, nullable=False)
     metrics_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    explanation: Mapped[str | None] = mapped_column(Text, nullable=True)  # medmm.humaneval.explanations
     case: Mapped[Case] = relationship()
     system: Mapped[System] = relationship()
 

@@ -16,6 +16,7 @@ from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from medmm.errors import BadInputError, MedmmError
+from medmm.humaneval.explanations import explain_rationale
 from medmm.humaneval.models import Assignment, Case, Output, Rating, Study, System, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -23,7 +24,7 @@ SYSTEM_NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
 MAX_TEXT = 100_000  # one prediction / reference / question, in characters
 DESIGNS = ("single", "pairwise")
 # Keys of a predictions line that are not automated metrics.
-_KNOWN_KEYS = {"id", "prediction", "reference", "image", "image_path", "question", "system"}
+_KNOWN_KEYS = {"id", "prediction", "reference", "image", "image_path", "question", "system", "explanation"}
 
 
 @dataclass
@@ -36,6 +37,7 @@ class PredictionRecord:
     image: str | None = None
     question: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    explanation: str | None = None
 
 
 def parse_pred_arg(arg: str) -> tuple[str, Path]:
@@ -65,7 +67,11 @@ def _text(value: Any, path: str | Path, lineno: int, key: str, required: bool = 
 
 
 def read_predictions(path: str | Path, text: str | None = None) -> list[PredictionRecord]:
-    """Read a predictions JSONL file (or its ``text``); numeric extra keys become metrics."""
+    """Read a predictions JSONL file (or its ``text``); numeric extra keys become metrics.
+
+    An output's explanation is the line's ``"explanation"`` text or, failing that, its
+    ``"rationale"`` object (medmm VQA records) in words (`medmm.humaneval.explanations`).
+    """
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -92,6 +98,9 @@ def read_predictions(path: str | Path, text: str | None = None) -> list[Predicti
             for k, v in obj.items()
             if k not in _KNOWN_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
         }
+        explanation = _text(obj.get("explanation"), path, lineno, "explanation")
+        if explanation is None and isinstance(obj.get("rationale"), dict):
+            explanation = explain_rationale(obj["rationale"])  # a medmm VQA record's evidence
         records.append(
             PredictionRecord(
                 id=rid,
@@ -101,6 +110,7 @@ def read_predictions(path: str | Path, text: str | None = None) -> list[Predicti
                 image=_text(obj.get("image", obj.get("image_path")), path, lineno, "image"),
                 question=_text(obj.get("question"), path, lineno, "question"),
                 metrics=metrics,
+                explanation=explanation,
             )
         )
     if not records:
@@ -149,6 +159,7 @@ def build_study(
     *,
     images_root: str | Path | None = None,
     seed: int = 0,
+    show_explanations: bool = False,
 ) -> Study:
     """Create a study from already-parsed predictions of each system (see create_study_from_predictions)."""
     if design not in DESIGNS:
@@ -187,7 +198,8 @@ def build_study(
                 spath, f"ids differ from {first_path} (missing {missing}, extra {extra})"
             )
 
-    study = Study(name=name, design=design, seed=seed, images_root=str(root) if root else None)
+    study = Study(name=name, design=design, seed=seed, images_root=str(root) if root else None,
+                  show_explanations=show_explanations)
     session.add(study)
     session.flush()
     sys_rows = [System(study_id=study.id, name=n) for n, _, _ in systems]
@@ -219,6 +231,7 @@ def build_study(
                 system_id=srow.id,
                 prediction=rec.prediction,
                 metrics_json=json.dumps(rec.metrics) if rec.metrics else None,
+                explanation=rec.explanation,
             )
             outputs[(rid, si)] = out
     session.add_all(outputs.values())
@@ -264,11 +277,13 @@ def create_study_from_predictions(
     images_root: str | Path | None = None,
     seed: int = 0,
     create_missing_raters: dict[str, str] | None = None,
+    show_explanations: bool = False,
 ) -> int:
     """Create a study in ``db_url`` from predictions JSONL files; returns the study id.
 
     ``pred_files`` items are paths or ``name=path``; ``raters`` are existing usernames, except
     those in ``create_missing_raters`` (username -> password), which are created first if absent.
+    ``show_explanations`` shows raters each output's explanation (see `read_predictions`).
     The schema is migrated first, so a new SQLite file works.
     """
     from medmm.humaneval.db import open_db
@@ -284,7 +299,8 @@ def create_study_from_predictions(
                 if session.scalar(select(User).where(User.username == user)) is None:
                     create_user(session, user, password)
             study = build_study(
-                session, name, systems, design, list(raters), images_root=images_root, seed=seed
+                session, name, systems, design, list(raters), images_root=images_root, seed=seed,
+                show_explanations=show_explanations,
             )
             return study.id
     finally:

@@ -1,0 +1,102 @@
+"""Explanations in human evaluation: a VQA rationale in words, shown to raters only in studies
+made to show them, and a database of the first schema upgraded in place."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from medmm.humaneval.app import create_app
+from medmm.humaneval.db import migrate, open_db
+from medmm.humaneval.explanations import MAX_EXPLANATION, explain_rationale
+from medmm.humaneval.models import Output, Study
+from medmm.humaneval.security import set_password_cost
+from medmm.humaneval.studies import create_study_from_predictions, read_predictions
+from medmm.humaneval.testing import login, write_predictions
+
+# a rationale as medmm's VQA task writes it (model.rationale: true)
+RATIONALE = {
+    "facts": ["lung - function - breathe"],
+    "image_regions": [{"row": 3, "col": 0, "grid": [6, 6], "weight": 0.1273}],
+    "memory_match": {"question": "Are the lungs normal appearing?", "similarity": 0.4981, "n_same_image": 4},
+    "question_type": "POS",
+    "options": ["left", "right"],
+    "novel_key": {"a": 1},
+}
+
+
+def test_rationale_in_words():
+    text_ = explain_rationale(RATIONALE)
+    assert text_.splitlines() == [
+        "Options the question offered: left, right",
+        "Predicted question type: POS",
+        "Knowledge facts used: lung - function - breathe",
+        'Most similar training question on this image: "Are the lungs normal appearing?" (cosine 0.50)',
+        "Image cells attended most (top-left = row 1 col 1): row 4 col 1 of 6x6 (0.13)",
+        'novel_key: {"a": 1}',  # unknown keys are shown, not dropped
+    ]
+    assert explain_rationale({"facts": [], "image_regions": []}) is None
+    long = explain_rationale({"facts": ["x" * 5000]})
+    assert len(long) == MAX_EXPLANATION and long.endswith("[cut short]")
+
+
+def test_explanation_text_wins_over_rationale(tmp_path):
+    pred = write_predictions(tmp_path / "p.jsonl", [
+        {"id": "1", "prediction": "left", "rationale": RATIONALE},
+        {"id": "2", "prediction": "no", "explanation": "the costophrenic angles are sharp", "rationale": RATIONALE},
+        {"id": "3", "prediction": "no"},
+    ])
+    recs = read_predictions(pred)
+    assert recs[0].explanation.startswith("Options the question offered: left, right")
+    assert recs[1].explanation == "the costophrenic angles are sharp"
+    assert recs[2].explanation is None
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_raters_see_explanations_only_when_the_study_shows_them(tmp_path, show):
+    set_password_cost(1, 1024)
+    url = str(tmp_path / "he.sqlite")
+    pred = write_predictions(tmp_path / "model.jsonl", [
+        {"id": "c1", "question": "Which side?", "prediction": "left", "rationale": RATIONALE}])
+    sid = create_study_from_predictions(url, "s", [str(pred)], "single", ["alice"], show_explanations=show,
+                                        create_missing_raters={"alice": "alice-password"})
+    engine, factory = open_db(url)
+    with factory() as s:
+        assert s.get(Study, sid).show_explanations is show
+        assert s.query(Output).one().explanation.startswith("Options")  # stored either way
+    engine.dispose()
+    c = TestClient(create_app(url, secret_key="k"))
+    login(c, "alice", "alice-password")
+    page = c.get(f"/studies/{sid}/next")
+    assert page.status_code == 200
+    shown = re.search(r'id="explanation-0">([^<]*)<', page.text)
+    if show:
+        assert shown and "Options the question offered: left, right" in shown.group(1)
+        assert "model.jsonl" not in page.text and ">model<" not in page.text  # still blinded
+    else:
+        assert shown is None and "Options the question offered" not in page.text
+
+
+def test_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from medmm.humaneval.db import MIGRATIONS_DIR
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001_initial")
+        conn.execute(text("INSERT INTO he_study (name, design, seed, created_at) VALUES ('old', 'single', 0, '2026-01-01')"))
+    assert migrate(engine) == "0002_explanations"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name, show_explanations FROM he_study")).all() == [("old", 0)]
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(he_output)"))]
+    assert "explanation" in columns
+    engine.dispose()
