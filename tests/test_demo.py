@@ -86,7 +86,11 @@ def test_demo_study_and_explanations(demo):
     n_preds = sum(1 for _ in (demo.out_dir / "runs" / "vqa" / "predictions" / "val.jsonl").open())
     with create_engine(f"sqlite:///{db}").connect() as con:
         n_cases = con.execute(text("select count(*) from he_case")).scalar()
+        shown = con.execute(text("select show_explanations from he_study")).scalar()
+        explanations = con.execute(text("select explanation from he_output")).scalars().all()
     assert n_cases == n_preds
+    # the rater sees the evidence the model reports (image cells attended, ...) under each answer
+    assert shown and all(e and "Image cells attended most" in e for e in explanations)
     assert demo.parts["humaneval"]["n_items"] == n_preds
     assert "medmm humaneval serve --db sqlite:///" in demo.parts["humaneval"]["serve"]
     for name in ("organ_classifier", "vqa"):

@@ -70,6 +70,7 @@ def _vqa_study_file(run_dir: Path, out: Path) -> Path:
                 "prediction": str(rec["prediction"]),
                 "reference": str(rec["reference"]),
                 "image": str(Path(rec["image_path"]).resolve()),
+                "rationale": rec.get("rationale") or {},
             }
             fout.write(json.dumps(item) + "\n")
     return out
@@ -172,6 +173,7 @@ def run_demo(
             "single",
             ["rater1"],
             create_missing_raters={"rater1": "rater1-demo-password", "admin": "admin-demo-password"},
+            show_explanations=True,  # one system only, so the evidence cannot unblind anything
         )
         serve = f"medmm humaneval serve --db sqlite:///{db} --host 127.0.0.1 --port 8000"
         (hdir / "SERVE.txt").write_text(serve + "\nlog in as rater1 / rater1-demo-password\n")
