@@ -39,6 +39,9 @@ def test_rationale_in_words():
         'novel_key: {"a": 1}',  # unknown keys are shown, not dropped
     ]
     assert explain_rationale({"facts": [], "image_regions": []}) is None
+    # a rationale of another shape (a hand-made predictions file) is shown raw, never an error
+    odd = explain_rationale({"image_regions": [{"row": "top", "col": 1}], "options": 3, "memory_match": "x"})
+    assert odd.splitlines() == ["Options the question offered: 3", 'Image cells attended most (top-left = row 1 col 1): [{"row": "top", "col": 1}]']
     long = explain_rationale({"facts": ["x" * 5000]})
     assert len(long) == MAX_EXPLANATION and long.endswith("[cut short]")
 

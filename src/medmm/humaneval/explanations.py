@@ -65,12 +65,15 @@ def explain_rationale(rationale: dict[str, Any]) -> str | None:
         value = rationale.get(key)
         if value in (None, "", [], {}):
             continue
-        text = fmt(value)
+        try:
+            text = fmt(value)
+        except (TypeError, ValueError, KeyError, AttributeError):  # not the shape medmm writes: show it raw
+            text = json.dumps(value, ensure_ascii=False, default=str)
         if text:
             lines.append(f"{label}: {text}")
     for key, value in rationale.items():
         if key not in _FORMATS and value not in (None, "", [], {}):
-            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
             lines.append(f"{key}: {shown}")
     text = "\n".join(lines)
     if len(text) > MAX_EXPLANATION:
