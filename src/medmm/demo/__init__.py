@@ -56,26 +56,6 @@ def _train(config: str, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     return train(cfg, run_dir)
 
 
-def _vqa_study_file(run_dir: Path, out: Path) -> Path:
-    """Turn the VQA run's validation predictions into the humaneval predictions format."""
-    src = run_dir / "predictions" / "val.jsonl"
-    if not src.exists():
-        raise MedmmError(f"{src}: the VQA run wrote no validation predictions")
-    with src.open(encoding="utf-8") as fin, out.open("w", encoding="utf-8") as fout:
-        for line in fin:
-            rec = json.loads(line)
-            item = {
-                "id": rec["id"],
-                "question": rec["question"],
-                "prediction": str(rec["prediction"]),
-                "reference": str(rec["reference"]),
-                "image": str(Path(rec["image_path"]).resolve()),
-                "rationale": rec.get("rationale") or {},
-            }
-            fout.write(json.dumps(item) + "\n")
-    return out
-
-
 def run_demo(
     out_dir: str | Path = "medmm_demo",
     *,
@@ -164,7 +144,10 @@ def run_demo(
 
         hdir = out / "humaneval"
         hdir.mkdir()
-        preds = _vqa_study_file(runs / "vqa", hdir / "vqa_predictions.jsonl")
+        # the run's own records (image_path, rationale) are a humaneval predictions file as they are
+        preds = runs / "vqa" / "predictions" / "val.jsonl"
+        if not preds.exists():
+            raise MedmmError(f"{preds}: the VQA run wrote no validation predictions")
         db = hdir / "study.sqlite"
         study_id = create_study_from_predictions(
             f"sqlite:///{db}",

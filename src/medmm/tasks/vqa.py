@@ -339,6 +339,7 @@ class VQATask(Task):
         # modality weights (as MultimodalClassifier does); every other fusion: one classifier.
         self.classifier = nn.ModuleDict({m: self._answer_head() for m in ("image", "text")}) if self.fusion.late else self._answer_head()
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
+        self._choices = ChoiceOptions(self.answers)  # options per question, cached; used when choice_options is on
         self.word_index = {w: i for i, w in enumerate(self.words)}
         closed_mask = torch.tensor([a in set(self.closed_answers) for a in self.answers])
         open_mask = torch.tensor([a in set(self.open_answers) for a in self.answers])
@@ -437,10 +438,8 @@ class VQATask(Task):
     def choice_mask(self, questions: list[str]) -> torch.Tensor | None:
         """(B, answers) options each question offers (`medmm.tasks.vqa_choices`); None when
         `choice_options` is off. Read at call time, so it can be switched on for a trained run."""
-        if not self.config.choice_options:
+        if not self.config.choice_options or self._choices is None:
             return None
-        if self._choices is None or self._choices.answers != self.answers:
-            self._choices = ChoiceOptions(self.answers)
         return self._choices.mask(questions)
 
     # -- model ----------------------------------------------------------------------------
