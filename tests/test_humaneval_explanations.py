@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from medmm.humaneval.app import create_app
 from medmm.humaneval.db import migrate, open_db
 from medmm.humaneval.explanations import MAX_EXPLANATION, explain_rationale
+from medmm.humaneval.export import export_rows, read_export, write_export
 from medmm.humaneval.models import Output, Study
 from medmm.humaneval.security import set_password_cost
 from medmm.humaneval.studies import create_study_from_predictions, read_predictions
@@ -81,6 +82,45 @@ def test_raters_see_explanations_only_when_the_study_shows_them(tmp_path, show):
         assert "model.jsonl" not in page.text and ">model<" not in page.text  # still blinded
     else:
         assert shown is None and "Options the question offered" not in page.text
+    # The export says what the rater was shown, and only that.
+    pid = re.search(r'action="/rate/([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = c.post(f"/rate/{pid}", data={"csrf_token": token, "correctness": "4", "completeness": "5", "usefulness": "3"},
+               follow_redirects=False)
+    assert r.status_code == 303
+    engine, factory = open_db(url)
+    with factory() as s:
+        rows = export_rows(s, sid)
+    engine.dispose()
+    assert len(rows) == 1 and rows[0]["explanations_shown"] is show
+    assert (rows[0]["explanation"] or "").startswith("Options the question offered: left, right") is show
+    assert rows[0]["explanation_left"] is None and rows[0]["explanation_right"] is None
+    back = read_export(write_export(rows, tmp_path / "ratings.csv"))
+    assert back[0]["explanation"] == rows[0]["explanation"] and back[0]["explanations_shown"] == str(show)
+
+
+def test_pairwise_export_keeps_each_sides_explanation(tmp_path):
+    set_password_cost(1, 1024)
+    url = str(tmp_path / "he.sqlite")
+    preds = [str(write_predictions(tmp_path / f"{name}.jsonl", [
+        {"id": "c1", "question": "Which side?", "prediction": name, "explanation": f"evidence of {name}"}]))
+        for name in ("left", "right")]
+    sid = create_study_from_predictions(url, "p", preds, "pairwise", ["alice"], show_explanations=True,
+                                        create_missing_raters={"alice": "alice-password"})
+    c = TestClient(create_app(url, secret_key="k"))
+    login(c, "alice", "alice-password")
+    page = c.get(f"/studies/{sid}/next")
+    pid = re.search(r'action="/rate/([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    assert c.post(f"/rate/{pid}", data={"csrf_token": token, "preference": "tie"}, follow_redirects=False).status_code == 303
+    engine, factory = open_db(url)
+    with factory() as s:
+        (row,) = export_rows(s, sid)
+    engine.dispose()
+    # whichever side each system was shown on, its own evidence is in its own column
+    assert row["explanation"] is None
+    assert row["explanation_left"] == f"evidence of {row['system_left']}"
+    assert row["explanation_right"] == f"evidence of {row['system_right']}"
 
 
 def test_database_of_the_first_schema_is_upgraded_in_place(tmp_path):

@@ -1,4 +1,5 @@
-"""Export a study's ratings (one row per rated assignment) to CSV or JSON, with system names."""
+"""Export a study's ratings (one row per rated assignment) to CSV or JSON, with system names and,
+for studies that showed raters the models' evidence, the explanation text each rater saw."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ COLUMNS = (
     "study", "design", "rater", "item_id", "assignment", "position", "system", "system_left",
     "system_right", "preference", "preferred_system", *LIKERT_FIELDS, *ERROR_FIELDS,
     "errors_significant", "errors_insignificant", "comment", "completed", "updated_at",
+    "explanations_shown", "explanation", "explanation_left", "explanation_right",
 )
 
 
@@ -36,8 +38,10 @@ def export_rows(session: Session, study_id: int) -> list[dict[str, Any]]:
     study = session.get(Study, study_id)
     if study is None:
         raise BadInputError(None, f"no study with id {study_id}")
-    names = {o.id: o.system.name for o in session.scalars(
-        select(Output).join(Case).where(Case.study_id == study_id))}
+    outputs = {o.id: o for o in session.scalars(select(Output).join(Case).where(Case.study_id == study_id))}
+    # The explanation columns say what raters were shown: empty when the study hid it, so an
+    # analysis never attributes to raters evidence they did not see.
+    shown = bool(study.show_explanations)
     q = (
         select(Rating, Assignment, User.username, Case.source_id)
         .join(Assignment, Rating.assignment_id == Assignment.id)
@@ -48,8 +52,10 @@ def export_rows(session: Session, study_id: int) -> list[dict[str, Any]]:
     )
     rows = []
     for rating, a, rater, source_id in session.execute(q).all():
-        left = names[a.left_output_id]
-        right = names[a.right_output_id] if a.right_output_id is not None else None
+        left_output = outputs[a.left_output_id]
+        right_output = outputs[a.right_output_id] if a.right_output_id is not None else None
+        left = left_output.system.name
+        right = right_output.system.name if right_output is not None else None
         pref = rating.preference
         row: dict[str, Any] = {
             "study": study.name,
@@ -73,6 +79,12 @@ def export_rows(session: Session, study_id: int) -> list[dict[str, Any]]:
         row["comment"] = rating.comment
         row["completed"] = bool(rating.completed)
         row["updated_at"] = rating.updated_at.isoformat(timespec="seconds")
+        row["explanations_shown"] = shown
+        left_text = left_output.explanation if shown else None
+        right_text = right_output.explanation if shown and right_output is not None else None
+        row["explanation"] = left_text if right is None else None
+        row["explanation_left"] = left_text if right is not None else None
+        row["explanation_right"] = right_text
         rows.append(row)
     return rows
 
