@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -73,3 +74,22 @@ def test_report_from_run_files(tmp_path):
         assert (tmp_path / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in html
     assert "<script>" not in html and "&lt;script&gt;" in html  # config text is escaped
+
+
+def test_report_shows_intervals_and_breakdowns(tmp_path):
+    rd.write_json(tmp_path / "metrics/test.json", {"metrics": {
+        "overall_accuracy": 0.4, "closed_accuracy": 0.6, "n": 10, "open_exact_match": float("nan"),
+        "ci": {"overall_accuracy": [0.3, 0.5], "closed_accuracy": {"low": 0.45, "high": 0.75}},
+        "by_question_type": {"PRES": {"n": 6, "overall_accuracy": 0.5, "open_exact_match": None},
+                             "POS <b>": {"n": 4, "overall_accuracy": 0.25, "open_exact_match": 0.0}},
+        "image_to_text": {"R@1": 0.2}, "image_to_text_ci": {"R@1": [0.1, 0.3]},
+    }, "provenance": {}})
+    html = write_report(tmp_path).read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"<tr><th>([^<]+)</th>(.*?)</tr>", html)}
+    assert rows["overall_accuracy"] == "<td>0.4</td><td>[0.3, 0.5]</td>"
+    assert rows["closed_accuracy"] == "<td>0.6</td><td>[0.45, 0.75]</td>"
+    assert rows["open_exact_match"] == "<td>n/a</td><td></td>" and rows["n"] == "<td>10</td><td></td>"
+    assert rows["R@1"] == "<td>0.2</td><td>[0.1, 0.3]</td>"
+    assert rows["PRES"] == "<td>6</td><td>0.5</td><td></td>"
+    assert "POS &lt;b&gt;" in html and "<b>" not in html
+    assert (tmp_path / "plots/by_question_type_test.png").stat().st_size > 1000

@@ -3,6 +3,12 @@
 Plots are made from what the run wrote: loss/metric curves from logs/metrics.csv, and, when a
 split's metrics contain them, a confusion matrix (``"confusion_matrix": [[...]]`` with
 ``"labels": [...]``) and per-class results (``"per_class": {label: {metric: value}}``).
+
+Each split's scalar metrics are shown with their 95% interval when the task computed one
+(``"ci": {metric: [low, high]}`` or ``{metric: {"low", "high"}}``, or ``"<name>_ci"`` beside a
+dict ``<name>`` of metrics), so a reader never sees a point estimate without its uncertainty.
+Breakdowns (``"by_<key>": {group: {metric: value}}``, e.g. VQA accuracy by question type) are
+shown as a table and a bar chart.
 """
 
 from __future__ import annotations
@@ -78,28 +84,29 @@ def _plot_confusion(cm: list[list[float]], labels: list[str], title: str, path: 
     plt.close(fig)
 
 
-def _plot_per_class(per_class: dict[str, dict[str, float]], title: str, path: Path) -> None:
+def _is_rate(value: Any) -> bool:
+    """A float in [0, 1], NaN or missing (None): what a bar of a per-group rate chart can show."""
+    return value is None or (isinstance(value, float) and (value != value or 0.0 <= value <= 1.0))
+
+
+def _plot_per_class(per_class: dict[str, dict[str, float]], title: str, path: Path, max_metrics: int | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(per_class)
+    # A group's size, when given, goes into its label: a rate of 1.0 on two examples reads differently.
+    labels = [f"{k} (n={v['n']})" if isinstance(v.get("n"), int) else str(k) for k, v in per_class.items()]
     # Rates only (every value a float in [0, 1]): counts such as n or tp would dwarf them.
-    names = {m for v in per_class.values() for m in v}
-    metrics = sorted(
-        m
-        for m in names
-        if all(
-            isinstance(v.get(m), float) and (v[m] != v[m] or 0.0 <= v[m] <= 1.0)
-            for v in per_class.values()
-            if m in v
-        )
-    )
+    names = list(dict.fromkeys(m for v in per_class.values() for m in v))
+    rates = [m for m in names if all(_is_rate(v.get(m)) for v in per_class.values()) and any(
+        isinstance(v.get(m), float) for v in per_class.values())]
+    # max_metrics: keep the first ones in the task's own order (its headline metrics come first).
+    metrics = rates[:max_metrics] if max_metrics else sorted(rates)
     fig, ax = plt.subplots(figsize=(min(14, max(4, 0.6 * len(labels) * max(1, len(metrics)))), 3.5))
     width = 0.8 / max(1, len(metrics))
     for i, m in enumerate(metrics):
-        ys = [float(per_class[lab].get(m, float("nan"))) for lab in labels]
+        ys = [float("nan") if v.get(m) is None else float(v[m]) for v in per_class.values()]
         ax.bar([x + i * width for x in range(len(labels))], ys, width=width, label=m)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=45, ha="right", fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -121,6 +128,65 @@ def _table(d: dict[str, Any]) -> str:
                 v = v[:300] + " ..."
         rows.append(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    """(low, high) from the two shapes tasks write a CI in: [low, high] or {"low", "high"}."""
+    if isinstance(value, dict):
+        value = [value.get("low"), value.get("high")]
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(x, (int, float)) for x in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def _number(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "" if v is None else str(v)
+    return "n/a" if v != v else f"{v:.4g}"
+
+
+def _metrics_table(values: dict[str, Any], intervals: dict[str, Any]) -> str:
+    """metric | value | 95% CI rows (the CI column only when some metric has one)."""
+    cis = {k: _interval(intervals.get(k)) for k in values}
+    with_ci = any(cis.values())
+    head = "<tr><th>metric</th><th>value</th>" + ("<th>95% CI</th>" if with_ci else "") + "</tr>"
+    rows = []
+    for k, v in values.items():
+        ci = cis[k]
+        cell = f"<td>[{ci[0]:.4g}, {ci[1]:.4g}]</td>" if ci else "<td></td>"
+        rows.append(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_number(v))}</td>{cell if with_ci else ''}</tr>")
+    return "<table>" + head + "".join(rows) + "</table>"
+
+
+def _breakdown_table(groups: dict[str, dict[str, Any]], max_rows: int = 60) -> str:
+    """One row per group, one column per scalar metric of the groups."""
+    cols = list(dict.fromkeys(m for v in groups.values() for m, x in v.items() if not isinstance(x, (dict, list))))
+    head = "<tr><th></th>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr>"
+    rows = [
+        f"<tr><th>{html.escape(str(g))}</th>" + "".join(f"<td>{html.escape(_number(v.get(c)))}</td>" for c in cols) + "</tr>"
+        for g, v in list(groups.items())[:max_rows]
+    ]
+    more = f"<p>... {len(groups) - max_rows} more rows in the metrics JSON</p>" if len(groups) > max_rows else ""
+    return "<table>" + head + "".join(rows) + "</table>" + more
+
+
+def _split_section(metrics: dict[str, Any], split: str, plots: Path) -> list[str]:
+    """Tables (with CIs) and plots of one split's metrics."""
+    parts = []
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) and not k.endswith("_ci")}
+    parts.append(_metrics_table(scalars, metrics.get("ci") or {}))
+    for name, value in metrics.items():
+        if name in ("ci", "provenance") or name.endswith("_ci") or not isinstance(value, dict) or not value:
+            continue
+        if all(isinstance(v, dict) for v in value.values()):
+            parts.append(f"<h3>{html.escape(name)}</h3>" + _breakdown_table(value))
+            if name.startswith("by_"):
+                png = f"{name}_{split}.png"
+                _plot_per_class(value, f"{split}: {name.removeprefix('by_').replace('_', ' ')}", plots / png, max_metrics=4)
+                parts.append(f'<img src="plots/{html.escape(png)}" alt="{html.escape(png)}">')
+        elif all(not isinstance(v, (dict, list)) for v in value.values()):
+            parts.append(f"<h3>{html.escape(name)}</h3>" + _metrics_table(value, metrics.get(f"{name}_ci") or {}))
+    return parts
 
 
 def _task_figures(run_dir: Path, split: str, plots: Path) -> list[str]:
@@ -162,8 +228,7 @@ def write_report(run_dir: str | Path) -> Path:
         split = mpath.stem
         metrics = data.get("metrics", {})
         parts.append(f"<h2>{html.escape(split)}</h2>")
-        scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
-        parts.append(_table(scalars))
+        parts.extend(_split_section(metrics, split, plots))
         cm, labels = metrics.get("confusion_matrix"), metrics.get("labels")
         if isinstance(cm, list) and cm and isinstance(cm[0], list):
             labels = labels if isinstance(labels, list) and len(labels) == len(cm) else [str(i) for i in range(len(cm))]

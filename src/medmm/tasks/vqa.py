@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -658,6 +659,13 @@ class VQATask(Task):
         if not records:
             raise MedmmError("no evaluation records to score")
         return vqa_scores(records, n_resamples=self.config.bootstrap_resamples)
+
+    @classmethod
+    def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str) -> list[str]:
+        """Report hook: example answers with the attended image cells (`medmm.tasks.vqa_figures`)."""
+        from medmm.tasks.vqa_figures import save_examples
+
+        return save_examples(records, out_dir, split)
 
 
 def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor | None, smoothing: float) -> torch.Tensor:
