@@ -29,7 +29,10 @@ def test_save_examples_outlines_the_attended_cell_on_the_original_image(tmp_path
     Image.fromarray(img).save(tmp_path / "img.png")
     cell = {"row": 1, "col": 2, "grid": [3, 3], "weight": 0.5}
     recs = [_rec(0, "yes", "yes", str(tmp_path / "img.png"), rationale={"image_regions": [cell]}, question_type="PRES"),
-            _rec(1, "no", "yes", str(tmp_path / "missing.png"), rationale={"image_regions": [{"token": 3}]})]
+            _rec(1, "no", "yes", str(tmp_path / "missing.png"), rationale={"image_regions": [{"token": 3}]}),
+            # odd shapes (hand-made files) are skipped, never an error
+            _rec(2, "no", "yes", str(tmp_path / "img.png"), rationale={"image_regions": [
+                {"row": 0, "col": 0, "grid": [0, 0]}, {"row": 0, "col": 0, "grid": [2, 2], "weight": "high"}, "x"]})]
     names = save_examples(recs, tmp_path / "plots", "test")
     assert names == ["vqa_examples_test.png"]
     png = np.asarray(Image.open(tmp_path / "plots" / names[0]).convert("RGB")).astype(int)

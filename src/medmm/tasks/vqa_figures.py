@@ -52,14 +52,17 @@ def pick_examples(records: list[dict[str, Any]], n: int = 8) -> list[dict[str, A
 
 
 def _cells(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rationale's grid cells; entries of another shape (token indices of a non-square
+    token set, a hand-made file) are left out rather than drawn wrongly."""
     rationale = record.get("rationale")
     regions = rationale.get("image_regions") if isinstance(rationale, dict) else None
-    if not isinstance(regions, list):
-        return []
     ok = []
-    for c in regions:
-        grid = c.get("grid") if isinstance(c, dict) else None
-        if isinstance(grid, list) and len(grid) == 2 and all(isinstance(c.get(k), int) for k in ("row", "col")):
+    for c in regions if isinstance(regions, list) else []:
+        if not isinstance(c, dict):
+            continue
+        grid, weight = c.get("grid"), c.get("weight", 0.0)
+        if (isinstance(grid, list) and len(grid) == 2 and all(isinstance(x, int) and x > 0 for x in grid)
+                and all(isinstance(c.get(k), int) for k in ("row", "col")) and isinstance(weight, (int, float))):
             ok.append(c)
     return ok
 
@@ -108,11 +111,11 @@ def save_examples(records: list[dict[str, Any]], out_dir: str | Path, split: str
             h, w = img.shape[:2]
             ax.imshow(img, cmap="gray", vmin=0, vmax=1)
             cells = _cells(r)
-            top = max((float(c.get("weight") or 0) for c in cells), default=0) or 1.0
+            top = max((float(c.get("weight", 0.0)) for c in cells), default=0.0) or 1.0
             for c in cells:
                 g_rows, g_cols = c["grid"]
                 ch, cw = h / g_rows, w / g_cols
-                alpha = 0.35 + 0.65 * float(c.get("weight") or 0) / top  # strongest cell most opaque
+                alpha = 0.35 + 0.65 * max(float(c.get("weight", 0.0)), 0.0) / top  # strongest cell most opaque
                 ax.add_patch(Rectangle((c["col"] * cw, c["row"] * ch), cw, ch, fill=False, edgecolor="orange",
                                        linewidth=2, alpha=min(alpha, 1.0)))
         ax.set_title(_caption(r), fontsize=7, loc="left", color="black" if is_correct(r) else "darkred")
