@@ -166,20 +166,3 @@ def test_gated_fusion_exposes_its_gates():
     assert torch.allclose(out.extras["spatial_attention"].sum(-1), torch.ones(3))
     g = out.extras["channel_gate"]
     assert g.shape == (3, DIM) and bool(((g > 0) & (g < 1)).all())
-
-
-def test_gated_fusion_global_token_can_take_the_whole_image():
-    img, txt = feats(grad=False)
-    fusion = create_fusion("gated", IMG_DIM, TXT_DIM, DIM, global_token=True)
-    out = fusion(img, txt)
-    spatial, whole = out.extras["spatial_attention"], out.extras["global_attention"]
-    assert spatial.shape == (3, 5) and whole.shape == (3,)
-    assert torch.allclose(spatial.sum(-1) + whole, torch.ones(3))  # one softmax over cells + the whole image
-    # with all attention on the global token, the summary is the projected pooled feature
-    with torch.no_grad():
-        fusion.query.weight.zero_()
-        fusion.query.bias.zero_()
-        fusion.img_proj.weight.zero_()  # cells and pooled project to the bias only ...
-        fusion.img_proj.bias.copy_(torch.arange(DIM, dtype=torch.float32))
-    flat = fusion(img, txt)
-    assert torch.allclose(flat.extras["global_attention"], torch.full((3,), 1 / 6))  # ... so attention is uniform over 6

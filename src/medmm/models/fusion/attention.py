@@ -99,13 +99,9 @@ class GatedFusion(Fusion):
     """Text-conditioned gating of image features: a sigmoid channel gate from the text multiplies
     every image token, then a text query attention-pools the gated tokens (spatial gate), and a
     gated multimodal unit (Arevalo et al. 2017) mixes the image summary with the text.
+    extras: "channel_gate" (B, dim), "spatial_attention" (B, N), "modality_gate" (B, dim)."""
 
-    `global_token`: the image's pooled feature joins the tokens the query attends over, so a
-    question about the whole image ("Is this a CT?") can take the global summary instead of
-    one cell. extras: "channel_gate" (B, dim), "spatial_attention" (B, N) over the N image
-    tokens only, "modality_gate" (B, dim), and with `global_token` "global_attention" (B,)."""
-
-    def __init__(self, image_dim: int, text_dim: int, dim: int = 256, dropout: float = 0.1, global_token: bool = False):
+    def __init__(self, image_dim: int, text_dim: int, dim: int = 256, dropout: float = 0.1):
         super().__init__()
         self.img_proj, self.txt_proj = nn.Linear(image_dim, dim), nn.Linear(text_dim, dim)
         self.channel_gate = nn.Linear(text_dim, dim)
@@ -113,20 +109,17 @@ class GatedFusion(Fusion):
         self.mix_gate = nn.Linear(2 * dim, dim)
         self.out = mlp(dim, dim, dropout)
         self.scale = dim**-0.5
-        self.global_token = global_token
         self.out_dim = dim
 
     def forward(self, image: ImageFeatures | None, text: TextFeatures | None) -> FusionOutput:
         image, text = need(image, "image", "gated"), need(text, "text", "gated")
         g = torch.sigmoid(self.channel_gate(text.pooled))
         tokens = self.img_proj(image.tokens) * g.unsqueeze(1)
-        candidates = torch.cat([self.img_proj(image.pooled)[:, None] * g.unsqueeze(1), tokens], 1) if self.global_token else tokens
-        attn = torch.softmax(torch.einsum("bnd,bd->bn", candidates, self.query(text.pooled)) * self.scale, dim=-1)
-        img_sum = torch.einsum("bn,bnd->bd", attn, candidates)
+        attn = torch.softmax(torch.einsum("bnd,bd->bn", tokens, self.query(text.pooled)) * self.scale, dim=-1)
+        img_sum = torch.einsum("bn,bnd->bd", attn, tokens)
         txt = self.txt_proj(text.pooled)
         z = torch.sigmoid(self.mix_gate(torch.cat([img_sum, txt], dim=-1)))
         pooled = self.out(z * torch.tanh(img_sum) + (1 - z) * torch.tanh(txt))
-        extras = {"channel_gate": g, "spatial_attention": attn[:, 1:] if self.global_token else attn, "modality_gate": z}
-        if self.global_token:
-            extras["global_attention"] = attn[:, 0]
-        return FusionOutput(pooled, tokens, zero_loss(pooled), extras=extras)
+        return FusionOutput(
+            pooled, tokens, zero_loss(pooled), extras={"channel_gate": g, "spatial_attention": attn, "modality_gate": z}
+        )
