@@ -221,6 +221,30 @@ def test_decision_scores_match_sklearn():
     assert d["f1_macro"] == pytest.approx(f1_score(y, p, labels=[0, 1, 2, 3], average="macro", zero_division=0))
 
 
+def test_metrics_carry_patient_bootstrap_intervals_of_the_headline_metrics():
+    from medmm.tasks.diagnosis import diagnosis_metrics
+
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    recs = []
+    for i in range(120):
+        p = rng.dirichlet([1, 1, 1])
+        recs.append({"id": str(i), "group": f"patient{i // 4}", "reference": classes[int(rng.integers(3))],
+                     "prediction": {"label": classes[int(p.argmax())], "probs": dict(zip(classes, p.tolist(), strict=True))}})
+    m = diagnosis_metrics(recs, classes, False, n_resamples=300)
+    assert m["n_groups"] == 30  # resampled by patient, not by image
+    for key in ("auroc_macro_ovr", "accuracy", "balanced_accuracy", "f1_macro"):
+        low, high = m["ci"][key]
+        assert low < m[key] < high and high - low > 0.02  # the fast forms equal the reported values
+    assert "ci" not in diagnosis_metrics(recs, classes, False)  # n_resamples=0: no intervals
+    multi = [{"id": str(i), "group": str(i), "prediction": {"probs": {"x": float(v)}},
+              "reference": {"x": int(v + rng.normal(0, 0.3) > 0.5) if i % 10 else None}}
+             for i, v in enumerate(rng.random(80))]
+    mm = diagnosis_metrics(multi, ["x"], True, n_resamples=300)
+    low, high = mm["ci"]["auroc_macro"]
+    assert low < mm["auroc_macro"] < high and mm["n_groups"] == 80  # a missing label is NaN, left out per resample
+
+
 def test_external_validation_projects_onto_other_label_space():
     classes = ("COVID-19", "no finding", "other", "other pneumonia")
     train = []

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from medmm.metrics.classification import ClassificationMetric, classification_metrics, plot_reliability, reliability
+from medmm.metrics.classification import (
+    ClassificationMetric,
+    auroc_binary,
+    auroc_macro_multilabel,
+    auroc_macro_ovr,
+    classification_metrics,
+    plot_reliability,
+    reliability,
+)
 
 
 def test_binary_known_values():
@@ -94,3 +102,18 @@ def test_f1_and_balanced_accuracy_equal_sklearn():
     ml = classification_metrics(yl, sl, "multilabel")
     assert ml["f1_micro"] == pytest.approx(f1_score(yl, sl >= 0.5, average="micro"))
     assert ml["f1_macro"] == pytest.approx(f1_score(yl, sl >= 0.5, average="macro"))
+
+
+def test_fast_auroc_equals_sklearn_with_ties_and_missing_labels():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 50)
+    p = np.round(rng.random((50, 3)), 1)  # ties on purpose
+    want = np.mean([roc_auc_score((y == c).astype(int), p[:, c]) for c in range(3)])
+    assert auroc_macro_ovr(y, p) == pytest.approx(want)
+    assert np.isnan(auroc_macro_ovr(np.zeros(3, int), np.ones((3, 2)) / 2))  # one class only
+    assert np.isnan(auroc_binary(np.ones(4, bool), np.arange(4.0)))
+    ml = rng.integers(0, 2, (40, 2)).astype(float)
+    ml[:5, 0] = np.nan  # missing labels are left out of that column only
+    scores = rng.random((40, 2))
+    want = np.mean([roc_auc_score(ml[5:, 0], scores[5:, 0]), roc_auc_score(ml[:, 1], scores[:, 1])])
+    assert auroc_macro_multilabel(ml, scores) == pytest.approx(want)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from medmm.errors import MedmmError
+from medmm.metrics.classification import auroc_macro_ovr
 
 log = logging.getLogger("medmm.ablation")
 
@@ -65,31 +66,12 @@ class AblationTable:
 
 
 # ----------------------------------------------------------------------------- metrics
-def auroc_macro(y: np.ndarray, probs: np.ndarray) -> float:
-    """Mean one-vs-rest AUROC over the classes that are present and absent in `y` (NaN if none).
-
-    Mann-Whitney form with average ranks for ties (equal to sklearn's roc_auc_score, tested);
-    written out because thousands of bootstrap resamples call it.
-    """
-    from scipy.stats import rankdata
-
-    vals = []
-    for c in range(probs.shape[1]):
-        pos = y == c
-        n_pos = int(pos.sum())
-        n_neg = len(y) - n_pos
-        if n_pos and n_neg:
-            r = rankdata(probs[:, c])
-            vals.append((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def metric_value(name: str, y: np.ndarray, probs: np.ndarray) -> float:
     """One primary metric of (integer labels, probabilities); decisions are the arg-max."""
     from medmm.tasks.diagnosis import decision_scores
 
     if name == "auroc_macro":
-        return auroc_macro(y, probs)
+        return auroc_macro_ovr(y, probs)
     if name in ("f1_macro", "balanced_accuracy", "accuracy"):
         return decision_scores(y, probs.argmax(axis=1), probs.shape[1])[name]
     raise MedmmError(f"unknown ablation metric {name!r}; use one of {', '.join(METRICS)}")

@@ -75,6 +75,7 @@ class DiagnosisTask(Task):
             balanced_sampling: class-balanced sampling with replacement.
             threshold_tuning: none | f1 | youden: per-class thresholds fitted on validation.
             label_smoothing: for ce/weighted_ce.
+            bootstrap_resamples: resamples (by patient group) for the metrics' 95% CIs (0: none).
         """
 
         target: str = "label"
@@ -109,6 +110,7 @@ class DiagnosisTask(Task):
         balanced_sampling: bool = False
         threshold_tuning: Literal["none", "f1", "youden"] = "none"
         label_smoothing: float = 0.0
+        bootstrap_resamples: int = 1000
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
@@ -422,7 +424,8 @@ class DiagnosisTask(Task):
         `argmax_*` keep the arg-max ones. Unlabelled records are counted, not scored.
         """
         return diagnosis_metrics(records, self._external["classes"] if self._external else self.classes,
-                                 self.multilabel and self._external is None, self.thresholds is not None)
+                                 self.multilabel and self._external is None, self.thresholds is not None,
+                                 n_resamples=self.config.bootstrap_resamples)
 
     # ------------------------------------------------------------------ external validation
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
@@ -474,8 +477,14 @@ class DiagnosisTask(Task):
         return recs
 
 
-def diagnosis_metrics(records: list[dict[str, Any]], classes: list[str], multilabel: bool, thresholded: bool = False) -> dict[str, Any]:
-    """Metrics of diagnosis records (see `DiagnosisTask.compute_metrics`); torch-free."""
+def diagnosis_metrics(records: list[dict[str, Any]], classes: list[str], multilabel: bool, thresholded: bool = False,
+                      n_resamples: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Metrics of diagnosis records (see `DiagnosisTask.compute_metrics`); torch-free.
+
+    With `n_resamples` > 0, `ci` holds 95% percentile-bootstrap intervals of the headline
+    metrics (`diagnosis_headline`), resampling the records' `group` (patient) so several images
+    of one patient never narrow an interval falsely.
+    """
     from medmm.metrics.classification import classification_metrics
 
     labelled = [r for r in records if r.get("reference") is not None]
@@ -488,6 +497,7 @@ def diagnosis_metrics(records: list[dict[str, Any]], classes: list[str], multila
         out = classification_metrics(y, s, "multilabel", labels=classes, with_provenance=False)
         out.pop("reliability", None)
         out.update(n_scored=len(labelled), n_unlabelled=n_unlabelled)
+        out.update(_headline_intervals(labelled, y, s, None, n_resamples, seed))
         return out
     idx = {k: i for i, k in enumerate(classes)}
     y = np.array([idx[r["reference"]] for r in labelled])
@@ -505,7 +515,35 @@ def diagnosis_metrics(records: list[dict[str, Any]], classes: list[str], multila
     out["confusion_matrix"] = cm.tolist()
     out["labels"] = list(classes)
     out.update(n_scored=len(labelled), n_unlabelled=n_unlabelled)
+    out.update(_headline_intervals(labelled, y, s, pred, n_resamples, seed))
     return out
+
+
+def diagnosis_headline(y: np.ndarray, scores: np.ndarray, pred: np.ndarray | None) -> dict[str, float]:
+    """The metrics that get CIs: multi-class (`pred` = final decisions) AUROC macro one-vs-rest
+    and the decision scores; multi-label (`pred` None, NaN = missing label) AUROC macro.
+    Fast numpy forms, equal to `classification_metrics`' (tested), for the bootstrap."""
+    from medmm.metrics.classification import auroc_macro_multilabel, auroc_macro_ovr
+
+    if pred is None:
+        return {"auroc_macro": auroc_macro_multilabel(y, scores)}
+    return {"auroc_macro_ovr": auroc_macro_ovr(y, scores), **decision_scores(y, pred, scores.shape[1])}
+
+
+def _headline_intervals(labelled: list[dict[str, Any]], y: np.ndarray, scores: np.ndarray, pred: np.ndarray | None,
+                        n_resamples: int, seed: int) -> dict[str, Any]:
+    if n_resamples <= 0 or len(labelled) < 2:
+        return {}
+    from medmm.metrics.stats import bootstrap_ci
+
+    groups = [str(r.get("group") or r["id"]) for r in labelled]
+    if pred is None:
+        ci = bootstrap_ci(lambda y_, s_: diagnosis_headline(y_, s_, None), y, scores,
+                          n_resamples=n_resamples, seed=seed, groups=groups)
+    else:
+        ci = bootstrap_ci(diagnosis_headline, y, scores, pred, n_resamples=n_resamples, seed=seed, groups=groups)
+    return {"ci": {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}, "ci_method": ci["method"],
+            "n_groups": ci["n_units"]}
 
 
 def decision_scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
