@@ -127,7 +127,10 @@ def _vqa_section(out: Path) -> str:
         )
         if key in m
     ]
-    plots = sorted((run / "plots").glob("*.png"))
+    # The answers themselves (with the cells the model attended to) first, then accuracy by
+    # question type, then the loss curve; the rest is in the full run report.
+    wanted = ("vqa_examples_val.png", "by_question_type_val.png", "loss.png")
+    plots = [run / "plots" / name for name in wanted if (run / "plots" / name).is_file()]
     return (
         f"<p>Image + question &rarr; answer; held-out questions of unseen images (n = {_num(m.get('n', m.get('n_samples', '?')))}).</p>"
         + _table(["metric (95% bootstrap CI over images)", "value"], rows)
