@@ -181,7 +181,7 @@ def _split_section(metrics: dict[str, Any], split: str, plots: Path) -> list[str
         if all(isinstance(v, dict) for v in value.values()):
             parts.append(f"<h3>{html.escape(name)}</h3>" + _breakdown_table(value))
             if name.startswith("by_"):
-                png = f"{name}_{split}.png"
+                png = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in f"{name}_{split}") + ".png"
                 _plot_per_class(value, f"{split}: {name.removeprefix('by_').replace('_', ' ')}", plots / png, max_metrics=4)
                 parts.append(f'<img src="plots/{html.escape(png)}" alt="{html.escape(png)}">')
         elif all(not isinstance(v, (dict, list)) for v in value.values()):
