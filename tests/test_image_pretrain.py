@@ -214,6 +214,7 @@ def test_caption_loss_and_held_out_recall(tmp_path):
     (["--source", "medpix2:val={base}"], MedmmError, "has no split 'val'"),
     (["--source", "medpix2:test={base}"], MedmmError, "has no usable image"),  # no test split files
     (["--source", "medpix2={base}", "--widths", "8,x"], MedmmError, "--widths"),
+    (["--source", "medpix2={base}", "--reconstruction-weight", "-1"], MedmmError, "reconstruction_weight"),
 ])
 def test_cli_bad_input(tmp_path, args, error, text):
     base, _ = make_medpix(tmp_path / "mp")
@@ -231,3 +232,29 @@ def test_cli_missing_roots_are_named(tmp_path):
     every = make_vqa_rad(tmp_path / "vqa", [f"synpic{1000 + 10 * c + j}" for c in range(8) for j in range(2)])
     res = _cli(["--out", str(tmp_path / "w.pt"), "--source", f"medpix2:train={base}", "--exclude-vqa-rad", str(every)])
     assert isinstance(res.exception, MedmmError) and "16 excluded as VQA-RAD images" in str(res.exception)
+
+
+def test_denoising_reconstruction_loss_trains_a_decoder_that_is_not_saved(tmp_path):
+    from medmm.models.pretrained import load_weights
+
+    base, _ids = make_medpix(tmp_path / "mp")
+    out = tmp_path / "enc" / "w.pt"
+    res = _cli(["--out", str(out), "--source", f"medpix2:train={base}", "--no-exclude-vqa-rad", "--image-size", "32",
+                "--widths", "8,16", "--epochs", "3", "--batch-size", "8", "--min-label-count", "1", "--held-out", "0.25",
+                "--caption-weight", "0", "--reconstruction-weight", "1"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    mses = [h["held_out_recon_mse"] for h in summary["history"]]
+    assert mses[-1] < mses[0]  # the decoder learns to rebuild the held-out crops
+    state, meta = load_weights(out, summary["sha256"])
+    assert not any(k.startswith("decoder") for k in state) and "denoising reconstruction" in meta["source"]
+
+
+def test_reconstruction_decoder_returns_the_input_size():
+    from medmm.models import create_image_encoder
+
+    enc = create_image_encoder("small_cnn", in_channels=1, image_size=40, widths=[8, 16])
+    model = ip.Pretrainer(enc, {"modality": 3}, 4, reconstruct=True)
+    logits, emb, recon = model(torch.zeros(2, 1, 40, 40))
+    assert recon.shape == (2, 1, 40, 40) and logits["modality"].shape == (2, 3) and emb.shape == (2, 4)
+    assert ip.Pretrainer(enc, {"modality": 3}, 4)(torch.zeros(1, 1, 40, 40))[2] is None

@@ -60,6 +60,10 @@ def pretrain_image(
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, one-cycle)."),
     caption_weight: float = typer.Option(1.0, "--caption-weight", help="Caption InfoNCE weight (0: labels only, no MiniLM)."),
+    reconstruction_weight: float = typer.Option(
+        0.0, "--reconstruction-weight", help="Denoising reconstruction loss weight (0: off; MEVF-style auto-encoder)."
+    ),
+    noise_std: float = typer.Option(0.4, "--noise-std", help="Input noise of the denoising loss (normalised units)."),
     min_label_count: int = typer.Option(10, "--min-label-count", help="Rarer training labels are ignored in the loss."),
     held_out: float = typer.Option(0.1, "--held-out", help="Fraction of cases/patients kept aside for the held-out accuracies."),
     seed: int = typer.Option(0, "--seed"),
@@ -78,7 +82,8 @@ def pretrain_image(
     exclude = None if no_exclude else (exclude_vqa_rad or data_root / "vqa_rad")
     config = PretrainConfig(
         sources=sources, exclude_vqa_rad=exclude, image_size=image_size, widths=parse_widths(widths), epochs=epochs,
-        batch_size=batch_size, lr=lr, caption_weight=caption_weight, min_label_count=min_label_count,
+        batch_size=batch_size, lr=lr, caption_weight=caption_weight, reconstruction_weight=reconstruction_weight,
+        noise_std=noise_std, min_label_count=min_label_count,
         held_out_fraction=held_out, seed=seed, num_threads=threads,
     )
     console = Console()

@@ -83,6 +83,13 @@ class PretrainConfig:
         widths: `small_cnn` channel widths per stage.
         epochs, batch_size, lr, weight_decay: AdamW with a one-cycle schedule (10% warm-up).
         caption_weight: weight of the caption InfoNCE loss (0: no MiniLM, labels only).
+        reconstruction_weight: weight of a denoising reconstruction loss (0: off). The encoder
+            then sees a noisy copy of each crop (Gaussian, `noise_std` in normalised units) and a
+            small transposed-convolution decoder (not saved) rebuilds the clean crop from its
+            last feature map (mean squared error): the convolutional denoising auto-encoder of
+            MEVF (Nguyen et al., MICCAI 2019), which keeps local image detail that labels of
+            modality, plane and location do not ask for.
+        noise_std: standard deviation of that noise.
         min_label_count: labels seen fewer times in the training images are ignored in the loss.
         held_out_fraction: fraction of cases/patients kept aside for the held-out accuracies.
         seed: seeds the held-out choice, the initialisation and the augmentation.
@@ -98,6 +105,8 @@ class PretrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     caption_weight: float = 1.0
+    reconstruction_weight: float = 0.0
+    noise_std: float = 0.4
     min_label_count: int = 10
     held_out_fraction: float = 0.1
     seed: int = 0
@@ -264,17 +273,40 @@ def caption_embeddings(captions: Sequence[str | None], progress: Callable[[int, 
 
 
 class Pretrainer(nn.Module):
-    """The encoder plus one linear head per label and a caption projection."""
+    """The encoder plus one linear head per label, a caption projection and, for the denoising
+    loss, a decoder from the last feature map back to the input image."""
 
-    def __init__(self, encoder: nn.Module, n_classes: dict[str, int], text_dim: int):
+    def __init__(self, encoder: nn.Module, n_classes: dict[str, int], text_dim: int, reconstruct: bool = False):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict({k: nn.Linear(encoder.out_dim, n) for k, n in n_classes.items()})
         self.caption = nn.Linear(encoder.out_dim, text_dim)
+        self.decoder = _decoder(encoder.out_dim) if reconstruct else None
 
-    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        pooled = self.encoder(x).pooled
-        return {k: h(pooled) for k, h in self.heads.items()}, F.normalize(self.caption(pooled), dim=-1)
+    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """(label logits, normalised caption embedding, reconstruction of x or None)."""
+        feats = self.encoder(x)
+        pooled = feats.pooled
+        recon = None
+        if self.decoder is not None:
+            b, n, d = feats.tokens.shape
+            side = round(n**0.5)
+            grid = feats.tokens.transpose(1, 2).reshape(b, d, side, side)
+            recon = F.interpolate(self.decoder(grid), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {k: h(pooled) for k, h in self.heads.items()}, F.normalize(self.caption(pooled), dim=-1), recon
+
+
+def _decoder(in_dim: int, stages: int = 4) -> nn.Sequential:
+    """Transposed convolutions, each doubling the side and halving the width, then a 3x3 to one
+    channel (a 6x6 map of a 96 px input comes back at 96 px; other sizes are resized to fit)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(stages):
+        nxt = max(width // 2, 8)
+        layers += [nn.ConvTranspose2d(width, nxt, 4, stride=2, padding=1), nn.BatchNorm2d(nxt), nn.ReLU(inplace=True)]
+        width = nxt
+    layers.append(nn.Conv2d(width, 1, 3, padding=1))
+    return nn.Sequential(*layers)
 
 
 def batches(
@@ -320,20 +352,26 @@ def evaluate(
     captions: torch.Tensor | None = None, mean: float = 0.5, std: float = 0.25,
 ) -> dict[str, float]:
     """Accuracy per label head on `idx` (centre crop); with `captions`, image->caption recall@1/@5
-    among the captioned images of `idx` (chance: 1/n and 5/n)."""
+    among the captioned images of `idx` (chance: 1/n and 5/n); with a decoder, the mean squared
+    error of rebuilding the clean crop (`recon_mse`, normalised units)."""
     model.eval()
     hits: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     embs = []
+    sq_err, n_px = 0.0, 0
     for part, x in batches(pixels, idx, size, False, np.random.default_rng(0), 128, mean, std):
-        logits, emb = model(x)
+        logits, emb, recon = model(x)
         embs.append(emb)
+        if recon is not None:
+            sq_err, n_px = sq_err + float(((recon - x) ** 2).sum()), n_px + x.numel()
         for k, lg in logits.items():
             y = labels[k][part]
             ok = y >= 0
             hits[k] += int((lg.argmax(-1)[ok] == y[ok]).sum())
             seen[k] += int(ok.sum())
     out = {f"acc_{k}": round(hits[k] / seen[k], 4) for k in labels if seen[k]}
+    if n_px:
+        out["recon_mse"] = round(sq_err / n_px, 4)
     if captions is not None and embs:
         cap = captions[torch.as_tensor(idx)]
         has = cap.abs().sum(-1) > 0
@@ -390,6 +428,8 @@ def pretrain_image_encoder(
     c = config
     if c.image_size < 16:
         raise MedmmError(f"image_size must be >= 16, got {c.image_size}")
+    if c.reconstruction_weight < 0 or c.noise_std < 0:
+        raise MedmmError(f"reconstruction_weight and noise_std must be >= 0 (got {c.reconstruction_weight}, {c.noise_std})")
     if c.epochs < 1 or c.batch_size < 1 or c.lr <= 0:
         raise MedmmError(f"epochs, batch_size and lr must be positive (got {c.epochs}, {c.batch_size}, {c.lr})")
     out_path = Path(out_path)
@@ -420,7 +460,7 @@ def pretrain_image_encoder(
         encoder = create_image_encoder("small_cnn", **kwargs)
         spec = encoder.input_spec
         mean, std = float(spec.mean[0]), float(spec.std[0])
-        model = Pretrainer(encoder, {k: len(spaces[k]) for k in labels}, captions.shape[1])
+        model = Pretrainer(encoder, {k: len(spaces[k]) for k in labels}, captions.shape[1], reconstruct=c.reconstruction_weight > 0)
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         per_epoch = -(-len(train_idx) // c.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=c.epochs * per_epoch, pct_start=0.1)
@@ -431,9 +471,13 @@ def pretrain_image_encoder(
             model.train()
             tot, n = 0.0, 0
             for part, x in batches(pixels, train_idx, c.image_size, True, rng, c.batch_size, mean, std):
-                logits, emb = model(x)
+                seen_x = x + c.noise_std * torch.randn_like(x) if c.reconstruction_weight > 0 else x
+                logits, emb, recon = model(seen_x)
                 loss = pretrain_loss(logits, emb, {k: y[part] for k, y in labels.items()}, captions[part],
                                      has_cap[part], c.caption_weight if use_captions else 0.0)
+                if recon is not None:  # rebuild the clean crop from the noisy one
+                    rec_loss = c.reconstruction_weight * F.mse_loss(recon, x)
+                    loss = rec_loss if loss is None else loss + rec_loss
                 if loss is not None:
                     opt.zero_grad()
                     loss.backward()
@@ -482,6 +526,7 @@ def pretrain_image_encoder(
             "labels": None,
             "source": f"medmm.tasks.image_pretrain: {describe}; labels modality/plane/location"
                       + (" + caption InfoNCE vs frozen MiniLM" if use_captions else "")
+                      + (f" + denoising reconstruction (weight {c.reconstruction_weight})" if c.reconstruction_weight > 0 else "")
                       + ("; VQA-RAD images excluded" if c.exclude_vqa_rad is not None else ""),
             "licence": "trained on " + " and ".join(_LICENCES[s["name"]] for s in counts) + ": research use only",
             "notes": json.dumps({k: summary[k] for k in ("config", "sources", "n_images", "label_spaces", "held_out", "cpu_s")}),
