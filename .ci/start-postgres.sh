@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a throw-away PostgreSQL server on 127.0.0.1 (random free port, temp data dir, random
 # password) and print its SQLAlchemy URL on stdout. Everything else goes to stderr.
-# Used by .ci/run for the humaneval storage tests (MEDMM_TEST_POSTGRES_URL).
+# Used by .ci/run for the humaneval storage tests (MEDMM_TEST_POSTGRES_URL). With
+# MEDMM_PG_DIR_FILE set, the server's folder is written to that file, for .ci/stop-postgres.sh.
 set -euo pipefail
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
@@ -11,6 +12,7 @@ if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
 fi
 
 dir=$(mktemp -d /tmp/medmm-pg.XXXXXX)
+if [ -n "${MEDMM_PG_DIR_FILE:-}" ]; then printf '%s\n' "$dir" > "$MEDMM_PG_DIR_FILE"; fi
 chmod 755 "$dir"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
@@ -38,5 +40,5 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres medmm_test >&2
-echo "start-postgres: server in $dir on 127.0.0.1:$port (stop: pg_ctl -D $dir/data stop)" >&2
+echo "start-postgres: server in $dir on 127.0.0.1:$port (stop: bash .ci/stop-postgres.sh $dir)" >&2
 echo "postgresql+psycopg2://postgres:${password}@127.0.0.1:${port}/medmm_test"
