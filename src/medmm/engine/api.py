@@ -245,6 +245,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     val_samples = val_split.samples if val_split else []
 
     task = build_task(cfg)
+    train_split.samples = task.training_samples(train_split.samples)
     state_path = run_dir / rd.TASK_STATE
     if resume and state_path.exists():
         task.load_state(rd.read_json(state_path)["state"])

@@ -82,6 +82,16 @@ class Task(nn.Module):
         return self.evaluation_step(batch)
 
     # Optional hooks (defaults do nothing; the engine calls them when a task overrides them).
+    def training_samples(self, samples: list[Sample]) -> list[Sample]:
+        """The training split's samples as the task trains on them (default: unchanged).
+
+        Called once on the training role only, after the split and before `setup`, so extra
+        examples derived from training samples (e.g. other wordings of a training question)
+        never reach validation or test. Must depend on the config alone (a resumed run calls
+        it again).
+        """
+        return samples
+
     def sample_weights(self, samples: list[Sample]) -> list[float] | None:
         """Per-sample training sampling weights (e.g. class-balanced), or None for uniform.
 

@@ -120,6 +120,9 @@ class VQATask(Task):
                 connector, by the classifier's probabilities over them (`medmm.tasks.vqa_choices`;
                 with masked_loss, their training loss competes among those options); other
                 questions unchanged.
+            framed_questions: train also on the templated wording of each training question
+                (VQA-RAD's ``question_frame``; `medmm.tasks.vqa_framed`), as one more example
+                with the same image and answer; validation and test are never changed.
             image_attributes: append the image read as words ("image: ct, axial, abdomen") to
                 the question, from the label heads saved beside `image_pretrained` by
                 `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
@@ -160,6 +163,7 @@ class VQATask(Task):
         image_attributes: bool = False
         question_type_mask: bool = False
         choice_options: bool = False
+        framed_questions: bool = False
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
 
@@ -208,6 +212,14 @@ class VQATask(Task):
         self._choices: ChoiceOptions | None = None
 
     # -- data-dependent state ------------------------------------------------------------
+    def training_samples(self, samples: list[Sample]) -> list[Sample]:
+        """With `framed_questions`, the training samples plus their framed wordings."""
+        if not self.config.framed_questions:
+            return samples
+        from medmm.tasks.vqa_framed import framed_question_samples
+
+        return framed_question_samples(samples)
+
     def setup(self, train_samples: list[Sample]) -> None:
         """Answer vocabularies, decoder word vocabulary, KG, scratch tokenizer; builds the heads."""
         _require_images(train_samples)

@@ -4,6 +4,11 @@ Root holds ``VQA_RAD Dataset Public.json`` and ``VQA_RAD Image Folder/synpicNNNN
 One Sample per question-answer pair. Official split by ``phrase_type``: train = freeform + para,
 test = test_freeform + test_para. The split is by question and shares images between train and
 test, so group by "image" for an image-disjoint split. No patient ids exist.
+
+Each record may also carry the VQA-RAD paper's templated wording of its question
+(``question_frame``, e.g. "Is/Are there patency in the patient's common iliac arteries and
+veins?"); it is kept in ``meta["question_frame"]`` (None when "NULL" or absent), for VQA's
+``model.framed_questions``.
 """
 
 from __future__ import annotations
@@ -84,7 +89,14 @@ def load_vqa_rad(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
                     "phrase_type": rec["phrase_type"],
                     "answer_type": answer_type,
                     "image_case_url": rec.get("image_case_url"),
+                    "question_frame": _text_or_none(rec.get("question_frame")),
                 },
             )
         )
     return out
+
+
+def _text_or_none(value: object) -> str | None:
+    """A free-text field of the release: None for absent, empty or the string "NULL"."""
+    text = str(value).strip() if value is not None else ""
+    return None if not text or text.upper() == "NULL" else text
