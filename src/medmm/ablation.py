@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from medmm.errors import MedmmError
-from medmm.metrics.classification import auroc_macro_ovr
 
 log = logging.getLogger("medmm.ablation")
 
@@ -68,18 +67,18 @@ class AblationTable:
 # ----------------------------------------------------------------------------- metrics
 def metric_value(name: str, y: np.ndarray, probs: np.ndarray) -> float:
     """One primary metric of (integer labels, probabilities); decisions are the arg-max."""
-    from medmm.tasks.diagnosis import decision_scores
-
-    if name == "auroc_macro":
-        return auroc_macro_ovr(y, probs)
-    if name in ("f1_macro", "balanced_accuracy", "accuracy"):
-        return decision_scores(y, probs.argmax(axis=1), probs.shape[1])[name]
-    raise MedmmError(f"unknown ablation metric {name!r}; use one of {', '.join(METRICS)}")
+    if name not in METRICS:
+        raise MedmmError(f"unknown ablation metric {name!r}; use one of {', '.join(METRICS)}")
+    return all_metrics(y, probs)[name]
 
 
 def all_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Every metric of METRICS."""
-    return {m: metric_value(m, y, probs) for m in METRICS}
+    """Every metric of METRICS: the diagnosis task's headline metrics (the same numbers its
+    evaluate reports) with arg-max decisions."""
+    from medmm.tasks.diagnosis import diagnosis_headline
+
+    head = diagnosis_headline(y, probs, probs.argmax(axis=1))
+    return {"auroc_macro": head["auroc_macro_ovr"], **{m: head[m] for m in METRICS if m != "auroc_macro"}}
 
 
 def records_arrays(records: list[dict[str, Any]], classes: list[str] | None = None):
