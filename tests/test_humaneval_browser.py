@@ -113,7 +113,7 @@ def test_admin_creates_study_two_raters_rate_and_export(page, tmp_path):
         pred_paths.append(str(write_predictions(tmp_path / f"{sysname}.jsonl", rows)))
 
     entered: dict[tuple[str, str, str], dict] = {}
-    with serve_in_thread(create_app(url, secret_key="browser-test")) as base:
+    with serve_in_thread(create_app(url, secret_key="browser-test", image_roots=[tmp_path])) as base:
         # Admin: create the study from uploaded predictions files.
         _login(page, base, "admin")
         page.goto(base + "/admin")

@@ -131,7 +131,7 @@ def test_study_from_real_vqa_rad_images(shared_data, tmp_path):
     create_study_from_predictions(db, "vqa", [str(pred)], "single", ["rater1"],
                                   images_root=root / "VQA_RAD Image Folder",
                                   create_missing_raters={"rater1": "rater1-password"})
-    c = TestClient(create_app(db, secret_key="k"))
+    c = TestClient(create_app(db, secret_key="k", image_roots=[root / "VQA_RAD Image Folder"]))
     login(c, "rater1", "rater1-password")
     page = c.get("/studies/1/next")
     assert page.status_code == 200 and "Question" in page.text and "yes" in page.text

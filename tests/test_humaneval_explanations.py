@@ -137,7 +137,7 @@ def test_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001_initial")
         conn.execute(text("INSERT INTO he_study (name, design, seed, created_at) VALUES ('old', 'single', 0, '2026-01-01')"))
-    assert migrate(engine) == "0002_explanations"
+    assert migrate(engine) == "0003_security"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name, show_explanations FROM he_study")).all() == [("old", 0)]
         columns = [r[1] for r in conn.execute(text("PRAGMA table_info(he_output)"))]

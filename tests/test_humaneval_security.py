@@ -37,14 +37,14 @@ def world(tmp_path_factory):
     for name in ("secretmodelx", "secretmodely"):
         rows = [{"id": f"c{i}", "prediction": f"text {i} variant {name[-1]}", "image": "img.png"} for i in range(3)]
         preds.append(str(write_predictions(tmp / f"{name}.jsonl", rows)))
-    single = create_study_from_predictions(url, "single", preds, "single", ["alice", "bob"])
-    pair = create_study_from_predictions(url, "pair", preds, "pairwise", ["alice", "bob"])
+    single = create_study_from_predictions(url, "single", preds, "single", ["alice", "bob"], images_root=tmp)
+    pair = create_study_from_predictions(url, "pair", preds, "pairwise", ["alice", "bob"], images_root=tmp)
     with factory() as s:
         ids = {u: [a.public_id for a in s.scalars(
             select(Assignment).join(User, Assignment.rater_id == User.id).where(User.username == u))]
             for u in ("alice", "bob")}
-    app = create_app(url, secret_key="test-secret")
-    return {"url": url, "app": app, "factory": factory, "ids": ids, "single": single, "pair": pair}
+    app = create_app(url, secret_key="test-secret", image_roots=[tmp])
+    return {"url": url, "tmp": tmp, "app": app, "factory": factory, "ids": ids, "single": single, "pair": pair}
 
 
 def client(world, user=None):
@@ -56,7 +56,7 @@ def client(world, user=None):
 def fill(path: str, world) -> str:
     pid = world["ids"]["alice"][0]
     return (path.replace("{public_id}", pid).replace("{study_id}", str(world["single"]))
-            .replace("{fmt}", "csv"))
+            .replace("{user_id}", "1").replace("{fmt}", "csv"))
 
 
 def test_every_route_refused_without_session(world):
@@ -222,11 +222,15 @@ def test_admin_upload_and_export(world, tmp_path):
     assert r.status_code == 422 and "images folder" in r.text
     r = c.post("/admin/studies", data={**data, "name": "img", "design": "single", "images_root": str(tmp_path)},
                files=with_image)
+    assert r.status_code == 422 and "inside a folder allowed at server start" in r.text
+    r = c.post("/admin/studies", data={**data, "name": "img", "design": "single", "images_root": str(world["tmp"])},
+               files=with_image)
     assert r.status_code == 422 and "outside --images-root" in r.text
     r = c.post("/admin/studies", data={**data, "name": "nocsrf", "csrf_token": "x"}, files=files)
     assert r.status_code == 403
     r = c.get(f"/admin/studies/{world['pair']}/export.json")
     assert r.status_code == 200 and isinstance(r.json(), list)
+    assert "secretmodel" not in r.text  # not unblinded: systems are "system 1", "system 2"
 
 
 def test_default_password_cost():

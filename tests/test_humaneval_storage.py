@@ -69,7 +69,7 @@ def test_migrations_match_models(db_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
-    assert migrate(engine) == "0002_explanations"  # idempotent: a second start changes nothing
+    assert migrate(engine) == "0003_security"  # idempotent: a second start changes nothing
     engine.dispose()
 
 
@@ -103,7 +103,7 @@ def test_seed_reproducible_order(tmp_path):
     for k in range(2):
         url = str(tmp_path / f"db{k}.sqlite")
         add_users(url, "alice")
-        sid = create_study_from_predictions(url, "s", preds, "single", ["alice"], seed=7)
+        sid = create_study_from_predictions(url, "s", preds, "single", ["alice"], seed=7, images_root=tmp_path)
         engine, factory = open_db(url)
         with factory() as s:
             q = select(Assignment).where(Assignment.study_id == sid).order_by(Assignment.position)
@@ -114,7 +114,8 @@ def test_seed_reproducible_order(tmp_path):
 
 def test_upsert_keeps_one_row_and_merges_fields(db_url, tmp_path):
     add_users(db_url, "alice")
-    sid = create_study_from_predictions(db_url, "s", make_preds(tmp_path, 2), "single", ["alice"])
+    sid = create_study_from_predictions(db_url, "s", make_preds(tmp_path, 2), "single", ["alice"],
+                                        images_root=tmp_path)
     engine, factory = open_db(db_url)
     with factory() as s:
         aid = s.scalar(select(Assignment.id).where(Assignment.study_id == sid).limit(1))
@@ -152,16 +153,18 @@ def test_bad_inputs_name_the_file(tmp_path):
     preds = make_preds(tmp_path, 3)
     other = write_predictions(tmp_path / "gamma.jsonl", [{"id": "zz", "prediction": "p"}])
     with pytest.raises(BadInputError, match="ids differ"):
-        create_study_from_predictions(url, "s", [preds[0], str(other)], "single", ["alice"])
+        create_study_from_predictions(url, "s", [preds[0], str(other)], "single", ["alice"], images_root=tmp_path)
     with pytest.raises(BadInputError, match="no account"):
-        create_study_from_predictions(url, "s", preds, "single", ["nobody"])
+        create_study_from_predictions(url, "s", preds, "single", ["nobody"], images_root=tmp_path)
+    with pytest.raises(BadInputError, match="give the images folder"):
+        create_study_from_predictions(url, "s", preds, "single", ["alice"])
     with pytest.raises(BadInputError, match="outside --images-root"):
         esc = write_predictions(tmp_path / "esc.jsonl", [{"id": "1", "prediction": "p", "image": "../x.png"}])
         create_study_from_predictions(url, "s", [str(esc)], "single", ["alice"], images_root=tmp_path / "imgs")
     with pytest.raises(BadInputError, match="username"):
         engine, factory = open_db(url)
         with factory.begin() as s:
-            create_user(s, "bob' OR 1=1 --", "password123")
+            create_user(s, "bob' OR 1=1 --", "a-long-password-123")
     with pytest.raises(MedmmError), factory() as s:
         get_study(s, "missing")
     engine.dispose()
@@ -171,7 +174,8 @@ def test_named_pred_argument_and_metrics(tmp_path):
     url = str(tmp_path / "db.sqlite")
     preds = make_preds(tmp_path, 2)
     sid = create_study_from_predictions(url, "s", [f"m1={preds[0]}", f"m2={preds[1]}"], "single",
-                                        ["carol"], create_missing_raters={"carol": "carol-password"})
+                                        ["carol"], create_missing_raters={"carol": "carol-password"},
+                                        images_root=tmp_path)
     from medmm.humaneval.export import output_metrics
 
     engine, factory = open_db(url)
@@ -197,7 +201,7 @@ def test_image_path_of_medmm_prediction_records_is_the_image(tmp_path):
     assert rec.image == str(tmp_path / "scan.png") and rec.metrics == {"confidence": 0.7}
     url = str(tmp_path / "db.sqlite")
     sid = create_study_from_predictions(url, "vqa", [f"model={pred}"], "single", ["dana"],
-                                        create_missing_raters={"dana": "dana-password"})
+                                        create_missing_raters={"dana": "dana-password"}, images_root=tmp_path)
     engine, factory = open_db(url)
     with factory() as s:
         (case,) = s.scalars(select(Case).where(Case.study_id == sid)).all()
@@ -241,5 +245,5 @@ def test_servers_starting_together_migrate_once(db_url):
     with engine.connect() as conn:
         from sqlalchemy import text
 
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0002_explanations",)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0003_security",)]
     engine.dispose()

@@ -27,15 +27,40 @@ def serve(
     secret_file: Path | None = typer.Option(
         None, help="File with the session-signing key (else $MEDMM_HUMANEVAL_SECRET or a random key)."
     ),
-    https_only: bool = typer.Option(False, help="Mark session cookies Secure (behind an HTTPS proxy)."),
+    https_only: bool = typer.Option(
+        False, help="Behind an HTTPS proxy: mark session cookies Secure and send HSTS."),
+    images_root: list[Path] = typer.Option(
+        [], help="A folder images may be served from (repeat). Studies' images folders must lie inside one."),
+    idle_timeout_min: float = typer.Option(30.0, help="Minutes without a request that end a session."),
+    absolute_timeout_h: float = typer.Option(12.0, help="Hours after login that end a session in any case."),
+    forwarded_allow_ips: str | None = typer.Option(
+        None, help="Address(es) of the TLS reverse proxy whose X-Forwarded-For/-Proto are trusted "
+        "(comma-separated); the audit trail then records the real client address."),
 ) -> None:
     """Run the web app (migrates the database schema first)."""
+    from datetime import timedelta
+
     import uvicorn
 
     from medmm.humaneval.app import create_app
+    from medmm.humaneval.websessions import Timeouts
 
     secret = secret_file.read_text().strip() if secret_file else None
-    uvicorn.run(create_app(db, secret_key=secret, https_only=https_only), host=host, port=port)
+    timeouts = Timeouts(idle=timedelta(minutes=idle_timeout_min), absolute=timedelta(hours=absolute_timeout_h))
+    web_app = create_app(db, secret_key=secret, https_only=https_only, image_roots=images_root, timeouts=timeouts)
+    proxy = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else \
+        {"proxy_headers": False}
+    uvicorn.run(web_app, host=host, port=port, **proxy)
+
+
+def _actor() -> str:
+    """Who runs a CLI command, for the audit trail."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 @humaneval_app.command("create-user")
@@ -46,8 +71,10 @@ def create_user_cmd(
     password: str | None = typer.Option(
         None, help="Password (else read from $MEDMM_HUMANEVAL_PASSWORD or asked twice)."
     ),
+    totp: bool = typer.Option(False, help="Add a TOTP second factor (recommended for admins); prints "
+                              "the otpauth:// URI to put in an authenticator app."),
 ) -> None:
-    """Create an admin or rater account."""
+    """Create an admin or rater account (password: 12+ characters, not the username, not common)."""
     import os
 
     from medmm.humaneval.db import open_db
@@ -59,10 +86,17 @@ def create_user_cmd(
     engine, factory = open_db(db)
     try:
         with factory.begin() as s:
-            create_user(s, username, pw, admin=admin)
+            user = create_user(s, username, pw, admin=admin, actor=_actor())
+            if totp:
+                import pyotp
+
+                user.totp_secret = pyotp.random_base32()
+                uri = pyotp.TOTP(user.totp_secret).provisioning_uri(name=username, issuer_name="medmm humaneval")
     finally:
         engine.dispose()
     print(f"created {'admin' if admin else 'rater'} {username}")
+    if totp:
+        print(f"second factor: add this to an authenticator app (shown once): {uri}")
 
 
 @humaneval_app.command("create-study")
@@ -72,18 +106,26 @@ def create_study_cmd(
     raters: str = typer.Option(..., help="Comma-separated usernames of the raters."),
     design: str = typer.Option("single", help="single (rate each output) or pairwise (A/B preference)."),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
-    images_root: Path | None = typer.Option(None, help="Folder the 'image' paths are relative to."),
-    seed: int = typer.Option(0, help="Seed of the per-rater order and left/right randomisation."),
+    images_root: Path | None = typer.Option(
+        None, help="Folder the 'image' paths are relative to; required when the files name images, "
+        "which must lie inside it."),
+    seed: int | None = typer.Option(
+        None, help="Explicit reproducibility seed of the per-rater order and left/right placement "
+        "(default: a secret only the server knows). Warning: whoever knows the seed can undo the blinding."),
+    owner: list[str] = typer.Option([], help="Username of a study owner (repeat)."),
     show_explanations: bool = typer.Option(
         False, help="Show raters each output's explanation (the file's 'explanation' or 'rationale'); "
         "in a pairwise study, differently shaped evidence can unblind the systems."),
 ) -> None:
     """Create a blinded study from predictions files."""
+    from medmm.humaneval.blinding import SEED_WARNING
     from medmm.humaneval.studies import create_study_from_predictions
 
+    if seed is not None:
+        typer.echo(f"WARNING: {SEED_WARNING}", err=True)
     sid = create_study_from_predictions(
         db, name, pred, design, [r.strip() for r in raters.split(",") if r.strip()],
-        images_root=images_root, seed=seed, show_explanations=show_explanations,
+        images_root=images_root, seed=seed, show_explanations=show_explanations, owners=owner, actor=_actor(),
     )
     print(f"created study {name!r} (id {sid})")
 
@@ -94,7 +136,8 @@ def export(
     out: Path = typer.Option(..., help="ratings.csv or ratings.json"),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
 ) -> None:
-    """Export a study's ratings, with system names, to CSV or JSON."""
+    """Export a study's ratings, with system names, to CSV or JSON (logged in the audit trail)."""
+    from medmm.humaneval import audit
     from medmm.humaneval.db import open_db
     from medmm.humaneval.export import export_rows, write_export
     from medmm.humaneval.studies import get_study
@@ -102,7 +145,11 @@ def export(
     engine, factory = open_db(db)
     try:
         with factory() as s:
-            rows = export_rows(s, get_study(s, study).id)
+            st = get_study(s, study)
+            rows = export_rows(s, st.id)
+            audit.append(s, "export", username=_actor(), study_id=st.id,
+                         detail={"format": out.suffix.lstrip("."), "rows": len(rows), "blinded": False, "cli": True})
+            s.commit()
     finally:
         engine.dispose()
     write_export(rows, out)
@@ -149,6 +196,39 @@ def agreement(
     if out is not None:
         out.write_text(json.dumps(report, indent=1))
     _print_report(report)
+
+
+@humaneval_app.command("audit")
+def audit_cmd(
+    db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    study: str | None = typer.Option(None, help="Only the entries of this study (name or id)."),
+    out: Path | None = typer.Option(None, help="Write the entries to this CSV file instead of printing them."),
+) -> None:
+    """Print the audit trail and verify its hash chain (exit code 1 if the chain is broken)."""
+    from medmm.humaneval import audit
+    from medmm.humaneval.db import open_db
+    from medmm.humaneval.studies import get_study
+
+    engine, factory = open_db(db)
+    try:
+        with factory() as s:
+            rows = audit.events(s, get_study(s, study).id if study else None)
+            check = audit.verify_chain(s)
+    finally:
+        engine.dispose()
+    if out is not None:
+        out.write_text(audit.events_csv(rows), encoding="utf-8")
+        print(f"wrote {len(rows)} audit entries to {out}")
+    else:
+        for r in rows:
+            where = f" study={r['study_id']}" if r["study_id"] is not None else ""
+            print(f"{r['seq']:>6} {r['at']:%Y-%m-%d %H:%M:%S} {r['action']:<16} user={r['username'] or '-'} "
+                  f"addr={r['address'] or '-'}{where} {r['detail'] or ''}")
+    if check.ok:
+        print(f"chain OK: {check.n_entries} entries, head {check.head_hash}")
+    else:
+        typer.echo(f"CHAIN BROKEN: {check.problem}", err=True)
+        raise typer.Exit(1)
 
 
 def read_metrics_jsonl(path: Path) -> dict[tuple[str, str], dict[str, float]]:

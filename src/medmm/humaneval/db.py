@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from medmm.errors import BadInputError
-from medmm.humaneval.models import Rating, utcnow
+from medmm.humaneval import audit
+from medmm.humaneval.models import Assignment, Rating, utcnow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -133,3 +134,27 @@ def upsert_rating(session: Session, assignment_id: int, values: dict[str, Any]) 
         index_elements=[Rating.assignment_id], set_={**values, "updated_at": now}
     )
     session.execute(stmt)
+
+
+def save_rating(session: Session, assignment: Assignment, values: dict[str, Any], *, username: str,
+                address: str | None) -> dict[str, Any]:
+    """Upsert ``values`` into an assignment's rating and log old and new values in the audit trail.
+
+    Returns the fields that changed (nothing is written or logged when none did). The audit
+    chain's lock is taken first, so the old values read are the ones this write replaces.
+    """
+    audit.lock(session)
+    cols = [Rating.__table__.c[k] for k in values]  # core select: no stale ORM identity map
+    old = session.execute(select(Rating.__table__.c.id, *cols).where(Rating.assignment_id == assignment.id)).first()
+    before = dict(old._mapping) if old is not None else None
+    changed = {k: v for k, v in values.items() if before is None or before[k] != v}
+    if before is not None and not changed:
+        return {}
+    upsert_rating(session, assignment.id, values)
+    audit.append(
+        session, "rating_created" if before is None else "rating_changed", username=username, address=address,
+        study_id=assignment.study_id,
+        detail={"assignment": assignment.public_id, "new": changed,
+                **({"old": {k: before[k] for k in changed}} if before is not None else {})},
+    )
+    return changed

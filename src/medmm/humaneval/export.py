@@ -154,3 +154,21 @@ def read_export(path: str | Path) -> list[dict[str, Any]]:
                 row[k] = v if v != "" else None
         rows.append(row)
     return rows
+
+
+def blind_rows(rows: list[dict[str, Any]], system_names: list[str]) -> list[dict[str, Any]]:
+    """``rows`` with system names replaced by neutral codes ("system 1", ...) and the models'
+    evidence dropped: what a monitor, or an export before unblinding, may see."""
+    from medmm.humaneval.blinding import system_codes
+
+    codes = system_codes(system_names)
+    out = []
+    for row in rows:
+        row = dict(row)
+        for key in ("system", "system_left", "system_right", "preferred_system"):
+            if row.get(key) in codes:
+                row[key] = codes[row[key]]
+        for key in ("explanation", "explanation_left", "explanation_right"):
+            row[key] = None
+        out.append(row)
+    return out

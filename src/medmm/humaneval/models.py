@@ -55,6 +55,10 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # A disabled account cannot log in and its sessions are ended (admin page).
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # Base32 TOTP secret: when set, login also asks for the 6-digit code (second factor).
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
@@ -66,6 +70,13 @@ class Study(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     design: Mapped[str] = mapped_column(String(16), nullable=False)  # single | pairwise
     seed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Blinding: per-rater order and left/right come from this server-side secret (256 random bits,
+    # medmm.humaneval.blinding). `seeded` studies used the public `seed` instead: reproducible, but a
+    # rater who knows the seed can recompute the blinding (studies made before schema 0003 are seeded).
+    blind_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seeded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # no rating changes after
+    unblinded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # system names released
     images_root: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Raters see each output's explanation (the model's reported evidence) under it. Off by
     # default: in a pairwise study, differently shaped evidence can tell the systems apart.
@@ -170,3 +181,64 @@ class Rating(Base):
 for _name in ERROR_FIELDS:
     setattr(Rating, _name, Column(_name, Integer, nullable=True))
 del _name
+
+
+STUDY_ROLES = ("owner", "monitor")  # raters are the users with assignments; admins are global
+
+
+class StudyRole(Base):
+    """A user's role in one study: ``owner`` (runs it: progress, lock, unblinding, export) or
+    ``monitor`` (progress and agreement, never system identities)."""
+
+    __tablename__ = "he_study_role"
+    __table_args__ = (UniqueConstraint("study_id", "user_id", "role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("he_study.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("he_user.id", ondelete="CASCADE"), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    user: Mapped[User] = relationship()
+
+
+class WebSession(Base):
+    """A login session kept on the server: the cookie holds only a random token whose SHA-256 is
+    ``token_hash``, so logging out, a timeout or disabling the user ends it for every copy."""
+
+    __tablename__ = "he_session"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("he_user.id", ondelete="CASCADE"), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditEvent(Base):
+    """One entry of the append-only audit trail (database triggers refuse UPDATE and DELETE).
+
+    ``hash`` = SHA-256 of the previous entry's hash and this entry's fields
+    (medmm.humaneval.audit), so an edited, removed or reordered entry breaks the chain.
+    ``study_id`` has no foreign key: the trail outlives what it describes.
+    """
+
+    __tablename__ = "he_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    username: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    study_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class AuditHead(Base):
+    """The single row holding the chain's last sequence number and hash. Appending first updates
+    this row, which serialises appenders on both SQLite and PostgreSQL."""
+
+    __tablename__ = "he_audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -1,9 +1,12 @@
-"""Passwords (argon2), CSRF tokens, request-size limits and security headers."""
+"""Passwords (argon2, policy), CSRF tokens, request-size limits, security headers, visible bidi."""
 
 from __future__ import annotations
 
+import functools
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -40,6 +43,35 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent / "common_passwords.txt"
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(x for x in lines if x and not x.startswith("#"))
+
+
+def password_problem(password: str, username: str) -> str | None:
+    """Why ``password`` is not acceptable for ``username`` (None when it is).
+
+    Length 12 to 1024, not the username (in any case), not a common password from the
+    bundled list, also once trailing digits and symbols are removed ("password12345!").
+    """
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        return f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    low = password.lower()
+    if username and username.lower() == low:
+        return "password must not be the username"
+    common = _common_passwords()
+    stem = re.sub(r"[\W\d_]+$", "", low)
+    if low in common or (len(stem) >= 6 and stem in common) or len(set(low)) < 4:
+        return "password is too common (found in a list of leaked passwords)"
+    return None
+
+
 def csrf_token(session: MutableMapping[str, Any]) -> str:
     """The session's CSRF token, created on first use (synchronizer-token pattern)."""
     token = session.get(CSRF_SESSION_KEY)
@@ -65,8 +97,10 @@ class BodyLimitMiddleware:
     slip past the limit. ``large_paths`` (prefixes) get ``large_limit`` (predictions uploads).
     """
 
-    def __init__(self, app: ASGIApp, limit: int, large_limit: int, large_paths: tuple[str, ...]):
+    def __init__(self, app: ASGIApp, limit: int, large_limit: int, large_paths: tuple[str, ...],
+                 extra_headers: dict[str, str] | None = None):
         self.app, self.limit, self.large_limit, self.large_paths = app, limit, large_limit, large_paths
+        self.headers = {**SECURITY_HEADERS, **(extra_headers or {})}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -76,8 +110,8 @@ class BodyLimitMiddleware:
         limit = self.large_limit if path.startswith(self.large_paths) else self.limit
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await _plain(send, 413, b"request body too large")
+        if length is not None and (not length.isdigit() or len(length) > 18 or int(length) > limit):
+            await _plain(send, 413, b"request body too large", self.headers)
             return
         seen = 0
         started = False
@@ -101,21 +135,22 @@ class BodyLimitMiddleware:
             await self.app(scope, guarded_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _plain(send, 413, b"request body too large")
+                await _plain(send, 413, b"request body too large", self.headers)
 
 
 class _TooLarge(Exception):
-    pass
+    """Raised from ``receive`` once a body passes the limit; handlers must let it through."""
 
 
-async def _plain(send: Callable, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+TooLarge = _TooLarge
+
+
+async def _plain(send: Callable, status: int, body: bytes, extra: dict[str, str]) -> None:
+    # Replies made here skip the app's header middleware: give them the same security headers.
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -128,3 +163,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+HSTS_HEADER = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+# Bidirectional-text controls (Trojan Source, CVE-2021-42574) and invisible direction marks: shown
+# as visible code points so a right-to-left override cannot reorder what a rater reads.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_bidi(text: Any) -> Any:
+    """Replace bidi control characters in ``text`` by a visible ``[U+202E]`` tag (Jinja filter)."""
+    if not isinstance(text, str):
+        return text
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -16,8 +15,10 @@ from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from medmm.errors import BadInputError, MedmmError
+from medmm.humaneval import audit
+from medmm.humaneval.blinding import SEED_WARNING, new_study_secret, rater_rng
 from medmm.humaneval.explanations import explain_rationale
-from medmm.humaneval.models import Assignment, Case, Output, Rating, Study, System, User
+from medmm.humaneval.models import STUDY_ROLES, Assignment, Case, Output, Rating, Study, StudyRole, System, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SYSTEM_NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
@@ -63,6 +64,8 @@ def _text(value: Any, path: str | Path, lineno: int, key: str, required: bool = 
         raise BadInputError(path, f"line {lineno}: '{key}' must be a string, got {type(value).__name__}")
     if len(value) > MAX_TEXT:
         raise BadInputError(path, f"line {lineno}: '{key}' is longer than {MAX_TEXT} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; no real report has one
+        raise BadInputError(path, f"line {lineno}: '{key}' contains a NUL character")
     return value
 
 
@@ -119,9 +122,12 @@ def read_predictions(path: str | Path, text: str | None = None) -> list[Predicti
 
 
 def _resolve_image(image: str, images_root: Path | None, pred_path: Path, lineno_id: str) -> str:
-    base = images_root if images_root is not None else pred_path.resolve().parent
-    candidate = (base / image).resolve()
-    if images_root is not None and not candidate.is_relative_to(images_root.resolve()):
+    # Images are always read inside a folder named on purpose: never relative to where the
+    # predictions file or the server happens to be, so `../../secret.png` or `/etc/...` cannot leak.
+    if images_root is None:
+        raise BadInputError(pred_path, f"id {lineno_id!r} names an image: give the images folder (--images-root)")
+    candidate = (images_root / image).resolve()  # resolve() follows symlinks: they must stay inside too
+    if not candidate.is_relative_to(images_root.resolve()):
         raise BadInputError(pred_path, f"id {lineno_id!r}: image {image!r} is outside --images-root")
     if not candidate.is_file():
         raise BadInputError(candidate, f"image of id {lineno_id!r} not found")
@@ -135,19 +141,40 @@ def validate_username(name: str) -> str:
     return name
 
 
-def create_user(session: Session, username: str, password: str, *, admin: bool = False) -> User:
-    """Create an admin or rater account (argon2-hashed password); fails if the name is taken."""
-    from medmm.humaneval.security import hash_password
+def create_user(session: Session, username: str, password: str, *, admin: bool = False,
+                actor: str | None = None, address: str | None = None) -> User:
+    """Create an admin or rater account (argon2-hashed password); fails if the name is taken or the
+    password breaks the policy (`security.password_problem`). Logged in the audit trail."""
+    from medmm.humaneval.security import hash_password, password_problem
 
     validate_username(username)
-    if len(password) < 8 or len(password) > 1024:
-        raise BadInputError(None, "password must have 8 to 1024 characters")
+    problem = password_problem(password, username)
+    if problem:
+        raise BadInputError(None, problem)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise BadInputError(None, f"user {username!r} already exists")
     user = User(username=username, password_hash=hash_password(password), is_admin=admin)
     session.add(user)
     session.flush()
+    audit.append(session, "user_created", username=actor, address=address,
+                 detail={"user": username, "admin": admin})
     return user
+
+
+def grant_role(session: Session, study: Study, username: str, role: str, *, actor: str | None,
+               address: str | None = None) -> None:
+    """Make ``username`` an owner or monitor of ``study`` (idempotent); logged."""
+    if role not in STUDY_ROLES:
+        raise BadInputError(None, f"role must be one of {STUDY_ROLES}, got {role!r}")
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise BadInputError(None, f"user {username!r} has no account")
+    exists = session.scalar(select(StudyRole).where(StudyRole.study_id == study.id, StudyRole.user_id == user.id,
+                                                    StudyRole.role == role))
+    if exists is None:
+        session.add(StudyRole(study_id=study.id, user_id=user.id, role=role))
+        audit.append(session, "role_granted", username=actor, address=address, study_id=study.id,
+                     detail={"user": username, "role": role})
 
 
 def build_study(
@@ -158,10 +185,17 @@ def build_study(
     raters: Sequence[str],
     *,
     images_root: str | Path | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     show_explanations: bool = False,
+    owners: Sequence[str] = (),
+    actor: str | None = None,
+    address: str | None = None,
 ) -> Study:
-    """Create a study from already-parsed predictions of each system (see create_study_from_predictions)."""
+    """Create a study from already-parsed predictions of each system (see create_study_from_predictions).
+
+    Blinding comes from a fresh server-side secret unless ``seed`` is given (an explicit,
+    logged choice: see `medmm.humaneval.blinding.SEED_WARNING`).
+    """
     if design not in DESIGNS:
         raise BadInputError(None, f"design must be one of {DESIGNS}, got {design!r}")
     if not name or len(name) > 128:
@@ -198,10 +232,20 @@ def build_study(
                 spath, f"ids differ from {first_path} (missing {missing}, extra {extra})"
             )
 
-    study = Study(name=name, design=design, seed=seed, images_root=str(root) if root else None,
-                  show_explanations=show_explanations)
+    secret = new_study_secret() if seed is None else None
+    study = Study(name=name, design=design, seed=seed or 0, blind_secret=secret, seeded=seed is not None,
+                  images_root=str(root) if root else None, show_explanations=show_explanations)
     session.add(study)
     session.flush()
+    audit.append(session, "study_created", username=actor, address=address, study_id=study.id,
+                 detail={"name": name, "design": design, "systems": [s[0] for s in systems],
+                         "raters": list(raters), "images_root": study.images_root,
+                         "blinding": "seed" if seed is not None else "secret"})
+    if seed is not None:
+        audit.append(session, "seed_chosen", username=actor, address=address, study_id=study.id,
+                     detail={"seed": seed, "warning": SEED_WARNING})
+    for owner in owners:
+        grant_role(session, study, owner, "owner", actor=actor, address=address)
     sys_rows = [System(study_id=study.id, name=n) for n, _, _ in systems]
     session.add_all(sys_rows)
     session.flush()
@@ -244,8 +288,8 @@ def build_study(
         else:
             units += [(rid, pair) for pair in combinations(range(len(sys_rows)), 2)]
     for rater in rater_users:
-        # Seeded per rater: reproducible, yet each rater sees a different order and left/right.
-        rng = random.Random(f"{seed}:{name}:{rater.username}")
+        # Per rater: each sees a different order and left/right, which only the server can recompute.
+        rng = rater_rng(study=name, username=rater.username, secret=secret, seed=seed)
         order = list(units)
         rng.shuffle(order)
         for pos, (rid, sis) in enumerate(order):
@@ -275,15 +319,19 @@ def create_study_from_predictions(
     raters: Iterable[str],
     *,
     images_root: str | Path | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     create_missing_raters: dict[str, str] | None = None,
     show_explanations: bool = False,
+    owners: Sequence[str] = (),
+    actor: str | None = None,
 ) -> int:
     """Create a study in ``db_url`` from predictions JSONL files; returns the study id.
 
     ``pred_files`` items are paths or ``name=path``; ``raters`` are existing usernames, except
     those in ``create_missing_raters`` (username -> password), which are created first if absent.
     ``show_explanations`` shows raters each output's explanation (see `read_predictions`).
+    ``seed``: None (default) blinds with a server-side secret; an int is an explicit, logged
+    reproducibility seed. ``actor`` names who did it in the audit trail (the CLI: ``cli:<os user>``).
     The schema is migrated first, so a new SQLite file works.
     """
     from medmm.humaneval.db import open_db
@@ -297,10 +345,10 @@ def create_study_from_predictions(
         with factory.begin() as session:
             for user, password in (create_missing_raters or {}).items():
                 if session.scalar(select(User).where(User.username == user)) is None:
-                    create_user(session, user, password)
+                    create_user(session, user, password, actor=actor)
             study = build_study(
                 session, name, systems, design, list(raters), images_root=images_root, seed=seed,
-                show_explanations=show_explanations,
+                show_explanations=show_explanations, owners=owners, actor=actor,
             )
             return study.id
     finally:
