@@ -82,13 +82,7 @@ def create_app(
     app.state.web = web
     extra_headers = dict([security.HSTS_HEADER]) if https_only else {}
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        for key, value in {**security.SECURITY_HEADERS, **extra_headers}.items():
-            response.headers.setdefault(key, value)
-        return response
-
+    app.add_middleware(security.SecurityHeadersMiddleware, headers={**security.SECURITY_HEADERS, **extra_headers})
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,

@@ -138,6 +138,29 @@ class BodyLimitMiddleware:
                 await _plain(send, 413, b"request body too large", self.headers)
 
 
+class SecurityHeadersMiddleware:
+    """Add ``headers`` to every HTTP response that does not set them itself (pure ASGI: no task
+    group around the app, so exceptions reach BodyLimitMiddleware as they are)."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]):
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *[(k, v) for k, v in self.headers if k not in present]]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class _TooLarge(Exception):
     """Raised from ``receive`` once a body passes the limit; handlers must let it through."""
 
