@@ -8,7 +8,6 @@ import random
 import re
 from datetime import timedelta
 from itertools import combinations
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
