@@ -39,28 +39,40 @@ def _entry_hash(prev_hash: str, seq: int, at: datetime, username: str | None, ad
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def lock(session: Session) -> None:
-    """Take the chain's lock now (held to the end of the transaction): call before reading values
-    an entry will record (a rating's old values), so no other writer changes them in between."""
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+@dataclass
+class Slot:
+    """The sequence number and previous hash reserved for the next entry (see `reserve`)."""
+
+    seq: int
+    prev_hash: str
+
+
+def reserve(session: Session) -> Slot:
+    """Take the chain's lock (held to the end of the transaction) and the next entry's place.
+
+    Call it before reading values an entry will record (a rating's old values), so no other
+    writer changes them in between; then pass the slot to `append`.
+    """
+    row = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
+                          .returning(AuditHead.seq, AuditHead.last_hash)).one()
+    return Slot(row.seq, row.last_hash)
 
 
 def append(session: Session, action: str, *, username: str | None, address: str | None = None,
-           study_id: int | None = None, detail: dict[str, Any] | None = None) -> AuditEvent:
+           study_id: int | None = None, detail: dict[str, Any] | None = None, slot: Slot | None = None) -> AuditEvent:
     """Add one entry in the caller's transaction (committed or rolled back with the change it records).
 
-    The head row is updated first: that write lock (SQLite) or row lock (PostgreSQL) is held to the
-    end of the transaction, so concurrent appenders take turns and the chain stays linear.
+    The head row is updated first (`reserve`): that write lock (SQLite) or row lock (PostgreSQL) is
+    held to the end of the transaction, so concurrent appenders take turns and the chain stays linear.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-    head = session.execute(select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)).one()
+    head = slot or reserve(session)
     at = utcnow()
     text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str) if detail else None
-    digest = _entry_hash(head.last_hash, head.seq, at, username, address, action, study_id, text)
+    digest = _entry_hash(head.prev_hash, head.seq, at, username, address, action, study_id, text)
     event = AuditEvent(seq=head.seq, at=at, username=username, address=address, action=action,
-                       study_id=study_id, detail=text, prev_hash=head.last_hash, hash=digest)
+                       study_id=study_id, detail=text, prev_hash=head.prev_hash, hash=digest)
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=digest))
     return event

@@ -140,21 +140,23 @@ def save_rating(session: Session, assignment: Assignment, values: dict[str, Any]
                 address: str | None) -> dict[str, Any]:
     """Upsert ``values`` into an assignment's rating and log old and new values in the audit trail.
 
-    Returns the fields that changed (nothing is written or logged when none did). The audit
+    Returns the fields that changed; when none did, nothing is written or logged and the
+    transaction is rolled back (it holds the audit slot reserved first). The audit
     chain's lock is taken first, so the old values read are the ones this write replaces.
     """
-    audit.lock(session)
+    slot = audit.reserve(session)
     cols = [Rating.__table__.c[k] for k in values]  # core select: no stale ORM identity map
     old = session.execute(select(Rating.__table__.c.id, *cols).where(Rating.assignment_id == assignment.id)).first()
     before = dict(old._mapping) if old is not None else None
     changed = {k: v for k, v in values.items() if before is None or before[k] != v}
     if before is not None and not changed:
+        session.rollback()  # give the reserved place back: nothing to record
         return {}
     upsert_rating(session, assignment.id, values)
     audit.append(
         session, "rating_created" if before is None else "rating_changed", username=username, address=address,
         study_id=assignment.study_id,
         detail={"assignment": assignment.public_id, "new": changed,
-                **({"old": {k: before[k] for k in changed}} if before is not None else {})},
+                **({"old": {k: before[k] for k in changed}} if before is not None else {})}, slot=slot,
     )
     return changed
