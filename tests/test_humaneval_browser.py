@@ -171,3 +171,91 @@ def test_admin_creates_study_two_raters_rate_and_export(page, tmp_path):
     }
     assert len(rows) == 4
     assert got == entered, json.dumps({"got": str(got), "entered": str(entered)})
+
+
+def test_roles_lock_and_audit_in_the_browser(page, tmp_path):
+    """An admin creates a study and makes mona its monitor; alice rates; mona sees progress and
+    agreement but no system name; the admin locks the study; alice's change is refused; the audit
+    command lists every step and verifies the chain."""
+    from typer.testing import CliRunner
+
+    from medmm.cli import app as cli_app
+
+    set_password_cost(1, 1024)
+    url = str(tmp_path / "he.sqlite")
+    engine, factory = open_db(url)
+    with factory.begin() as s:
+        create_user(s, "admin", "admin-password", admin=True)
+        create_user(s, "alice", "alice-password")
+        create_user(s, "mona", "mona-password")
+    pred_paths = [str(write_predictions(tmp_path / f"{name}.jsonl", [
+        {"id": str(i), "prediction": _prediction(i, k)} for i in range(N_CASES)])) for k, name in enumerate(SYSTEMS)]
+    with serve_in_thread(create_app(url, secret_key="browser-test")) as base:
+        _login(page, base, "admin")
+        page.goto(base + "/admin")
+        page.fill("#study-name", "roles")
+        page.set_input_files("#study-pred", pred_paths)
+        page.fill("#study-raters", "alice")
+        page.click("#create-study")
+        page.wait_for_selector("#progress")
+        page.fill("#role-username", "mona")
+        page.select_option("#role-role", "monitor")
+        page.click("#grant")
+        page.wait_for_selector("#roles li")
+        assert "mona: monitor" in page.inner_text("#roles")
+        study_url = page.url.split("?")[0]
+        _logout(page)
+
+        _login(page, base, "alice")
+        page.click("a[id^=resume-]")
+        page.wait_for_selector("#rating-form")
+        for field in ("correctness", "completeness", "usefulness"):
+            page.check(f"#{field}-4")
+        page.wait_for_function("() => document.getElementById('save-status').textContent === 'saved'")
+        _logout(page)
+
+        _login(page, base, "mona")
+        page.click("a[id^=monitor-]")
+        page.wait_for_selector("#agreement")
+        html = page.content()
+        assert "alice" in page.inner_text("#progress") and "Krippendorff" in html
+        assert not any(name in html for name in SYSTEMS)
+        page.goto(study_url)
+        assert "403" in page.inner_text("h1")
+        page.goto(base + "/")
+        _logout(page)
+
+        _login(page, base, "admin")
+        page.goto(study_url)
+        page.click("#lock")
+        page.wait_for_function("() => document.getElementById('study-status').textContent === 'locked'")
+        _logout(page)
+
+        _login(page, base, "alice")
+        page.click("a[id^=resume-]")
+        page.wait_for_selector("#locked")
+        page.check("#correctness-1")
+        page.wait_for_function("() => document.getElementById('save-status').textContent.includes('HTTP 409')")
+        page.click("#save-next")
+        page.wait_for_selector("#error-detail")
+        assert "locked" in page.inner_text("#error-detail")
+        page.goto(base + "/")
+        _logout(page)
+
+    with factory() as s:
+        rows = export_rows(s, get_study(s, "roles").id)
+    engine.dispose()
+    assert [r["correctness"] for r in rows] == [4]  # the locked study kept alice's answer
+    result = CliRunner().invoke(cli_app, ["humaneval", "audit", "--db", url])
+    assert result.exit_code == 0, result.output
+    steps = [tuple(line.split()[3:5]) for line in result.output.splitlines() if line.strip()[:1].isdigit()]
+    # Every step of this test, in order (autosave may split alice's three answers into several saves).
+    expected = [("login", "user=admin"), ("study_created", "user=admin"), ("role_granted", "user=admin"),
+                ("logout", "user=admin"), ("login", "user=alice"), ("rating_created", "user=alice"),
+                ("logout", "user=alice"), ("login", "user=mona"), ("logout", "user=mona"),
+                ("login", "user=admin"), ("study_locked", "user=admin"), ("logout", "user=admin"),
+                ("login", "user=alice"), ("logout", "user=alice")]
+    web_steps = [st for st in steps if st[0] not in ("user_created", "rating_changed")]
+    assert web_steps == expected, result.output
+    assert all(st == ("rating_changed", "user=alice") for st in steps if st[0] == "rating_changed")
+    assert "chain OK" in result.output
