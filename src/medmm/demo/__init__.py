@@ -157,8 +157,10 @@ def run_demo(
             ["rater1"],
             create_missing_raters={"rater1": "rater1-demo-password", "admin": "admin-demo-password"},
             show_explanations=True,  # one system only, so the evidence cannot unblind anything
+            images_root=root / "VQA_RAD Image Folder",  # images are served only from a named folder
         )
-        serve = f"medmm humaneval serve --db sqlite:///{db} --host 127.0.0.1 --port 8000"
+        serve = (f"medmm humaneval serve --db sqlite:///{db} --host 127.0.0.1 --port 8000 "
+                 f"--images-root '{root / 'VQA_RAD Image Folder'}'")
         (hdir / "SERVE.txt").write_text(serve + "\nlog in as rater1 / rater1-demo-password\n")
         return {"study_id": study_id, "db": str(db), "serve": serve, "n_items": sum(1 for _ in preds.open())}
 
