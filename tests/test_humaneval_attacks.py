@@ -288,3 +288,38 @@ def test_bidi_controls_are_shown_and_hsts_with_https_only(world, tmp_path):
     assert "max-age=" in secure.get("/login").headers["strict-transport-security"]
     big = secure.post("/login", content=b"x" * (300 * 1024))
     assert big.status_code == 413 and "max-age=" in big.headers["strict-transport-security"]
+
+
+def test_address_throttle_spans_accounts_and_hashing_is_bounded():
+    import anyio
+
+    from medmm.humaneval.throttle import FREE_FAILURES_ADDRESS, HashingBusyError, HashingSlots
+
+    now = [0.0]
+    t = LoginThrottle(clock=lambda: now[0])
+    for k in range(FREE_FAILURES_ADDRESS):  # one guess per account: no account reaches its own limit
+        assert t.retry_after(f"user{k}", "10.0.0.9") == 0
+        t.failed(f"user{k}", "10.0.0.9")
+    assert t.retry_after("someone-else", "10.0.0.9") >= 1  # but the address is slowed down
+    assert t.retry_after("someone-else", "10.0.0.10") == 0  # other addresses are not
+
+    slots = HashingSlots(limit=2, max_wait_s=0.3)
+    running, peak, busy = [0], [0], [0]
+
+    async def one() -> None:
+        try:
+            async with slots.slot():
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+                await anyio.sleep(0.2)
+                running[0] -= 1
+        except HashingBusyError:
+            busy[0] += 1
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(one)
+
+    anyio.run(main)
+    assert peak[0] == 2 and busy[0] >= 2  # never more than two at once; the queue's tail told to retry

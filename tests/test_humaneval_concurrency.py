@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
 from medmm.humaneval.app import create_app
@@ -17,6 +18,8 @@ from medmm.humaneval.security import set_password_cost
 from medmm.humaneval.studies import create_study_from_predictions, create_user
 from medmm.humaneval.testing import login, serve_in_thread, write_predictions
 
+# Heavy (20-50 s on the shared 2-core machine): the slow CI job, with the kill -9 test of test_humaneval_load.
+pytestmark = pytest.mark.slow
 N_RATERS = 20
 N_ITEMS = 50  # per rater -> 1,000 ratings
 

@@ -108,6 +108,7 @@ def add_rater_routes(app: FastAPI, web: Web) -> None:
                     return web.render(request, "login.html", status=401, error="Wrong username or password"
                                       + (" or code." if code else "."))
                 web.throttle.succeeded(username)
+                websessions.end(s, request.session.get("sid"))  # a login on top of a session replaces it
                 token = websessions.start(s, user, address)
                 web.log(s, request, "login", user)
                 s.commit()
