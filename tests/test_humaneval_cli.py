@@ -92,7 +92,8 @@ def test_serve_command_starts_and_migrates(tmp_path):
     port = free_port()
     env = {**os.environ, "MEDMM_HUMANEVAL_SECRET": "s3cret"}
     proc = subprocess.Popen(
-        [*MEDMM, "humaneval", "serve", "--db", str(db), "--port", str(port)],
+        [*MEDMM, "humaneval", "serve", "--db", str(db), "--port", str(port), "--images-root", str(tmp_path),
+         "--https-only", "--forwarded-allow-ips", "127.0.0.1", "--idle-timeout-min", "10"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
     try:
@@ -108,6 +109,7 @@ def test_serve_command_starts_and_migrates(tmp_path):
                     raise AssertionError("server did not start") from exc
                 time.sleep(0.2)
         assert r.status_code == 200 and "Log in" in r.text
+        assert "max-age=" in r.headers["strict-transport-security"]  # --https-only sends HSTS
         assert httpx2.get(f"http://127.0.0.1:{port}/", follow_redirects=False, timeout=5).status_code == 303
     finally:
         proc.terminate()
@@ -140,3 +142,25 @@ def test_study_from_real_vqa_rad_images(shared_data, tmp_path):
     expected_name = next(r["image"] for r in rows if r["question"] in page.text)
     assert img.content == (root / "VQA_RAD Image Folder" / expected_name).read_bytes()
     assert img.headers["content-type"] == "image/jpeg"
+
+
+def test_cli_totp_user_seed_warning_and_password_policy(tmp_path):
+    from medmm.humaneval.models import AuditEvent, Study
+
+    db = str(tmp_path / "he.sqlite")
+    out = invoke("create-user", "boss", "--db", db, "--admin", "--totp", "--password", "boss-long-password").output
+    assert "otpauth://totp/" in out
+    result = runner.invoke(app, ["humaneval", "create-user", "weak", "--db", db, "--password", "password1234"])
+    assert result.exit_code != 0 and "too common" in str(result.exception)
+    pred = write_predictions(tmp_path / "m.jsonl", [{"id": "1", "prediction": "p"}])
+    result = invoke("create-study", "--db", db, "--name", "s", "--pred", str(pred), "--raters", "boss",
+                    "--seed", "5", "--owner", "boss")
+    assert "WARNING: an explicit seed" in result.output
+    engine, factory = open_db(db)
+    with factory() as s:
+        assert s.scalar(select(User.totp_secret).where(User.username == "boss"))
+        assert s.scalar(select(Study.seeded))
+        actions = [(e.action, e.username[:4]) for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+    engine.dispose()
+    assert actions[:2] == [("user_created", "cli:"), ("study_created", "cli:")]
+    assert ("seed_chosen", "cli:") in actions and ("role_granted", "cli:") in actions

@@ -195,3 +195,19 @@ def test_study_pages_need_a_role(world):
     assert c.post(f"/admin/studies/{world['sid']}/lock", data={"csrf_token": token}).status_code == 403
     assert c.post(f"/admin/studies/{world['sid']}/roles",
                   data={"csrf_token": token, "username": "bob", "role": "owner"}).status_code == 403
+
+
+def test_web_admin_explicit_seed_is_warned_and_audited(world):
+    c = TestClient(world["app"])
+    token = login(c, "admin", "admin-password")
+    assert "Warning" in c.get("/admin").text
+    files = [("pred", (f"{n}.jsonl", b'{"id": "1", "prediction": "a"}\n', "application/json")) for n in SYSTEMS]
+    data = {"csrf_token": token, "name": "seeded-web", "design": "pairwise", "raters": "alice", "seed": "7"}
+    r = c.post("/admin/studies", data=data, files=files, follow_redirects=False)
+    assert r.status_code == 303 and "explicit+seed" in r.headers["location"]
+    page = c.get(r.headers["location"]).text
+    assert "explicit seed 7" in page and "recompute" in page
+    assert c.post("/admin/studies", data={**data, "name": "bad-seed", "seed": "1e9"}, files=files).status_code == 422
+    with world["factory"]() as s:
+        ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "seed_chosen"))
+        assert ev.username == "admin" and ev.address == "testclient" and json.loads(ev.detail)["seed"] == 7
