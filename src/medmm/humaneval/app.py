@@ -7,44 +7,23 @@ Routes live in ``routes_rater.py`` and ``routes_admin.py``; what they share in `
 
 from __future__ import annotations
 
-import io
-import mimetypes
 import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from medmm.humaneval import security, websessions
 from medmm.humaneval.db import open_db
-from medmm.humaneval.models import ERROR_FIELDS, MAX_COMMENT, MAX_ERROR_COUNT
 from medmm.humaneval.web import HERE, UPLOAD_LIMIT, LoginError, Web
 
 BODY_LIMIT = 256 * 1024  # a rating form is a few kB; a 1 MB comment is refused outright
 COOKIE_MAX_AGE = 12 * 3600  # the cookie's own lifetime; the server-side session decides validity
-BROWSER_IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
-
-_error_fields: dict[str, Any] = {
-    f: (int | None, Field(default=None, ge=0, le=MAX_ERROR_COUNT)) for f in ERROR_FIELDS
-}
-RatingUpdate = create_model(  # type: ignore[call-overload]
-    "RatingUpdate",
-    __config__=ConfigDict(extra="forbid", strict=True),
-    correctness=(int | None, Field(default=None, ge=1, le=5)),
-    completeness=(int | None, Field(default=None, ge=1, le=5)),
-    usefulness=(int | None, Field(default=None, ge=1, le=5)),
-    preference=(Literal["left", "right", "tie"] | None, None),
-    # no NUL (PostgreSQL text cannot hold it)
-    comment=(str | None, Field(default=None, max_length=MAX_COMMENT, pattern=r"^[^\x00]*$")),
-    **_error_fields,
-)
 
 
 def create_app(
@@ -121,41 +100,3 @@ def create_app(
     add_rater_routes(app, web)
     add_admin_routes(app, web)
     return app
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(x) for x in err.get("loc", ()))
-    return f"{where}: {err.get('msg')}"
-
-
-def _safe_filename(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "study"
-
-
-def _image_response(path: Path) -> Response:
-    """Serve browser-native images as they are; convert others (TIFF, 16-bit PNG...) to PNG."""
-    if path.suffix.lower() in BROWSER_IMAGE_TYPES:
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return Response(path.read_bytes(), media_type=media)
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "RGB", "RGBA"):
-                im = im.convert("RGB") if im.mode in ("P", "CMYK") else _to_8bit(im)
-            buf = io.BytesIO()
-            im.save(buf, format="PNG")
-    except OSError as exc:
-        raise HTTPException(415, "image format cannot be shown") from exc
-    return Response(buf.getvalue(), media_type="image/png")
-
-
-def _to_8bit(im: Any) -> Any:
-    import numpy as np
-    from PIL import Image
-
-    arr = np.asarray(im, dtype=np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / (hi - lo) * 255 if hi > lo else arr * 0
-    return Image.fromarray(arr.astype(np.uint8))

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from medmm.humaneval import security, websessions
 from medmm.humaneval.db import save_rating
+from medmm.humaneval.images import image_response
 from medmm.humaneval.models import (
     ERROR_CATEGORIES,
     ERROR_FIELDS,
@@ -37,12 +38,35 @@ LIKERT_LABELS = {
     "completeness": "Completeness",
     "usefulness": "Clinical usefulness",
 }
-FORM_INT_RE = re.compile(r"^-?[0-9]{1,6}$")  # ASCII digits only: int() also takes '²'-free Unicode digits
+# What a save may contain: strict types, ranges, no unknown fields.
+_error_fields: dict[str, Any] = {
+    f: (int | None, Field(default=None, ge=0, le=MAX_ERROR_COUNT)) for f in ERROR_FIELDS
+}
+RatingUpdate = create_model(  # type: ignore[call-overload]
+    "RatingUpdate",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    correctness=(int | None, Field(default=None, ge=1, le=5)),
+    completeness=(int | None, Field(default=None, ge=1, le=5)),
+    usefulness=(int | None, Field(default=None, ge=1, le=5)),
+    preference=(Literal["left", "right", "tie"] | None, None),
+    # no NUL (PostgreSQL text cannot hold it)
+    comment=(str | None, Field(default=None, max_length=MAX_COMMENT, pattern=r"^[^\x00]*$")),
+    **_error_fields,
+)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err.get("loc", ()))
+    return f"{where}: {err.get('msg')}"
+
+
+# ASCII digits only: int() would also take other Unicode digits and raise on '²' or '--1'.
+FORM_INT_RE = re.compile(r"^-?[0-9]{1,6}$")
 
 
 def add_rater_routes(app: FastAPI, web: Web) -> None:
     """Login, logout, home, resume, rating pages, autosave API and the image route."""
-    from medmm.humaneval.app import RatingUpdate, _first_error, _image_response
 
     def owned_assignment(s: Session, user: User, public_id: str) -> Assignment:
         a = None
@@ -300,7 +324,7 @@ def add_rater_routes(app: FastAPI, web: Web) -> None:
         if not path or not root or not Path(path).resolve().is_relative_to(Path(root).resolve()) \
                 or not web.image_allowed(Path(path)) or not Path(path).is_file():
             raise HTTPException(404, "no image")
-        return _image_response(Path(path))
+        return image_response(Path(path))
 
 
 def _log_only(web: Web, request: Request, action: str, username: str, detail: dict[str, Any]) -> None:
