@@ -270,8 +270,20 @@ def test_nine_bad_inputs_answer_4xx(world):
     tok = re.search(r'name="csrf_token" value="([^"]+)"', anon.get("/login").text).group(1)
     r = anon.post("/login", data={"username": "ali\u0000ce", "password": "x", "csrf_token": tok})
     assert r.status_code == 422
+    # NUL in image paths: in an uploaded predictions file, and as the images folder.
+    admin = TestClient(world["app"], raise_server_exceptions=False)
+    a_tok = login(admin, "admin", "admin-password")
+    form = {"csrf_token": a_tok, "name": "nul", "design": "single", "raters": "alice",
+            "images_root": str(world["root"])}
+    nul_image = [("pred", ("m.jsonl", b'{"id": "1", "prediction": "a", "image": "scan\\u0000.png"}\n', "text/plain"))]
+    r = admin.post("/admin/studies", data=form, files=nul_image)
+    assert r.status_code == 422 and "NUL" in r.text
+    ok_file = [("pred", ("m.jsonl", b'{"id": "1", "prediction": "a", "image": "scan.png"}\n', "text/plain"))]
+    r = admin.post("/admin/studies", data={**form, "images_root": str(world["root"]) + "\x00/x"}, files=ok_file)
+    assert r.status_code == 422
     with world["factory"]() as s:  # nothing of it was stored
         assert all("\x00" not in (a.case.source_id or "") for a in s.scalars(select(Assignment)))
+        assert s.scalar(select(Study).where(Study.name == "nul")) is None
 
 
 def test_bidi_controls_are_shown_and_hsts_with_https_only(world, tmp_path):
