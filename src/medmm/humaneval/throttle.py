@@ -103,10 +103,13 @@ class HashingSlots:
     async def slot(self) -> AsyncIterator[None]:
         """Hold one hashing slot; raises HashingBusyError after ``max_wait_s``."""
         deadline = time.monotonic() + self.max_wait_s
+        pause = 0.01
         while not self._sem.acquire(blocking=False):
             if time.monotonic() > deadline:
                 raise HashingBusyError()
-            await anyio.sleep(0.02)
+            # Backing off to 0.2 s keeps 40 waiting logins to ~200 wake-ups a second in the event loop.
+            await anyio.sleep(pause)
+            pause = min(0.2, pause * 2)
         try:
             yield
         finally:
