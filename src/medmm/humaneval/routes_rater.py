@@ -107,7 +107,8 @@ def add_rater_routes(app: FastAPI, web: Web) -> None:
         address = web.address(request)
         wait = web.throttle.retry_after(username, address)
         if wait:
-            await run_in_threadpool(_log_only, web, request, "login_throttled", username, {"retry_after": wait})
+            if web.throttle.first_refusal(username, address):
+                await run_in_threadpool(_log_only, web, request, "login_throttled", username, {"retry_after": wait})
             response = web.render(request, "login.html", status=429,
                                   error=f"Too many failed logins: try again in {wait} seconds.")
             response.headers["Retry-After"] = str(wait)

@@ -27,6 +27,7 @@ FORGET_AFTER_S = 24 * 3600.0  # a failure older than this no longer counts
 class _Record:
     failures: int = 0
     blocked_until: float = 0.0
+    reported_until: float = 0.0  # the block already written to the audit trail
     last: float = field(default_factory=time.monotonic)
 
 
@@ -52,6 +53,17 @@ class LoginThrottle:
                                                      self._addresses.get(address)) if r is not None]
         wait = max(waits, default=0.0)
         return math.ceil(wait) if wait > 0 else 0
+
+    def first_refusal(self, username: str, address: str) -> bool:
+        """True once per block: only the first refused attempt is written to the audit trail, so a
+        flood of blocked attempts cannot flood the (serialised) audit chain."""
+        with self._lock:
+            recs = [r for r in (self._accounts.get(username.lower()), self._addresses.get(address))
+                    if r is not None and r.blocked_until > self._clock()]
+            first = any(r.reported_until < r.blocked_until for r in recs)
+            for r in recs:
+                r.reported_until = r.blocked_until
+        return first
 
     def failed(self, username: str, address: str) -> None:
         """Count a failed login for the account and the address."""
