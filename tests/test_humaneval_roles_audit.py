@@ -157,33 +157,33 @@ def test_audit_command_prints_filters_and_writes_csv(world, tmp_path):
     assert lines[0].startswith("seq,at,username,address,action") and any(",login," in x for x in lines)
 
 
-def test_database_of_schema_0002_is_upgraded_in_place(tmp_path):
+def test_database_of_schema_0002_is_upgraded_in_place(db_url):
     from alembic import command
     from alembic.config import Config
 
-    from medmm.humaneval.db import MIGRATIONS_DIR
+    from medmm.humaneval.db import MIGRATIONS_DIR, normalize_url
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    engine = create_engine(url)
+    engine = create_engine(normalize_url(db_url))
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0002_explanations")
         conn.execute(text("INSERT INTO he_user (username, password_hash, is_admin, created_at) "
-                          "VALUES ('old', 'x', 0, '2026-01-01')"))
+                          "VALUES ('old', 'x', false, '2026-01-01')"))
         conn.execute(text("INSERT INTO he_study (name, design, seed, created_at, show_explanations) "
-                          "VALUES ('old', 'single', 3, '2026-01-01', 0)"))
+                          "VALUES ('old', 'single', 3, '2026-01-01', false)"))
     assert migrate(engine) == "0003_security"
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT name, seeded, blind_secret, locked_at FROM he_study")).all() == [
-            ("old", 1, None, None)]
-        assert conn.execute(text("SELECT disabled FROM he_user")).all() == [(0,)]
-    _e, factory = open_db(url)
+        (row,) = conn.execute(text("SELECT name, seeded, blind_secret, locked_at FROM he_study")).all()
+        assert (row[0], bool(row[1]), row[2], row[3]) == ("old", True, None, None)
+        assert [bool(x) for (x,) in conn.execute(text("SELECT disabled FROM he_user"))] == [False]
+    _e, factory = open_db(db_url)
     with factory.begin() as s:
         audit.append(s, "export", username="cli:test", study_id=1)
     with factory() as s:
         assert audit.verify_chain(s).ok
+    _e.dispose()
     engine.dispose()
 
 
