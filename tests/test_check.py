@@ -95,7 +95,7 @@ def test_decode_finds_corrupt_image(vqa_rad_root):
     r = check_dataset("vqa_rad", vqa_rad_root, decode=True, progress=lambda st, d, t: stages.add(st))
     assert r["decode"]["decoded"] == 3
     assert len(r["decode"]["undecodable"]) == 1 and "synpic2.jpg" in r["decode"]["undecodable"][0]
-    assert stages == {"hashing images", "decoding images"}
+    assert stages == {"hashing images", "checking file headers", "decoding images and masks"}
 
 
 @pytest.mark.shared_data

@@ -221,6 +221,7 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
 @register_dataset(
     "manifest",
     splits=SPLITS,
+    union_split="all",
     description="your own data: a CSV/JSONL manifest of images, texts, targets, findings and group ids",
     group_by="patient",
 )
