@@ -134,6 +134,8 @@ def read_csv_records(path: str | Path, *, comment: str | None = None) -> tuple[l
     seen_bad = 0
     try:
         header = next(reader, None)
+        while header == [] and comment is not None:  # comment lines before the header
+            header = next(reader, None)
         if not header or not any(h.strip() for h in header):
             raise BadInputError(path, "CSV header row is blank")
         if any(_count_bad_bytes(h) for h in header):
