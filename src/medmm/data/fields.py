@@ -62,7 +62,7 @@ def label_value(value: Any, path: str | Path, what: str, *, required: bool = Tru
         if required:
             raise BadInputError(path, f"{what} is missing ({value!r})")
         return None
-    if isinstance(value, bool) or isinstance(value, (list, dict)):
+    if isinstance(value, (bool, list, dict)):
         raise BadInputError(path, f"{what} is a JSON {_json_type(value)} ({_short(value)}), expected a label")
     if isinstance(value, float):
         return str(whole_number(value, path, what))

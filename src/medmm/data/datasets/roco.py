@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medmm.data.fields import UniqueIds, text_value
+from medmm.data.fields import UniqueIds
 from medmm.data.io import read_text
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample

@@ -44,7 +44,7 @@ def guarded(fn: Callable[[], T], path: str | Path | None, what: str, timeout_s: 
 
 
 def _guarded_by_alarm(fn: Callable[[], T], path: str | Path | None, problem: str, timeout_s: float) -> T:
-    def on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
+    def on_alarm(signum, frame):
         raise _DecodeTimeout
 
     previous_handler = signal.signal(signal.SIGALRM, on_alarm)

@@ -45,7 +45,7 @@ def sniff_format(head: bytes) -> str | None:
         return "tiff"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
-    if head.startswith(JP2_SIGNATURE) or head.startswith(J2K_SOC_SIZ):
+    if head.startswith((JP2_SIGNATURE, J2K_SOC_SIZ)):
         return "jpeg2000"
     if head.startswith(b"BM"):
         return "bmp"
