@@ -223,10 +223,10 @@ def load_medpix2_cases(root: Path, split: str, errors: ErrorPolicy) -> list[Samp
                     raise BadInputError(path, f"case {case_id}: {key} is not a list of image names")
                 for name in names:
                     name = text_value(name, path, f"case {case_id} {key} image name")
-                    path = base / "images" / f"{name}.png"
-                    if not path.is_file():
-                        raise BadInputError(path, f"image of case {case_id} not found")
-                    images.append(ImageRef(path=path, modality=modality, image_id=str(name)))
+                    image_path = base / "images" / f"{name}.png"
+                    if not image_path.is_file():
+                        raise BadInputError(image_path, f"image of case {case_id} not found")
+                    images.append(ImageRef(path=image_path, modality=modality, image_id=str(name)))
             if not images:
                 raise BadInputError(base, f"case {case_id} lists no images")
         except BadInputError as exc:

@@ -155,6 +155,9 @@ def read_csv_records(path: str | Path, *, comment: str | None = None) -> tuple[l
                 continue
             if not values or all(not v.strip() for v in values):
                 continue  # blank lines carry no record
+            if any("\x00" in v for v in values):
+                records.append((label, BadInputError(path, f"{label}: contains a NUL byte (binary data in a text file)")))
+                continue
             if len(values) > len(header):
                 problem = f"{label} has {len(values)} fields but the header has {len(header)} (an unquoted comma?)"
                 records.append((label, BadInputError(path, problem)))
