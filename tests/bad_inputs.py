@@ -303,7 +303,6 @@ JP2_ZERO_BOX = bytes.fromhex("0000000c6a5020200d0a870a") + b"\x00\x00\x00\x00jp2
 
 def float_dicom(path: Path, values: np.ndarray) -> Path:
     """A DICOM with FloatPixelData (32-bit float pixels)."""
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

@@ -19,7 +19,6 @@ from medmm.data.registry import ErrorPolicy, load_dataset
 from medmm.errors import BadInputError
 
 
-
 def _numbered(cases: list[Case]) -> dict[str, Case]:
     """Cases by a unique id: target-kind, numbered when a target has several of one kind."""
     ids = [c.id for c in cases]
@@ -53,7 +52,7 @@ def no_hang(seconds: int = 20):
 
 
 def _assert_names(exc: BadInputError, case: Case) -> None:
-    assert exc.path is not None and Path(exc.path).name == case.file or case.file in str(exc), (case.id, str(exc))
+    assert (exc.path is not None and Path(exc.path).name == case.file) or case.file in str(exc), (case.id, str(exc))
     assert re.search(case.problem, str(exc)), (case.id, case.problem, str(exc))
 
 
