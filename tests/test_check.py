@@ -175,7 +175,6 @@ def test_check_without_decode_names_a_text_file_named_jpg(vqa_rad_root):
 
 def test_check_decode_names_truncated_masks_and_strict_exit(tmp_path):
     from bad_inputs import covid_root
-
     from medmm.data.bundled import vqa_rad_sample_root
 
     records = json.loads((vqa_rad_sample_root() / JSON_NAME).read_text())[:3]
@@ -198,7 +197,6 @@ def test_check_help_states_exit_codes():
 
 def test_medpix2_pseudo_split_all_is_not_a_split(tmp_path):
     from bad_inputs import medpix2_root
-
     from medmm.data.bundled import vqa_rad_sample_root
 
     records = json.loads((vqa_rad_sample_root() / JSON_NAME).read_text())[:4]
