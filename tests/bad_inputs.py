@@ -273,9 +273,12 @@ def raw_dicom_bytes(fixture: str = "ct_rescale.dcm") -> bytes:
     import pydicom
 
     ds = pydicom.dcmread(FIXTURES / "dicom" / fixture)
+    ds.decompress() if ds.file_meta.TransferSyntaxUID.is_compressed else None
+    del ds.file_meta
+    ds.preamble = None
     out = io.BytesIO()
-    ds.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=False)
-    return out.getvalue()[132:] if out.getvalue()[128:132] == b"DICM" else out.getvalue()
+    pydicom.dcmwrite(out, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return out.getvalue()
 
 
 def jp2_zero_box_dicom(path: Path) -> Path:
