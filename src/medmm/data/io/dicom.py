@@ -40,6 +40,8 @@ def _dcmread(path: Path, *, force: bool, stop_before_pixels: bool = False, defer
         return pydicom.dcmread(path, force=force, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     except InvalidDicomError as exc:
         raise BadInputError(path, f"not a DICOM file: {exc}") from exc
+    except RecursionError:
+        raise BadInputError(path, "corrupt DICOM header: sequences nested too deeply to parse") from None
     except Exception as exc:  # pydicom raises EOFError, struct.error, ValueError, ... on corrupt headers
         raise BadInputError(path, f"corrupt DICOM header: {type(exc).__name__}: {exc}") from exc
 
