@@ -4,6 +4,7 @@ and raw DICOM read the same way by read_image and dicom_folder (issue 24 item 4)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import threading
@@ -160,10 +161,8 @@ def _jp2_dicom(path: Path, frame: bytes) -> Path:
 def test_jp2_boxes_in_dicom_never_hang(tmp_path, stream):
     _read_or_bad(_jp2_dicom(tmp_path / "j.dcm", stream))
     (tmp_path / "j.jp2").write_bytes(stream)  # the same stream as a plain image file
-    try:
+    with contextlib.suppress(BadInputError):
         read_image(tmp_path / "j.jp2")
-    except BadInputError:
-        pass
 
 
 @pytest.mark.slow
