@@ -65,6 +65,20 @@ def test_safe_collate_raises_without_skip_bad():
         SafeCollate(collate, skip_bad=False)([sample])
 
 
+def test_skip_bad_false_error_survives_a_dataloader_worker():
+    from medmm.data.schema import ImageRef, Sample
+    from medmm.engine.data import make_loader
+
+    def collate(samples):
+        raise BadInputError(samples[0].images[0].path, "corrupt or truncated image")
+
+    samples = [Sample(id="s", dataset="t", split="train", images=[ImageRef(path="/d/cut.png")])]
+    loader = make_loader(samples, collate, batch_size=1, num_workers=1, seed=0, shuffle=False, skip_bad=False)
+    with pytest.raises(BadInputError) as info:
+        next(iter(loader))
+    assert str(info.value) == "/d/cut.png: corrupt or truncated image (data.skip_bad is false)"
+
+
 def test_three_bad_records_of_one_file_count_three(tmp_path):
     case = next(c for c in build_corpus(tmp_path, seed=0) if c.kind == "three-bad-records")
     splits = load_splits(DataConfig(dataset="vqa_rad", root=str(case.root), val_split=None, test_split=None), seed=0)

@@ -120,6 +120,22 @@ class SafeBatch:
     skipped: list[tuple[str, str]]
 
 
+class StopOnBadSample(BadInputError):
+    """The BadInputError that ends a run under ``data.skip_bad: false``.
+
+    A DataLoader worker hands an exception back by rebuilding it from one message string
+    ("Caught ... Original Traceback ... StopOnBadSample: PATH: PROBLEM"); this class accepts that
+    and keeps only the last line, so the user still sees one line naming the file.
+    """
+
+    def __init__(self, path: str | None, problem: str | None = None):
+        if problem is None:  # rebuilt in the main process from the worker's message
+            last = [ln for ln in str(path).splitlines() if ln.strip()][-1]
+            super().__init__(None, last.split(f"{type(self).__name__}: ", 1)[-1])
+        else:
+            super().__init__(path, problem)
+
+
 class SafeCollate:
     """Wrap `task.collate`: drop samples that raise BadInputError, record them, go on.
 
@@ -133,9 +149,9 @@ class SafeCollate:
     def __call__(self, samples: list[Sample]) -> SafeBatch:
         try:
             return SafeBatch(self.collate(samples), len(samples), [])
-        except BadInputError:
+        except BadInputError as exc:
             if not self.skip_bad:
-                raise
+                raise StopOnBadSample(exc.path, f"{exc.problem} (data.skip_bad is false)") from exc
         # Find the bad ones one by one; the cost is paid only by batches that hold one.
         good, skipped = [], []
         for s in samples:
