@@ -375,6 +375,8 @@ def build_corpus(tmp: Path, seed: int = 0) -> list[Case]:
     cases.append(Case("duplicate-id", "slake", "train.json", "qid .* repeats", "slake", root, "train", n_good=n - 1))
     root = slake("slake_list", lambda d: d[0].update(answer={"yes": 1}))
     cases.append(Case("list-as-text", "slake", "train.json", "answer is a JSON object", "slake", root, "train", n_good=n - 1))
+    root = slake("slake_nan", lambda d: d[4].update(answer_type=float("nan")))
+    cases.append(Case("nan-label", "slake", "train.json", "answer_type is 'nan'", "slake", root, "train", n_good=n - 1))
     root = slake("slake_nul", lambda d: d[0].update(question="a\x00b"))
     cases.append(Case("nul-byte", "slake", "train.json", "NUL byte", "slake", root, "train"))
     root = slake_root(tmp / "slake_utf8", recs)

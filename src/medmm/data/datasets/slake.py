@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from medmm.data.fields import UniqueIds, text_value
+from medmm.data.fields import UniqueIds, label_value, text_value
 from medmm.data.io import read_json, read_text
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
@@ -60,6 +60,8 @@ def load_slake(root: Path, split: str, errors: ErrorPolicy, q_lang: str = "en") 
             question = text_value(qa["question"], path, f"qid {qa['qid']} question")
             answer = text_value(qa["answer"], path, f"qid {qa['qid']} answer", integers_ok=True)
             text_value(qa["img_name"], path, f"qid {qa['qid']} img_name")
+            for key in ("answer_type", "content_type", "location", "modality"):  # targets: NaN is no class
+                label_value(qa.get(key), path, f"qid {qa['qid']} {key}", required=False)
         except BadInputError as exc:
             errors.handle(exc)
             continue
