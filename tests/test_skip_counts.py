@@ -113,3 +113,15 @@ def load_config_stub():
     from medmm.engine.config import RunConfig
 
     return RunConfig(task="toy_engine", data=DataConfig(dataset="vqa_rad", root="."))
+
+
+def test_grouped_split_keeps_loader_skips_out_of_every_role(tmp_path):
+    case = next(c for c in build_corpus(tmp_path, seed=0) if c.kind == "three-bad-records")
+    cfg = DataConfig(dataset="vqa_rad", root=str(case.root), split="grouped", group_by="image",
+                     fractions={"train": 0.5, "test": 0.5}, val_split=None)  # fmt: skip
+    parts = load_splits(cfg, seed=0)
+    assert all(not p.skipped for p in parts.values())  # they belong to no role ...
+    assert all(len(p.skipped_before_split) == 3 for p in parts.values())  # ... and are reported apart
+    prov = _provenance(load_config_stub(), "vqa_rad", ".", "train", 1, _skip_list(parts["train"].skipped, {}), None,
+                       parts["train"].skipped_before_split)  # fmt: skip
+    assert (prov["n_skipped"], prov["n_skipped_before_split"]) == (0, 3)
