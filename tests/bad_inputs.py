@@ -377,6 +377,7 @@ def build_corpus(tmp: Path, seed: int = 0) -> list[Case]:
     cases.append(Case("jp2-zero-box", "read_image", "zero_box.jpg", "JP2 box .* has length 0", read=_reader("read_image", rd / "zero_box.jpg")))
     (rd / "loop.dcm").symlink_to("loop.dcm")
     cases.append(Case("symlink-loop", "read_dicom_info", "loop.dcm", "not found", read=_reader("read_dicom_info", rd / "loop.dcm")))
+    cases.append(Case("symlink-loop", "read_image", "loop.dcm", "self-referencing symlink", read=_reader("read_image", rd / "loop.dcm")))
     (rd / "notes.txt").write_bytes(b"caf\xe9 au lait\n")
     cases.append(Case("bad-utf8", "read_text", "notes.txt", "not valid UTF-8 at byte offset 3", read=_reader("read_text", rd / "notes.txt")))
     (rd / "empty.jsonl").write_bytes(b"")

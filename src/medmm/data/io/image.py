@@ -71,6 +71,8 @@ def check_image_header(path: str | Path) -> str:
 
 def _read_head(path: Path) -> bytes:
     if not path.exists():
+        if path.is_symlink():
+            raise BadInputError(path, "image file not found (a broken or self-referencing symlink)")
         raise BadInputError(path, "image file not found")
     if not path.is_file():
         raise BadInputError(path, "image path is not a regular file")
