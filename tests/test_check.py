@@ -95,7 +95,7 @@ def test_decode_finds_corrupt_image(vqa_rad_root):
     r = check_dataset("vqa_rad", vqa_rad_root, decode=True, progress=lambda st, d, t: stages.add(st))
     assert r["decode"]["decoded"] == 3
     assert len(r["decode"]["undecodable"]) == 1 and "synpic2.jpg" in r["decode"]["undecodable"][0]
-    assert stages == {"hashing images", "decoding images"}
+    assert stages == {"hashing images", "checking file headers", "decoding images and masks"}
 
 
 @pytest.mark.shared_data
@@ -157,3 +157,63 @@ def test_cli_list_and_bad_fractions():
     assert parse_fractions("train=0.8, test=0.2") == {"train": 0.8, "test": 0.2}
     with pytest.raises(MedmmError, match="name=fraction"):
         parse_fractions("train:0.8")
+
+
+# ----------------------------------------------------------------- bad files (issues 24, 31)
+def test_check_without_decode_names_a_text_file_named_jpg(vqa_rad_root):
+    pytest.importorskip("medmm.data.datasets.vqa_rad")
+    (vqa_rad_root / IMAGE_DIR / "synpic2.jpg").write_text("I am a text file\n")
+    r = check_dataset("vqa_rad", vqa_rad_root)  # no decode: the header check still finds it
+    assert [b["path"].rsplit("/", 1)[-1] for b in r["files"]["bad"]] == ["synpic2.jpg"]
+    res = CliRunner().invoke(app, ["data", "check", "vqa_rad", str(vqa_rad_root)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "synpic2.jpg: not a recognised image format" in res.output
+    assert "skipped 1 bad samples" in res.output and "empty question or answer" in res.output
+    strict = CliRunner().invoke(app, ["data", "check", "vqa_rad", str(vqa_rad_root), "--strict"], env={"COLUMNS": "200"})
+    assert strict.exit_code == 1 and "--strict: 2 problem(s)" in strict.output
+
+
+def test_check_decode_names_truncated_masks_and_strict_exit(tmp_path):
+    from bad_inputs import covid_root
+    from medmm.data.bundled import vqa_rad_sample_root
+
+    records = json.loads((vqa_rad_sample_root() / JSON_NAME).read_text())[:3]
+    root = covid_root(tmp_path / "covid", records)
+    mask = root / "segmentations_100" / "masks" / "m1.png"
+    mask.write_bytes(mask.read_bytes()[:-30])  # truncated: the header is fine, the data is not
+    quick = check_dataset("covid_cxr_seg", root)
+    assert quick["files"]["bad"] == []  # only decoding finds it
+    res = CliRunner().invoke(app, ["data", "check", "covid_cxr_seg", str(root), "--decode", "--strict"], env={"COLUMNS": "250"})
+    assert res.exit_code == 1, res.output
+    assert "1 undecodable" in res.output and "m1.png: corrupt or truncated image" in res.output
+    ok = CliRunner().invoke(app, ["data", "check", "covid_cxr_seg", str(root), "--decode"], env={"COLUMNS": "250"})
+    assert ok.exit_code == 0 and "m1.png" in ok.output
+
+
+def test_check_help_states_exit_codes():
+    res = CliRunner().invoke(app, ["data", "check", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "--strict" in res.output and "Exit status" in res.output
+
+
+def test_medpix2_pseudo_split_all_is_not_a_split(tmp_path):
+    from bad_inputs import medpix2_root
+    from medmm.data.bundled import vqa_rad_sample_root
+
+    records = json.loads((vqa_rad_sample_root() / JSON_NAME).read_text())[:4]
+    root = medpix2_root(tmp_path / "mp", records)  # train split + Descriptions.json ("all")
+    r = check_dataset("medpix2", root, hash_images=False)
+    assert set(r["counts"]) == {"train", "dev", "test"} and r["counts"]["train"] == 4
+    assert not r["leakage"]["has_leakage"], r["leakage_summary"]
+    # without splitted_dataset/ the union split is all there is, and it is checked
+    import shutil
+
+    shutil.rmtree(root / "MedPix-2-0" / "splitted_dataset")
+    r = check_dataset("medpix2", root, hash_images=False)
+    assert r["counts"] == {"all": 4} and not r["leakage"]["has_leakage"]
+
+
+def test_medpix2_real_root_has_no_false_leak():
+    root = shared_dataset("medpix2")
+    r = check_dataset("medpix2", root, hash_images=False)
+    assert "all" not in r["counts"] and r["counts"]["train"] == 1653
+    assert r["leakage"]["shared_groups"] == {}, r["leakage_summary"]

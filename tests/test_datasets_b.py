@@ -162,7 +162,7 @@ def _covid_root(tmp_path):
 
 def test_covid_cxr_bad_row_raises_or_skips(tmp_path):
     root = _covid_root(tmp_path)
-    with pytest.raises(BadInputError, match="metadata.csv: row for 'b.png' has no patientid"):
+    with pytest.raises(BadInputError, match="metadata.csv: line 3: row for 'b.png' has no patientid"):
         load_dataset("covid_cxr", root, "all")
     ds = load_dataset("covid_cxr", root, "all", skip_bad=True)
     assert [s.id for s in ds] == ["a.png", "c.png"] and len(ds.skipped) == 1
@@ -244,7 +244,7 @@ def test_iu_xray_openi_bad_label(tmp_path):
 
     cols = ",".join(("filename", *OPENI_LABELS))
     (tmp_path / "openi_gld_std14.csv").write_text(cols + "\nCXR5" + ",0" * 14 + ",1\nCXR6" + ",0" * 13 + ",2,0\n")
-    with pytest.raises(BadInputError, match="row 3 \\(CXR6\\): Hernia = '2'"):
+    with pytest.raises(BadInputError, match="line 3 \\(CXR6\\): Hernia = '2'"):
         load_dataset("iu_xray_openi_labels", tmp_path, "all")
     ds = load_dataset("iu_xray_openi_labels", tmp_path, "all", skip_bad=True)
     assert ds[0].findings["normal"] is LabelState.POSITIVE and ds[0].text == {}

@@ -88,18 +88,56 @@ def render(result: dict[str, Any]) -> list[Any]:
         for key, d in result["text"].items():
             t.add_row(key, *(_fmt(d[k]) for k in ("n", "min_words", "median_words", "max_words", "empty")))
         out.append(t)
-    if result["skipped"]:
-        out.append(Text(f"skipped {len(result['skipped'])} bad samples, e.g. {result['skipped'][0]['error']}", style="yellow"))
-    if "decode" in result:
-        d = result["decode"]
-        style = "red" if d["undecodable"] else ""
-        out.append(Text(f"decoded {d['decoded']} images, {len(d['undecodable'])} undecodable", style=style))
+    out.extend(_problems(result))
     leak = result["leakage"]
     out.append(Text(result["leakage_summary"], style="bold red" if leak["has_leakage"] else "green"))
     return out
 
 
-@data_app.command("check")
+# Bad records and files are listed on the terminal up to this many each (all of them in --json).
+MAX_LISTED = 50
+
+
+def _problems(result: dict[str, Any]) -> list[Any]:
+    """Lines naming every skipped record and every bad file (up to MAX_LISTED of each kind)."""
+    from rich.text import Text
+
+    out: list[Any] = []
+    skipped = result["skipped"]
+    if skipped:
+        per_split = ", ".join(f"{k}: {n}" for k, n in result.get("skipped_per_split", {}).items() if n)
+        out.append(Text(f"skipped {len(skipped)} bad samples ({per_split}):", style="yellow"))
+        out.extend(Text(f"  [{e['split']}] {e['error']}", style="yellow") for e in skipped[:MAX_LISTED])
+        if len(skipped) > MAX_LISTED:
+            out.append(Text(f"  ... and {len(skipped) - MAX_LISTED} more (see --json)", style="yellow"))
+    files = result.get("files")
+    if files is not None and "decode" not in result:  # the decode list below supersedes the header check
+        bad = files["bad"]
+        out.append(Text(f"checked {files['checked']} image/mask file headers, {len(bad)} bad", style="red" if bad else ""))
+        out.extend(Text(f"  {b['path']}: {b['problem']}", style="red") for b in bad[:MAX_LISTED])
+        if len(bad) > MAX_LISTED:
+            out.append(Text(f"  ... and {len(bad) - MAX_LISTED} more (see --json)", style="red"))
+    if "decode" in result:
+        d = result["decode"]
+        bad = d["bad"]
+        out.append(Text(f"decoded {d['decoded']} images and masks, {len(bad)} undecodable", style="red" if bad else ""))
+        out.extend(Text(f"  {b['path']}: {b['problem']}", style="red") for b in bad[:MAX_LISTED])
+        if len(bad) > MAX_LISTED:
+            out.append(Text(f"  ... and {len(bad) - MAX_LISTED} more (see --json)", style="red"))
+    return out
+
+
+def n_problems(result: dict[str, Any]) -> int:
+    """Skipped records + bad files (decode failures when decoded, else header failures)."""
+    bad_files = result["decode"]["bad"] if "decode" in result else result.get("files", {}).get("bad", [])
+    return len(result["skipped"]) + len(bad_files)
+
+
+@data_app.command("check", epilog=(
+    "Exit status: 0 = checked (problems are listed but do not fail the command); "
+    "1 = --strict and at least one bad record or file, or --fail-on-leak and a leak; "
+    "2 = usage error or the dataset could not be read at all."
+))
 def check_cmd(
     name: Annotated[str, typer.Argument(help="registered dataset name (see `medmm data list`)")],
     root: Annotated[Path, typer.Argument(help="dataset folder in its original layout")],
@@ -110,11 +148,20 @@ def check_cmd(
     seed: Annotated[int, typer.Option(help="seed of the re-split")] = 0,
     stratify: Annotated[str | None, typer.Option(help="target key to stratify the re-split by")] = None,
     hash_images: Annotated[bool, typer.Option("--hash/--no-hash", help="sha1 images to find identical files")] = True,
-    decode: Annotated[bool, typer.Option(help="decode every image to find corrupt files (slow)")] = False,
+    decode: Annotated[
+        bool, typer.Option(help="decode every image and mask to find truncated/corrupt files (slow); without it only file headers are checked")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the full report as JSON here")] = None,
     fail_on_leak: Annotated[bool, typer.Option(help="exit with status 1 when leakage is found")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="exit with status 1 when any record was skipped or any file is bad (for CI)")
+    ] = False,
 ) -> None:
-    """Counts, label balance, text lengths, bad samples and split leakage of a dataset."""
+    """Counts, label balance, text lengths, bad samples, bad files and split leakage of a dataset.
+
+    Every skipped record and bad file is named on the terminal. Exit status: 0 checked; 1 with
+    --strict and a problem, or --fail-on-leak and a leak; 2 usage error or unreadable dataset.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -141,5 +188,9 @@ def check_cmd(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2, default=str))
         console.print(f"report written to {json_out}")
+    problems = n_problems(result)
+    if strict and problems:
+        console.print(f"[red]--strict: {problems} problem(s) found[/red]")
+        raise typer.Exit(1)
     if fail_on_leak and result["leakage"]["has_leakage"]:
         raise typer.Exit(1)

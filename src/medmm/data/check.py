@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from medmm.data.registry import dataset_info, load_dataset
+from medmm.data.registry import dataset_info, load_all_splits
 from medmm.data.schema import LabelState, Sample
 from medmm.data.splits import find_leakage, grouped_split
 from medmm.errors import BadInputError
@@ -81,20 +81,55 @@ def text_lengths(parts: Mapping[str, list[Sample]]) -> dict[str, dict[str, Any]]
     }
 
 
+def _files(parts: Mapping[str, list[Sample]]) -> list[tuple[str, str]]:
+    """(path, kind) of every image and mask file the samples reference, once each, sorted."""
+    files = {(im.path, "image") for samples in parts.values() for s in samples for im in s.images if im.path}
+    files |= {(m.path, "mask") for samples in parts.values() for s in samples for m in s.masks if m.path}
+    return sorted(files)
+
+
+def check_files(parts: Mapping[str, list[Sample]], progress: Progress | None = None) -> dict[str, Any]:
+    """Cheap check of every image and mask file: present, non-empty, image magic bytes.
+
+    Finds a text file named .jpg without decoding anything (132 bytes read per file).
+    """
+    from medmm.data.io import check_image_header
+
+    files = _files(parts)
+    bad: list[dict[str, str]] = []
+    for i, (path, kind) in enumerate(files, 1):
+        try:
+            check_image_header(path)
+        except BadInputError as exc:
+            bad.append({"path": path, "kind": kind, "problem": exc.problem})
+        if progress:
+            progress("checking file headers", i, len(files))
+    return {"checked": len(files), "bad": bad}
+
+
 def decode_images(parts: Mapping[str, list[Sample]], progress: Progress | None = None) -> dict[str, Any]:
-    """Decode every referenced image file once with `medmm.data.io.read_image`; list failures."""
+    """Decode every referenced image and mask file once with `medmm.data.io.read_image`.
+
+    Each decode runs under the reader's watchdog (`medmm.data.io.guard`), so a file that makes
+    a decoder loop is reported, not waited on. ``undecodable`` lists "path: problem" strings,
+    ``bad`` the same as {"path", "kind", "problem"}.
+    """
     from medmm.data.io import read_image
 
-    paths = sorted({im.path for samples in parts.values() for s in samples for im in s.images if im.path})
-    bad: list[str] = []
-    for i, path in enumerate(paths, 1):
+    files = _files(parts)
+    bad: list[dict[str, str]] = []
+    for i, (path, kind) in enumerate(files, 1):
         try:
             read_image(path)
         except BadInputError as exc:
-            bad.append(str(exc))
+            bad.append({"path": path, "kind": kind, "problem": exc.problem})
         if progress:
-            progress("decoding images", i, len(paths))
-    return {"decoded": len(paths) - len(bad), "undecodable": bad}
+            progress("decoding images and masks", i, len(files))
+    return {
+        "decoded": len(files) - len(bad),
+        "undecodable": [f"{b['path']}: {b['problem']}" for b in bad],
+        "bad": bad,
+    }
 
 
 def check_dataset(
@@ -117,20 +152,23 @@ def check_dataset(
         splits: optional {split: fraction}: pool all official splits and re-split by group with
             `grouped_split(seed=seed, stratify=stratify)`; the report is then about that split.
         hash_images: sha1 image files to find identical images across splits.
-        decode: also decode every image with `medmm.data.io.read_image` (slow; finds corrupt files).
+        decode: also decode every image and mask with `medmm.data.io.read_image` (slow; finds
+            truncated and corrupt files). Without it, file headers are still checked (cheap).
         progress: optional ``(stage, done, total)`` callback (the CLI draws a progress bar).
 
     Keys of the result: dataset, root, mode ("official" or "grouped"), group_by, counts,
-    skipped, n_groups, images, labels, findings, text, leakage (+ decode when asked).
+    skipped (one entry per bad record: split, error), skipped_per_split, n_groups, images,
+    files (header check: checked, bad), labels, findings, text, leakage (+ decode when asked).
+    A union split (MedPix's "all") is checked only when the root has no other split.
     """
     info = dataset_info(name)
     group_by = group_by or info.group_by
     official: dict[str, list[Sample]] = {}
     skipped: list[dict[str, str]] = []
-    for split in info.splits:
-        loaded = load_dataset(name, root, split, skip_bad=True)
+    for split, loaded in load_all_splits(name, root, skip_bad=True).items():
         official[split] = loaded.samples
         skipped += [{"split": split, "error": str(e)} for e in loaded.skipped]
+    skipped_per_split = {split: sum(1 for e in skipped if e["split"] == split) for split in official}
 
     if splits:
         pooled = [s for samples in official.values() for s in samples]
@@ -152,6 +190,7 @@ def check_dataset(
         "group_by": group_by,
         "counts": {k: len(v) for k, v in parts.items()},
         "skipped": skipped,
+        "skipped_per_split": skipped_per_split,
         "n_groups": {k: len({s.group(group_by) for s in v}) for k, v in parts.items()},
         "images": {
             "per_split": n_images,
@@ -163,6 +202,7 @@ def check_dataset(
         "leakage": leakage.to_dict(),
         "leakage_summary": leakage.summary(),
     }
+    result["files"] = check_files(parts, progress)
     if decode:
         result["decode"] = decode_images(parts, progress)
     return result

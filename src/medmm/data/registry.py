@@ -63,19 +63,31 @@ class DatasetInfo:
     splits: tuple[str, ...]
     description: str
     group_by: str  # the id that keeps a split leak-free: "patient", "case", "image", "id"
+    # A split that is the union of the others (MedPix 2.0's and the manifest's "all"): never
+    # counted, checked for leakage or pooled as a split of its own beside them.
+    union_split: str | None = None
+
+    @property
+    def own_splits(self) -> tuple[str, ...]:
+        """The splits that do not overlap each other (all but `union_split`)."""
+        return tuple(s for s in self.splits if s != self.union_split)
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
 _discovered = False
 
 
-def register_dataset(name: str, *, splits: tuple[str, ...], description: str, group_by: str = "id"):
-    """Decorator registering a loader under `name`."""
+def register_dataset(
+    name: str, *, splits: tuple[str, ...], description: str, group_by: str = "id", union_split: str | None = None
+):
+    """Decorator registering a loader under `name` (`union_split`: see `DatasetInfo`)."""
 
     def wrap(fn: Loader) -> Loader:
         if name in _REGISTRY:
             raise MedmmError(f"dataset {name!r} registered twice")
-        _REGISTRY[name] = DatasetInfo(name, fn, splits, description, group_by)
+        if union_split is not None and union_split not in splits:
+            raise MedmmError(f"dataset {name!r}: union_split {union_split!r} is not one of its splits")
+        _REGISTRY[name] = DatasetInfo(name, fn, splits, description, group_by, union_split)
         return fn
 
     return wrap
@@ -121,3 +133,16 @@ def load_dataset(name: str, root: str | Path, split: str, *, skip_bad: bool = Fa
     policy = ErrorPolicy(skip_bad=skip_bad)
     samples = info.loader(root, split, policy)
     return SampleSet(name=name, split=split, root=root, samples=samples, skipped=policy.skipped)
+
+
+def load_all_splits(name: str, root: str | Path, *, skip_bad: bool = False) -> dict[str, SampleSet]:
+    """Every split of a dataset that does not overlap another, by name.
+
+    The union split (e.g. MedPix 2.0's "all") is loaded only when every other split is empty
+    at `root` (a root without MedPix's splitted_dataset/), so no record is counted twice.
+    """
+    info = dataset_info(name)
+    sets = {split: load_dataset(name, root, split, skip_bad=skip_bad) for split in info.own_splits}
+    if info.union_split is not None and not any(len(ss) or ss.skipped for ss in sets.values()):
+        return {info.union_split: load_dataset(name, root, info.union_split, skip_bad=skip_bad)}
+    return sets

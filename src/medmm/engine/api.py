@@ -95,6 +95,7 @@ def run_inference(
         num_workers=tc.num_workers,
         seed=cfg.seed,
         shuffle=False,
+        skip_bad=cfg.data.skip_bad,
     )
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
@@ -121,8 +122,21 @@ def run_inference(
     return records, skipped
 
 
+def _skip_list(load: list[BadInputError], runtime: dict[str, str]) -> list[str]:
+    """One line per skipped record of one split: load-time errors, then samples dropped while
+    reading (keyed by sample id, so an epoch that meets a sample twice counts it once)."""
+    return [str(e) for e in load] + [f"{sid}: {msg}" for sid, msg in runtime.items()]
+
+
 def _provenance(
-    cfg: RunConfig, dataset: str, root: str, split: str, n: int, skipped: dict[str, str], run_dir: Path | None
+    cfg: RunConfig,
+    dataset: str,
+    root: str,
+    split: str,
+    n: int,
+    skipped: list[str],
+    run_dir: Path | None,
+    skipped_before_split: list[BadInputError] | None = None,
 ) -> dict[str, Any]:
     prov: dict[str, Any] = {
         "task": cfg.task,
@@ -130,11 +144,15 @@ def _provenance(
         "root": str(root),
         "split": split,
         "n_samples": n,
-        "n_skipped": len(skipped),
-        "skipped": [f"{k}: {v}" for k, v in list(skipped.items())[:50]],
+        "n_skipped": len(skipped),  # bad records of this split only, one per record
+        "skipped": skipped[:50],
         "seed": cfg.seed,
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if skipped_before_split:
+        # Grouped split: bad records of the pooled source splits, dropped before splitting.
+        prov["n_skipped_before_split"] = len(skipped_before_split)
+        prov["skipped_before_split"] = [str(e) for e in skipped_before_split[:50]]
     if run_dir is not None:
         prov["run_dir"] = str(run_dir)
         w = run_dir / rd.WEIGHTS
@@ -143,16 +161,14 @@ def _provenance(
     return prov
 
 
-def _score_split(
-    task: Task, cfg: RunConfig, split: SplitData, run_dir: Path, role: str, load_skipped: dict[str, str]
-) -> dict[str, Any]:
+def _score_split(task: Task, cfg: RunConfig, split: SplitData, run_dir: Path, role: str) -> dict[str, Any]:
     records, skipped = run_inference(task, split.samples, cfg)
-    skipped = {**load_skipped, **skipped}
     metrics = task.compute_metrics(records) if records else {}
     result = {
         "metrics": metrics,
         "provenance": _provenance(
-            cfg, cfg.data.dataset, cfg.data.root, split.name, len(records), skipped, run_dir
+            cfg, cfg.data.dataset, cfg.data.root, split.name, len(records),
+            _skip_list(split.skipped, skipped), run_dir, split.skipped_before_split,
         ),
     }
     result["provenance"]["role"] = role
@@ -177,10 +193,6 @@ def _loggers(run_dir: Path) -> list:
 
         loggers.append(MLFlowLogger(experiment_name="medmm", tracking_uri=(run_dir / "mlruns").as_uri()))
     return loggers
-
-
-def _load_skipped(split: SplitData) -> dict[str, str]:
-    return {(e.path or f"#{i}"): e.problem for i, e in enumerate(split.skipped)}
 
 
 # Keys a resumed run may change: how long to train and how to show/feed it, not what is learnt.
@@ -284,7 +296,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     if tc.progress_bar:
         callbacks.append(RichProgressBar())
 
-    module = TaskModule(task, tc, cfg.seed, train_split.samples, val_samples)
+    module = TaskModule(task, tc, cfg.seed, train_split.samples, val_samples, skip_bad=cfg.data.skip_bad)
     trainer = L.Trainer(
         accelerator=tc.accelerator,
         devices=tc.devices,
@@ -334,19 +346,20 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=rd.sha256_file(weights)))
 
     results: dict[str, Any] = {}
-    train_skipped = {**_load_skipped(train_split), **skipped_train}
+    train_skipped = _skip_list(train_split.skipped, skipped_train)
     rd.write_json(
         run_dir / "metrics" / "train.json",
         {
             "metrics": dict(_last_logged(trainer, "train/")),
             "provenance": _provenance(
-                cfg, cfg.data.dataset, cfg.data.root, train_split.name, len(train_split.samples), train_skipped, run_dir
+                cfg, cfg.data.dataset, cfg.data.root, train_split.name, len(train_split.samples), train_skipped, run_dir,
+                train_split.skipped_before_split,
             ),
         },
     )
     for role, split in (("val", val_split), ("test", test_split)):
         if split is not None and split.samples:
-            results[role] = _score_split(task, cfg, split, run_dir, role, _load_skipped(split))["metrics"]
+            results[role] = _score_split(task, cfg, split, run_dir, role)["metrics"]
     try:
         from medmm.engine.report import write_report
 
@@ -461,12 +474,18 @@ def load_run(run_dir: str | Path, model_overrides: list[str] | None = None) -> t
     return cfg, task
 
 
-def _samples_for(cfg: RunConfig, data_root: str | Path, dataset: str | None, split: str) -> tuple[list[Sample], dict[str, str], str]:
+def _samples_for(
+    cfg: RunConfig, data_root: str | Path, dataset: str | None, split: str
+) -> tuple[list[Sample], list[BadInputError], str]:
+    from medmm.data.io.verify import verify_headers
+    from medmm.data.registry import ErrorPolicy
+
     import_plugins()
     name = dataset or cfg.data.dataset
     ss = load_dataset(name, data_root, split, skip_bad=cfg.data.skip_bad)
-    skipped = {(e.path or f"#{i}"): e.problem for i, e in enumerate(ss.skipped)}
-    return list(ss.samples), skipped, name
+    policy = ErrorPolicy(skip_bad=cfg.data.skip_bad)
+    samples = verify_headers(list(ss.samples), policy)
+    return samples, [*ss.skipped, *policy.skipped], name
 
 
 @_restoring_threads
@@ -496,11 +515,12 @@ def evaluate(
     external = name != cfg.data.dataset or label_map is not None
     mapping = task.prepare_external(name, label_map) if external else None
     records, skipped = run_inference(task, samples, cfg)
-    skipped = {**load_skipped, **skipped}
     metrics = task.compute_metrics(records) if records else {}
     result = {
         "metrics": metrics,
-        "provenance": _provenance(cfg, name, str(Path(data_root).resolve()), split, len(records), skipped, Path(run_dir).resolve()),
+        "provenance": _provenance(
+            cfg, name, str(Path(data_root).resolve()), split, len(records), _skip_list(load_skipped, skipped), Path(run_dir).resolve()
+        ),
     }
     result["provenance"]["external"] = external
     if model_overrides:

@@ -1,8 +1,11 @@
 """From a DataConfig to DataLoaders over `list[Sample]` that survive bad samples.
 
 * `load_splits` reads the dataset's official splits, or pools and re-splits them by group.
-* `SafeCollate` calls `task.collate`; a sample raising BadInputError is dropped and counted
-  (a run must not die hours in because of one unreadable image).
+* `SafeCollate` calls `task.collate`; with ``data.skip_bad: true`` a sample raising
+  BadInputError is dropped and counted (a run must not die hours in because of one unreadable
+  image); with ``skip_bad: false`` the first one stops the run with its error.
+* Skips are counted per split and per record: `SplitData.skipped` holds the bad records of
+  that role's split only (one entry per record, never merged by file).
 * `ResumableSampler` shuffles from (seed, epoch) only and can skip the batches a resumed run
   already trained on, so a run killed mid-epoch continues exactly where it stopped. It also
   shards each *global* batch over DDP ranks, so 1 process x batch 8 and 2 processes x batch 4
@@ -20,7 +23,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from medmm.data.registry import dataset_info, load_dataset
+from medmm.data.io.verify import verify_headers
+from medmm.data.registry import ErrorPolicy, load_all_splits, load_dataset
 from medmm.data.schema import Sample
 from medmm.engine.config import DataConfig
 from medmm.errors import BadInputError, MedmmError
@@ -30,19 +34,27 @@ log = logging.getLogger("medmm.engine")
 
 @dataclass
 class SplitData:
-    """The samples of one role (train/val/test) and the bad ones skipped while loading."""
+    """The samples of one role (train/val/test) and the bad records of its split.
+
+    ``skipped``: one BadInputError per bad record of this role's split (found while loading or
+    by the file-header check). ``skipped_before_split``: in grouped mode, the bad records of the
+    pooled source splits, dropped before the grouped split, so they belong to no role.
+    """
 
     name: str
     samples: list[Sample]
     skipped: list[BadInputError] = field(default_factory=list)
+    skipped_before_split: list[BadInputError] = field(default_factory=list)
 
 
 def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
     """Samples for the roles "train", "val", "test" (roles whose split is null are absent).
 
     "official": each role reads the dataset split of that name. "grouped": the splits named in
-    `source_splits` (default: all the dataset's splits) are pooled and split by `group_by`
-    with `medmm.data.splits.grouped_split`, seeded by the run's seed.
+    `source_splits` (default: every split of the dataset that overlaps no other, see
+    `medmm.data.registry.load_all_splits`) are pooled and split by `group_by` with
+    `medmm.data.splits.grouped_split`, seeded by the run's seed. Each role's image files are
+    then checked cheaply (present, non-empty, image magic bytes) under ``data.skip_bad``.
     """
     roles = {"train": data.train_split, "val": data.val_split, "test": data.test_split}
     roles = {r: s for r, s in roles.items() if s is not None}
@@ -54,11 +66,14 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
     else:
         from medmm.data.splits import grouped_split
 
-        sources = data.source_splits or list(dataset_info(data.dataset).splits)
+        if data.source_splits:  # a list: naming one split twice is caught below as shared ids
+            sets = [load_dataset(data.dataset, data.root, s, skip_bad=data.skip_bad) for s in data.source_splits]
+        else:
+            sets = list(load_all_splits(data.dataset, data.root, skip_bad=data.skip_bad).values())
+        sources = [ss.split for ss in sets]
         pooled: list[Sample] = []
         skipped: list[BadInputError] = []
-        for split in sources:
-            ss = load_dataset(data.dataset, data.root, split, skip_bad=data.skip_bad)
+        for ss in sets:
             pooled.extend(ss.samples)
             skipped.extend(ss.skipped)
         ids = [s.id for s in pooled]
@@ -69,11 +84,15 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
         split_seed = seed if data.split_seed is None else data.split_seed
         parts = grouped_split(pooled, data.group_by, data.fractions, split_seed, stratify=data.stratify)
         for role, split in roles.items():
-            # Bad samples found while loading are reported once, with the training role.
-            out[role] = SplitData(split, parts[split], skipped if role == "train" else [])
+            out[role] = SplitData(split, parts[split], [], list(skipped))
     if data.max_samples is not None:
         for sd in out.values():
             sd.samples = sd.samples[: data.max_samples]
+    for sd in out.values():
+        # A text file named .jpg fails here, before training, not as a silent skip mid-epoch.
+        policy = ErrorPolicy(skip_bad=data.skip_bad)
+        sd.samples = verify_headers(sd.samples, policy)
+        sd.skipped.extend(policy.skipped)
     if "train" in out and not out["train"].samples:
         raise MedmmError(f"the training split {data.train_split!r} of {data.dataset!r} at {data.root} is empty")
     return out
@@ -101,17 +120,38 @@ class SafeBatch:
     skipped: list[tuple[str, str]]
 
 
-class SafeCollate:
-    """Wrap `task.collate`: drop samples that raise BadInputError, record them, go on."""
+class StopOnBadSample(BadInputError):
+    """The BadInputError that ends a run under ``data.skip_bad: false``.
 
-    def __init__(self, collate: Callable[[list[Sample]], Any]):
+    A DataLoader worker hands an exception back by rebuilding it from one message string
+    ("Caught ... Original Traceback ... StopOnBadSample: PATH: PROBLEM"); this class accepts that
+    and keeps only the last line, so the user still sees one line naming the file.
+    """
+
+    def __init__(self, path: str | None, problem: str | None = None):
+        if problem is None:  # rebuilt in the main process from the worker's message
+            last = [ln for ln in str(path).splitlines() if ln.strip()][-1]
+            super().__init__(None, last.split(f"{type(self).__name__}: ", 1)[-1])
+        else:
+            super().__init__(path, problem)
+
+
+class SafeCollate:
+    """Wrap `task.collate`: drop samples that raise BadInputError, record them, go on.
+
+    With ``skip_bad=False`` the first BadInputError is raised instead (``data.skip_bad: false``).
+    """
+
+    def __init__(self, collate: Callable[[list[Sample]], Any], skip_bad: bool = True):
         self.collate = collate
+        self.skip_bad = skip_bad
 
     def __call__(self, samples: list[Sample]) -> SafeBatch:
         try:
             return SafeBatch(self.collate(samples), len(samples), [])
-        except BadInputError:
-            pass
+        except BadInputError as exc:
+            if not self.skip_bad:
+                raise StopOnBadSample(exc.path, f"{exc.problem} (data.skip_bad is false)") from exc
         # Find the bad ones one by one; the cost is paid only by batches that hold one.
         good, skipped = [], []
         for s in samples:
@@ -216,8 +256,11 @@ def make_loader(
     world_size: int = 1,
     skip_batches: Callable[[], int] | None = None,
     weights: list[float] | None = None,
+    skip_bad: bool = True,
 ) -> DataLoader:
     """A DataLoader yielding `SafeBatch`es; training loaders shuffle and shard per rank.
+
+    `skip_bad`: drop and count bad samples (True) or stop at the first one (False).
 
     `weights` (training only): per-sample sampling weights; each epoch draws len(samples)
     samples with replacement in proportion to them (see `Task.sample_weights`)."""
@@ -225,7 +268,7 @@ def make_loader(
     # run's random stream (dropout, ...) matches an uninterrupted one.
     gen = torch.Generator().manual_seed(seed)
     common = dict(
-        collate_fn=SafeCollate(collate),
+        collate_fn=SafeCollate(collate, skip_bad),
         num_workers=num_workers,
         generator=gen,
         persistent_workers=False,

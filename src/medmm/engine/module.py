@@ -76,14 +76,17 @@ class TaskModule(L.LightningModule):
         seed: int,
         train_samples: list[Sample],
         val_samples: list[Sample],
+        skip_bad: bool = True,
     ):
         super().__init__()
+        self.skip_bad = skip_bad  # data.skip_bad: False stops at the first bad sample
         self.task = task
         self.cfg = trainer_cfg
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
-        self.skipped: dict[str, str] = {}  # sample id -> message, unique over epochs
+        self.skipped: dict[str, str] = {}  # training sample id -> message, unique over epochs
+        self.val_skipped: dict[str, str] = {}  # validation skips: counted by the val split, not train
         self._val_records: list[dict[str, Any]] = []
         self._val_loss = [0.0, 0]
         self.last_val_metrics: dict[str, Any] = {}
@@ -111,6 +114,7 @@ class TaskModule(L.LightningModule):
             world_size=self.trainer.world_size,
             skip_batches=self._batches_done_this_epoch,
             weights=self._sample_weights,
+            skip_bad=self.skip_bad,
         )
 
     def val_dataloader(self):
@@ -122,6 +126,7 @@ class TaskModule(L.LightningModule):
             num_workers=self.cfg.num_workers,
             seed=self.seed,
             shuffle=False,
+            skip_bad=self.skip_bad,
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -129,11 +134,12 @@ class TaskModule(L.LightningModule):
             batch.batch = to_channels_last(batch.batch)
         return batch
 
-    def _note_skipped(self, batch: SafeBatch) -> None:
+    def _note_skipped(self, batch: SafeBatch, into: dict[str, str] | None = None) -> None:
+        into = self.skipped if into is None else into
         for sid, msg in batch.skipped:
-            if sid not in self.skipped:
+            if sid not in into:
                 log.warning("skipped bad sample %s: %s", sid, msg)
-            self.skipped[sid] = msg
+            into[sid] = msg
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: SafeBatch, batch_idx: int):
@@ -157,7 +163,7 @@ class TaskModule(L.LightningModule):
         self._val_loss = [0.0, 0]
 
     def validation_step(self, batch: SafeBatch, batch_idx: int) -> None:
-        self._note_skipped(batch)
+        self._note_skipped(batch, self.val_skipped)
         if batch.batch is None:
             return
         records = self.task.evaluation_step(batch.batch)

@@ -17,11 +17,12 @@ Root is the ``covid_cxr`` folder. Images are referenced, never decoded here.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from medmm.data.fields import UniqueIds, check_box, finite_number, label_value, text_value
+from medmm.data.io import read_json
+from medmm.data.io.text import read_csv_records
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import Box, ImageRef, MaskRef, Sample
 from medmm.errors import BadInputError
@@ -67,43 +68,66 @@ def finding_group(finding: str) -> str:
     return OTHER
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            return list(csv.DictReader(f))
-    except (OSError, csv.Error) as exc:
-        raise BadInputError(path, f"cannot read CSV: {exc}") from exc
+def _read_csv(path: Path, errors: ErrorPolicy, required: set[str], key: str, *, comment: str | None = None) -> dict[str, dict[str, str]]:
+    """Rows of a CSV keyed by column `key`; a bad or repeated row goes to `errors` (per row)."""
+    header, records = read_csv_records(path, comment=comment)
+    if not required <= set(header):
+        raise BadInputError(path, f"missing columns {sorted(required - set(header))}")
+    seen = UniqueIds(path, key)
+    rows: dict[str, dict[str, str]] = {}
+    for label, row in records:
+        try:
+            if isinstance(row, BadInputError):
+                raise row
+            name = row[key].strip()
+            if not name:
+                continue  # rows without a file name describe no image
+            seen.add(name, label)
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
+        row["_line"] = label
+        rows[name] = row
+    return rows
 
 
-def _read_metadata(root: Path, required: bool) -> dict[str, dict[str, str]]:
+def _read_metadata(root: Path, errors: ErrorPolicy, required: bool) -> dict[str, dict[str, str]]:
     """metadata.csv rows keyed by file name ({} if absent and not required)."""
     path = root / METADATA
     if not path.is_file():
         if required:
             raise BadInputError(path, "metadata.csv not found; root must be the covid_cxr folder")
         return {}
-    rows = _read_csv(path)
-    if rows and not {"patientid", "finding", "filename"} <= set(rows[0]):
-        raise BadInputError(path, "missing columns patientid/finding/filename (not the ieee8023 metadata.csv)")
-    return {r["filename"].strip(): r for r in rows if r.get("filename", "").strip()}
+    return _read_csv(path, errors, {"patientid", "finding", "filename"}, "filename")
 
 
-def _read_severity(root: Path) -> dict[str, dict[str, float]]:
-    """covid-severity-scores.csv (lines starting '##' are comments) keyed by file name, or {}."""
+def _read_severity(root: Path, errors: ErrorPolicy) -> dict[str, dict[str, float]]:
+    """covid-severity-scores.csv (lines starting '#' are comments) keyed by file name, or {}.
+
+    A row with a missing or non-finite score is a bad record (counted), not a NaN score.
+    """
     path = root / "covid-severity-scores.csv"
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = [line for line in f if not line.startswith("#")]
+    rows = _read_csv(path, errors, {"filename", "geographic_mean", "opacity_mean"}, "filename", comment="#")
     out: dict[str, dict[str, float]] = {}
-    for r in csv.DictReader(lines):
-        name = (r.get("filename") or "").strip()
-        if name:
+    for name, r in rows.items():
+        try:
             out[name] = {
-                "geographic_extent_mean": _float(r.get("geographic_mean"), path, f"{name} geographic_mean"),
-                "opacity_mean": _float(r.get("opacity_mean"), path, f"{name} opacity_mean"),
+                "geographic_extent_mean": finite_number(r["geographic_mean"], path, f"{r['_line']} ({name}) geographic_mean"),
+                "opacity_mean": finite_number(r["opacity_mean"], path, f"{r['_line']} ({name}) opacity_mean"),
             }
+        except BadInputError as exc:
+            errors.handle(exc)
     return out
+
+
+def _check_row(path: Path, row: dict[str, str]) -> None:
+    """The fields of a metadata row that become targets, ids and text must be valid."""
+    where = f"{row.get('_line', 'row')} ({row.get('filename', '').strip()})"
+    label_value(row.get("patientid"), path, f"{where} patientid")
+    label_value(row.get("finding"), path, f"{where} finding", required=False)
+    text_value(row.get("clinical_notes"), path, f"{where} clinical_notes", required=False)
 
 
 def _fill_from_metadata(s: Sample, row: dict[str, str] | None) -> None:
@@ -119,7 +143,7 @@ def _fill_from_metadata(s: Sample, row: dict[str, str] | None) -> None:
         s.text["clinical_notes"] = notes
     s.patient_id = row.get("patientid", "").strip() or None
     for key, value in row.items():
-        if key not in _NOT_META and key is not None and (value or "").strip():
+        if key not in _NOT_META and not key.startswith("_") and (value or "").strip():
             s.meta[key] = value.strip()
     s.meta["license"] = (row.get("license") or "").strip() or "not stated"
 
@@ -150,12 +174,16 @@ def load_covid_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     """One sample per metadata.csv row; split is always "all"."""
     if split != "all":
         return []
-    meta = _read_metadata(root, required=True)
-    severity = _read_severity(root)
+    meta = _read_metadata(root, errors, required=True)
+    severity = _read_severity(root, errors)
     out: list[Sample] = []
     for name, row in meta.items():
-        if not row.get("patientid", "").strip():
-            errors.handle(BadInputError(root / METADATA, f"row for {name!r} has no patientid"))
+        try:
+            if not row.get("patientid", "").strip():
+                raise BadInputError(root / METADATA, f"{row['_line']}: row for {name!r} has no patientid")
+            _check_row(root / METADATA, row)
+        except BadInputError as exc:
+            errors.handle(exc)
             continue
         s = Sample(id=name, dataset="covid_cxr", split="all", image_id=name)
         _fill_from_metadata(s, row)
@@ -168,13 +196,6 @@ def load_covid_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
             s.meta["severity"] = severity[name]
         out.append(s)
     return out
-
-
-def _float(value: object, path: Path, what: str) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise BadInputError(path, f"{what}: not a number ({value!r})") from exc
 
 
 @register_dataset(
@@ -190,40 +211,45 @@ def load_covid_cxr_lungboxes(root: Path, split: str, errors: ErrorPolicy) -> lis
     ann_path = root / "lung_bboxes" / "annotations" / "annotations.json"
     if not ann_path.is_file():
         return []
+    coco = read_json(ann_path)
     try:
-        coco = json.loads(ann_path.read_text(encoding="utf-8"))
         images, annotations = coco["images"], coco["annotations"]
         categories = {c["id"]: c["name"] for c in coco["categories"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(ann_path, f"not a COCO annotation file: {exc}") from exc
-    meta = _read_metadata(root, required=False)
-    severity = _read_severity(root)
+        if not isinstance(images, list) or not isinstance(annotations, list):
+            raise TypeError("images and annotations must be lists")
+    except (KeyError, TypeError) as exc:
+        raise BadInputError(ann_path, f"not a COCO annotation file: {type(exc).__name__}: {exc}") from exc
+    meta = _read_metadata(root, errors, required=False)
+    severity = _read_severity(root, errors)
     by_image: dict[object, list[dict]] = {}
     for a in annotations:
-        by_image.setdefault(a.get("image_id"), []).append(a)
+        by_image.setdefault(a.get("image_id") if isinstance(a, dict) else None, []).append(a)
+    names, image_ids = UniqueIds(ann_path, "file_name"), UniqueIds(ann_path, "image id")
 
     out: list[Sample] = []
-    for im in images:
-        name = str(im.get("file_name", "")).strip()
-        img_path = root / "lung_bboxes" / "images" / name
+    for i, im in enumerate(images):
         try:
-            if not name:
-                raise BadInputError(ann_path, f"image id {im.get('id')} has no file_name")
+            if not isinstance(im, dict):
+                raise BadInputError(ann_path, f"images[{i}] is not an object")
+            name = text_value(im.get("file_name"), ann_path, f"images[{i}] (id {im.get('id')}) file_name")
+            names.add(name, f"images[{i}]")
+            image_ids.add(str(im.get("id")), f"images[{i}]")
+            img_path = root / "lung_bboxes" / "images" / name
             if not img_path.is_file():
                 raise BadInputError(img_path, "image listed in annotations.json is missing")
+            row = meta.get(name)
+            if row is not None:
+                _check_row(root / METADATA, row)
+            size = (im.get("width"), im.get("height"))
             boxes = []
             for a in by_image.get(im.get("id"), []):
-                bbox = a.get("bbox")
-                if not isinstance(bbox, list) or len(bbox) != 4:
-                    raise BadInputError(ann_path, f"annotation {a.get('id')} of {name}: bbox is not [x, y, w, h]")
                 if a.get("category_id") not in categories:
                     raise BadInputError(ann_path, f"annotation {a.get('id')}: unknown category {a.get('category_id')}")
-                x, y, w, h = (_float(v, ann_path, f"annotation {a.get('id')} bbox") for v in bbox)
+                x, y, w, h = check_box(a.get("bbox"), ann_path, f"annotation {a.get('id')} of {name}", size)
                 boxes.append(Box(categories[a["category_id"]], x, y, w, h))
         except BadInputError as exc:
             errors.handle(exc)
             continue
-        row = meta.get(name)
         s = Sample(id=name, dataset="covid_cxr_lungboxes", split="all", image_id=name, boxes=boxes)
         _fill_from_metadata(s, row)
         if row is None:
@@ -259,11 +285,18 @@ def load_covid_cxr_seg(root: Path, split: str, errors: ErrorPolicy) -> list[Samp
     struct = seg / "structure.csv"
     if not struct.is_file():
         return []
-    rows = _read_csv(struct)
-    if rows and not {"Filename", "Template Name", "Mask", "Top", "Left", "Width", "Height"} <= set(rows[0]):
-        raise BadInputError(struct, "missing columns Filename/Template Name/Mask/Top/Left/Width/Height")
-    meta = _read_metadata(root, required=False)
-    severity = _read_severity(root)
+    header, records = read_csv_records(struct)
+    needed = {"Filename", "Template Name", "Mask", "Top", "Left", "Width", "Height"}
+    if not needed <= set(header):
+        raise BadInputError(struct, f"missing columns {sorted(needed - set(header))}")
+    rows = []
+    for _, row in records:
+        if isinstance(row, BadInputError):
+            errors.handle(row)  # one bad row (bytes, extra fields) spoils only itself
+        else:
+            rows.append(row)
+    meta = _read_metadata(root, errors, required=False)
+    severity = _read_severity(root, errors)
     out: list[Sample] = []
     for name, regions in _region_rows(rows).items():
         img_path = seg / "images" / name
@@ -272,21 +305,23 @@ def load_covid_cxr_seg(root: Path, split: str, errors: ErrorPolicy) -> list[Samp
                 raise BadInputError(struct, f"{len(regions)} rows have an empty Filename")
             if not img_path.is_file():
                 raise BadInputError(img_path, "image listed in structure.csv is missing")
-            masks, no_mask = [], []
+            row = meta.get(name)
+            if row is not None:
+                _check_row(root / METADATA, row)
+            masks, no_mask = [], []  # a label may repeat (two regions of one class): not an error
             for r in regions:
-                label = (r.get("Template Name") or "").strip()
+                label = text_value(r.get("Template Name"), struct, f"row {r.get('#')} Template Name")
                 if not r.get("Mask", "").strip():
                     no_mask.append(label)  # e.g. "Monitoring Probes" rows: annotated, no mask file
                     continue
                 mask_path = seg / r["Mask"].strip()
                 if not mask_path.is_file():
                     raise BadInputError(mask_path, f"mask of {label!r} for {name} is missing")
-                box = tuple(_float(r[k], struct, f"row {r.get('#')} {k}") for k in ("Left", "Top", "Width", "Height"))
-                masks.append(MaskRef(label=label, path=str(mask_path), box=box))  # type: ignore[arg-type]
+                box = check_box([r[k] for k in ("Left", "Top", "Width", "Height")], struct, f"row {r.get('#')} of {name}")
+                masks.append(MaskRef(label=label, path=str(mask_path), box=box))
         except BadInputError as exc:
             errors.handle(exc)
             continue
-        row = meta.get(name)
         s = Sample(id=name, dataset="covid_cxr_seg", split="all", image_id=name, masks=masks)
         _fill_from_metadata(s, row)
         s.images.append(_image(img_path, row, name))

@@ -4,7 +4,9 @@ Split "all" only (DICOM folders carry no split; split by patient with medmm.data
 Only headers are read here (pydicom with deferred large values): patient id (PatientID),
 study id (StudyInstanceUID), modality, view (ViewPosition). Pixels are decoded when a task
 reads the image with `medmm.data.io.read_image`. Files that are not DICOM or hold no pixel
-data are bad records (skipped and counted with ``skip_bad=True``).
+data are bad records (skipped and counted with ``skip_bad=True``); so is a symlink that leads
+nowhere or to itself. Raw datasets without the 128-byte preamble are read (forced), exactly as
+`read_image` reads them.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ def load_dicom_folder(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
     if root.is_file():
         files, base = [root], root.parent
     else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        # Not is_file(): it is False for a broken or self-referencing symlink, which would then
+        # vanish uncounted. Every DICOM-named entry that is not a folder is a record.
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and not _is_dir(p))
         base = root
     out: list[Sample] = []
     for path in files:
         try:
+            if path.is_symlink() and not _resolves(path):
+                raise BadInputError(path, "symlink is broken or points to itself (a link loop)")
             info = read_dicom_info(path)
             if not info.has_pixels:
                 raise BadInputError(path, "DICOM has no pixel data (no PixelData element)")
@@ -69,3 +75,19 @@ def load_dicom_folder(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
             )
         )
     return out
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a symlink loop: is_dir() itself can raise on some Pythons
+        return False
+
+
+def _resolves(path: Path) -> bool:
+    """True when a symlink leads to an existing file (False for loops and dangling links)."""
+    try:
+        path.resolve(strict=True)
+    except (OSError, RuntimeError):  # ELOOP / "Symlink loop" (RuntimeError before Python 3.13)
+        return False
+    return path.is_file()

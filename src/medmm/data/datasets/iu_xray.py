@@ -17,11 +17,12 @@ uid in all three ("CXR2384_IM-0942" -> "2384"), so the layouts can be joined and
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from pathlib import Path
 
+from medmm.data.fields import UniqueIds, text_value
+from medmm.data.io import read_json
+from medmm.data.io.text import read_csv_records
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, LabelState, Sample
 from medmm.errors import BadInputError
@@ -41,14 +42,18 @@ def _locate(root: Path, name: str, subdirs: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _read_csv(path: Path, required: set[str]) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error) as exc:
-        raise BadInputError(path, f"cannot read CSV: {exc}") from exc
-    if rows and not required <= set(rows[0]):
-        raise BadInputError(path, f"missing columns {sorted(required - set(rows[0]))}")
+def _read_csv(path: Path, required: set[str], errors: ErrorPolicy) -> list[dict[str, str]]:
+    """Rows of a UTF-8 CSV (with "_line"); a row with bad bytes or extra fields goes to `errors`."""
+    header, records = read_csv_records(path)
+    if not required <= set(header):
+        raise BadInputError(path, f"missing columns {sorted(required - set(header))}")
+    rows = []
+    for label, row in records:
+        if isinstance(row, BadInputError):
+            errors.handle(row)
+            continue
+        row["_line"] = label
+        rows.append(row)
     return rows
 
 
@@ -63,14 +68,12 @@ def load_iu_xray(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     path = _locate(root, "annotation.json", ("r2gen_annotation",))
     if path is None:
         return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInputError(path, f"cannot read JSON: {exc}") from exc
+    data = read_json(path)
     if not isinstance(data, dict):
         raise BadInputError(path, "expected an object {split: [studies]}")
     image_root = path.parent / "images"
     out: list[Sample] = []
+    ids = UniqueIds(path, "study id")
     for key, items in data.items():
         # Some public copies store the test list under a blank key; each item still names its split.
         key_split = key.strip()
@@ -79,13 +82,17 @@ def load_iu_xray(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
                 if not isinstance(item, dict) or not str(item.get("id", "")).strip():
                     raise BadInputError(path, f"{key!r}[{i}]: study has no id")
                 item_split = str(item.get("split") or key_split).strip()
+                ids.add(str(item["id"]).strip(), f"{key!r}[{i}]", check=item_split == split)
                 if key_split and item_split != key_split:
                     raise BadInputError(path, f"study {item['id']} is listed under {key!r} but says split {item_split!r}")
                 if item_split != split:
                     continue
-                report = str(item.get("report") or "").strip()
+                report = text_value(item.get("report"), path, f"study {item['id']} report", required=False)
                 if not report:
                     raise BadInputError(path, f"study {item['id']}: empty report")
+                image_paths = item.get("image_path") or []
+                if not isinstance(image_paths, list) or not all(isinstance(p, str) for p in image_paths):
+                    raise BadInputError(path, f"study {item['id']}: image_path is not a list of paths")
             except BadInputError as exc:
                 errors.handle(exc)
                 continue
@@ -110,17 +117,31 @@ def load_iu_xray(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     return out
 
 
-def _kaggle_reports(root: Path) -> tuple[Path, list[dict[str, str]]] | None:
+def _kaggle_reports(root: Path, errors: ErrorPolicy) -> tuple[Path, dict[str, dict[str, str]]] | None:
+    """indiana_reports.csv rows by uid; a row without uid, repeating one or with bad text is bad."""
     path = _locate(root, "indiana_reports.csv", ("kaggle_raddar_csv",))
     if path is None:
         return None
-    return path, _read_csv(path, {"uid", "findings", "impression"})
+    ids = UniqueIds(path, "uid")
+    rows: dict[str, dict[str, str]] = {}
+    for row in _read_csv(path, {"uid", "findings", "impression"}, errors):
+        try:
+            uid = row["uid"].strip()
+            if not uid:
+                raise BadInputError(path, f"{row['_line']}: empty uid")
+            ids.add(uid, row["_line"])
+            _text_of(row, path)
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
+        rows[uid] = row
+    return path, rows
 
 
-def _text_of(row: dict[str, str]) -> dict[str, str]:
+def _text_of(row: dict[str, str], path: Path) -> dict[str, str]:
     text = {}
     for src, dst in (("findings", "findings"), ("impression", "impression"), ("indication", "history")):
-        value = (row.get(src) or "").strip()
+        value = text_value(row.get(src), path, f"{row.get('_line')} {src}", required=False)
         if value:
             text[dst] = value
     return text
@@ -138,24 +159,26 @@ def load_iu_xray_kaggle(root: Path, split: str, errors: ErrorPolicy) -> list[Sam
     A few reports have neither findings nor impression in the source; they are kept (the row
     is real) with whatever text they have, so filter on ``text`` for report tasks.
     """
-    found = _kaggle_reports(root) if split == "all" else None
+    found = _kaggle_reports(root, errors) if split == "all" else None
     if found is None:
         return []
     path, reports = found
     proj_path = path.parent / "indiana_projections.csv"
     projections: dict[str, list[tuple[str, str]]] = {}
     if proj_path.is_file():
-        for r in _read_csv(proj_path, {"uid", "filename", "projection"}):
+        files = UniqueIds(proj_path, "filename")
+        for r in _read_csv(proj_path, {"uid", "filename", "projection"}, errors):
+            try:
+                files.add(r["filename"].strip(), r["_line"])
+            except BadInputError as exc:
+                errors.handle(exc)
+                continue
             projections.setdefault(r["uid"].strip(), []).append((r["filename"].strip(), r["projection"].strip()))
     image_dirs = [d for d in (path.parent / "images" / "images_normalized", path.parent / "images") if d.is_dir()]
 
     out: list[Sample] = []
-    for i, row in enumerate(reports, start=2):
-        uid = (row.get("uid") or "").strip()
-        text = _text_of(row)
-        if not uid:
-            errors.handle(BadInputError(path, f"row {i}: empty uid"))
-            continue
+    for uid, row in reports.items():
+        text = _text_of(row, path)
         images = []
         for fname, view in projections.get(uid, []):
             for d in image_dirs:
@@ -183,21 +206,24 @@ def load_iu_xray_openi_labels(root: Path, split: str, errors: ErrorPolicy) -> li
     path = _locate(root, "openi_gld_std14_negbio_labels.csv", ()) or _locate(root, "openi_gld_std14.csv", ())
     if path is None:
         return []
-    rows = _read_csv(path, {"filename", *OPENI_LABELS})
-    found = _kaggle_reports(root)
-    reports = {r["uid"].strip(): r for r in found[1]} if found else {}
+    rows = _read_csv(path, {"filename", *OPENI_LABELS}, errors)
+    found = _kaggle_reports(root, ErrorPolicy(skip_bad=True))  # its bad rows count in iu_xray_kaggle
+    reports = found[1] if found else {}
+    names = UniqueIds(path, "filename")
 
     out: list[Sample] = []
-    for i, row in enumerate(rows, start=2):
+    for row in rows:
         name = (row.get("filename") or "").strip()
+        i = row["_line"]
         try:
             if not name.startswith("CXR"):
-                raise BadInputError(path, f"row {i}: filename {name!r} is not CXR<uid>")
+                raise BadInputError(path, f"{i}: filename {name!r} is not CXR<uid>")
+            names.add(name, i)
             findings = {}
             for label in OPENI_LABELS:
                 value = (row.get(label) or "").strip()
                 if value not in {"0", "1"}:
-                    raise BadInputError(path, f"row {i} ({name}): {label} = {value!r}, expected 0 or 1")
+                    raise BadInputError(path, f"{i} ({name}): {label} = {value!r}, expected 0 or 1")
                 findings[label] = LabelState.POSITIVE if value == "1" else LabelState.NEGATIVE
         except BadInputError as exc:
             errors.handle(exc)
@@ -209,7 +235,7 @@ def load_iu_xray_openi_labels(root: Path, split: str, errors: ErrorPolicy) -> li
                 id=name,
                 dataset="iu_xray_openi_labels",
                 split="all",
-                text=_text_of(report) if report else {},
+                text=_text_of(report, path) if report else {},
                 findings=findings,
                 study_id=uid,
             )

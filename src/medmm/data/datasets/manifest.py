@@ -19,13 +19,13 @@ the manifest and the row; ``skip_bad=True`` skips and counts it.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
+from medmm.data.fields import label_value, text_value
 from medmm.data.io import read_text
+from medmm.data.io.text import read_csv_records
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import TEXT_FIELDS, ImageRef, LabelState, Sample
 from medmm.errors import BadInputError
@@ -48,77 +48,21 @@ def _manifest_path(root: Path) -> Path:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         raise BadInputError(path, f"cannot read manifest: {exc.strerror or exc}") from exc
+    if not data.strip():
+        raise BadInputError(path, "manifest is empty (no header row)" if path.suffix.lower() == ".csv" else "manifest is empty")
+    return data
 
 
 def _csv_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
     """(row label, row dict or the error of that row). Bad bytes spoil only their own row."""
-    data = _read_bytes(path)
-    # surrogateescape keeps undecodable bytes as marker characters, so one bad row does not
-    # lose the whole file; that row is reported with the byte offset of its first bad byte.
-    text = data.decode("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8", errors="surrogateescape")
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # offsets count from the start of the file
-    bad_offsets: list[int] | None = None
-    bad_seen = 0
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise BadInputError(path, f"malformed CSV header: {exc}") from exc
-    if not header or not any(h.strip() for h in header):
-        raise BadInputError(path, "manifest is empty (no header row)")
-    header = [h.strip() for h in header]
-    if any(_has_bad_bytes(h) for h in header):
-        raise BadInputError(path, "header row is not valid UTF-8")
+    _read_bytes(path)  # the manifest's own message for an empty file
+    header, records = read_csv_records(path)
     if "id" not in header:
         raise BadInputError(path, f"manifest has no 'id' column (columns: {', '.join(header)})")
-    out: list[tuple[str, dict[str, Any] | BadInputError]] = []
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise BadInputError(path, f"malformed CSV near line {reader.line_num}: {exc}") from exc
-        label = f"line {reader.line_num}"
-        if not values or all(not v.strip() for v in values):
-            continue
-        n_bad = sum(_count_bad_bytes(v) for v in values)
-        if n_bad:
-            # Each escaped character stands for one undecodable byte, in file order.
-            if bad_offsets is None:
-                bad_offsets = _bad_byte_offsets(text, bom)
-            offset = bad_offsets[bad_seen] if bad_seen < len(bad_offsets) else -1
-            bad_seen += n_bad
-            out.append((label, BadInputError(path, f"{label}: not valid UTF-8 (byte offset {offset})")))
-            continue
-        if len(values) > len(header):
-            out.append((label, BadInputError(path, f"{label} has {len(values)} fields, header has {len(header)}")))
-            continue
-        out.append((label, dict(zip(header, values + [""] * (len(header) - len(values)), strict=True))))
-    return out
-
-
-def _count_bad_bytes(value: str) -> int:
-    return sum("\udc80" <= ch <= "\udcff" for ch in value)
-
-
-def _has_bad_bytes(value: str) -> bool:
-    return _count_bad_bytes(value) > 0
-
-
-def _bad_byte_offsets(text: str, start: int) -> list[int]:
-    """Byte offsets of the undecodable bytes (surrogate-escaped characters) of `text`."""
-    offsets, pos = [], start
-    for ch in text:
-        if "\udc80" <= ch <= "\udcff":
-            offsets.append(pos)
-            pos += 1
-        else:
-            pos += len(ch.encode("utf-8", "surrogatepass"))
-    return offsets
+    return list(records)
 
 
 def _jsonl_rows(path: Path) -> list[tuple[str, dict[str, Any] | BadInputError]]:
@@ -152,10 +96,10 @@ def _str(value: Any) -> str:
 
 def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> Sample | None:
     """Build the Sample of one row, or None when the row belongs to another split."""
-    sample_id = _str(row.get("id"))
+    sample_id = label_value(row.get("id"), path, f"{label} id", required=False)
     if not sample_id:
         raise BadInputError(path, f"{label}: empty id")
-    row_split = _str(row.get("split")) or None
+    row_split = text_value(row.get("split"), path, f"{label} split", required=False)
     if row_split is not None and row_split not in SPLITS[:-1]:
         raise BadInputError(
             path, f"{label} (id {sample_id}): unknown split {row_split!r}; use {', '.join(SPLITS[:-1])}"
@@ -163,11 +107,12 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
     if split != "all" and row_split != split:
         return None
     base = path.parent
-    modality, view = _str(row.get("modality")) or None, _str(row.get("view")) or None
+    modality = text_value(row.get("modality"), path, f"{label} modality", required=False)
+    view = text_value(row.get("view"), path, f"{label} view", required=False)
     raw_images = row.get("image")
-    names = raw_images if isinstance(raw_images, list) else _str(raw_images).split(";")
+    names = raw_images if isinstance(raw_images, list) else (text_value(raw_images, path, f"{label} image", required=False) or "").split(";")
     images = []
-    for name in (_str(n) for n in names):
+    for name in (text_value(n, path, f"{label} image", required=False) or "" for n in names):
         if not name:
             continue
         image_path = Path(name) if Path(name).is_absolute() else base / name
@@ -180,18 +125,22 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
     meta: dict[str, Any] = {}
     for key, value in row.items():
         key = _str(key)
+        where = f"{label} (id {sample_id}) {key}"
         if key in TEXT_FIELDS:
-            if _str(value):
-                text[key] = _str(value)
+            value = text_value(value, path, where, required=False, integers_ok=key == "answer")
+            if value:
+                text[key] = value
         elif key.endswith("_file") and key[: -len("_file")] in TEXT_FIELDS:
-            if _str(value):
-                text_path = Path(_str(value)) if Path(_str(value)).is_absolute() else base / _str(value)
-                text[key[: -len("_file")]] = read_text(text_path).strip()
+            value = text_value(value, path, where, required=False)
+            if value:
+                text_path = Path(value) if Path(value).is_absolute() else base / value
+                text[key[: -len("_file")]] = text_value(read_text(text_path), text_path, "text file")
         elif key.startswith("target:"):
-            if _str(value):
-                targets[key[len("target:") :]] = _str(value)
+            value = label_value(value, path, where, required=False)
+            if value:
+                targets[key[len("target:") :]] = value
         elif key.startswith("finding:"):
-            state = _str(value)
+            state = label_value(value, path, where, required=False) or ""
             state = state.removesuffix(".0")  # pandas writes 1/0/-1 as 1.0/0.0/-1.0
             if state == "":
                 continue
@@ -203,8 +152,10 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
                 )
             findings[key[len("finding:") :]] = _FINDING[state]
         elif key not in _RESERVED and value not in (None, ""):
+            if isinstance(value, str) and "\x00" in value:
+                raise BadInputError(path, f"{where} contains a NUL byte")
             meta[key] = value
-    ids = {k: _str(row.get(k)) or None for k in _IDS}
+    ids = {k: label_value(row.get(k), path, f"{label} (id {sample_id}) {k}", required=False) for k in _IDS}
     return Sample(
         id=sample_id,
         dataset="manifest",
@@ -221,6 +172,7 @@ def _row_to_sample(path: Path, label: str, row: dict[str, Any], split: str) -> S
 @register_dataset(
     "manifest",
     splits=SPLITS,
+    union_split="all",
     description="your own data: a CSV/JSONL manifest of images, texts, targets, findings and group ids",
     group_by="patient",
 )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medmm.data.fields import whole_number
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
 from medmm.errors import BadInputError
@@ -62,10 +63,16 @@ def load_npz_split(
             path, f"{split}_labels has shape {labels.shape} for {len(images)} images; expected one label per image"
         )
     out: list[Sample] = []
+    if labels.dtype.kind not in "iuf":
+        raise BadInputError(path, f"{split}_labels has dtype {labels.dtype}; expected integer class indices")
     for i, (image, label) in enumerate(zip(images, labels[:, 0], strict=True)):
-        index = int(label)
-        if not 0 <= index < len(classes):
-            errors.handle(BadInputError(path, f"{split} image {i}: label {index} outside 0..{len(classes) - 1}"))
+        try:
+            # A float label must be a whole number: NaN or 0.7 is an error, never class 0.
+            index = whole_number(label.item(), path, f"{split} image {i}: label")
+            if not 0 <= index < len(classes):
+                raise BadInputError(path, f"{split} image {i}: label {index} outside 0..{len(classes) - 1}")
+        except BadInputError as exc:
+            errors.handle(exc)
             continue
         sample_id = f"{split}/{i}"
         out.append(

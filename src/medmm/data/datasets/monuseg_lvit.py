@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medmm.data.fields import UniqueIds, text_value
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, MaskRef, Sample
 from medmm.errors import BadInputError
@@ -37,8 +38,8 @@ def patient_of(image_name: str) -> str:
     return "-".join(parts[:3]) if len(parts) >= 3 and parts[0] == "TCGA" else Path(image_name).stem
 
 
-def _read_sheet(xlsx: Path) -> dict[str, list[str | None]]:
-    """First sheet of an .xlsx as {header: column values as str or None} (openpyxl, no pandas)."""
+def _read_sheet(xlsx: Path) -> dict[str, list[object]]:
+    """First sheet of an .xlsx as {header: raw column values} (openpyxl, no pandas)."""
     import openpyxl
 
     try:
@@ -50,12 +51,14 @@ def _read_sheet(xlsx: Path) -> dict[str, list[str | None]]:
     if not rows:
         raise BadInputError(xlsx, "workbook is empty")
     header = [str(h).strip() if h is not None else "" for h in rows[0]]
-    cols: dict[str, list[str | None]] = {h: [] for h in header}
+    cols: dict[str, list[object]] = {h: [] for h in header}
     for row in rows[1:]:
         if all(v is None for v in row):
             continue
+        if len(row) > len(header) and any(v is not None for v in row[len(header) :]):
+            raise BadInputError(xlsx, f"a row has {len(row)} cells but the header names {len(header)} columns")
         for h, v in zip(header, row, strict=False):
-            cols[h].append(None if v is None else str(v))
+            cols[h].append(v)
     return cols
 
 
@@ -81,13 +84,13 @@ def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
         raise BadInputError(xlsx, f"needs columns Image, Description; has {list(table)}")
 
     out: list[Sample] = []
+    names = UniqueIds(xlsx, "Image")
     for i, (name, sentence) in enumerate(zip(table["Image"], table["Description"], strict=False), start=2):
         try:
-            if not isinstance(name, str) or not name.strip():
-                raise BadInputError(xlsx, f"row {i}: empty Image")
-            name = name.strip()
-            if not isinstance(sentence, str) or not sentence.strip():
-                raise BadInputError(xlsx, f"row {i} ({name}): empty Description")
+            name = text_value(name, xlsx, f"row {i} Image")
+            names.add(Path(name).stem, f"row {i}")
+            # A number or a date in the Description cell is a broken sheet, not a sentence.
+            sentence = text_value(sentence, xlsx, f"row {i} ({name}) Description")
             stem = Path(name).stem
             img = _find_by_stem(folder / "img", stem)
             if img is None:
@@ -104,7 +107,7 @@ def load_monuseg_lvit(root: Path, split: str, errors: ErrorPolicy) -> list[Sampl
                 dataset="monuseg_lvit",
                 split=split,
                 images=[ImageRef(path=img, modality="pathology", image_id=stem)],
-                text={"sentence": sentence.strip()},
+                text={"sentence": sentence},
                 masks=[MaskRef(label="nuclei", path=str(mask))],
                 patient_id=patient_of(stem),
                 image_id=stem,

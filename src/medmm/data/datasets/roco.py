@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medmm.data.fields import UniqueIds
+from medmm.data.io import read_text
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
 from medmm.errors import BadInputError
@@ -28,17 +30,21 @@ def _radiology_dir(root: Path, split: str) -> Path:
 def _read_tsv(path: Path, errors: ErrorPolicy, want_text: bool) -> dict[str, list[str]]:
     """ROCO_ID -> the non-empty tab-separated fields after it ([caption] when want_text)."""
     out: dict[str, list[str]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(path, f"cannot read: {exc}") from exc
+    lines = read_text(path).splitlines()  # strict UTF-8: a bad byte is an error, never U+FFFD
+    ids = UniqueIds(path, "ROCO id")
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         roco_id, _, rest = line.partition("\t")
         roco_id = roco_id.strip()
-        if not roco_id.startswith("ROCO_"):
-            errors.handle(BadInputError(path, f"line {lineno}: does not start with a ROCO id"))
+        try:
+            if not roco_id.startswith("ROCO_"):
+                raise BadInputError(path, f"line {lineno}: does not start with a ROCO id")
+            ids.add(roco_id, f"line {lineno}")
+            if "\x00" in rest:
+                raise BadInputError(path, f"line {lineno} ({roco_id}): contains a NUL byte")
+        except BadInputError as exc:
+            errors.handle(exc)
             continue
         if want_text:
             caption = rest.strip()

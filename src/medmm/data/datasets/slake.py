@@ -16,9 +16,10 @@ Without ``imgs/`` samples carry no ImageRef and ``meta["image_missing"] = True``
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
+from medmm.data.fields import UniqueIds, label_value, text_value
+from medmm.data.io import read_json, read_text
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
 from medmm.errors import BadInputError
@@ -38,14 +39,12 @@ def load_slake(root: Path, split: str, errors: ErrorPolicy, q_lang: str = "en") 
     path = base / f"{split}.json"
     if not path.is_file():
         return []
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInputError(path, f"cannot read JSON: {exc}") from exc
+    items = read_json(path)
     if not isinstance(items, list):
         raise BadInputError(path, "expected a list of QA records")
 
     out: list[Sample] = []
+    qids = UniqueIds(path, "qid")
     for i, qa in enumerate(items):
         try:
             if not isinstance(qa, dict):
@@ -53,11 +52,16 @@ def load_slake(root: Path, split: str, errors: ErrorPolicy, q_lang: str = "en") 
             missing = [k for k in ("qid", "img_id", "img_name", "question", "answer", "q_lang") if k not in qa]
             if missing:
                 raise BadInputError(path, f"record {i} (qid {qa.get('qid')}) lacks {', '.join(missing)}")
+            qids.add(str(qa["qid"]), f"record {i}", check=qa["q_lang"] == q_lang)
             if qa["q_lang"] != q_lang:
                 continue
-            question, answer = str(qa["question"]).strip(), str(qa["answer"]).strip()
-            if not question or not answer:
+            if not str(qa["question"]).strip() or not str(qa["answer"]).strip():
                 raise BadInputError(path, f"qid {qa['qid']}: empty question or answer")
+            question = text_value(qa["question"], path, f"qid {qa['qid']} question")
+            answer = text_value(qa["answer"], path, f"qid {qa['qid']} answer", integers_ok=True)
+            text_value(qa["img_name"], path, f"qid {qa['qid']} img_name")
+            for key in ("answer_type", "content_type", "location", "modality"):  # targets: NaN is no class
+                label_value(qa.get(key), path, f"qid {qa['qid']} {key}", required=False)
         except BadInputError as exc:
             errors.handle(exc)
             continue
@@ -135,13 +139,14 @@ def load_kg(root: str | Path) -> list[tuple[str, str, str]]:
         path = kg / name
         if not path.is_file():
             raise BadInputError(path, "SLAKE KG file not found")
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter="#", quoting=csv.QUOTE_NONE))
+        rows = list(csv.reader(read_text(path).splitlines(), delimiter="#", quoting=csv.QUOTE_NONE))
         for lineno, row in enumerate(rows[1:], start=2):
             if not row or not any(cell.strip() for cell in row):
                 continue
             if len(row) != 3:
                 raise BadInputError(path, f"line {lineno}: expected head#relation#tail, got {len(row)} fields")
+            if any("\x00" in c for c in row):
+                raise BadInputError(path, f"line {lineno}: contains a NUL byte")
             head, rel, tail = (c.strip() for c in row)
             triples.append((head, rel, tail))
     return triples

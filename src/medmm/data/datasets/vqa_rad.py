@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medmm.data.fields import UniqueIds, label_value, text_value
 from medmm.data.io import read_json
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
@@ -46,32 +47,39 @@ def load_vqa_rad(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     wanted = PHRASE_TYPES[split]
     image_dir = root / IMAGE_DIR
     out: list[Sample] = []
+    qids = UniqueIds(path, "qid")
     for i, rec in enumerate(records):
         try:
             if not isinstance(rec, dict):
                 raise BadInputError(path, f"record {i} is not an object")
-            if rec.get("phrase_type") not in wanted:
+            in_split = rec.get("phrase_type") in wanted
+            if rec.get("qid") is not None:  # ids are unique over the whole file, not per split
+                qids.add(str(rec["qid"]), f"record {i}", check=in_split)
+            if not in_split:
                 continue
             missing = [k for k in _REQUIRED if rec.get(k) is None]
             if missing:
                 raise BadInputError(path, f"record {i} (qid {rec.get('qid')}) lacks {', '.join(missing)}")
-            question, answer = str(rec["question"]).strip(), str(rec["answer"]).strip()
-            if not question or not answer:
-                raise BadInputError(path, f"record {i} (qid {rec['qid']}): empty question or answer")
+            where = f"record {i} (qid {rec['qid']})"
+            if not str(rec["question"]).strip() or not str(rec["answer"]).strip():
+                raise BadInputError(path, f"{where}: empty question or answer")
+            question = text_value(rec["question"], path, f"{where} question")
+            answer = text_value(rec["answer"], path, f"{where} answer", integers_ok=True)
+            label_value(rec["image_organ"], path, f"{where} image_organ")
             # The release has "CLOSED " with a trailing space twice.
             answer_type = str(rec["answer_type"]).strip().upper()
             if answer_type not in ANSWER_TYPES:
                 raise BadInputError(
                     path, f"record {i} (qid {rec['qid']}): answer_type {rec['answer_type']!r} is not CLOSED/OPEN"
                 )
-            image_name = str(rec["image_name"]).strip()
+            image_name = text_value(rec["image_name"], path, f"{where} image_name")
             image_path = image_dir / image_name
             if not image_path.is_file():
                 raise BadInputError(image_path, f"image referenced by qid {rec['qid']} not found")
         except BadInputError as exc:
             errors.handle(exc)
             continue
-        organ = str(rec["image_organ"]).strip().upper()
+        organ = str(label_value(rec["image_organ"], path, "image_organ")).upper()
         out.append(
             Sample(
                 id=str(rec["qid"]),

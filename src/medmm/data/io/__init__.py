@@ -5,7 +5,7 @@
 """
 
 from medmm.data.io.dicom import DicomInfo, read_dicom, read_dicom_info
-from medmm.data.io.image import IMAGE_SUFFIXES, apply_window, read_image, sniff_format
+from medmm.data.io.image import IMAGE_SUFFIXES, apply_window, check_image_header, read_image, sniff_format
 from medmm.data.io.mask import read_mask
 from medmm.data.io.text import read_csv_rows, read_json, read_jsonl, read_text
 from medmm.data.io.verify import verify_images, verify_samples
@@ -14,6 +14,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "DicomInfo",
     "apply_window",
+    "check_image_header",
     "read_csv_rows",
     "read_dicom",
     "read_dicom_info",

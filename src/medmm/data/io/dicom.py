@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from medmm.data.io.guard import check_jpeg2000, guarded
 from medmm.errors import BadInputError
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -39,6 +40,8 @@ def _dcmread(path: Path, *, force: bool, stop_before_pixels: bool = False, defer
         return pydicom.dcmread(path, force=force, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     except InvalidDicomError as exc:
         raise BadInputError(path, f"not a DICOM file: {exc}") from exc
+    except RecursionError:
+        raise BadInputError(path, "corrupt DICOM header: sequences nested too deeply to parse") from None
     except Exception as exc:  # pydicom raises EOFError, struct.error, ValueError, ... on corrupt headers
         raise BadInputError(path, f"corrupt DICOM header: {type(exc).__name__}: {exc}") from exc
 
@@ -77,16 +80,28 @@ def _ensure_transfer_syntax(ds: Any) -> None:
         meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
+def has_preamble(path: Path) -> bool:
+    """True when the file has the 128-byte preamble + "DICM" (False for raw datasets)."""
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
 def read_dicom_info(path: str | Path) -> DicomInfo:
     """Read the header of a DICOM file (ids, modality, view) without loading pixel data.
 
     Large values are deferred (not read), so this is fast, yet it still sees whether a
-    PixelData element exists (``has_pixels``).
+    PixelData element exists (``has_pixels``). Raw datasets without the preamble + "DICM"
+    are read like `read_image` reads them (forced), so both accept the same files.
     """
     path = Path(path)
     if not path.is_file():
         raise BadInputError(path, "DICOM file not found")
-    ds = _dcmread(path, force=False, defer_size="2 KB")
+    try:
+        force = not has_preamble(path)
+    except OSError as exc:
+        raise BadInputError(path, f"cannot read DICOM file: {exc.strerror or exc}") from exc
+    ds = _dcmread(path, force=force, defer_size="2 KB")
     try:
         return _info(path, ds)
     except Exception as exc:  # a garbled header value surfaces only when it is parsed
@@ -137,6 +152,26 @@ def read_dicom(
     return arr
 
 
+def _check_compressed_frame(path: Path, ds: Any) -> None:
+    """Reject a malformed JPEG 2000 frame before a decoder sees it (some loop forever on one)."""
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import JPEG2000TransferSyntaxes
+
+    if ds.file_meta.TransferSyntaxUID not in JPEG2000TransferSyntaxes or "PixelData" not in ds:
+        return
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:  # a broken item/fragment structure
+        raise BadInputError(path, f"encapsulated pixel data is malformed: {type(exc).__name__}: {exc}") from exc
+    check_jpeg2000(frame, path, "JPEG 2000 pixel data")
+
+
+def _check_finite(path: Path, arr: np.ndarray) -> None:
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise BadInputError(path, f"{bad} of {arr.size} pixel values are NaN or infinite")
+
+
 def _decode(path: Path, ds: Any, window: tuple[float, float] | None, stored_window: bool) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
@@ -149,9 +184,14 @@ def _decode(path: Path, ds: Any, window: tuple[float, float] | None, stored_wind
         raise BadInputError(path, f"multi-frame DICOM ({int(frames)} frames); read_image expects one 2-D image")
     try:
         _ensure_transfer_syntax(ds)
-        arr = ds.pixel_array
+        _check_compressed_frame(path, ds)
+        arr = guarded(lambda: ds.pixel_array, path, "decoding the DICOM pixel data")
+    except BadInputError:
+        raise
     except Exception as exc:  # truncated data, unsupported transfer syntax, bad Rows/Columns ...
         raise BadInputError(path, f"cannot decode DICOM pixel data: {type(exc).__name__}: {exc}") from exc
+    if arr.dtype.kind == "f":
+        _check_finite(path, arr)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples > 1:
         if arr.ndim != 3:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medmm.data.io.guard import J2K_SOC_SIZ, JP2_SIGNATURE, check_jpeg2000, guarded
 from medmm.errors import BadInputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".bmp"})
@@ -44,7 +45,45 @@ def sniff_format(head: bytes) -> str | None:
         return "tiff"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
+    if head.startswith((JP2_SIGNATURE, J2K_SOC_SIZ)):
+        return "jpeg2000"
+    if head.startswith(b"BM"):
+        return "bmp"
     return None
+
+
+def check_image_header(path: str | Path) -> str:
+    """The format of an image file from its first bytes, without decoding it (cheap).
+
+    A raw DICOM dataset (no preamble) named .dcm/.dicom passes as "dicom"; its header is
+    parsed when it is read. Missing, empty or unrecognised files (a text file named .jpg)
+    raise BadInputError naming the file.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    fmt = sniff_format(head)
+    if fmt is None and path.suffix.lower() in _DICOM_SUFFIXES:
+        return "dicom"
+    if fmt is None:
+        raise BadInputError(path, f"not a recognised image format (first bytes {head[:8]!r}; expected PNG, JPEG, TIFF or DICOM)")
+    return fmt
+
+
+def _read_head(path: Path) -> bytes:
+    if not path.exists():
+        if path.is_symlink():
+            raise BadInputError(path, "image file not found (a broken or self-referencing symlink)")
+        raise BadInputError(path, "image file not found")
+    if not path.is_file():
+        raise BadInputError(path, "image path is not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise BadInputError(path, f"cannot read image file: {exc.strerror or exc}") from exc
+    if not head:
+        raise BadInputError(path, "image file is empty (0 bytes)")
+    return head
 
 
 def apply_window(arr: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -75,18 +114,7 @@ def read_image(
     Any unreadable, truncated or unrecognised file raises `BadInputError` naming it.
     """
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(path, "image file not found")
-    if not path.is_file():
-        raise BadInputError(path, "image path is not a regular file")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError as exc:
-        raise BadInputError(path, f"cannot read image file: {exc.strerror or exc}") from exc
-    if not head:
-        raise BadInputError(path, "image file is empty (0 bytes)")
-
+    head = _read_head(path)
     fmt = sniff_format(head)
     suffix = path.suffix.lower()
     if fmt == "dicom" or (fmt is None and suffix in _DICOM_SUFFIXES):
@@ -94,9 +122,15 @@ def read_image(
 
         return read_dicom(path, window=window, stored_window=stored_window, force=fmt is None)
     if fmt == "tiff":
-        arr = _read_tiff(path)
+        arr = guarded(lambda: _read_tiff(path), path, "decoding the TIFF")
     else:
-        arr = _read_pil(path)
+        if fmt == "jpeg2000":
+            check_jpeg2000(path.read_bytes(), path)
+        arr = guarded(lambda: _read_pil(path), path, "decoding the image")
+    if arr.dtype.kind == "f":
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise BadInputError(path, f"{bad} of {arr.size} pixel values are NaN or infinite")
     if window is not None:
         if arr.ndim != 2:
             raise ValueError(f"{path}: a window applies to grayscale images, this one has shape {arr.shape}")

@@ -14,17 +14,41 @@ from medmm.errors import BadInputError
 
 
 def verify_samples(samples: list[Sample], errors: ErrorPolicy) -> list[Sample]:
-    """The samples whose images all decode with `read_image`; each bad one goes to `errors`."""
+    """The samples whose images and masks all decode with `read_image`; each bad one goes to `errors`."""
     from medmm.data.io.image import read_image
 
     good: list[Sample] = []
     for sample in samples:
         try:
+            for mask in sample.masks:
+                if mask.path is not None:
+                    read_image(mask.path)
             for ref in sample.images:
                 if ref.path is not None:
                     read_image(ref.path)
                 elif np.asarray(ref.array).ndim not in (2, 3):
                     raise BadInputError(None, f"sample {sample.id}: in-memory image has shape {np.shape(ref.array)}")
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
+        good.append(sample)
+    return good
+
+
+def verify_headers(samples: list[Sample], errors: ErrorPolicy) -> list[Sample]:
+    """The samples whose image and mask files pass `check_image_header` (cheap: no decoding).
+
+    Each sample with a missing, empty or non-image file (a text file named .jpg) goes to
+    `errors` once, naming its first bad file.
+    """
+    from medmm.data.io.image import check_image_header
+
+    good: list[Sample] = []
+    for sample in samples:
+        try:
+            for path in [*(im.path for im in sample.images), *(m.path for m in sample.masks)]:
+                if path is not None:
+                    check_image_header(path)
         except BadInputError as exc:
             errors.handle(exc)
             continue
