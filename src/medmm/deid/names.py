@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from medmm.deid import lists
 
 _NAME_TOKEN = r"(?:[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]\.|[A-Z]{2,}(?![a-z]))"
-_NAME_RUN = rf"{_NAME_TOKEN}(?:\s+{_NAME_TOKEN}){{0,3}}"
-TITLE = re.compile(rf"\b(?:Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse)\.?\s+(?P<n>{_NAME_RUN})")
+_NAME_RUN = rf"{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN}){{0,3}}"
+TITLE = re.compile(rf"\b(?:Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse)\.?[ \t]+(?P<n>{_NAME_RUN})")
+# "MD" may follow a name directly; the shorter credentials (PA, RN, DO, ...) need the comma, or
+# "Chest PA" and "Main PA filling defect" would be names.
 CREDENTIAL = re.compile(
-    rf"(?P<n>{_NAME_TOKEN}(?:\s+{_NAME_TOKEN}){{0,3}}|[A-Z][a-z]+,\s+[A-Z][a-z]+(?:\s+[A-Z]\.)?),?\s+"
-    r"(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCR|FRCS|RT\(R\)|RT|RRA|CNP|DNP)\b"
+    rf"(?P<n>{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN}){{0,3}}|[A-Z][a-z]+,[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z]\.)?)"
+    r"(?:,?[ \t]+M\.?D\.?|,[ \t]*(?:D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCR|FRCS|"
+    r"RT\(R\)|RT|RRA|CNP|DNP))\b"
 )
 LABEL = re.compile(
     r"\b(?:Patient(?:\s+Name)?|Pt(?:\s+Name)?|Name|Attending|Radiologist|Resident|Fellow|Technologist|Tech|"
@@ -25,7 +28,7 @@ LABEL = re.compile(
     r"reported\s+to|paged|relayed\s+to|conveyed\s+to|d/w|Mother|Father|Wife|Husband|Daughter|Son|"
     r"Emergency\s+contact|Contact|Guardian|Next\s+of\s+kin)\s*:?\s+"
     r"(?!(?:Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|The|A|An|Our|His|Her|This)\b)"
-    rf"(?P<n>[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*,\s+{_NAME_TOKEN}(?:\s+{_NAME_TOKEN})?|{_NAME_RUN})"
+    rf"(?P<n>[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*,[ \t]+{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN})?|{_NAME_RUN})"
 )
 CAP_WORD = re.compile(r"\b[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*\b|\b[A-Z]{2,}\b")
 # A capitalised word a context rule would swallow after a name ("Dr. Roe Impression", "Smith MD").
@@ -42,6 +45,9 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     keep_end = start
     for w in words:
         token = w.group().rstrip(",;:")
+        if token.isupper() and len(token) > 1 and token.title() not in lists.raw_first_names() \
+                and token.title() not in lists.raw_surnames():
+            break  # "Pt POD 6", "SN RN-123": upper-case words are names only when listed
         listed = token.title() in lists.raw_surnames() or token.title() in lists.raw_first_names()
         if token in _STOP_AFTER or (token.lower() in lists.not_names() and not listed and keep_end > start):
             break
@@ -54,8 +60,14 @@ def iter_names(text: str) -> Iterator[tuple[int, int]]:
     for pat in (TITLE, CREDENTIAL, LABEL):
         for m in pat.finditer(text):
             span = _trim(text, m.start("n"), m.end("n"))
-            if span and not (pat is LABEL and text[span[0]:span[1]].lower() in lists.not_names()):
-                yield span
+            if span is None:
+                continue
+            found = text[span[0]:span[1]]
+            if set(found) <= {"X", " "}:
+                continue  # "Dr. XXXX XXXX": already masked by the data's own de-identification
+            if pat is not TITLE and all(w.lower().strip(".,") in lists.not_names() for w in found.split()):
+                continue  # "Chest, MD"-like runs of report words, unless a title vouches for them
+            yield span
     first, last = lists.first_names(), lists.surnames()
     words = list(CAP_WORD.finditer(text))
     for i, w in enumerate(words):

@@ -48,7 +48,7 @@ LABELLED = [
                        r"Unit\s+(?:Number|No)|Patient\s+ID|Pt\s+ID|Patient\s+Number|Chart)" + _LABEL_SEP + _ID,
                        re.I)),
     ("ACCESSION", re.compile(r"\b(?:Accession|Acc|Exam\s+ID|Study\s+ID|Order)" + _LABEL_SEP + _ID, re.I)),
-    ("DEVICE", re.compile(r"\b(?:serial|S/N|SN|device\s+ID|UDI|lot|model/serial|Ser\.?)"
+    ("SERIAL", re.compile(r"\b(?:serial|S/N|SN|device\s+ID|UDI|lot|model/serial|Ser\.?)"
                           r"(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*" + _ID, re.I)),
     ("ID", re.compile(r"\b(?:SSN|social\s+security(?:\s+number)?|insurance\s+(?:ID|number)|member\s+ID|"
                       r"policy(?:\s+number)?|account(?:\s+number)?|license(?:\s+number)?|NPI)" + _LABEL_SEP + _ID,
@@ -59,7 +59,7 @@ SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 BARE_ID = re.compile(r"(?<![\d.,/-])\b(?:[A-Z]{1,4}-?)?\d{6,}\b(?![.,]\d)")
 
 PHONE = re.compile(
-    r"(?<![\d-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"
+    r"(?<![\d-])(?:\+?1[\s.-]?|\b00?1[\s.-])?(?:\(\d{3}\)\s*|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:ext\.?|x)\s*\d{1,5})?\b"
     r"|(?:\+44\s?\d{2,4}|\b0\d{2,4})\s\d{3,4}\s\d{3,4}\b"
     r"|\b(?:ext\.?|extension|pager|beeper|x)\s*#?\s*\d{4,5}\b",
     re.I,
@@ -72,8 +72,16 @@ URL = re.compile(
     re.I,
 )
 
-_STREET_SUFFIX = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|"
-                  r"Terrace|Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Trail|Pike|Row|Close|Crescent)")
+def _street_suffixes() -> str:
+    from importlib import resources
+
+    text = resources.files("medmm.deid").joinpath("resources", "street_suffixes.txt").read_text(encoding="utf-8")
+    words = sorted({w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#")}, key=len,
+                   reverse=True)
+    return "(?:" + "|".join(re.escape(w) for w in words) + ")"
+
+
+_STREET_SUFFIX = _street_suffixes()
 STREET = re.compile(
     r"\b\d{1,6}[A-Z]?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?"
     r"(?:[A-Z][A-Za-z'-]+\.?\s+|\d{1,3}(?:st|nd|rd|th)\s+){1,3}" + _STREET_SUFFIX + r"\b\.?"
@@ -87,6 +95,11 @@ CITY_STATE = re.compile(
 ZIP_LABELLED = re.compile(r"\b(?:ZIP|zip\s+code|postcode|postal\s+code)\s*:?\s*(?P<zip>\d{5}(?:-\d{4})?|"
                           r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2})\b", re.I)
 UK_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2}\b")
+# After these words any capitalised run is a place, listed or not.
+STRONG_PLACE = re.compile(
+    r"\b(?:transferred\s+from|resident\s+of|lives\s+in|born\s+in|home\s+in|moved\s+from|visiting\s+from)\s+"
+    r"(?P<place>(?:[A-Z][a-z'.-]+[ \t]){0,2}[A-Z][a-z'.-]+)"
+)
 CITY_CONTEXT = re.compile(
     r"\b(?:from|in|at|of|near|to|resident of|lives in|transferred from|born in)\s+"
     r"(?P<city>[A-Z][a-z'.-]+(?:\s+[A-Z][a-z'.-]+){0,2})"
@@ -98,16 +111,20 @@ _INST_SUFFIX = (r"(?:Hospital|Medical\s+Cent(?:er|re)|Health\s+(?:Cent(?:er|re)|
                 r"Children's|Memorial|Hospice|Nursing\s+Home|Rehabilitation\s+(?:Cent(?:er|re)|Hospital)|"
                 r"Surgical\s+Cent(?:er|re)|Surgery\s+Cent(?:er|re)|Urgent\s+Care|Health)")
 _CAPWORD = r"(?:St\.|Saint|[A-Z][A-Za-z'&.-]*)"
-INSTITUTION = re.compile(
-    rf"\b(?:{_CAPWORD}\s+){{1,5}}{_INST_SUFFIX}\b(?:\s+(?:of|at)\s+(?:[A-Z][A-Za-z'.-]+\s?){{1,3}})?"
-    rf"|\bUniversity\s+of\s+(?:[A-Z][A-Za-z'.-]+\s?){{1,3}}(?:{_INST_SUFFIX}|School\s+of\s+Medicine)?"
-    rf"|\b(?:VA|Veterans\s+Affairs)\s+Medical\s+Cent(?:er|re)\b"
-)
+# Separate patterns, not one alternation: finditer would let the first hide an overlapping second.
+INSTITUTIONS = [
+    re.compile(rf"\b(?:{_CAPWORD}[ \t]+){{1,5}}{_INST_SUFFIX}\b(?:[ \t]+(?:of|at)[ \t]+(?:[A-Z][A-Za-z'.-]+\b[ \t]?){{1,3}})?"),
+    re.compile(r"\bUniversity[ \t]+of[ \t]+(?:[A-Z][A-Za-z'.-]+\b[ \t]?){1,3}"),
+    re.compile(r"\b(?:VA|Veterans\s+Affairs)\s+Medical\s+Cent(?:er|re)\b"),
+]
 # Words that start many sentences and would be swallowed by INSTITUTION's capitalised run.
 INSTITUTION_LEADS = frozenset(
     "The A An At In From To Of Outside Prior Previous Comparison Compared Seen Performed Obtained Images "
     "Study Studies Exam Transferred Referred Patient Films This Our Per With And Local Report By".split()
 )
+
+
+AGE_GATE = re.compile(r"(?:9\d|1[0-3]\d)(?!\d)|[Nn]onagenarian|[Cc]entenarian")
 
 
 def month_number(token: str) -> int | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # What the issue asks to remove. Phone and fax, MRN and accession are told apart by their context
-# words only so the audit says which it was; every category is masked the same way.
+# words only so the audit says which it was; every category is masked the same way. SERIAL is a
+# device serial number: the mask "[SERIAL]" (not "[DEVICE]") keeps the report labeller from reading
+# a support device into every masked report.
 CATEGORIES = (
     "NAME", "DATE", "AGE", "MRN", "ACCESSION", "ID", "PHONE", "FAX", "EMAIL", "URL",
-    "ADDRESS", "POSTCODE", "INSTITUTION", "DEVICE",
+    "ADDRESS", "POSTCODE", "INSTITUTION", "SERIAL",
 )
 
 

@@ -21,8 +21,10 @@ def detect_rules(text: str) -> list[Span]:
     add = found.append
     for m in patterns.iter_dates(text):
         add((m.start(), m.end(), "DATE"))
-    for s, e in patterns.iter_ages_over_89(text):
-        add((s, e, "AGE"))
+    # Cheap gates: skip whole families of patterns when their anchor cannot be in the text.
+    if patterns.AGE_GATE.search(text):
+        for s, e in patterns.iter_ages_over_89(text):
+            add((s, e, "AGE"))
     for cat, pat in patterns.LABELLED:
         for m in pat.finditer(text):
             if any(ch.isdigit() for ch in m.group("v")):
@@ -32,9 +34,10 @@ def detect_rules(text: str) -> list[Span]:
     for m in patterns.PHONE.finditer(text):
         fax = patterns.FAX_CONTEXT.search(text, max(0, m.start() - 20), m.start())
         add((m.start(), m.end(), "FAX" if fax else "PHONE"))
-    for m in patterns.EMAIL.finditer(text):
+    has_at = "@" in text
+    for m in patterns.EMAIL.finditer(text) if has_at else ():
         add((m.start(), m.end(), "EMAIL"))
-    for m in patterns.URL.finditer(text):
+    for m in patterns.URL.finditer(text) if "." in text else ():
         if "@" not in text[max(0, m.start() - 1):m.start()]:
             add((m.start(), m.end(), "URL"))
     for m in patterns.BARE_ID.finditer(text):
@@ -63,7 +66,9 @@ def detect_rules(text: str) -> list[Span]:
                 start = m.start("city")
                 add((start, start + len(" ".join(words[:n])), "ADDRESS"))
                 break
-    for m in patterns.INSTITUTION.finditer(text):
+    for m in patterns.STRONG_PLACE.finditer(text):
+        add((m.start("place"), m.end("place"), "ADDRESS"))
+    for m in (m for pat in patterns.INSTITUTIONS for m in pat.finditer(text)):
         start, end = m.start(), m.end()
         while True:  # drop sentence words caught by the capitalised run ("Outside", "Comparison")
             word = text[start:end].split(" ", 1)[0]
@@ -71,20 +76,21 @@ def detect_rules(text: str) -> list[Span]:
                 start += len(word) + 1
             else:
                 break
-        add((start, end.__index__() - (1 if text[end - 1] == " " else 0), "INSTITUTION"))
+        add((start, end - (1 if text[end - 1] == " " else 0), "INSTITUTION"))
     for s, e in iter_names(text):
         add((s, e, "NAME"))
     return [Span(s, e, c) for s, e, c in found]
 
 
 def _city_tail(run: str) -> str:
-    """The town of 'Seen at Mercy Springfield' -> the listed suffix, else the last word."""
+    """The town of 'Seen at Mercy Springfield' -> the listed suffix, else the whole run (up to three
+    capitalised words between commas: 'North Jeffreyton')."""
     words = run.split()
     cities = lists.cities()
     for n in range(len(words), 0, -1):
         if " ".join(words[-n:]) in cities:
             return " ".join(words[-n:])
-    return words[-1] if words else ""
+    return run
 
 
 class TextDeidentifier:
