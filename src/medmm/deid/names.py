@@ -45,8 +45,9 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     keep_end = start
     for w in words:
         token = w.group().rstrip(",;:")
-        if token.isupper() and len(token) > 1 and token.title() not in lists.raw_first_names() \
-                and token.title() not in lists.raw_surnames():
+        core = token.rstrip(".")
+        if core.isupper() and len(core) > 1 and core.title() not in lists.raw_first_names() \
+                and core.title() not in lists.raw_surnames():
             break  # "Pt POD 6", "SN RN-123": upper-case words are names only when listed
         listed = token.title() in lists.raw_surnames() or token.title() in lists.raw_first_names()
         if token in _STOP_AFTER or (token.lower() in lists.not_names() and not listed and keep_end > start):
