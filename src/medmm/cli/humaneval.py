@@ -77,9 +77,16 @@ def create_study_cmd(
     show_explanations: bool = typer.Option(
         False, help="Show raters each output's explanation (the file's 'explanation' or 'rationale'); "
         "in a pairwise study, differently shaped evidence can unblind the systems."),
+    deid: bool = typer.Option(False, "--deid", help="Mask PHI in predictions, references, questions and "
+                              "explanations (medmm deid) before raters see them."),
 ) -> None:
     """Create a blinded study from predictions files."""
     from medmm.humaneval.studies import create_study_from_predictions
+
+    if deid:
+        from medmm.deid.humaneval import deidentified_prediction_args
+
+        pred = deidentified_prediction_args(pred, images_root)
 
     sid = create_study_from_predictions(
         db, name, pred, design, [r.strip() for r in raters.split(",") if r.strip()],
@@ -93,6 +100,7 @@ def export(
     study: str = typer.Option(..., help="Study name or id."),
     out: Path = typer.Option(..., help="ratings.csv or ratings.json"),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    deid: bool = typer.Option(False, "--deid", help="Mask PHI in rater comments and explanations (medmm deid)."),
 ) -> None:
     """Export a study's ratings, with system names, to CSV or JSON."""
     from medmm.humaneval.db import open_db
@@ -105,6 +113,10 @@ def export(
             rows = export_rows(s, get_study(s, study).id)
     finally:
         engine.dispose()
+    if deid:
+        from medmm.deid.humaneval import deidentify_export_rows
+
+        rows = deidentify_export_rows(rows)
     write_export(rows, out)
     print(f"wrote {len(rows)} ratings to {out}")
 
