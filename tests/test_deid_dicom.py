@@ -94,7 +94,7 @@ def test_every_basic_profile_attribute_is_handled_as_the_profile_says(tmp_path: 
             if action == "X":
                 assert tag not in ds, hex(tag)
             elif action == "Z":
-                assert tag in ds and ds[tag].value in (None, "", b"", []) or len(ds[tag].value) == 0, hex(tag)
+                assert (tag in ds and ds[tag].value in (None, "", b"", [])) or len(ds[tag].value) == 0, hex(tag)
             elif action == "D":
                 assert tag in ds, hex(tag)
                 if ds[tag].VR != "SQ":

@@ -16,8 +16,8 @@ MONTHS = {
     "september": 9, "oct": 10, "october": 10, "nov": 11, "november": 11, "dec": 12, "december": 12,
 }
 # Capitalised month names only: "may" and "march" are verbs in lower case.
-_MON = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|" \
-       r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)\.?"
+_MON = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|"
+        r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)\.?")
 _ORD = r"(?:st|nd|rd|th)?"
 
 # Every date pattern has named groups y, m (number or month name) and d (optional), so the
@@ -34,11 +34,11 @@ DATE_PATTERNS = [
 
 _AGE_NUM = r"(?P<age>\d{2,3})"
 AGE_PATTERNS = [
-    re.compile(rf"\b{_AGE_NUM}(?:\s*|-)(?:years?|yrs?|y)(?:\s*|-)old\b", re.I),
-    re.compile(rf"\b{_AGE_NUM}\s*(?:yo|y/o|y\.o\.?|yrs?\b|years?\b|year-old|yr-old)", re.I),
-    re.compile(rf"\b(?:age|aged|age:)\s*{_AGE_NUM}\b", re.I),
+    re.compile(rf"\b{_AGE_NUM}(?:\s*|-)(?:years?|yrs?|y)(?:\s*|-)old\b", re.IGNORECASE),
+    re.compile(rf"\b{_AGE_NUM}\s*(?:yo|y/o|y\.o\.?|yrs?\b|years?\b|year-old|yr-old)", re.IGNORECASE),
+    re.compile(rf"\b(?:age|aged|age:)\s*{_AGE_NUM}\b", re.IGNORECASE),
     re.compile(rf"\b{_AGE_NUM}(?:M|F|\s*-?\s*(?:male|female|man|woman|gentleman|lady))\b"),
-    re.compile(rf"\bnonagenarian|centenarian|{_AGE_NUM}s\b(?=\s+(?:male|female|man|woman))", re.I),
+    re.compile(rf"\bnonagenarian|centenarian|{_AGE_NUM}s\b(?=\s+(?:male|female|man|woman))", re.IGNORECASE),
 ]
 
 _ID = r"(?P<v>[A-Z0-9](?:[A-Z0-9]|-(?=[A-Z0-9])){3,24})\b"
@@ -46,13 +46,13 @@ _LABEL_SEP = r"\s*(?:#|:|no\.?|number|num)?\s*[:#]?\s*"
 LABELLED = [
     ("MRN", re.compile(r"\b(?:MRN|MR|Medical\s+Record(?:\s+Number)?|Med\s+Rec|Hospital\s+(?:Number|No)|"
                        r"Unit\s+(?:Number|No)|Patient\s+ID|Pt\s+ID|Patient\s+Number|Chart)" + _LABEL_SEP + _ID,
-                       re.I)),
-    ("ACCESSION", re.compile(r"\b(?:Accession|Acc|Exam\s+ID|Study\s+ID|Order)" + _LABEL_SEP + _ID, re.I)),
+                       re.IGNORECASE)),
+    ("ACCESSION", re.compile(r"\b(?:Accession|Acc|Exam\s+ID|Study\s+ID|Order)" + _LABEL_SEP + _ID, re.IGNORECASE)),
     ("SERIAL", re.compile(r"\b(?:serial|S/N|SN|device\s+ID|UDI|lot|model/serial|Ser\.?)"
-                          r"(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*" + _ID, re.I)),
+                          r"(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*" + _ID, re.IGNORECASE)),
     ("ID", re.compile(r"\b(?:SSN|social\s+security(?:\s+number)?|insurance\s+(?:ID|number)|member\s+ID|"
                       r"policy(?:\s+number)?|account(?:\s+number)?|license(?:\s+number)?|NPI)" + _LABEL_SEP + _ID,
-                      re.I)),
+                      re.IGNORECASE)),
 ]
 SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 # Long digit runs and letter-prefixed numbers are identifiers in a report (measurements are short).
@@ -62,14 +62,14 @@ PHONE = re.compile(
     r"(?<![\d-])(?:\+?1[\s.-]?|\b00?1[\s.-])?(?:\(\d{3}\)\s*|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:ext\.?|x)\s*\d{1,5})?\b"
     r"|(?:\+44\s?\d{2,4}|\b0\d{2,4})\s\d{3,4}\s\d{3,4}\b"
     r"|\b(?:ext\.?|extension|pager|beeper|x)\s*#?\s*\d{4,5}\b",
-    re.I,
+    re.IGNORECASE,
 )
-FAX_CONTEXT = re.compile(r"\bfax\b[^\n]{0,12}$", re.I)
+FAX_CONTEXT = re.compile(r"\bfax\b[^\n]{0,12}$", re.IGNORECASE)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 URL = re.compile(
     r"\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)]"
     r"|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|info|health|us|uk|ca)(?:/[^\s<>\"']*[^\s<>\"'.,;:!?)])?\b",
-    re.I,
+    re.IGNORECASE,
 )
 
 def _street_suffixes() -> str:
@@ -93,7 +93,7 @@ CITY_STATE = re.compile(
     r"\b(?P<city>(?:[A-Z][a-z'.-]+\s+){0,2}[A-Z][a-z'.-]+),\s+(?P<state>[A-Z]{2})\b(?:\s+(?P<zip>\d{5}(?:-\d{4})?)\b)?"
 )
 ZIP_LABELLED = re.compile(r"\b(?:ZIP|zip\s+code|postcode|postal\s+code)\s*:?\s*(?P<zip>\d{5}(?:-\d{4})?|"
-                          r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2})\b", re.I)
+                          r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2})\b", re.IGNORECASE)
 UK_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2}\b")
 # After these words any capitalised run is a place, listed or not.
 STRONG_PLACE = re.compile(
