@@ -1,36 +1,46 @@
 """Person names: by context (titles, credentials, labels, verbs of communication) and by the
-bundled census lists (a first name followed by a surname). A single listed word with no context is
-not taken: too many surnames are report words (Bell, Hill, Mass, Brown)."""
+bundled census lists (a listed first name followed by a listed surname). A single listed word with
+no context is not taken: too many surnames are report words (Bell, Hill, Mass, Brown).
+
+Like patterns.py, every pattern begins with a literal or a character class (fast scanning); word
+boundaries are checked in code.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 
 from medmm.deid import lists
+from medmm.deid.patterns import Keyed
 
-_NAME_TOKEN = r"(?:[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]\.|[A-Z]{2,}(?![a-z]))"
-_NAME_RUN = rf"{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN}){{0,3}}"
-TITLE = re.compile(rf"\b(?:Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse)\.?[ \t]+(?P<n>{_NAME_RUN})")
-# "MD" may follow a name directly; the shorter credentials (PA, RN, DO, ...) need the comma, or
+_TOKEN = r"(?:[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]\.|[A-Z]{2,}(?![a-z]))"
+_RUN = rf"{_TOKEN}(?:[ \t]+{_TOKEN}){{0,3}}"
+_LAST_FIRST = rf"[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*,[ \t]+{_TOKEN}(?:[ \t]+{_TOKEN})?"
+_TITLES = "Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse"
+TITLE = re.compile(rf"(?:{_TITLES})\.?[ \t]+(?P<n>{_RUN})")
+# "MD" may follow a name directly; shorter credentials (PA, RN, DO, ...) need the comma, or
 # "Chest PA" and "Main PA filling defect" would be names.
-CREDENTIAL = re.compile(
-    rf"(?P<n>{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN}){{0,3}}|[A-Z][a-z]+,[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z]\.)?)"
-    r"(?:,?[ \t]+M\.?D\.?|,[ \t]*(?:D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCR|FRCS|"
-    r"RT\(R\)|RT|RRA|CNP|DNP))\b"
+CREDENTIAL = re.compile(r"(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCR|FRCS|RT\(R\)|RT|"
+                        r"RRA|CNP|DNP)(?![A-Za-z])")
+NAME_BEFORE = re.compile(rf"(?:{_LAST_FIRST}|{_RUN})$")
+_LABELS = ("patient|patient name|pt|pt name|name|attending|radiologist|resident|fellow|technologist|tech|referring|"
+           "referring physician|referring provider|referring doctor|referring md|ordering|ordering physician|"
+           "ordering provider|ordering md|physician|provider|pcp|surgeon|clinician|interpreted by|dictated by|"
+           "transcribed by|signed by|read by|reviewed by|verified by|approved by|electronically signed by|"
+           "performed by|requested by|cc|copy to|discussed with|called to|communicated to|notified|spoke with|"
+           "reported to|paged|relayed to|conveyed to|d/w|mother|father|wife|husband|daughter|son|"
+           "emergency contact|contact|guardian|next of kin")
+# The label is matched without regard to case; the name after it must be capitalised.
+LABEL = Keyed(
+    "|".join(sorted({w.split()[0] for w in _LABELS.split("|")})),
+    "(?i:" + "|".join(sorted((re.escape(w).replace(r"\ ", r"[ \t]+") for w in _LABELS.split("|")), key=len,
+                             reverse=True)) + ")"
+    + rf"[ \t]*:?[ \t]+(?!(?:{_TITLES}|The|A|An|Our|His|Her|This)\b)(?P<n>{_LAST_FIRST}|{_RUN})",
+    flags=0,
 )
-LABEL = re.compile(
-    r"\b(?:Patient(?:\s+Name)?|Pt(?:\s+Name)?|Name|Attending|Radiologist|Resident|Fellow|Technologist|Tech|"
-    r"Referring(?:\s+(?:Physician|Provider|Doctor|MD))?|Ordering(?:\s+(?:Physician|Provider|MD))?|Physician|"
-    r"Provider|PCP|Surgeon|Clinician|Interpreted\s+by|Dictated\s+by|Transcribed\s+by|Signed\s+by|Read\s+by|"
-    r"Reviewed\s+by|Verified\s+by|Approved\s+by|Electronically\s+signed\s+by|Performed\s+by|Requested\s+by|cc|"
-    r"CC|Copy\s+to|Discussed\s+with|discussed\s+with|called\s+to|communicated\s+to|notified|spoke\s+with|"
-    r"reported\s+to|paged|relayed\s+to|conveyed\s+to|d/w|Mother|Father|Wife|Husband|Daughter|Son|"
-    r"Emergency\s+contact|Contact|Guardian|Next\s+of\s+kin)\s*:?\s+"
-    r"(?!(?:Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|The|A|An|Our|His|Her|This)\b)"
-    rf"(?P<n>[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*,[ \t]+{_NAME_TOKEN}(?:[ \t]+{_NAME_TOKEN})?|{_NAME_RUN})"
-)
-CAP_WORD = re.compile(r"\b[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)*\b|\b[A-Z]{2,}\b")
+CAP_WORD = re.compile(r"[A-Z](?:[a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]+)\b")
 # A capitalised word a context rule would swallow after a name ("Dr. Roe Impression", "Smith MD").
 _STOP_AFTER = frozenset(
     "Impression Findings Comparison History Indication Technique Exam Report Date Time MRN Accession "
@@ -39,51 +49,76 @@ _STOP_AFTER = frozenset(
 )
 
 
+def starts_word(text: str, i: int) -> bool:
+    """No letter or digit just before position i."""
+    return i == 0 or not text[i - 1].isalnum()
+
+
+def _listed(word: str) -> bool:
+    t = word.title()
+    return t in lists.raw_surnames() or t in lists.raw_first_names()
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Cut a matched name run at the first word that is a report word, not a name."""
-    words = list(re.finditer(r"\S+", text[start:end]))
     keep_end = start
-    for w in words:
+    for w in re.finditer(r"\S+", text[start:end]):
         token = w.group().rstrip(",;:")
         core = token.rstrip(".")
-        if core.isupper() and len(core) > 1 and core.title() not in lists.raw_first_names() \
-                and core.title() not in lists.raw_surnames():
+        if core.isupper() and len(core) > 1 and not _listed(core):
             break  # "Pt POD 6", "SN RN-123": upper-case words are names only when listed
-        listed = token.title() in lists.raw_surnames() or token.title() in lists.raw_first_names()
-        if token in _STOP_AFTER or (token.lower() in lists.not_names() and not listed and keep_end > start):
+        if token in _STOP_AFTER or (token.lower() in lists.not_names() and not _listed(token) and keep_end > start):
             break
         keep_end = start + w.start() + len(token)
     return (start, keep_end) if keep_end > start else None
 
 
-def iter_names(text: str) -> Iterator[tuple[int, int]]:
-    """Offsets of person names."""
-    for pat in (TITLE, CREDENTIAL, LABEL):
-        for m in pat.finditer(text):
-            span = _trim(text, m.start("n"), m.end("n"))
-            if span is None:
-                continue
-            found = text[span[0]:span[1]]
-            if set(found) <= {"X", " "}:
-                continue  # "Dr. XXXX XXXX": already masked by the data's own de-identification
-            if pat is not TITLE and all(w.lower().strip(".,") in lists.not_names() for w in found.split()):
-                continue  # "Chest, MD"-like runs of report words, unless a title vouches for them
-            yield span
-    first, last = lists.first_names(), lists.surnames()
-    words = list(CAP_WORD.finditer(text))
-    for i, w in enumerate(words):
-        token = w.group()
-        title = token.title()
-        nxt = words[i + 1] if i + 1 < len(words) else None
-        # The next word must follow with only a space or a middle initial between.
-        gap = text[w.end():nxt.start()] if nxt else ""
-        if nxt is None or not re.fullmatch(r"\s+(?:[A-Z]\.\s+)?", gap):
+def _context_names(text: str, low: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, vouched): vouched when a title stands before the name."""
+    for m in TITLE.finditer(text):
+        if starts_word(text, m.start()):
+            yield m.start("n"), m.end("n"), True
+    for m in LABEL.finditer(text, low):
+        yield m.start("n"), m.end("n"), False
+    for m in CREDENTIAL.finditer(text):
+        s = m.start()
+        if not starts_word(text, s):
             continue
-        nxt_title = nxt.group().title()
-        if title in first and nxt_title in last:
+        before = text[max(0, s - 3):s]
+        comma = before.rstrip(" \t").endswith(",")
+        if not comma and not (m.group().startswith("M") and before[-1:] in " \t"):
+            continue
+        sep = len(before) - len(before.rstrip(" \t,"))
+        end = s - sep
+        n = NAME_BEFORE.search(text, max(0, end - 60), end)
+        if n and starts_word(text, n.start()):
+            yield n.start(), n.end(), False
+
+
+def iter_names(text: str, low: str | None = None, words: list[re.Match] | None = None) -> Iterator[tuple[int, int]]:
+    """Offsets of person names; `low` (text.lower()) and `words` (CAP_WORD matches) when the caller has them."""
+    not_names = lists.not_names()
+    for start, end, vouched in _context_names(text, text.lower() if low is None else low):
+        span = _trim(text, start, end)
+        if span is None:
+            continue
+        found = text[span[0]:span[1]]
+        if set(found) <= {"X", " "}:
+            continue  # "Dr. XXXX XXXX": already masked by the data's own de-identification
+        tokens = [w.strip(".,") for w in found.split()]
+        if not vouched and all(t.lower() in not_names and not _listed(t) for t in tokens):
+            continue  # "Patient Currently smokes": report words, and no title vouches for them
+        yield span
+    first, last = lists.first_names(), lists.surnames()
+    words = list(CAP_WORD.finditer(text)) if words is None else words
+    for w, nxt in pairwise(words):
+        if w.group().title() not in first or not starts_word(text, w.start()):
+            continue
+        gap = text[w.end():nxt.start()]
+        # The surname must follow with only a space or a middle initial between.
+        if nxt.group().title() in last and re.fullmatch(r"[ \t]+(?:[A-Z]\.[ \t]+)?", gap):
             yield w.start(), nxt.end()  # "Jane Roe", "Jane Q. Roe"
-        elif title in last and gap.strip() == "" and text[w.end():w.end() + 1] == "," and nxt_title in first:
+    for w, nxt in pairwise(words):
+        if (w.group() in last and text[w.end():nxt.start()] in (", ", ",\t") and nxt.group() in first):
             yield w.start(), nxt.end()  # "Roe, Jane"
-    for m in re.finditer(r"\b(?P<l>[A-Z][a-z]+),\s+(?P<f>[A-Z][a-z]+)\b", text):
-        if m.group("l") in last and m.group("f") in first:
-            yield m.start(), m.end()
+

@@ -8,89 +8,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medmm.deid import lists, patterns
-from medmm.deid.names import iter_names
+from medmm.deid.detect import detect_rules
 from medmm.deid.spans import Span, merge_spans
 from medmm.deid.surrogate import Surrogates, make_secret
 from medmm.errors import BadInputError
-
-
-def detect_rules(text: str) -> list[Span]:
-    """Every PHI span the rules and dictionaries find (unmerged)."""
-    found: list[tuple[int, int, str]] = []
-    add = found.append
-    for m in patterns.iter_dates(text):
-        add((m.start(), m.end(), "DATE"))
-    # Cheap gates: skip whole families of patterns when their anchor cannot be in the text.
-    if patterns.AGE_GATE.search(text):
-        for s, e in patterns.iter_ages_over_89(text):
-            add((s, e, "AGE"))
-    for cat, pat in patterns.LABELLED:
-        for m in pat.finditer(text):
-            if any(ch.isdigit() for ch in m.group("v")):
-                add((m.start("v"), m.end("v"), cat))
-    for m in patterns.SSN.finditer(text):
-        add((m.start(), m.end(), "ID"))
-    for m in patterns.PHONE.finditer(text):
-        fax = patterns.FAX_CONTEXT.search(text, max(0, m.start() - 20), m.start())
-        add((m.start(), m.end(), "FAX" if fax else "PHONE"))
-    has_at = "@" in text
-    for m in patterns.EMAIL.finditer(text) if has_at else ():
-        add((m.start(), m.end(), "EMAIL"))
-    for m in patterns.URL.finditer(text) if "." in text else ():
-        if "@" not in text[max(0, m.start() - 1):m.start()]:
-            add((m.start(), m.end(), "URL"))
-    for m in patterns.BARE_ID.finditer(text):
-        add((m.start(), m.end(), "ID"))
-    for m in patterns.STREET.finditer(text):
-        add((m.start(), m.end(), "ADDRESS"))
-    states = lists.us_states()
-    for m in patterns.CITY_STATE.finditer(text):
-        # "Jones, MD" and "Roe, PA" are credentials, not Maryland and Pennsylvania, unless a ZIP follows.
-        if m.group("state") in states and (m.group("zip") or m.group("state") not in ("MD", "PA", "DO")):
-            city = _city_tail(m.group("city"))
-            if city:
-                add((m.end("city") - len(city), m.end("city"), "ADDRESS"))
-            if m.group("zip"):
-                add((m.start("zip"), m.end("zip"), "POSTCODE"))
-    for pat in (patterns.ZIP_LABELLED,):
-        for m in pat.finditer(text):
-            add((m.start("zip"), m.end("zip"), "POSTCODE"))
-    for m in patterns.UK_POSTCODE.finditer(text):
-        add((m.start(), m.end(), "POSTCODE"))
-    cities = lists.cities()
-    for m in patterns.CITY_CONTEXT.finditer(text):
-        words = m.group("city").split()
-        for n in range(len(words), 0, -1):  # longest listed prefix: "San Diego" before "San"
-            if " ".join(words[:n]) in cities:
-                start = m.start("city")
-                add((start, start + len(" ".join(words[:n])), "ADDRESS"))
-                break
-    for m in patterns.STRONG_PLACE.finditer(text):
-        add((m.start("place"), m.end("place"), "ADDRESS"))
-    for m in (m for pat in patterns.INSTITUTIONS for m in pat.finditer(text)):
-        start, end = m.start(), m.end()
-        while True:  # drop sentence words caught by the capitalised run ("Outside", "Comparison")
-            word = text[start:end].split(" ", 1)[0]
-            if word in patterns.INSTITUTION_LEADS and " " in text[start:end]:
-                start += len(word) + 1
-            else:
-                break
-        add((start, end - (1 if text[end - 1] == " " else 0), "INSTITUTION"))
-    for s, e in iter_names(text):
-        add((s, e, "NAME"))
-    return [Span(s, e, c) for s, e, c in found]
-
-
-def _city_tail(run: str) -> str:
-    """The town of 'Seen at Mercy Springfield' -> the listed suffix, else the whole run (up to three
-    capitalised words between commas: 'North Jeffreyton')."""
-    words = run.split()
-    cities = lists.cities()
-    for n in range(len(words), 0, -1):
-        if " ".join(words[-n:]) in cities:
-            return " ".join(words[-n:])
-    return run
 
 
 class TextDeidentifier:
