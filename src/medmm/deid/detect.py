@@ -10,7 +10,8 @@ from medmm.deid.spans import Span
 _LOCAL_PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 # "Jones, MD" and "Roe, PA" are credentials, not Maryland and Pennsylvania, unless a ZIP follows.
 _CREDENTIAL_STATES = frozenset({"MD", "PA", "DO"})
-_TERRITORIES = frozenset({"DC", "PR", "GU", "VI", "AS", "MP"})
+# Territories, freely associated states and military "states" of US postal addresses.
+_TERRITORIES = frozenset({"DC", "PR", "GU", "VI", "AS", "MP", "FM", "MH", "PW", "AA", "AE", "AP"})
 
 
 def _dates(text: str, add) -> None:
@@ -105,7 +106,10 @@ def _places(text: str, low: str, add) -> None:
             run = town.group()
             listed = next((" ".join(run.split()[-n:]) for n in (3, 2, 1) if " ".join(run.split()[-n:]) in cities),
                           None)
-            add((m.start() - len(listed or run), m.start(), "ADDRESS"))
+            # Without a ZIP code, ", CT" and ", MR" are more often modalities than states: the town
+            # must then be a listed one.
+            if zipcode or listed:
+                add((m.start() - len(listed or run), m.start(), "ADDRESS"))
         if zipcode:
             add((m.start("zip"), m.end("zip"), "POSTCODE"))
     for m in P.ZIP_LABELLED.finditer(text, low):

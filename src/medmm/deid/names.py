@@ -45,7 +45,7 @@ CAP_WORD = re.compile(r"[A-Z](?:[a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]+)\b")
 _STOP_AFTER = frozenset(
     "Impression Findings Comparison History Indication Technique Exam Report Date Time MRN Accession "
     "Phone Fax Email Department Radiology Hospital Center Clinic The And On At By In Of To For From With "
-    "Signed Dictated Electronically Reviewed Attending Resident Page Tel MD DO RN PA NP PhD".split()
+    "Signed Dictated Electronically Reviewed Attending Resident Tel MD DO RN PA NP PhD".split()
 )
 
 
@@ -106,8 +106,9 @@ def iter_names(text: str, low: str | None = None, words: list[re.Match] | None =
         if set(found) <= {"X", " "}:
             continue  # "Dr. XXXX XXXX": already masked by the data's own de-identification
         tokens = [w.strip(".,") for w in found.split()]
-        if not vouched and all(t.lower() in not_names and not _listed(t) for t in tokens):
-            continue  # "Patient Currently smokes": report words, and no title vouches for them
+        if not vouched and not any(_listed(t) for t in tokens) and (
+                len(tokens) == 1 or all(t.lower() in not_names for t in tokens)):
+            continue  # "Patient Currently smokes": one unlisted word, and no title vouches for it
         yield span
     first, last = lists.first_names(), lists.surnames()
     words = list(CAP_WORD.finditer(text)) if words is None else words

@@ -142,7 +142,8 @@ UK_POSTCODE = re.compile(r"[A-Z][A-Z]?\d[A-Z\d]?[ \t]\d[ABD-HJLNP-UW-Z]{2}\b")
 PLACE_WORDS = [(w + " ", True) for w in ("transferred from", "resident of", "lives in", "born in", "home in",
                                           "moved from", "visiting from")]
 PLACE_WORDS += [(w + " ", False) for w in ("from", "in", "at", "of", "near", "to")]
-PLACE_RUN = re.compile(r"[A-Z][a-z'.-]+(?: [A-Z][a-z'.-]+){0,2}")
+_PLACE_WORD = r"[A-Z][a-z']*(?:-[A-Za-z][a-z']*)*(?![A-Za-z])"
+PLACE_RUN = re.compile(rf"(?:St\. |Saint |Ft\. )?{_PLACE_WORD}(?: {_PLACE_WORD}){{0,2}}")
 
 _INST_SUFFIX = (r"(?:Hospital|HOSPITAL|Medical[ \t]+Cent(?:er|re)|MEDICAL CENTER|Health[ \t]+(?:Cent(?:er|re)|System|"
                 r"Sciences?[ \t]+Cent(?:er|re))|Healthcare|Health[ \t]+Care|Clinic|CLINIC|Infirmary|Medical[ \t]+Group|"
