@@ -107,13 +107,16 @@ def main() -> None:
     # Over-masking of the real, untouched text, and labeller agreement.
     plain = [plain_report(ind, fnd, imp) for _, ind, fnd, imp in reports]
     plain_spans: dict[str, int] = {}
-    same_synth = same_plain = 0
+    same_synth = same_plain = same_surrogate = 0
+    surrogate = TextDeidentifier(mode="surrogate", seed=args.seed)
     for text, s, (clean, _) in zip(plain, synth, results, strict=True):
         clean_plain, audit = deid.deidentify(text)
         for a in audit:
             plain_spans[a["category"]] = plain_spans.get(a["category"], 0) + 1
+        labels = label_report(s.text)
         same_plain += label_report(text) == label_report(clean_plain)
-        same_synth += label_report(s.text) == label_report(clean)
+        same_synth += labels == label_report(clean)
+        same_surrogate += labels == label_report(surrogate.deidentify(s.text, s.patient_id)[0])
     n = len(synth)
 
     tot_f = sum(v[0] for v in found.values())
@@ -135,6 +138,8 @@ def main() -> None:
         "labeller_same_14_labels": {
             "synthetic_before_vs_after": {"same": same_synth, "n": n, "rate": round(same_synth / n, 4),
                                           "ci95": wilson(same_synth, n)},
+            "synthetic_before_vs_surrogate": {"same": same_surrogate, "n": n, "rate": round(same_surrogate / n, 4),
+                                              "ci95": wilson(same_surrogate, n)},
             "real_text_before_vs_after": {"same": same_plain, "n": n, "rate": round(same_plain / n, 4),
                                           "ci95": wilson(same_plain, n)},
         },

@@ -53,21 +53,28 @@ def raw_first_names() -> frozenset[str]:
 
 
 @cache
-def all_surnames() -> tuple[str, ...]:
-    """Every bundled surname, for surrogates."""
-    return tuple(_lines("surnames.txt"))
+def surrogate_surnames() -> tuple[str, ...]:
+    """Surnames for surrogates: none that is also a report word (a surrogate "Mass" or "Hill"
+    would put a finding into the report)."""
+    return tuple(sorted(surnames()))
 
 
 @cache
-def all_first_names() -> tuple[str, ...]:
-    """Every bundled first name, for surrogates."""
-    return tuple(_lines("first_names.txt"))
+def surrogate_first_names() -> tuple[str, ...]:
+    """First names for surrogates, report words left out."""
+    return tuple(sorted(first_names()))
 
 
 @cache
 def cities() -> frozenset[str]:
     """GeoNames city names (US >= 5,000 people; GB/CA/AU/IE/NZ >= 15,000), minus `not_names()`."""
     return frozenset(c for c in _lines("cities.txt") if c.lower() not in not_names())
+
+
+@cache
+def surrogate_cities() -> tuple[str, ...]:
+    """Towns for surrogates."""
+    return tuple(sorted(cities()))
 
 
 @cache

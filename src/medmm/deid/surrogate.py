@@ -76,16 +76,16 @@ class Surrogates:
         if category == "URL":
             return f"https://example.org/{k % 100000:05d}"
         if category == "INSTITUTION":
-            return f"{lists.all_surnames()[k % len(lists.all_surnames())].title()} General Hospital"
+            return f"{lists.surrogate_surnames()[k % len(lists.surrogate_surnames())].title()} General Hospital"
         if category == "ADDRESS":
             if original[:1].isdigit():
-                return f"{1 + k % 999} {lists.all_surnames()[k % 1000].title()} Street"
-            cities = sorted(lists.cities())
+                return f"{1 + k % 999} {lists.surrogate_surnames()[k % 1000].title()} Street"
+            cities = lists.surrogate_cities()
             return cities[k % len(cities)]
         return self._same_shape(original, k)
 
     def _name(self, original: str, k: int) -> str:
-        first, last = lists.all_first_names(), lists.all_surnames()
+        first, last = lists.surrogate_first_names(), lists.surrogate_surnames()
         words = original.replace(",", " ").split()
         surname = last[k % len(last)].title()
         if len(words) <= 1:
