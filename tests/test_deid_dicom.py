@@ -125,3 +125,20 @@ def test_mapping_inside_output_is_refused_and_secret_file_makes_runs_consistent(
     a, b = pydicom.dcmread(tmp_path / "o1/a.dcm"), pydicom.dcmread(tmp_path / "o2/a.dcm")
     assert a.SOPInstanceUID == b.SOPInstanceUID
     assert (tmp_path / "o1.mapping.csv").exists()
+
+
+def test_cli_dicom_reports_burned_in(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medmm.cli.app import app
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    ds, _ = _every_profile_attribute(generate_uid(), generate_uid())
+    ds.save_as(src / "sub" / "a.dcm", enforce_file_format=True)
+    (src / "notes.txt").write_text("not dicom")
+    res = CliRunner().invoke(app, ["deid", "dicom", str(src), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "BurnedInAnnotation YES" in res.output and "sub/a.dcm" in res.output
+    assert "skipped 1 non-DICOM" in res.output
+    assert (tmp_path / "out" / "sub" / "a.dcm").exists() and (tmp_path / "out.mapping.csv").exists()
