@@ -117,8 +117,9 @@ class DicomDeidentifier:
                 "burned_in": str(ds.get("BurnedInAnnotation", "")).upper() == "YES"}
         self.apply(ds)
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = (f"medmm deid: DICOM PS3.15 Annex E Basic Application Level "
-                                     f"Confidentiality Profile ({PROFILE_EDITION}); private tags removed")
+        # LO holds at most 64 characters: one value per statement.
+        ds.DeidentificationMethod = ["medmm deid", "PS3.15 Annex E Basic Application Level Confidentiality",
+                                     f"attribute table {PROFILE_EDITION}", "private tags removed"]
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
         code.CodeMeaning = "Basic Application Confidentiality Profile"
