@@ -102,14 +102,11 @@ def _places(text: str, low: str, add) -> None:
         if (st not in states and st not in _TERRITORIES) or (st in _CREDENTIAL_STATES and not zipcode):
             continue
         town = P.TOWN_BEFORE.search(text, max(0, m.start() - 60), m.start())
-        if town:
-            run = town.group()
-            listed = next((" ".join(run.split()[-n:]) for n in (3, 2, 1) if " ".join(run.split()[-n:]) in cities),
-                          None)
-            # Without a ZIP code, ", CT" and ", MR" are more often modalities than states: the town
-            # must then be a listed one.
-            if zipcode or listed:
-                add((m.start() - len(listed or run), m.start(), "ADDRESS"))
+        # The whole capitalised run between the previous comma and the state is the town ("Lake
+        # Tyler", not the listed "Tyler"). Without a ZIP code, ", CT" and ", MR" are more often
+        # modalities than states: the town must then be a listed one.
+        if town and (zipcode or town.group() in cities):
+            add((town.start(), m.start(), "ADDRESS"))
         if zipcode:
             add((m.start("zip"), m.end("zip"), "POSTCODE"))
     for m in P.ZIP_LABELLED.finditer(text, low):

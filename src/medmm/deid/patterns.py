@@ -132,7 +132,8 @@ STREET = re.compile(
 PO_BOX = re.compile(r"P\.?[ \t]?O\.?[ \t]+(?:Box|BOX)[ \t]+\d+\b")
 # ", IL 62704": the state may stay (HIPAA Safe Harbor); the town before it and the ZIP code go.
 STATE_ZIP = re.compile(r", (?P<state>[A-Z]{2})\b(?:[ \t]+(?P<zip>[0-9]\d{4}(?:-\d{4})?)\b)?")
-TOWN_BEFORE = re.compile(r"(?:[A-Z][\w'.-]*[ \t]+){0,2}[A-Z][\w'.-]*$")
+TOWN_BEFORE = re.compile(r"(?:[A-ZÀ-Þ][\w'‘’.-]*[ \t]+(?:(?:upon|du|de|la|le|des|sur|del|da|di|von|van|y)[ \t]+)?){0,2}"
+                         r"[A-ZÀ-Þ][\w'‘’.-]*$")
 ZIP_LABELLED = Keyed("zip|postcode|postal", r"(?:ZIP(?:[ \t]+Code)?|Postcode|Postal[ \t]+Code)[ \t]*:?[ \t]*"
                                             r"(?P<zip>\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2})\b")
 UK_POSTCODE = re.compile(r"[A-Z][A-Z]?\d[A-Z\d]?[ \t]\d[ABD-HJLNP-UW-Z]{2}\b")
@@ -142,8 +143,12 @@ UK_POSTCODE = re.compile(r"[A-Z][A-Z]?\d[A-Z\d]?[ \t]\d[ABD-HJLNP-UW-Z]{2}\b")
 PLACE_WORDS = [(w + " ", True) for w in ("transferred from", "resident of", "lives in", "born in", "home in",
                                           "moved from", "visiting from")]
 PLACE_WORDS += [(w + " ", False) for w in ("from", "in", "at", "of", "near", "to")]
-_PLACE_WORD = r"[A-Z][a-z']*(?:-[A-Za-z][a-z']*)*(?![A-Za-z])"
-PLACE_RUN = re.compile(rf"(?:St\. |Saint |Ft\. )?{_PLACE_WORD}(?: {_PLACE_WORD}){{0,2}}")
+# A town word has a lower-case letter ("XXXX" is not one) and may hold capitals, accents,
+# apostrophes and hyphens (McComb, DeLand, Orléans, Hawai‘i, O'Shanter-Sullivan); a few lower-case
+# particles may join two words (Kingston upon Hull, Prairie du Chien).
+_PLACE_WORD = r"[A-ZÀ-Þ](?=[\w'‘’-]*[a-zß-ÿ])[\w'‘’]*(?:-[\w'‘’]+)*"
+_PARTICLE = r"(?:[ \t](?:upon|du|de|la|le|des|sur|del|da|di|von|van|y)(?=[ \t][A-Z]))?"
+PLACE_RUN = re.compile(rf"(?:St\. |Saint |Ft\. )?{_PLACE_WORD}(?:{_PARTICLE}[ \t]{_PLACE_WORD}){{0,2}}")
 
 _INST_SUFFIX = (r"(?:Hospital|HOSPITAL|Medical[ \t]+Cent(?:er|re)|MEDICAL CENTER|Health[ \t]+(?:Cent(?:er|re)|System|"
                 r"Sciences?[ \t]+Cent(?:er|re))|Healthcare|Health[ \t]+Care|Clinic|CLINIC|Infirmary|Medical[ \t]+Group|"
