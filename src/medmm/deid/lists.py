@@ -4,6 +4,7 @@ and the words that must never be taken for a name on their own."""
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 
@@ -14,18 +15,31 @@ def _lines(name: str) -> list[str]:
 
 
 @cache
-def not_names() -> frozenset[str]:
-    """Lower-cased words that are names in the lists but ordinary or clinical words in a report:
-    the hand-written list (eponyms such as Bell, Hill, Sachs, Graves; words such as Mass, May, Will)
-    plus every word of the report labeller's CheXpert phrases."""
-    words = {w.lower() for w in _lines("not_names.txt")}
+def _labeller_words() -> frozenset[str]:
+    """Every word of the report labeller's CheXpert phrases (lower case)."""
     phrases = resources.files("medmm.metrics").joinpath("resources", "chexpert_phrases.json")
     data = json.loads(phrases.read_text(encoding="utf-8"))
+    words: set[str] = set()
     for key in ("mention", "unmention"):
         for phrase_list in data[key].values():
             for phrase in phrase_list:
                 words.update(phrase.lower().replace("_", " ").split())
     return frozenset(words)
+
+
+def _safe_surrogates(names: frozenset[str]) -> tuple[str, ...]:
+    """Names that no labeller phrase starts (the labeller matches stems: "scar" in "Scarberry",
+    "mass" in "Masson"), so a surrogate never adds a finding."""
+    stems = re.compile("|".join(re.escape(w) for w in sorted(_labeller_words(), key=len, reverse=True) if len(w) >= 3))
+    return tuple(sorted(n for n in names if not stems.match(n.lower())))
+
+
+@cache
+def not_names() -> frozenset[str]:
+    """Lower-cased words that are names in the lists but ordinary or clinical words in a report:
+    the hand-written list (eponyms such as Bell, Hill, Sachs, Graves; words such as Mass, May, Will)
+    plus every word of the report labeller's CheXpert phrases."""
+    return frozenset({w.lower() for w in _lines("not_names.txt")} | _labeller_words())
 
 
 @cache
@@ -56,13 +70,13 @@ def raw_first_names() -> frozenset[str]:
 def surrogate_surnames() -> tuple[str, ...]:
     """Surnames for surrogates: none that is also a report word (a surrogate "Mass" or "Hill"
     would put a finding into the report)."""
-    return tuple(sorted(surnames()))
+    return _safe_surrogates(surnames())
 
 
 @cache
 def surrogate_first_names() -> tuple[str, ...]:
     """First names for surrogates, report words left out."""
-    return tuple(sorted(first_names()))
+    return _safe_surrogates(first_names())
 
 
 @cache
@@ -73,8 +87,8 @@ def cities() -> frozenset[str]:
 
 @cache
 def surrogate_cities() -> tuple[str, ...]:
-    """Towns for surrogates."""
-    return tuple(sorted(cities()))
+    """Towns for surrogates (none a labeller phrase starts)."""
+    return _safe_surrogates(cities())
 
 
 @cache
