@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medmm.deid import lists
 from medmm.deid import patterns as P
-from medmm.deid.names import CAP_WORD, iter_names, starts_word
+from medmm.deid.names import iter_names, starts_word
 from medmm.deid.spans import Span
 
 _LOCAL_PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -163,9 +163,8 @@ def detect_rules(text: str) -> list[Span]:
     _numbers(text, low, add)
     _phones(text, low, add)
     _contacts(text, add)
-    words = list(CAP_WORD.finditer(text))
     _places(text, low, add)
     _institutions(text, add)
-    for s, e in iter_names(text, low, words):
+    for s, e in iter_names(text, low):
         add((s, e, "NAME"))
     return [Span(s, e, c) for s, e, c in found]

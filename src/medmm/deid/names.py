@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from itertools import pairwise
 
 from medmm.deid import lists
 from medmm.deid.patterns import Keyed
@@ -40,7 +39,10 @@ LABEL = Keyed(
     + rf"[ \t]*:?[ \t]+(?!(?:{_TITLES}|The|A|An|Our|His|Her|This)\b)(?P<n>{_LAST_FIRST}|{_RUN})",
     flags=0,
 )
-CAP_WORD = re.compile(r"[A-Z](?:[a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]+)\b")
+_CAP = r"[A-Z](?:[a-z]+(?:['-][A-Z]?[a-z]+)*|[A-Z]+)\b"
+# Two capitalised words with a space, a middle initial or a comma between; the second is in a
+# look-ahead so that "Jane Roe Smith" yields both pairs.
+PAIR = re.compile(rf"({_CAP})(?=(,?)[ \t]+(?:[A-Z]\.[ \t]+)?({_CAP}))")
 # A capitalised word a context rule would swallow after a name ("Dr. Roe Impression", "Smith MD").
 _STOP_AFTER = frozenset(
     "Impression Findings Comparison History Indication Technique Exam Report Date Time MRN Accession "
@@ -95,8 +97,8 @@ def _context_names(text: str, low: str) -> Iterator[tuple[int, int, bool]]:
             yield n.start(), n.end(), False
 
 
-def iter_names(text: str, low: str | None = None, words: list[re.Match] | None = None) -> Iterator[tuple[int, int]]:
-    """Offsets of person names; `low` (text.lower()) and `words` (CAP_WORD matches) when the caller has them."""
+def iter_names(text: str, low: str | None = None) -> Iterator[tuple[int, int]]:
+    """Offsets of person names; `low` is text.lower() when the caller has it."""
     not_names = lists.not_names()
     for start, end, vouched in _context_names(text, text.lower() if low is None else low):
         span = _trim(text, start, end)
@@ -111,15 +113,12 @@ def iter_names(text: str, low: str | None = None, words: list[re.Match] | None =
             continue  # "Patient Currently smokes": one unlisted word, and no title vouches for it
         yield span
     first, last = lists.first_names(), lists.surnames()
-    words = list(CAP_WORD.finditer(text)) if words is None else words
-    for w, nxt in pairwise(words):
-        if w.group().title() not in first or not starts_word(text, w.start()):
+    # Only capitalised words followed by another one can start a "First Last" or "Last, First".
+    for m in PAIR.finditer(text):
+        one, two = m.group(1), m.group(3)
+        if not starts_word(text, m.start()):
             continue
-        gap = text[w.end():nxt.start()]
-        # The surname must follow with only a space or a middle initial between.
-        if nxt.group().title() in last and re.fullmatch(r"[ \t]+(?:[A-Z]\.[ \t]+)?", gap):
-            yield w.start(), nxt.end()  # "Jane Roe", "Jane Q. Roe"
-    for w, nxt in pairwise(words):
-        if (w.group() in last and text[w.end():nxt.start()] in (", ", ",\t") and nxt.group() in first):
-            yield w.start(), nxt.end()  # "Roe, Jane"
-
+        if m.group(2) == "," and one in last and two in first:
+            yield m.start(), m.end(3)  # "Roe, Jane"
+        elif m.group(2) != "," and one.title() in first and two.title() in last:
+            yield m.start(), m.end(3)  # "Jane Roe", "Jane Q. Roe", "JANE ROE"
