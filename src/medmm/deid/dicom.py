@@ -1,8 +1,9 @@
 """DICOM header de-identification per PS3.15 Annex E, Basic Application Level Confidentiality Profile.
 
-The profile's attribute table (Table E.1-1) is not in pydicom, and pydicom/deid ships recipes, not
-that table; dicom-anonymizer (BSD-3-Clause, `deid` extra) ships it as data, edition 2026c (its
-module `dicomfields_2026c`), which is what is used here. Actions (Annex E.1.1):
+The profile's attribute table (Table E.1-1) is not in pydicom (which has only the profile's code,
+CID 7050), and pydicom/deid 0.4.13 ships recipes (pixel filters, header actions), not that table;
+dicom-anonymizer (BSD-3-Clause, `deid` extra) ships it as data, edition 2026c (its module
+`dicomfields_2026c`), which is what is used here. Actions (Annex E.1.1):
   X remove, Z zero-length value, D dummy value, U remap UID, K keep (attributes not in the table).
 Compound actions pick the most removing one the profile allows: X/Z, X/D, X/Z/D -> X; Z/D -> Z;
 X/Z/U* -> a sequence is kept with its items de-identified (their UIDs remapped), anything else removed.
