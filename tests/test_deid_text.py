@@ -49,6 +49,8 @@ def test_every_category_is_found_with_its_category() -> None:
     "Hill-Sachs lesion and Bankart lesion.", "Graves disease. Wilson disease. Crohn disease.",
     "Kerley B lines. Mass effect on the ventricle. May represent atelectasis.",
     "No pneumothorax. 3 mm nodule. Levels L4-L5 and C5-C6.",
+    "Neoplasm Name: Pilocytic Astrocytoma", "Patient Currently smokes.", "Noncontrast head CT, CT perfusion.",
+    "Plain Films, CT, and MR demonstrate it. Chest PA and lateral. Main PA filling defect.",
 ])
 def test_clinical_text_without_phi_is_unchanged(text: str) -> None:
     assert TextDeidentifier().deidentify(text)[0] == text

@@ -50,6 +50,11 @@ _STOP_AFTER = frozenset(
     "Signed Dictated Electronically Reviewed Attending Resident Tel MD DO RN PA NP PhD".split()
 )
 
+# Endings of medical terms; an unlisted capitalised run after a label with one of them is a
+# diagnosis, not a person.
+_MEDICAL_ENDINGS = ("oma", "itis", "osis", "ic", "al", "ia", "ectomy", "otomy", "pathy", "plasia", "emia", "cele",
+                    "ism", "ous", "ary", "ine", "ase")
+
 
 def starts_word(text: str, i: int) -> bool:
     """No letter or digit just before position i."""
@@ -109,8 +114,11 @@ def iter_names(text: str, low: str | None = None) -> Iterator[tuple[int, int]]:
             continue  # "Dr. XXXX XXXX": already masked by the data's own de-identification
         tokens = [w.strip(".,") for w in found.split()]
         if not vouched and not any(_listed(t) for t in tokens) and (
-                len(tokens) == 1 or all(t.lower() in not_names for t in tokens)):
-            continue  # "Patient Currently smokes": one unlisted word, and no title vouches for it
+                len(tokens) == 1 or all(t.lower() in not_names for t in tokens)
+                or any(t.lower().endswith(_MEDICAL_ENDINGS) for t in tokens)):
+            # "Patient Currently smokes", "Neoplasm Name: Pilocytic Astrocytoma": no listed name
+            # word, no title, and a single word or a word shaped like a medical term
+            continue
         yield span
     first, last = lists.first_names(), lists.surnames()
     # Only capitalised words followed by another one can start a "First Last" or "Last, First".
