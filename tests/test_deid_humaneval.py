@@ -27,3 +27,24 @@ def test_export_rows_comments_masked() -> None:
     rows = deidentify_export_rows([{"comment": "Patient John Smith, 95 yo, seen 01/02/2020", "rater": "r1",
                                     "explanation": None}])
     assert rows[0]["comment"] == "Patient [NAME], [AGE] yo, seen [DATE]" and rows[0]["rater"] == "r1"
+
+
+def test_loaded_samples_are_deidentified_on_the_fly() -> None:
+    from medmm.data.schema import Sample
+    from medmm.deid import TextDeidentifier
+    from medmm.deid.samples import deidentify_samples
+
+    samples = [Sample(id="1", dataset="manifest", split="train", patient_id="p1",
+                      text={"report": "Seen 03/04/2019 by Dr. Emily Carter. No effusion.", "question": "Effusion?"}),
+               Sample(id="2", dataset="manifest", split="train", patient_id="p1",
+                      text={"report": "Seen 03/14/2019. Stable."})]
+    out = list(deidentify_samples(samples, TextDeidentifier(mode="surrogate", seed=0)))
+    assert "Emily Carter" not in out[0].text["report"] and out[0].text["question"] == "Effusion?"
+    assert samples[0].text["report"].startswith("Seen 03/04/2019")  # the originals are not changed
+    d1, d2 = out[0].text["report"][5:15], out[1].text["report"][5:15]
+    import datetime as dt
+
+    def parse(x: str) -> dt.date:
+        return dt.date(int(x[6:]), int(x[:2]), int(x[3:5]))
+
+    assert (parse(d2) - parse(d1)).days == 10 and d1 != "03/04/2019"
