@@ -26,6 +26,7 @@ def _tiny_bert(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
+@pytest.mark.slow  # importing transformers and building the pipeline takes 20-40 s on the shared VM
 def test_tiny_random_bert_loads_offline_from_a_folder_and_runs(tmp_path: Path, monkeypatch) -> None:
     _tiny_bert(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -50,3 +51,20 @@ def test_a_model_span_the_rules_miss_is_masked(monkeypatch) -> None:
     clean, audit = deid.deidentify("Seen with Quux today. Heart normal.")
     assert clean == "Seen with [NAME] today. Heart normal."
     assert audit[0]["source"] == "model"
+
+
+def test_pipeline_entities_are_mapped_to_categories() -> None:
+    from medmm.deid.model import ModelDetector
+
+    det = ModelDetector.__new__(ModelDetector)  # no transformers needed: a stand-in pipeline
+    det.min_score = 0.5
+    det.pipe = lambda text: [
+        {"entity_group": "HCW", "score": 0.9, "start": 8, "end": 16},
+        {"entity_group": "HOSPITAL", "score": 0.95, "start": 20, "end": 24},
+        {"entity": "B-VENDOR", "score": 0.8, "start": 25, "end": 29},
+        {"entity_group": "PATIENT", "score": 0.2, "start": 0, "end": 4},  # below the threshold
+        {"entity_group": "O", "score": 0.99, "start": 0, "end": 4},
+    ]
+    spans = det.detect("Seen by Quuxley at Zorg Acme.")
+    assert [(s.start, s.end, s.category, s.source) for s in spans] == [
+        (8, 16, "NAME", "model"), (20, 24, "INSTITUTION", "model"), (25, 29, "INSTITUTION", "model")]
