@@ -4,8 +4,8 @@ benchmark (benchmarks/deid.py runs all 4,428 reports)."""
 from __future__ import annotations
 
 import pytest
-from conftest import load_benchmark
 
+from conftest import load_benchmark
 from medmm.deid import TextDeidentifier
 from medmm.metrics.clinical.labeller import label_report
 

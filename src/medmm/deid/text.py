@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +63,6 @@ class TextDeidentifier:
 def deidentify_text(text: str, mode: str = "mask", patient_id: str = "", seed: int | None = None) -> str:
     """One-off convenience: the de-identified text (rules only)."""
     return TextDeidentifier(mode=mode, seed=seed).deidentify(text, patient_id)[0]
-
-
-def deidentify_texts(texts: Iterable[str], deid: TextDeidentifier | None = None) -> list[str]:
-    """Many texts with one de-identifier (mask mode, rules only, when none is given)."""
-    deid = deid or TextDeidentifier()
-    return [deid.deidentify(t)[0] if t else t for t in texts]
 
 
 def deidentify_csv(src: Path, out: Path, text_columns: list[str], deid: TextDeidentifier,
