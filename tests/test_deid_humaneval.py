@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from medmm.deid.humaneval import deidentified_prediction_args, deidentify_export_rows
 
 
@@ -48,3 +50,36 @@ def test_loaded_samples_are_deidentified_on_the_fly() -> None:
         return dt.date(int(x[6:]), int(x[:2]), int(x[3:5]))
 
     assert (parse(d2) - parse(d1)).days == 10 and d1 != "03/04/2019"
+
+
+def test_cli_create_study_and_export_with_deid(tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from medmm.cli import app
+    from medmm.humaneval.db import open_db, upsert_rating
+    from medmm.humaneval.models import Assignment, Output
+    from medmm.humaneval.security import set_password_cost
+
+    set_password_cost(1, 1024)
+    runner, db = CliRunner(), str(tmp_path / "he.sqlite")
+
+    def invoke(*args: str) -> None:
+        res = runner.invoke(app, ["humaneval", *args])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+
+    invoke("create-user", "alice", "--db", db, "--password", "alice-password")
+    pred = tmp_path / "sysa.jsonl"
+    pred.write_text(json.dumps({"id": "1", "prediction": "Called to Dr. Emily Carter on 03/04/2019. No effusion.",
+                                "reference": "MRN 12345678. Normal."}) + "\n")
+    invoke("create-study", "--db", db, "--name", "s", "--pred", str(pred), "--raters", "alice", "--deid")
+    engine, factory = open_db(db)
+    with factory.begin() as s:
+        assert s.scalars(select(Output.prediction)).one() == "Called to Dr. [NAME] on [DATE]. No effusion."
+        a = s.scalars(select(Assignment)).one()
+        upsert_rating(s, a.id, {"correctness": 4, "comment": "Dr. Jane Roe (555) 123-4567 agrees"})
+    engine.dispose()
+    invoke("export", "--db", db, "--study", "s", "--out", str(tmp_path / "r.json"), "--deid")
+    (row,) = json.loads((tmp_path / "r.json").read_text())
+    assert row["comment"] == "Dr. [NAME] [PHONE] agrees" and row["correctness"] == 4
