@@ -116,6 +116,8 @@ def create_study_cmd(
     show_explanations: bool = typer.Option(
         False, help="Show raters each output's explanation (the file's 'explanation' or 'rationale'); "
         "in a pairwise study, differently shaped evidence can unblind the systems."),
+    deid: bool = typer.Option(False, "--deid", help="Mask PHI in predictions, references, questions and "
+                              "explanations (medmm deid) before raters see them."),
 ) -> None:
     """Create a blinded study from predictions files."""
     from medmm.humaneval.blinding import SEED_WARNING
@@ -123,6 +125,11 @@ def create_study_cmd(
 
     if seed is not None:
         typer.echo(f"WARNING: {SEED_WARNING}", err=True)
+    if deid:
+        from medmm.deid.humaneval import deidentified_prediction_args
+
+        pred = deidentified_prediction_args(pred, images_root)
+
     sid = create_study_from_predictions(
         db, name, pred, design, [r.strip() for r in raters.split(",") if r.strip()],
         images_root=images_root, seed=seed, show_explanations=show_explanations, owners=owner, actor=_actor(),
@@ -135,6 +142,7 @@ def export(
     study: str = typer.Option(..., help="Study name or id."),
     out: Path = typer.Option(..., help="ratings.csv or ratings.json"),
     db: str = typer.Option("humaneval.sqlite", help=DB_HELP),
+    deid: bool = typer.Option(False, "--deid", help="Mask PHI in rater comments and explanations (medmm deid)."),
 ) -> None:
     """Export a study's ratings, with system names, to CSV or JSON (logged in the audit trail)."""
     from medmm.humaneval import audit
@@ -148,10 +156,15 @@ def export(
             st = get_study(s, study)
             rows = export_rows(s, st.id)
             audit.append(s, "export", username=_actor(), study_id=st.id,
-                         detail={"format": out.suffix.lstrip("."), "rows": len(rows), "blinded": False, "cli": True})
+                         detail={"format": out.suffix.lstrip("."), "rows": len(rows), "blinded": False, "cli": True,
+                                 "deid": deid})
             s.commit()
     finally:
         engine.dispose()
+    if deid:
+        from medmm.deid.humaneval import deidentify_export_rows
+
+        rows = deidentify_export_rows(rows)
     write_export(rows, out)
     print(f"wrote {len(rows)} ratings to {out}")
 
