@@ -167,6 +167,10 @@ def _loggers(run_dir: Path) -> list:
 
     from lightning.pytorch.loggers import CSVLogger
 
+    from medmm.engine.quiet import quiet_lightning
+
+    quiet_lightning()  # no litlogger advert next to the loggers we chose, no LeafSpec FutureWarning
+
     loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -469,39 +473,124 @@ def _samples_for(cfg: RunConfig, data_root: str | Path, dataset: str | None, spl
     return list(ss.samples), skipped, name
 
 
+class TrainingDataWarning(UserWarning):
+    """`evaluate` scored samples the run was trained on: the numbers are not held-out results."""
+
+
+def _eval_samples(
+    cfg: RunConfig, data_root: str | Path | None, dataset: str | None, split: str
+) -> tuple[list[Sample], dict[str, str], str, Path, dict[str, Any]]:
+    """What `evaluate` scores: (samples, load_skipped, dataset, root, provenance extras).
+
+    With no `data_root` (or the run's own root and dataset), `split` names a part of the run's
+    own split, rebuilt exactly as `train` built it (`load_splits` with the run's data section
+    and seed): for a grouped run the keys of data.fractions ("train", "val", "test") and the
+    roles. Any other name, or another root, is a dataset split read as published. The extras
+    say where the samples came from and how many of them the run trained on.
+    """
+    import_plugins()
+    name = dataset or cfg.data.dataset
+    run_root = Path(cfg.data.root)
+    own_root = data_root is None or (name == cfg.data.dataset and Path(data_root).resolve() == run_root.resolve())
+    if data_root is None and name != cfg.data.dataset:
+        raise MedmmError(f"--dataset {name!r} differs from the run's dataset {cfg.data.dataset!r}: give its root with --data")
+    if own_root and not run_root.is_dir():
+        raise BadInputError(run_root, "the run's data root does not exist here; give the dataset root with --data")
+    parts: dict[str, SplitData] = {}
+    train_ids: set[str] | None = None
+    # samples of one patient/image/... as a training sample are not held out either
+    group_by = cfg.data.group_by if cfg.data.split == "grouped" else "image"
+    if name == cfg.data.dataset and run_root.is_dir():
+        # the run's own parts: needed to score one of them and to count training samples
+        by_role = load_splits(cfg.data, cfg.seed)
+        parts = {**{sd.name: sd for sd in by_role.values()}, **by_role}
+        train_ids = {s.id for s in by_role["train"].samples}
+        train_groups = {s.group(group_by) for s in by_role["train"].samples}
+    extras: dict[str, Any] = {}
+    if own_root and split in parts:
+        chosen = parts[split]
+        samples, skipped = chosen.samples, {(e.path or f"#{i}"): e.problem for i, e in enumerate(chosen.skipped)}
+        root = run_root
+        how = f"grouped by {cfg.data.group_by}, seed {cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed}"
+        extras["split_source"] = f"the run's own {chosen.name!r} part" + (f" ({how})" if cfg.data.split == "grouped" else "")
+    elif own_root and cfg.data.split == "grouped" and split not in dataset_split_names(name):
+        names = sorted(set(parts) | set(cfg.data.fractions))
+        raise MedmmError(
+            f"split {split!r} is neither a part of this run's grouped split ({', '.join(names)}; "
+            f"data.fractions {cfg.data.fractions}) nor a split of dataset {name!r}"
+        )
+    else:
+        root = run_root if data_root is None else Path(data_root)
+        samples, skipped, _ = _samples_for(cfg, root, name, split)
+        extras["split_source"] = f"dataset {name!r} split {split!r} as published"
+    if train_ids is None:
+        extras["trained_on"] = "not checked (another dataset, or the run's data root is absent)"
+    else:
+        n_seen = sum(s.id in train_ids for s in samples)
+        n_group = sum(s.group(group_by) in train_groups for s in samples)
+        extras["n_trained_on"] = n_seen
+        extras[f"n_sharing_a_training_{group_by}"] = n_group
+        if n_seen or n_group:
+            extras["warning"] = (
+                f"{n_seen} of {len(samples)} scored samples are in this run's TRAINING part"
+                + (f" ({n_group} share a {group_by} with it)" if n_group != n_seen else "")
+                + ": these numbers are not held-out results"
+            )
+    if not samples:
+        own = f"; this run's own parts: {', '.join(sorted(parts))}" if own_root and parts else ""
+        raise MedmmError(f"{root}: no samples in split {split!r} of dataset {name!r}{own}")
+    return list(samples), skipped, name, root, extras
+
+
+def dataset_split_names(name: str) -> tuple[str, ...]:
+    """The published split names of a registered dataset."""
+    from medmm.data.registry import dataset_info
+
+    return tuple(dataset_info(name).splits)
+
+
 @_restoring_threads
 def evaluate(
     run_dir: str | Path,
-    data_root: str | Path,
+    data_root: str | Path | None = None,
     dataset: str | None = None,
     split: str = "test",
     out: str | Path | None = None,
     label_map: str | None = None,
     model_overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score a trained run on exactly the records of `split` under `data_root` (no re-splitting).
+    """Score a trained run on exactly the records of `split` (no re-splitting of a given root).
 
-    `data_root` may be any folder in the dataset's layout, e.g. one holding only the official
-    test split. Returns {"metrics": ..., "provenance": ...}; also written to `out` if given.
+    `data_root=None` scores the run's own data: `split` then names a part of the run's split as
+    `train` built it ("val", "test" of a grouped split), so a run's held-out part is evaluable
+    by name. `data_root` may also be any folder in the dataset's layout, e.g. one holding only
+    the official test split. Scoring samples the run trained on warns (TrainingDataWarning)
+    and says so in the result ("warning", provenance "n_trained_on").
+    Returns {"metrics": ..., "provenance": ...}; also written to `out` if given.
     External validation: when `dataset` differs from the training dataset (or `label_map`
     names a mapping), the task's `prepare_external` maps its label space onto the other
     dataset's; provenance then holds "external": true and the mapping used.
     `model_overrides`: see `load_run` (recorded in the provenance).
     """
+    import warnings
+
     cfg, task = load_run(run_dir, model_overrides)
     _set_threads(cfg)
-    samples, load_skipped, name = _samples_for(cfg, data_root, dataset, split)
-    if not samples:
-        raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
+    samples, load_skipped, name, root, extras = _eval_samples(cfg, data_root, dataset, split)
     external = name != cfg.data.dataset or label_map is not None
     mapping = task.prepare_external(name, label_map) if external else None
     records, skipped = run_inference(task, samples, cfg)
     skipped = {**load_skipped, **skipped}
     metrics = task.compute_metrics(records) if records else {}
-    result = {
+    result: dict[str, Any] = {
         "metrics": metrics,
-        "provenance": _provenance(cfg, name, str(Path(data_root).resolve()), split, len(records), skipped, Path(run_dir).resolve()),
+        "provenance": _provenance(cfg, name, str(root.resolve()), split, len(records), skipped, Path(run_dir).resolve()),
     }
+    warning = extras.pop("warning", None)
+    result["provenance"].update(extras)
+    if warning:
+        result["warning"] = warning
+        warnings.warn(f"{run_dir}: {warning}", TrainingDataWarning, stacklevel=2)
     result["provenance"]["external"] = external
     if model_overrides:
         result["provenance"]["model_overrides"] = list(model_overrides)
