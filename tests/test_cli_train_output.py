@@ -25,7 +25,7 @@ def test_train_output_is_quiet_and_tabular(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
     code = "from medmm.cli import app; app()"
     res = subprocess.run([sys.executable, "-c", code, "train", str(cfg), "trainer.max_epochs=1", "--out", str(tmp_path / "run")],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         check=False, capture_output=True, text=True, env=env, timeout=300)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "GPU available" in out  # Lightning's other messages still arrive: the filter is narrow
