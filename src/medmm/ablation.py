@@ -307,8 +307,9 @@ def plot_ablation(table: AblationTable, path: str | Path) -> Path:
         if m == table.primary:
             for i, r in enumerate(rows):
                 if r["fusion"] != table.baseline and r["p_bootstrap"] is not None:
-                    ax.annotate(f"p={r['p_bootstrap']:.3f}", (hi[i] if math.isfinite(hi[i]) else est[i], i),
-                                xytext=(4, -3), textcoords="offset points", fontsize=8)
+                    # in a column right of the axes, so a label never sits on the baseline line or a CI
+                    ax.annotate(f"p={r['p_bootstrap']:.3f}", (1.02, i), xycoords=ax.get_yaxis_transform(),
+                                va="center", fontsize=8)
     axes[0].set_yticks(np.arange(len(rows)), names)
     axes[0].invert_yaxis()
     fig.suptitle(f"Fusion ablation (n_test={rows[0]['n_test']}, seeds={rows[0]['n_seeds']}; red = baseline {table.baseline})",
