@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 import torch
-from test_interpret_explain import _dx_samples, _dx_task
 
 from medmm.interpret import explain, render
+from test_interpret_explain import _dx_samples, _dx_task
 
 
 @pytest.fixture(autouse=True)

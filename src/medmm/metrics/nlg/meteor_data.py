@@ -4,7 +4,8 @@
   and ``synonym/english.exceptions`` (WordNet 3.0 synsets and irregular forms),
   ``nonbreaking/english.prefixes`` (the normaliser's non-breaking prefixes).
 * ``data/paraphrase-en.gz`` beside it: 5.3 M English paraphrase pairs. Parsing it takes ~30 s, so the
-  first use converts it once into a compact integer index (numpy ``.npy`` files, ~0.2 GB) under the
+  first use converts it once (streamed, ``ensure_paraphrase_index``) into a compact integer index
+  (numpy ``.npy`` files, ~0.2 GB) under the
   cache folder (``$MEDMM_CACHE`` or ``~/.cache/medmm``); later runs memory-map that index and keep
   only the pairs whose words all occur in the texts being scored (which cannot change any alignment).
 
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +30,7 @@ import numpy as np
 
 from medmm.errors import BadInputError, MissingDependencyError
 
-__all__ = ["MeteorResources", "ParaphraseTable", "load_resources", "normalize_line", "resource_paths"]
+__all__ = ["MeteorResources", "ParaphraseTable", "ensure_paraphrase_index", "load_resources", "normalize_line", "resource_paths"]
 
 
 def resource_paths() -> tuple[Path, Path]:
@@ -240,31 +242,85 @@ def _pair_keys(ids: np.ndarray, offsets: np.ndarray, n_words: int) -> np.ndarray
     return (np.minimum.reduceat(coded, offsets[0:-1:2]) & 0xFFFF).astype(np.uint16)
 
 
-def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
-    """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays."""
-    with gzip.open(gz_path, "rb") as f:
-        text = f.read().decode("utf-8")
-    if re.search(r"[^\S \n]", text):  # str.split() == StringTokenizer only for ' ' and '\n'
-        split = java_tokens
-    else:
-        split = str.split
-    lines = text.split("\n")
-    del text
-    refs, paras = lines[1::3], lines[2::3]
-    n = min(len(refs), len(paras))
-    phrases = [None] * (2 * n)
-    phrases[0::2] = refs[:n]
-    phrases[1::2] = paras[:n]
-    del lines, refs, paras
-    lengths = np.fromiter((len(split(p)) for p in phrases), dtype=np.int64, count=2 * n)
-    tokens = split(" ".join(phrases)) if split is str.split else [t for p in phrases for t in split(p)]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(tokens))}
-    ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-    del tokens, phrases
-    offsets = np.zeros(2 * n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    assert len(vocab) < 2**16 and lengths.max() < 2**8  # true for METEOR 1.5's English table
-    _write_index(out, ids, offsets, _pair_keys(ids, offsets, len(vocab)), list(vocab))
+_R_OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace other than " " (the line's "\n" is already cut off)
+
+
+def _build_paraphrase_index(gz_path: Path, out: Path, progress: Callable[[int, int], None] | None = None) -> None:
+    """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays.
+
+    Streams the file line by line into compact arrays (uint16 word ids, uint8 phrase lengths):
+    the peak memory is a few hundred MB instead of the ~4 GB that holding the decoded text and
+    its token strings took. Tokens are METEOR's (java.util.StringTokenizer: " ", tab, CR, LF,
+    FF), as before. `progress(bytes_read, bytes_total)` is called about every 4 MB of the .gz.
+    """
+    from array import array
+
+    vocab: dict[str, int] = {}
+    ids, lengths = array("H"), array("B")
+
+    def add(tokens: list[str]) -> None:
+        try:
+            ids.extend([vocab.setdefault(t, len(vocab)) for t in tokens])
+            lengths.append(len(tokens))
+        except OverflowError as exc:  # > 65535 words or a phrase of > 255 tokens: not METEOR 1.5's table
+            raise BadInputError(gz_path, "paraphrase table too large for the compact index (uint16 words, uint8 lengths)") from exc
+
+    def tokens_of(raw: bytes) -> list[str]:
+        line = raw.decode("utf-8")
+        return line.split() if _R_OTHER_SPACE.search(line) is None else java_tokens(line)
+
+    total = gz_path.stat().st_size
+    pending: list[str] | None = None  # a phrase waiting for its paraphrase (the next line)
+    ends_with_newline = True
+    k = -1
+    with open(gz_path, "rb") as fh, gzip.GzipFile(fileobj=fh) as f:
+        for k, raw in enumerate(f):
+            ends_with_newline = raw.endswith(b"\n")
+            raw = raw[:-1] if ends_with_newline else raw
+            if k % 3 == 1:
+                pending = tokens_of(raw)
+            elif k % 3 == 2:
+                add(pending or [])
+                add(tokens_of(raw))
+                pending = None
+            if progress is not None and k % 300_000 == 0:
+                progress(fh.tell(), total)
+        # text.split("\n") of the whole file also yields the (empty) piece after a final "\n"
+        if ends_with_newline and (k + 1) % 3 == 2:
+            add(pending or [])
+            add([])
+    if progress is not None:
+        progress(total, total)
+    n_phrases = len(lengths)
+    offsets = np.zeros(n_phrases + 1, dtype=np.int64)
+    np.cumsum(np.frombuffer(lengths, dtype=np.uint8), out=offsets[1:])
+    ids_arr = np.frombuffer(ids, dtype=np.uint16)
+    _write_index(out, ids_arr, offsets, _pair_keys(ids_arr, offsets, len(vocab)), list(vocab))
+
+
+def ensure_paraphrase_index(gz_path: Path | None = None, progress: Callable[[int, int], None] | None = None) -> bool:
+    """Build the cached paraphrase index now if it is missing (a one-time step of ~30 s on 2 CPU
+    cores); returns True when it was built. Lets a command show progress before scoring starts."""
+    if gz_path is None:
+        gz_path = resource_paths()[1]
+    cache = _index_dir(gz_path)
+    if cache.is_dir() or _v3_path(gz_path).is_file():
+        return False
+    _build_paraphrase_index(gz_path, cache, progress)
+    return True
+
+
+def _index_dir(gz_path: Path) -> Path:
+    return _cache_dir() / f"meteor15-paraphrase-en-{_index_key(gz_path)}-v4"
+
+
+def _v3_path(gz_path: Path) -> Path:
+    return _cache_dir() / f"meteor15-paraphrase-en-{_index_key(gz_path)}-v3.npz"
+
+
+def _index_key(gz_path: Path) -> str:
+    st = gz_path.stat()
+    return hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
 
 
 def _convert_v3(npz: Path, out: Path) -> None:
@@ -296,11 +352,9 @@ class ParaphraseTable:
 
     @classmethod
     def load(cls, gz_path: Path) -> ParaphraseTable:
-        st = gz_path.stat()
-        key = hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v4"
+        cache = _index_dir(gz_path)
         if not cache.is_dir():
-            old = _cache_dir() / f"meteor15-paraphrase-en-{key}-v3.npz"
+            old = _v3_path(gz_path)
             if old.is_file():
                 _convert_v3(old, cache)
             else:
