@@ -39,6 +39,7 @@ CASES = {
     "tab and CR": "0.5\na\tb\r\nc d\n0.2\ne  f\ng\n",
     "no-break space stays in a word": "0.5\nx\u00a0y z\nz\n0.2\nz x\u00a0y\nq\n",
     "empty": "",
+    "longer": "".join(f"0.{i}\nphrase {i} of words\nits paraphrase {i % 7}\n" for i in range(200)),
 }
 
 
@@ -49,7 +50,8 @@ def test_streamed_index_equals_the_former_parser(tmp_path, name):
     with gzip.open(gz, "wb") as f:
         f.write(text.encode("utf-8"))
     seen = []
-    meteor_data._build_paraphrase_index(gz, tmp_path / "idx", progress=lambda done, total: seen.append((done, total)))
+    # a 7-byte block: lines and triples cross block boundaries
+    meteor_data._build_paraphrase_index(gz, tmp_path / "idx", progress=lambda done, total: seen.append((done, total)), block=7)
     ids, offsets, words = _former_arrays(text)
     assert np.array_equal(np.load(tmp_path / "idx" / "ids.npy"), ids)
     assert np.array_equal(np.load(tmp_path / "idx" / "offsets.npy"), offsets)
