@@ -13,7 +13,8 @@ pytest.importorskip("lightning")
 
 from engine_toy import TOY_CONFIG, make_toy_root
 from medmm.engine import load_config
-from medmm.engine.api import TrainingDataWarning, evaluate, train
+from medmm.engine.api import evaluate, train
+from medmm.engine.eval_split import TrainingDataWarning
 from medmm.errors import MedmmError
 
 GROUPED = ["data.split=grouped", "data.group_by=id", "data.source_splits=[train]",

@@ -95,8 +95,8 @@ def evaluate(
     (another dataset = external validation)."""
     import warnings
 
-    from medmm.engine.api import TrainingDataWarning
     from medmm.engine.api import evaluate as run_eval
+    from medmm.engine.eval_split import TrainingDataWarning
 
     mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
     out = out or run_dir / "evaluations" / f"{split}.json"
