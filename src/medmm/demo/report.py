@@ -20,7 +20,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}caption{text-align:left;font-size:.9em;color:#555;padding:.2em 0}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}caption{text-align:left;font-size:.9em;color:#555;padding:.2em 0;white-space:nowrap}
 .note{color:#555;font-size:.92em}.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}
 figure.fig{display:inline-block;margin:.5em;vertical-align:top}figure.fig img{max-width:480px;border:1px solid #ddd;cursor:zoom-in}
 figure.fig.wide{display:block}figure.fig.wide img{max-width:100%}
@@ -193,7 +193,7 @@ def _ablation_section(out: Path) -> str:
         + _split_table(abl)
         + _table(header, body, f"test part: n = {_esc(rows[0]['n_test'] if rows else '?')} questions; one seed per variant")
         + f'<p class="note">full table: <a href="{_rel(abl / "table.md", out)}">table.md</a></p>'
-        + _figures([(png, "AUROC and macro-F1 of each variant with 95% CIs; p-values vs the baseline (red) at the right")], out, wide=True)
+        + _figures([(png, "AUROC and macro-F1 of each variant with 95% CIs; p-values (paired bootstrap) vs the baseline (red) under the names")], out, wide=True)
     )
 
 
