@@ -51,6 +51,7 @@ def eval_samples(
     extras: dict[str, Any] = {}
     if own_root and split in parts:
         chosen = parts[split]
+        # the load errors in the shape _samples_for returns them (this branch: {path: problem})
         samples, skipped = chosen.samples, {(e.path or f"#{i}"): e.problem for i, e in enumerate(chosen.skipped)}
         root = run_root
         how = f"grouped by {cfg.data.group_by}, seed {cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed}"
