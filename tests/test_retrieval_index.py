@@ -54,6 +54,7 @@ def index(run_dir, tmp_path_factory) -> Path:
     res = CliRunner().invoke(app, ["index", "build", str(run_dir), "--data", str(BUNDLED), "--dataset", "vqa_rad", "--split", "train", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "indexed 102 images" in res.output
+    assert "embedding samples" in res.output and "602/602" in res.output  # the progress bar's last state
     return out
 
 
@@ -96,3 +97,32 @@ def test_search_errors(index, tmp_path):
         s.search(text="a", image="b")
     with pytest.raises(BadInputError, match="not found"):
         s.search(image=tmp_path / "missing.png")
+
+
+def test_queries_from_a_file_in_one_call(index, tmp_path):
+    from medmm.tasks.retrieval_index import RetrievalSearcher
+
+    hits = [json.loads(x) for x in CliRunner().invoke(
+        app, ["index", "search", str(index), "--text", "is there a fracture", "-k", "3", "--json"]).output.splitlines()]
+    image = hits[0]["image_path"]
+    qfile = tmp_path / "queries.txt"
+    qfile.write_text(f"# two texts and an image\nis there a fracture\n\nwhat organ is this\nimage:{image}\n")
+    res = CliRunner().invoke(app, ["index", "search", str(index), "--queries", str(qfile), "-k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in res.output.splitlines()]
+    assert [r["query"] for r in rows[::3]] == [{"text": "is there a fracture"}, {"text": "what organ is this"}, {"image": image}]
+    assert [r["id"] for r in rows[:3]] == [h["id"] for h in hits]  # batched = one at a time
+    # a searcher object is reusable: one load, many searches, same answers as the batch
+    s = RetrievalSearcher(index)
+    assert [h.id for h in s.search(text="what organ is this", k=3)] == [r["id"] for r in rows[3:6]]
+    assert [h.id for h in s.search_many([{"image": image}], k=3)[0]] == [r["id"] for r in rows[6:9]]
+    bad = tmp_path / "empty.txt"
+    bad.write_text("# nothing\n")
+    assert CliRunner().invoke(app, ["index", "search", str(index), "--queries", str(bad)]).exit_code != 0
+
+
+def test_case_column_is_filled(index):
+    res = CliRunner().invoke(app, ["index", "search", str(index), "--text", "is there a fracture", "-k", "3"])
+    assert res.exit_code == 0, res.output
+    # VQA-RAD has no case or patient ids: the case column names the image instead of staying empty
+    assert res.output.count("image synpic") >= 3

@@ -284,7 +284,8 @@ def _write(table: AblationTable, out: Path, cfg_path: str | Path, fusions: list[
 
 
 def plot_ablation(table: AblationTable, path: str | Path) -> Path:
-    """Primary metric and macro-F1 per variant with 95% CIs; p-values vs the baseline as labels."""
+    """Primary metric and macro-F1 per variant with 95% CIs; p-values (paired bootstrap on the primary
+    metric) vs the baseline under the variant names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,7 +293,7 @@ def plot_ablation(table: AblationTable, path: str | Path) -> Path:
 
     rows = table.rows
     names = [r["fusion"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(rows) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.7 * len(rows) + 1.8), sharey=True)
     for ax, m in zip(axes, (table.primary, "f1_macro" if table.primary != "f1_macro" else "balanced_accuracy"), strict=True):
         est = np.array([np.nan if r[m] is None else r[m] for r in rows], float)
         lo = np.array([np.nan if r[f"{m}_low"] is None else r[f"{m}_low"] for r in rows], float)
@@ -304,14 +305,13 @@ def plot_ablation(table: AblationTable, path: str | Path) -> Path:
         base = est[names.index(table.baseline)]
         ax.axvline(base, color="tab:red", ls="--", lw=1)
         ax.set_xlabel(f"{m} (95% CI)")
-        if m == table.primary:
-            for i, r in enumerate(rows):
-                if r["fusion"] != table.baseline and r["p_bootstrap"] is not None:
-                    ax.annotate(f"p={r['p_bootstrap']:.3f}", (hi[i] if math.isfinite(hi[i]) else est[i], i),
-                                xytext=(4, -3), textcoords="offset points", fontsize=8)
-    axes[0].set_yticks(np.arange(len(rows)), names)
+    # p-values go under the variant names (tick labels), never on the baseline line or a CI
+    ticks = [f"{r['fusion']}\n(baseline)" if r["fusion"] == table.baseline else
+             f"{r['fusion']}\np = {r['p_bootstrap']:.3f}" if r["p_bootstrap"] is not None else r["fusion"] for r in rows]
+    axes[0].set_yticks(np.arange(len(rows)), ticks)
     axes[0].invert_yaxis()
-    fig.suptitle(f"Fusion ablation (n_test={rows[0]['n_test']}, seeds={rows[0]['n_seeds']}; red = baseline {table.baseline})",
+    fig.suptitle(f"Fusion ablation (n_test={rows[0]['n_test']}, seeds={rows[0]['n_seeds']}; red = baseline {table.baseline}; "
+                 f"p: paired bootstrap on {table.primary})",
                  fontsize=10)
     fig.tight_layout()
     path = Path(path)

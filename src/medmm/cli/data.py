@@ -41,6 +41,9 @@ def list_cmd() -> None:
     for info in list_datasets():
         table.add_row(info.name, ", ".join(info.splits), info.group_by, info.description)
     Console().print(table)
+    from medmm.data.bundled import vqa_rad_sample_root
+
+    print(f"bundled sample (vqa_rad, CC0, 102 images, 602 questions, split 'train' only): {vqa_rad_sample_root()}")
 
 
 def _fmt(x: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -24,9 +23,26 @@ def train(
     metrics = run_train(cfg, out)
     if metrics:
         for split, m in metrics.items():
-            scalars = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            typer.echo(f"{split}: " + json.dumps(scalars))
+            print_metrics(m, title=f"{split}: n = {m['n']}" if "n" in m else f"{split}:")
         typer.echo(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
+
+
+def print_metrics(metrics: dict, title: str, max_rows: int = 16) -> None:
+    """A split's scalar metrics as a short table: 4 significant digits, its 95% CI when the task
+    computed one (metrics["ci"][name] = [low, high]); full precision stays in the metrics JSON."""
+    from rich.console import Console
+    from rich.table import Table
+
+    cis = metrics.get("ci") if isinstance(metrics.get("ci"), dict) else {}
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    table = Table("metric", "value", "95% CI", title=title, title_justify="left")
+    for name, value in list(scalars.items())[:max_rows]:
+        ci = cis.get(name)
+        ci_text = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else ""
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value), ci_text)
+    if len(scalars) > max_rows:
+        table.caption = f"{len(scalars) - max_rows} more in the metrics JSON"
+    Console().print(table)
 
 
 def _model_overrides(
@@ -53,10 +69,18 @@ _MBR = typer.Option(None, "--mbr-references", help="Report generation: consensus
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
-    data: Path = typer.Option(..., "--data", help="Dataset root in its original layout (may hold only the test split)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root in its original layout (may hold only the test split). Default: the run's own data."
+    ),
     dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
-    split: str = typer.Option("test", "--split", help="Split to score; exactly its records, never re-split."),
-    out: Path = typer.Option(..., "--out", help="Where to write metrics JSON (metrics + provenance)."),
+    split: str = typer.Option(
+        "test", "--split",
+        help="Split to score, exactly its records. On the run's own data, a part of the run's split as train made it "
+        "(a grouped run: the keys of data.fractions, e.g. val, test); otherwise the dataset's published split.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write metrics JSON (metrics + provenance); default RUN_DIR/evaluations/SPLIT.json."
+    ),
     label_map: str | None = typer.Option(
         None, "--label-map", help="External validation: a label map name (medmm.data.label_maps); default: found from the datasets."
     ),
@@ -67,15 +91,23 @@ def evaluate(
     mbr_references: int | None = _MBR,
     set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
 ) -> None:
-    """Score a trained run on a split of any dataset root (another dataset = external validation)."""
+    """Score a trained run on its own held-out part (--split val/test) or a split of any dataset root
+    (another dataset = external validation)."""
+    import warnings
+
     from medmm.engine.api import evaluate as run_eval
+    from medmm.engine.eval_split import TrainingDataWarning
 
     mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
-    result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map, model_overrides=mo or None)
-    scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = out or run_dir / "evaluations" / f"{split}.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrainingDataWarning)  # printed below, louder
+        result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map, model_overrides=mo or None)
     prov = result["provenance"]
-    typer.echo(json.dumps(scalars))
+    print_metrics(result["metrics"], title=f"{split}: n = {prov['n_samples']}; {prov.get('split_source', '')}")
     typer.echo(f"{prov['n_samples']} samples, {prov['n_skipped']} skipped -> {out}")
+    if result.get("warning"):
+        typer.secho(f"WARNING: {result['warning']} (also in {out})", fg="red", bold=True, err=True)
     if prov.get("external"):
         lm = prov.get("label_map") or {}
         typer.echo(f"EXTERNAL validation on {prov['dataset']} (trained on {prov['training_dataset']}); label map: {lm.get('name', 'none')}")

@@ -49,22 +49,37 @@ def _overrides(root: Path, quick: bool, epochs_quick: int = 1) -> list[str]:
     return over
 
 
-def _train(config: str, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def _train(config: str, run_dir: Path, overrides: list[str], keep_checkpoints: bool) -> dict[str, Any]:
     from medmm.engine import load_config, train
 
     cfg = load_config(CONFIG_DIR / config, overrides)
-    return train(cfg, run_dir)
+    metrics = train(cfg, run_dir)
+    if not keep_checkpoints:
+        drop_checkpoints(run_dir)
+    return metrics
+
+
+def drop_checkpoints(run_dir: Path) -> int:
+    """Delete run_dir/checkpoints (best.ckpt and last.ckpt: model.pt already holds the best
+    weights; they only serve resuming, which the demo never does). Returns the bytes freed."""
+    ckpts = run_dir / "checkpoints"
+    freed = sum(f.stat().st_size for f in ckpts.rglob("*") if f.is_file()) if ckpts.is_dir() else 0
+    shutil.rmtree(ckpts, ignore_errors=True)
+    return freed
 
 
 def run_demo(
     out_dir: str | Path = "medmm_demo",
     *,
     quick: bool = False,
+    keep_checkpoints: bool = False,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run the demo pipeline into `out_dir` and return where its report is.
 
     quick=True trains for a few batches only (for tests); the structure of the output is the same.
+    keep_checkpoints=False deletes each run's checkpoints/ after training (model.pt stays): with
+    them the retrieval run alone holds three copies of its MiniLM text tower (about 300 MB).
     An existing `out_dir` is replaced, so every number in the report comes from this run.
     """
     from medmm.data.bundled import vqa_rad_sample_root
@@ -103,11 +118,11 @@ def run_demo(
 
     # 2. training, each task through the same engine
     runs = out / "runs"
-    step("vqa", "training the VQA model", lambda: _train("vqa.yaml", runs / "vqa", _overrides(root, quick, 2)))
+    step("vqa", "training the VQA model", lambda: _train("vqa.yaml", runs / "vqa", _overrides(root, quick, 2), keep_checkpoints))
     step(
         "retrieval",
         "training the image-text retrieval model",
-        lambda: _train("retrieval.yaml", runs / "retrieval", _overrides(root, quick)),
+        lambda: _train("retrieval.yaml", runs / "retrieval", _overrides(root, quick), keep_checkpoints),
     )
 
     def ablate() -> dict[str, Any]:
@@ -122,6 +137,9 @@ def run_demo(
             overrides=_overrides(root, quick, 2),
             n_resamples=200 if quick else 1000,
         )
+        if not keep_checkpoints:
+            for run_dir in sorted((out / "ablation" / "runs").iterdir()):
+                drop_checkpoints(run_dir)
         return {"baseline": table.baseline, "primary": table.primary, "files": table.files}
 
     step("ablation", "training the organ classifier: fusions vs image-only and text-only", ablate)
@@ -176,14 +194,12 @@ def run_demo(
 
 
 def _quiet_training_logs() -> None:
-    """Keep the demo's console to progress bars and results (Lightning's tips are noise here)."""
-    import logging
+    """Keep the demo's console to progress bars and results: Lightning's advice about data-loader
+    workers and the logging interval does not apply to a 600-question sample. (The litlogger tip
+    and the LeafSpec FutureWarning are dropped by the engine itself, medmm.engine.quiet.)"""
     import warnings
 
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"lightning\..*")
-    warnings.filterwarnings("ignore", category=UserWarning, message=r".*(treespec|LeafSpec|num_workers|logging interval).*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r".*(num_workers|logging interval).*")
 
 
 def _first_ids(run_dir: Path, n: int, split: str = "val") -> list[str]:

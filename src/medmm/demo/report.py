@@ -13,17 +13,19 @@ import math
 from pathlib import Path
 from typing import Any
 
+from medmm.engine.report import LIGHTBOX_CSS, figure_html
 from medmm.errors import MedmmError
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}caption{text-align:left;font-size:.9em;color:#555;padding:.2em 0;white-space:nowrap}
 .note{color:#555;font-size:.92em}.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}
-figure{display:inline-block;margin:.5em;vertical-align:top}figure img{max-width:320px;border:1px solid #ddd}
-figcaption{font-size:.85em;color:#555;max-width:320px}code{background:#f4f4f4;padding:.1em .3em}
-"""
+figure.fig{display:inline-block;margin:.5em;vertical-align:top}figure.fig img{max-width:480px;border:1px solid #ddd;cursor:zoom-in}
+figure.fig.wide{display:block}figure.fig.wide img{max-width:100%}
+figcaption{font-size:.85em;color:#555;max-width:480px}figure.wide figcaption{max-width:none}code{background:#f4f4f4;padding:.1em .3em}
+""" + LIGHTBOX_CSS
 
 
 def _esc(x: Any) -> str:
@@ -44,10 +46,11 @@ def _ci(ci: Any, nd: int = 3) -> str:
     return f" [{_num(ci[0], nd)}, {_num(ci[1], nd)}]"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    """An HTML table; `caption` says what it counts (its n), shown above it."""
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
 
 
 def read_metrics(run_dir: Path, split: str) -> dict[str, Any]:
@@ -69,11 +72,11 @@ def _rel(path: Path, base: Path) -> str:
     return path.resolve().relative_to(base.resolve()).as_posix()
 
 
-def _figures(paths: list[Path], base: Path, limit: int = 8) -> str:
-    figs = []
-    for p in paths[:limit]:
-        figs.append(f'<figure><img src="{_esc(_rel(p, base))}" alt="{_esc(p.stem)}"><figcaption>{_esc(p.stem)}</figcaption></figure>')
-    return "".join(figs)
+def _figures(items: list[tuple[Path, str]], base: Path, wide: bool = False) -> str:
+    """(PNG, caption) pairs as thumbnails that open full size (light box) and link to the PNG."""
+    return "".join(
+        figure_html(_rel(p, base), caption, _rel(p, base), css_class="wide" if wide else "") for p, caption in items if p.is_file()
+    )
 
 
 def _data_section(out: Path) -> str:
@@ -81,7 +84,7 @@ def _data_section(out: Path) -> str:
     grouped = json.loads((out / "data" / "check_grouped_by_image.json").read_text())
     counts = official["counts"]
     rows = [[_esc(split), _num(n)] for split, n in counts.items()]
-    parts = [_table(["official split", "questions"], rows)]
+    parts = [_table(["official split", "questions"], rows, f"n = {sum(counts.values())} questions in the bundled sample")]
     if not counts.get("test"):
         parts.append(
             '<p class="warn">This CC0 sample holds only VQA-RAD\'s official <b>training</b> questions, so the '
@@ -93,7 +96,8 @@ def _data_section(out: Path) -> str:
     leak = grouped["leakage"]
     parts.append(
         _table(
-            ["image-grouped split", "questions"], [[_esc(s), _num(n)] for s, n in grouped["counts"].items()]
+            ["image-grouped split", "questions"], [[_esc(s), _num(n)] for s, n in grouped["counts"].items()],
+            f"n = {sum(grouped['counts'].values())} questions, split 80/20 by image (seed 0), as the VQA run splits them",
         )
     )
     parts.append(f"<p>Leakage check of that split (image ids and identical image files across splits): <b>{_esc(_leak_text(leak))}</b></p>")
@@ -101,7 +105,7 @@ def _data_section(out: Path) -> str:
     for target, info in official.get("labels", {}).items():
         label_rows.append([_esc(target), _num(info.get("n_classes", len(info.get("counts", {})))), _num(info.get("imbalance_ratio"), 2)])
     if label_rows:
-        parts.append(_table(["target", "classes", "imbalance (max/min)"], label_rows))
+        parts.append(_table(["target", "classes", "imbalance (max/min)"], label_rows, f"labels of the n = {sum(counts.values())} questions"))
     return "".join(parts)
 
 
@@ -129,13 +133,19 @@ def _vqa_section(out: Path) -> str:
     ]
     # The answers themselves (with the cells the model attended to) first, then accuracy by
     # question type, then the loss curve; the rest is in the full run report.
-    wanted = ("vqa_examples_val.png", "by_question_type_val.png", "loss.png")
-    plots = [run / "plots" / name for name in wanted if (run / "plots" / name).is_file()]
+    n = m.get("n", m.get("n_samples", "?"))
+    plots = [
+        (run / "plots" / "vqa_examples_val.png", "answers to held-out questions (val), with the image cells the model attended to"),
+        (run / "plots" / "by_question_type_val.png", f"val accuracy by question type (n = {n}; each type's n under its bars)"),
+        (run / "plots" / "loss.png", "training and validation loss per optimizer step"),
+    ]
     return (
-        f"<p>Image + question &rarr; answer; held-out questions of unseen images (n = {_num(m.get('n', m.get('n_samples', '?')))}).</p>"
-        + _table(["metric (95% bootstrap CI over images)", "value"], rows)
+        f"<p>Image + question &rarr; answer; held-out questions of unseen images (n = {_num(n)}).</p>"
+        + _table(["metric (95% bootstrap CI over images)", "value"], rows,
+                 f"validation part: n = {_num(n)} questions on images the model never saw in training")
         + f'<p><a href="{_rel(run / "report.html", out)}">full run report</a></p>'
-        + _figures(plots, out, 3)
+        + _figures(plots[:2], out, wide=True)
+        + _figures(plots[2:], out)
     )
 
 
@@ -149,7 +159,9 @@ def _retrieval_section(out: Path) -> str:
             rows.append([_esc(direction.replace("_", " ")), _esc(key), _num(v, 2) + _ci(ci.get(key), 2), _num(rnd.get(key), 2)])
     return (
         "<p>Dual encoder (contrastive), test images unseen in training; every question/answer text of an image is a positive.</p>"
-        + _table(["direction", "metric", "model [95% CI]", "random ranking"], rows)
+        + _table(["direction", "metric", "model [95% CI]", "random ranking"], rows,
+                 f"test part: n = {_num(m.get('n_images', '?'))} images and {_num(m.get('n_texts', '?'))} texts "
+                 "(question + answer) of images unseen in training")
         + f'<p><a href="{_rel(run / "report.html", out)}">full run report</a></p>'
     )
 
@@ -178,21 +190,45 @@ def _ablation_section(out: Path) -> str:
         "<p>Image + question &rarr; organ (HEAD / CHEST / ABD), label words masked from the question; every variant "
         "trained with the same data, budget and seed, scored on the same test split; CIs are bootstrap over images, "
         f"p-values paired tests against the best unimodal baseline (<b>{_esc(data.get('baseline'))}</b>).</p>"
-        + _table(header, body)
-        + f'<p class="note">n test = {_esc(rows[0]["n_test"] if rows else "?")}; full table: <a href="{_rel(abl / "table.md", out)}">table.md</a></p>'
-        + (_figures([png], out, 1) if png.exists() else "")
+        + _split_table(abl)
+        + _table(header, body, f"test part: n = {_esc(rows[0]['n_test'] if rows else '?')} questions; one seed per variant")
+        + f'<p class="note">full table: <a href="{_rel(abl / "table.md", out)}">table.md</a></p>'
+        + _figures([(png, "AUROC and macro-F1 of each variant with 95% CIs; p-values (paired bootstrap) vs the baseline (red) under the names")], out, wide=True)
     )
 
 
+def _split_table(abl: Path) -> str:
+    """The organ classifier's data: how many questions each part of its split holds."""
+    rows = []
+    for run in sorted((abl / "runs").iterdir()):
+        for part in ("train", "val", "test"):
+            path = run / "metrics" / f"{part}.json"
+            if path.is_file():
+                prov = json.loads(path.read_text()).get("provenance", {})
+                rows.append([_esc(part), _num(prov.get("n_samples"))])
+        if rows:
+            total = sum(int(r[1]) for r in rows if r[1].isdigit())
+            return _table(["part", "questions"], rows,
+                          f"its split: n = {total} questions grouped by image (60/15/25, seed 0), the same for every variant")
+    return ""
+
+
 def _explain_section(out: Path) -> str:
+    """One labelled panel per explained sample (id, question, prediction, reference in the image)."""
     parts = []
     for sub in sorted((out / "explanations").iterdir()):
-        if not sub.is_dir():
+        summary_path = sub / "explanations.json"
+        if not sub.is_dir() or not summary_path.is_file():
             continue
-        pngs = sorted(sub.rglob("*.png"))
+        summary = json.loads(summary_path.read_text())
         page = sub / "index.html"
         link = f' (<a href="{_rel(page, out)}">details: token attributions, modality contributions, faithfulness</a>)' if page.exists() else ""
-        parts.append(f"<h3>{_esc(sub.name.replace('_', ' '))}{link}</h3>" + _figures(pngs, out, 6))
+        items = []
+        for rec in summary["samples"]:
+            if rec.get("panel_png"):
+                ref = "" if rec.get("reference") is None else f"; reference {rec['reference']}"
+                items.append((sub / rec["panel_png"], f"sample {rec['id']}: predicted {rec['explained_class']}{ref}"))
+        parts.append(f"<h3>{_esc(sub.name.replace('_', ' '))}: {len(items)} validation samples{link}</h3>" + _figures(items, out, wide=True))
     return "".join(parts)
 
 
@@ -221,7 +257,7 @@ def write_report(result: Any) -> Path:
         f"<!doctype html><html><head><meta charset='utf-8'><title>medmm demo report</title><style>{CSS}</style></head><body>"
         "<h1>medmm demo</h1><p class='note'>Bundled CC0 VQA-RAD sample (102 images, 602 questions); "
         "everything trained on this machine's CPU by this run. Numbers are read from the run directories.</p>"
-        f"{body}<h2>Time</h2><table>{timings}</table></body></html>"
+        f"{body}<h2>Time</h2><table><caption>wall time of each step of this run, on this machine</caption>{timings}</table></body></html>"
     )
     result.report.write_text(page, encoding="utf-8")
     return result.report

@@ -183,6 +183,10 @@ def _loggers(run_dir: Path) -> list:
 
     from lightning.pytorch.loggers import CSVLogger
 
+    from medmm.engine.quiet import quiet_lightning
+
+    quiet_lightning()  # no litlogger advert next to the loggers we chose, no LeafSpec FutureWarning
+
     loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -491,37 +495,48 @@ def _samples_for(
 @_restoring_threads
 def evaluate(
     run_dir: str | Path,
-    data_root: str | Path,
+    data_root: str | Path | None = None,
     dataset: str | None = None,
     split: str = "test",
     out: str | Path | None = None,
     label_map: str | None = None,
     model_overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score a trained run on exactly the records of `split` under `data_root` (no re-splitting).
+    """Score a trained run on exactly the records of `split` (no re-splitting of a given root).
 
-    `data_root` may be any folder in the dataset's layout, e.g. one holding only the official
-    test split. Returns {"metrics": ..., "provenance": ...}; also written to `out` if given.
+    `data_root=None` scores the run's own data: `split` then names a part of the run's split as
+    `train` built it ("val", "test" of a grouped split), so a run's held-out part is evaluable
+    by name. `data_root` may also be any folder in the dataset's layout, e.g. one holding only
+    the official test split. Scoring samples the run trained on warns (TrainingDataWarning)
+    and says so in the result ("warning", provenance "n_trained_on").
+    Returns {"metrics": ..., "provenance": ...}; also written to `out` if given.
     External validation: when `dataset` differs from the training dataset (or `label_map`
     names a mapping), the task's `prepare_external` maps its label space onto the other
     dataset's; provenance then holds "external": true and the mapping used.
     `model_overrides`: see `load_run` (recorded in the provenance).
     """
+    import warnings
+
+    from medmm.engine.eval_split import TrainingDataWarning, eval_samples
+
     cfg, task = load_run(run_dir, model_overrides)
     _set_threads(cfg)
-    samples, load_skipped, name = _samples_for(cfg, data_root, dataset, split)
-    if not samples:
-        raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
+    samples, load_skipped, name, root, extras = eval_samples(cfg, data_root, dataset, split)
     external = name != cfg.data.dataset or label_map is not None
     mapping = task.prepare_external(name, label_map) if external else None
     records, skipped = run_inference(task, samples, cfg)
     metrics = task.compute_metrics(records) if records else {}
-    result = {
+    result: dict[str, Any] = {
         "metrics": metrics,
         "provenance": _provenance(
-            cfg, name, str(Path(data_root).resolve()), split, len(records), _skip_list(load_skipped, skipped), Path(run_dir).resolve()
+            cfg, name, str(root.resolve()), split, len(records), _skip_list(load_skipped, skipped), Path(run_dir).resolve()
         ),
     }
+    warning = extras.pop("warning", None)
+    result["provenance"].update(extras)
+    if warning:
+        result["warning"] = warning
+        warnings.warn(f"{run_dir}: {warning}", TrainingDataWarning, stacklevel=2)
     result["provenance"]["external"] = external
     if model_overrides:
         result["provenance"]["model_overrides"] = list(model_overrides)

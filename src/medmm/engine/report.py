@@ -22,6 +22,34 @@ from typing import Any
 
 from medmm.engine import rundir as rd
 
+# A figure opens full size without JavaScript: the thumbnail links to a CSS :target light box
+# (the PNG at its natural size, with its caption), and the caption links to the PNG itself.
+LIGHTBOX_CSS = (
+    ".lightbox{display:none;position:fixed;inset:0;z-index:10;background:rgba(0,0,0,.85);overflow:auto;padding:1.5em;text-align:center}"
+    ".lightbox:target{display:block}.lightbox .lb-bg{position:fixed;inset:0}"
+    ".lightbox figure{position:relative;display:inline-block;margin:0;background:#fff;padding:.6em;text-align:left}"
+    ".lightbox figure img{max-width:none;width:auto;height:auto;display:block;border:0}"
+    ".lightbox figcaption{max-width:none;font-size:.9em;color:#333}"
+)
+
+
+def figure_html(src: str, caption: str, key: str, *, caption_html: str | None = None, css_class: str = "") -> str:
+    """A thumbnail that opens the PNG full size in a light box (no JavaScript), plus a link to the PNG.
+
+    src: the PNG's URL relative to the page; caption: plain text (escaped; also the alt text);
+    caption_html: an already-escaped caption to show instead; key: unique on the page (anchor id).
+    """
+    cap = caption_html if caption_html is not None else html.escape(caption)
+    src_e, alt, anchor = html.escape(src), html.escape(caption), "fig-" + "".join(ch if ch.isalnum() else "-" for ch in key)
+    return (
+        f'<figure class="fig {css_class}"><a href="#{anchor}" title="open full size"><img src="{src_e}" alt="{alt}"></a>'
+        f'<figcaption>{cap} <a href="{src_e}">[PNG]</a></figcaption></figure>'
+        f'<div class="lightbox" id="{anchor}"><a class="lb-bg" href="#_" aria-label="close"></a>'
+        f'<figure><img src="{src_e}" alt="{alt}"><figcaption>{cap} &middot; <a href="{src_e}">open the PNG</a>'
+        f' &middot; <a href="#_">close</a></figcaption></figure></div>'
+    )
+
+
 
 def _read_csv_log(path: Path) -> dict[str, list[tuple[float, float]]]:
     """metric name -> [(step, value)] from Lightning's CSV log."""
@@ -55,10 +83,34 @@ def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> lis
     losses = {k: v for k, v in series.items() if k.removesuffix("_step").removesuffix("_epoch").endswith("loss")}
     if losses:
         made.append(_line_plot(losses, "loss", out / "loss.png", legend_size=8, dense_markers=False))
-    vals = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses}
-    if vals:
-        made.append(_line_plot(dict(sorted(vals.items())[:12]), "validation metric", out / "val_metrics.png", legend_size=7))
+    # Headline validation metrics only: breakdowns ("val/by_question_type/ABN/n") have their own
+    # charts, and counts (n, n_open) are not curves. Rates in [0, 1] and other scales (R@k in
+    # percent, ranks) go on separate axes, so a count or a rank never flattens an accuracy.
+    vals = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses
+            and "/by_" not in k and not _is_count_name(k)}
+    rates = {k: v for k, v in vals.items() if all(0.0 <= y <= 1.0 for _, y in v)}
+    other = {k: v for k, v in vals.items() if k not in rates}
+    if rates:
+        made.append(_line_plot(dict(sorted(rates.items())[:12]), "validation metric (rate)", out / "val_metrics.png", legend_size=7))
+    if other:
+        made.append(_line_plot(dict(sorted(other.items())[:12]), "validation metric", out / "val_metrics_other.png", legend_size=7))
     return made
+
+
+_CURVE_CAPTIONS = {
+    "loss.png": "training and validation loss per optimizer step",
+    "val_metrics.png": "validation metrics in [0, 1] per optimizer step",
+    "val_metrics_other.png": "validation metrics on other scales (percent, ranks) per optimizer step",
+}
+
+
+def _total(cm: list[list[float]]) -> str:
+    return f"{sum(sum(r) for r in cm):g}"
+
+
+def _is_count_name(name: str) -> bool:
+    last = name.rsplit("/", 1)[-1]
+    return last == "n" or last.startswith("n_") or last.endswith("_n")
 
 
 def _plot_confusion(cm: list[list[float]], labels: list[str], title: str, path: Path) -> None:
@@ -183,7 +235,7 @@ def _split_section(metrics: dict[str, Any], split: str, plots: Path) -> list[str
             if name.startswith("by_"):
                 png = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in f"{name}_{split}") + ".png"
                 _plot_per_class(value, f"{split}: {name.removeprefix('by_').replace('_', ' ')}", plots / png, max_metrics=4)
-                parts.append(f'<img src="plots/{html.escape(png)}" alt="{html.escape(png)}">')
+                parts.append(figure_html(f"plots/{png}", f"{split}: {name.removeprefix('by_').replace('_', ' ')}", png))
         elif all(not isinstance(v, (dict, list)) for v in value.values()):
             parts.append(f"<h3>{html.escape(name)}</h3>" + _metrics_table(value, metrics.get(f"{name}_ci") or {}))
     return parts
@@ -221,27 +273,28 @@ def write_report(run_dir: str | Path) -> Path:
 
     images = _plot_curves(_read_csv_log(run_dir / "logs" / "metrics.csv"), plots)
     for name in images:
-        parts.append(f'<img src="plots/{name}" alt="{name}">')
+        parts.append(figure_html(f"plots/{name}", _CURVE_CAPTIONS.get(name, name), name))
 
     for mpath in sorted((run_dir / "metrics").glob("*.json")):
         data = rd.read_json(mpath)
         split = mpath.stem
         metrics = data.get("metrics", {})
-        parts.append(f"<h2>{html.escape(split)}</h2>")
+        n = data.get("provenance", {}).get("n_samples")
+        parts.append(f"<h2>{html.escape(split)}" + (f" (n = {n})" if n is not None else "") + "</h2>")
         parts.extend(_split_section(metrics, split, plots))
         cm, labels = metrics.get("confusion_matrix"), metrics.get("labels")
         if isinstance(cm, list) and cm and isinstance(cm[0], list):
             labels = labels if isinstance(labels, list) and len(labels) == len(cm) else [str(i) for i in range(len(cm))]
             name = f"confusion_{split}.png"
             _plot_confusion(cm, [str(x) for x in labels], f"{split}: confusion matrix", plots / name)
-            parts.append(f'<img src="plots/{name}" alt="{name}">')
+            parts.append(figure_html(f"plots/{name}", f"{split}: confusion matrix (n = {_total(cm)})", name))
         per_class = metrics.get("per_class")
         if isinstance(per_class, dict) and per_class and all(isinstance(v, dict) for v in per_class.values()):
             name = f"per_class_{split}.png"
             _plot_per_class(per_class, f"{split}: per class", plots / name)
-            parts.append(f'<img src="plots/{name}" alt="{name}">')
+            parts.append(figure_html(f"plots/{name}", f"{split}: per class", name))
         for name in _task_figures(run_dir, split, plots):
-            parts.append(f'<img src="plots/{html.escape(name)}" alt="{html.escape(name)}">')
+            parts.append(figure_html(f"plots/{name}", f"{split}: {Path(name).stem.replace('_', ' ')}", name))
         parts.append("<h3>provenance</h3>" + _table(data.get("provenance", {})))
 
     parts.append("<h2>environment</h2>" + _table(env))
@@ -249,7 +302,8 @@ def write_report(run_dir: str | Path) -> Path:
     style = (
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
         "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-        "img{max-width:100%;display:block;margin:1em 0}"
+        "figure.fig{margin:1em 0}figure.fig img{max-width:100%;display:block}figcaption{font-size:.85em;color:#555}"
+        + LIGHTBOX_CSS
     )
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>medmm run {html.escape(run_dir.name)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
     out = run_dir / "report.html"

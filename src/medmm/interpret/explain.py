@@ -254,7 +254,7 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
         target = int(ex.targets[i])
         rec: dict[str, Any] = {"id": sid, "task": ex.kind, "explained_class": ex.classes[target],
                                "probability": float(probs[i, target]), "text": ex.texts[i],
-                               "reference": _reference(s, ex.kind), "heatmaps": {}}
+                               "reference": _reference(s, ex.kind, task), "heatmaps": {}}
         if ex.images is not None:
             rec["input_png"] = str(render.save_image(ex.images[i], d / "input.png", scale).relative_to(out_dir))
             heats = _image_heatmaps(ex, i, methods, ig_steps, occlusion_window)
@@ -273,6 +273,9 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
                                       **{k: f[k] for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
                                                             "random_insertion_auc", "deletion_gain", "insertion_gain", "unfaithful")},
                                       "deletion_curve": f["deletion"], "insertion_curve": f["insertion"]}
+            tiles = [("input", d / "input.png")] + [
+                (render.method_label(m), out_dir / h["png"]) for m, h in rec["heatmaps"].items()]
+            rec["panel_png"] = str(render.save_panel(tiles, _panel_title(rec), d / "panel.png").relative_to(out_dir))
         if tok_attr is not None:
             nt = int(ex.attention_mask[i].sum())
             toks = token_strings(ex.text_encoder, ex.input_ids[i, :nt].tolist())
@@ -352,10 +355,26 @@ def explain_word_regions(task: Any, samples: list[Any], out_dir: str | Path, sca
     return summary
 
 
-def _reference(s: Any, kind: str) -> str | None:
+def _reference(s: Any, kind: str, task: Any = None) -> str | None:
     if kind == "vqa":
         return s.text.get("answer")
-    return None
+    target = getattr(getattr(task, "config", None), "target", None)  # diagnosis: the labelled class
+    value = s.targets.get(target) if isinstance(target, str) else None
+    return None if value is None else str(value)
+
+
+def _panel_title(rec: dict[str, Any]) -> list[str]:
+    """What a sample's panel explains: id, input text, prediction (with p) and reference."""
+    word = "question" if rec["task"] == "vqa" else "text"
+    lines = [f"sample {rec['id']}"]
+    text = " ".join(t for t in str(rec.get("text") or "").split() if t not in _SPECIAL_TOKENS)
+    if text:
+        lines.append(f"{word}: {text}")
+    ref = rec.get("reference")
+    verdict = "" if ref is None else ("  (correct)" if str(ref).strip().lower() == str(rec["explained_class"]).strip().lower() else "  (wrong)")
+    lines.append(f"prediction: {rec['explained_class']} (p = {rec['probability']:.2f})"
+                 + ("" if ref is None else f"   reference: {ref}") + verdict)
+    return lines
 
 
 def _page(summary: dict[str, Any], title: str | None = None) -> str:
@@ -363,11 +382,13 @@ def _page(summary: dict[str, Any], title: str | None = None) -> str:
     for r in summary["samples"]:
         figs = []
         if r.get("input_png"):
-            figs.append(f"<figure><img src='{html.escape(r['input_png'])}'><figcaption>input</figcaption></figure>")
+            figs.append(f"<figure><a href='{html.escape(r['input_png'])}'><img src='{html.escape(r['input_png'])}' alt='input'></a>"
+                        "<figcaption>input</figcaption></figure>")
         for m, h in r["heatmaps"].items():
             flag = ("<span class='flag'>UNFAITHFUL: deletion AUC not below random</span>" if h["unfaithful"]
                     else "<span class='ok'>beats random</span>")
-            figs.append(f"<figure><img src='{html.escape(h['png'])}'><figcaption><b>{html.escape(m)}</b><br>"
+            figs.append(f"<figure><a href='{html.escape(h['png'])}'><img src='{html.escape(h['png'])}' alt='{html.escape(render.method_label(m))}'></a>"
+                        f"<figcaption><b>{html.escape(render.method_label(m))}</b><br>"
                         f"deletion AUC {h['deletion_auc']:.3f} (random {h['random_deletion_auc']:.3f})<br>"
                         f"insertion AUC {h['insertion_auc']:.3f} (random {h['random_insertion_auc']:.3f})<br>{flag}</figcaption></figure>")
         body = f"<div class='row'>{''.join(figs)}</div>"

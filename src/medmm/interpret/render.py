@@ -66,6 +66,52 @@ def save_image(image: Any, path: str | Path, scale: int = 1) -> Path:
     return save_png(overlay_rgb(image, np.zeros(_to_numpy(image).shape[-2:]), 0.0), path, scale)
 
 
+# What a reader sees instead of the method keys (file names keep the keys: gradcam++ -> gradcampp.png).
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "integrated_gradients": "integrated gradients",
+    "occlusion": "occlusion",
+    "attention_rollout": "attention rollout",
+    "cross_attention": "cross-attention (question to image)",
+}
+
+
+def method_label(method: str) -> str:
+    """The readable name of an explanation method key."""
+    return METHOD_LABELS.get(method, method.replace("_", " "))
+
+
+def save_panel(tiles: list[tuple[str, str | Path]], title_lines: list[str], path: str | Path, tile_inches: float = 2.4) -> Path:
+    """One labelled PNG of a sample's explanation: its tiles (label, PNG) in a row under a title
+    that says what is explained (sample id, question/text, prediction, reference), so the
+    picture still says what it shows when opened on its own."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(tiles))
+    width = tile_inches * n
+    lines = [w for line in title_lines for w in textwrap.wrap(line, width=int(width * 13)) or [""]]
+    head = 0.22 * len(lines) + 0.2
+    fig, axes = plt.subplots(1, n, figsize=(width, tile_inches + 0.35 + head), squeeze=False)
+    for ax, (label, png) in zip(axes[0], tiles, strict=False):
+        ax.imshow(mpimg.imread(str(png)))
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.text(0.01, 0.99, "\n".join(lines), ha="left", va="top", fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, wspace=0.05, top=1 - (head + 0.1) / (tile_inches + 0.35 + head))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def merge_wordpieces(tokens: list[str], weights: list[float]) -> tuple[list[str], list[float]]:
     """Join WordPiece continuations ("##x") to their word, summing the attributions."""
     words: list[str] = []

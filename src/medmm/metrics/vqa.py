@@ -134,7 +134,8 @@ def vqa_metrics(
     if question_types is not None:
         groups: dict[str, list[dict[str, Any]]] = {}
         for item, qt in zip(items, question_types, strict=True):
-            groups.setdefault(str(qt) if qt else "unknown", []).append(item)
+            # case-normalised: VQA-RAD writes both "OTHER" and "Other"
+            groups.setdefault(str(qt).strip().upper() if qt else "unknown", []).append(item)
         out["by_question_type"] = {k: _summary(v) for k, v in sorted(groups.items())}
     by_answer: dict[str, list[dict[str, Any]]] = {}
     for item in items:

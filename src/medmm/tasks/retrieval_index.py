@@ -4,8 +4,8 @@ An index folder holds two `VectorIndex`es and a description:
 
     INDEX/
       index.json   run dir, dataset, split, data root, counts (what the index was built from)
-      image/       one vector per distinct image; metadata: sample ids, image path, case, text
-      text/        one vector per distinct text;  metadata: sample ids, text, image key, path
+      image/       one vector per distinct image; metadata: sample ids, image path, case, patient, image id, text
+      text/        one vector per distinct text;  metadata: sample ids, text, image key, path, case, patient, image id
 
 A text query searches `image/` and an image query searches `text/` (cross-modal); either may
 also search its own modality. Every hit's metadata names the sample(s) it came from.
@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,15 @@ def build_index(
     dataset: str | None = None,
     split: str = "train",
     kind: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> IndexSummary:
     """Embed every image and text of `split` with the run's model and save both indexes to `out`.
 
     The folder is written next to `out` and renamed into place, so a failed build never
-    leaves a half-written index.
+    leaves a half-written index. `progress(done, total)` is called after each chunk of samples
+    (`medmm index build` draws a progress bar with it).
     """
     from medmm.data.registry import load_dataset
-    from medmm.engine.api import run_inference
     from medmm.knowledge.vector_index import VectorIndex
 
     cfg, task = _load_retrieval_run(run_dir)
@@ -74,7 +76,7 @@ def build_index(
     if not ss.samples:
         raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}")
     by_id = {s.id: s for s in ss.samples}
-    records, skipped = run_inference(task, list(ss.samples), cfg)
+    records, skipped = _embed_with_progress(task, list(ss.samples), cfg, progress)
 
     images: dict[str, dict[str, Any]] = {}
     texts: dict[str, dict[str, Any]] = {}
@@ -86,13 +88,15 @@ def build_index(
         if ik not in images:
             images[ik] = {
                 "vec": pred["image_embedding"],
-                "meta": {"sample_ids": [], "image_path": path, "case_id": sample.case_id, "patient_id": sample.patient_id, "text": ref.get("text"), "dataset": name, "split": split},
+                "meta": {"sample_ids": [], "image_path": path, "case_id": sample.case_id, "patient_id": sample.patient_id,
+                         "image_id": sample.image_id, "text": ref.get("text"), "dataset": name, "split": split},
             }
         images[ik]["meta"]["sample_ids"].append(rec["id"])
         if tk not in texts:
             texts[tk] = {
                 "vec": pred["text_embedding"],
-                "meta": {"sample_ids": [], "text": ref.get("text"), "image_key": ik, "image_path": path, "case_id": sample.case_id, "dataset": name, "split": split},
+                "meta": {"sample_ids": [], "text": ref.get("text"), "image_key": ik, "image_path": path, "case_id": sample.case_id,
+                         "patient_id": sample.patient_id, "image_id": sample.image_id, "dataset": name, "split": split},
             }
         texts[tk]["meta"]["sample_ids"].append(rec["id"])
 
@@ -132,8 +136,47 @@ def build_index(
     return IndexSummary(out, len(images), len(texts), len(records), len(desc["skipped"]), built_kind)
 
 
+def _embed_with_progress(task: Any, samples: list[Any], cfg: Any, progress: Callable[[int, int], None] | None,
+                         chunk: int = 64) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """run_inference over `samples` in chunks, reporting (done, total) after each."""
+    from medmm.engine.api import run_inference
+
+    records: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for start in range(0, len(samples), chunk):
+        recs, skip = run_inference(task, samples[start : start + chunk], cfg)
+        records.extend(recs)
+        skipped.update(skip)
+        if progress is not None:
+            progress(min(start + chunk, len(samples)), len(samples))
+    return records, skipped
+
+
+def read_queries(path: str | Path) -> list[dict[str, str]]:
+    """Queries from a text file, one per line: a text, or "image:PATH" for an image query
+    (a relative PATH is taken from the file's folder). Blank lines and lines starting with "#"
+    are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "query file not found")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("image:"):
+            img = Path(line.removeprefix("image:").strip())
+            out.append({"image": str(img if img.is_absolute() else path.parent / img)})
+        else:
+            out.append({"text": line})
+    if not out:
+        raise BadInputError(path, "no queries (one text per line, or image:PATH)")
+    return out
+
+
 class RetrievalSearcher:
-    """Loads an index folder and its run's model; embeds queries and searches."""
+    """Loads an index folder and its run's model once; embeds queries and searches, as often as
+    wanted (`searcher.search(text=...)`, `searcher.search_many([...])`): keep one and reuse it."""
 
     def __init__(self, index_dir: str | Path, run_dir: str | Path | None = None):
         from medmm.knowledge.vector_index import VectorIndex
@@ -177,3 +220,31 @@ class RetrievalSearcher:
             raise MedmmError(f"unknown target {target!r}; use image or text")
         vec = self.embed_text(text) if text is not None else self.embed_image(image)
         return self.indexes[target].search_one(vec, k)
+
+    def search_many(self, queries: list[dict[str, str]], k: int = 10, target: str | None = None) -> list[list[Any]]:
+        """Hits for each query ({"text": ...} or {"image": path}, as `read_queries` gives), in order.
+        All text queries are embedded in one batched call."""
+        text_pos = [i for i, q in enumerate(queries) if "text" in q]
+        if any(not queries[i]["text"].strip() for i in text_pos):
+            raise MedmmError("empty text query")
+        emb = self.task.encode_texts([queries[i]["text"] for i in text_pos]).float().cpu().numpy() if text_pos else []
+        vecs = dict(zip(text_pos, emb, strict=True))
+        out = []
+        for i, q in enumerate(queries):
+            tgt = target or ("image" if "text" in q else "text")
+            if tgt not in self.indexes:
+                raise MedmmError(f"unknown target {tgt!r}; use image or text")
+            vec = vecs[i] if i in vecs else self.embed_image(q["image"])
+            out.append(self.indexes[tgt].search_one(vec, k))
+        return out
+
+
+def case_label(meta: dict[str, Any]) -> str:
+    """What a hit belongs to, for people: its case id, else its patient id, else its image
+    (VQA-RAD, for one, has neither cases nor patients)."""
+    if meta.get("case_id"):
+        return str(meta["case_id"])
+    if meta.get("patient_id"):
+        return f"patient {meta['patient_id']}"
+    image = meta.get("image_id") or (Path(meta["image_path"]).name if meta.get("image_path") else None)
+    return f"image {image}" if image else ""

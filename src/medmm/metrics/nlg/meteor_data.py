@@ -4,7 +4,8 @@
   and ``synonym/english.exceptions`` (WordNet 3.0 synsets and irregular forms),
   ``nonbreaking/english.prefixes`` (the normaliser's non-breaking prefixes).
 * ``data/paraphrase-en.gz`` beside it: 5.3 M English paraphrase pairs. Parsing it takes ~30 s, so the
-  first use converts it once into a compact integer index (numpy ``.npy`` files, ~0.2 GB) under the
+  first use converts it once (streamed, ``ensure_paraphrase_index``) into a compact integer index
+  (numpy ``.npy`` files, ~0.2 GB) under the
   cache folder (``$MEDMM_CACHE`` or ``~/.cache/medmm``); later runs memory-map that index and keep
   only the pairs whose words all occur in the texts being scored (which cannot change any alignment).
 
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +30,7 @@ import numpy as np
 
 from medmm.errors import BadInputError, MissingDependencyError
 
-__all__ = ["MeteorResources", "ParaphraseTable", "load_resources", "normalize_line", "resource_paths"]
+__all__ = ["MeteorResources", "ParaphraseTable", "ensure_paraphrase_index", "load_resources", "normalize_line", "resource_paths"]
 
 
 def resource_paths() -> tuple[Path, Path]:
@@ -240,31 +242,89 @@ def _pair_keys(ids: np.ndarray, offsets: np.ndarray, n_words: int) -> np.ndarray
     return (np.minimum.reduceat(coded, offsets[0:-1:2]) & 0xFFFF).astype(np.uint16)
 
 
-def _build_paraphrase_index(gz_path: Path, out: Path) -> None:
-    """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays."""
-    with gzip.open(gz_path, "rb") as f:
-        text = f.read().decode("utf-8")
-    if re.search(r"[^\S \n]", text):  # str.split() == StringTokenizer only for ' ' and '\n'
-        split = java_tokens
-    else:
-        split = str.split
-    lines = text.split("\n")
-    del text
-    refs, paras = lines[1::3], lines[2::3]
-    n = min(len(refs), len(paras))
-    phrases = [None] * (2 * n)
-    phrases[0::2] = refs[:n]
-    phrases[1::2] = paras[:n]
-    del lines, refs, paras
-    lengths = np.fromiter((len(split(p)) for p in phrases), dtype=np.int64, count=2 * n)
-    tokens = split(" ".join(phrases)) if split is str.split else [t for p in phrases for t in split(p)]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(tokens))}
-    ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-    del tokens, phrases
-    offsets = np.zeros(2 * n + 1, dtype=np.int64)
+_R_OTHER_SPACE = re.compile(r"[^\S \n]")  # whitespace other than " " and "\n"
+
+
+def _build_paraphrase_index(gz_path: Path, out: Path, progress: Callable[[int, int], None] | None = None,
+                            block: int = 16 << 20) -> None:
+    """Parse paraphrase-en.gz (prob / phrase / paraphrase line triples) into integer arrays.
+
+    Streams the file in blocks of whole line triples into compact arrays (uint16 word ids, uint8
+    phrase lengths): the peak memory is a few hundred MB instead of the ~4 GB that holding the
+    whole decoded text and its token strings took, for the same CPU time. Tokens are METEOR's
+    (java.util.StringTokenizer: " ", tab, CR, LF, FF); where a block holds no other whitespace,
+    str.split gives the same tokens faster. `progress(bytes_read, bytes_total)` follows the .gz.
+    """
+    vocab: dict[str, int] = {}
+    id_parts: list[np.ndarray] = []
+    len_parts: list[np.ndarray] = []
+
+    def add(lines: list[bytes]) -> None:
+        """Whole triples only: phrase = lines[1::3], paraphrase = lines[2::3]."""
+        phrases = [None] * (2 * (len(lines) // 3))
+        phrases[0::2] = lines[1::3]
+        phrases[1::2] = lines[2::3]
+        text = [p.decode("utf-8") for p in phrases]
+        split = java_tokens if any(_R_OTHER_SPACE.search(t) for t in text) else str.split
+        lengths = np.fromiter((len(split(t)) for t in text), dtype=np.int64, count=len(text))
+        tokens = split(" ".join(text)) if split is str.split else [w for t in text for w in split(t)]
+        for w in dict.fromkeys(tokens):
+            if w not in vocab:
+                vocab[w] = len(vocab)
+        if len(vocab) >= 2**16 or (lengths.size and lengths.max() >= 2**8):
+            raise BadInputError(gz_path, "paraphrase table too large for the compact index (uint16 words, uint8 lengths)")
+        id_parts.append(np.fromiter(map(vocab.__getitem__, tokens), dtype=np.uint16, count=len(tokens)))
+        len_parts.append(lengths.astype(np.uint8))
+
+    total = gz_path.stat().st_size
+    carry: list[bytes] = []  # complete lines not yet forming whole triples
+    tail = b""  # an unfinished line
+    with open(gz_path, "rb") as fh, gzip.GzipFile(fileobj=fh) as f:
+        while chunk := f.read(block):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            lines = carry + lines
+            cut = len(lines) - len(lines) % 3
+            add(lines[:cut])
+            carry = lines[cut:]
+            if progress is not None:
+                progress(fh.tell(), total)
+    # what is left is text.split("\n")'s last pieces (the final "" when the file ends with "\n")
+    # (a phrase without its paraphrase line is dropped, as the former parser's min(len) did)
+    lines = carry + [tail]
+    add(lines[: len(lines) - len(lines) % 3])
+    if progress is not None:
+        progress(total, total)
+    lengths = np.concatenate(len_parts) if len_parts else np.zeros(0, np.uint8)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    assert len(vocab) < 2**16 and lengths.max() < 2**8  # true for METEOR 1.5's English table
+    ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.uint16)
     _write_index(out, ids, offsets, _pair_keys(ids, offsets, len(vocab)), list(vocab))
+
+
+def ensure_paraphrase_index(gz_path: Path | None = None, progress: Callable[[int, int], None] | None = None) -> bool:
+    """Build the cached paraphrase index now if it is missing (a one-time step of ~30 s on 2 CPU
+    cores); returns True when it was built. Lets a command show progress before scoring starts."""
+    if gz_path is None:
+        gz_path = resource_paths()[1]
+    cache = _index_dir(gz_path)
+    if cache.is_dir() or _v3_path(gz_path).is_file():
+        return False
+    _build_paraphrase_index(gz_path, cache, progress)
+    return True
+
+
+def _index_dir(gz_path: Path) -> Path:
+    return _cache_dir() / f"meteor15-paraphrase-en-{_index_key(gz_path)}-v4"
+
+
+def _v3_path(gz_path: Path) -> Path:
+    return _cache_dir() / f"meteor15-paraphrase-en-{_index_key(gz_path)}-v3.npz"
+
+
+def _index_key(gz_path: Path) -> str:
+    st = gz_path.stat()
+    return hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
 
 
 def _convert_v3(npz: Path, out: Path) -> None:
@@ -296,11 +356,9 @@ class ParaphraseTable:
 
     @classmethod
     def load(cls, gz_path: Path) -> ParaphraseTable:
-        st = gz_path.stat()
-        key = hashlib.sha1(f"{gz_path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-        cache = _cache_dir() / f"meteor15-paraphrase-en-{key}-v4"
+        cache = _index_dir(gz_path)
         if not cache.is_dir():
-            old = _cache_dir() / f"meteor15-paraphrase-en-{key}-v3.npz"
+            old = _v3_path(gz_path)
             if old.is_file():
                 _convert_v3(old, cache)
             else:
