@@ -14,7 +14,7 @@ from medmm.data.schema import Sample
 
 @register_dataset(
     "shards",
-    splits=("train", "val", "validation", "test", "all"),
+    splits=("train", "val", "validation", "validate", "valid", "dev", "test", "all"),
     description="A dataset packed by `medmm data pack` into WebDataset tar shards (pixels read lazily).",
     group_by="patient",
 )

@@ -45,11 +45,12 @@ class ShardImage:
 
     def read(self) -> np.ndarray:
         """The pixels, read from disk now."""
+        buf = bytearray(self.nbytes)  # writable, so torch.from_numpy needs no copy and gives no warning
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            buf = f.read(self.nbytes)
-        if len(buf) != self.nbytes:
-            raise BadInputError(self.path, f"shard truncated: {len(buf)} of {self.nbytes} bytes at offset {self.offset}")
+            got = f.readinto(buf)
+        if got != self.nbytes:
+            raise BadInputError(self.path, f"shard truncated: {got} of {self.nbytes} bytes at offset {self.offset}")
         return np.frombuffer(buf, dtype=self.dtype).reshape(self.shape)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
