@@ -2,13 +2,16 @@
 
     nice -n 10 python benchmarks/shards_bench.py --sizes 10000 100000 --work /tmp/medmm_shards_bench
 
-For each size N: writes N seeded synthetic grey 256x256 JPEGs (smooth blobs, two classes), packs
+For each size N: writes `--distinct` seeded synthetic grey 256x256 JPEGs (smooth blobs, two
+classes; sample i reads file i mod distinct, so generating them does not dominate), packs
 them with `pack_samples` (2 processes, 224 px, 1 channel), measures the data loader over the
 packed `shards` split (2 workers, batch 32, the diagnosis task's own preprocessing cache), then
 runs the shipped diagnosis config (ResNet-18, configs/diagnosis/breastmnist.yaml) on the packed
 data for a bounded number of steps with `medmm train`, sampling the RSS of its whole process tree
 (main + loader workers). ResNet-18's own training speed is measured on random tensors with the
-same 2 threads. Results: JSON to stdout and --json. Generated data is deleted unless --keep.
+same 2 threads. Throughputs are given as wall-clock images/s (depends on what else runs on the
+machine) and as CPU-seconds per image (process + worker CPU time; does not). Results: JSON to
+stdout and --json. Generated data is deleted unless --keep.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ def _write_jpegs(args: tuple[Path, int, int, int]) -> None:
 class SyntheticSamples:
     """N Samples over the JPEG files, made on demand (the list itself would be the memory we test)."""
 
-    def __init__(self, folder: Path, n: int):
-        self.folder, self.n = folder, n
+    def __init__(self, folder: Path, n: int, distinct: int):
+        self.folder, self.n, self.distinct = folder, n, distinct
 
     def __len__(self) -> int:
         return self.n
@@ -51,7 +54,7 @@ class SyntheticSamples:
     def _one(self, i: int):
         from medmm.data.schema import ImageRef, Sample
 
-        return Sample(id=f"img{i:07d}", dataset="synthetic", split="train", images=[ImageRef(path=str(self.folder / f"{i:07d}.jpg"), modality="XR")],
+        return Sample(id=f"img{i:07d}", dataset="synthetic", split="train", images=[ImageRef(path=str(self.folder / f"{i % self.distinct:07d}.jpg"), modality="XR")],
                       targets={"label": "bright" if i % 2 else "dark"}, patient_id=f"p{i // 2}")
 
     def __getitem__(self, key):
@@ -63,8 +66,14 @@ class SyntheticSamples:
         return (self._one(i) for i in range(self.n))
 
 
-def loader_throughput(root: Path, batches: int, workers: int = 2, batch_size: int = 32) -> float:
-    """Images/s of the training DataLoader over the packed split (what the diagnosis task reads)."""
+def _cpu(proc) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system + sum(c.cpu_times().user + c.cpu_times().system for c in proc.children(recursive=True))
+
+
+def loader_throughput(root: Path, batches: int, workers: int = 2, batch_size: int = 32) -> tuple[float, float]:
+    """(images/s, CPU-s per image) of the training DataLoader over the packed split (what the diagnosis task reads)."""
+    import psutil
     import torch
 
     from medmm.data.image_cache import PreprocessedImages
@@ -80,13 +89,15 @@ def loader_throughput(root: Path, batches: int, workers: int = 2, batch_size: in
     loader = make_loader(samples, collate, batch_size=batch_size, num_workers=workers, seed=0, shuffle=True)
     it = iter(loader)
     next(it)  # worker start-up is not throughput
-    t0, n = time.perf_counter(), 0
+    me = psutil.Process()
+    t0, c0, n = time.perf_counter(), _cpu(me), 0
     for _ in range(batches):
         n += next(it).n
-    return n / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, _cpu(me) - c0
+    return n / wall, cpu / n
 
 
-def model_throughput(steps: int, batch_size: int = 32, threads: int = 2) -> float:
+def model_throughput(steps: int, batch_size: int = 32, threads: int = 2) -> tuple[float, float]:
     """Images/s of ResNet-18 (medmm's MONAI encoder, 1 x 224 x 224) forward + backward + SGD step."""
     import torch
 
@@ -106,10 +117,11 @@ def model_throughput(steps: int, batch_size: int = 32, threads: int = 2) -> floa
         opt.step()
 
     step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    return steps * batch_size / (time.perf_counter() - t0)
+    n = steps * batch_size
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
 
 
 def bounded_training(root: Path, run: Path, steps: int) -> dict:
@@ -146,6 +158,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/medmm_shards_bench"))
     ap.add_argument("--loader-batches", type=int, default=60)
     ap.add_argument("--model-steps", type=int, default=5)
+    ap.add_argument("--distinct", type=int, default=1000)
     ap.add_argument("--train-steps", type=int, default=30)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
@@ -153,26 +166,29 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "src"))
     from medmm.data.shards.pack import PackSettings, pack_samples
 
-    results: dict = {"machine": "2-core x86_64 CPU shared with other engineers' jobs", "model_images_per_s": None, "sizes": {}}
-    results["model_images_per_s"] = round(model_throughput(args.model_steps), 1)
+    results: dict = {"machine": "2-core x86_64 CPU shared with other engineers' jobs", "sizes": {}}
+    ips, cpi = model_throughput(args.model_steps)
+    results["model_train"] = {"images_per_s": round(ips, 2), "cpu_s_per_image": round(cpi, 4)}
     print(json.dumps(results), flush=True)
     for n in args.sizes:
         src, packed = args.work / f"jpeg_{n}", args.work / f"packed_{n}"
         src.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        chunks = [(src, a, min(n, a + 2000), 0) for a in range(0, n, 2000)]
+        m = min(n, args.distinct)
+        chunks = [(src, a, min(m, a + 500), 0) for a in range(0, m, 500)]
         with ProcessPoolExecutor(2) as pool:
             list(pool.map(_write_jpegs, chunks))
         gen_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        index = pack_samples({"train": SyntheticSamples(src, n)}, packed, PackSettings(size=224, channels=1, shard_size=1000),
+        index = pack_samples({"train": SyntheticSamples(src, n, args.distinct)}, packed, PackSettings(size=224, channels=1, shard_size=1000),
                              source={"dataset": "synthetic", "n": n}, workers=2)
         pack_s = time.perf_counter() - t0
         shutil.rmtree(src)
         r = {"generate_jpeg_s": round(gen_s, 1), "pack_s": round(pack_s, 1), "pack_images_per_s": round(n / pack_s, 1),
              "packed_samples": index["splits"]["train"]["samples"], "shards": len(index["shards"]),
              "packed_gb": round(sum(s["bytes"] for s in index["shards"]) / 1e9, 2)}
-        r["loader_images_per_s"] = round(loader_throughput(packed, args.loader_batches), 1)
+        ips, cpi = loader_throughput(packed, args.loader_batches)
+        r["loader"] = {"images_per_s": round(ips, 1), "cpu_s_per_image": round(cpi, 4)}
         r["training"] = bounded_training(packed, args.work / f"run_{n}", args.train_steps)
         results["sizes"][str(n)] = r
         print(json.dumps({n: r}), flush=True)

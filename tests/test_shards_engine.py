@@ -68,7 +68,7 @@ def test_sigkill_mid_epoch_over_shards_resumes_to_the_same_weights(tmp_path):
     packed = _packed(tmp_path, 64)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(shards_toy.SHARDS_CONFIG.format(root=packed))
-    overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2", "model.step_sleep=0.15", "model.dropout=0.2", "trainer.num_workers=1"]
+    overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2", "model.step_sleep=0.15", "model.dropout=0.2", f"trainer.num_workers={os.environ.get('MEDMM_TEST_WORKERS', '0')}"]
     run = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(cfg, run, *overrides), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = run / "checkpoints" / "last.ckpt"

@@ -32,7 +32,7 @@ import numpy as np
 
 from medmm.data.schema import ImageRef, MaskRef, Sample
 from medmm.data.shards.records import sample_record
-from medmm.errors import BadInputError, MedmmError
+from medmm.errors import BadInputError, MedmmError, require
 
 FORMAT = "medmm-webdataset-1"
 
@@ -147,8 +147,7 @@ def _sha256(path: Path) -> str:
 
 def write_shard(out: Path, name: str, first: int, samples: Sequence[Sample], settings: PackSettings) -> dict[str, Any]:
     """Write one shard `name`.tar from `samples` (source positions first, first+1, ...) and its summary."""
-    import webdataset as wds
-
+    wds = require("webdataset", "train", "writing packed shards")
     tar_path, tmp = out / f"{name}.tar", out / f"{name}.tar.tmp"
     records: list[dict[str, Any]] = []
     headers: dict[str, dict[str, int]] = {}
