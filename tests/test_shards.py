@@ -158,3 +158,20 @@ def test_a_shipped_config_reads_shards(packed_vqa_rad):
     parts = load_splits(cfg.data, cfg.seed)
     assert sum(len(p.samples) for p in parts.values()) == 602
     assert os.path.basename(parts["train"].samples[0].images[0].array.path).startswith("train-")
+
+
+def test_pack_a_manifest_counts_rows_the_loader_rejects(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((12, 10), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "manifest.csv").write_text(
+        "id,image,split,report,target:label,finding:Edema\n"
+        "a,0.png,train,one,x,-1\nb,1.png,train,two,y,\nc,2.png,test,three,x,1\nd,9.png,train,missing,x,\n"
+    )
+    index = pack_dataset("manifest", tmp_path, tmp_path / "out", PackSettings(size=8, channels=1))
+    assert list(index["splits"]) == ["train", "val", "validate", "dev", "test"]  # not "all": no sample twice
+    assert (index["splits"]["train"]["samples"], index["splits"]["train"]["bad_at_load"]) == (2, 1)
+    assert "9.png" in index["splits"]["train"]["bad_at_load_samples"][0]["error"]
+    back = load_split(tmp_path / "out", "train")
+    assert back[0].findings == {"Edema": LabelState.UNCERTAIN} and back[1].targets == {"label": "y"}

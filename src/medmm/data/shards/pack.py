@@ -286,7 +286,7 @@ def pack_dataset(
     progress: Callable[[int], None] | None = None,
     on_loaded: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pack the named registered dataset at `root` (all its splits unless `splits`) into `out`.
+    """Pack the named registered dataset at `root` (all its splits but "all" unless `splits`) into `out`.
 
     Bad samples are skipped and counted: those the loader rejects (``bad_at_load``) and those
     whose image or mask cannot be read (``bad``), per split, with their ids and messages.
@@ -295,7 +295,10 @@ def pack_dataset(
     from medmm.data.registry import dataset_info, load_dataset
 
     info = dataset_info(name)
-    wanted = list(splits or info.splits)
+    # "all" is the union of the other splits where a dataset has both: packing it too would
+    # store every sample twice, so the default leaves it out.
+    default = [s for s in info.splits if s != "all"] or ["all"]
+    wanted = list(splits or default)
     loaded: dict[str, Sequence[Sample]] = {}
     bad_at_load: dict[str, list[dict[str, str]]] = {}
     for split in wanted:
