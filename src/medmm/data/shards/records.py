@@ -7,6 +7,7 @@ the tar file, so a reader seeks straight to them without scanning the shard.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -89,28 +90,44 @@ def sample_record(s: Sample) -> dict[str, Any]:
     }
 
 
+def _i(x: str | None) -> str | None:
+    """Interned: the few distinct dataset/split/view/label strings are stored once, not per sample."""
+    return sys.intern(x) if isinstance(x, str) else x
+
+
+_SHAPES: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
+def _shape(shape: list[int]) -> tuple[int, ...]:
+    t = tuple(shape)
+    return _SHAPES.setdefault(t, t)
+
+
 def sample_from_record(rec: dict[str, Any], tar_path: str) -> Sample:
-    """Rebuild the Sample of one packed record; pixels stay on disk as `ShardImage`s."""
+    """Rebuild the Sample of one packed record; pixels stay on disk as `ShardImage`s.
+
+    Repeated strings and shapes are shared between samples: a split of a million samples is held
+    in memory as metadata only, so each byte per sample counts."""
     images = [
         ImageRef(
-            array=ShardImage(tar_path, im["offset"], tuple(im["shape"]), im["dtype"]),  # type: ignore[arg-type]
-            modality=im.get("modality"),
-            view=im.get("view"),
+            array=ShardImage(tar_path, im["offset"], _shape(im["shape"]), _i(im["dtype"])),  # type: ignore[arg-type]
+            modality=_i(im.get("modality")),
+            view=_i(im.get("view")),
             image_id=im.get("image_id"),
         )
         for im in rec["images"]
     ]
     masks = [
-        MaskRef(label=m["label"], array=ShardImage(tar_path, m["offset"], tuple(m["shape"]), m["dtype"]))  # type: ignore[arg-type]
+        MaskRef(label=_i(m["label"]), array=ShardImage(tar_path, m["offset"], _shape(m["shape"]), _i(m["dtype"])))  # type: ignore[arg-type]
         for m in rec["masks"]
     ]
     return Sample(
         id=rec["id"],
-        dataset=rec["dataset"],
-        split=rec["split"],
+        dataset=_i(rec["dataset"]),
+        split=_i(rec["split"]),
         images=images,
         text=rec["text"],
-        targets=rec["targets"],
+        targets={k: _i(v) for k, v in rec["targets"].items()},
         findings={k: LabelState(v) for k, v in rec["findings"].items()},
         masks=masks,
         boxes=[Box(**b) for b in rec["boxes"]],
