@@ -54,3 +54,23 @@ def test_bad_files_and_shapes_name_the_file(tmp_path):
         cache.get(ImageRef(path=str(tmp_path / "missing.png")))
     with pytest.raises(BadInputError, match="ds/7.*cannot use image"):
         cache.get(ImageRef(array=np.zeros((2, 3, 4, 5))), key="ds/7")  # 4-D: not an image
+
+
+def test_cache_is_bounded_and_evicts_the_least_recently_used():
+    # (1, 8, 8) float32 = 256 bytes per image; room for two.
+    cache = PreprocessedImages(8, 1, [0.0], [1.0], max_bytes=600)
+    refs = {k: ImageRef(array=np.full((10, 10), i, dtype=np.uint8)) for i, k in enumerate("abc")}
+    a = cache.get(refs["a"], key="a")
+    cache.get(refs["b"], key="b")
+    assert cache.get(refs["a"], key="a") is a  # a is now the most recently used
+    cache.get(refs["c"], key="c")  # evicts b
+    assert len(cache) == 2 and cache.nbytes == 512
+    assert cache.get(refs["a"], key="a") is a
+    assert cache.get(refs["b"], key="b") is not None and len(cache) == 2  # b recomputed, c evicted
+
+
+def test_cache_bound_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MEDMM_IMAGE_CACHE_MB", "0")
+    cache = PreprocessedImages(8, 1, [0.0], [1.0])
+    cache.get(ImageRef(array=np.zeros((10, 10), dtype=np.uint8)), key="x")
+    assert len(cache) == 0 and cache.max_bytes == 0

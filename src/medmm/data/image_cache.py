@@ -5,10 +5,18 @@ epoch asks for the same files, so each task keeps its encoder's preprocessed inp
 (`preprocess_image` at the encoder's size, channels and normalisation). Images given as in-memory
 arrays have no file to key on: they are preprocessed on every call unless the caller names a key.
 A file that cannot be decoded or has an unusable shape is a `BadInputError` naming the file.
+
+The cache is a least-recently-used store bounded in bytes (``max_bytes``; default from the
+environment variable ``MEDMM_IMAGE_CACHE_MB``, else 2048 MB per process), so a dataset larger than
+memory evicts old images instead of growing without bound. For such datasets, `medmm data pack`
+stores every image already decoded and resized on disk, where the OS page cache shares it between
+data-loader workers (see docs/shards.md).
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,9 +28,20 @@ from medmm.errors import BadInputError
 class PreprocessedImages:
     """`get(ref)` -> the image preprocessed for one encoder input spec, cached by file path."""
 
-    def __init__(self, size: int | Sequence[int], channels: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        channels: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_bytes: int | None = None,
+    ):
         self.size, self.channels, self.mean, self.std = size, channels, mean, std
-        self._cache: dict[str, np.ndarray] = {}
+        if max_bytes is None:
+            max_bytes = int(float(os.environ.get("MEDMM_IMAGE_CACHE_MB", "2048")) * 2**20)
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def get(self, ref: ImageRef, key: str | None = None) -> np.ndarray:
         """The preprocessed image (channels, H, W) float32; cached under the file path, else under
@@ -32,6 +51,7 @@ class PreprocessedImages:
 
         key = str(ref.path) if ref.path is not None else key
         if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         try:
             arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
@@ -40,13 +60,18 @@ class PreprocessedImages:
             raise
         except (ValueError, OSError) as exc:  # a decodable file of an unusable shape or type
             raise BadInputError(str(ref.path or key or "<in-memory image>"), f"cannot use image: {exc}") from exc
-        if key is not None:
+        if key is not None and x.nbytes <= self.max_bytes:
             self._cache[key] = x
+            self.nbytes += x.nbytes
+            while self.nbytes > self.max_bytes:  # evict the least recently used
+                _, old = self._cache.popitem(last=False)
+                self.nbytes -= old.nbytes
         return x
 
     def clear(self) -> None:
         """Forget every cached image (e.g. to time reading them afresh)."""
         self._cache.clear()
+        self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -271,7 +271,9 @@ def make_loader(
         collate_fn=SafeCollate(collate, skip_bad),
         num_workers=num_workers,
         generator=gen,
-        persistent_workers=False,
+        # Workers (and the tasks' bounded image caches in them) live for the whole run instead
+        # of being rebuilt every epoch; the sampler runs in the main process, so resume is unchanged.
+        persistent_workers=num_workers > 0,
     )
     if shuffle or world_size > 1 or weights is not None:
         sampler = ResumableSampler(
