@@ -118,6 +118,18 @@ class Task(nn.Module):
         return None
 
 
+    # Plug-in hooks: what shared tools (interpret, reports, the CLI) ask of a task, so that none
+    # of them names a task.
+    def explainable(self, samples: list[Sample]) -> Any:
+        """How `medmm explain` explains this task on `samples` (the task is in eval mode).
+
+        Return a `medmm.interpret.explainable.Explainable` (the model as a classifier of
+        images and text: heatmaps, token attributions, modality contributions), a
+        `WordRegions` (word- or sentence-to-region maps), or None (default): no explainer.
+        """
+        return None
+
+
 _TASKS: dict[str, Callable[..., Task]] = {}
 
 
