@@ -28,12 +28,14 @@ def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_
     small, and on a shared CPU extra spinning threads make them many times slower. Returns the
     summary dict written to explanations.json, plus "index" (the page's path).
     """
+    from medmm import plugins
     from medmm.data import load_dataset
     from medmm.data.registry import dataset_info
     from medmm.engine import load_run
 
     if not ids:
         raise MedmmError("no sample ids given")
+    plugins.load_if_stale()
     cfg, task = load_run(run_dir)
     name = dataset or cfg.data.dataset
     splits = [split] if split else list(dataset_info(name).splits)
