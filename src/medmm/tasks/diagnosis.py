@@ -115,13 +115,11 @@ class DiagnosisTask(Task):
     def __init__(self, config: Config | None = None):
         super().__init__(config)
         c = self.config
-        from medmm.models.fusion.base import _FUSIONS, create_fusion
+        from medmm.models.fusion import fusion_info
 
-        if c.fusion not in _FUSIONS:
-            create_fusion(c.fusion, 1, 1)  # raises "unknown fusion ... known: ..."
-        cls = _FUSIONS[c.fusion]
-        self.uses_image = bool(getattr(cls, "uses_image", True)) and c.image_encoder is not None
-        self.uses_text = bool(getattr(cls, "uses_text", True)) and c.text_encoder is not None
+        fusion = fusion_info(c.fusion)  # unknown name -> "unknown fusion ... known: ..."
+        self.uses_image = fusion.uses_image and c.image_encoder is not None
+        self.uses_text = fusion.uses_text and c.text_encoder is not None
         self.multilabel = c.findings is not None
         self.classes: list[str] = []
         self.class_counts: list[int] = []
