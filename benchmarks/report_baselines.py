@@ -47,7 +47,7 @@ def main() -> None:
         pred = args.out / (name.replace(" ", "_") + ".jsonl")
         pred.write_text("".join(json.dumps({"id": s["id"], "prediction": fn(s)}) + "\n" for s in test))
         start = time.perf_counter()
-        m = score_files("report", pred, ref, bootstrap=args.bootstrap, seed=0)
+        m = score_files("report_generation", pred, ref, bootstrap=args.bootstrap, seed=0)
         secs = time.perf_counter() - start
         write_metrics(pred.with_suffix(".metrics.json"), m)
         ci = m.get("ci", {})

@@ -84,7 +84,7 @@ def main() -> None:
     ref = args.out / "ref.jsonl"
     scores = {}
     for name in models + baselines:
-        res = score_files("report", args.out / f"{name}.jsonl", ref, bootstrap=args.bootstrap, seed=0, group_by="group")
+        res = score_files("report_generation", args.out / f"{name}.jsonl", ref, bootstrap=args.bootstrap, seed=0, group_by="group")
         scores[name] = {"nlg": res["nlg"], "clinical_efficacy_micro_f1": res["clinical_efficacy"]["micro"]["f1"],
                         "ci": res.get("ci", {})}
     (args.out / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
@@ -100,7 +100,7 @@ def main() -> None:
     print("\n| A vs B | CIDEr-D diff [95% CI], p (bootstrap / randomisation) | ROUGE-L diff, p | BLEU-1 diff, p |")
     print("|---|---|---|---|")
     for a, b in pairs:
-        res = compare_files("report", args.out / f"{a}.jsonl", args.out / f"{b}.jsonl", ref,
+        res = compare_files("report_generation", args.out / f"{a}.jsonl", args.out / f"{b}.jsonl", ref,
                             n_resamples=args.bootstrap, seed=0, group_by="group")
         write_metrics(args.out / f"{a}_vs_{b}.json", res)
         cells = []

@@ -11,6 +11,12 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tasks are engine plug-ins found through medmm's `medmm.tasks` entry points; in a venv whose
+# editable install predates them, register the built-in tasks directly (no-op otherwise).
+from medmm import plugins  # noqa: E402
+
+plugins.load_if_stale()
 SHARED_DATA = Path(os.environ.get("MEDMM_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

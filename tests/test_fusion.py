@@ -166,3 +166,20 @@ def test_gated_fusion_exposes_its_gates():
     assert torch.allclose(out.extras["spatial_attention"].sum(-1), torch.ones(3))
     g = out.extras["channel_gate"]
     assert g.shape == (3, DIM) and bool(((g > 0) & (g < 1)).all())
+
+
+def test_registry_entries_declare_the_modalities_their_fusion_uses():
+    from medmm.models.fusion import fusion_info
+
+    for name in list_fusions():
+        info = fusion_info(name)
+        block = create_fusion(name, 8, 8, 16)
+        assert (info.uses_image, info.uses_text) == (block.uses_image, block.uses_text), name
+    assert [f for f in list_fusions() if fusion_info(f).unimodal] == ["image_only", "text_only"]
+
+
+def test_the_default_ablation_covers_every_registered_fusion():
+    from medmm.ablation import default_fusions, unimodal_fusions
+
+    assert sorted(default_fusions()) == list_fusions() and "film" in default_fusions()
+    assert default_fusions()[:2] == unimodal_fusions() == ["image_only", "text_only"]

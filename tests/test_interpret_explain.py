@@ -191,9 +191,10 @@ def test_medmm_explain_cli_on_a_trained_vqa_run(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "ex" / "explanations.json").read_text())
     assert [r["id"] for r in summary["samples"]] == ids
     from medmm.errors import BadInputError
+    from medmm.explain_run import explain_run
 
     with pytest.raises(BadInputError, match="not found"):
-        explain.explain_run(run, root, ["no-such-id"], tmp_path / "ex2")
+        explain_run(run, root, ["no-such-id"], tmp_path / "ex2")
 
 
 def test_explain_vit_diagnosis_gives_attention_rollout(tmp_path: Path) -> None:

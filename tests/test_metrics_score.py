@@ -159,3 +159,26 @@ def test_compare_cli_paired_tests(tmp_path):
     assert t["n_units"] == 20
     same = score_files("vqa", a, r, bootstrap=50)
     assert same["ci"]["overall_accuracy"]["low"] <= same["overall_accuracy"] <= same["ci"]["overall_accuracy"]["high"]
+
+
+def test_scorers_take_the_engine_task_names_and_old_names_still_work(tmp_path):
+    from medmm.engine.task import list_tasks
+    from medmm.metrics.score import DEPRECATED_ALIASES, SCORERS
+
+    assert set(SCORERS) <= set(list_tasks()), "a file scorer is keyed by a name the engine does not know"
+    assert set(DEPRECATED_ALIASES.values()) <= set(SCORERS)
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 30)
+    _jsonl(tmp_path / "r.jsonl", [{"id": i, "reference": int(y[i])} for i in range(30)])
+    _jsonl(tmp_path / "p.jsonl", [{"id": i, "prediction": float(np.clip(y[i] * 0.5 + rng.random() * 0.6, 0, 1))} for i in range(30)])
+    outs = {}
+    for name in ("diagnosis", "classification"):
+        res = _run("score", "--task", name, "--pred", tmp_path / "p.jsonl", "--ref", tmp_path / "r.jsonl",
+                   "--out", tmp_path / f"{name}.json", "--threshold", "0.4", "--bootstrap", 20)
+        assert ("deprecated" in res.output) == (name == "classification")
+        outs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert outs["diagnosis"]["f1"] == outs["classification"]["f1"] and outs["diagnosis"]["ci"] == outs["classification"]["ci"]
+    with pytest.warns(DeprecationWarning, match="report_generation"), pytest.raises(BadInputError):
+        score_files("report", tmp_path / "p.jsonl", None)
+    res = runner.invoke(app, ["score", "--task", "reports", "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "x.json")])
+    assert res.exit_code != 0 and "unknown task" in res.output

@@ -40,8 +40,22 @@ from medmm.errors import MedmmError
 
 log = logging.getLogger("medmm.ablation")
 
-DEFAULT_FUSIONS = ("image_only", "text_only", "early", "late", "cross_attention", "gated", "moe")
-UNIMODAL = ("image_only", "text_only")
+
+
+def unimodal_fusions() -> list[str]:
+    """The registered fusions that use one modality (the ablation's baselines), image first."""
+    from medmm.models.fusion import fusion_info, list_fusions
+
+    return sorted((f for f in list_fusions() if fusion_info(f).unimodal), key=lambda f: not fusion_info(f).uses_image)
+
+
+def default_fusions() -> list[str]:
+    """Every registered fusion: the unimodal baselines first, then the others by name."""
+    from medmm.models.fusion import list_fusions
+
+    uni = unimodal_fusions()
+    return uni + [f for f in list_fusions() if f not in uni]
+
 METRICS = ("auroc_macro", "f1_macro", "balanced_accuracy", "accuracy")
 
 
@@ -117,7 +131,7 @@ def _train_variant(cfg_path: str | Path, overrides: list[str], run_dir: Path) ->
 
 def run_ablation(
     cfg_path: str | Path,
-    fusions: Sequence[str] = DEFAULT_FUSIONS,
+    fusions: Sequence[str] | None = None,
     seeds: int | Sequence[int] = 1,
     out_dir: str | Path = "runs/ablation",
     overrides: Sequence[str] | None = None,
@@ -131,6 +145,7 @@ def run_ablation(
     Args:
         cfg_path: a diagnosis run config (multi-class, with val and test splits).
         fusions: fusion names (model.fusion values); must include image_only or text_only.
+            None: every registered fusion (`default_fusions()`).
         seeds: number of seeds (0..n-1) or the seed list; the data split stays fixed
             (data.split_seed = the config's seed unless an override sets it).
         out_dir: where run dirs and table.md/table.csv/ablation.png go.
@@ -143,8 +158,8 @@ def run_ablation(
     """
     from medmm.engine import load_config
 
-    fusions = list(dict.fromkeys(fusions))
-    if not any(f in UNIMODAL for f in fusions):
+    fusions = list(dict.fromkeys(default_fusions() if fusions is None else fusions))
+    if not any(f in unimodal_fusions() for f in fusions):
         raise MedmmError("an ablation needs a unimodal baseline: include image_only and/or text_only")
     if primary not in METRICS:
         raise MedmmError(f"unknown primary metric {primary!r}; use one of {', '.join(METRICS)}")
@@ -195,7 +210,7 @@ def run_ablation(
 def _tabulate(per: dict[str, dict[str, Any]], fusions: list[str], seeds: list[int], primary: str, n_resamples: int) -> AblationTable:
     from medmm.metrics.stats import bootstrap_ci, paired_test
 
-    uni = [f for f in fusions if f in UNIMODAL]
+    uni = [f for f in fusions if f in unimodal_fusions()]
     val_scores = {f: metric_value(primary, per[f]["vy"], per[f]["val_probs"]) for f in uni}
     baseline = max(uni, key=lambda f: (val_scores[f] if math.isfinite(val_scores[f]) else -1.0))
     y = per[baseline]["y"]
@@ -299,7 +314,8 @@ def plot_ablation(table: AblationTable, path: str | Path) -> Path:
         lo = np.array([np.nan if r[f"{m}_low"] is None else r[f"{m}_low"] for r in rows], float)
         hi = np.array([np.nan if r[f"{m}_high"] is None else r[f"{m}_high"] for r in rows], float)
         ypos = np.arange(len(rows))
-        colors = ["tab:red" if n == table.baseline else ("tab:gray" if n in UNIMODAL else "tab:blue") for n in names]
+        uni = unimodal_fusions()
+        colors = ["tab:red" if n == table.baseline else ("tab:gray" if n in uni else "tab:blue") for n in names]
         ax.errorbar(est, ypos, xerr=[np.nan_to_num(est - lo), np.nan_to_num(hi - est)], fmt="none", ecolor="k", capsize=3)
         ax.scatter(est, ypos, c=colors, zorder=3)
         base = est[names.index(table.baseline)]

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 import sys
 
+from medmm import plugins
 from medmm.cli.app import app
 from medmm.errors import MedmmError
 
@@ -22,6 +23,7 @@ def main() -> None:
     """Entry point of the `medmm` command."""
     _load_commands()
     try:
+        plugins.load_if_stale()  # the built-in tasks where their entry points are not installed
         app()
     except MedmmError as exc:  # a user error: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)

@@ -13,8 +13,8 @@ from medmm.cli.app import app
 def ablate(
     config: Path = typer.Argument(..., help="A diagnosis run config (configs/diagnosis/<dataset>.yaml)."),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides for every variant, e.g. trainer.max_epochs=3"),
-    fusion: str = typer.Option(
-        "image_only,text_only,early,late,cross_attention,gated,moe", "--fusion", help="Comma-separated fusion variants."
+    fusion: str | None = typer.Option(
+        None, "--fusion", help="Comma-separated fusion variants (default: every registered fusion, unimodal ones first)."
     ),
     seeds: int = typer.Option(1, "--seeds", help="Training seeds per variant (0..N-1); the data split stays fixed."),
     out: Path = typer.Option(..., "--out", help="Output folder: runs/, table.md, table.csv, ablation.png, ablation.json."),
@@ -24,7 +24,7 @@ def ablate(
     """Train each fusion variant with the same data, budget and seeds; table + plot with CIs and paired tests."""
     from medmm.ablation import run_ablation
 
-    fusions = [f.strip() for f in fusion.split(",") if f.strip()]
+    fusions = [f.strip() for f in fusion.split(",") if f.strip()] if fusion else None
     table = run_ablation(config, fusions, seeds, out, list(overrides or []), primary=metric, n_resamples=resamples)
     typer.echo(table.markdown)
     for kind, path in table.files.items():

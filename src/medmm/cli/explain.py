@@ -1,5 +1,5 @@
 """`medmm explain`: heatmaps, token attributions, modality contributions and faithfulness checks
-for chosen samples of a trained run (a thin wrapper over medmm.interpret.explain.explain_run)."""
+for chosen samples of a trained run (a thin wrapper over medmm.explain_run.explain_run)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def explain(
     Diagnosis and VQA runs: heatmaps with faithfulness checks, token attributions, modality
     Shapley values. Retrieval and report-generation runs: word-to-region maps.
     """
-    from medmm.interpret.explain import explain_run
+    from medmm.explain_run import explain_run
 
     id_list = [i.strip() for i in ids.split(",") if i.strip()]
     summary = explain_run(run_dir, data, id_list, out, dataset=dataset, split=split,

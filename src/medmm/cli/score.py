@@ -15,7 +15,8 @@ def _floats(text: str | None) -> list[float] | None:
 
 @app.command("score")
 def score(
-    task: str = typer.Option(..., help="report, vqa, retrieval, classification or segmentation"),
+    task: str = typer.Option(..., help="report_generation, vqa, retrieval, diagnosis or segmentation "
+                                       "(the engine's task names; 'report' and 'classification' are deprecated aliases)"),
     pred: Path = typer.Option(..., help="predictions: .jsonl {id, prediction}; retrieval: .npy/.npz"),
     out: Path = typer.Option(..., help="metrics JSON to write (with provenance)"),
     ref: Path | None = typer.Option(None, help="references: .jsonl {id, reference, ...}"),
@@ -25,9 +26,9 @@ def score(
     observations: str = typer.Option("14", help="report: clinical efficacy over '14' or '5' observations"),
     uncertain: str = typer.Option("ignore", help="report: uncertain labels as positive, negative or ignore"),
     missing: str = typer.Option("negative", help="report: unmentioned observations as negative or ignore"),
-    kind: str | None = typer.Option(None, help="classification: binary, multiclass or multilabel (default: inferred)"),
-    threshold: float = typer.Option(0.5, help="classification: decision threshold (binary, multilabel)"),
-    labels: str | None = typer.Option(None, help="classification: comma-separated class/label names"),
+    kind: str | None = typer.Option(None, help="diagnosis: binary, multiclass or multilabel (default: inferred)"),
+    threshold: float = typer.Option(0.5, help="diagnosis: decision threshold (binary, multilabel)"),
+    labels: str | None = typer.Option(None, help="diagnosis: comma-separated class/label names"),
     classes: str | None = typer.Option(None, help="segmentation: comma-separated label ids (default: nonzero = 1 class)"),
     spacing: str | None = typer.Option(None, help="segmentation: pixel spacing for HD95, e.g. 0.5,0.5"),
     compare: Path | None = typer.Option(
@@ -36,18 +37,21 @@ def score(
 ) -> None:
     """Score predictions against references and write metrics JSON with provenance."""
     from medmm.metrics.provenance import write_metrics
-    from medmm.metrics.score import compare_files, score_files
+    from medmm.metrics.score import compare_files, deprecation_message, resolve_scorer, score_files
 
-    opts: dict = {"group_by": group_by}
-    if task == "report":
-        opts.update(observations=observations, uncertain=uncertain, missing=missing)
-    elif task == "classification":
-        opts.update(kind=kind, threshold=threshold, labels=labels.split(",") if labels else None)
-    elif task == "segmentation":
-        opts.update(classes=[int(c) for c in classes.split(",")] if classes else None, spacing=_floats(spacing))
-    if task not in ("report", "vqa", "retrieval", "classification", "segmentation"):
-        raise typer.BadParameter(f"unknown task {task!r}", param_hint="--task")
-    if task == "report":
+    message = deprecation_message(task)
+    if message:
+        typer.echo(f"warning: {message}", err=True)
+    try:
+        task, scorer = resolve_scorer(task)  # the current name from here on
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--task") from exc
+    # every option parsed; the task's scorer declares which of them it takes
+    parsed = {"observations": observations, "uncertain": uncertain, "missing": missing, "kind": kind,
+              "threshold": threshold, "labels": labels.split(",") if labels else None,
+              "classes": [int(c) for c in classes.split(",")] if classes else None, "spacing": _floats(spacing)}
+    opts: dict = {"group_by": group_by, **{k: parsed[k] for k in scorer.options}}
+    if task == "report_generation":
         _one_time_report_setup()
     try:
         if compare is not None:

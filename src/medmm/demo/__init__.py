@@ -146,7 +146,7 @@ def run_demo(
 
     # 3. explanations of a few predictions of the fused classifier and of the VQA model
     def explain() -> dict[str, Any]:
-        from medmm.interpret.explain import explain_run
+        from medmm.explain_run import explain_run
 
         done = {}
         for name, run_dir in (("organ_classifier", out / "ablation" / "runs" / "early_s0"), ("vqa", runs / "vqa")):

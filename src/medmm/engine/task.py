@@ -118,6 +118,18 @@ class Task(nn.Module):
         return None
 
 
+    # Plug-in hooks: what shared tools (interpret, reports, the CLI) ask of a task, so that none
+    # of them names a task.
+    def explainable(self, samples: list[Sample]) -> Any:
+        """How `medmm explain` explains this task on `samples` (the task is in eval mode).
+
+        Return a `medmm.interpret.explainable.Explainable` (the model as a classifier of
+        images and text: heatmaps, token attributions, modality contributions), a
+        `WordRegions` (word- or sentence-to-region maps), or None (default): no explainer.
+        """
+        return None
+
+
 _TASKS: dict[str, Callable[..., Task]] = {}
 
 
@@ -134,16 +146,49 @@ def register_task(name: str):
     return wrap
 
 
-def get_task_class(name: str):
-    """The Task class registered as `name` (imports medmm.tasks to register them)."""
-    import medmm.tasks  # noqa: F401  (registers the built-in tasks)
+# Tasks reach this registry as plug-ins: the engine imports no task. Each `medmm.tasks` entry
+# point (pyproject.toml: `[project.entry-points."medmm.tasks"]`, name = the registered task name)
+# is loaded on the first lookup that misses; `medmm.plugins.load()` (called by the CLI) also
+# imports the built-in tasks directly, for an install whose entry-point metadata is stale.
+ENTRY_POINT_GROUP = "medmm.tasks"
+_LOADED_ENTRY_POINTS: set[str] = set()
 
+
+def load_task_entry_points() -> list[str]:
+    """Import every installed `medmm.tasks` entry point not loaded yet; returns their names.
+
+    An entry point whose name is not the name its class registers under is an error (a typo
+    there would otherwise surface later as "unknown task").
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value in _LOADED_ENTRY_POINTS:
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plug-in: say which one
+            raise MedmmError(f"task plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        _LOADED_ENTRY_POINTS.add(ep.value)
+        registered = getattr(obj, "name", None)
+        if isinstance(obj, type) and _TASKS.get(ep.name) is not obj:
+            raise MedmmError(f"task plug-in {ep.name!r} ({ep.value}) registers as {registered!r}, not {ep.name!r}")
+        loaded.append(ep.name)
+    return loaded
+
+
+def get_task_class(name: str):
+    """The Task class registered as `name` (loading the task plug-ins on a miss)."""
     if name not in _TASKS:
-        raise MedmmError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS))}")
+        load_task_entry_points()
+    if name not in _TASKS:
+        raise MedmmError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS)) or 'none'} (tasks are plug-ins: "
+                         f"installed `{ENTRY_POINT_GROUP}` entry points, or call medmm.plugins.load() for the built-in ones)")
     return _TASKS[name]
 
 
 def list_tasks() -> list[str]:
-    import medmm.tasks  # noqa: F401
-
+    """Names of every registered task (after loading the task plug-ins)."""
+    load_task_entry_points()
     return sorted(_TASKS)

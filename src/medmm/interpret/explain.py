@@ -1,13 +1,15 @@
-"""`explain_run`: explanations for chosen samples of a trained run (diagnosis and VQA runs).
+"""`explain_samples`: explanations for chosen samples of a loaded task.
 
 For each sample it writes heatmap overlays (Grad-CAM, Grad-CAM++, integrated gradients,
 occlusion, attention rollout / cross-attention when the model has them), each with its
 deletion/insertion faithfulness check against random maps; token attributions of the text
 input as highlighted HTML; exact Shapley contributions of image and text; and an index.html.
 
-Tasks plug in through `register_explainer(task_name)`: a function (task, batch) -> `Explainable`
-that exposes the model as logits = f(images, input_ids, attention_mask). Diagnosis and VQA
-are registered below; the Task interface itself is unchanged.
+Tasks plug in through their `Task.explainable(samples)` hook, which returns an `Explainable`
+(the model as logits = f(images, input_ids, attention_mask)), a `WordRegions` (word- or
+sentence-to-region maps) or None; this module names no task. Explaining a trained run
+directory (loading it, finding the samples) is `medmm.explain_run.explain_run`, outside
+interpret, which imports no engine.
 """
 
 from __future__ import annotations
@@ -15,101 +17,20 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from medmm.errors import BadInputError, MedmmError
+from medmm.errors import MedmmError
 from medmm.interpret import attention, attributions, faithfulness, gradcam, modality, render
+from medmm.interpret.explainable import Explainable, ModelOutput, WordRegions, token_strings
 
 IMAGE_METHODS = ("gradcam", "gradcam++", "integrated_gradients", "occlusion", "attention")
 ALL_METHODS = IMAGE_METHODS + ("tokens", "modality")
 
-
-@dataclass
-class ModelOutput:
-    """What an explainer's forward returns: logits (B, C), the image features' maps and
-    attentions, and the fusion extras (cross-attention etc.)."""
-
-    logits: torch.Tensor
-    maps: list[torch.Tensor] = field(default_factory=list)
-    attentions: list[torch.Tensor] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
-    tokens: torch.Tensor | None = None
-
-
-@dataclass
-class Explainable:
-    """A task's model seen as a classifier of (images, input_ids, attention_mask).
-
-    forward: the model. classes: output names. images/input_ids/attention_mask: the batch
-    inputs (None for a modality the model does not use). text_encoder: for token attributions
-    and the empty-text baseline. targets: the class explained per sample (the prediction).
-    """
-
-    forward: Callable[[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None], ModelOutput]
-    classes: list[str]
-    images: torch.Tensor | None
-    input_ids: torch.Tensor | None
-    attention_mask: torch.Tensor | None
-    text_encoder: Any
-    targets: torch.Tensor
-    texts: list[str]
-    kind: str
-
-
-_EXPLAINERS: dict[str, Callable[[Any, dict[str, Any]], Explainable]] = {}
-
-
-def register_explainer(task_name: str):
-    """Decorator: fn(task, collated batch) -> Explainable for runs of `task_name`."""
-
-    def wrap(fn):
-        _EXPLAINERS[task_name] = fn
-        return fn
-
-    return wrap
-
-
-@register_explainer("diagnosis")
-def _diagnosis(task: Any, batch: dict[str, Any]) -> Explainable:
-    model = task.model
-
-    def forward(images, ids, mask) -> ModelOutput:
-        out = model(images if model.image_encoder is not None else None, ids if model.text_encoder is not None else None, mask)
-        img = out.image
-        return ModelOutput(out.logits, list(img.maps) if img else [], list(img.attentions) if img else [], out.extras,
-                           img.tokens if img else None)
-
-    with torch.no_grad():
-        logits = forward(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask")).logits
-    texts = [""] * len(batch["ids"])
-    if batch.get("input_ids") is not None:
-        texts = [_decode(model.text_encoder, row, m) for row, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
-    return Explainable(forward, list(task.classes), batch.get("images") if model.image_encoder is not None else None,
-                       batch.get("input_ids") if model.text_encoder is not None else None, batch.get("attention_mask"),
-                       model.text_encoder, logits.argmax(-1), texts, "diagnosis")
-
-
-@register_explainer("vqa")
-def _vqa(task: Any, batch: dict[str, Any]) -> Explainable:
-    # The classifier head over the answer vocabulary (the decoder's free-text answers are not
-    # a class score and are not explained here).
-    def forward(images, ids, mask) -> ModelOutput:
-        img = task.image_encoder(images)
-        txt = task.text_encoder(ids, mask)
-        fused = task.fusion(img, txt)
-        return ModelOutput(task.answer_logits(fused), list(img.maps), list(img.attentions), fused.extras, img.tokens)
-
-    # The explained class is the task's own classifier answer, the one its records show (after the
-    # closed/open mask, the answer memory and the question-type mask); the attributed score is
-    # that answer's classifier logit, before those inference-time weights.
-    targets = task.classifier_answer_indices(batch)
-    return Explainable(forward, list(task.answers), batch["images"], batch["input_ids"], batch["attention_mask"],
-                       task.text_encoder, targets, list(batch["questions"]), "vqa")
+__all__ = ["ALL_METHODS", "IMAGE_METHODS", "Explainable", "ModelOutput", "WordRegions", "empty_text", "explain_samples",
+           "explain_word_regions", "token_strings"]
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -124,22 +45,6 @@ def _tokenizer_info(enc: Any) -> tuple[int, tuple[int, ...]]:
         pad = tok.token_to_id("[PAD]")
         return int(pad if pad is not None else 0), keep
     return 0, ()
-
-
-def token_strings(enc: Any, ids: list[int]) -> list[str]:
-    """Token strings of ids for a medmm text encoder's tokenizer."""
-    tok = getattr(enc, "tokenizer", None)
-    if tok is not None and hasattr(tok, "convert_ids_to_tokens"):
-        return [str(t) for t in tok.convert_ids_to_tokens(ids)]
-    if tok is not None and hasattr(tok, "id_to_token"):
-        return [str(tok.id_to_token(i)) for i in ids]
-    return [str(i) for i in ids]
-
-
-def _decode(enc: Any, ids: torch.Tensor, mask: torch.Tensor) -> str:
-    n = int(mask.sum())
-    words, _ = render.merge_wordpieces(token_strings(enc, ids[:n].tolist()), [0.0] * n)
-    return " ".join(words)
 
 
 def empty_text(enc: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,16 +117,19 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
     if unknown:
         raise MedmmError(f"unknown explanation method(s) {sorted(unknown)}; known: {', '.join(ALL_METHODS)}")
     name = getattr(task, "name", type(task).__name__)
-    if name in _WORD_REGION_TASKS:
-        return explain_word_regions(task, samples, out_dir, scale)
-    if name not in _EXPLAINERS:
-        known = ", ".join(sorted(set(_EXPLAINERS) | set(_WORD_REGION_TASKS)))
-        raise MedmmError(f"no explainer for task {name!r}; explainable tasks: {known}")
+    hook = getattr(task, "explainable", None)
+    if hook is None:
+        raise MedmmError(f"no explainer for task {name!r}: it has no Task.explainable hook")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task.eval()
-    batch = task.collate(samples)
-    ex = _EXPLAINERS[name](task, batch)
+    ex = hook(samples)
+    if ex is None:
+        raise MedmmError(f"no explainer for task {name!r}: its Task.explainable hook returns None")
+    if isinstance(ex, WordRegions):
+        return explain_word_regions(ex, samples, out_dir, scale)
+    if not isinstance(ex, Explainable):
+        raise MedmmError(f"task {name!r}: Task.explainable returned {type(ex).__name__}, not an Explainable or WordRegions")
     n = len(samples)
     results: list[dict[str, Any]] = []
 
@@ -254,7 +162,7 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
         target = int(ex.targets[i])
         rec: dict[str, Any] = {"id": sid, "task": ex.kind, "explained_class": ex.classes[target],
                                "probability": float(probs[i, target]), "text": ex.texts[i],
-                               "reference": _reference(s, ex.kind, task), "heatmaps": {}}
+                               "reference": ex.references[i] if ex.references else None, "heatmaps": {}}
         if ex.images is not None:
             rec["input_png"] = str(render.save_image(ex.images[i], d / "input.png", scale).relative_to(out_dir))
             heats = _image_heatmaps(ex, i, methods, ig_steps, occlusion_window)
@@ -275,7 +183,7 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
                                       "deletion_curve": f["deletion"], "insertion_curve": f["insertion"]}
             tiles = [("input", d / "input.png")] + [
                 (render.method_label(m), out_dir / h["png"]) for m, h in rec["heatmaps"].items()]
-            rec["panel_png"] = str(render.save_panel(tiles, _panel_title(rec), d / "panel.png").relative_to(out_dir))
+            rec["panel_png"] = str(render.save_panel(tiles, _panel_title(rec, ex.text_name), d / "panel.png").relative_to(out_dir))
         if tok_attr is not None:
             nt = int(ex.attention_mask[i].sum())
             toks = token_strings(ex.text_encoder, ex.input_ids[i, :nt].tolist())
@@ -301,35 +209,24 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
     return summary
 
 
-_WORD_REGION_TASKS = ("retrieval", "report_generation")
 _SPECIAL_TOKENS = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>"}
 
 
-def explain_word_regions(task: Any, samples: list[Any], out_dir: str | Path, scale: int = 3, max_words: int = 8) -> dict[str, Any]:
-    """Word-to-region overlays: retrieval runs (one map per word token, up to `max_words`) and
-    report-generation runs (one map per generated sentence). Writes PNGs and index.html."""
-    from medmm.interpret import word_region
-
+def explain_word_regions(view: WordRegions, samples: list[Any], out_dir: str | Path, scale: int = 3,
+                         max_words: int = 8) -> dict[str, Any]:
+    """Word-to-region overlays of a task's `WordRegions`: one map per word token (up to
+    `max_words`) or one map per generated sentence. Writes PNGs and index.html."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    task.eval()
-    batch = task.collate(samples)
-    name = task.name
+    name, recs, starts = view.kind, view.records, view.starts
     results, secs = [], []
-    if name == "retrieval":
-        recs = word_region.retrieval_word_regions(task, batch)
-        starts = list(range(len(samples)))
-    else:
-        recs = word_region.report_sentence_regions(task, batch)
-        counts = batch["view_counts"].tolist()
-        starts = [sum(counts[:i]) for i in range(len(samples))]
     for i, (smp, rec) in enumerate(zip(samples, recs, strict=False)):
         d = out_dir / _safe(str(smp.id))
-        img = batch["images"][starts[i]]
+        img = view.images[starts[i]]
         figs = [f"<figure><img src='{html.escape(str(render.save_image(img, d / 'input.png', scale).relative_to(out_dir)))}'><figcaption>input</figcaption></figure>"]
         entry: dict[str, Any] = {"id": str(smp.id), "maps": []}
-        if name == "retrieval":
-            toks = token_strings(task.model.text_encoder, rec["input_ids"])
+        if view.unit == "word":
+            toks = token_strings(view.text_encoder, rec["input_ids"])
             entry["method"] = rec["method"]
             items = [(k, t) for k, t in enumerate(toks) if t not in _SPECIAL_TOKENS][:max_words]
             for k, t in items:
@@ -355,21 +252,12 @@ def explain_word_regions(task: Any, samples: list[Any], out_dir: str | Path, sca
     return summary
 
 
-def _reference(s: Any, kind: str, task: Any = None) -> str | None:
-    if kind == "vqa":
-        return s.text.get("answer")
-    target = getattr(getattr(task, "config", None), "target", None)  # diagnosis: the labelled class
-    value = s.targets.get(target) if isinstance(target, str) else None
-    return None if value is None else str(value)
-
-
-def _panel_title(rec: dict[str, Any]) -> list[str]:
+def _panel_title(rec: dict[str, Any], text_name: str = "text") -> list[str]:
     """What a sample's panel explains: id, input text, prediction (with p) and reference."""
-    word = "question" if rec["task"] == "vqa" else "text"
     lines = [f"sample {rec['id']}"]
     text = " ".join(t for t in str(rec.get("text") or "").split() if t not in _SPECIAL_TOKENS)
     if text:
-        lines.append(f"{word}: {text}")
+        lines.append(f"{text_name}: {text}")
     ref = rec.get("reference")
     verdict = "" if ref is None else ("  (correct)" if str(ref).strip().lower() == str(rec["explained_class"]).strip().lower() else "  (wrong)")
     lines.append(f"prediction: {rec['explained_class']} (p = {rec['probability']:.2f})"
@@ -409,44 +297,3 @@ def _page(summary: dict[str, Any], title: str | None = None) -> str:
                        for k, v in summary["modality_per_class"].items())
         intro += f"<table><tr><th>class</th><th>image</th><th>text</th><th>n</th></tr>{rows}</table>"
     return render.index_html(title or f"medmm explanations ({summary['task']})", intro, secs)
-
-
-def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_dir: str | Path, dataset: str | None = None,
-                split: str | None = None, methods: tuple[str, ...] = ALL_METHODS, threads: int | None = 1,
-                **kw: Any) -> dict[str, Any]:
-    """Explain samples `ids` of a trained diagnosis or VQA run; writes out_dir/index.html.
-
-    The samples are read from `data_root` (dataset = the run's unless given) in `split`, or in
-    every split of the dataset when split is None. Keyword arguments go to `explain_samples`
-    (ig_steps, faithfulness_steps, n_random, occlusion_window, scale). `threads`: torch
-    intra-op threads during the call (restored after; None = leave as is): the models are
-    small, and on a shared CPU extra spinning threads make them many times slower. Returns the
-    summary dict written to explanations.json, plus "index" (the page's path).
-    """
-    from medmm.data import load_dataset
-    from medmm.data.registry import dataset_info
-    from medmm.engine import load_run
-
-    if not ids:
-        raise MedmmError("no sample ids given")
-    cfg, task = load_run(run_dir)
-    name = dataset or cfg.data.dataset
-    splits = [split] if split else list(dataset_info(name).splits)
-    found: dict[str, Any] = {}
-    for sp in splits:
-        for s in load_dataset(name, data_root, sp, skip_bad=True).samples:
-            if str(s.id) in ids and str(s.id) not in found:
-                found[str(s.id)] = s
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise BadInputError(data_root, f"sample id(s) not found in {name} ({', '.join(splits)}): {', '.join(missing[:5])}")
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        summary = explain_samples(task, [found[i] for i in ids], out_dir, methods, **kw)
-    finally:
-        torch.set_num_threads(before)
-    summary["run_dir"] = str(run_dir)
-    summary["dataset"] = name
-    return summary

@@ -2,6 +2,10 @@
 
 File formats (UTF-8 JSON lines, one record per sample, matched by ``"id"``):
 
+Tasks are named as the engine names them (``medmm.engine`` task registry); the older names
+``report`` and ``classification`` still work as deprecated aliases of ``report_generation`` and
+``diagnosis``.
+
   report          pred {"id", "prediction": str}         ref {"id", "reference": str | [str]}
   vqa             pred {"id", "prediction": str}         ref {"id", "reference": str,
                                                               "answer_type"?, "question_type"?}
@@ -24,6 +28,7 @@ has a 0), never skipped.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +39,6 @@ import numpy as np
 from medmm.errors import BadInputError
 from medmm.metrics import stats
 from medmm.metrics.provenance import provenance
-
-TASKS = ("report", "vqa", "retrieval", "classification", "segmentation")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -362,20 +365,67 @@ def prepare_retrieval(pred_path: Path, ref_path: Path | None, *, group_by: str |
     return Prepared(ids, result, items, aggregate, group_ids, "queries resampled; ranks against the full gallery")
 
 
-_PREPARE: dict[str, Callable[..., Prepared]] = {
-    "report": prepare_report, "vqa": prepare_vqa, "classification": prepare_classification,
-    "segmentation": prepare_segmentation, "retrieval": prepare_retrieval,
-}
+# ----------------------------------------------------------------------------- the scorer registry
+@dataclass(frozen=True)
+class FileScorer:
+    """What ``medmm score --task NAME`` runs: ``prepare(pred_path, ref_path, group_by=..., **options)``.
+
+    options: the keyword options the scorer takes besides ``group_by`` (the CLI passes only
+    these). needs_ref: whether a reference file is required.
+    """
+
+    prepare: Callable[..., Prepared]
+    options: tuple[str, ...] = ()
+    needs_ref: bool = True
+
+
+# Keyed by the task names of the engine's task registry (a test checks they match); torch-free,
+# so `medmm score` scores any model's output without importing torch.
+SCORERS: dict[str, FileScorer] = {}
+# Names used before the scorers took the engine's task names; accepted with a deprecation message.
+DEPRECATED_ALIASES: dict[str, str] = {"report": "report_generation", "classification": "diagnosis"}
+
+
+def register_scorer(task: str, scorer: FileScorer) -> None:
+    """Register the file scorer of the task registered in the engine as `task`."""
+    if task in SCORERS or task in DEPRECATED_ALIASES:
+        raise ValueError(f"file scorer {task!r} registered twice")
+    SCORERS[task] = scorer
+
+
+register_scorer("report_generation", FileScorer(prepare_report, ("observations", "uncertain", "missing")))
+register_scorer("vqa", FileScorer(prepare_vqa))
+register_scorer("diagnosis", FileScorer(prepare_classification, ("kind", "threshold", "labels")))
+register_scorer("segmentation", FileScorer(prepare_segmentation, ("classes", "spacing")))
+register_scorer("retrieval", FileScorer(prepare_retrieval, needs_ref=False))
+TASKS = tuple(SCORERS)
+
+
+def deprecation_message(task: str) -> str | None:
+    """The message for a deprecated task name (None for a current one)."""
+    if task in DEPRECATED_ALIASES:
+        return f"task name {task!r} is deprecated; use {DEPRECATED_ALIASES[task]!r} (the engine's name for it)"
+    return None
+
+
+def resolve_scorer(task: str) -> tuple[str, FileScorer]:
+    """(the task's current name, its file scorer); a deprecated name warns, an unknown one raises."""
+    message = deprecation_message(task)
+    if message:
+        warnings.warn(message, DeprecationWarning, stacklevel=4)  # the caller of score_files
+        task = DEPRECATED_ALIASES[task]
+    if task not in SCORERS:
+        raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+    return task, SCORERS[task]
 
 
 def _prepare(task: str, pred: str | Path, ref: str | Path | None, options: dict[str, Any]) -> Prepared:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+    task, scorer = resolve_scorer(task)
     pred_path = Path(pred)
     ref_path = Path(ref) if ref is not None else None
-    if ref_path is None and task != "retrieval":
+    if ref_path is None and scorer.needs_ref:
         raise BadInputError(pred_path, f"--ref is required for task {task}")
-    prep = _PREPARE[task](pred_path, ref_path, **options)
+    prep = scorer.prepare(pred_path, ref_path, **options)
     prep.result["provenance"]["files"] = {"prediction": str(pred_path), "reference": str(ref_path) if ref_path else None}
     return prep
 
@@ -410,6 +460,7 @@ def compare_files(task: str, pred_a: str | Path, pred_b: str | Path, ref: str | 
     """
     a = _prepare(task, pred_a, ref, options)
     b = _prepare(task, pred_b, ref, options)
+    task = DEPRECATED_ALIASES.get(task, task)
     if a.ids != b.ids:
         raise BadInputError(pred_b, f"ids or their order differ from {pred_a}")
     n = len(a.items)

@@ -115,13 +115,11 @@ class DiagnosisTask(Task):
     def __init__(self, config: Config | None = None):
         super().__init__(config)
         c = self.config
-        from medmm.models.fusion.base import _FUSIONS, create_fusion
+        from medmm.models.fusion import fusion_info
 
-        if c.fusion not in _FUSIONS:
-            create_fusion(c.fusion, 1, 1)  # raises "unknown fusion ... known: ..."
-        cls = _FUSIONS[c.fusion]
-        self.uses_image = bool(getattr(cls, "uses_image", True)) and c.image_encoder is not None
-        self.uses_text = bool(getattr(cls, "uses_text", True)) and c.text_encoder is not None
+        fusion = fusion_info(c.fusion)  # unknown name -> "unknown fusion ... known: ..."
+        self.uses_image = fusion.uses_image and c.image_encoder is not None
+        self.uses_text = fusion.uses_text and c.text_encoder is not None
         self.multilabel = c.findings is not None
         self.classes: list[str] = []
         self.class_counts: list[int] = []
@@ -400,6 +398,29 @@ class DiagnosisTask(Task):
         return self._records(batch, with_refs=False)
 
     # ------------------------------------------------------------------ metrics
+    def explainable(self, samples: list[Sample]) -> Any:
+        """The classifier of (image, clinical text), explained at its predicted class."""
+        from medmm.interpret.explainable import Explainable, ModelOutput, decode_text
+
+        model, batch = self.model, self.collate(samples)
+
+        def forward(images, ids, mask) -> ModelOutput:
+            out = model(images if model.image_encoder is not None else None, ids if model.text_encoder is not None else None, mask)
+            img = out.image
+            return ModelOutput(out.logits, list(img.maps) if img else [], list(img.attentions) if img else [], out.extras,
+                               img.tokens if img else None)
+
+        with torch.no_grad():
+            logits = forward(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask")).logits
+        texts = [""] * len(batch["ids"])
+        if batch.get("input_ids") is not None:
+            texts = [decode_text(model.text_encoder, row, m) for row, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        return Explainable(forward, list(self.classes), batch.get("images") if model.image_encoder is not None else None,
+                           batch.get("input_ids") if model.text_encoder is not None else None, batch.get("attention_mask"),
+                           model.text_encoder, logits.argmax(-1), texts, self.name,
+                           references=None if self.multilabel else [
+                               None if (v := s.targets.get(self.config.target)) is None else str(v) for s in samples])
+
     def _arrays(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(y_true one-vs-rest (N, C) with NaN = missing, probs (N, C)) of labelled records."""
         classes = self._external["classes"] if self._external is not None else self.classes

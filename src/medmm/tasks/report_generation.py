@@ -495,6 +495,16 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             records.append(rec)
         return records
 
+    def explainable(self, samples: list[Sample]) -> Any:
+        """Sentence-to-region maps: the decoder's cross-attention of each generated sentence."""
+        from medmm.interpret.explainable import WordRegions
+        from medmm.interpret.word_region import report_sentence_regions
+
+        batch = self.collate(samples)
+        counts = batch["view_counts"].tolist()
+        return WordRegions(self.name, "sentence", report_sentence_regions(self, batch), batch["images"],
+                           [sum(counts[:i]) for i in range(len(samples))])
+
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, clinical efficacy (+ bootstrap CIs) for the model
         and, under ``nn_baseline``, for copying the nearest training report (plus the other

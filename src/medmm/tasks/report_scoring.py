@@ -37,7 +37,7 @@ def report_scores(records: list[dict[str, Any]], field: str = "prediction", n_re
             for r in records:
                 fp.write(json.dumps({"id": r["id"], "prediction": r[field]}) + "\n")
                 fr.write(json.dumps({"id": r["id"], "reference": r["reference"], "group": r.get("group") or r["id"]}) + "\n")
-        res = score_files("report", pred, ref, bootstrap=n_resamples, seed=seed, group_by="group")
+        res = score_files("report_generation", pred, ref, bootstrap=n_resamples, seed=seed, group_by="group")
     out: dict[str, Any] = {k: res["nlg"].get(k) for k in NLG_KEYS}
     ce = res["clinical_efficacy"]
     out["clinical_efficacy"] = {"micro": ce["micro"], "macro": ce["macro"]}

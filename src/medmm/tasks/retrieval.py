@@ -547,6 +547,15 @@ class RetrievalTask(Task):
             for i in range(len(batch["ids"]))
         ]
 
+    def explainable(self, samples: list[Sample]) -> Any:
+        """Word-to-region maps: each word token's similarity to each image region."""
+        from medmm.interpret.explainable import WordRegions
+        from medmm.interpret.word_region import retrieval_word_regions
+
+        batch = self.collate(samples)
+        return WordRegions(self.name, "word", retrieval_word_regions(self, batch), batch["images"],
+                           list(range(len(samples))), self.model.text_encoder)
+
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """R@1/5/10, MRR, median rank both directions with grouped bootstrap CIs (see retrieval_metrics)."""
         if not records:

@@ -597,6 +597,27 @@ class VQATask(Task):
         fused, _, _ = self.forward_features(batch)
         return self.classifier_distribution(fused, batch)[0].argmax(-1)
 
+    def explainable(self, samples: list[Sample]) -> Any:
+        """The classifier head over the answer vocabulary, explained at the task's own classifier
+        answer (the decoder's free-text answers are not a class score and are not explained)."""
+        from medmm.interpret.explainable import Explainable, ModelOutput
+
+        batch = self.collate(samples)
+
+        def forward(images, ids, mask) -> ModelOutput:
+            img = self.image_encoder(images)
+            txt = self.text_encoder(ids, mask)
+            fused = self.fusion(img, txt)
+            return ModelOutput(self.answer_logits(fused), list(img.maps), list(img.attentions), fused.extras, img.tokens)
+
+        # The explained class is the answer the records show (after the closed/open mask, the answer
+        # memory and the question-type mask); the attributed score is that answer's classifier
+        # logit, before those inference-time weights.
+        targets = self.classifier_answer_indices(batch)
+        return Explainable(forward, list(self.answers), batch["images"], batch["input_ids"], batch["attention_mask"],
+                           self.text_encoder, targets, list(batch["questions"]), self.name,
+                           references=[s.text.get("answer") for s in samples], text_name="question")
+
     @torch.no_grad()
     def answer(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Routed answers: per sample the prediction, its source, the confidence and evidence."""

@@ -2,7 +2,16 @@
 gated, moe. `create_fusion(name, image_dim, text_dim, dim, **kw)`."""
 
 from medmm.models.fusion import attention, moe, simple  # noqa: F401  (register fusions)
-from medmm.models.fusion.base import Fusion, FusionOutput, create_fusion, list_fusions, register_fusion
+from medmm.models.fusion.base import (
+    Fusion,
+    FusionEntry,
+    FusionOutput,
+    create_fusion,
+    fusion_info,
+    list_fusions,
+    register_fusion,
+)
 from medmm.models.fusion.moe import switch_load_balancing_loss
 
-__all__ = ["Fusion", "FusionOutput", "create_fusion", "list_fusions", "register_fusion", "switch_load_balancing_loss"]
+__all__ = ["Fusion", "FusionEntry", "FusionOutput", "create_fusion", "fusion_info", "list_fusions", "register_fusion",
+           "switch_load_balancing_loss"]

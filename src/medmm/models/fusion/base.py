@@ -44,16 +44,35 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
-_FUSIONS: dict[str, Callable[..., Fusion]] = {}
+@dataclass(frozen=True)
+class FusionEntry:
+    """A registered fusion: how to build it and which modalities it uses (read by tasks, which
+    then skip an unused encoder, and by the ablation, whose unimodal baselines are the entries
+    using one modality)."""
+
+    name: str
+    build: Callable[..., Fusion]
+    uses_image: bool
+    uses_text: bool
+
+    @property
+    def unimodal(self) -> bool:
+        return self.uses_image != self.uses_text
+
+
+_FUSIONS: dict[str, FusionEntry] = {}
 
 
 def register_fusion(name: str):
-    """Decorator registering a Fusion class/constructor `(image_dim, text_dim, dim, **kw)`."""
+    """Decorator registering a Fusion class/constructor `(image_dim, text_dim, dim, **kw)`.
+
+    The entry's `uses_image`/`uses_text` are the class's attributes (default True).
+    """
 
     def wrap(fn):
         if name in _FUSIONS:
             raise MedmmError(f"fusion {name!r} registered twice")
-        _FUSIONS[name] = fn
+        _FUSIONS[name] = FusionEntry(name, fn, bool(getattr(fn, "uses_image", True)), bool(getattr(fn, "uses_text", True)))
         return fn
 
     return wrap
@@ -64,11 +83,16 @@ def list_fusions() -> list[str]:
     return sorted(_FUSIONS)
 
 
-def create_fusion(name: str, image_dim: int, text_dim: int, dim: int = 256, **kw: Any) -> Fusion:
-    """Build the fusion block `name` mapping image_dim/text_dim features to `dim`."""
+def fusion_info(name: str) -> FusionEntry:
+    """The registry entry of fusion `name` (unknown name -> error listing the known ones)."""
     if name not in _FUSIONS:
         raise MedmmError(f"unknown fusion {name!r}; known: {', '.join(list_fusions())}")
-    return _FUSIONS[name](image_dim=image_dim, text_dim=text_dim, dim=dim, **kw)
+    return _FUSIONS[name]
+
+
+def create_fusion(name: str, image_dim: int, text_dim: int, dim: int = 256, **kw: Any) -> Fusion:
+    """Build the fusion block `name` mapping image_dim/text_dim features to `dim`."""
+    return fusion_info(name).build(image_dim=image_dim, text_dim=text_dim, dim=dim, **kw)
 
 
 def zero_loss(like: torch.Tensor) -> torch.Tensor:
