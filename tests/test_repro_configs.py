@@ -56,8 +56,10 @@ def test_pneumoniamnist_protocol_runs_and_scores_the_official_file(tmp_path):
            ["trainer.batch_size=16", "trainer.lr_milestones=[1]", "model.bootstrap_resamples=0"])
     official = tmp_path / "official"
     _official_layout_copy(root / "pneumoniamnist_28_trainsubset_fullvaltest.npz", official, "pneumoniamnist")
-    result = api.evaluate(tmp_path / "run", official, dataset="pneumoniamnist", split="test", out=tmp_path / "t.json")
-    assert result["provenance"]["n_samples"] == 524 and result["provenance"]["dataset"] == "pneumoniamnist"
+    # The official file under its own name: pass the file as the root (the run's dataset name
+    # reads the file it is given; --dataset pneumoniamnist would mean external validation).
+    result = api.evaluate(tmp_path / "run", official / "pneumoniamnist.npz", split="test", out=tmp_path / "t.json")
+    assert result["provenance"]["n_samples"] == 524 and result["provenance"]["split"] == "test"
 
 
 @pytest.mark.slow  # ~50 s (U-Net) and ~90 s (MiniLM) on the shared machine

@@ -7,8 +7,9 @@ Floor: colour deconvolution to the hematoxylin channel (Ruifrok & Johnston's H&E
 vectors, as scikit-image's rgb2hed), then Otsu's threshold of that image: pixels above it are
 nuclei. No training, nothing tuned. Scored like the models: Dice per image at the mask's stored
 resolution, mean over images, 95% percentile-bootstrap CI over images. A model's per-image Dice
-comes from its run's predictions jsonl (medmm writes "dice" per record); paired bootstrap
-difference model - Otsu with CI and p-values.
+comes from a predictions jsonl: a training run's `predictions/<split>.jsonl` (with "dice") or
+`medmm predict RUN --data ROOT --split test` output (RLE masks, scored here); paired bootstrap
+difference model - Otsu (and between models) with CI and p-values.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def otsu_masks(data: Path, split: str) -> tuple[list[str], list[np.ndarray], lis
     return ids, preds, refs
 
 
+def _dice_of(record: dict, ref: np.ndarray) -> float:
+    """The record's Dice: its "dice" (training-run records) or its RLE mask (`medmm predict`) scored."""
+    if "dice" in record:
+        return float(record["dice"])
+    from medmm.tasks.segmentation import rle_decode
+
+    return float(binary_scores(rle_decode(record["prediction"]), ref)["dice"])
+
+
 def _mean(x: np.ndarray) -> float:
     return float(np.mean(x))
 
@@ -86,12 +96,13 @@ def main(argv: list[str] | None = None) -> dict:
                                         "per_image": dict(zip(ids, otsu.round(4).tolist(), strict=True))}},
         "models": {},
     }
+    dices: dict[str, np.ndarray] = {}
     for spec in args.predictions:
         name, _, path = spec.partition("=")
         recs = {r["id"]: r for r in map(json.loads, Path(path).read_text(encoding="utf-8").splitlines()) if r}
         if set(recs) != set(ids):
             raise SystemExit(f"{path}: its ids differ from the {args.split} split's")
-        dice = np.asarray([float(recs[i]["dice"]) for i in ids])
+        dice = dices[name] = np.asarray([_dice_of(recs[i], ref) for i, ref in zip(ids, refs, strict=True)])
         mci = bootstrap_ci(_mean, dice, n_resamples=args.resamples)
         t = paired_test(_mean, dice, otsu, n_resamples=args.resamples)
         result["models"][name] = {
@@ -99,6 +110,14 @@ def main(argv: list[str] | None = None) -> dict:
             "minus_otsu": {"difference": t["difference"], "ci95": [t["difference_low"], t["difference_high"]],
                            "p_bootstrap": t["p_bootstrap"], "p_randomisation": t["p_randomisation"]},
         }
+    names = list(dices)
+    result["model_pairs"] = {}
+    for i, a in enumerate(names):  # e.g. text-guided minus image-only, same images
+        for b in names[i + 1:]:
+            t = paired_test(_mean, dices[a], dices[b], n_resamples=args.resamples)
+            result["model_pairs"][f"{a}_minus_{b}"] = {
+                "difference": t["difference"], "ci95": [t["difference_low"], t["difference_high"]],
+                "p_bootstrap": t["p_bootstrap"], "p_randomisation": t["p_randomisation"]}
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
