@@ -89,7 +89,13 @@ class TrainerConfig:
             num_nodes * accumulate_grad_batches).
         eval_batch_size: batch size for validation/test/predict (default: batch_size).
         lr, weight_decay: AdamW; weight decay applies to weights with >= 2 dims only.
-        scheduler: "cosine", "linear" (decay to 0 after warmup) or "constant".
+        scheduler: "cosine", "linear" (decay to 0 after warmup), "constant", and two stepped
+            once per epoch, without warmup: "multistep" (learning rate times `lr_gamma` at each
+            epoch in `lr_milestones`, e.g. [50, 75] of 100 as in MedMNIST v2) and
+            "cosine_restarts" (SGDR: cosine from `lr` to `min_lr` over `lr_restart_epochs`
+            epochs, then again, as LViT's 10 epochs down to 1e-4).
+        lr_milestones, lr_gamma: the "multistep" schedule's epochs and factor.
+        lr_restart_epochs, min_lr: the "cosine_restarts" schedule's period and floor.
         warmup_steps: linear warmup from 0 over this many optimizer steps.
         lr_multipliers: learning-rate factor per parameter-name prefix, e.g.
             {image_encoder: 0.1} fine-tunes a pretrained encoder at a tenth of `lr`
@@ -121,8 +127,12 @@ class TrainerConfig:
     eval_batch_size: int | None = None
     lr: float = 1e-4
     weight_decay: float = 0.01
-    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    scheduler: Literal["cosine", "linear", "constant", "multistep", "cosine_restarts"] = "cosine"
     warmup_steps: int = 0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    lr_restart_epochs: int = 10
+    min_lr: float = 0.0
     lr_multipliers: dict[str, float] = field(default_factory=dict)
     precision: Literal["32", "bf16-mixed"] = "32"
     accumulate_grad_batches: int = 1

@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from medmm.data.schema import Sample
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
-from medmm.engine.optim import parameter_groups
+from medmm.engine.optim import epoch_scheduler, parameter_groups
 from medmm.engine.task import Task
 
 log = logging.getLogger("medmm.engine")
@@ -208,6 +208,9 @@ class TaskModule(L.LightningModule):
         if len({g["lr_scale"] for g in groups}) > 1:
             log.info("learning rate per parameter group: %s", [(g["lr"], len(g["params"])) for g in groups])
         opt = torch.optim.AdamW(groups, lr=self.cfg.lr)
+        per_epoch = epoch_scheduler(opt, self.cfg)  # "multistep" / "cosine_restarts"; None otherwise
+        if per_epoch is not None:
+            return {"optimizer": opt, "lr_scheduler": per_epoch}
         total = int(self.trainer.estimated_stepping_batches)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, warmup_schedule(self.cfg.scheduler, self.cfg.warmup_steps, total)

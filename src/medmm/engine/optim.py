@@ -1,4 +1,5 @@
-"""Optimizer parameter groups: weight decay by parameter shape, learning rate by module name.
+"""Optimizer parameter groups (weight decay by parameter shape, learning rate by module name) and
+the learning-rate schedules stepped once per epoch ("multistep", "cosine_restarts").
 
 A pretrained encoder fine-tuned at the learning rate of a freshly initialised head tends to lose
 what it learnt in pretraining ("catastrophic forgetting"); the usual remedy is a smaller learning
@@ -9,11 +10,12 @@ parameter-name prefix (as in `task.named_parameters()`, e.g. "image_encoder") to
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 
 import torch
 
-from medmm.engine.config import ConfigError
+from medmm.engine.config import ConfigError, TrainerConfig
 
 
 def _matches(name: str, prefix: str) -> bool:
@@ -73,3 +75,46 @@ def parameter_groups(
         }
         for key in order
     ]
+
+
+def epoch_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig) -> dict | None:
+    """Lightning's lr_scheduler dict for the schedules stepped once per epoch, else None.
+
+    "multistep": lr * lr_gamma**(number of lr_milestones <= current epoch), torch's MultiStepLR
+    (MedMNIST v2: 100 epochs, milestones [50, 75], gamma 0.1). "cosine_restarts": torch's
+    CosineAnnealingWarmRestarts with T_0 = lr_restart_epochs and eta_min = min_lr (LViT: 10, 1e-4).
+    Per epoch, so neither depends on the number of steps per epoch.
+
+    Raises:
+        ConfigError: milestones missing, not strictly increasing or outside 1..max_epochs-1 (a
+            decay that never happens is a misconfiguration), lr_milestones given to another
+            schedule, gamma not in (0, 1], a restart period < 1, min_lr not below lr, or warmup
+            asked for (these schedules have none).
+    """
+    kind = cfg.scheduler
+    if kind != "multistep" and cfg.lr_milestones:
+        raise ConfigError(None, "trainer.lr_milestones", f'only used by scheduler "multistep", not {kind!r}')
+    if kind not in ("multistep", "cosine_restarts"):
+        return None
+    if cfg.warmup_steps:
+        raise ConfigError(None, "trainer.warmup_steps", f"scheduler {kind!r} has no warmup; set 0, got {cfg.warmup_steps}")
+    if kind == "cosine_restarts":
+        if cfg.lr_restart_epochs < 1:
+            raise ConfigError(None, "trainer.lr_restart_epochs", f"must be >= 1, got {cfg.lr_restart_epochs}")
+        if not 0 <= cfg.min_lr < cfg.lr:
+            raise ConfigError(None, "trainer.min_lr", f"must be in [0, lr={cfg.lr}), got {cfg.min_lr}")
+        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cfg.lr_restart_epochs, eta_min=cfg.min_lr
+        )
+        return {"scheduler": sched, "interval": "epoch"}
+    milestones, key = list(cfg.lr_milestones), "trainer.lr_milestones"
+    if not milestones:
+        raise ConfigError(None, key, 'scheduler "multistep" needs at least one epoch, e.g. [50, 75]')
+    if any(b <= a for a, b in itertools.pairwise(milestones)):
+        raise ConfigError(None, key, f"must be strictly increasing, got {milestones}")
+    if milestones[0] < 1 or milestones[-1] >= cfg.max_epochs:
+        raise ConfigError(None, key, f"epochs must lie in 1..{cfg.max_epochs - 1} (trainer.max_epochs={cfg.max_epochs}), got {milestones}")
+    if not 0 < cfg.lr_gamma <= 1:
+        raise ConfigError(None, "trainer.lr_gamma", f"must be in (0, 1], got {cfg.lr_gamma}")
+    sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=cfg.lr_gamma)
+    return {"scheduler": sched, "interval": "epoch"}

@@ -228,6 +228,11 @@ class DiagnosisTask(Task):
         image_kw.setdefault("in_channels", c.in_channels)
         if c.image_size is not None and c.image_encoder and not c.image_encoder.startswith("hf:"):
             image_kw.setdefault("image_size", c.image_size)
+        if c.image_stem == "small" and self.uses_image:
+            # The encoder registry builds the stem (resnet18/34/50 accept stem="small").
+            if c.image_encoder not in ("resnet18", "resnet34", "resnet50"):
+                raise MedmmError(f"image_stem: small needs a ResNet encoder, not {c.image_encoder!r}")
+            image_kw.setdefault("stem", "small")
         text_kw = dict(c.text_kw)
         if (c.text_encoder and c.text_encoder in ("scratch", "minilm")) or (c.text_encoder or "").startswith("hf:"):
             text_kw.setdefault("max_length", c.max_text_length)
@@ -242,15 +247,6 @@ class DiagnosisTask(Task):
             fusion_kw=dict(c.fusion_kw),
             dropout=c.dropout,
         )
-        if c.image_stem == "small" and self.model.image_encoder is not None:
-            enc = self.model.image_encoder
-            if not hasattr(enc, "stem") or not isinstance(enc.stem, nn.Sequential):
-                raise MedmmError(f"image_stem: small needs a ResNet encoder, not {c.image_encoder!r}")
-            width = enc.stem[0].out_channels
-            # CIFAR/MedMNIST-style stem: a 28 px image keeps its resolution into layer1.
-            enc.stem = nn.Sequential(
-                nn.Conv2d(enc.in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-            )
         for flag, enc in ((c.freeze_text_encoder, self.model.text_encoder), (c.freeze_image_encoder, self.model.image_encoder)):
             if flag and enc is not None:
                 for p in enc.parameters():

@@ -92,7 +92,10 @@ class SegmentationConfig:
     crop_size: random training crops of this size (null: whole image); also the window size
         of sliding-window inference.
     inference: "resize" | "sliding_window". sw_overlap: window overlap. flip: random flips.
-    loss: "dice_ce" | "dice_focal" | "tversky" (+BCE) | "focal". threshold: on the sigmoid.
+    augmentation: "crop_flip" (crop_size crops + `flip`) or "lvit" (crops, then LViT's
+        rotations/flips instead of `flip`; medmm.models.segmentation_ops).
+    loss: "dice_ce" | "dice_focal" | "tversky" (+BCE) | "focal" | "lvit_dice_bce" (LViT's
+        0.5 Dice + 0.5 class-balanced BCE). threshold: on the sigmoid.
     bootstrap_resamples: for the CIs of compute_metrics (0: none).
     """
 
@@ -114,7 +117,8 @@ class SegmentationConfig:
     inference: Literal["resize", "sliding_window"] = "resize"
     sw_overlap: float = 0.25
     flip: bool = True
-    loss: Literal["dice_ce", "dice_focal", "tversky", "focal"] = "dice_ce"
+    augmentation: Literal["crop_flip", "lvit"] = "crop_flip"
+    loss: Literal["dice_ce", "dice_focal", "tversky", "focal", "lvit_dice_bce"] = "dice_ce"
     tversky_alpha: float = 0.3
     tversky_beta: float = 0.7
     threshold: float = 0.5
@@ -139,6 +143,8 @@ class Segmentation(Task):
             raise MedmmError(f"segmentation: crop_size {c.crop_size} > image_size {c.image_size}")
         if c.inference == "sliding_window" and c.crop_size is None:
             raise MedmmError("segmentation: sliding_window inference needs model.crop_size (the window)")
+        if c.augmentation == "lvit" and any(w in p.lower() for p in c.classes for w in ("left", "right")):
+            raise MedmmError("segmentation: augmentation 'lvit' flips images, which swaps the side a prompt names")
         self._build()
         self.loss_fn = self._make_loss()
         self._gen = torch.Generator().manual_seed(c.augment_seed)
@@ -177,6 +183,10 @@ class Segmentation(Task):
             return DiceFocalLoss(sigmoid=True)
         if c.loss == "focal":
             return FocalLoss(use_softmax=False)
+        if c.loss == "lvit_dice_bce":
+            from medmm.models.segmentation_ops import lvit_dice_bce_loss
+
+            return lvit_dice_bce_loss
         tversky = TverskyLoss(sigmoid=True, alpha=c.tversky_alpha, beta=c.tversky_beta)
         return lambda logits, target: tversky(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
 
@@ -284,6 +294,11 @@ class Segmentation(Task):
                 outs_i.append(images[i, :, y : y + c.crop_size, x : x + c.crop_size])
                 outs_m.append(masks[i, :, y : y + c.crop_size, x : x + c.crop_size])
             images, masks = torch.stack(outs_i), torch.stack(outs_m)
+        if c.augmentation == "lvit":  # LViT's operations, in medmm.models.segmentation_ops
+            from medmm.models.segmentation_ops import lvit_rotate_flip
+
+            black = (-torch.tensor(c.mean) / torch.tensor(c.std)).tolist()  # raw 0 after normalisation
+            return lvit_rotate_flip(images, masks, g, fill=black)
         if c.flip:
             # Up-down flips are always safe; left-right flips would turn a "left lung" target
             # into the right lung, so they are off when a prompt names a side.

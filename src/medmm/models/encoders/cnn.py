@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
 from medmm.models.encoders.factory import register_image_encoder
 
@@ -57,19 +58,33 @@ class SmallCNN(ImageEncoder):
         return _features(maps)
 
 
+RESNET_STEMS = ("imagenet", "small")
+
+
 class MonaiResNet(ImageEncoder):
-    """MONAI's 2-D ResNet run stage by stage (stem stride 2 + max-pool, as in ImageNet ResNets)."""
+    """MONAI's 2-D ResNet run stage by stage.
+
+    stem: "imagenet" (7x7 stride-2 conv + max-pool: 224 px -> 56 px into layer1) or "small" (one
+    3x3 stride-1 conv, no max-pool: a 28 px image keeps its 28 px into layer1, as the ResNets of
+    CIFAR and of MedMNIST v2's code; ~16x the compute of "imagenet" at the same input size).
+    """
 
     _DIMS: ClassVar[dict[str, int]] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
-    def __init__(self, depth: str = "resnet18", in_channels: int = 3, image_size: int = 224):
+    def __init__(self, depth: str = "resnet18", in_channels: int = 3, image_size: int = 224, stem: str = "imagenet"):
         super().__init__()
         from monai.networks.nets import resnet
 
+        if stem not in RESNET_STEMS:
+            raise MedmmError(f"ResNet stem must be one of {', '.join(RESNET_STEMS)}, got {stem!r}")
+        small = stem == "small"
         net = getattr(resnet, depth)(
-            spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, num_classes=1, feed_forward=False
+            spatial_dims=2, n_input_channels=in_channels, conv1_t_size=3 if small else 7,
+            conv1_t_stride=1 if small else 2, num_classes=1, feed_forward=False,
         )
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.act, net.maxpool)
+        # Same module names either way (stem.0 conv, stem.1 BN), so weights files stay comparable.
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act) if small else nn.Sequential(net.conv1, net.bn1, net.act, net.maxpool)
+        self.stem_kind = stem
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.in_channels = in_channels
         self.out_dim = self._DIMS[depth]
@@ -118,19 +133,19 @@ def small_cnn(in_channels: int = 3, **kw) -> ImageEncoder:
 
 @register_image_encoder("resnet18")
 def resnet18(in_channels: int = 3, **kw) -> ImageEncoder:
-    """MONAI ResNet-18 (512-d)."""
+    """MONAI ResNet-18 (512-d); stem="imagenet" (default) or "small" (3x3, no max-pool)."""
     return MonaiResNet("resnet18", in_channels=in_channels, **kw)
 
 
 @register_image_encoder("resnet34")
 def resnet34(in_channels: int = 3, **kw) -> ImageEncoder:
-    """MONAI ResNet-34 (512-d)."""
+    """MONAI ResNet-34 (512-d); stem="imagenet" (default) or "small" (3x3, no max-pool)."""
     return MonaiResNet("resnet34", in_channels=in_channels, **kw)
 
 
 @register_image_encoder("resnet50")
 def resnet50(in_channels: int = 3, **kw) -> ImageEncoder:
-    """MONAI ResNet-50 (2048-d)."""
+    """MONAI ResNet-50 (2048-d); stem="imagenet" (default) or "small" (3x3, no max-pool)."""
     return MonaiResNet("resnet50", in_channels=in_channels, **kw)
 
 
