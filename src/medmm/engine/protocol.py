@@ -58,7 +58,7 @@ def protocol_record(task: Task, cfg: RunConfig, *, reported_split: str, selectio
         "selected_on_selection_split": chosen,
         "reported_split": reported_split,
         "reported_is_selection_split": reported_is_selection,
-        "oracle_inputs": list(tp["oracle_inputs"]),
+        "oracle_inputs": list(dict.fromkeys([*type(task).oracle_inputs(task.config), *tp["oracle_inputs"]])),
         "training": "zero-shot" if zero_shot else "trained",
         "metric_definitions": dict(tp["metric_definitions"]),
         "selection_metrics_renamed": [f"{SELECTION_PREFIX}{k}" for k in tp["selection_metrics"]] if reported_is_selection else [],

@@ -113,12 +113,18 @@ class Task(nn.Module):
         name -> {"metrics", "model_minus_floor", ...} or {"skipped": reason}. Default: none."""
         return {}
 
+    @classmethod
+    def oracle_inputs(cls, config: Any) -> list[str]:
+        """The inputs `config` (this task's `Config`) takes from annotations a deployed model would
+        not have, e.g. routing VQA questions by their answer-type label. Shipped configs use none
+        (tests/test_configs_valid.py). Default: none."""
+        return []
+
     def protocol(self) -> dict[str, Any]:
         """The task's part of a metrics file's `protocol` record:
 
         - ``metric_definitions``: metric name -> how it is computed;
-        - ``oracle_inputs``: inputs taken from annotations a deployed model would not have (e.g.
-          routing by an answer-type label); empty unless a config asks for one explicitly;
+        - ``oracle_inputs``: more oracle inputs than `oracle_inputs(config)` names (rarely needed);
         - ``fitted_on_validation``: what `calibrate` fitted on the validation split (e.g. decision
           thresholds), and ``selection_metrics``: the metric keys that depend on it; on the split
           that chose them those keys are reported only as ``selection_<key>``.

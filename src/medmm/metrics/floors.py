@@ -393,24 +393,30 @@ def fit_otsu_polarity(train_pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> b
     return bool(above >= below)
 
 
-def segmentation_floors(train_pairs: Sequence[tuple[np.ndarray, np.ndarray]], images: Sequence[np.ndarray],
-                        references: Sequence[np.ndarray], model_dice: Sequence[float], *,
+def segmentation_floors(train_pairs: dict[str, Sequence[tuple[np.ndarray, np.ndarray]]], images: Sequence[np.ndarray],
+                        references: Sequence[np.ndarray], labels: Sequence[str], model_dice: Sequence[float], *,
                         groups: Sequence[Any] | None, n_resamples: int, seed: int = 0) -> dict[str, Any]:
-    """`otsu`: Otsu thresholding of the hematoxylin channel (RGB) or the gray values, polarity
-    chosen on the training pairs; compared on mean per-example Dice."""
-    if not train_pairs:
-        return {"otsu": skipped("no training image/mask pairs")}
-    above = fit_otsu_polarity(train_pairs)
+    """`otsu`: per example, Otsu thresholding of the hematoxylin channel (RGB) or the gray values,
+    the foreground side chosen per class label on that label's training (image, mask) pairs;
+    compared on ``dice_mean`` (mean over classes of the mean per-example Dice, as the task's)."""
+    missing = sorted({lb for lb in labels if not train_pairs.get(lb)})
+    if missing:
+        return {"otsu": skipped(f"no training image/mask pairs for {missing}")}
+    above = {lb: fit_otsu_polarity(train_pairs[lb]) for lb in dict.fromkeys(labels)}
     floor = []
-    for img, ref in zip(images, references, strict=True):
-        m = otsu_mask(img, above)
+    for img, ref, lb in zip(images, references, labels, strict=True):
+        m = otsu_mask(img, above[lb])
         if m.shape != ref.shape:
             from PIL import Image
 
             m = np.asarray(Image.fromarray(m.astype(np.uint8)).resize(ref.shape[::-1], Image.Resampling.NEAREST)) > 0
         floor.append(dice(m, ref))
-    entry = compare(lambda d: {"dice_mean": float(np.mean(d))}, np.asarray(model_dice, float), np.asarray(floor),
-                    groups=groups, n_resamples=n_resamples, seed=seed,
-                    description="Otsu threshold of the hematoxylin channel (RGB) or the gray values, "
-                                f"foreground {'above' if above else 'below'} it (chosen on training masks)")
-    return {"otsu": entry}
+
+    def dice_mean(d: np.ndarray, lab: np.ndarray) -> dict[str, float]:
+        return {"dice_mean": float(np.mean([d[lab == k].mean() for k in np.unique(lab)]))}
+
+    sides = ", ".join(f"{lb}: {'above' if a else 'below'}" for lb, a in above.items())
+    return {"otsu": compare(dice_mean, np.asarray(model_dice, float), np.asarray(floor), np.asarray(labels),
+                            groups=groups, n_resamples=n_resamples, seed=seed,
+                            description="Otsu threshold of the hematoxylin channel (RGB) or the gray values; "
+                                        f"foreground side chosen on training masks ({sides})")}
