@@ -38,6 +38,27 @@ def check_config(path: Path, repo: Path = REPO) -> None:
             assert s is None or s in info.splits, f"{path}: dataset {info.name} has no split {s!r}"
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO / "configs")) for p in CONFIGS])
+def test_config_uses_no_oracle_input(path: Path, monkeypatch):
+    """No shipped config feeds the model an annotation a deployed model would not have (e.g. VQA
+    routing by answer_type): Task.oracle_inputs of its model section is empty."""
+    from medmm.engine.config import build_dataclass
+    from medmm.engine.task import get_task_class
+
+    monkeypatch.chdir(REPO)
+    cfg = load_config(path, validate_model=True)
+    cls = get_task_class(cfg.task)
+    assert cls.oracle_inputs(build_dataclass(cls.Config, dict(cfg.model), path, prefix="model.")) == [], path
+
+
+def test_oracle_input_check_can_fail():
+    from medmm.engine.task import get_task_class
+
+    vqa = get_task_class("vqa")
+    assert vqa.oracle_inputs(vqa.Config(routing="annotation"))
+    assert vqa.oracle_inputs(vqa.Config()) == []
+
+
 def test_configs_folder_documented():
     assert (REPO / "configs" / "README.md").is_file()
 

@@ -161,11 +161,24 @@ def _provenance(
     return prov
 
 
-def _score_split(task: Task, cfg: RunConfig, split: SplitData, run_dir: Path, role: str) -> dict[str, Any]:
+def _score_split(
+    task: Task, cfg: RunConfig, split: SplitData, run_dir: Path, role: str,
+    train_samples: list[Sample], checkpoint_chosen: bool, has_validation: bool,
+) -> dict[str, Any]:
+    from medmm.engine.protocol import floors_record, protocol_record, rename_selection_metrics, selection_split_of
+
+    selection_split = selection_split_of(task, has_validation, checkpoint_chosen)
+
     records, skipped = run_inference(task, split.samples, cfg)
     metrics = task.compute_metrics(records) if records else {}
+    is_selection = role == selection_split
+    if is_selection:
+        metrics = rename_selection_metrics(task, metrics)
     result = {
         "metrics": metrics,
+        "protocol": protocol_record(task, cfg, reported_split=role, selection_split=selection_split,
+                                    checkpoint_chosen=checkpoint_chosen, reported_is_selection=is_selection),
+        "floors": floors_record(task, train_samples, split.samples, records),
         "provenance": _provenance(
             cfg, cfg.data.dataset, cfg.data.root, split.name, len(records),
             _skip_list(split.skipped, skipped), run_dir, split.skipped_before_split,
@@ -261,6 +274,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     val_samples = val_split.samples if val_split else []
 
     task = build_task(cfg)
+    original_train = list(train_split.samples)  # the floors are fit on these (no task-derived extras)
     train_split.samples = task.training_samples(train_split.samples)
     state_path = run_dir / rd.TASK_STATE
     if resume and state_path.exists():
@@ -363,7 +377,8 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     )
     for role, split in (("val", val_split), ("test", test_split)):
         if split is not None and split.samples:
-            results[role] = _score_split(task, cfg, split, run_dir, role)["metrics"]
+            results[role] = _score_split(task, cfg, split, run_dir, role, original_train,
+                                         best_cb is not None and best_path.exists(), bool(val_samples))["metrics"]
     try:
         from medmm.engine.report import write_report
 
@@ -518,6 +533,7 @@ def evaluate(
     import warnings
 
     from medmm.engine.eval_split import TrainingDataWarning, eval_samples
+    from medmm.engine.protocol import rename_selection_metrics
 
     cfg, task = load_run(run_dir, model_overrides)
     _set_threads(cfg)
@@ -528,10 +544,13 @@ def evaluate(
     metrics = task.compute_metrics(records) if records else {}
     result: dict[str, Any] = {
         "metrics": metrics,
+        **_evaluation_protocol(task, cfg, Path(run_dir), name, split, samples, records, external),
         "provenance": _provenance(
             cfg, name, str(root.resolve()), split, len(records), _skip_list(load_skipped, skipped), Path(run_dir).resolve()
         ),
     }
+    if result["protocol"]["reported_is_selection_split"]:
+        result["metrics"] = rename_selection_metrics(task, metrics)
     warning = extras.pop("warning", None)
     result["provenance"].update(extras)
     if warning:
@@ -546,6 +565,36 @@ def evaluate(
     if out is not None:
         rd.write_json(out, result)
     return result
+
+
+def _evaluation_protocol(task: Task, cfg: RunConfig, run_dir: Path, dataset: str, split: str, samples: list[Sample],
+                         records: list[dict[str, Any]], external: bool) -> dict[str, Any]:
+    """`protocol` and `floors` of an evaluation: the run's own splits are rebuilt from its config
+    (same seed) to fit the floors on its training part and to count how many evaluated samples the
+    run trained on or selected with (an evaluation of its validation samples is a selection number)."""
+    from medmm.engine.protocol import floors_record, protocol_record, selection_split_of
+
+    chosen = (run_dir / rd.CHECKPOINTS / rd.BEST_CKPT).exists()
+    train_samples, unavailable, overlap, has_val = None, None, {"training": 0, "selection": 0}, chosen
+    try:
+        run_splits = load_splits(cfg.data, cfg.seed)
+    except (MedmmError, OSError) as exc:
+        unavailable = f"the run's training data could not be loaded ({cfg.data.root}): {exc}"
+    else:
+        train_samples = run_splits["train"].samples
+        val = run_splits.get("val")
+        has_val = bool(val is not None and val.samples)
+        if not external:
+            ids = {s.id for s in samples}
+            overlap["training"] = sum(s.id in ids for s in train_samples)
+            overlap["selection"] = sum(s.id in ids for s in val.samples) if has_val else 0
+    selection = selection_split_of(task, has_val, chosen)
+    is_selection = selection is not None and overlap["selection"] > 0
+    protocol = protocol_record(task, cfg, reported_split=f"{dataset}:{split}", selection_split=selection,
+                               checkpoint_chosen=chosen, reported_is_selection=is_selection,
+                               extra={"evaluated_samples_in_run_training_split": overlap["training"],
+                                      "evaluated_samples_in_run_selection_split": overlap["selection"]})
+    return {"protocol": protocol, "floors": floors_record(task, train_samples, samples, records, unavailable)}
 
 
 @_restoring_threads

@@ -8,7 +8,9 @@ Each split's scalar metrics are shown with their 95% interval when the task comp
 (``"ci": {metric: [low, high]}`` or ``{metric: {"low", "high"}}``, or ``"<name>_ci"`` beside a
 dict ``<name>`` of metrics), so a reader never sees a point estimate without its uncertainty.
 Breakdowns (``"by_<key>": {group: {metric: value}}``, e.g. VQA accuracy by question type) are
-shown as a table and a bar chart.
+shown as a table and a bar chart. A metrics file's ``protocol`` (which split chose the model, which
+split is reported, oracle inputs) and ``floors`` (trivial baselines with model - floor, CI and
+p-value) are shown above and below its metrics.
 """
 
 from __future__ import annotations
@@ -241,6 +243,53 @@ def _split_section(metrics: dict[str, Any], split: str, plots: Path) -> list[str
     return parts
 
 
+def _floors_table(floors: dict[str, Any]) -> str:
+    """One row per (floor, metric): the floor's value, model - floor with its 95% CI and p-value."""
+    if not floors:
+        return "<p>the task declares no floors</p>"
+    if isinstance(floors.get("skipped") or floors.get("error"), str):
+        return f"<p>floors not computed: {html.escape(str(floors.get('skipped') or floors.get('error')))}</p>"
+    head = "<tr><th>floor</th><th>metric</th><th>floor value</th><th>model - floor</th><th>95% CI</th><th>p</th></tr>"
+    rows = []
+    for name, entry in floors.items():
+        if not isinstance(entry, dict):
+            continue
+        if "skipped" in entry or "error" in entry:
+            reason = entry.get("skipped") or entry.get("error")
+            rows.append(f"<tr><th>{html.escape(name)}</th><td colspan='5'>not computed: {html.escape(str(reason))}</td></tr>")
+            continue
+        values = _flat(entry.get("metrics", {}))
+        diffs = _flat(entry.get("model_minus_floor", {}), leaf="difference")
+        for metric, value in values.items():
+            d = diffs.get(metric, {})
+            ci = _interval(d.get("ci"))
+            rows.append(
+                f"<tr><th>{html.escape(name)}</th><td>{html.escape(metric)}</td><td>{html.escape(_number(value))}</td>"
+                f"<td>{html.escape(_number(d.get('difference')))}</td>"
+                f"<td>{f'[{ci[0]:.4g}, {ci[1]:.4g}]' if ci else ''}</td><td>{html.escape(_number(d.get('p_value')))}</td></tr>"
+            )
+    return "<table>" + head + "".join(rows) + "</table>"
+
+
+def _flat(d: dict[str, Any], leaf: str | None = None, prefix: str = "") -> dict[str, Any]:
+    """Nested floor entries (retrieval nests by direction) flattened to "direction/metric"; with
+    `leaf`, a dict holding that key is a leaf."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not (leaf and (leaf in v or "error" in v)):
+            out.update(_flat(v, leaf, f"{key}/"))
+        else:
+            out[key] = v
+    return out
+
+
+def _protocol_table(protocol: dict[str, Any]) -> str:
+    keep = ("reported_split", "selection_split", "reported_is_selection_split", "selected_on_selection_split",
+            "oracle_inputs", "training", "selection_metrics_renamed")
+    return _table({k: protocol[k] for k in keep if k in protocol})
+
+
 def _task_figures(run_dir: Path, split: str, plots: Path) -> list[str]:
     """Figures a task draws from its own prediction records (hook: an optional classmethod
     `report_figures(records, plots_dir, split) -> [file names]` on the Task class, e.g.
@@ -281,7 +330,13 @@ def write_report(run_dir: str | Path) -> Path:
         metrics = data.get("metrics", {})
         n = data.get("provenance", {}).get("n_samples")
         parts.append(f"<h2>{html.escape(split)}" + (f" (n = {n})" if n is not None else "") + "</h2>")
+        if "protocol" in data:
+            if data["protocol"].get("reported_is_selection_split"):
+                parts.append("<p><b>This split chose the model (selection split): its numbers are not results.</b></p>")
+            parts.append("<h3>protocol</h3>" + _protocol_table(data["protocol"]))
         parts.extend(_split_section(metrics, split, plots))
+        if "floors" in data:
+            parts.append("<h3>floors (trivial baselines on the same samples, paired)</h3>" + _floors_table(data["floors"]))
         cm, labels = metrics.get("confusion_matrix"), metrics.get("labels")
         if isinstance(cm, list) and cm and isinstance(cm[0], list):
             labels = labels if isinstance(labels, list) and len(labels) == len(cm) else [str(i) for i in range(len(cm))]

@@ -106,6 +106,31 @@ class Task(nn.Module):
         `state()` and re-scores). Default: nothing."""
         return False
 
+    def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Trivial baselines of the task scored on `samples` (the split the model's `records` came
+        from), fit on `train_samples` (the run's training split) only, each compared with the
+        model, paired (`medmm.metrics.floors`). Written as the metrics file's top-level `floors`:
+        name -> {"metrics", "model_minus_floor", ...} or {"skipped": reason}. Default: none."""
+        return {}
+
+    @classmethod
+    def oracle_inputs(cls, config: Any) -> list[str]:
+        """The inputs `config` (this task's `Config`) takes from annotations a deployed model would
+        not have, e.g. routing VQA questions by their answer-type label. Shipped configs use none
+        (tests/test_configs_valid.py). Default: none."""
+        return []
+
+    def protocol(self) -> dict[str, Any]:
+        """The task's part of a metrics file's `protocol` record:
+
+        - ``metric_definitions``: metric name -> how it is computed;
+        - ``oracle_inputs``: more oracle inputs than `oracle_inputs(config)` names (rarely needed);
+        - ``fitted_on_validation``: what `calibrate` fitted on the validation split (e.g. decision
+          thresholds), and ``selection_metrics``: the metric keys that depend on it; on the split
+          that chose them those keys are reported only as ``selection_<key>``.
+        """
+        return {"metric_definitions": {}, "oracle_inputs": [], "fitted_on_validation": [], "selection_metrics": []}
+
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
         """Get ready to score records of another dataset/label space (external validation).
 

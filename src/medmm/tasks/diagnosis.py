@@ -444,6 +444,18 @@ class DiagnosisTask(Task):
                                  self.multilabel and self._external is None, self.thresholds is not None,
                                  n_resamples=self.config.bootstrap_resamples)
 
+    def protocol(self) -> dict[str, Any]:
+        """Metric definitions; thresholds tuned on validation make its decision metrics `selection_*`."""
+        from medmm.tasks.diagnosis_floors import diagnosis_protocol
+
+        return diagnosis_protocol(self)
+
+    def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Prior and logistic regressions on pixels / text TF-IDF (`medmm.tasks.diagnosis_floors`)."""
+        from medmm.tasks.diagnosis_floors import diagnosis_floors
+
+        return diagnosis_floors(self, train_samples, samples, records)
+
     # ------------------------------------------------------------------ external validation
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
         """Map this model's classes onto `dataset`'s label space (named map or found one)."""

@@ -505,6 +505,26 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         return WordRegions(self.name, "sentence", report_sentence_regions(self, batch), batch["images"],
                            [sum(counts[:i]) for i in range(len(samples))])
 
+    def protocol(self) -> dict[str, Any]:
+        return {"metric_definitions": {
+            "bleu_1..4, meteor, rouge_l, cider_d": "corpus scores of medmm.metrics.nlg (pycocoevalcap definitions, "
+            "PTB tokenisation; docs/metrics-nlg.md)", "clinical_efficacy": "micro/macro P/R/F1 of the rule labeller's "
+            "observations, prediction vs reference", "nn_baseline": "the same scores for the retrieved nearest training report",
+            "ci": "95% percentile bootstrap, resampling groups"}}
+
+    def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The report of the nearest training image by pixel thumbnails (`medmm.metrics.floors.report_floors`)."""
+        from medmm.metrics import floors as F
+
+        train = [s for s in train_samples if s.images and self._text(s)]
+        by_id = {s.id: s for s in samples}
+        scored = [r for r in records if str(r.get("reference") or "").strip() and by_id.get(r["id"]) and by_id[r["id"]].images]
+        px = F.PixelThumbnails()
+        return F.report_floors(px.matrix([s.images[0] for s in train]), [self._text(s) for s in train],
+                               px.matrix([by_id[r["id"]].images[0] for r in scored]), [r["reference"] for r in scored],
+                               [r["prediction"] for r in scored], groups=[r.get("group") or r["id"] for r in scored],
+                               n_resamples=self.config.bootstrap_resamples)
+
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, clinical efficacy (+ bootstrap CIs) for the model
         and, under ``nn_baseline``, for copying the nearest training report (plus the other

@@ -556,6 +556,17 @@ class RetrievalTask(Task):
         return WordRegions(self.name, "word", retrieval_word_regions(self, batch), batch["images"],
                            list(range(len(samples))), self.model.text_encoder)
 
+    def protocol(self) -> dict[str, Any]:
+        from medmm.tasks.retrieval_floors import retrieval_protocol
+
+        return retrieval_protocol(self)
+
+    def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Random ranking and a frozen-feature bridge (`medmm.tasks.retrieval_floors`)."""
+        from medmm.tasks.retrieval_floors import retrieval_floors
+
+        return retrieval_floors(self, train_samples, samples, records)
+
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """R@1/5/10, MRR, median rank both directions with grouped bootstrap CIs (see retrieval_metrics)."""
         if not records:

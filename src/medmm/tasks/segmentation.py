@@ -400,6 +400,38 @@ class Segmentation(Task):
         """Dice/IoU/HD95 per class (mean over images) + bootstrap CIs (resampling patients)."""
         return segmentation_summary(records, list(self.config.classes), self.config.bootstrap_resamples)
 
+    def protocol(self) -> dict[str, Any]:
+        """How Dice, IoU and HD95 are computed (docs/segmentation.md)."""
+        return {"metric_definitions": {
+            "dice_mean": "mean over classes of the mean per-example Dice at the image's original resolution",
+            "iou": "per class, mean per-example intersection over union", "hd95": "95th-percentile Hausdorff "
+            "distance in pixels (MONAI's definition); undefined when exactly one mask is empty",
+            "ci": "95% percentile bootstrap, resampling patients"}}
+
+    def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]],
+               max_train: int = 40) -> dict[str, Any]:
+        """Otsu thresholding (`medmm.metrics.floors.segmentation_floors`); the foreground side of each
+        class is chosen on up to `max_train` training images with that class's mask."""
+        from medmm.data.io import read_image
+        from medmm.metrics import floors as F
+
+        def image(s: Sample) -> np.ndarray:
+            ref = s.images[0]
+            return np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
+
+        pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for prompt, labels in self.config.classes.items():
+            for s in [s for s in train_samples if s.images][:max_train]:
+                img = image(s)
+                m = class_target(s, list(labels), (int(img.shape[0]), int(img.shape[1])))
+                if m is not None:
+                    pairs.setdefault(prompt, []).append((img, m))
+        by_id = {s.id: s for s in samples}
+        imgs = [image(by_id[r["sample_id"]]) for r in records]
+        return F.segmentation_floors(pairs, imgs, [rle_decode(r["reference"]) for r in records], [r["label"] for r in records],
+                                     [r["dice"] for r in records], groups=[r.get("group", r["id"]) for r in records],
+                                     n_resamples=self.config.bootstrap_resamples)
+
     # ----------------------------------------------------------------- report hook
     @classmethod
     def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str, n: int = 6) -> list[str]:

@@ -10,8 +10,9 @@ Model: an image encoder and a question encoder from `medmm.models`, a fusion blo
   training answers, cross-attending to the fused tokens, greedy decoding) for open answers
   the classifier cannot express.
 
-Routing (documented in docs/vqa.md): a closed question (answer_type CLOSED, or, with no type,
-a yes/no-style question) is answered by the classifier restricted to the answers seen on
+Routing (documented in docs/vqa.md): a closed question (predicted closed from the question by
+`medmm.tasks.vqa_routing`, trained on the training questions' answer types; ``routing:
+annotation`` reads the annotation instead and is recorded as an oracle input) is answered by the classifier restricted to the answers seen on
 closed training questions. An open question is answered by the classifier restricted to the
 answers seen on open training questions when its top probability is >= ``open_confidence``,
 else by the decoder (the classifier's answer is kept when the decoder produces nothing).
@@ -61,6 +62,7 @@ from medmm.tasks.vqa_image_words import ImageWords
 from medmm.tasks.vqa_memory import AnswerMemory, image_key
 from medmm.tasks.vqa_question_types import QuestionTypes, mask_by_question_type
 from medmm.tasks.vqa_rationale import attention_evidence
+from medmm.tasks.vqa_routing import ClosedOpenRouter, annotated_closed
 
 
 # ----------------------------------------------------------------------------- task
@@ -127,6 +129,9 @@ class VQATask(Task):
                 the question, from the label heads saved beside `image_pretrained` by
                 `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
             bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
+            routing: how a question is routed to the closed or the open answers at inference:
+                ``predicted`` (from the question, `medmm.tasks.vqa_routing`) or ``annotation`` (the
+                dataset's answer_type: an oracle input, listed in the metrics' protocol).
         """
 
         image_encoder: str = "small_cnn"
@@ -166,6 +171,7 @@ class VQATask(Task):
         framed_questions: bool = False
         bootstrap_resamples: int = 1000
         answer_head: Literal["both", "classifier"] = "both"
+        routing: Literal["predicted", "annotation"] = "predicted"
 
     def __init__(self, config: Config | None = None, *, image_encoder: Any = None, text_encoder: Any = None):
         super().__init__(config)
@@ -210,6 +216,7 @@ class VQATask(Task):
         self.type_head: nn.Module | None = None
         self._image_words_cache: dict[str, str] = {}
         self._choices: ChoiceOptions | None = None
+        self.router: ClosedOpenRouter | None = None
 
     # -- data-dependent state ------------------------------------------------------------
     def training_samples(self, samples: list[Sample]) -> list[Sample]:
@@ -242,6 +249,8 @@ class VQATask(Task):
             raise MedmmError("no answers in the training split; cannot build the VQA answer vocabulary")
         self.closed_answers = sorted(closed)
         self.open_answers = sorted(keep_open)
+        questions = [s.text.get("question", "") for s in train_samples]
+        self.router = ClosedOpenRouter.fit(questions, [annotated_closed(q, answer_type(s)) for q, s in zip(questions, train_samples, strict=True)])
         if c.question_type_mask:
             self.question_types = QuestionTypes.fit(train_samples, {a: i for i, a in enumerate(self.answers)})
             if self.question_types is None:
@@ -318,6 +327,7 @@ class VQATask(Task):
             "memory": self.memory.state() if self.memory is not None else None,
             "image_words": self.image_words.state() if self.image_words is not None else None,
             "question_types": self.question_types.state() if self.question_types is not None else None,
+            "router": self.router.state() if self.router is not None else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -325,6 +335,10 @@ class VQATask(Task):
         self.closed_answers = list(state["closed_answers"])
         self.open_answers = list(state["open_answers"])
         self.words = list(state["words"])
+        if state.get("router") is None and self.config.routing == "predicted":
+            raise MedmmError("this VQA run was trained before routing was predicted from the question (no router in "
+                             "task_state.json): retrain it, or pass model.routing=annotation (an oracle input)")
+        self.router = ClosedOpenRouter.from_state(state["router"]) if state.get("router") is not None else None
         self.image_pretrained_sha256 = state.get("image_pretrained_sha256")
         self._image_feature_cache.clear()
         if state.get("kg_triplets") is not None:
@@ -425,6 +439,7 @@ class VQATask(Task):
         answers = [normalise_vqa_answer(s.text.get("answer", "")) for s in samples]
         atypes = [answer_type(s) for s in samples]
         closed = [is_closed_question(s.text["question"], a) for s, a in zip(samples, atypes, strict=True)]
+        routed = closed if self.config.routing == "annotation" else self.router.predict([s.text["question"] for s in samples])
         labels = torch.tensor([self.answer_index.get(a, -100) for a in answers], dtype=torch.long)
         return {
             "images": images,
@@ -432,7 +447,8 @@ class VQATask(Task):
             "attention_mask": tok["attention_mask"],
             "labels": labels,
             "answer_tokens": answer_token_ids(answers, self.word_index, self.config.max_answer_length),
-            "closed": torch.tensor(closed, dtype=torch.bool),
+            "closed": torch.tensor(routed, dtype=torch.bool),  # the routing at inference
+            "closed_annotated": torch.tensor(closed, dtype=torch.bool),  # training supervision only
             "ids": [s.id for s in samples],
             "questions": [s.text["question"] for s in samples],
             "texts": list(texts),
@@ -535,7 +551,7 @@ class VQATask(Task):
         allowed = None
         if self.config.masked_loss:
             # as at inference: a closed question's answer competes only with closed answers
-            allowed = torch.where(batch["closed"].to(logits.device)[:, None], self.closed_mask[None], self.open_mask[None])
+            allowed = torch.where(batch["closed_annotated"].to(logits.device)[:, None], self.closed_mask[None], self.open_mask[None])
             options = batch.get("choice_options")
             if options is not None:  # a choice question whose answer is among its options competes among them
                 options = options.to(logits.device)
@@ -673,6 +689,7 @@ class VQATask(Task):
                 "source": a["source"],
                 "confidence": a["confidence"],
                 "classifier_prediction": a["classifier_prediction"],
+                "routed_type": "CLOSED" if bool(batch["closed"][i]) else "OPEN",
             }
             if self.config.rationale:
                 rec["rationale"] = {"facts": batch["facts"][i], **(a["evidence"] or {})}
@@ -692,6 +709,25 @@ class VQATask(Task):
         if not records:
             raise MedmmError("no evaluation records to score")
         return vqa_scores(records, n_resamples=self.config.bootstrap_resamples)
+
+    @classmethod
+    def oracle_inputs(cls, config: Config) -> list[str]:
+        """Routing by the answer-type annotation (``routing: annotation``) is an oracle input."""
+        from medmm.tasks.vqa_routing import ORACLE_ROUTING
+
+        return [ORACLE_ROUTING] if config.routing == "annotation" else []
+
+    def protocol(self) -> dict[str, Any]:
+        """Metric definitions and the routing used."""
+        from medmm.tasks.vqa_floors import vqa_protocol
+
+        return vqa_protocol(self)
+
+    def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Answer prior and question-only nearest neighbour (`medmm.tasks.vqa_floors`)."""
+        from medmm.tasks.vqa_floors import vqa_floors
+
+        return vqa_floors(self, train_samples, samples, records)
 
     @classmethod
     def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str) -> list[str]:

@@ -78,6 +78,9 @@ def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int
         out["ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out["ci_method"] = ci["method"]
         out["n_images"] = ci["n_units"]
+    routed = [(r.get("routed_type"), r.get("answer_type")) for r in records if r.get("routed_type") and r.get("answer_type")]
+    if routed:  # how often the question-only router sent a question to its annotated type
+        out["answer_type_routing_accuracy"] = float(np.mean([a == str(b).upper() for a, b in routed]))
     sources = [r.get("source") for r in records]
     if any(sources):
         dec = [i for i, s in enumerate(sources) if s == "decoder"]
