@@ -1,0 +1,44 @@
+"""Tiny trained runs and their packages for the serve tests (a helper, not a test module).
+
+Each run trains 2 steps on the bundled CC0 VQA-RAD sample with a small model; runs and
+packages are made once per test session (cached by task) and shared by the test modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medmm.data.bundled import vqa_rad_sample_root
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+_FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+         "trainer.batch_size=8", "trainer.num_threads=1", "trainer.progress_bar=false"]
+# task -> (config file, overrides): small encoders so two steps take seconds on a loaded CPU.
+TASK_RUNS: dict[str, tuple[str, list[str]]] = {
+    "diagnosis": ("diagnosis/vqa_rad_organ.yaml", [
+        "model.image_size=32", "model.text_kw={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}", "model.dim=32"]),
+    "vqa": ("vqa/vqa_rad_sample.yaml", [
+        "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+        "model.text_encoder_kwargs={vocab_size: 300, dim: 32, num_layers: 1, num_heads: 2, max_length: 24}",
+        "model.fusion_kwargs={heads: 2, layers: 1}", "model.dim=32", "model.bootstrap_resamples=10"]),
+    "retrieval": ("retrieval/vqa_rad.yaml", [
+        "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.text_encoder=scratch",
+        "model.text_lora=null", "model.embed_dim=32", "trainer.num_threads=1"]),
+}
+_CACHE: dict[str, tuple[Path, Path]] = {}
+
+
+def trained_package(task: str, base: Path) -> tuple[Path, Path]:
+    """(run dir, package dir) of a 2-step run of `task` on the bundled sample (made once per session)."""
+    if task in _CACHE:
+        return _CACHE[task]
+    from medmm.engine import load_config, train
+    from medmm.serve import make_package
+
+    cfg_file, overrides = TASK_RUNS[task]
+    cfg = load_config(CONFIGS / cfg_file, [f"data.root={vqa_rad_sample_root()}", *_FAST, *overrides])
+    run = base / f"run_{task}"
+    train(cfg, run)
+    pkg = make_package(run, base / task)
+    _CACHE[task] = (run, pkg)
+    return run, pkg
