@@ -1,7 +1,10 @@
 """Tiny trained runs and their packages for the serve tests (a helper, not a test module).
 
-Each run trains 2 steps on the bundled CC0 VQA-RAD sample with a small model; runs and
-packages are made once per test session (cached by task) and shared by the test modules.
+Each run is a small model on the bundled CC0 VQA-RAD sample, made once per test session (cached
+by task) and shared by the test modules. `trained=True`: 2 training steps through the engine
+(Lightning, about 45 s per task on the loaded 2-core CPU: slow tests). `trained=False`: the
+run directory the engine writes before training (config, task state fitted on the training
+split, initial weights with their sha256), without Lightning: seconds, for the default tests.
 """
 
 from __future__ import annotations
@@ -25,20 +28,43 @@ TASK_RUNS: dict[str, tuple[str, list[str]]] = {
         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.text_encoder=scratch",
         "model.text_lora=null", "model.embed_dim=32", "trainer.num_threads=1"]),
 }
-_CACHE: dict[str, tuple[Path, Path]] = {}
+_CACHE: dict[tuple[str, bool], tuple[Path, Path]] = {}
 
 
-def trained_package(task: str, base: Path) -> tuple[Path, Path]:
-    """(run dir, package dir) of a 2-step run of `task` on the bundled sample (made once per session)."""
-    if task in _CACHE:
-        return _CACHE[task]
+def trained_package(task: str, base: Path, trained: bool = False) -> tuple[Path, Path]:
+    """(run dir, package dir) of a run of `task` on the bundled sample (made once per session)."""
+    if (task, trained) in _CACHE:
+        return _CACHE[task, trained]
     from medmm.engine import load_config, train
     from medmm.serve import make_package
 
     cfg_file, overrides = TASK_RUNS[task]
     cfg = load_config(CONFIGS / cfg_file, [f"data.root={vqa_rad_sample_root()}", *_FAST, *overrides])
-    run = base / f"run_{task}"
-    train(cfg, run)
-    pkg = make_package(run, base / task)
-    _CACHE[task] = (run, pkg)
+    run = base / f"run_{task}_{'trained' if trained else 'init'}"
+    if trained:
+        train(cfg, run)
+    else:
+        _initial_run(cfg, run)
+    pkg = make_package(run, base / f"{task}_{'trained' if trained else 'init'}")
+    _CACHE[task, trained] = (run, pkg)
     return run, pkg
+
+
+def _initial_run(cfg, run: Path) -> None:
+    """The run directory as `medmm.engine.train` writes it before its first step, with model.pt."""
+    import torch
+
+    from medmm.engine import rundir as rd
+    from medmm.engine.api import _task_state, build_task
+    from medmm.engine.config import dump_config
+    from medmm.engine.data import load_splits
+
+    torch.manual_seed(cfg.seed)
+    train_samples = load_splits(cfg.data, cfg.seed)["train"].samples
+    task = build_task(cfg)
+    train_samples = task.training_samples(train_samples)
+    task.setup(train_samples)
+    run.mkdir(parents=True)
+    dump_config(cfg, run / rd.CONFIG)
+    torch.save(task.state_dict(), run / rd.WEIGHTS)
+    rd.write_json(run / rd.TASK_STATE, _task_state(task, cfg, train_samples, rd.sha256_file(run / rd.WEIGHTS)))

@@ -135,9 +135,9 @@ def model_card(info: dict[str, Any], evaluations: dict[str, Any]) -> str:
         f"# medmm model: {info['task']} trained on {info['training_dataset']}",
         "",
         "## Intended use",
-        f"Research use: a `{info['task']}` model for the image and text inputs listed below, on data like its "
+        (f"Research use: a `{info['task']}` model for the image and text inputs listed below, on data like its "
         "training data. It is not a medical device, has not been validated for clinical decisions, and must not be "
-        "used for diagnosis or treatment of patients.",
+        "used for diagnosis or treatment of patients."),
         "",
         "## Inputs",
         *(f"- `{k}`: {v}" for k, v in info["inputs"].items()),

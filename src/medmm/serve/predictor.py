@@ -93,6 +93,25 @@ class Predictor:
                 out.append(recs[0] if len(recs) == 1 else {"id": s.id, "records": recs})
         return out, errors
 
+    def explain(self, sample: Sample, method: str = "gradcam") -> dict[str, Any]:
+        """A heatmap overlay of `sample` (PNG bytes, base64) from `medmm.interpret`, for tasks
+        with a registered explainer; `MedmmError` naming the explainable tasks otherwise."""
+        import base64
+        import tempfile
+
+        from medmm.interpret.explain import explain_samples
+
+        with self._lock, tempfile.TemporaryDirectory(prefix="medmm-explain-") as tmp:
+            summary = explain_samples(self.task, [sample], tmp, methods=(method,), faithfulness_steps=4, n_random=1, scale=1)
+            rec = summary["samples"][0]
+            heat = rec["heatmaps"].get(method)
+            if heat is None:
+                raise BadInputError(None, f"explanation method {method!r} does not apply to this model")
+            png = (Path(tmp) / heat["png"]).read_bytes()
+        return {"method": method, "explained_class": rec["explained_class"], "probability": rec["probability"],
+                "deletion_auc": heat["deletion_auc"], "random_deletion_auc": heat["random_deletion_auc"],
+                "png_base64": base64.b64encode(png).decode("ascii")}
+
 
 def _strip_id(message: str, sid: str) -> str:
     return message[len(sid) + 2:] if message.startswith(f"{sid}: ") else message
