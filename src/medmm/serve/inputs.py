@@ -69,6 +69,10 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
 def _check_header_size(data: bytes, fmt: str, max_pixels: int) -> None:
     from PIL import Image
 
+    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":  # PNG: width, height at bytes 16-24
+        w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if w * h > max_pixels:
+            raise InputError(413, f"image ({fmt}): header claims {w} x {h} pixels, over the limit of {max_pixels}")
     try:
         with Image.open(io.BytesIO(data)) as im:  # reads the header only
             w, h = im.size
