@@ -16,8 +16,14 @@ from medmm.data.bundled import vqa_rad_sample_root
 CONFIGS = Path(__file__).parents[1] / "configs"
 _FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
          "trainer.batch_size=8", "trainer.num_threads=1", "trainer.progress_bar=false"]
+IU_XRAY_TINY = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
 # task -> (config file, overrides): small encoders so two steps take seconds on a loaded CPU.
+# Data: the bundled VQA-RAD sample unless data.root says otherwise.
 TASK_RUNS: dict[str, tuple[str, list[str]]] = {
+    "report_generation": ("report/iu_xray.yaml", [
+        f"data.root={IU_XRAY_TINY}", "trainer.batch_size=4", "model.dim=32", "model.decoder_layers=1", "model.decoder_heads=2",
+        "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.bootstrap_resamples=10",
+        "model.min_word_freq=1", "model.findings_min_positive=1", "model.max_length=12"]),
     "diagnosis": ("diagnosis/vqa_rad_organ.yaml", [
         "model.image_size=32", "model.text_kw={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}", "model.dim=32"]),
     "vqa": ("vqa/vqa_rad_sample.yaml", [
@@ -28,6 +34,15 @@ TASK_RUNS: dict[str, tuple[str, list[str]]] = {
         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.text_encoder=scratch",
         "model.text_lora=null", "model.embed_dim=32", "trainer.num_threads=1"]),
 }
+
+
+def data_of(task: str) -> tuple[str, Path, str]:
+    """(dataset, root, split) the tests predict on for `task`."""
+    if task == "report_generation":
+        return "iu_xray", IU_XRAY_TINY, "test"
+    return "vqa_rad", vqa_rad_sample_root(), "train"
+
+
 _CACHE: dict[tuple[str, bool], tuple[Path, Path]] = {}
 
 

@@ -25,7 +25,7 @@ from medmm.data.bundled import vqa_rad_sample_root
 from medmm.data.schema import TEXT_FIELDS
 from medmm.serve.app import create_app
 from medmm.serve.predictor import Predictor
-from serve_runs import TASK_RUNS, trained_package
+from serve_runs import TASK_RUNS, data_of, trained_package
 
 N_CHECK = 6  # samples compared per task
 
@@ -67,22 +67,23 @@ ECHOED_ANNOTATIONS = {"question_type"}
 
 @pytest.mark.parametrize("trained", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("task", sorted(TASK_RUNS))
-def test_service_predictions_equal_medmm_predict(task, trained, base, samples, tmp_path):
+def test_service_predictions_equal_medmm_predict(task, trained, base, tmp_path):
     from medmm.cli import app as cli
 
     run, pkg = trained_package(task, base, trained)
+    dataset, root, split = data_of(task)
     out = tmp_path / "pred.jsonl"
-    res = CliRunner().invoke(cli, ["predict", str(run), "--data", str(vqa_rad_sample_root()), "--split", "train", "--out", str(out)])
+    res = CliRunner().invoke(cli, ["predict", str(run), "--data", str(root), "--split", split, "--out", str(out)])
     assert res.exit_code == 0, res.output
     expected = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    chosen = samples[:N_CHECK]
+    chosen = load_dataset(dataset, root, split).samples[:N_CHECK]
     predictor = Predictor(pkg)
     with TestClient(create_app({task: predictor}, max_batch=4, max_wait_ms=20)) as client:
         inputs = client.get("/v1/models").json()["models"][0]["inputs"]
         # concurrent requests, so the micro-batcher groups them
-        def post(s):
-            with open(s.images[0].path, "rb") as f:
-                return client.post(f"/v1/models/{task}/predict", files={"image": f}, data=_form(s, inputs))
+        def post(s):  # every view of the study, in order
+            files = [("image", Path(im.path).read_bytes()) for im in s.images]
+            return client.post(f"/v1/models/{task}/predict", files=files, data=_form(s, inputs))
 
         with ThreadPoolExecutor(4) as pool:
             replies = list(pool.map(post, chosen))

@@ -1,6 +1,7 @@
 """The FastAPI service: `create_app({name: Predictor}, ...)`.
 
-    POST /v1/models/{name}/predict        multipart: `image` file + text fields (Sample.text keys)
+    POST /v1/models/{name}/predict        multipart: `image` file (repeated: the views of one study)
+                                          + text fields (Sample.text keys)
     POST /v1/models/{name}/predict_batch  multipart: `image` repeated; each text field once (for all)
                                           or once per image, in the same order
     GET  /v1/models   /healthz   /readyz   /metrics (Prometheus)   /docs, /openapi.json
@@ -167,11 +168,9 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
         except Exception as exc:  # noqa: BLE001 - malformed multipart bodies
             raise InputError(400, f"malformed multipart body ({type(exc).__name__})") from None
 
-    async def run_one(name: str, image_bytes: bytes | None, text: dict[str, str], explain: str | None) -> dict[str, Any]:
+    async def run_one(name: str, views: list[bytes], text: dict[str, str], explain: str | None) -> dict[str, Any]:
         p = predictors[name]
-        arr = None
-        if image_bytes is not None:
-            arr = await asyncio.to_thread(decode_image, image_bytes, max_pixels=max_pixels)
+        arr = [await asyncio.to_thread(decode_image, v, max_pixels=max_pixels) for v in views]
         try:
             sample = p.sample(arr, sample_id=f"req-{uuid.uuid4().hex[:12]}", **text)
         except MedmmError as exc:
@@ -197,8 +196,6 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
             raise InputError(422, "field 'image' must be a file upload, not text")
         if not files:
             raise InputError(422, "missing field 'image' (a DICOM, PNG or JPEG file)")
-        if not batch and len(files) > 1:
-            raise InputError(422, "one 'image' per request here; use /predict_batch for several")
         images = [await f.read() for f in files]
         text = {k: [str(v) for v in form.getlist(k)] for k in TEXT_FIELDS if k in form}
         return images, text
@@ -214,7 +211,7 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
             if any(len(v) > 1 for v in text.values()):
                 raise InputError(422, "each text field at most once per request")
             explain = form.get("explain") or request.query_params.get("explain")
-            return await run_one(name, images[0], {k: v[0] for k, v in text.items()}, explain and str(explain))
+            return await run_one(name, images, {k: v[0] for k, v in text.items()}, explain and str(explain))
         except InputError as exc:
             status = exc.status
             return error(exc.status, exc.message)
@@ -237,7 +234,7 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
             bad = [k for k, v in text.items() if len(v) not in (1, n)]
             if bad:
                 raise InputError(422, f"text field(s) {bad} must appear once or once per image ({n})")
-            jobs = [run_one(name, img, {k: v[i if len(v) > 1 else 0] for k, v in text.items()}, None) for i, img in enumerate(images)]
+            jobs = [run_one(name, [img], {k: v[i if len(v) > 1 else 0] for k, v in text.items()}, None) for i, img in enumerate(images)]
             results = await asyncio.gather(*jobs, return_exceptions=True)
             out = []
             for r in results:

@@ -50,14 +50,16 @@ class Predictor:
         self._n = 0
 
     def sample(self, image: Any = None, sample_id: str | None = None, **text: str) -> Sample:
-        """A `Sample` from an image (path, bytes, or array) and text fields (`Sample.text` keys)."""
+        """A `Sample` from an image (path, bytes or array; a list of them for a study of several
+        views) and text fields (`Sample.text` keys)."""
         unknown = sorted(set(text) - set(TEXT_FIELDS))
         if unknown:
             raise BadInputError(None, f"unknown text field(s) {unknown}; known: {', '.join(TEXT_FIELDS)}")
         if sample_id is None:
             self._n += 1
             sample_id = f"request-{self._n}"
-        images = [] if image is None else [ImageRef(array=_image_array(image))]
+        views = [] if image is None else list(image) if isinstance(image, (list, tuple)) else [image]
+        images = [ImageRef(array=_image_array(v)) for v in views]
         return Sample(id=sample_id, dataset="request", split="predict", images=images,
                       text={k: str(v) for k, v in text.items() if v is not None})
 
