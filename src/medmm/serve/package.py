@@ -36,7 +36,9 @@ CARD = "MODEL_CARD.md"
 def make_package(run_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write the package of trained run `run_dir` into the new folder `out`; return `out`."""
     from medmm.engine.api import load_run
+    from medmm.errors import require
 
+    require("safetensors", "train", "model packages")
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:

@@ -64,6 +64,10 @@ class _JsonFormatter(logging.Formatter):
 def run_server(dirs: list[Path], *, host: str, port: int, names: list[str] | None, token: str | None, threads: int,
                max_batch: int, max_wait_ms: float, max_body_mb: float, max_pixels: int) -> None:
     """Load every package once, then serve them until interrupted."""
+    from medmm.errors import require
+
+    for module in ("fastapi", "uvicorn", "multipart", "prometheus_client"):
+        require(module, "serve", "medmm serve")
     import torch
     import uvicorn
 
