@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import SHARED_DATA
 from medmm.data.bundled import vqa_rad_sample_root
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 _FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
          "trainer.batch_size=8", "trainer.num_threads=1", "trainer.progress_bar=false"]
 IU_XRAY_TINY = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
+COVID_CXR = SHARED_DATA / "covid_cxr"  # real data: the segmentation tests skip when it is absent
 # task -> (config file, overrides): small encoders so two steps take seconds on a loaded CPU.
 # Data: the bundled VQA-RAD sample unless data.root says otherwise.
 TASK_RUNS: dict[str, tuple[str, list[str]]] = {
+    "segmentation": ("segmentation/covid_cxr_seg.yaml", [
+        f"data.root={COVID_CXR}", "model.text_encoder=scratch", "model.text_kw={dim: 16, num_layers: 1, num_heads: 2, vocab_size: 100}",
+        "model.channels=[4, 8]", "model.attention_levels=1", "model.heads=2", "model.image_size=32", "model.bootstrap_resamples=10",
+        "trainer.batch_size=2", "trainer.val_every_n_epochs=1"]),
     "report_generation": ("report/iu_xray.yaml", [
         f"data.root={IU_XRAY_TINY}", "trainer.batch_size=4", "model.dim=32", "model.decoder_layers=1", "model.decoder_heads=2",
         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.bootstrap_resamples=10",
@@ -40,6 +46,8 @@ def data_of(task: str) -> tuple[str, Path, str]:
     """(dataset, root, split) the tests predict on for `task`."""
     if task == "report_generation":
         return "iu_xray", IU_XRAY_TINY, "test"
+    if task == "segmentation":
+        return "covid_cxr_seg", COVID_CXR, "all"
     return "vqa_rad", vqa_rad_sample_root(), "train"
 
 

@@ -81,6 +81,12 @@ class Task(nn.Module):
         """Default: evaluation_step (tasks whose predictions need no reference may override)."""
         return self.evaluation_step(batch)
 
+    def predict_collate(self, samples: list[Sample]) -> Any:
+        """Batching for `predict_step` (no references needed). Default: `collate`. A task whose
+        `collate` needs references (e.g. reference masks) overrides it, so that new images can
+        be predicted (`medmm predict`, `medmm serve`)."""
+        return self.collate(samples)
+
     # Optional hooks (defaults do nothing; the engine calls them when a task overrides them).
     def training_samples(self, samples: list[Sample]) -> list[Sample]:
         """The training split's samples as the task trains on them (default: unchanged).

@@ -260,9 +260,16 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
     return app
 
 
+_INTERNAL = ("id", "group", "reference", "image_path", "image")
+
+
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as returned: without the internal request id and empty reference fields."""
-    return {k: v for k, v in record.items() if k not in ("id", "group", "reference", "image_path")}
+    """The record as returned: without the internal request id, temp or empty reference fields
+    (a task emitting several records per input, e.g. one per prompted class, gives "records")."""
+    out = {k: v for k, v in record.items() if k not in _INTERNAL}
+    if "records" in out:
+        out["records"] = [_public(r) for r in out["records"]]
+    return out
 
 
 def _log(rid: str, method: str, path: str, status: int, t0: float) -> None:
