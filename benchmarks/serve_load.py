@@ -168,10 +168,10 @@ def serve_and_load(packages: dict[str, Path], max_batch: int, args, payload) -> 
             res = run_load(port, model, payload, args.clients, args.requests, time.monotonic() + args.max_seconds)
             stop.set()
             sampler.join()
-            tail = mem[-max(1, len(mem) // 10):]
-            head = mem[: max(1, len(mem) // 10)]
-            res.update({"max_batch": max_batch, "threads": args.threads, "rss_mb_first_10pct": round(statistics.mean(head), 1),
-                        "rss_mb_last_10pct": round(statistics.mean(tail), 1), "rss_mb_max": round(max(mem), 1)})
+            tenth = max(1, len(mem) // 10)
+            deciles = [round(statistics.mean(mem[i * tenth:(i + 1) * tenth] or mem[-1:]), 1) for i in range(10)]
+            res.update({"max_batch": max_batch, "threads": args.threads, "rss_mb_by_tenth_of_run": deciles,
+                        "rss_mb_max": round(max(mem), 1)})
             results.append(res)
             print(json.dumps(res), flush=True)
         return results

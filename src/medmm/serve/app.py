@@ -15,6 +15,7 @@ that never hold uploaded content, text fields or DICOM header values.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -98,7 +99,14 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
         return on_batch
 
     batchers = {n: MicroBatcher(p, max_batch, max_wait_ms, observer(n)) for n, p in predictors.items()}
-    app = FastAPI(title="medmm serve", version="1", description="Trained medmm models: predictions, generated text, explanations.")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        for b in batchers.values():
+            b.close()
+
+    app = FastAPI(title="medmm serve", version="1", description="Trained medmm models: predictions, generated text, explanations.",
+                  lifespan=lifespan)
     app.state.batchers = batchers
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
 
@@ -140,7 +148,7 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
     def metrics():
         """Prometheus text format."""
         for n, b in batchers.items():
-            queue_depth.labels(n).set(b._queue.qsize())
+            queue_depth.labels(n).set(b.depth())
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
@@ -175,7 +183,7 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
             sample = p.sample(arr, sample_id=f"req-{uuid.uuid4().hex[:12]}", **text)
         except MedmmError as exc:
             raise InputError(422, str(exc)) from None
-        queue_depth.labels(name).set(batchers[name]._queue.qsize())
+        queue_depth.labels(name).set(batchers[name].depth())
         record, err = await asyncio.wait_for(asyncio.wrap_future(batchers[name].submit(sample)), request_timeout_s)
         if err is not None:
             raise InputError(*err)
@@ -251,11 +259,6 @@ def create_app(predictors: dict[str, Predictor], *, token: str | None = None, ma
         finally:
             requests_total.labels(name if name in predictors else "?", "predict_batch", str(status)).inc()
             latency.labels(name if name in predictors else "?", "predict_batch").observe(time.perf_counter() - t0)
-
-    @app.on_event("shutdown")
-    def _close() -> None:
-        for b in batchers.values():
-            b.close()
 
     return app
 

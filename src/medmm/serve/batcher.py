@@ -38,6 +38,10 @@ class MicroBatcher:
         self._queue.put((sample, fut))
         return fut
 
+    def depth(self) -> int:
+        """Requests waiting in the queue."""
+        return self._queue.qsize()
+
     def alive(self) -> bool:
         return self._thread.is_alive()
 

@@ -106,7 +106,7 @@ class Predictor:
         with self._lock, tempfile.TemporaryDirectory(prefix="medmm-explain-") as tmp:
             summary = explain_samples(self.task, [sample], tmp, methods=(method,), faithfulness_steps=4, n_random=1, scale=1)
             rec = summary["samples"][0]
-            heat = rec["heatmaps"].get(method)
+            heat = rec.get("heatmaps", {}).get(method)  # word-region tasks (retrieval, reports) have no image heatmap
             if heat is None:
                 raise BadInputError(None, f"explanation method {method!r} does not apply to this model")
             png = (Path(tmp) / heat["png"]).read_bytes()
