@@ -191,6 +191,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
 
     from medmm.data import load_dataset
     from medmm.data.bundled import vqa_rad_sample_root
@@ -200,8 +201,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         packages = make_packages(Path(tmp))
         results = [r for b in args.batches for r in serve_and_load(packages, b, args, payload)]
-    summary = {"machine": f"{os.cpu_count()}-core x86_64 CPU, shared with other users (load average at start "
-                          f"{os.getloadavg()[0]:.1f})", "args": vars(args) | {"out": str(args.out)}, "results": results}
+    summary = {"machine": f"{os.cpu_count()}-core x86_64 CPU, shared with other users (1-min load average at start "
+                          f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f})", "args": vars(args) | {"out": str(args.out)},
+               "results": results}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
