@@ -90,7 +90,7 @@ def run_inference(
     tc = cfg.trainer
     loader = make_loader(
         samples,
-        task.collate,
+        task.collate if with_references else task.predict_collate,
         batch_size=tc.eval_batch_size or tc.batch_size,
         num_workers=tc.num_workers,
         seed=cfg.seed,

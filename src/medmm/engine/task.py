@@ -81,6 +81,12 @@ class Task(nn.Module):
         """Default: evaluation_step (tasks whose predictions need no reference may override)."""
         return self.evaluation_step(batch)
 
+    def predict_collate(self, samples: list[Sample]) -> Any:
+        """Batching for `predict_step` (no references needed). Default: `collate`. A task whose
+        `collate` needs references (e.g. reference masks) overrides it, so that new images can
+        be predicted (`medmm predict`, `medmm serve`)."""
+        return self.collate(samples)
+
     # Optional hooks (defaults do nothing; the engine calls them when a task overrides them).
     def training_samples(self, samples: list[Sample]) -> list[Sample]:
         """The training split's samples as the task trains on them (default: unchanged).
@@ -130,6 +136,33 @@ class Task(nn.Module):
           that chose them those keys are reported only as ``selection_<key>``.
         """
         return {"metric_definitions": {}, "oracle_inputs": [], "fitted_on_validation": [], "selection_metrics": []}
+
+    def serving_inputs(self) -> dict[str, str]:
+        """The request fields a served model reads: "image" and `Sample.text` keys -> description.
+
+        Used by `medmm package` / `medmm serve` (model card, OpenAPI). Default: the image and the
+        config's `text_field` (a name or a list), else any known text field.
+        """
+        from medmm.data.schema import TEXT_FIELDS
+
+        fields = {"image": "one image: DICOM, PNG or JPEG"}
+        named = getattr(self.config, "text_field", None)
+        names = [named] if isinstance(named, str) else list(named or [])
+        for n in names or TEXT_FIELDS:
+            fields[n] = "text" if names else "text (optional)"
+        return fields
+
+    def output_spec(self) -> dict[str, Any]:
+        """Label names in output order, decision thresholds and the image preprocessing spec,
+        for a model package. Default: read from `state()` keys ("classes"/"labels"/"answers",
+        "thresholds"/"threshold", "input_spec"/"input" or image_size/mean/std)."""
+        st = self.state()
+        labels = next((st[k] for k in ("classes", "labels", "answers") if st.get(k)), None)
+        thresholds = st.get("thresholds", st.get("threshold"))
+        pre = st.get("input_spec") or st.get("input")
+        if pre is None and "mean" in st:
+            pre = {k: st.get(k) for k in ("image_size", "channels", "mean", "std")}
+        return {"labels": labels, "thresholds": thresholds, "preprocessing": pre}
 
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
         """Get ready to score records of another dataset/label space (external validation).

@@ -286,14 +286,23 @@ class DiagnosisTask(Task):
         return True
 
     # ------------------------------------------------------------------ batching
-    def _image(self, s: Sample) -> torch.Tensor:
+    def _image(self, s: Sample, cache_arrays: bool = True) -> torch.Tensor:
         if self._images is None:
             spec = self.model.image_encoder.input_spec
             self._images = PreprocessedImages(spec.size, spec.in_channels, spec.mean, spec.std)
         # in-memory arrays are cached per sample (a diagnosis sample's array does not change)
-        return torch.from_numpy(self._images.get(s.images[0], key=f"{s.dataset}/{s.id}"))
+        key = f"{s.dataset}/{s.id}" if cache_arrays else None
+        return torch.from_numpy(self._images.get(s.images[0], key=key))
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        return self._collate(samples, cache_arrays=True)
+
+    def predict_collate(self, samples: list[Sample]) -> dict[str, Any]:
+        """`collate` that keeps no in-memory image: predicting new inputs (`medmm serve`) sees
+        each once, and a per-request cache entry would grow without bound (Task hook)."""
+        return self._collate(samples, cache_arrays=False)
+
+    def _collate(self, samples: list[Sample], cache_arrays: bool) -> dict[str, Any]:
         c = self.config
         external = self._external is not None
         for s in samples:
@@ -303,7 +312,7 @@ class DiagnosisTask(Task):
                 raise BadInputError(s.id, f"sample has no {c.text_field!r} text")
         batch: dict[str, Any] = {"ids": [s.id for s in samples], "groups": [s.group("patient") for s in samples]}
         if self.uses_image:
-            batch["images"] = torch.stack([self._image(s) for s in samples])
+            batch["images"] = torch.stack([self._image(s, cache_arrays) for s in samples])
         if self.uses_text:
             batch.update(self.model.text_encoder.tokenize([self.text_of(s) for s in samples], c.max_text_length))
         if self.multilabel:

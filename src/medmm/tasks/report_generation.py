@@ -209,6 +209,10 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         weights = torch.load(Path(run_dir) / state.get("weights", rd.WEIGHTS), map_location="cpu", weights_only=True)
         self.load_state_dict(weights, strict=True)
 
+    def serving_inputs(self) -> dict[str, str]:
+        """The image only: `text_field` is what this task generates, not an input (Task hook)."""
+        return {"image": "one view of the study: DICOM, PNG or JPEG"}
+
     def state(self) -> dict[str, Any]:
         if self.tokenizer is None:
             raise MedmmError("report_generation task has no state before setup()")

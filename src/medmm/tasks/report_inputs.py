@@ -72,15 +72,19 @@ class StudyInputs:
 
     def thumbnail(self, s: Sample) -> np.ndarray:
         """The study's thumbnail embedding (views averaged), cached by image paths."""
+        if any(r.path is None for r in s.images):  # in-memory views: recomputed, never kept (no unbounded cache)
+            return thumbnail_embedding(self.arrays(s))
         key = self._study_key(s)
-        if key not in self._thumb_cache or any(r.path is None for r in s.images):
+        if key not in self._thumb_cache:
             self._thumb_cache[key] = thumbnail_embedding(self.arrays(s))
         return self._thumb_cache[key]
 
     def key(self, s: Sample, retrieval_key: FrozenImageKey) -> np.ndarray:
         """The trained retrieval key of a study (views averaged), cached by image paths."""
+        if any(r.path is None for r in s.images):  # in-memory views: recomputed, never kept (no unbounded cache)
+            return retrieval_key.embed(self.arrays(s))
         key = self._study_key(s)
-        if key not in self._key_cache or any(r.path is None for r in s.images):
+        if key not in self._key_cache:
             self._key_cache[key] = retrieval_key.embed(self.arrays(s))
         return self._key_cache[key]
 

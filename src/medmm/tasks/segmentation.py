@@ -219,7 +219,7 @@ class Segmentation(Task):
         fields = _Blank({**sample.text, "prompt": prompt})
         return self.config.text_template.format_map(fields).strip(" .") if self.config.text_template else ""
 
-    def _image(self, sample: Sample) -> tuple[np.ndarray, tuple[int, int]]:
+    def _image(self, sample: Sample, cache: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
         from medmm.data.io import read_image
         from medmm.data.transforms import preprocess_image
 
@@ -231,6 +231,8 @@ class Segmentation(Task):
             arr = read_image(ref.path) if ref.array is None else np.asarray(ref.array)
             c = self.config
             img = preprocess_image(arr, c.image_size, c.in_channels, c.mean, c.std)
+            if not cache:  # prediction of new images (e.g. a web service): nothing kept per request
+                return img, (int(arr.shape[0]), int(arr.shape[1]))
             # Cached: small datasets are re-read every epoch otherwise (decoding dominates on CPU).
             self._cache[key] = (img, (int(arr.shape[0]), int(arr.shape[1])))
         return self._cache[key]
@@ -238,6 +240,23 @@ class Segmentation(Task):
     def examples(self, sample: Sample) -> list[tuple[str, list[str]]]:
         """(prompt, labels) pairs of the sample (every configured class)."""
         return [(p, list(labels)) for p, labels in self.config.classes.items()]
+
+    def predict_collate(self, samples: list[Sample]) -> dict[str, Any]:
+        """Images, texts and meta of every (sample, class) example; no reference mask needed
+        and nothing cached for in-memory images (Task hook used by `medmm predict` / `serve`)."""
+        c = self.config
+        images, texts, meta = [], [], []
+        for s in samples:
+            img, shape = self._image(s, cache=s.images[0].path is not None if s.images else True)
+            for prompt, labels in self.examples(s):
+                images.append(img)
+                texts.append(self.text_of(s, prompt))
+                meta.append({"id": s.id if len(c.classes) == 1 else f"{s.id}#{prompt}", "sample_id": s.id, "label": prompt,
+                             "labels": labels, "text": texts[-1], "image": s.images[0].path, "shape": list(shape)})
+        batch: dict[str, Any] = {"images": torch.from_numpy(np.stack(images)), "meta": meta}
+        if self.uses_text:
+            batch.update(self.model.text_encoder.tokenize(texts, max_length=c.max_text_length))
+        return batch
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         """Images (N, C, S, S), masks (N, 1, S, S), tokenized texts, and per-example meta."""
