@@ -12,13 +12,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medmm.data.schema import Sample
+from medmm.engine import rundir as rd
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
 from medmm.engine.optim import parameter_groups
+from medmm.engine.runlog import RunCSVLogger
 from medmm.engine.task import Task
 
 log = logging.getLogger("medmm.engine")
@@ -76,10 +78,12 @@ class TaskModule(L.LightningModule):
         seed: int,
         train_samples: list[Sample],
         val_samples: list[Sample],
+        run_config: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.task = task
         self.cfg = trainer_cfg
+        self.run_config = run_config  # saved in every checkpoint: a run dir can always tell its config
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
@@ -217,8 +221,15 @@ class TaskModule(L.LightningModule):
             "torch": torch.get_rng_state(),
             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
             "python": random.getstate(),
+            "task": {name: g.get_state() for name, g in self.task.random_generators().items()},
         }
         checkpoint["medmm_skipped"] = dict(self.skipped)
+        if self.run_config is not None:
+            checkpoint["medmm_config"] = self.run_config
+        # Rows of logs/metrics.csv written before this checkpoint; a resume keeps exactly these.
+        checkpoint["medmm_log_rows"] = sum(
+            lg.flushed_rows() for lg in self.loggers if isinstance(lg, RunCSVLogger)
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("medmm_rng")
@@ -228,6 +239,10 @@ class TaskModule(L.LightningModule):
             np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
             version, internal, gauss_next = rng["python"]
             random.setstate((version, tuple(internal), gauss_next))
+            gens = self.task.random_generators()
+            for name, state in rng.get("task", {}).items():
+                if name in gens:
+                    gens[name].set_state(state)
         self.skipped.update(checkpoint.get("medmm_skipped", {}))
 
 
@@ -248,25 +263,40 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Lightning's own writer goes through an fsspec transaction whose temporary file lives in
     the system temp dir; moving it across file systems is a copy, so a kill mid-write could
-    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX.
+    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX. The temporary
+    file has one fixed name per checkpoint (`.last.ckpt.tmp`): a kill mid-write leaves at most
+    one, overwritten by the next save and deleted when the run starts again.
+    A full disk or a read-only folder ends the run with one line naming the folder.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = rd.temp_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            raise rd.write_error(path, exc) from None
+        except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
+            if "write" not in str(exc):
+                raise
+            raise rd.write_error(path, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
 
 
-class LastCheckpoint(Callback):
-    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end."""
+class LastCheckpoint(Checkpoint):
+    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end.
+
+    A `Checkpoint` subclass on purpose: Lightning calls checkpoint callbacks last, in the order
+    given, so passing this one after ModelCheckpoint/EarlyStopping writes last.ckpt only once
+    they have recorded this epoch's score. (As a plain Callback it ran first, and a resume
+    restored a best score one epoch old, then overwrote best.ckpt with worse weights.)
+    """
 
     def __init__(self, path: Path, every_n_steps: int | None):
         self.path = Path(path)
