@@ -163,16 +163,13 @@ def _score_split(
     return result
 
 
-def _loggers(run_dir: Path, keep_rows: int | None) -> list:
-    """CSV always (keeping `keep_rows` rows of an earlier log on resume; None: all); TensorBoard
-    and MLflow when installed."""
+def _loggers(run_dir: Path, resume_step: int | None) -> list:
+    """CSV always (a resume keeps the rows before `resume_step`); TensorBoard and MLflow when installed."""
     import importlib.util
 
-    from medmm.engine.runlog import RunCSVLogger, read_rows
+    from medmm.engine.runlog import RunCSVLogger
 
-    if keep_rows is None:
-        keep_rows = len(read_rows(run_dir / "logs" / "metrics.csv"))
-    loggers: list = [RunCSVLogger(run_dir, keep_rows)]
+    loggers: list = [RunCSVLogger(run_dir, resume_step)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -300,7 +297,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         limit_val_batches=tc.limit_val_batches if val_samples else 0,
         check_val_every_n_epoch=tc.val_every_n_epochs,
         deterministic="warn" if tc.deterministic else False,
-        logger=_loggers(run_dir, start.log_rows),
+        logger=_loggers(run_dir, start.step),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=True,

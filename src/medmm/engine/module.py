@@ -20,7 +20,6 @@ from medmm.engine import rundir as rd
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
 from medmm.engine.optim import parameter_groups
-from medmm.engine.runlog import RunCSVLogger
 from medmm.engine.task import Task
 
 log = logging.getLogger("medmm.engine")
@@ -88,6 +87,7 @@ class TaskModule(L.LightningModule):
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.skipped: dict[str, str] = {}  # sample id -> message, unique over epochs
+        self._epoch_sums: dict[str, list[float]] = {}  # train scalar -> [sum * n, n] this epoch
         self._val_records: list[dict[str, Any]] = []
         self._val_loss = [0.0, 0]
         self.last_val_metrics: dict[str, Any] = {}
@@ -150,10 +150,25 @@ class TaskModule(L.LightningModule):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
-                self.log(f"train/{k}", v.detach().float(), on_step=True, on_epoch=True, batch_size=batch.n)
+                value = v.detach().float()
+                self.log(f"train/{k}_step", value, on_step=True, on_epoch=False, batch_size=batch.n)
+                total = self._epoch_sums.setdefault(k, [0.0, 0])
+                total[0] += float(value) * batch.n
+                total[1] += batch.n
         group = self.trainer.optimizers[0].param_groups[0]
         self.log("lr", group["lr"] / group.get("lr_scale", 1.0), on_step=True, batch_size=batch.n)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_sums = {} if self._batches_done_this_epoch() == 0 else self._epoch_sums
+
+    def on_train_epoch_end(self) -> None:
+        # Epoch means from our own sums, which travel in checkpoints: Lightning's on_epoch
+        # aggregation restarts empty after a mid-epoch resume and would average only the
+        # batches trained after it.
+        for k, (total, n) in sorted(self._epoch_sums.items()):
+            if n:
+                self.log(f"train/{k}_epoch", total / n, on_step=False, on_epoch=True)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -224,12 +239,9 @@ class TaskModule(L.LightningModule):
             "task": {name: g.get_state() for name, g in self.task.random_generators().items()},
         }
         checkpoint["medmm_skipped"] = dict(self.skipped)
+        checkpoint["medmm_epoch_sums"] = {k: list(v) for k, v in self._epoch_sums.items()}
         if self.run_config is not None:
             checkpoint["medmm_config"] = self.run_config
-        # Rows of logs/metrics.csv written before this checkpoint; a resume keeps exactly these.
-        checkpoint["medmm_log_rows"] = sum(
-            lg.flushed_rows() for lg in self.loggers if isinstance(lg, RunCSVLogger)
-        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("medmm_rng")
@@ -244,6 +256,7 @@ class TaskModule(L.LightningModule):
                 if name in gens:
                     gens[name].set_state(state)
         self.skipped.update(checkpoint.get("medmm_skipped", {}))
+        self._epoch_sums = {k: list(v) for k, v in checkpoint.get("medmm_epoch_sums", {}).items()}
 
 
 def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

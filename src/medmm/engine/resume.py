@@ -38,7 +38,7 @@ class Resume:
     """Where a run starts: `ckpt` is None for a new run."""
 
     ckpt: Path | None = None
-    log_rows: int | None = 0  # rows of logs/metrics.csv to keep (None: all, for old checkpoints)
+    step: int | None = None  # the checkpoint's step: rows of logs/metrics.csv before it are kept
     write_config: bool = True  # (re)write config.yaml
 
 
@@ -117,8 +117,9 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, rank0: bool) -> Resume:
     elif changed:
         log.warning("resuming with %s changed; %s is updated", ", ".join(changed), rd.CONFIG)
     log.info("resuming from %s", path)
-    rows = ckpt.get("medmm_log_rows")
-    return Resume(ckpt=path, log_rows=None if rows is None else int(rows), write_config=on_disk is None or bool(changed))
+    # Rows logged at steps below global_step were written before the checkpoint; the row of
+    # step global_step - 1 (the last batch, or the epoch-end means) just after it.
+    return Resume(ckpt=path, step=int(ckpt.get("global_step", -1)), write_config=on_disk is None or bool(changed))
 
 
 def seed_generators(task, seed: int) -> None:
