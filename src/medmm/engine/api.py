@@ -39,7 +39,26 @@ def build_task(cfg: RunConfig, where: str | Path | None = None) -> Task:
     """The task named by cfg.task, built from cfg.model (checked against its Config)."""
     import_plugins()
     validate_model_section(cfg, where)
-    return get_task_class(cfg.task).from_config(cfg.model)
+    try:
+        return get_task_class(cfg.task).from_config(cfg.model)
+    except TypeError as exc:
+        raise _kwargs_error(exc, cfg, where) from None
+
+
+def _kwargs_error(exc: TypeError, cfg: RunConfig, where: str | Path | None) -> Exception:
+    """A ConfigError naming the model.*_kwargs key whose argument the constructor rejected
+    (Python checks the call against the target's signature); other TypeErrors unchanged."""
+    import re
+
+    from medmm.engine.config import ConfigError
+
+    m = re.search(r"(\S+)\(\) got an unexpected keyword argument '(\w+)'", str(exc))
+    if m:
+        target, arg = m.groups()
+        for key, value in cfg.model.items():
+            if isinstance(value, dict) and arg in value:
+                return ConfigError(where, f"model.{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
+    return exc
 
 
 def _restoring_threads(fn):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,12 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
     `source_splits` (default: all the dataset's splits) are pooled and split by `group_by`
     with `medmm.data.splits.grouped_split`, seeded by the run's seed.
     """
+    if not Path(data.root).exists():
+        # Shipped configs point at ../shared/data/...; on another machine the data lives elsewhere.
+        raise MedmmError(
+            f"data.root {data.root} does not exist; pass the {data.dataset!r} dataset folder (original layout) "
+            f"on the command line: medmm train CONFIG data.root=PATH --out RUN_DIR"
+        )
     roles = {"train": data.train_split, "val": data.val_split, "test": data.test_split}
     roles = {r: s for r, s in roles.items() if s is not None}
     out: dict[str, SplitData] = {}
