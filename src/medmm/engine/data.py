@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
