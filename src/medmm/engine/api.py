@@ -237,9 +237,9 @@ def _is_rank0() -> bool:
 
 def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 
-    from medmm.engine.module import AtomicCheckpointIO, LastCheckpoint, TaskModule
+    from medmm.engine.module import AtomicCheckpointIO, LastCheckpoint, RunModelCheckpoint, TaskModule
 
     import_plugins()
     tc = cfg.trainer
@@ -283,7 +283,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     callbacks: list = []
     best_cb = None
     if monitor:
-        best_cb = ModelCheckpoint(
+        best_cb = RunModelCheckpoint(
             dirpath=str(ckpt_dir),
             filename="best",
             monitor=monitor,

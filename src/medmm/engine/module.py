@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medmm.data.schema import Sample
@@ -300,6 +300,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise rd.write_error(path, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+class RunModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint (best.ckpt) that keeps its state when the run dir was moved or copied.
+
+    Lightning drops the best score when the checkpoint's folder differs from the current one,
+    so the next epoch would count as "best" whatever its score; and the old paths it keeps
+    would make it delete best.ckpt in the ORIGINAL folder. Paths are moved to this folder.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            def here(p):
+                return str(Path(self.dirpath) / Path(p).name) if p else p
+
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_model_path": here(state_dict.get("best_model_path")),
+                "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                "last_model_path": here(state_dict.get("last_model_path")),
+                "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)
 
 
 class LastCheckpoint(Checkpoint):
