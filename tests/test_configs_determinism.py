@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import SHARED_DATA
+
 pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
@@ -30,11 +32,18 @@ SHORT = [
 SHORT_MODEL = {"bootstrap_resamples": 0, "mbr_references": 0, "scst_samples": 2}
 
 
+def _root(raw: dict) -> Path:
+    """The config's data.root on this machine (../shared/data/... -> conftest's SHARED_DATA)."""
+    root = raw["data"]["root"]
+    if root.startswith("../shared/data/"):
+        return SHARED_DATA / root.removeprefix("../shared/data/")
+    return (REPO / root).resolve()
+
+
 def _missing(raw: dict) -> str | None:
     """Why this config cannot run here, or None."""
-    root = (REPO / raw["data"]["root"]).resolve()
-    if not root.exists():
-        return f"dataset root {raw['data']['root']} is absent"
+    if not _root(raw).exists():
+        return f"dataset root {_root(raw)} is absent (set MEDMM_SHARED_DATA)"
     for key, value in (raw.get("model") or {}).items():
         if isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
             return f"model.{key} needs an earlier run ({value})"
@@ -42,12 +51,11 @@ def _missing(raw: dict) -> str | None:
 
 
 def _overrides(raw: dict) -> list[str]:
+    import medmm.tasks  # noqa: F401  (registers the tasks)
     from medmm.engine.task import get_task_class
 
-    import medmm.tasks  # noqa: F401  (registers the tasks)
-
     fields = {f.name for f in dataclasses.fields(get_task_class(raw["task"]).Config)}
-    return SHORT + [f"model.{k}={v}" for k, v in SHORT_MODEL.items() if k in fields]
+    return [*SHORT, f"data.root={_root(raw)}", *(f"model.{k}={v}" for k, v in SHORT_MODEL.items() if k in fields)]
 
 
 def _train(config: Path, overrides: list[str], out: Path) -> dict:

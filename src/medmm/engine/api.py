@@ -438,6 +438,10 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
+        if "write" not in str(exc):
+            raise
+        raise rd.write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
 
