@@ -99,8 +99,9 @@ def test_misspelled_key_suggests_the_close_name(tmp_path):
     "override, problem",
     [
         ("trainer.batch_size=0", "must be at least 1, got 0"),
-        ("trainer.lr=-0.001", "must be a positive number, got -0.001"),
-        ("trainer.lr=.nan", "must be a positive number"),
+        ("trainer.lr=-0.001", "must be at least 0, got -0.001"),
+        ("trainer.lr=.nan", "must be at least 0, got nan"),
+        ("trainer.gradient_clip_val=0", "must be a positive number"),
         ("data.max_samples=-1", "must be at least 1, got -1"),
         ("data.max_samples=0", "must be at least 1, got 0"),
         ("trainer.max_epochs=0", "must be at least 1"),

@@ -264,9 +264,9 @@ _AT_LEAST = {
     "trainer.accumulate_grad_batches": 1, "trainer.early_stopping_patience": 0, "trainer.devices": 1,
     "trainer.num_nodes": 1, "trainer.num_workers": 0, "trainer.num_threads": 1, "trainer.val_every_n_epochs": 1,
     "trainer.checkpoint_every_n_steps": 1, "trainer.log_every_n_steps": 1, "trainer.weight_decay": 0,
-    "data.max_samples": 1,
+    "trainer.lr": 0, "data.max_samples": 1,  # lr 0 is allowed: a frozen run (tests use it)
 }
-_POSITIVE = ("trainer.lr", "trainer.gradient_clip_val")
+_POSITIVE = ("trainer.gradient_clip_val",)
 
 
 def check_values(cfg: RunConfig, where: str | Path | None = None) -> None:
@@ -277,7 +277,7 @@ def check_values(cfg: RunConfig, where: str | Path | None = None) -> None:
 
     for key, low in _AT_LEAST.items():
         v = get(key)
-        if v is not None and v < low:
+        if v is not None and not v >= low:  # `not >=` also catches NaN
             raise ConfigError(where, key, f"must be at least {low}, got {v!r}")
     for key in _POSITIVE:
         v = get(key)
