@@ -88,7 +88,8 @@ def test_stale_temp_files_are_removed_on_start(run, tmp_path):
     tmp, _ = run
     copy = tmp_path / "copy"
     shutil.copytree(tmp / "run", copy)
-    stale = [copy / "checkpoints/.last.ckpt.tmp-12345", copy / "checkpoints/.best.ckpt.tmp", copy / "metrics/.val.json.tmp-7"]
+    stale = [copy / "checkpoints/.last.ckpt.tmp-12345", copy / "checkpoints/.best.ckpt.tmp", copy / "metrics/.val.json.tmp-7",
+             copy / "logs/.metrics.csv.tmp"]
     for f in stale:
         f.write_bytes(b"x" * 100)
     keep = copy / "checkpoints/.notes.txt"

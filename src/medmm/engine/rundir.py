@@ -63,11 +63,11 @@ def remove_temp_files(run_dir: str | Path) -> list[Path]:
     """Delete the temporary files of atomic writes killed half-way; returns them.
 
     Only medmm's own names are touched: `.NAME.tmp` and the older `.NAME.tmp-PID`, in the run
-    dir, checkpoints/, metrics/ and predictions/.
+    dir, checkpoints/, metrics/, predictions/ and logs/.
     """
     run_dir = Path(run_dir)
     gone = []
-    for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / "metrics", run_dir / "predictions"):
+    for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / "metrics", run_dir / "predictions", run_dir / "logs"):
         if not folder.is_dir():
             continue
         for f in folder.iterdir():
