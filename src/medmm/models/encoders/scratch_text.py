@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ def wordpiece_vocab(words: dict[str, int], vocab_size: int, min_frequency: int =
     pairs: dict[tuple[str, str], int] = {}
     where: dict[tuple[str, str], set[str]] = {}
     for w, syms in split.items():
-        for pair in zip(syms, syms[1:], strict=False):
+        for pair in pairwise(syms):
             pairs[pair] = pairs.get(pair, 0) + words[w]
             where.setdefault(pair, set()).add(w)
     # Max-heap of (-count, pair); entries whose count changed since are skipped when popped.
@@ -55,7 +56,7 @@ def wordpiece_vocab(words: dict[str, int], vocab_size: int, min_frequency: int =
         merged = a + b.removeprefix("##")
         for w in sorted(where.pop(best, ())):
             syms, count = split[w], words[w]
-            for pair in zip(syms, syms[1:], strict=False):  # drop this word's old pairs
+            for pair in pairwise(syms):  # drop this word's old pairs
                 pairs[pair] -= count
                 changed.add(pair)
                 if pairs[pair] <= 0:
@@ -71,7 +72,7 @@ def wordpiece_vocab(words: dict[str, int], vocab_size: int, min_frequency: int =
                     out.append(syms[i])
                     i += 1
             split[w] = out
-            for pair in zip(out, out[1:], strict=False):
+            for pair in pairwise(out):
                 pairs[pair] = pairs.get(pair, 0) + count
                 where.setdefault(pair, set()).add(w)
                 changed.add(pair)
