@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,11 +59,23 @@ def _overrides(raw: dict) -> list[str]:
     return [*SHORT, f"data.root={_root(raw)}", *(f"model.{k}={v}" for k, v in SHORT_MODEL.items() if k in fields)]
 
 
+VOLATILE = re.compile(r"time|seconds|duration|run_dir")  # when and where, not what was computed
+
+
+def _numbers(obj):
+    """The metrics without wall-clock times and paths (they differ between any two runs)."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items() if not VOLATILE.search(str(k))}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    return obj
+
+
 def _train(config: Path, overrides: list[str], out: Path) -> dict:
     cmd = [sys.executable, "-c", "from medmm.cli import main; main()", "train", str(config), *overrides, "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return {p.stem: json.loads(p.read_text())["metrics"] for p in sorted((out / "metrics").glob("*.json"))}
+    return {p.stem: _numbers(json.loads(p.read_text())["metrics"]) for p in sorted((out / "metrics").glob("*.json"))}
 
 
 @pytest.mark.slow
