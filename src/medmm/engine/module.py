@@ -348,6 +348,10 @@ class LastCheckpoint(Checkpoint):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         n = self.every_n_steps
         step = trainer.global_step
+        # Not after the epoch's last batch: the epoch-end save follows, and a resume from "every
+        # batch done, epoch not ended" skips the epoch's validation and end (Lightning 2.6).
+        if getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False):
+            return
         if n and step > 0 and step % n == 0 and step != self._last_saved_step:
             self._save(trainer)
 
