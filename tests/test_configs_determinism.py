@@ -59,7 +59,7 @@ def _overrides(raw: dict) -> list[str]:
     return [*SHORT, f"data.root={_root(raw)}", *(f"model.{k}={v}" for k, v in SHORT_MODEL.items() if k in fields)]
 
 
-VOLATILE = re.compile(r"time|seconds|duration|run_dir")  # when and where, not what was computed
+VOLATILE = re.compile(r"time|_utc|seconds|duration|run_dir")  # when and where, not what was computed
 
 
 def _numbers(obj):
