@@ -127,3 +127,26 @@ def test_full_disk_or_read_only_folder_is_one_line_naming_it(run, tmp_path, monk
     msg = str(info.value)
     assert msg.startswith(f"{out}: cannot write") and "\n" not in msg
     assert not out.exists()  # created by the failed call, no checkpoint: removed
+
+
+def test_crash_between_the_last_batch_and_validation_resumes_the_whole_epoch_end(run, tmp_path, monkeypatch):
+    from medmm.engine.module import TaskModule
+
+    tmp, metrics = run
+    crashed = tmp_path / "crashed"
+    overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=1"]
+
+    def killed_before_validation(self):
+        raise RuntimeError("simulated kill before validation")
+
+    with monkeypatch.context() as m:
+        m.setattr(TaskModule, "on_validation_epoch_start", killed_before_validation)
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            train(load_config(tmp / "toy.yaml", overrides), crashed)
+    # No step checkpoint after the epoch's last batch (6 per epoch): resuming from "every batch
+    # done, epoch not ended" skipped that epoch's validation and end.
+    assert torch.load(crashed / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 5
+    resumed = train(load_config(tmp / "toy.yaml", overrides), crashed)
+    assert resumed["test"] == metrics["test"]
+    log = "logs/metrics.csv"
+    assert (crashed / log).read_text() == (tmp / "run" / log).read_text()
