@@ -43,9 +43,16 @@ def _finish(cmd: list[str]) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
 
+def _without_clock(obj):
+    """Metrics without the wall-clock stamps of their provenance (`created_utc`, `time_utc`)."""
+    if isinstance(obj, dict):
+        return {k: _without_clock(v) for k, v in obj.items() if not k.endswith("_utc")}
+    return obj
+
+
 def _state(run: Path) -> tuple[dict, dict, str]:
     weights = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-    metrics = json.loads((run / "metrics" / "val.json").read_text())["metrics"]
+    metrics = _without_clock(json.loads((run / "metrics" / "val.json").read_text())["metrics"])
     return weights, metrics, (run / "logs" / "metrics.csv").read_text()
 
 
