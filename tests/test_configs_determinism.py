@@ -30,7 +30,7 @@ SHORT = [
     "trainer.warmup_steps=0", "trainer.num_threads=1", "trainer.progress_bar=false", "trainer.early_stopping_patience=null",
 ]
 # Model keys shortened where the task has them (fewer bootstrap resamples, shorter decoding).
-SHORT_MODEL = {"bootstrap_resamples": 0, "mbr_references": 0, "scst_samples": 2}
+SHORT_MODEL = {"bootstrap_resamples": 20, "mbr_references": 0, "scst_samples": 2}  # retrieval refuses 0 resamples
 
 
 def _root(raw: dict) -> Path:
