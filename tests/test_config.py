@@ -77,12 +77,59 @@ def test_overrides_are_yaml_scalars(tmp_path):
         ("data.skip_bad=maybe", "data.skip_bad"),
     ],
 )
-def test_bad_keys_and_values_name_key_and_file(tmp_path, override, key):
+def test_bad_keys_and_values_name_key_and_the_override(tmp_path, override, key):
     path = write(tmp_path)
     with pytest.raises(ConfigError) as info:
         load_config(path, [override])
     assert info.value.key == key
-    assert str(path) in str(info.value)
+    # The mistake is on the command line: blamed on the override, not on the config file.
+    assert str(info.value).startswith(f"command-line override {override!r}: {key}: ")
+    assert str(path) not in str(info.value)
+
+
+def test_misspelled_key_suggests_the_close_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"^command-line override 'trainer.max_epoch=2': trainer.max_epoch: "
+                       r"unknown key \(did you mean 'max_epochs'\?\)"):
+        load_config(write(tmp_path), ["trainer.max_epoch=2"])
+    with pytest.raises(ConfigError, match=r"run\.yaml: trainer\.epoch: unknown key \(did you mean 'max_epochs'\?\)"):
+        load_config(write(tmp_path, BASE.replace("  max_epochs: 2", "  epoch: 2")))
+
+
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ("trainer.batch_size=0", "must be at least 1, got 0"),
+        ("trainer.lr=-0.001", "must be at least 0, got -0.001"),
+        ("trainer.lr=.nan", "must be at least 0, got nan"),
+        ("trainer.gradient_clip_val=0", "must be a positive number"),
+        ("data.max_samples=-1", "must be at least 1, got -1"),
+        ("data.max_samples=0", "must be at least 1, got 0"),
+        ("trainer.max_epochs=0", "must be at least 1"),
+        ("trainer.max_steps=0", "must be -1 (no limit) or at least 1"),
+        ("trainer.accumulate_grad_batches=0", "must be at least 1"),
+        ("trainer.lr_multipliers={image_encoder: -1}", "must be >= 0"),
+    ],
+)
+def test_impossible_values_are_one_line_errors(tmp_path, override, problem):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path), [override])
+    assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_constructor_arguments_in_model_kwargs_are_config_errors():
+    pytest.importorskip("torch")
+    from medmm.data.bundled import vqa_rad_sample_root
+    from medmm.engine.api import build_task
+
+    root = Path(__file__).resolve().parents[1] / "configs/vqa/vqa_rad_sample.yaml"
+    for override, key, target in [
+        ("model.fusion_kwargs.headz=2", "model.fusion_kwargs.headz", "CrossAttentionFusion"),
+        ("model.image_encoder_kwargs.widthz=[8]", "model.image_encoder_kwargs.widthz", "SmallCNN"),
+    ]:
+        cfg = load_config(root, [override, f"data.root={vqa_rad_sample_root()}"])
+        with pytest.raises(ConfigError) as info:
+            build_task(cfg)
+        assert info.value.key == key and target in str(info.value)
 
 
 def test_unknown_key_in_file_names_file(tmp_path):

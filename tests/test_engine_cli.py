@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -39,15 +41,25 @@ def test_cli_train_evaluate_predict_report(tmp_path, monkeypatch):
     assert res.exit_code == 0 and (run / "report.html").exists()
 
 
-def test_cli_bad_override_names_key_and_file(tmp_path, monkeypatch):
+def test_cli_bad_override_names_the_override_and_failed_train_leaves_no_folder(tmp_path, monkeypatch):
     import subprocess
     import sys
 
     cfg = tmp_path / "toy.yaml"
     cfg.write_text(TOY_CONFIG.format(root=tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-c", "from medmm.cli import main; main()", "train", str(cfg), "trainer.epochs=3", "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, check=False,
-    )
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "MEDMM_PLUGINS": "engine_toy", "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+
+    def medmm_train(*args):
+        cmd = [sys.executable, "-c", "from medmm.cli import main; main()", "train", str(cfg), *args, "--out", str(tmp_path / "r")]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+
+    out = medmm_train("trainer.max_epoch=3")
     assert out.returncode == 2
-    assert f"{cfg}: trainer.epochs: unknown key" in out.stderr
+    assert out.stderr.startswith("error: command-line override 'trainer.max_epoch=3': trainer.max_epoch: unknown key "
+                                 "(did you mean 'max_epochs'?)")
+    assert "Traceback" not in out.stderr and str(cfg) not in out.stderr  # the file is not to blame
+    out = medmm_train(f"data.root={tmp_path / 'absent'}")  # fails inside train, after the config
+    assert out.returncode == 2 and "does not exist; pass" in out.stderr and "data.root=PATH" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()  # no empty run folder left behind

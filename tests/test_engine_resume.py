@@ -45,6 +45,10 @@ def test_crash_mid_epoch_then_resume_in_process(tmp_path, monkeypatch):
     resumed = train(load_config(cfg_path, overrides), tmp_path / "crashed")
     straight = train(load_config(cfg_path, overrides), tmp_path / "straight")
     assert resumed["test"] == straight["test"]
+    # The log keeps the rows from before the crash and holds each row once (the epoch mean
+    # of the resumed epoch included), as the uninterrupted run's does.
+    log = "logs/metrics.csv"
+    assert (tmp_path / "crashed" / log).read_text() == (tmp_path / "straight" / log).read_text()
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from medmm.data.schema import Sample
 from medmm.engine import rundir as rd
 from medmm.engine.config import RunConfig, dump_config, load_config, validate_model_section
 from medmm.engine.data import SplitData, load_splits, make_loader
+from medmm.engine.resume import prepare_run_dir, remove_failed_run_dir, seed_generators
 from medmm.engine.task import Task, get_task_class
 from medmm.errors import BadInputError, MedmmError
 
@@ -37,7 +39,26 @@ def build_task(cfg: RunConfig, where: str | Path | None = None) -> Task:
     """The task named by cfg.task, built from cfg.model (checked against its Config)."""
     import_plugins()
     validate_model_section(cfg, where)
-    return get_task_class(cfg.task).from_config(cfg.model)
+    try:
+        return get_task_class(cfg.task).from_config(cfg.model)
+    except TypeError as exc:
+        raise _kwargs_error(exc, cfg, where) from None
+
+
+def _kwargs_error(exc: TypeError, cfg: RunConfig, where: str | Path | None) -> Exception:
+    """A ConfigError naming the model.*_kwargs key whose argument the constructor rejected
+    (Python checks the call against the target's signature); other TypeErrors unchanged."""
+    import re
+
+    from medmm.engine.config import ConfigError
+
+    m = re.search(r"(\S+)\(\) got an unexpected keyword argument '(\w+)'", str(exc))
+    if m:
+        target, arg = m.groups()
+        for key, value in cfg.model.items():
+            if isinstance(value, dict) and arg in value:
+                return ConfigError(where, f"model.{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
+    return exc
 
 
 def _restoring_threads(fn):
@@ -190,17 +211,16 @@ def _score_split(
     return result
 
 
-def _loggers(run_dir: Path) -> list:
-    """CSV always; TensorBoard and MLflow when installed."""
+def _loggers(run_dir: Path, resume_step: int | None) -> list:
+    """CSV always (a resume keeps the rows before `resume_step`); TensorBoard and MLflow when installed."""
     import importlib.util
 
-    from lightning.pytorch.loggers import CSVLogger
-
     from medmm.engine.quiet import quiet_lightning
+    from medmm.engine.runlog import RunCSVLogger
 
     quiet_lightning()  # no litlogger advert next to the loggers we chose, no LeafSpec FutureWarning
 
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
+    loggers: list = [RunCSVLogger(run_dir, resume_step)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -212,23 +232,6 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
-# Keys a resumed run may change: how long to train and how to show/feed it, not what is learnt.
-# (A longer max_epochs also stretches the remaining cosine/linear LR schedule.)
-RESUME_MAY_CHANGE = frozenset(
-    f"trainer.{k}"
-    for k in ("max_epochs", "max_steps", "early_stopping_patience", "progress_bar", "num_workers", "num_threads", "log_every_n_steps")
-)
-
-
-def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out.extend(_changed_keys(va, vb, f"{prefix}{k}."))
-        elif va != vb:
-            out.append(f"{prefix}{k}")
-    return out
 
 
 @_restoring_threads
@@ -236,36 +239,48 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train cfg's task on cfg's data; write the run directory; return the final metrics.
 
     Rerunning with a run_dir that holds checkpoints/last.ckpt resumes from it; the config must
-    be the same except for the keys in RESUME_MAY_CHANGE (e.g. a larger trainer.max_epochs).
+    be the same except for the keys in medmm.engine.resume.RESUME_MAY_CHANGE (e.g. a larger trainer.max_epochs).
     Returns {"val": {...}, "test": {...}} (the metrics of the best checkpoint); on DDP ranks
-    other than 0 it returns {} after training.
+    other than 0 it returns {} after training. A run_dir this call created is removed again
+    when the run fails before its first checkpoint. A full disk or an unwritable run_dir ends
+    in a MedmmError naming the folder.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
-
-    from medmm.engine.module import AtomicCheckpointIO, LastCheckpoint, TaskModule
-
     run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = not run_dir.exists()
+    try:
+        return _train(cfg, run_dir)
+    except BaseException as exc:
+        if created and _is_rank0():
+            remove_failed_run_dir(run_dir)
+        if isinstance(exc, OSError) and exc.errno in rd.WRITE_ERRNOS:
+            where = exc.filename or run_dir
+            # EACCES/EPERM elsewhere (e.g. an unreadable data file) is not about the output folder.
+            if exc.errno not in (errno.EACCES, errno.EPERM) or str(where).startswith(str(run_dir)):
+                raise rd.write_error(where, exc) from None
+        raise
+
+
+def _is_rank0() -> bool:
+    """Rank 0 writes the run files; with DDP every rank runs `train`."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
+
+    from medmm.engine.module import AtomicCheckpointIO, LastCheckpoint, RunModelCheckpoint, TaskModule
+
     import_plugins()
     tc = cfg.trainer
     _set_threads(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    rank0 = _is_rank0()
     ckpt_dir = run_dir / rd.CHECKPOINTS
     last = ckpt_dir / rd.LAST_CKPT
-    resume = last.exists()
-    if resume:
-        saved = rd.read_yaml_config(run_dir)
-        if saved is not None:
-            changed = _changed_keys(saved.to_dict(), cfg.to_dict())
-            blocking = [k for k in changed if k not in RESUME_MAY_CHANGE]
-            if blocking:
-                raise MedmmError(
-                    f"{run_dir}: holds a run with a different config ({', '.join(blocking)}); "
-                    f"use a new --out, or delete {last} to start over"
-                )
-        log.info("resuming from %s", last)
+    start = prepare_run_dir(cfg, run_dir, rank0)
+    resume = start.ckpt is not None
 
     splits = load_splits(cfg.data, cfg.seed)
     train_split = splits["train"]
@@ -281,11 +296,12 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         task.load_state(rd.read_json(state_path)["state"])
     else:
         task.setup(train_split.samples)
+    seed_generators(task, cfg.seed)  # a resume then restores their states from the checkpoint
 
-    # Rank 0 writes the run files; with DDP every rank runs this function.
-    rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
     if rank0:
-        dump_config(cfg, run_dir / rd.CONFIG)
+        _check_writable(run_dir)
+        if start.write_config:
+            dump_config(cfg, run_dir / rd.CONFIG)
         rd.write_json(run_dir / rd.ENVIRONMENT, rd.environment(cfg.seed))
         rd.write_json(state_path, _task_state(task, cfg, train_split.samples, weights_sha256=None))
 
@@ -295,10 +311,10 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     if monitor and not resume:
         _check_monitor(task, val_samples, cfg)
     mode = tc.resolved_monitor_mode()
-    callbacks: list = [LastCheckpoint(last, tc.checkpoint_every_n_steps)]
+    callbacks: list = []
     best_cb = None
     if monitor:
-        best_cb = ModelCheckpoint(
+        best_cb = RunModelCheckpoint(
             dirpath=str(ckpt_dir),
             filename="best",
             monitor=monitor,
@@ -314,7 +330,10 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     if tc.progress_bar:
         callbacks.append(RichProgressBar())
 
-    module = TaskModule(task, tc, cfg.seed, train_split.samples, val_samples, skip_bad=cfg.data.skip_bad)
+    # After ModelCheckpoint/EarlyStopping: last.ckpt must carry this epoch's best score.
+    callbacks.append(LastCheckpoint(last, tc.checkpoint_every_n_steps))
+    module = TaskModule(task, tc, cfg.seed, train_split.samples, val_samples, skip_bad=cfg.data.skip_bad,
+                        run_config=cfg.to_dict())
     trainer = L.Trainer(
         accelerator=tc.accelerator,
         devices=tc.devices,
@@ -329,7 +348,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         limit_val_batches=tc.limit_val_batches if val_samples else 0,
         check_val_every_n_epoch=tc.val_every_n_epochs,
         deterministic="warn" if tc.deterministic else False,
-        logger=_loggers(run_dir),
+        logger=_loggers(run_dir, start.step),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=True,
@@ -340,7 +359,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         use_distributed_sampler=False,  # ResumableSampler shards per global batch itself
         default_root_dir=str(run_dir),
     )
-    trainer.fit(module, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, ckpt_path=str(start.ckpt) if resume else None)
 
     skipped_train = dict(module.skipped)
     if trainer.global_rank != 0:
@@ -436,11 +455,27 @@ def _last_logged(trainer, prefix: str) -> dict[str, float]:
     }
 
 
+def _check_writable(run_dir: Path) -> None:
+    """Fail before training, naming the folder, when run_dir cannot take files."""
+    probe = rd.temp_path(run_dir / "write-check")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+    except OSError as exc:
+        raise rd.write_error(run_dir / rd.CONFIG, exc) from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = rd.temp_path(path)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
+        if "write" not in str(exc):
+            raise
+        raise rd.write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
 

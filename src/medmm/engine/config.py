@@ -17,6 +17,7 @@ wrong type. This module is torch-free; only `validate_model=True` imports the ta
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -259,6 +260,46 @@ def _coerce(value: Any, tp: Any, key: str, where: str | Path | None) -> Any:
     return value
 
 
+def unknown_key_problem(key: str, known) -> str:
+    """"unknown key (did you mean 'x'?) (known keys: ...)": the closest name first (difflib)."""
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint} (known keys: {', '.join(known)})"
+
+
+# Numeric fields that must be >= their bound (None, where allowed, is always fine).
+_AT_LEAST = {
+    "trainer.max_epochs": 1, "trainer.batch_size": 1, "trainer.eval_batch_size": 1, "trainer.warmup_steps": 0,
+    "trainer.accumulate_grad_batches": 1, "trainer.early_stopping_patience": 0, "trainer.devices": 1,
+    "trainer.num_nodes": 1, "trainer.num_workers": 0, "trainer.num_threads": 1, "trainer.val_every_n_epochs": 1,
+    "trainer.checkpoint_every_n_steps": 1, "trainer.log_every_n_steps": 1, "trainer.weight_decay": 0,
+    "trainer.lr": 0, "data.max_samples": 1,  # lr 0 is allowed: a frozen run (tests use it)
+}
+_POSITIVE = ("trainer.gradient_clip_val",)
+
+
+def check_values(cfg: RunConfig, where: str | Path | None = None) -> None:
+    """ConfigError for values of the right type but impossible (batch_size 0, negative lr, ...)."""
+    def get(key: str):
+        section, name = key.split(".")
+        return getattr(getattr(cfg, section), name)
+
+    for key, low in _AT_LEAST.items():
+        v = get(key)
+        if v is not None and not v >= low:  # `not >=` also catches NaN
+            raise ConfigError(where, key, f"must be at least {low}, got {v!r}")
+    for key in _POSITIVE:
+        v = get(key)
+        if v is not None and not v > 0:  # also catches NaN
+            raise ConfigError(where, key, f"must be a positive number, got {v!r}")
+    if cfg.trainer.max_steps != -1 and cfg.trainer.max_steps < 1:
+        raise ConfigError(where, "trainer.max_steps", f"must be -1 (no limit) or at least 1, got {cfg.trainer.max_steps}")
+    for prefix, factor in cfg.trainer.lr_multipliers.items():
+        if not factor >= 0:
+            raise ConfigError(where, f"trainer.lr_multipliers.{prefix}", f"must be >= 0, got {factor!r}")
+
+
 def build_dataclass(cls: type, values: dict[str, Any], where: str | Path | None = None, prefix: str = ""):
     """Build dataclass `cls` from a mapping, checking keys and types.
 
@@ -273,8 +314,7 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str | Path | None 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in values if k not in fields]
     if unknown:
-        known = ", ".join(sorted(fields))
-        raise ConfigError(where, f"{prefix}{unknown[0]}", f"unknown key (known keys: {known})")
+        raise ConfigError(where, f"{prefix}{unknown[0]}", unknown_key_problem(str(unknown[0]), fields))
     kwargs = {}
     for name, f in fields.items():
         if name in values:
@@ -318,6 +358,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def config_from_dict(raw: dict[str, Any], where: str | Path | None = None, base_dir: Path | None = None) -> RunConfig:
     """Build a RunConfig from a plain dict; relative data.root resolves against base_dir (cwd)."""
     cfg = build_dataclass(RunConfig, raw, where)
+    check_values(cfg, where)
     if not cfg.task:
         raise ConfigError(where, "task", "must name a registered task")
     root = Path(cfg.data.root).expanduser()
@@ -365,11 +406,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, validat
     Raises:
         ConfigError naming the key and the file for unknown keys and wrong types.
     """
-    raw = apply_overrides(read_yaml(path), list(overrides or []))
-    cfg = config_from_dict(raw, where=path)
-    if validate_model:
-        validate_model_section(cfg, where=path)
+    overrides = list(overrides or [])
+    raw = apply_overrides(read_yaml(path), overrides)
+    try:
+        cfg = config_from_dict(raw, where=path)
+        if validate_model:
+            validate_model_section(cfg, where=path)
+    except ConfigError as exc:
+        raise _blame_override(exc, overrides) from None
     return cfg
+
+
+def _blame_override(exc: ConfigError, overrides: list[str]) -> ConfigError:
+    """The error again, naming the command-line override when the bad key came from one."""
+    for text in reversed(overrides):  # the last override of a key is the one that counts
+        key = ".".join(parse_override(text)[0])
+        if exc.key == key or exc.key.startswith(f"{key}.") or exc.key.startswith(f"{key}["):
+            return ConfigError(f"command-line override {text!r}", exc.key, exc.problem)
+    return exc
 
 
 def validate_model_section(cfg: RunConfig, where: str | Path | None = None) -> Any:

@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,6 +57,12 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
     `medmm.data.splits.grouped_split`, seeded by the run's seed. Each role's image files are
     then checked cheaply (present, non-empty, image magic bytes) under ``data.skip_bad``.
     """
+    if not Path(data.root).exists():
+        # Shipped configs point at ../shared/data/...; on another machine the data lives elsewhere.
+        raise MedmmError(
+            f"data.root {data.root} does not exist; pass the {data.dataset!r} dataset folder (original layout) "
+            f"on the command line: medmm train CONFIG data.root=PATH --out RUN_DIR"
+        )
     roles = {"train": data.train_split, "val": data.val_split, "test": data.test_split}
     roles = {r: s for r, s in roles.items() if s is not None}
     out: dict[str, SplitData] = {}

@@ -12,10 +12,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medmm.data.schema import Sample
+from medmm.engine import rundir as rd
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
 from medmm.engine.optim import epoch_scheduler, parameter_groups
@@ -77,16 +78,19 @@ class TaskModule(L.LightningModule):
         train_samples: list[Sample],
         val_samples: list[Sample],
         skip_bad: bool = True,
+        run_config: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.skip_bad = skip_bad  # data.skip_bad: False stops at the first bad sample
         self.task = task
         self.cfg = trainer_cfg
+        self.run_config = run_config  # saved in every checkpoint: a run dir can always tell its config
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.skipped: dict[str, str] = {}  # training sample id -> message, unique over epochs
         self.val_skipped: dict[str, str] = {}  # validation skips: counted by the val split, not train
+        self._epoch_sums: dict[str, list[float]] = {}  # train scalar -> [sum * n, n] this epoch
         self._val_records: list[dict[str, Any]] = []
         self._val_loss = [0.0, 0]
         self.last_val_metrics: dict[str, Any] = {}
@@ -152,10 +156,25 @@ class TaskModule(L.LightningModule):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
-                self.log(f"train/{k}", v.detach().float(), on_step=True, on_epoch=True, batch_size=batch.n)
+                value = v.detach().float()
+                self.log(f"train/{k}_step", value, on_step=True, on_epoch=False, batch_size=batch.n)
+                total = self._epoch_sums.setdefault(k, [0.0, 0])
+                total[0] += float(value) * batch.n
+                total[1] += batch.n
         group = self.trainer.optimizers[0].param_groups[0]
         self.log("lr", group["lr"] / group.get("lr_scale", 1.0), on_step=True, batch_size=batch.n)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_sums = {} if self._batches_done_this_epoch() == 0 else self._epoch_sums
+
+    def on_train_epoch_end(self) -> None:
+        # Epoch means from our own sums, which travel in checkpoints: Lightning's on_epoch
+        # aggregation restarts empty after a mid-epoch resume and would average only the
+        # batches trained after it.
+        for k, (total, n) in sorted(self._epoch_sums.items()):
+            if n:
+                self.log(f"train/{k}_epoch", total / n, on_step=False, on_epoch=True)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -226,8 +245,12 @@ class TaskModule(L.LightningModule):
             "torch": torch.get_rng_state(),
             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
             "python": random.getstate(),
+            "task": {name: g.get_state() for name, g in self.task.random_generators().items()},
         }
         checkpoint["medmm_skipped"] = dict(self.skipped)
+        checkpoint["medmm_epoch_sums"] = {k: list(v) for k, v in self._epoch_sums.items()}
+        if self.run_config is not None:
+            checkpoint["medmm_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("medmm_rng")
@@ -237,7 +260,12 @@ class TaskModule(L.LightningModule):
             np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
             version, internal, gauss_next = rng["python"]
             random.setstate((version, tuple(internal), gauss_next))
+            gens = self.task.random_generators()
+            for name, state in rng.get("task", {}).items():
+                if name in gens:
+                    gens[name].set_state(state)
         self.skipped.update(checkpoint.get("medmm_skipped", {}))
+        self._epoch_sums = {k: list(v) for k, v in checkpoint.get("medmm_epoch_sums", {}).items()}
 
 
 def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -257,25 +285,65 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Lightning's own writer goes through an fsspec transaction whose temporary file lives in
     the system temp dir; moving it across file systems is a copy, so a kill mid-write could
-    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX.
+    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX. The temporary
+    file has one fixed name per checkpoint (`.last.ckpt.tmp`): a kill mid-write leaves at most
+    one, overwritten by the next save and deleted when the run starts again.
+    A full disk or a read-only folder ends the run with one line naming the folder.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = rd.temp_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            raise rd.write_error(path, exc) from None
+        except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
+            if "write" not in str(exc):
+                raise
+            raise rd.write_error(path, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
 
 
-class LastCheckpoint(Callback):
-    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end."""
+class RunModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint (best.ckpt) that keeps its state when the run dir was moved or copied.
+
+    Lightning drops the best score when the checkpoint's folder differs from the current one,
+    so the next epoch would count as "best" whatever its score; and the old paths it keeps
+    would make it delete best.ckpt in the ORIGINAL folder. Paths are moved to this folder.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            def here(p):
+                return str(Path(self.dirpath) / Path(p).name) if p else p
+
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_model_path": here(state_dict.get("best_model_path")),
+                "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                "last_model_path": here(state_dict.get("last_model_path")),
+                "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)
+
+
+class LastCheckpoint(Checkpoint):
+    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end.
+
+    A `Checkpoint` subclass on purpose: Lightning calls checkpoint callbacks last, in the order
+    given, so passing this one after ModelCheckpoint/EarlyStopping writes last.ckpt only once
+    they have recorded this epoch's score. (As a plain Callback it ran first, and a resume
+    restored a best score one epoch old, then overwrote best.ckpt with worse weights.)
+    """
 
     def __init__(self, path: Path, every_n_steps: int | None):
         self.path = Path(path)
@@ -289,6 +357,10 @@ class LastCheckpoint(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         n = self.every_n_steps
         step = trainer.global_step
+        # Not after the epoch's last batch: the epoch-end save follows, and a resume from "every
+        # batch done, epoch not ended" skips the epoch's validation and end (Lightning 2.6).
+        if getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False):
+            return
         if n and step > 0 and step % n == 0 and step != self._last_saved_step:
             self._save(trainer)
 

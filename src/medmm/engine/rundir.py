@@ -15,10 +15,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -43,11 +46,65 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_path(path: str | Path) -> Path:
+    """The one temporary file an atomic write of `path` goes through: `.NAME.tmp` beside it.
+
+    One fixed name per target (no PID): a write killed half-way leaves at most one such file,
+    which the next write of the same target overwrites and `remove_temp_files` deletes.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
+
+
+def remove_temp_files(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files of atomic writes killed half-way; returns them.
+
+    Only medmm's own names are touched: `.NAME.tmp` and the older `.NAME.tmp-PID`, in the run
+    dir, checkpoints/, metrics/, predictions/ and logs/.
+    """
+    run_dir = Path(run_dir)
+    gone = []
+    for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / "metrics", run_dir / "predictions", run_dir / "logs"):
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            name = f.name
+            stale = name.startswith(".") and (
+                name.endswith(TEMP_SUFFIX) or name.rpartition(".tmp-")[2].isdigit()
+            )
+            if stale and f.is_file():
+                f.unlink(missing_ok=True)
+                gone.append(f)
+    return gone
+
+
+# errno values that mean "this folder cannot take the file": a user problem, not a bug.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def write_error(path: str | Path, exc: BaseException):
+    """A one-line MedmmError for a failed write of `path`: the folder, the reason, the free space."""
+    from medmm.errors import MedmmError
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    with contextlib.suppress(OSError):
+        reason += f"; {shutil.disk_usage(folder).free / 1e6:.0f} MB free there"
+    return MedmmError(f"{folder}: cannot write {path.name} ({reason}); free disk space or choose a writable --out")
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically (tmp file + rename), so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
@@ -56,7 +113,7 @@ def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
     """Write one JSON object per line, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, default=_json_default) + "\n" for r in records)
     os.replace(tmp, path)

@@ -106,6 +106,15 @@ class Task(nn.Module):
         """
         return None
 
+    def random_generators(self) -> dict[str, torch.Generator]:
+        """The task's own torch.Generators (e.g. for augmentation), by a stable name.
+
+        The engine seeds each from the run seed and the name before training (so runs with
+        different seeds draw different augmentations), and saves/restores their states in every
+        checkpoint (so a resumed run continues the stream instead of replaying it). Default: none.
+        """
+        return {}
+
     def calibrate(self, val_records: list[dict[str, Any]]) -> bool:
         """Fit post-training state on the validation records of the best weights (e.g.
         decision thresholds). Return True when state changed (the engine then re-saves

@@ -122,7 +122,6 @@ class SegmentationConfig:
     tversky_alpha: float = 0.3
     tversky_beta: float = 0.7
     threshold: float = 0.5
-    augment_seed: int = 0
     bootstrap_resamples: int = 1000
 
 
@@ -147,7 +146,8 @@ class Segmentation(Task):
             raise MedmmError("segmentation: augmentation 'lvit' flips images, which swaps the side a prompt names")
         self._build()
         self.loss_fn = self._make_loss()
-        self._gen = torch.Generator().manual_seed(c.augment_seed)
+        # Augmentation stream: seeded from the run seed and checkpointed by the engine.
+        self._gen = torch.Generator().manual_seed(0)
         self._cache: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
 
     # ----------------------------------------------------------------- model
@@ -212,6 +212,10 @@ class Segmentation(Task):
     def load_state(self, state: dict[str, Any]) -> None:
         if dict(state.get("classes", {})) != dict(self.config.classes):
             raise MedmmError(f"segmentation: saved classes {state.get('classes')} differ from the config's {self.config.classes}")
+
+    def random_generators(self) -> dict[str, torch.Generator]:
+        """The augmentation generator, for the engine to seed from the run seed and checkpoint."""
+        return {"augment": self._gen}
 
     # ----------------------------------------------------------------- data
     def text_of(self, sample: Sample, prompt: str) -> str:

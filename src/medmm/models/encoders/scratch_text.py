@@ -5,7 +5,9 @@ checkpoint is self-contained: no separate vocabulary file to lose.
 
 from __future__ import annotations
 
+import heapq
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -19,17 +21,92 @@ from medmm.models.encoders.hf_text import masked_mean
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def train_wordpiece(texts: list[str], vocab_size: int = 8000, min_frequency: int = 1):
-    """Train a lower-casing BERT-style WordPiece `tokenizers.Tokenizer` on `texts`."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+def wordpiece_vocab(words: dict[str, int], vocab_size: int, min_frequency: int = 1) -> list[str]:
+    """A WordPiece vocabulary learnt by BPE merges on `words` (word -> count), deterministically.
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS, show_progress=False
-    )
-    tok.train_from_iterator([t for t in texts if t], trainer=trainer)
+    The `tokenizers` library's WordPieceTrainer breaks ties between equally frequent pairs by
+    hash-map order, which differs in every process: the same texts gave ~900 of 1,538 tokens
+    different ids (and a different token set) in two processes. Here ties break by the pair's
+    text and ids follow a fixed order: specials, the alphabet (sorted), then merges in order.
+    Non-initial pieces carry the "##" prefix, as in BERT.
+    """
+    alphabet = sorted({ch for w in words for ch in w})
+    vocab = list(SPECIALS) + [c for c in alphabet if c not in SPECIALS]
+    vocab += [f"##{c}" for c in alphabet]
+    seen = set(vocab)
+    # Each word as a list of symbols; continuation symbols carry "##".
+    split = {w: [w[0], *(f"##{c}" for c in w[1:])] for w in sorted(words)}
+    pairs: dict[tuple[str, str], int] = {}
+    where: dict[tuple[str, str], set[str]] = {}
+    for w, syms in split.items():
+        for pair in pairwise(syms):
+            pairs[pair] = pairs.get(pair, 0) + words[w]
+            where.setdefault(pair, set()).add(w)
+    # Max-heap of (-count, pair); entries whose count changed since are skipped when popped.
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
+    changed: set[tuple[str, str]] = set()
+    while len(vocab) < vocab_size and heap:
+        neg, best = heapq.heappop(heap)
+        if pairs.get(best) != -neg:
+            continue
+        if -neg < min_frequency:
+            break
+        a, b = best
+        merged = a + b.removeprefix("##")
+        for w in sorted(where.pop(best, ())):
+            syms, count = split[w], words[w]
+            for pair in pairwise(syms):  # drop this word's old pairs
+                pairs[pair] -= count
+                changed.add(pair)
+                if pairs[pair] <= 0:
+                    del pairs[pair]
+                if pair != best and pair in where:
+                    where[pair].discard(w)
+            out, i = [], 0
+            while i < len(syms):
+                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(syms[i])
+                    i += 1
+            split[w] = out
+            for pair in pairwise(out):
+                pairs[pair] = pairs.get(pair, 0) + count
+                where.setdefault(pair, set()).add(w)
+                changed.add(pair)
+        pairs.pop(best, None)
+        for pair in sorted(changed):
+            if pair in pairs:
+                heapq.heappush(heap, (-pairs[pair], pair))
+        changed.clear()
+        if merged not in seen:
+            seen.add(merged)
+            vocab.append(merged)
+    return vocab[:vocab_size]
+
+
+def train_wordpiece(texts: list[str], vocab_size: int = 8000, min_frequency: int = 1):
+    """A lower-casing BERT-style WordPiece `tokenizers.Tokenizer` fitted on `texts`.
+
+    The vocabulary is learnt by `wordpiece_vocab` (identical in every process for the same
+    texts); `tokenizers` does the normalising, pre-tokenising and greedy longest-match encoding.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for t in texts:
+        if t:
+            words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(t)))
+    vocab = wordpiece_vocab(dict(words), vocab_size, min_frequency)
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     return tok
