@@ -28,8 +28,8 @@ from torch import nn
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
-from medmm.models.encoders.hf_dual import HFClipDualEncoder
 from medmm.models.encoders.base import ImageEncoder, TextEncoder
+from medmm.models.encoders.hf_dual import HFClipDualEncoder
 
 KS = (1, 5, 10)
 
@@ -172,9 +172,9 @@ def _apply_lora(module: nn.Module, lora: dict[str, Any]) -> None:
     from medmm.errors import require
 
     peft = require("peft", "train", "LoRA adapters")
-    targets = lora.get("target_modules")
-    if not targets:
-        raise MedmmError("LoRA needs target_modules (e.g. [query, value] for BERT-family text encoders)")
+    from medmm.models.peft_utils import default_lora_targets
+
+    targets = lora.get("target_modules") or default_lora_targets(module)  # e.g. query/value (BERT), q_proj/v_proj (ViT)
     cfg = peft.LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)), lora_dropout=float(lora.get("dropout", 0.0)), target_modules=list(targets))
     for p in module.parameters():
         p.requires_grad_(False)
