@@ -174,3 +174,14 @@ def test_lora_on_a_tiny_folder_trains_only_adapters(name, tiny, tmp_path, small_
     tower = task.model.image_encoder if name == "vit" else task.model.text_encoder
     trainable = [n for n, p in tower.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip"])
+def test_a_dual_encoder_folder_serves_as_an_image_encoder(tiny, name):
+    import torch
+
+    from medmm.models.encoders import create_image_encoder
+
+    enc = create_image_encoder(f"hf:{tiny[name]}")  # the vision tower of the full model
+    assert "Vision" in type(enc.model).__name__ and enc.input_spec.size == 32
+    assert enc(torch.randn(2, 1, 32, 32)).pooled.shape == (2, 32)
