@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
-from medmm.models.encoders.hf_loading import load_hf, resolve_dir, source_record
+from medmm.models.encoders.hf_loading import load_hf, source_record
 
 
 def processor_input(proc) -> tuple[int | None, tuple[float, ...], tuple[float, ...]]:
@@ -27,8 +29,8 @@ def _input_from_processor(name_or_dir: str, mean, std, size) -> tuple[int | None
     """
     if mean is not None and std is not None:
         return size, tuple(mean), tuple(std)
-    folder = resolve_dir(name_or_dir)
-    if folder is not None and not (folder / "preprocessor_config.json").is_file():
+    folder = Path(name_or_dir).expanduser()  # a hub model's processor file is fetched by load_hf below
+    if folder.is_dir() and not (folder / "preprocessor_config.json").is_file():
         raise MedmmError(
             f"{name_or_dir}: no preprocessor_config.json, so the model's input normalisation is unknown; "
             "add the checkpoint's preprocessor_config.json or pass image_mean and image_std (and image_size) "
