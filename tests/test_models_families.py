@@ -185,3 +185,24 @@ def test_a_dual_encoder_folder_serves_as_an_image_encoder(tiny, name):
     enc = create_image_encoder(f"hf:{tiny[name]}")  # the vision tower of the full model
     assert "Vision" in type(enc.model).__name__ and enc.input_spec.size == 32
     assert enc(torch.randn(2, 1, 32, 32)).pooled.shape == (2, 32)
+
+
+def test_hub_name_loads_from_the_hf_cache_offline_with_its_sha256(tiny, tmp_path):
+    """A hub name under HF_HUB_OFFLINE=1 is read from the HF cache (its layout built by hand here)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "cache" / "models--medmm-test--tiny-vit"
+    shutil.copytree(tiny["vit"], repo / "snapshots" / "abc")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    code = ("import json; from medmm.models.encoders import create_image_encoder; "
+            "e = create_image_encoder('hf:medmm-test/tiny-vit'); print(json.dumps(e.hf_source))")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    sha = hashlib.sha256((tiny["vit"] / "model.safetensors").read_bytes()).hexdigest()
+    assert rec["source"] == "medmm-test/tiny-vit" and rec["path"].endswith("snapshots/abc")
+    assert rec["weights_sha256"] == {"model.safetensors": sha}
