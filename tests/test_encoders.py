@@ -87,7 +87,7 @@ def _tiny_vit_dir(tmp_path):
 
 def test_hf_image_encoder_loads_from_a_local_directory(tmp_path):
     path = _tiny_vit_dir(tmp_path)
-    enc = create_image_encoder(f"hf:{path}", output_attentions=True)
+    enc = create_image_encoder(f"hf:{path}", output_attentions=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)  # no processor saved
     assert enc.out_dim == 32 and enc.input_spec.size == 32
     x = torch.randn(2, 1, 32, 32, requires_grad=True)  # grey input is repeated to the 3 channels
     feats = enc(x)
@@ -117,7 +117,7 @@ def test_hf_image_encoder_other_families(tmp_path, family):
     else:
         model = tf.ConvNextModel(tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32))
         dim = 16
-    enc = create_image_encoder(f"hf:{_save(model, tmp_path / family)}")
+    enc = create_image_encoder(f"hf:{_save(model, tmp_path / family)}", image_mean=[0.5] * 3, image_std=[0.5] * 3)
     assert enc.out_dim == dim
     feats = enc(torch.randn(2, 3, 32, 32))
     assert feats.pooled.shape == (2, dim) and feats.tokens.shape[-1] == dim

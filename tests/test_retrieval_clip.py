@@ -12,19 +12,9 @@ from medmm.tasks.retrieval import RetrievalTask  # noqa: E402
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+    from medmm.models.families import write_tiny
 
-    from medmm.models.encoders.hf_text import minilm_dir
-
-    out = tmp_path_factory.mktemp("tiny_clip")
-    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))  # any local tokenizer serves a random model
-    text = dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=64, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return write_tiny("clip", tmp_path_factory.mktemp("tiny") / "clip")  # CLIPModel + processor + tokenizer
 
 
 def test_clip_model_trains_and_embeds(clip_dir):

@@ -182,6 +182,13 @@ def _provenance(
     return prov
 
 
+def pretrained_sources(task: Task) -> list[dict[str, Any]]:
+    """Hugging Face models inside the task (source, folder, weights sha256); see hf_loading."""
+    from medmm.models.encoders.hf_loading import pretrained_sources as sources
+
+    return sources(task)
+
+
 def _score_split(
     task: Task, cfg: RunConfig, split: SplitData, run_dir: Path, role: str,
     train_samples: list[Sample], checkpoint_chosen: bool, has_validation: bool,
@@ -206,6 +213,7 @@ def _score_split(
         ),
     }
     result["provenance"]["role"] = role
+    result["provenance"]["pretrained"] = pretrained_sources(task)  # HF weights used, with their sha256
     rd.write_json(run_dir / "metrics" / f"{role}.json", result)
     rd.write_jsonl(run_dir / "predictions" / f"{role}.jsonl", records)
     return result
@@ -592,6 +600,7 @@ def evaluate(
         result["warning"] = warning
         warnings.warn(f"{run_dir}: {warning}", TrainingDataWarning, stacklevel=2)
     result["provenance"]["external"] = external
+    result["provenance"]["pretrained"] = pretrained_sources(task)
     if model_overrides:
         result["provenance"]["model_overrides"] = list(model_overrides)
     result["provenance"]["training_dataset"] = cfg.data.dataset

@@ -29,6 +29,7 @@ from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.models.encoders.base import ImageEncoder, TextEncoder
+from medmm.models.encoders.hf_dual import HFClipDualEncoder
 
 KS = (1, 5, 10)
 
@@ -171,9 +172,9 @@ def _apply_lora(module: nn.Module, lora: dict[str, Any]) -> None:
     from medmm.errors import require
 
     peft = require("peft", "train", "LoRA adapters")
-    targets = lora.get("target_modules")
-    if not targets:
-        raise MedmmError("LoRA needs target_modules (e.g. [query, value] for BERT-family text encoders)")
+    from medmm.models.peft_utils import default_lora_targets
+
+    targets = lora.get("target_modules") or default_lora_targets(module)  # e.g. query/value (BERT), q_proj/v_proj (ViT)
     cfg = peft.LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)), lora_dropout=float(lora.get("dropout", 0.0)), target_modules=list(targets))
     for p in module.parameters():
         p.requires_grad_(False)
@@ -256,53 +257,7 @@ class DualEncoder(nn.Module):
         return g, tokens, feats.mask
 
 
-class HFClipDualEncoder(nn.Module):
-    """A pretrained CLIP-family model from transformers (`CLIPModel`, its own projections and scale)."""
-
-    def __init__(self, name_or_dir: str, learn_temperature: bool = True):
-        super().__init__()
-        from transformers import AutoTokenizer, CLIPModel
-
-        try:
-            self.model = CLIPModel.from_pretrained(name_or_dir)
-            self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
-        except OSError as exc:
-            raise BadInputError(name_or_dir, f"cannot load a CLIP model (needs local files or a hub cache): {exc}") from exc
-        self.model.logit_scale.requires_grad_(learn_temperature)
-        vc = self.model.config.vision_config
-        self.image_size = int(vc.image_size)
-        self.in_channels = int(getattr(vc, "num_channels", 3))
-        self.max_length = int(self.model.config.text_config.max_position_embeddings)
-        self.image_local = self.text_local = None
-        self.embed_dim = int(self.model.config.projection_dim)
-
-    @property
-    def logit_scale(self) -> nn.Parameter:
-        return self.model.logit_scale
-
-    def temperature_scale(self) -> torch.Tensor:
-        return self.model.logit_scale.exp().clamp(max=100.0)
-
-    @staticmethod
-    def _tensor(out: Any) -> torch.Tensor:
-        # transformers 5 may return a model output object instead of a bare tensor
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
-        if images.shape[1] == 1 and self.in_channels == 3:
-            images = images.expand(-1, 3, -1, -1)
-        return F.normalize(self._tensor(self.model.get_image_features(pixel_values=images)), dim=-1), None
-
-    def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: Sequence[str] | None = None
-    ) -> tuple[torch.Tensor, None, torch.Tensor]:
-        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        return F.normalize(self._tensor(out), dim=-1), None, attention_mask.bool()
-
-
 # ----------------------------------------------------------------------------- images
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def load_image_tensor(sample: Sample, size: int, channels: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -357,7 +312,8 @@ class RetrievalTask(Task):
                 minilm, scratch, hf:<hub name or dir>).
             image_encoder_kwargs, text_encoder_kwargs: extra arguments of those constructors.
             clip_model: hf:<hub name or dir> of a pretrained CLIP-family model (transformers
-                CLIPModel); replaces both towers and their projections.
+                CLIPModel or SiglipModel); replaces both towers and their projections, and its
+                preprocessor_config.json sets image size, mean and std.
             image_pretrained, text_pretrained: passed to the encoder factories.
             embed_dim: size of the shared embedding space.
             projection: "linear" or "mlp" (ConVIRT's two-layer head).
@@ -406,7 +362,7 @@ class RetrievalTask(Task):
             name = c.clip_model.removeprefix("hf:")
             self.model = HFClipDualEncoder(name, c.learn_temperature)
             self.image_size = c.image_size or self.model.image_size
-            self.channels, self.mean, self.std = self.model.in_channels, CLIP_MEAN, CLIP_STD
+            self.channels, self.mean, self.std = self.model.in_channels, self.model.mean, self.model.std
             img, txt = self.model.model.vision_model, self.model.model.text_model
         else:
             from medmm.models.encoders import create_image_encoder, create_text_encoder

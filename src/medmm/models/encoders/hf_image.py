@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
-from medmm.models.encoders.hf_loading import load_hf
+from medmm.models.encoders.hf_loading import load_hf, source_record
+
+
+def processor_input(proc) -> tuple[int | None, tuple[float, ...], tuple[float, ...]]:
+    """(input side, mean, std) of a transformers image processor: the centre-crop size when it
+    crops (CLIP, DINOv2, ConvNeXt), else its resize height / shortest edge (ViT, SigLIP)."""
+    box = getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else None
+    box = box or getattr(proc, "size", None) or {}
+    box = box if isinstance(box, dict) else dict(box)
+    side = box.get("height") or box.get("shortest_edge")
+    return (int(side) if side else None), tuple(proc.image_mean), tuple(proc.image_std)
+
+
+def _input_from_processor(name_or_dir: str, mean, std, size) -> tuple[int | None, tuple, tuple]:
+    """Image side, mean and std from the model's preprocessor_config.json; explicit values win.
+
+    No silent ImageNet fallback: a model without a processor config needs image_mean and
+    image_std passed explicitly (image_encoder_kwargs), else this raises.
+    """
+    if mean is not None and std is not None:
+        return size, tuple(mean), tuple(std)
+    folder = Path(name_or_dir).expanduser()  # a hub model's processor file is fetched by load_hf below
+    if folder.is_dir() and not (folder / "preprocessor_config.json").is_file():
+        raise MedmmError(
+            f"{name_or_dir}: no preprocessor_config.json, so the model's input normalisation is unknown; "
+            "add the checkpoint's preprocessor_config.json or pass image_mean and image_std (and image_size) "
+            "in the encoder kwargs (e.g. image_encoder_kwargs: {image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5]})"
+        )
+    p_size, p_mean, p_std = processor_input(load_hf("AutoImageProcessor", name_or_dir))
+    return size or p_size, tuple(mean or p_mean), tuple(std or p_std)
 
 
 class HFImageEncoder(ImageEncoder):
@@ -16,7 +48,16 @@ class HFImageEncoder(ImageEncoder):
     (the model is then loaded with eager attention, which returns probabilities).
     """
 
-    def __init__(self, name_or_dir: str, output_attentions: bool = False):
+    def __init__(
+        self,
+        name_or_dir: str,
+        output_attentions: bool = False,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        image_size: int | None = None,
+    ):
+        """image_mean / image_std / image_size override the model's preprocessor_config.json
+        (required when the folder has none)."""
         super().__init__()
         kw = {"attn_implementation": "eager"} if output_attentions else {}
         model = load_hf("AutoModel", name_or_dir, **kw)
@@ -26,19 +67,16 @@ class HFImageEncoder(ImageEncoder):
         self.name = name_or_dir
         cfg = getattr(model.config, "vision_config", model.config)
         self.in_channels = int(getattr(cfg, "num_channels", 3))
-        size = getattr(cfg, "image_size", 224)
-        size = int(size[0] if isinstance(size, (list, tuple)) else size)
         patch = getattr(cfg, "patch_size", None)
         self.patch = int(patch[0] if isinstance(patch, (list, tuple)) else patch) if patch else None
         self.output_attentions = output_attentions
         # ViT/Swin/DINOv2/CLIP configs carry hidden_size; ConvNeXt/ResNet carry hidden_sizes.
         self.out_dim = int(getattr(cfg, "hidden_size", None) or cfg.hidden_sizes[-1])
-        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-        try:
-            proc = load_hf("AutoImageProcessor", name_or_dir)
-            mean, std = tuple(proc.image_mean), tuple(proc.image_std)
-        except Exception:  # noqa: BLE001 - no usable preprocessor_config.json: ImageNet statistics, stated in input_spec
-            pass
+        size, mean, std = _input_from_processor(name_or_dir, image_mean, image_std, image_size)
+        if size is None:  # the processor does not resize: the size the model was built for
+            size = getattr(cfg, "image_size", 224)
+            size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        self.hf_source = source_record(name_or_dir)
         self.input_spec = ImageInputSpec(size=size, in_channels=self.in_channels, mean=mean, std=std)
 
     def _to_grid(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor | None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from medmm.errors import MedmmError, require
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 def hf_offline() -> bool:
@@ -34,15 +39,56 @@ def load_hf(auto_class: str, name_or_dir: str, **kw: Any):
     try:
         return cls.from_pretrained(str(path) if looks_local else name_or_dir, **kw)
     except (OSError, ValueError) as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if looks_local:
-            raise MedmmError(f"{path}: could not load {auto_class} from this directory: {exc}") from exc
-        where = (
-            "HF_HUB_OFFLINE=1 is set and it is not in the Hugging Face cache"
-            if hf_offline()
-            else "it could not be downloaded (no network?) and it is not in the Hugging Face cache"
-        )
+            raise MedmmError(f"{path}: could not load {auto_class} from this local directory: {cause}") from exc
+        from huggingface_hub import constants
+
+        why = "HF_HUB_OFFLINE=1 is set" if hf_offline() else "the download failed (no network?)"
         raise MedmmError(
-            f"Hugging Face model {name_or_dir!r} ({auto_class}) is not available: {where}. "
-            f"Fetch it once where there is network (`huggingface-cli download {name_or_dir}`) "
-            f"or pass a local directory holding config.json and the weights. Cause: {exc}"
+            f"Hugging Face model {name_or_dir!r} ({auto_class}) not found: no local directory {str(path)!r}, "
+            f"not in the Hugging Face cache {constants.HF_HUB_CACHE} and {why}; fetch it once with "
+            f"`huggingface-cli download {name_or_dir}` or pass a local directory (cause: {cause})"
         ) from exc
+
+
+def resolve_dir(name_or_dir: str) -> Path | None:
+    """The folder holding the files of a local model or of a hub model in the HF cache (None if absent)."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_dir, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or not a repo id): no folder to hash, said by the caller
+        return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_record(name_or_dir: str) -> dict[str, Any]:
+    """Provenance of a loaded HF model: its name, resolved folder and the sha256 of each weights file."""
+    folder = resolve_dir(name_or_dir)
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES) if folder else []
+    return {
+        "source": name_or_dir,
+        "path": str(folder.resolve()) if folder else None,
+        "weights_sha256": {p.name: _sha256(p.resolve()) for p in files},
+    }
+
+
+def pretrained_sources(module: nn.Module) -> list[dict[str, Any]]:
+    """The `hf_source` records of every Hugging Face model inside `module` (for run provenance)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for m in module.modules():
+        rec = getattr(m, "hf_source", None)
+        if isinstance(rec, dict):
+            seen.setdefault(rec["source"], rec)
+    return list(seen.values())

@@ -16,7 +16,7 @@ import torch
 from medmm.errors import MedmmError
 from medmm.models.encoders.base import TextEncoder, TextFeatures
 from medmm.models.encoders.factory import register_text_encoder
-from medmm.models.encoders.hf_loading import load_hf
+from medmm.models.encoders.hf_loading import load_hf, source_record
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,7 @@ class HFTextEncoder(TextEncoder):
         self.pooling = pooling
         self.max_length = max_length
         self.out_dim = int(self.model.config.hidden_size)
+        self.hf_source = source_record(name_or_dir)
 
     def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Pad to the longest text in the batch, truncate at max_length."""
