@@ -5,7 +5,8 @@ it (``CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg``), Sex, A
 Frontal/Lateral, AP/PA and the 14 observations (1, 0, -1 = uncertain, blank = not mentioned).
 Root may be that folder or the one above it. Uncertain labels stay ``LabelState.UNCERTAIN``
 (choosing U-Ones / U-Zeros is the task's decision, not the loader's). Group by "patient".
-The CSVs are streamed row by row.
+The CSVs are streamed row by row; a bad row (not UTF-8, NUL byte, extra field, a label other than
+1/0/-1/blank, a repeated Path) is an error or a counted skip (``skip_bad``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Layout (root = the ``mimic-cxr-jpg/2.0.0`` folder)::
 The CSVs (377k image rows) are streamed and only the requested split is kept. Images are ordered
 frontal first (PA, then AP), then by dicom id, so ``images[0]`` is the frontal view when there is
 one. Uncertain labels stay ``LabelState.UNCERTAIN``. Group by "patient" (subject_id).
+Bad data is an error or a counted skip (``skip_bad``): a repeated dicom_id drops the later row; a
+bad label row (value not 1/0/-1/blank, repeated study_id) is counted and its study loads without
+labels (``meta["has_labels"] False``); a report that is not UTF-8, empty or holds NUL bytes skips
+its study. A CSV row that cannot be read (not UTF-8, extra field) is counted in every split, since
+its split is unknown.
 """
 
 from __future__ import annotations
