@@ -13,7 +13,9 @@ here. A case says what must happen:
 
 Kinds (issue 24 item 4): bad-utf8, nan-label, float-label, duplicate-id, list-as-text,
 number-as-text, nul-byte, extra-field, empty-file, bad-bbox, truncated-mask, nan-pixels,
-symlink-loop, text-as-image, jp2-zero-box, truncated-image.
+symlink-loop, text-as-image, jp2-zero-box, truncated-image; and for the chest X-ray loaders and
+packed shards (tests/bad_inputs_cxr.py) bad-label, missing-image, truncated-shard,
+sha256-mismatch, corrupt-npy, missing-index, truncated-index.
 """
 
 from __future__ import annotations
@@ -384,6 +386,11 @@ def build_corpus(tmp: Path, seed: int = 0) -> list[Case]:
     cases.append(Case("empty-file", "read_jsonl", "empty.jsonl", "empty \\(0 bytes\\)", read=_reader("read_jsonl", rd / "empty.jsonl")))
     (rd / "extra.csv").write_text("a,b\n1,2\n3,4,5\n")
     cases.append(Case("extra-field", "read_csv_rows", "extra.csv", "3 fields but the header has 2", read=_reader("read_csv_rows", rd / "extra.csv")))
+
+    # ---- chexpert, mimic_cxr, shards (tests/bad_inputs_cxr.py)
+    from bad_inputs_cxr import cxr_cases
+
+    cases += cxr_cases(tmp, recs, seed)
     return cases
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,9 @@ _STATES = {"1.0": LabelState.POSITIVE, "1": LabelState.POSITIVE, "0.0": LabelSta
            "-1.0": LabelState.UNCERTAIN, "-1": LabelState.UNCERTAIN}  # fmt: skip
 
 
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def find_file(root: Path, name: str) -> Path | None:
     """`name` or `name`.gz in root."""
     for cand in (root / name, root / f"{name}.gz"):
@@ -34,17 +38,42 @@ def find_file(root: Path, name: str) -> Path | None:
     return None
 
 
-def iter_csv(path: Path, required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV or CSV.gz, one row at a time; missing columns are a BadInputError."""
+def iter_csv(path: Path, required: set[str]) -> Iterator[tuple[int, dict[str, str] | BadInputError]]:
+    """(line number, row) of a CSV or CSV.gz, streamed one row at a time.
+
+    A row that is not UTF-8, holds a NUL byte or has more fields than the header (an unquoted
+    comma shifts every later column) comes as the BadInputError of that row, so one bad row
+    spoils only itself (the caller's ErrorPolicy raises or counts it). An empty file, missing
+    columns or broken quoting raise BadInputError for the whole file.
+    """
+    if path.stat().st_size == 0:
+        raise BadInputError(path, "CSV file is empty (0 bytes)")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = required - set(reader.fieldnames or ())
+        # surrogateescape keeps undecodable bytes as marker characters: the row is reported, not the file lost
+        with opener(path, "rt", newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            if not any(header):
+                raise BadInputError(path, "CSV file is empty (no header row)")
+            if any(_BAD_BYTE.search(h) for h in header):
+                raise BadInputError(path, "CSV header is not valid UTF-8")
+            missing = required - set(header)
             if missing:
                 raise BadInputError(path, f"missing columns {sorted(missing)}")
-            yield from enumerate(reader, start=2)
-    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+            for values in reader:
+                line = reader.line_num
+                if not values or all(not v.strip() for v in values):
+                    continue
+                if any(_BAD_BYTE.search(v) for v in values):
+                    yield line, BadInputError(path, f"line {line}: not valid UTF-8")
+                elif any("\x00" in v for v in values):
+                    yield line, BadInputError(path, f"line {line}: contains a NUL byte (binary data in a text file)")
+                elif len(values) > len(header):
+                    yield line, BadInputError(path, f"line {line} has {len(values)} fields but the header has {len(header)} (an unquoted comma?)")
+                else:
+                    yield line, dict(zip(header, values + [""] * (len(header) - len(values)), strict=True))
+    except (OSError, EOFError, csv.Error) as exc:
         raise BadInputError(path, f"cannot read CSV: {exc}") from exc
 
 

@@ -5,7 +5,8 @@ it (``CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg``), Sex, A
 Frontal/Lateral, AP/PA and the 14 observations (1, 0, -1 = uncertain, blank = not mentioned).
 Root may be that folder or the one above it. Uncertain labels stay ``LabelState.UNCERTAIN``
 (choosing U-Ones / U-Zeros is the task's decision, not the loader's). Group by "patient".
-The CSVs are streamed row by row.
+The CSVs are streamed row by row; a bad row (not UTF-8, NUL byte, extra field, a label other than
+1/0/-1/blank, a repeated Path) is an error or a counted skip (``skip_bad``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medmm.data.datasets._cxr_csv import find_file, iter_csv, parse_findings
+from medmm.data.fields import UniqueIds
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
 from medmm.errors import BadInputError
@@ -40,7 +42,16 @@ def load_chexpert(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
             raise BadInputError(root, "no train.csv or valid.csv: not a CheXpert root")
         return []
     out: list[Sample] = []
+    seen = UniqueIds(csv_path, "Path")
     for line, row in iter_csv(csv_path, {"Path", "Sex", "Age", "Frontal/Lateral", "AP/PA"}):
+        if isinstance(row, BadInputError):
+            errors.handle(row)
+            continue
+        try:
+            seen.add(row["Path"].strip(), f"line {line}")
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
         parts = Path(row["Path"]).parts
         patient = next((p for p in parts if p.startswith("patient")), None)
         study = next((p for p in parts if p.startswith("study")), None)

@@ -12,6 +12,11 @@ Layout (root = the ``mimic-cxr-jpg/2.0.0`` folder)::
 The CSVs (377k image rows) are streamed and only the requested split is kept. Images are ordered
 frontal first (PA, then AP), then by dicom id, so ``images[0]`` is the frontal view when there is
 one. Uncertain labels stay ``LabelState.UNCERTAIN``. Group by "patient" (subject_id).
+Bad data is an error or a counted skip (``skip_bad``): a repeated dicom_id drops the later row; a
+bad label row (value not 1/0/-1/blank, repeated study_id) is counted and its study loads without
+labels (``meta["has_labels"] False``); a report that is not UTF-8, empty or holds NUL bytes skips
+its study. A CSV row that cannot be read (not UTF-8, extra field) is counted in every split, since
+its split is unknown.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from medmm.data.datasets._cxr_csv import find_file, iter_csv, parse_findings
+from medmm.data.fields import UniqueIds, text_value
+from medmm.data.io.text import read_text
 from medmm.data.registry import ErrorPolicy, register_dataset
 from medmm.data.schema import ImageRef, Sample
 from medmm.errors import BadInputError
@@ -45,6 +52,11 @@ def report_sections(text: str) -> dict[str, str]:
     return out
 
 
+def _report(path: Path) -> dict[str, str]:
+    """The report's sections; not UTF-8, empty or with NUL bytes is a BadInputError (never U+FFFD)."""
+    return report_sections(text_value(read_text(path), path, "report") or "")
+
+
 @register_dataset(
     "mimic_cxr",
     splits=("train", "validate", "test"),
@@ -56,13 +68,26 @@ def load_mimic_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     if split_csv is None:
         raise BadInputError(root, f"{PREFIX}-split.csv(.gz) not found: not a MIMIC-CXR-JPG root")
     dicoms: dict[str, tuple[str, str]] = {}  # dicom_id -> (subject, study) of this split only
-    for _, row in iter_csv(split_csv, {"dicom_id", "study_id", "subject_id", "split"}):
+    seen = UniqueIds(split_csv, "dicom_id")
+    for line, row in iter_csv(split_csv, {"dicom_id", "study_id", "subject_id", "split"}):
+        if isinstance(row, BadInputError):
+            errors.handle(row)
+            continue
+        try:
+            seen.add(row["dicom_id"], f"line {line}")  # every split: one image in two splits is a leak
+        except BadInputError as exc:
+            if row["split"] == split:
+                errors.handle(exc)
+            continue
         if row["split"] == split:
             dicoms[row["dicom_id"]] = (row["subject_id"], row["study_id"])
     views: dict[str, str] = {}
     meta_csv = find_file(root, f"{PREFIX}-metadata.csv")
     if meta_csv is not None:
         for _, row in iter_csv(meta_csv, {"dicom_id", "ViewPosition"}):
+            if isinstance(row, BadInputError):
+                errors.handle(row)  # a bad row may hide the view of one of this split's images
+                continue
             if row["dicom_id"] in dicoms:
                 views[row["dicom_id"]] = row["ViewPosition"]
     studies: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -72,10 +97,19 @@ def load_mimic_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
     label_csv = find_file(root, f"{PREFIX}-chexpert.csv")
     if label_csv is not None:
         wanted = {study for _, study in studies}
+        seen_study = UniqueIds(label_csv, "study_id")
         for line, row in iter_csv(label_csv, {"subject_id", "study_id"}):
+            if isinstance(row, BadInputError):
+                errors.handle(row)
+                continue
             if row["study_id"] in wanted:
+                try:
+                    seen_study.add(row["study_id"], f"line {line}")
+                except BadInputError as exc:
+                    errors.handle(exc)  # the first row's labels are kept
+                    continue
                 found = parse_findings(row, label_csv, line, errors)
-                if found is not None:
+                if found is not None:  # a bad label row is counted; the study loads as unlabelled
                     labels[row["study_id"]] = found
     out: list[Sample] = []
     for (subject, study), ids in sorted(studies.items()):
@@ -83,7 +117,11 @@ def load_mimic_cxr(root: Path, split: str, errors: ErrorPolicy) -> list[Sample]:
         ids.sort(key=lambda d: (_VIEW_ORDER.get(views.get(d, ""), 2), d))
         images = [ImageRef(path=str(folder / f"{d}.jpg"), modality="XR", view=views.get(d) or None, image_id=d) for d in ids]
         report = folder.with_suffix(".txt")
-        text = report_sections(report.read_text(encoding="utf-8", errors="replace")) if report.is_file() else {}
+        try:
+            text = _report(report) if report.is_file() else {}
+        except BadInputError as exc:
+            errors.handle(exc)
+            continue
         out.append(
             Sample(
                 id=f"s{study}", dataset="mimic_cxr", split=split, images=images, text=text,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from medmm.data.io.text import read_json
 from medmm.data.schema import Sample
 from medmm.data.shards.pack import FORMAT
 from medmm.data.shards.records import sample_from_record
@@ -18,7 +18,9 @@ def read_index(root: str | Path) -> dict[str, Any]:
     if not path.exists():
         hint = " (pack.json is there: the pack was not finished; run `medmm data pack` again to resume it)" if (Path(root) / "pack.json").exists() else ""
         raise BadInputError(path, f"no index of packed shards{hint}")
-    index = json.loads(path.read_text())
+    index = read_json(path)  # empty, truncated or non-UTF-8: BadInputError naming index.json
+    if not isinstance(index, dict) or not isinstance(index.get("splits"), dict) or not isinstance(index.get("shards"), list):
+        raise BadInputError(path, "not an index of packed shards (no 'splits' and 'shards')")
     if index.get("format") != FORMAT:
         raise BadInputError(path, f"format {index.get('format')!r} is not {FORMAT!r}")
     return index
@@ -38,22 +40,40 @@ def verify(root: str | Path) -> list[str]:
 
 
 def load_split(root: str | Path, split: str) -> list[Sample]:
-    """The samples of `split` in packed order; a split the pack does not hold gives []."""
+    """The samples of `split` in packed order; a split the pack does not hold gives [].
+
+    Each shard's size and sha256 are checked against index.json before its records are used:
+    pixels are read raw at recorded offsets, so a changed byte would otherwise pass silently.
+    """
     root = Path(root)
     index = read_index(root)
     info = index["splits"].get(split)
     if info is None:
         return []
+    listed = {sh.get("name"): sh for sh in index["shards"] if isinstance(sh, dict)}
     out: list[Sample] = []
     for shard in info["shards"]:
         tar = root / shard
         summary_path = tar.with_suffix(".json")
-        if not tar.exists() or not summary_path.exists():
+        if not tar.exists() or not summary_path.exists() or shard not in listed:
             raise BadInputError(tar, "shard listed in index.json is missing")
-        summary = json.loads(summary_path.read_text())
-        if summary["bytes"] != tar.stat().st_size:
-            raise BadInputError(tar, f"size {tar.stat().st_size} differs from the index ({summary['bytes']}): shard changed after packing")
+        summary = read_json(summary_path)
+        _check_shard(tar, listed[shard], summary)
         out.extend(sample_from_record(rec, str(tar)) for rec in summary["records"])
     if len(out) != info["samples"]:
         raise BadInputError(root / "index.json", f"split {split!r}: {len(out)} records in the shards, index says {info['samples']}")
     return out
+
+
+def _check_shard(tar: Path, entry: dict[str, Any], summary: Any) -> None:
+    """The shard on disk is the one index.json describes (size, then sha256); else BadInputError."""
+    from medmm.data.shards.pack import _sha256
+
+    if not isinstance(summary, dict) or not isinstance(summary.get("records"), list):
+        raise BadInputError(tar.with_suffix(".json"), "not a shard summary (no 'records' list)")
+    size = tar.stat().st_size
+    if size != entry.get("bytes") or summary.get("bytes") != entry.get("bytes"):
+        raise BadInputError(tar, f"size {size} differs from the index ({entry.get('bytes')}): shard truncated or changed after packing")
+    digest = _sha256(tar)
+    if digest != entry.get("sha256") or summary.get("sha256") != entry.get("sha256"):
+        raise BadInputError(tar, f"sha256 {digest[:12]}... differs from the index ({str(entry.get('sha256'))[:12]}...): shard corrupted or changed after packing")
