@@ -46,18 +46,49 @@ def _missing(raw: dict) -> str | None:
     """Why this config cannot run here, or None."""
     if not _root(raw).exists():
         return f"dataset root {_root(raw)} is absent (set MEDMM_SHARED_DATA)"
+    if raw["data"]["dataset"] == "iu_xray" and not (_root(raw) / "images").is_dir():
+        return f"{_root(raw)} holds IU X-ray reports only (no images/); the config needs a full R2Gen folder"
     for key, value in (raw.get("model") or {}).items():
         if isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
             return f"model.{key} needs an earlier run ({value})"
     return None
 
 
-def _overrides(raw: dict) -> list[str]:
+# medmm.data.datasets.medmnist's registered names -> the file each reads
+MEDMNIST_FILES = {"pneumoniamnist_trainsubset": "pneumoniamnist_28_trainsubset_fullvaltest.npz",
+                  "pneumoniamnist_balanced": "pneumoniamnist_28_balanced_subset.npz"}
+
+
+def _class_mixed_medmnist(raw: dict, folder: Path) -> Path:
+    """A copy of the config's MedMNIST file whose first 16 records of each split hold both classes
+    (the shared files are sorted by label, so a max_samples=16 run would see one class)."""
+    import numpy as np
+
+    name = raw["data"]["dataset"]
+    src = _root(raw) / MEDMNIST_FILES.get(name, f"{name}.npz")
+    arrays = dict(np.load(src))
+    for split in ("train", "val", "test"):
+        if f"{split}_labels" not in arrays:
+            continue
+        y = arrays[f"{split}_labels"].ravel()
+        pick = np.concatenate([np.flatnonzero(y == c)[:8] for c in np.unique(y)])
+        arrays[f"{split}_labels"], arrays[f"{split}_images"] = arrays[f"{split}_labels"][pick], arrays[f"{split}_images"][pick]
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / src.name, **arrays)
+    return folder
+
+
+def _overrides(raw: dict, tmp: Path) -> list[str]:
     import medmm.tasks  # noqa: F401  (registers the tasks)
     from medmm.engine.task import get_task_class
 
     fields = {f.name for f in dataclasses.fields(get_task_class(raw["task"]).Config)}
-    return [*SHORT, f"data.root={_root(raw)}", *(f"model.{k}={v}" for k, v in SHORT_MODEL.items() if k in fields)]
+    root = _class_mixed_medmnist(raw, tmp / "data") if str(raw["data"]["dataset"]).startswith(("breastmnist", "pneumoniamnist")) \
+        else _root(raw)
+    extra = []
+    if (raw.get("trainer") or {}).get("lr_milestones"):  # milestones must fall inside the (shortened) run
+        extra = ["trainer.max_epochs=2", "trainer.lr_milestones=[1]"]
+    return [*SHORT, *extra, f"data.root={root}", *(f"model.{k}={v}" for k, v in SHORT_MODEL.items() if k in fields)]
 
 
 VOLATILE = re.compile(r"time|_utc|seconds|duration|run_dir")  # when and where, not what was computed
@@ -86,7 +117,7 @@ def test_same_seed_same_metrics_in_two_processes(config, tmp_path):
     why = _missing(raw)
     if why:
         pytest.skip(why)
-    overrides = _overrides(raw)
+    overrides = _overrides(raw, tmp_path)
     # The two runs go side by side (one thread each, num_threads=1): half the wall time on 2 cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
         first, second = pool.map(lambda out: _train(config, overrides, out), [tmp_path / "a", tmp_path / "b"])

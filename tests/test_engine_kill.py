@@ -30,7 +30,7 @@ def _command(run: Path) -> list[str]:
     from medmm.data.bundled import vqa_rad_sample_root
 
     overrides = [
-        f"data.root={vqa_rad_sample_root()}", "data.max_samples=48", "trainer.max_epochs=6", "trainer.batch_size=8",
+        f"data.root={vqa_rad_sample_root()}", "data.max_samples=48", "trainer.max_epochs=20", "trainer.batch_size=8",
         "trainer.checkpoint_every_n_steps=1", "trainer.eval_batch_size=48", "trainer.log_every_n_steps=1",
         "model.image_size=32", "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
         "model.bootstrap_resamples=0",
@@ -78,7 +78,7 @@ def test_twenty_random_kills_then_resume_equal_the_uninterrupted_run(tmp_path):
                 time.sleep(0.0005)
             during_write += tmp_ckpt.exists()
         else:  # ... or at a random moment of the next steps.
-            time.sleep(rng.uniform(0.0, 0.8))
+            time.sleep(rng.uniform(0.0, 0.4))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         if proc.returncode == -signal.SIGKILL:

@@ -21,10 +21,11 @@ def eval_samples(
 ) -> tuple[list[Sample], dict[str, str], str, Path, dict[str, Any]]:
     """What `evaluate` scores: (samples, load_skipped, dataset, root, provenance extras).
 
-    With no `data_root` (or the run's own root and dataset), `split` names a part of the run's
-    own split, rebuilt exactly as `train` built it (`load_splits` with the run's data section
-    and seed): for a grouped run the keys of data.fractions ("train", "val", "test") and the
-    roles. Any other name, or another root, is a dataset split read as published. The extras
+    With no `data_root` (or the run's own root and dataset with a name that is not a published
+    split), `split` names a part of the run's own split, rebuilt exactly as `train` built it
+    (`load_splits` with the run's data section and seed): for a grouped run the keys of
+    data.fractions ("train", "val", "test") and the roles. A published split name with a root,
+    or another root, is a dataset split read as published (every record of it). The extras
     say where the samples came from and how many of them the run trained on.
     """
     from medmm.engine.api import _samples_for as samples_for
@@ -49,7 +50,10 @@ def eval_samples(
         train_ids = {s.id for s in by_role["train"].samples}
         train_groups = {s.group(group_by) for s in by_role["train"].samples}
     extras: dict[str, Any] = {}
-    if own_root and split in parts:
+    # An explicit root with a published split name scores that split as published (all of it,
+    # whatever data.max_samples the run trained with); the run's own parts are for the rest.
+    published = data_root is not None and split in dataset_split_names(name)
+    if own_root and split in parts and not published:
         chosen = parts[split]
         # the load errors in the shape _samples_for returns them (a list of BadInputError, one per record)
         samples, skipped = chosen.samples, list(chosen.skipped)
