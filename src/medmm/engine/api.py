@@ -367,6 +367,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         use_distributed_sampler=False,  # ResumableSampler shards per global batch itself
         default_root_dir=str(run_dir),
     )
+    if resume:
+        module.resume_mid_epoch = start.mid_epoch
     trainer.fit(module, ckpt_path=str(start.ckpt) if resume else None)
 
     skipped_train = dict(module.skipped)

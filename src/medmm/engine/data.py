@@ -178,7 +178,10 @@ class ResumableSampler(Sampler[int]):
     takes the slice [r*batch_size, (r+1)*batch_size). The index list is padded by wrapping
     around so every rank has the same number of batches (DDP needs that).
     `skip_batches()` is asked at the start of each epoch how many batches to skip (non-zero
-    only in the epoch a resumed run continues).
+    only in the epoch a resumed run continues). `current_epoch()`, when given, is asked for the
+    epoch instead of relying on `set_epoch`: Lightning creates the loader iterator (and workers
+    prefetch from it) before it calls `set_epoch`, so a mid-epoch resume with workers would
+    otherwise draw its first batches from epoch 0's order.
     """
 
     def __init__(
@@ -192,8 +195,10 @@ class ResumableSampler(Sampler[int]):
         world_size: int = 1,
         skip_batches: Callable[[], int] | None = None,
         weights: list[float] | None = None,
+        current_epoch: Callable[[], int | None] | None = None,
     ):
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.current_epoch = current_epoch
         if weights is not None and (len(weights) != n or min(weights) < 0 or sum(weights) <= 0):
             raise MedmmError(f"sample weights: need {n} non-negative weights with a positive sum")
         self.weights = weights
@@ -207,6 +212,9 @@ class ResumableSampler(Sampler[int]):
         self.epoch = epoch
 
     def _indices(self) -> list[int]:
+        epoch = self.current_epoch() if self.current_epoch is not None else None
+        if epoch is not None:
+            self.epoch = epoch
         if self.weights is not None:
             # Weighted draw with replacement (class-balanced sampling), still a function of
             # (seed, epoch) only, so resume stays exact.
@@ -264,6 +272,7 @@ def make_loader(
     skip_batches: Callable[[], int] | None = None,
     weights: list[float] | None = None,
     skip_bad: bool = True,
+    current_epoch: Callable[[], int | None] | None = None,
 ) -> DataLoader:
     """A DataLoader yielding `SafeBatch`es; training loaders shuffle and shard per rank.
 
@@ -292,6 +301,7 @@ def make_loader(
             world_size=world_size,
             skip_batches=skip_batches,
             weights=weights,
+            current_epoch=current_epoch,
         )
         return ResumableLoader(SampleDataset(samples), batch_size=batch_size, sampler=sampler, **common)
     return DataLoader(SampleDataset(samples), batch_size=batch_size, shuffle=False, **common)

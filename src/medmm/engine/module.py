@@ -85,6 +85,7 @@ class TaskModule(L.LightningModule):
         self.task = task
         self.cfg = trainer_cfg
         self.run_config = run_config  # saved in every checkpoint: a run dir can always tell its config
+        self.resume_mid_epoch: tuple[int, int] | None = None  # set by train() when resuming inside an epoch
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
@@ -100,11 +101,26 @@ class TaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ data
     def _batches_done_this_epoch(self) -> int:
-        """Batches of the current epoch already trained (non-zero only after a mid-epoch resume)."""
+        """Batches of the current epoch already trained (non-zero only after a mid-epoch resume).
+
+        A pending resume position (`resume_mid_epoch`) is used once, by the sampler's first
+        iteration, which Lightning starts before it restores its own counters."""
+        if self.resume_mid_epoch is not None:
+            done, self.resume_mid_epoch = self.resume_mid_epoch[1], None
+            return done
         try:
             return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)
         except (AttributeError, RuntimeError):
             return 0
+
+    def _current_epoch(self) -> int | None:
+        """The epoch being trained: a pending mid-epoch resume position's, else the trainer's."""
+        if self.resume_mid_epoch is not None:
+            return self.resume_mid_epoch[0]
+        try:
+            return int(self.trainer.fit_loop.epoch_progress.current.processed)
+        except (AttributeError, RuntimeError):
+            return None
 
     def train_dataloader(self):
         return make_loader(
@@ -117,6 +133,7 @@ class TaskModule(L.LightningModule):
             rank=self.global_rank,
             world_size=self.trainer.world_size,
             skip_batches=self._batches_done_this_epoch,
+            current_epoch=self._current_epoch,
             weights=self._sample_weights,
             skip_bad=self.skip_bad,
         )

@@ -40,6 +40,10 @@ class Resume:
     ckpt: Path | None = None
     step: int | None = None  # the checkpoint's step: rows of logs/metrics.csv before it are kept
     write_config: bool = True  # (re)write config.yaml
+    # (epoch, batches of it done) of a mid-epoch checkpoint: the training sampler starts there.
+    # Lightning creates the loader iterator (and workers prefetch) before it restores its own
+    # progress counters, so the sampler cannot read the position from the trainer in time.
+    mid_epoch: tuple[int, int] | None = None
 
 
 def changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -119,7 +123,22 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, rank0: bool) -> Resume:
     log.info("resuming from %s", path)
     # Rows logged at steps below global_step were written before the checkpoint; the row of
     # step global_step - 1 (the last batch, or the epoch-end means) just after it.
-    return Resume(ckpt=path, step=int(ckpt.get("global_step", -1)), write_config=on_disk is None or bool(changed))
+    return Resume(ckpt=path, step=int(ckpt.get("global_step", -1)), write_config=on_disk is None or bool(changed),
+                  mid_epoch=_mid_epoch_position(ckpt))
+
+
+def _mid_epoch_position(ckpt: dict[str, Any]) -> tuple[int, int] | None:
+    """(epoch, batches done) when `ckpt` was taken inside an epoch, else None."""
+    try:
+        loop = ckpt["loops"]["fit_loop"]
+        batches = loop["epoch_loop.batch_progress"]
+        # "processed": a checkpoint saved in on_train_batch_end counts its batch as processed,
+        # not yet as completed
+        done = int(batches["current"]["processed"])
+        epoch = int(loop["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if batches.get("is_last_batch") or done == 0 else (epoch, done)
 
 
 def seed_generators(task, seed: int) -> None:
