@@ -88,6 +88,21 @@ def _files(parts: Mapping[str, list[Sample]]) -> list[tuple[str, str]]:
     return sorted(files)
 
 
+def _each_file(
+    files: list[tuple[str, str]], check: Any, label: str, progress: Progress | None
+) -> list[dict[str, str]]:
+    """Run `check(path)` on every file; {"path", "kind", "problem"} of each BadInputError."""
+    bad: list[dict[str, str]] = []
+    for i, (path, kind) in enumerate(files, 1):
+        try:
+            check(path)
+        except BadInputError as exc:
+            bad.append({"path": path, "kind": kind, "problem": exc.problem})
+        if progress:
+            progress(label, i, len(files))
+    return bad
+
+
 def check_files(parts: Mapping[str, list[Sample]], progress: Progress | None = None) -> dict[str, Any]:
     """Cheap check of every image and mask file: present, non-empty, image magic bytes.
 
@@ -96,14 +111,7 @@ def check_files(parts: Mapping[str, list[Sample]], progress: Progress | None = N
     from medmm.data.io import check_image_header
 
     files = _files(parts)
-    bad: list[dict[str, str]] = []
-    for i, (path, kind) in enumerate(files, 1):
-        try:
-            check_image_header(path)
-        except BadInputError as exc:
-            bad.append({"path": path, "kind": kind, "problem": exc.problem})
-        if progress:
-            progress("checking file headers", i, len(files))
+    bad = _each_file(files, check_image_header, "checking file headers", progress)
     return {"checked": len(files), "bad": bad}
 
 
@@ -117,14 +125,7 @@ def decode_images(parts: Mapping[str, list[Sample]], progress: Progress | None =
     from medmm.data.io import read_image
 
     files = _files(parts)
-    bad: list[dict[str, str]] = []
-    for i, (path, kind) in enumerate(files, 1):
-        try:
-            read_image(path)
-        except BadInputError as exc:
-            bad.append({"path": path, "kind": kind, "problem": exc.problem})
-        if progress:
-            progress("decoding images and masks", i, len(files))
+    bad = _each_file(files, read_image, "decoding images and masks", progress)
     return {
         "decoded": len(files) - len(bad),
         "undecodable": [f"{b['path']}: {b['problem']}" for b in bad],
