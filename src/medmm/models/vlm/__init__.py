@@ -11,6 +11,6 @@ Tiny random stand-ins of each family: `medmm.models.vlm.tiny.write_tiny_vlm` (`m
 Knows no task: what is asked and how answers are scored belongs to `medmm.tasks.vlm`.
 """
 
-from medmm.models.vlm.model import VisionLanguageModel
+from medmm.models.vlm.model import VisionLanguageModel, save_merged
 
-__all__ = ["VisionLanguageModel"]
+__all__ = ["VisionLanguageModel", "save_merged"]

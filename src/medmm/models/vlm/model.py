@@ -18,6 +18,7 @@ tensor; the frozen base weights come from `source`, whose checksums the run reco
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,6 +79,9 @@ class VisionLanguageModel(nn.Module):
             peft = require("peft", "train", "QLoRA")
             model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
         self.lora = dict(lora) if lora is not None else None
+        # from_pretrained leaves the model in eval mode; a new module trains (dropout on) until told
+        # otherwise, so a fresh run and a resumed one train alike.
+        model.train()
         self.model = self._with_lora(model, self.lora) if self.lora is not None else model
         if self.lora is None:
             for p in self.model.parameters():
@@ -239,3 +243,21 @@ def _forgive_frozen(module: VisionLanguageModel, incompatible: Any) -> None:
         return any(".".join(parts[i:]) in module._frozen for i in range(len(parts)))
 
     incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not frozen(k)]
+
+
+def save_merged(vlm: VisionLanguageModel, out: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """Write `vlm` with its adapters merged as a plain Hugging Face folder (loads with
+    AutoModelForImageTextToText + AutoProcessor, no peft needed) plus medmm_merge.json: the base
+    model's source and checksums, `provenance` (e.g. the run) and the merged weights' sha256."""
+    import json
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise MedmmError(f"{out}: exists and is not empty; choose a new folder")
+    model = vlm.merged()
+    model.save_pretrained(out)
+    vlm.processor.save_pretrained(out)
+    info = {"base_model": vlm.hf_source, "adapters": f"LoRA {vlm.lora}" if vlm.lora else "none (nothing merged)",
+            **(provenance or {}), "merged_weights_sha256": source_record(str(out))["weights_sha256"]}
+    (out / "medmm_merge.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return out
