@@ -51,6 +51,12 @@ def _missing(raw: dict) -> str | None:
     for key, value in (raw.get("model") or {}).items():
         if isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
             return f"model.{key} needs an earlier run ({value})"
+    pretrained = (raw.get("model") or {}).get("pretrained")
+    if isinstance(pretrained, str):
+        from medmm.models.encoders.hf_loading import resolve_dir
+
+        if resolve_dir(pretrained) is None:
+            return f"model.pretrained {pretrained!r} is neither a folder nor in the Hugging Face cache (no weights offline)"
     return None
 
 
