@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from medmm.data.schema import ImageRef, Sample  # noqa: E402
 from medmm.engine.task import get_task_class  # noqa: E402
-from medmm.tasks.retrieval import (  # noqa: E402
+from medmm.tasks.retrieval.task import (  # noqa: E402
     RetrievalTask,
     _random_expectation,
     info_nce,

@@ -513,13 +513,13 @@ class RetrievalTask(Task):
                            list(range(len(samples))), self.model.text_encoder)
 
     def protocol(self) -> dict[str, Any]:
-        from medmm.tasks.retrieval_floors import retrieval_protocol
+        from medmm.tasks.retrieval.floors import retrieval_protocol
 
         return retrieval_protocol(self)
 
     def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Random ranking and a frozen-feature bridge (`medmm.tasks.retrieval_floors`)."""
-        from medmm.tasks.retrieval_floors import retrieval_floors
+        """Random ranking and a frozen-feature bridge (`medmm.tasks.retrieval.floors`)."""
+        from medmm.tasks.retrieval.floors import retrieval_floors
 
         return retrieval_floors(self, train_samples, samples, records)
 
