@@ -3,8 +3,8 @@
 File formats (UTF-8 JSON lines, one record per sample, matched by ``"id"``):
 
 Tasks are named as the engine names them (``medmm.engine`` task registry); the older names
-``report`` and ``classification`` still work as deprecated aliases of ``tasks/report/task`` and
-``tasks/diagnosis/task``.
+``report`` and ``classification`` still work as deprecated aliases of ``report_generation`` and
+``diagnosis``.
 
   report          pred {"id", "prediction": str}         ref {"id", "reference": str | [str]}
   vqa             pred {"id", "prediction": str}         ref {"id", "reference": str,

@@ -45,7 +45,7 @@ class ReportGenerationConfig:
             to the decoder (e.g. [modality_detail, plane, location] on MedPix).
         attribute_min_count: classes seen fewer times in training are pooled into "<other>".
         attribute_loss_weight: weight of the attribute heads' cross-entropy in the loss.
-        retrieval_run: a trained `tasks/retrieval/task` run directory whose frozen image tower is the
+        retrieval_run: a trained `retrieval` run directory whose frozen image tower is the
             retrieval key (null: the training-free thumbnail). Its weights are copied into
             this run, so the run directory stays self-contained.
         beam_size, length_penalty, no_repeat_ngram_size, max_length, min_length,

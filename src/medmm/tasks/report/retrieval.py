@@ -4,7 +4,7 @@ Two keys exist:
 
 * ``thumbnail`` (default): `medmm.knowledge.report_store.thumbnail_embedding`, training-free (a
   16 x 16 grey thumbnail). It finds images of similar modality / plane / region only.
-* a trained key: the image tower + projection of a finished `tasks/retrieval/task` run (the contrastive
+* a trained key: the image tower + projection of a finished `retrieval` run (the contrastive
   image-caption dual encoder, `configs/retrieval/*.yaml`), loaded once and FROZEN. It is trained
   to put an image near its caption, so its neighbours are closer in caption content. It must not
   change while the report model trains (the store's keys would go stale), hence frozen.
@@ -51,7 +51,7 @@ class FrozenImageKey(nn.Module):
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> FrozenImageKey:
-        """The image side of a trained `tasks/retrieval/task` run (medmm encoders, not an HF CLIP model)."""
+        """The image side of a trained `retrieval` run (medmm encoders, not an HF CLIP model)."""
         from medmm.engine.api import load_run
 
         cfg, task = load_run(run_dir)

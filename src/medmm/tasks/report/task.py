@@ -10,7 +10,7 @@ Model (all trained from scratch on the training split; nothing is downloaded):
   encoded by one Transformer layer and appended to the memory, so the decoder can cross-attend to
   (and copy from) them. Similarity is cosine between image keys: a fixed thumbnail embedding
   (`medmm.knowledge.report_store`) or, with ``retrieval_run``, the frozen image tower of a
-  trained contrastive `tasks/retrieval/task` run (`medmm.tasks.report.retrieval`). A study never
+  trained contrastive `retrieval` run (`medmm.tasks.report.retrieval`). A study never
   retrieves reports of its own group (patient/case/study), at training or test time;
 * clinical knowledge (``use_findings: true``): a findings head on the pooled image features
   predicts the CheXpert observations that the rule-based labeller of `medmm.metrics.clinical`
