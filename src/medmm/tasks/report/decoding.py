@@ -1,6 +1,6 @@
 """Decoding of the report generator at evaluation and predict time.
 
-What turns a trained `task` model into texts, apart from the model itself:
+What turns a trained `report_generation` model into texts, apart from the model itself:
 
 * the decoding options (`DECODING_KEYS`: `GenerationConfig`'s beam / length / repeat rules and the
   consensus-decoding ``mbr_*`` knobs of `ReportGenerationConfig`), checked (`check_mbr`) and
