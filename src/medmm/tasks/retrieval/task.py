@@ -136,10 +136,11 @@ def similarity_metrics(
     ):
         r = ranks(s, pos)
         out[direction] = rank_metrics(r, ks)
-        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
-        out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        if n_resamples > 0:  # bootstrap_resamples: 0 switches the intervals off, as in every task
+            ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
+            out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out[f"{direction}_random"] = _random_expectation(pos, ks)
-    out["ci_method"] = ci["method"]
+    out["ci_method"] = ci["method"] if n_resamples > 0 else "no resamples (bootstrap_resamples: 0): no interval"
     return out
 
 
