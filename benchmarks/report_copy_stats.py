@@ -34,7 +34,7 @@ def stutters(text: str) -> bool:
 
 def copy_stats(outputs: list[str], training: set[str]) -> dict:
     """Copy share, distinct outputs, the most repeated output and the stuttering outputs of a list of texts."""
-    from medmm.tasks.report_mbr import consensus_words
+    from medmm.tasks.report.mbr import consensus_words
 
     keys = [" ".join(consensus_words(t)) for t in outputs]
     top, n_top = Counter(outputs).most_common(1)[0] if outputs else ("", 0)
@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     from medmm.engine import rundir as rd
-    from medmm.tasks.report_attributes import attribute_accuracy
-    from medmm.tasks.report_mbr import consensus_words
+    from medmm.tasks.report.attributes import attribute_accuracy
+    from medmm.tasks.report.mbr import consensus_words
 
     state = rd.read_json(Path(args.run_dir) / rd.TASK_STATE)["state"]
     training = {" ".join(consensus_words(t)) for t in state["store"]["texts"]}

@@ -48,8 +48,8 @@ def main() -> None:
     from medmm.engine.api import load_run
     from medmm.engine.data import load_splits
     from medmm.models.decoders import word_tokenize
-    from medmm.tasks.report_mbr import consensus_words
-    from medmm.tasks.report_scoring import report_scores
+    from medmm.tasks.report.mbr import consensus_words
+    from medmm.tasks.report.scoring import report_scores
 
     cfg, task = load_run(args.run_dir)
     task.eval()

@@ -38,7 +38,7 @@ def main() -> None:
     from medmm.engine.api import load_run
     from medmm.engine.data import load_splits
     from medmm.models.decoders import join_tokens
-    from medmm.tasks.report_scoring import report_scores
+    from medmm.tasks.report.scoring import report_scores
 
     t0 = time.time()
     cfg, task = load_run(args.run_dir)

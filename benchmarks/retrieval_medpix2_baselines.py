@@ -5,7 +5,7 @@
 Galleries are built exactly as `RetrievalTask.compute_metrics` builds them (distinct images;
 distinct captions after lower-casing and whitespace folding; an image and a caption are a
 positive pair when some dev sample has both), and scored by the same function
-(`medmm.tasks.retrieval.similarity_metrics`, case-grouped bootstrap CIs).
+(`medmm.tasks.retrieval.task.similarity_metrics`, case-grouped bootstrap CIs).
 
 Unimodal nearest-neighbour baseline ("NN bridge through the training set"):
   text -> image: embed the dev caption with MiniLM (all-MiniLM-L6-v2, mean pooling, cosine),
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     from medmm.data.registry import load_dataset
-    from medmm.tasks.retrieval import similarity_metrics
+    from medmm.tasks.retrieval.task import similarity_metrics
 
     t0 = time.perf_counter()
     train = load_dataset("medpix2", args.data, "train").samples

@@ -1,5 +1,5 @@
 """Kept for old command lines: the VQA image-encoder pretraining is now `medmm pretrain-image`
-(library: `medmm.tasks.image_pretrain`; docs/pretraining.md). This runs that command:
+(library: `medmm.tasks.pretrain.image_pretrain`; docs/pretraining.md). This runs that command:
 
     python benchmarks/vqa_pretrain_image.py --out runs/vqa_image_encoder/small_cnn96.pt [medmm pretrain-image options]
 
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 # Re-exported for tests/test_vqa_benchmarks.py, which tests these pieces through this file.
-from medmm.tasks.image_pretrain import Pretrainer, batches, label_space  # noqa: F401
+from medmm.tasks.pretrain.image_pretrain import Pretrainer, batches, label_space  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

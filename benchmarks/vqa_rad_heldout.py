@@ -31,7 +31,7 @@ HEADLINE = ("n", "n_closed", "n_open", "n_images", "overall_accuracy", "closed_a
 
 def majority_records(train: list, test: list) -> list[dict[str, Any]]:
     """Records answering every question with the most frequent training answer of its type."""
-    from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer
+    from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer
 
     by_type: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
     for s in train:
@@ -49,7 +49,7 @@ def nearest_neighbour_records(train: list, test: list) -> list[dict[str, Any]]:
     import torch
 
     from medmm.models import create_text_encoder
-    from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer
+    from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer
 
     enc = create_text_encoder("minilm").eval()
 
@@ -106,7 +106,7 @@ def main() -> None:
     from medmm.engine.data import load_splits
     from medmm.metrics.stats import paired_test
     from medmm.metrics.vqa import score_item
-    from medmm.tasks.vqa_answers import vqa_scores
+    from medmm.tasks.vqa.answers import vqa_scores
 
     torch.set_num_threads(1)
     results: dict[str, Any] = {}

@@ -5,7 +5,7 @@ answer_type annotation (an oracle input), on the same trained weights (paired, p
     python benchmarks/vqa_rad_routing.py runs/routing/q{0,1,2,3} --out benchmarks/vqa_rad_routing_results.json
 
 Each run was trained with ``model.routing: predicted`` (its predictions/test.jsonl are routed by the
-question-only classifier of `medmm.tasks.vqa_routing`). The routing only acts at inference (the
+question-only classifier of `medmm.tasks.vqa.routing`). The routing only acts at inference (the
 training loss masks by the training annotation either way), so the same weights are re-scored on
 the same held-out questions with ``model.routing=annotation``; the held-out predictions of that
 variant go to RUN_annotation/predictions/test.jsonl and both are compared with

@@ -33,7 +33,7 @@ def load_records(run: Path) -> list[dict[str, Any]]:
 
 def correct(records: list[dict[str, Any]]) -> np.ndarray:
     """1.0 where the prediction matches the reference (medmm's VQA answer normalisation)."""
-    from medmm.tasks.vqa_answers import normalise_vqa_answer
+    from medmm.tasks.vqa.answers import normalise_vqa_answer
 
     return np.array([float(normalise_vqa_answer(str(r["prediction"])) == normalise_vqa_answer(str(r["reference"])))
                      for r in records])

@@ -1,4 +1,4 @@
-"""Image-encoder pretraining (`medmm.tasks.image_pretrain`, `medmm pretrain-image`) on tiny synthetic
+"""Image-encoder pretraining (`medmm.tasks.pretrain.image_pretrain`, `medmm pretrain-image`) on tiny synthetic
 MedPix-2.0-like, covid_cxr-like and VQA-RAD-like folders built in tmp_path (32 px, 1-2 epochs)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from medmm.cli import app
 from medmm.errors import BadInputError, MedmmError
-from medmm.tasks import image_pretrain as ip
+from medmm.tasks.pretrain import image_pretrain as ip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]

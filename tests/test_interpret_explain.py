@@ -15,8 +15,8 @@ from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.data.schema import ImageRef, Sample
 from medmm.interpret import explain, word_region
-from medmm.tasks.diagnosis import DiagnosisTask
-from medmm.tasks.vqa import VQATask
+from medmm.tasks.diagnosis.task import DiagnosisTask
+from medmm.tasks.vqa.task import VQATask
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -124,7 +124,7 @@ def test_word_region_similarity_matches_cosine() -> None:
 
 
 def test_report_sentence_regions_on_fixture(tmp_path: Path) -> None:
-    from medmm.tasks.report_generation import ReportGenerationTask
+    from medmm.tasks.report.task import ReportGenerationTask
 
     fixture = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
     train = load_dataset("iu_xray", fixture, "train").samples
@@ -150,7 +150,7 @@ def test_report_sentence_regions_on_fixture(tmp_path: Path) -> None:
 @pytest.mark.parametrize("local", [0.0, 0.5])
 def test_retrieval_word_regions(tmp_path: Path, local: float) -> None:
     from medmm.models.encoders import create_image_encoder, create_text_encoder
-    from medmm.tasks.retrieval import RetrievalTask
+    from medmm.tasks.retrieval.task import RetrievalTask
 
     torch.manual_seed(0)
     img = create_image_encoder("small_cnn", in_channels=1, widths=(8, 16, 32), image_size=32)

@@ -159,8 +159,8 @@ def test_floors_and_protocol_of_every_task(name):
 def test_vqa_routing_is_predicted_from_the_question_and_annotation_routing_is_an_oracle_input():
     from medmm.engine.config import DataConfig, RunConfig
     from medmm.engine.protocol import protocol_record
-    from medmm.tasks.vqa_answers import answer_type
-    from medmm.tasks.vqa_routing import ClosedOpenRouter
+    from medmm.tasks.vqa.answers import answer_type
+    from medmm.tasks.vqa.routing import ClosedOpenRouter
 
     train, test = _vqa_samples()
     router = ClosedOpenRouter.fit([s.text["question"] for s in train], [answer_type(s) == "CLOSED" for s in train])

@@ -1,4 +1,4 @@
-"""The report generator's attribute / findings heads (medmm.tasks.report_attributes)."""
+"""The report generator's attribute / findings heads (medmm.tasks.report.attributes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from medmm.errors import MedmmError  # noqa: E402
-from medmm.tasks.report_attributes import (  # noqa: E402
+from medmm.tasks.report.attributes import (  # noqa: E402
     AttributeHeads,
     FindingsHeads,
     module_key,

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from medmm.engine.config import ConfigError, build_dataclass
-from medmm.tasks.report_config import ReportGenerationConfig
+from medmm.tasks.report.config import ReportGenerationConfig
 
 # The defaults as released; a change here changes every run whose config does not set the key.
 DEFAULTS = {
@@ -44,7 +44,7 @@ def test_every_key_is_documented():
 
 def test_is_the_task_config_and_checks_types():
     pytest.importorskip("torch")
-    from medmm.tasks.report_generation import ReportGenerationTask
+    from medmm.tasks.report.task import ReportGenerationTask
 
     assert ReportGenerationTask.Config is ReportGenerationConfig
     cfg = build_dataclass(ReportGenerationConfig, {"group_by": "case", "attribute_targets": ["plane"], "beam_size": 3})

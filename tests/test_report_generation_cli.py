@@ -20,7 +20,7 @@ from medmm.engine.api import _task_state, build_task, load_run  # noqa: E402
 from medmm.engine.config import ConfigError, dump_config, load_config  # noqa: E402
 from medmm.engine.data import load_splits  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
-from medmm.tasks.report_decoding import generate_reports  # noqa: E402
+from medmm.tasks.report.decoding import generate_reports  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"

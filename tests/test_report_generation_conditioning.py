@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 
 from medmm.data.schema import ImageRef, Sample  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
-from medmm.tasks.report_attributes import OTHER, attribute_accuracy, attribute_index, fit_attribute_classes  # noqa: E402
-from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
-from medmm.tasks.report_retrieval import FrozenImageKey  # noqa: E402
+from medmm.tasks.report.attributes import OTHER, attribute_accuracy, attribute_index, fit_attribute_classes  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from medmm.tasks.report.retrieval import FrozenImageKey  # noqa: E402
 
 SMALL = {
     "image_encoder": "small_cnn",

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from medmm.errors import BadInputError, MedmmError  # noqa: E402
-from medmm.tasks.report_generation import ReportGenerationTask  # noqa: E402
-from medmm.tasks.report_grounding import AttributeLexicon, reference_attribute_weights  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from medmm.tasks.report.grounding import AttributeLexicon, reference_attribute_weights  # noqa: E402
 from tests.test_report_generation_conditioning import SMALL, _samples  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,7 +47,7 @@ def test_lexicon_is_the_same_under_any_hash_seed():
     import sys
 
     code = ("import json; from tests.test_report_grounding import CAPTIONS, PLANE, CLASSES; "
-            "from medmm.tasks.report_grounding import AttributeLexicon as L; "
+            "from medmm.tasks.report.grounding import AttributeLexicon as L; "
             "lex = L.fit(CAPTIONS + ['axial flair of the brain'] * 6, {'plane': PLANE + [0] * 6}, CLASSES, min_count=5, min_purity=0.5); "
             "print(json.dumps([lex.to_dict(), lex.implied('axial sagittal coronal brain liver flair')['plane'].tolist()]))")
     outs = []

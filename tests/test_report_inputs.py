@@ -9,7 +9,7 @@ from PIL import Image
 from medmm.data.schema import ImageRef, LabelState, Sample
 from medmm.errors import BadInputError
 from medmm.knowledge.report_store import thumbnail_embedding
-from medmm.tasks.report_inputs import StudyInputs
+from medmm.tasks.report.inputs import StudyInputs
 
 
 def _png(path, seed: int) -> str:

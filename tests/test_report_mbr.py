@@ -10,7 +10,7 @@ pytest.importorskip("torch")  # importing medmm.tasks registers every task, whic
 
 from medmm.errors import MedmmError
 from medmm.metrics.nlg.cider import cider_d
-from medmm.tasks.report_mbr import CiderConsensus, consensus_words, group_weights, typical_reports
+from medmm.tasks.report.mbr import CiderConsensus, consensus_words, group_weights, typical_reports
 
 
 def test_cider_consensus_matches_metric_cider_d():
@@ -69,7 +69,7 @@ def test_training_reports_pick_and_consensus_nn():
     import numpy as np
 
     from medmm.knowledge.report_store import ReportStore
-    from medmm.tasks.report_mbr import TrainingReports
+    from medmm.tasks.report.mbr import TrainingReports
 
     ids = ["a1", "a2", "b1", "c1", "d1"]
     texts = ["small right pleural effusion", "small right pleural effusion", "the heart is enlarged",

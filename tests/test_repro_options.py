@@ -39,7 +39,7 @@ def test_unknown_stem_is_an_error():
 
 
 def test_diagnosis_small_stem_needs_a_resnet():
-    from medmm.tasks.diagnosis import DiagnosisTask
+    from medmm.tasks.diagnosis.task import DiagnosisTask
 
     cfg = DiagnosisTask.Config(image_encoder="small_cnn", text_encoder=None, fusion="image_only", image_stem="small")
     with pytest.raises(MedmmError, match="ResNet"):

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from medmm.tasks.retrieval import RetrievalTask  # noqa: E402
+from medmm.tasks.retrieval.task import RetrievalTask  # noqa: E402
 
 
 @pytest.fixture(scope="module")

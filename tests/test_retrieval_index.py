@@ -88,7 +88,7 @@ def test_build_and_search(index):
 
 def test_search_errors(index, tmp_path):
     from medmm.errors import BadInputError, MedmmError
-    from medmm.tasks.retrieval_index import RetrievalSearcher
+    from medmm.tasks.retrieval.index import RetrievalSearcher
 
     with pytest.raises(BadInputError, match="index.json missing"):
         RetrievalSearcher(tmp_path)
@@ -100,7 +100,7 @@ def test_search_errors(index, tmp_path):
 
 
 def test_queries_from_a_file_in_one_call(index, tmp_path):
-    from medmm.tasks.retrieval_index import RetrievalSearcher
+    from medmm.tasks.retrieval.index import RetrievalSearcher
 
     hits = [json.loads(x) for x in CliRunner().invoke(
         app, ["index", "search", str(index), "--text", "is there a fracture", "-k", "3", "--json"]).output.splitlines()]

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from medmm.errors import MedmmError  # noqa: E402
-from medmm.tasks.zero_shot import class_embeddings, zero_shot_classify  # noqa: E402
+from medmm.tasks.retrieval.zero_shot import class_embeddings, zero_shot_classify  # noqa: E402
 from test_retrieval import SHAPES, synthetic_samples, tiny_task  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import torch
 from medmm.data.schema import ImageRef, MaskRef, Sample
 from medmm.models.encoders.base import TextFeatures
 from medmm.models.segmentation import TextGuidedUNet
-from medmm.tasks.segmentation import (
+from medmm.tasks.segmentation.task import (
     Segmentation,
     SegmentationConfig,
     class_target,

@@ -13,8 +13,8 @@ import torch
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.errors import BadInputError, MedmmError
-from medmm.tasks.vqa import VQATask
-from medmm.tasks.vqa_answers import normalise_vqa_answer
+from medmm.tasks.vqa.task import VQATask
+from medmm.tasks.vqa.answers import normalise_vqa_answer
 from tests.conftest import shared_dataset
 
 TINY = {
@@ -241,7 +241,7 @@ def test_engine_train_then_evaluate_on_test_only_root(tmp_path):
 
 
 def test_image_augment_trains_the_encoder_on_jittered_images(samples, monkeypatch):
-    import medmm.tasks.vqa as vqa_module
+    import medmm.tasks.vqa.task as vqa_module
 
     with pytest.raises(MedmmError, match="image_augment needs freeze_image: false"):
         VQATask.from_config({**TINY, "image_augment": True, "freeze_image": True})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medmm.data.schema import Sample
-from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
+from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
 
 
 def test_answer_normalisation_and_question_type():

@@ -32,7 +32,7 @@ def test_nearest_neighbour_baseline_copies_a_same_image_answer(samples):
     train = samples[:300]
     # a held-out question identical to a training question on the same image gets its answer
     recs = h.nearest_neighbour_records(train, train[:12])
-    from medmm.tasks.vqa_answers import normalise_vqa_answer
+    from medmm.tasks.vqa.answers import normalise_vqa_answer
 
     hits = sum(r["prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(recs, train[:12], strict=True))
     assert hits >= 11  # 12 unless an identical question on the same image has another answer

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
-from medmm.tasks.vqa import VQATask
-from medmm.tasks.vqa_choices import ChoiceOptions, choice_options, question_tokens, restrict_to_options
+from medmm.tasks.vqa.task import VQATask
+from medmm.tasks.vqa.choices import ChoiceOptions, choice_options, question_tokens, restrict_to_options
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -95,7 +95,7 @@ def test_task_answers_choice_questions_with_an_offered_option(samples):
 
 def test_training_loss_of_a_choice_question_competes_among_its_options(samples, monkeypatch):
     task = _task(samples, choice_options=True, answer_head="classifier")
-    from medmm.tasks.vqa_answers import normalise_vqa_answer
+    from medmm.tasks.vqa.answers import normalise_vqa_answer
 
     choice = [s for s in samples if normalise_vqa_answer(s.text["answer"]) in
               [task.answers[i] for i in choice_options(s.text["question"], task.answers)]][:6]

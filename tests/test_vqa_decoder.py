@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medmm.tasks.vqa_decoder import BOS, EOS, PAD, SPECIAL, UNK, AnswerDecoder, answer_token_ids
+from medmm.tasks.vqa.decoder import BOS, EOS, PAD, SPECIAL, UNK, AnswerDecoder, answer_token_ids
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,7 +11,7 @@ from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.models import create_image_encoder
 from medmm.models.pretrained import save_weights
-from medmm.tasks.vqa import VQATask, classifier_loss
+from medmm.tasks.vqa.task import VQATask, classifier_loss
 from tests.test_vqa import TINY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

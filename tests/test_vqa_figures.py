@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from medmm.tasks.vqa_figures import is_correct, pick_examples, save_examples
+from medmm.tasks.vqa.figures import is_correct, pick_examples, save_examples
 
 
 def _rec(i, pred, ref, image="a.png", **kw):

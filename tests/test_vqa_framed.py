@@ -8,7 +8,7 @@ from pathlib import Path
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.data.schema import ImageRef, Sample
-from medmm.tasks.vqa_framed import framed_question_samples
+from medmm.tasks.vqa.framed import framed_question_samples
 
 
 def _s(i, question, frame, image="a.jpg", group=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from medmm.tasks.vqa_rationale import attention_evidence, token_string
+from medmm.tasks.vqa.rationale import attention_evidence, token_string
 
 
 class _Tok:

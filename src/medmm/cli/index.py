@@ -32,7 +32,7 @@ def build(
         TimeRemainingColumn,
     )
 
-    from medmm.tasks.retrieval_index import build_index
+    from medmm.tasks.retrieval.index import build_index
 
     columns = (TextColumn("embedding samples"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn())
@@ -58,11 +58,11 @@ def search(
 ) -> None:
     """Print the top-k hits of a query (or of every query in --queries), each with the sample ids it leads back to.
 
-    From Python, keep one `medmm.tasks.retrieval_index.RetrievalSearcher(INDEX)` and call its
+    From Python, keep one `medmm.tasks.retrieval.index.RetrievalSearcher(INDEX)` and call its
     `search(text=...)` / `search_many(...)` as often as needed: the model loads once.
     """
     from medmm.errors import MedmmError
-    from medmm.tasks.retrieval_index import RetrievalSearcher, read_queries
+    from medmm.tasks.retrieval.index import RetrievalSearcher, read_queries
 
     if sum(x is not None for x in (text, image, queries)) != 1:
         raise MedmmError("give exactly one of --text, --image or --queries FILE")
@@ -81,7 +81,7 @@ def _print_hits(query: dict[str, str], hits: list, target: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from medmm.tasks.retrieval_index import case_label
+    from medmm.tasks.retrieval.index import case_label
 
     label = f"text {query['text']!r}" if "text" in query else f"image {query['image']}"
     table = Table("rank", "score", "sample ids", "case", "text", "image",

@@ -1,5 +1,5 @@
 """`medmm pretrain-image`: pretrain a small image encoder on MedPix 2.0 / COVID CXR images
-(thin wrapper over `medmm.tasks.image_pretrain`; docs/pretraining.md)."""
+(thin wrapper over `medmm.tasks.pretrain.image_pretrain`; docs/pretraining.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ _SOURCE_HELP = (
 def parse_source(spec: str, data_root: Path):
     """'medpix2:train=/data/MedPix-2-0' -> Source; the split defaults to all, the root to its
     folder under data_root. Raises MedmmError naming the value when it cannot be parsed."""
-    from medmm.tasks.image_pretrain import DEFAULT_FOLDERS, Source
+    from medmm.tasks.pretrain.image_pretrain import DEFAULT_FOLDERS, Source
 
     head, _, root = spec.partition("=")
     name, _, split = head.partition(":")
@@ -74,7 +74,7 @@ def pretrain_image(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from medmm.tasks.image_pretrain import PretrainConfig, default_sources, pretrain_image_encoder, summary_path
+    from medmm.tasks.pretrain.image_pretrain import PretrainConfig, default_sources, pretrain_image_encoder, summary_path
 
     sources = [parse_source(s, data_root) for s in source] if source else default_sources(data_root)
     if no_exclude and exclude_vqa_rad is not None:

@@ -1,5 +1,6 @@
-"""Generative vision-language model tasks (`vqa_vlm`, `report_vlm`): see `medmm.tasks.vlm.task`."""
+"""Generative vision-language models: VQA (`vqa_vlm`) and report generation (`report_vlm`) as
+instruction following.
 
-from medmm.tasks.vlm.task import ReportVLMTask, VLMTask, VQAVLMTask
-
-__all__ = ["ReportVLMTask", "VLMTask", "VQAVLMTask"]
+`task.py` holds the Tasks; prompts, instructions (records -> chat turns), answering (generation and
+option scoring) and scoring (medmm's VQA and report metrics) each have their own module.
+"""

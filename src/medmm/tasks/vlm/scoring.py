@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from medmm.data.schema import Sample
-from medmm.tasks.report_scoring import report_scores
-from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
-from medmm.tasks.vqa_choices import choice_options
-from medmm.tasks.vqa_floors import VQA_METRIC_DEFINITIONS
+from medmm.tasks.report.scoring import report_scores
+from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
+from medmm.tasks.vqa.choices import choice_options
+from medmm.tasks.vqa.floors import VQA_METRIC_DEFINITIONS
 
 REPORT_METRIC_DEFINITIONS = {
     "bleu_1..4, meteor, rouge_l, cider_d": "corpus scores of medmm.metrics.nlg (pycocoevalcap definitions, PTB "
@@ -27,7 +27,7 @@ REPORT_METRIC_DEFINITIONS = {
 VLM_VQA_DEFINITIONS = {
     **VQA_METRIC_DEFINITIONS,
     "answered_by": "a question is answered among its options (yes/no for a yes/no question by the question-only rule "
-                   "of medmm.tasks.vqa_answers.is_closed_question; the training answers it names for an 'A or B' "
+                   "of medmm.tasks.vqa.answers.is_closed_question; the training answers it names for an 'A or B' "
                    "question) by the highest summed log-likelihood of the option's answer tokens; every other "
                    "question by free generation",
 }

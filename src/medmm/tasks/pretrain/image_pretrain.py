@@ -524,7 +524,7 @@ def pretrain_image_encoder(
             "config": kwargs,
             "input_spec": input_spec_metadata(spec),
             "labels": None,
-            "source": f"medmm.tasks.image_pretrain: {describe}; labels modality/plane/location"
+            "source": f"medmm.tasks.pretrain.image_pretrain: {describe}; labels modality/plane/location"
                       + (" + caption InfoNCE vs frozen MiniLM" if use_captions else "")
                       + (f" + denoising reconstruction (weight {c.reconstruction_weight})" if c.reconstruction_weight > 0 else "")
                       + ("; VQA-RAD images excluded" if c.exclude_vqa_rad is not None else ""),
@@ -539,7 +539,7 @@ def pretrain_image_encoder(
         summary["heads_sha256"] = save_weights(model.heads, heads_path(out_path), {
             "architecture": "linear_heads", "config": {"in_dim": encoder.out_dim, "label_spaces": head_spaces},
             "labels": None, "label_spaces": head_spaces, "encoder_sha256": summary["sha256"],
-            "source": f"label heads of {out_path.name} (medmm.tasks.image_pretrain)", "licence": meta["licence"]})
+            "source": f"label heads of {out_path.name} (medmm.tasks.pretrain.image_pretrain)", "licence": meta["licence"]})
         path = summary_path(out_path)
         path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         return summary

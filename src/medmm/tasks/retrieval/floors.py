@@ -14,7 +14,7 @@ import numpy as np
 from medmm.data.schema import Sample
 
 if TYPE_CHECKING:
-    from medmm.tasks.retrieval import RetrievalTask
+    from medmm.tasks.retrieval.task import RetrievalTask
 
 RETRIEVAL_METRIC_DEFINITIONS = {
     "R@K": "percentage of queries with a positive ranked in the top K of the de-duplicated gallery "
@@ -33,7 +33,7 @@ def retrieval_floors(task: RetrievalTask, train_samples: list[Sample], samples: 
                      records: list[dict[str, Any]]) -> dict[str, Any]:
     """Random and frozen-feature floors on the model's galleries, both directions."""
     from medmm.metrics import floors as F
-    from medmm.tasks.retrieval import _galleries
+    from medmm.tasks.retrieval.task import _galleries
 
     img, txt, pos, img_groups, txt_groups = _galleries(records)
     by_id = {s.id: s for s in samples}

@@ -1,8 +1,8 @@
 """Grounding consensus decoding in the image's predicted attributes.
 
-Consensus (MBR) decoding (`report_mbr`) picks the candidate text that agrees most with the
+Consensus (MBR) decoding (`mbr`) picks the candidate text that agrees most with the
 captions of the nearest training images. Nothing in it asks whether a text fits what the
-image's attribute heads (`report_attributes`: modality, plane, location) predict. Two ways in:
+image's attribute heads (`attributes`: modality, plane, location) predict. Two ways in:
 
 * attribute consistency of a candidate (`AttributeLexicon`): from the training captions and
   their metadata, each word that (almost) always comes with one class of an attribute
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from medmm.errors import MedmmError
-from medmm.tasks.report_mbr import consensus_words
+from medmm.tasks.report.mbr import consensus_words
 
 
 class AttributeLexicon:

@@ -2,7 +2,7 @@
 
 About fifty knobs (image encoder, vocabulary, decoder size, retrieval augmentation, findings and
 attribute heads, decoding, consensus decoding, self-critical training), each documented below.
-They live apart from the task (`report_generation.ReportGenerationTask.Config` is this class) so
+They live apart from the task (`task.ReportGenerationTask.Config` is this class) so
 the schema reads on its own: `Task.from_config` checks a run's `model:` keys and types against
 these fields. A run directory's config.yaml keeps only the keys its config set, so an old run is
 rebuilt with these defaults: renaming a field or changing a default changes what old runs do.
@@ -59,13 +59,13 @@ class ReportGenerationConfig:
         mbr_retrieved: nearest training reports also offered as candidates (0 = generated
             text only).
         mbr_typical: the most typical training reports (highest consensus over the whole
-            training set, `report_mbr.typical_reports`) also offered as candidates.
+            training set, `mbr.typical_reports`) also offered as candidates.
         mbr_samples: texts sampled from the decoder (temperature 1) added to the candidates.
         mbr_attribute_weight: weight of a candidate's attribute consistency with the image's
-            predicted attributes (`report_grounding.AttributeLexicon`) added to its expected
+            predicted attributes (`grounding.AttributeLexicon`) added to its expected
             CIDEr-D in the re-ranking (0 = off; needs attribute_targets).
         mbr_reference_power: pseudo-references weigh prod_t p_image(their class_t) ** power
-            (`report_grounding.reference_attribute_weights`; 0 = off).
+            (`grounding.reference_attribute_weights`; 0 = off).
         typical_baseline: typical training reports of the image-independent "typical
             consensus" baseline scored beside the model (0 = not scored); it always uses
             the plain, ungrounded re-ranking, so it is the same baseline whatever the model's
@@ -76,7 +76,7 @@ class ReportGenerationConfig:
             0 = teacher forcing (cross-entropy). Validation loss stays cross-entropy.
         scst_xe_weight: cross-entropy added to the self-critical loss (keeps the language model).
         scst_attribute_weight: adds this weight x the sample's attribute consistency with the
-            image's REFERENCE attributes (`report_grounding.AttributeLexicon`, a penalty for
+            image's REFERENCE attributes (`grounding.AttributeLexicon`, a penalty for
             naming a wrong modality / plane / location) to the self-critical reward.
         init_run: a finished report_generation run (same data and model shapes) whose weights
             initialise this one, e.g. self-critical fine-tuning of a cross-entropy run.

@@ -5,7 +5,7 @@ A study (`Sample`) gives the task three image-derived inputs and one text-derive
 * its views (at most `max_images`), preprocessed for the image encoder (`views`);
 * its retrieval key: the training-free thumbnail embedding
   (`medmm.knowledge.report_store.thumbnail_embedding`, `thumbnail`) or a trained, frozen key
-  (`report_retrieval.FrozenImageKey`, `key`), both computed from the raw views;
+  (`retrieval.FrozenImageKey`, `key`), both computed from the raw views;
 * the clinical labels of its report (`medmm.metrics.clinical.label_report`, `labels`), the
   targets of the findings head.
 
@@ -31,7 +31,7 @@ from medmm.errors import BadInputError
 from medmm.knowledge.report_store import thumbnail_embedding
 
 if TYPE_CHECKING:
-    from medmm.tasks.report_retrieval import FrozenImageKey
+    from medmm.tasks.report.retrieval import FrozenImageKey
 
 
 class StudyInputs:

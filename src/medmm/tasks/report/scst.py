@@ -3,10 +3,10 @@
 Rennie et al. 2017, with the baseline of Luo 2020: for each study, `n` texts are sampled from the
 decoder; each is rewarded by its CIDEr-D against the study's own report (`CiderConsensus`, IDF of
 the training reports), optionally plus a weight x its attribute consistency with the study's
-REFERENCE attributes (`report_grounding.AttributeLexicon`: a penalty for naming a wrong modality,
+REFERENCE attributes (`grounding.AttributeLexicon`: a penalty for naming a wrong modality,
 plane or location). The advantage of a sample is its reward minus the mean reward of the other
 n - 1 samples; the loss is REINFORCE averaged over the sampled tokens. The task
-(`report_generation`) uses it in training mode when ``scst_samples > 0``; validation stays
+(`task.py`) uses it in training mode when ``scst_samples > 0``; validation stays
 cross-entropy.
 
     loss = self_critical_loss(decoder, memory, pad, references, tokenizer, consensus, generation, 5, out)
@@ -28,8 +28,8 @@ from medmm.models.decoders import (
     sample_decode,
     sequence_logprobs,
 )
-from medmm.tasks.report_grounding import AttributeLexicon
-from medmm.tasks.report_mbr import CiderConsensus
+from medmm.tasks.report.grounding import AttributeLexicon
+from medmm.tasks.report.mbr import CiderConsensus
 
 
 def reference_probs(attributes: dict[str, list[str]], classes: list[int], smoothing: float = 0.05) -> dict[str, np.ndarray]:

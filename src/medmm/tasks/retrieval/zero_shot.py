@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
-from medmm.tasks.retrieval import RetrievalTask
+from medmm.tasks.retrieval.task import RetrievalTask
 
 Prompts = Mapping[str, str | Sequence[str]]
 

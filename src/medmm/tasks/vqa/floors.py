@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from medmm.data.schema import Sample
-from medmm.tasks.vqa_answers import answer_type, is_closed_question
+from medmm.tasks.vqa.answers import answer_type, is_closed_question
 
 if TYPE_CHECKING:
-    from medmm.tasks.vqa import VQATask
+    from medmm.tasks.vqa.task import VQATask
 
 VQA_METRIC_DEFINITIONS = {
     "overall_accuracy": "exact match of the normalised answer (medmm.metrics.vqa.normalise_answer) over all questions",

@@ -11,13 +11,13 @@ Model: an image encoder and a question encoder from `medmm.models`, a fusion blo
   the classifier cannot express.
 
 Routing (documented in docs/vqa.md): a closed question (predicted closed from the question by
-`medmm.tasks.vqa_routing`, trained on the training questions' answer types; ``routing:
+`medmm.tasks.vqa.routing`, trained on the training questions' answer types; ``routing:
 annotation`` reads the annotation instead and is recorded as an oracle input) is answered by the classifier restricted to the answers seen on
 closed training questions. An open question is answered by the classifier restricted to the
 answers seen on open training questions when its top probability is >= ``open_confidence``,
 else by the decoder (the classifier's answer is kept when the decoder produces nothing).
 
-Answer memory (``memory_weight > 0``, `medmm.tasks.vqa_memory`): the answers of the training
+Answer memory (``memory_weight > 0``, `medmm.tasks.vqa.memory`): the answers of the training
 questions asked about the same image file, weighted by question similarity, are added to the
 classifier's probabilities at inference; it adds nothing for an image not seen in training.
 
@@ -55,14 +55,14 @@ from medmm.models.augment import random_affine_jitter
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
-from medmm.tasks.vqa_answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
-from medmm.tasks.vqa_choices import ChoiceOptions, restrict_to_options
-from medmm.tasks.vqa_decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
-from medmm.tasks.vqa_image_words import ImageWords
-from medmm.tasks.vqa_memory import AnswerMemory, image_key
-from medmm.tasks.vqa_question_types import QuestionTypes, mask_by_question_type
-from medmm.tasks.vqa_rationale import attention_evidence
-from medmm.tasks.vqa_routing import ClosedOpenRouter, annotated_closed
+from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
+from medmm.tasks.vqa.choices import ChoiceOptions, restrict_to_options
+from medmm.tasks.vqa.decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
+from medmm.tasks.vqa.image_words import ImageWords
+from medmm.tasks.vqa.memory import AnswerMemory, image_key
+from medmm.tasks.vqa.question_types import QuestionTypes, mask_by_question_type
+from medmm.tasks.vqa.rationale import attention_evidence
+from medmm.tasks.vqa.routing import ClosedOpenRouter, annotated_closed
 
 
 # ----------------------------------------------------------------------------- task
@@ -108,7 +108,7 @@ class VQATask(Task):
             masked_loss: the classifier loss of a closed (open) question only competes among the
                 closed (open) answers, as at inference (the routing masks).
             label_smoothing: label smoothing of the classifier loss.
-            memory_weight: weight of the answer memory (`medmm.tasks.vqa_memory`): answers of the
+            memory_weight: weight of the answer memory (`medmm.tasks.vqa.memory`): answers of the
                 training questions about the same image, by question similarity, added to the
                 classifier's distribution at inference (0: off; needs freeze_text).
             memory_temperature: softmax temperature over the cosine similarities of the memory.
@@ -116,21 +116,21 @@ class VQATask(Task):
             question_type_mask: predict each question's type (VQA-RAD question_type, SLAKE
                 content_type; a head trained on the TRAINING annotations) and weight every answer
                 by the probability that the question is of a type it was seen with in training
-                (`medmm.tasks.vqa_question_types`); needs type annotations in the training split.
+                (`medmm.tasks.vqa.question_types`); needs type annotations in the training split.
             choice_options: a question that offers alternatives ("left or right?", "T1, T2 or
                 FLAIR?") is answered only with the vocabulary answers it names next to the
-                connector, by the classifier's probabilities over them (`medmm.tasks.vqa_choices`;
+                connector, by the classifier's probabilities over them (`medmm.tasks.vqa.choices`;
                 with masked_loss, their training loss competes among those options); other
                 questions unchanged.
             framed_questions: train also on the templated wording of each training question
-                (VQA-RAD's ``question_frame``; `medmm.tasks.vqa_framed`), as one more example
+                (VQA-RAD's ``question_frame``; `medmm.tasks.vqa.framed`), as one more example
                 with the same image and answer; validation and test are never changed.
             image_attributes: append the image read as words ("image: ct, axial, abdomen") to
                 the question, from the label heads saved beside `image_pretrained` by
-                `medmm pretrain-image` (`medmm.tasks.vqa_image_words`; needs freeze_image).
+                `medmm pretrain-image` (`medmm.tasks.vqa.image_words`; needs freeze_image).
             bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
             routing: how a question is routed to the closed or the open answers at inference:
-                ``predicted`` (from the question, `medmm.tasks.vqa_routing`) or ``annotation`` (the
+                ``predicted`` (from the question, `medmm.tasks.vqa.routing`) or ``annotation`` (the
                 dataset's answer_type: an oracle input, listed in the metrics' protocol).
         """
 
@@ -223,7 +223,7 @@ class VQATask(Task):
         """With `framed_questions`, the training samples plus their framed wordings."""
         if not self.config.framed_questions:
             return samples
-        from medmm.tasks.vqa_framed import framed_question_samples
+        from medmm.tasks.vqa.framed import framed_question_samples
 
         return framed_question_samples(samples)
 
@@ -465,7 +465,7 @@ class VQATask(Task):
         }
 
     def choice_mask(self, questions: list[str]) -> torch.Tensor | None:
-        """(B, answers) options each question offers (`medmm.tasks.vqa_choices`); None when
+        """(B, answers) options each question offers (`medmm.tasks.vqa.choices`); None when
         `choice_options` is off. Read at call time, so it can be switched on for a trained run."""
         if not self.config.choice_options or self._choices is None:
             return None
@@ -713,26 +713,26 @@ class VQATask(Task):
     @classmethod
     def oracle_inputs(cls, config: Config) -> list[str]:
         """Routing by the answer-type annotation (``routing: annotation``) is an oracle input."""
-        from medmm.tasks.vqa_routing import ORACLE_ROUTING
+        from medmm.tasks.vqa.routing import ORACLE_ROUTING
 
         return [ORACLE_ROUTING] if config.routing == "annotation" else []
 
     def protocol(self) -> dict[str, Any]:
         """Metric definitions and the routing used."""
-        from medmm.tasks.vqa_floors import vqa_protocol
+        from medmm.tasks.vqa.floors import vqa_protocol
 
         return vqa_protocol(self)
 
     def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Answer prior and question-only nearest neighbour (`medmm.tasks.vqa_floors`)."""
-        from medmm.tasks.vqa_floors import vqa_floors
+        """Answer prior and question-only nearest neighbour (`medmm.tasks.vqa.floors`)."""
+        from medmm.tasks.vqa.floors import vqa_floors
 
         return vqa_floors(self, train_samples, samples, records)
 
     @classmethod
     def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str) -> list[str]:
-        """Report hook: example answers with the attended image cells (`medmm.tasks.vqa_figures`)."""
-        from medmm.tasks.vqa_figures import save_examples
+        """Report hook: example answers with the attended image cells (`medmm.tasks.vqa.figures`)."""
+        from medmm.tasks.vqa.figures import save_examples
 
         return save_examples(records, out_dir, split)
 

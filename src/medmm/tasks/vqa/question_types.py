@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from medmm.data.schema import Sample
-from medmm.tasks.vqa_answers import normalise_vqa_answer, question_type
+from medmm.tasks.vqa.answers import normalise_vqa_answer, question_type
 
 
 def annotated_types(sample: Sample) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medmm.tasks.vqa_answers import is_closed_question
+from medmm.tasks.vqa.answers import is_closed_question
 
 ORACLE_ROUTING = "answer_type annotation routes closed/open questions at inference (model.routing=annotation)"
 

@@ -9,7 +9,7 @@ import numpy as np
 from medmm.data.schema import Sample
 
 if TYPE_CHECKING:
-    from medmm.tasks.diagnosis import DiagnosisTask
+    from medmm.tasks.diagnosis.task import DiagnosisTask
 
 DIAGNOSIS_METRIC_DEFINITIONS = {
     "auroc_macro_ovr": "multi-class: mean over classes of the one-vs-rest AUROC of the predicted probabilities",

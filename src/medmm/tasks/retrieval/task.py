@@ -136,10 +136,11 @@ def similarity_metrics(
     ):
         r = ranks(s, pos)
         out[direction] = rank_metrics(r, ks)
-        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
-        out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        if n_resamples > 0:  # bootstrap_resamples: 0 switches the intervals off, as in every task
+            ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
+            out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out[f"{direction}_random"] = _random_expectation(pos, ks)
-    out["ci_method"] = ci["method"]
+    out["ci_method"] = ci["method"] if n_resamples > 0 else "no resamples (bootstrap_resamples: 0): no interval"
     return out
 
 
@@ -513,13 +514,13 @@ class RetrievalTask(Task):
                            list(range(len(samples))), self.model.text_encoder)
 
     def protocol(self) -> dict[str, Any]:
-        from medmm.tasks.retrieval_floors import retrieval_protocol
+        from medmm.tasks.retrieval.floors import retrieval_protocol
 
         return retrieval_protocol(self)
 
     def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Random ranking and a frozen-feature bridge (`medmm.tasks.retrieval_floors`)."""
-        from medmm.tasks.retrieval_floors import retrieval_floors
+        """Random ranking and a frozen-feature bridge (`medmm.tasks.retrieval.floors`)."""
+        from medmm.tasks.retrieval.floors import retrieval_floors
 
         return retrieval_floors(self, train_samples, samples, records)
 

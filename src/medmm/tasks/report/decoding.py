@@ -7,8 +7,8 @@ What turns a trained `report_generation` model into texts, apart from the model 
   changeable on a trained task (`set_decoding`);
 * `ReportDecodingMixin`, the task's decoding methods: plain generation (`generate_ids`), the
   candidates of consensus decoding (`generate_candidates`: N-best beam hypotheses + seeded
-  samples), the consensus pick of one study (`report_mbr.TrainingReports.pick`, grounded in the
-  image's predicted attributes as the config says, `report_grounding`) and the consensus fields of
+  samples), the consensus pick of one study (`mbr.TrainingReports.pick`, grounded in the
+  image's predicted attributes as the config says, `grounding`) and the consensus fields of
   an evaluation record (beam output, retrieval-only and typical-report baselines, `decoding`);
 * `generate_reports`: records for samples from a trained run directory, with decoding overrides.
 
@@ -32,15 +32,15 @@ import torch
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
 from medmm.models.decoders import GenerationConfig, beam_search_nbest, generate, sample_decode
-from medmm.tasks.report_grounding import reference_attribute_weights
-from medmm.tasks.report_mbr import TrainingReports
+from medmm.tasks.report.grounding import reference_attribute_weights
+from medmm.tasks.report.mbr import TrainingReports
 
 if TYPE_CHECKING:
     from medmm.knowledge.report_store import ReportStore
     from medmm.models.decoders import TransformerReportDecoder
-    from medmm.tasks.report_config import ReportGenerationConfig
-    from medmm.tasks.report_grounding import AttributeLexicon
-    from medmm.tasks.report_mbr import CiderConsensus
+    from medmm.tasks.report.config import ReportGenerationConfig
+    from medmm.tasks.report.grounding import AttributeLexicon
+    from medmm.tasks.report.mbr import CiderConsensus
 
 DECODING_KEYS = ("beam_size", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
                  "repetition_penalty", "no_immediate_repeat",
@@ -149,7 +149,7 @@ class ReportDecodingMixin:
         """Consensus decoding of one sample (`TrainingReports.pick` with the config's knobs).
 
         With `image_probs` (the attribute heads' distributions) the decoding is grounded as the
-        config says (mbr_reference_power, mbr_attribute_weight; `report_grounding`); without,
+        config says (mbr_reference_power, mbr_attribute_weight; `grounding`); without,
         it is the plain re-ranking. n_typical: typical candidates (default mbr_typical)."""
         c = self.config
         ground = image_probs is not None and self.lexicon is not None

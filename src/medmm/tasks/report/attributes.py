@@ -1,6 +1,6 @@
 """Image-attribute and findings heads of the report generator, and their decoder memory tokens.
 
-Two kinds of image-level predictions condition the report decoder (`report_generation`):
+Two kinds of image-level predictions condition the report decoder (`task.py`):
 
 * attributes (`AttributeHeads`): one softmax head per categorical `Sample.targets` key (on
   MedPix: modality_detail, plane, location). Each head's predicted distribution becomes one

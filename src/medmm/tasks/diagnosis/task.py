@@ -455,13 +455,13 @@ class DiagnosisTask(Task):
 
     def protocol(self) -> dict[str, Any]:
         """Metric definitions; thresholds tuned on validation make its decision metrics `selection_*`."""
-        from medmm.tasks.diagnosis_floors import diagnosis_protocol
+        from medmm.tasks.diagnosis.floors import diagnosis_protocol
 
         return diagnosis_protocol(self)
 
     def floors(self, train_samples: list[Sample], samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Prior and logistic regressions on pixels / text TF-IDF (`medmm.tasks.diagnosis_floors`)."""
-        from medmm.tasks.diagnosis_floors import diagnosis_floors
+        """Prior and logistic regressions on pixels / text TF-IDF (`medmm.tasks.diagnosis.floors`)."""
+        from medmm.tasks.diagnosis.floors import diagnosis_floors
 
         return diagnosis_floors(self, train_samples, samples, records)
 

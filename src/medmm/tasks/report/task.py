@@ -10,7 +10,7 @@ Model (all trained from scratch on the training split; nothing is downloaded):
   encoded by one Transformer layer and appended to the memory, so the decoder can cross-attend to
   (and copy from) them. Similarity is cosine between image keys: a fixed thumbnail embedding
   (`medmm.knowledge.report_store`) or, with ``retrieval_run``, the frozen image tower of a
-  trained contrastive `retrieval` run (`medmm.tasks.report_retrieval`). A study never
+  trained contrastive `retrieval` run (`medmm.tasks.report.retrieval`). A study never
   retrieves reports of its own group (patient/case/study), at training or test time;
 * clinical knowledge (``use_findings: true``): a findings head on the pooled image features
   predicts the CheXpert observations that the rule-based labeller of `medmm.metrics.clinical`
@@ -22,19 +22,19 @@ Model (all trained from scratch on the training split; nothing is downloaded):
 * a Transformer decoder (`medmm.models.decoders`) over a word vocabulary fitted on the
   training text (saved in the task state), trained with teacher forcing; decoding greedy or
   beam search with length penalty, no-repeat-n-gram and min/max length (config, or
-  `set_decoding(...)` / `report_decoding.generate_reports(...)` at predict time);
+  `set_decoding(...)` / `decoding.generate_reports(...)` at predict time);
 * consensus decoding (``mbr_references: K > 0``): the N-best beam hypotheses (and optionally
   the nearest and the most typical training reports) are re-ranked by their mean CIDEr-D against
-  the reports of the K nearest training studies (minimum Bayes risk, `medmm.tasks.report_mbr`);
+  the reports of the K nearest training studies (minimum Bayes risk, `medmm.tasks.report.mbr`);
 * self-critical training (``scst_samples: n``): REINFORCE on sampled texts with a CIDEr-D reward,
   usually from the weights of a cross-entropy run (``init_run``).
 
 Modules: this one holds the task (model, data-dependent state, batches, losses, records,
-metrics); its config is `report_config`, its decoding methods (a mixin) `report_decoding`, the
-self-critical loss `report_scst`, the cached image inputs and retrieval keys `report_inputs`; the
-heads live in `report_attributes`, the scores and provenance in `report_scoring`, the consensus
-re-ranking in `report_mbr` (grounded by `report_grounding`), the trained retrieval key in
-`report_retrieval`.
+metrics); its config is `config`, its decoding methods (a mixin) `decoding`, the
+self-critical loss `scst`, the cached image inputs and retrieval keys `inputs`; the
+heads live in `attributes`, the scores and provenance in `scoring`, the consensus
+re-ranking in `mbr` (grounded by `grounding`), the trained retrieval key in
+`retrieval`.
 
 Every evaluation also scores the nearest-neighbour baseline ("copy the report of the most
 similar training study", same retrieval) under ``nn_baseline/`` (and, with a trained key, the
@@ -61,7 +61,7 @@ from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.report_store import ReportStore
 from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
-from medmm.tasks.report_attributes import (
+from medmm.tasks.report.attributes import (
     AttributeHeads,
     FindingsHeads,
     attribute_accuracy,
@@ -69,14 +69,14 @@ from medmm.tasks.report_attributes import (
     fit_attribute_classes,
     rename_legacy_keys,
 )
-from medmm.tasks.report_config import ReportGenerationConfig
-from medmm.tasks.report_decoding import ReportDecodingMixin, check_mbr, generation_config
-from medmm.tasks.report_grounding import AttributeLexicon
-from medmm.tasks.report_inputs import StudyInputs
-from medmm.tasks.report_mbr import CiderConsensus, TrainingReports
-from medmm.tasks.report_retrieval import FrozenImageKey
-from medmm.tasks.report_scoring import report_scores, sentence_provenance
-from medmm.tasks.report_scst import self_critical_loss
+from medmm.tasks.report.config import ReportGenerationConfig
+from medmm.tasks.report.decoding import ReportDecodingMixin, check_mbr, generation_config
+from medmm.tasks.report.grounding import AttributeLexicon
+from medmm.tasks.report.inputs import StudyInputs
+from medmm.tasks.report.mbr import CiderConsensus, TrainingReports
+from medmm.tasks.report.retrieval import FrozenImageKey
+from medmm.tasks.report.scoring import report_scores, sentence_provenance
+from medmm.tasks.report.scst import self_critical_loss
 
 
 @register_task("report_generation")
@@ -179,7 +179,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             self._init_from(c.init_run)
 
     def fit_grounding(self, store_samples: list[Sample]) -> None:
-        """Class labels of the training reports and the attribute lexicon (`report_grounding`).
+        """Class labels of the training reports and the attribute lexicon (`grounding`).
 
         Called by setup(); call it on a run trained before grounding existed, with the run's
         training samples (same ids, in store order), to use grounded decoding with it.
@@ -451,7 +451,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1),
                                ignore_index=PAD, label_smoothing=self.config.label_smoothing)
 
-    # -- evaluation (generation and consensus decoding: ReportDecodingMixin, report_decoding.py) --
+    # -- evaluation (generation and consensus decoding: ReportDecodingMixin, decoding.py) --
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One record per study: prediction, reference, nearest-neighbour baseline(s), provenance."""
         c = self.config

@@ -36,7 +36,7 @@ class FrozenImageKey(nn.Module):
     def __init__(self, spec: dict[str, Any]):
         super().__init__()
         from medmm.models import create_image_encoder
-        from medmm.tasks.retrieval import _projection
+        from medmm.tasks.retrieval.task import _projection
 
         need = {"image_encoder", "image_encoder_kwargs", "embed_dim", "projection", "image_size", "channels", "mean", "std"}
         missing = need - set(spec)
@@ -89,9 +89,9 @@ class FrozenImageKey(nn.Module):
         return super().train(False)
 
     def _tensor(self, arr: np.ndarray) -> torch.Tensor:
-        """One image as the retrieval run saw it (`medmm.tasks.retrieval.load_image_tensor`)."""
+        """One image as the retrieval run saw it (`medmm.tasks.retrieval.task.load_image_tensor`)."""
         from medmm.data.schema import ImageRef, Sample
-        from medmm.tasks.retrieval import load_image_tensor
+        from medmm.tasks.retrieval.task import load_image_tensor
 
         s = self._spec
         sample = Sample(id="query", dataset="", split="", images=[ImageRef(array=np.asarray(arr))])

@@ -1,0 +1,2 @@
+"""Image-encoder pretraining (self-supervised and supervised) for the other tasks' encoders.
+"""

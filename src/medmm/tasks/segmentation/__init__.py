@@ -1,0 +1,2 @@
+"""Text-guided segmentation: image + text -> mask (`task.py`).
+"""
