@@ -18,6 +18,7 @@ tensor; the frozen base weights come from `source`, whose checksums the run reco
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,9 @@ class VisionLanguageModel(nn.Module):
         self.processor.tokenizer.padding_side = "left"  # generation continues every row at the same column
         self.hf_source = source_record(source)
         self.quantized = qcfg is not None
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.quantized:
             peft = require("peft", "train", "QLoRA")
             model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
@@ -112,7 +114,9 @@ class VisionLanguageModel(nn.Module):
                                  target_modules=lora.get("target_modules") or LANGUAGE_LORA_TARGETS,
                                  modules_to_save=lora.get("modules_to_save"))
         try:
-            return peft.get_peft_model(model, config)
+            with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                return peft.get_peft_model(model, config)
         except ValueError as exc:  # peft: "Target modules ... not found in the base model"
             raise MedmmError(f"model.lora.target_modules matched no layer of {type(model).__name__}: {exc}") from exc
 
