@@ -12,20 +12,20 @@ import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
-import torch  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+import torch
+from typer.testing import CliRunner
 
-import medmm.tasks.vlm.task  # noqa: E402,F401  (registers vqa_vlm, report_vlm)
-from medmm.cli import app  # noqa: E402
-from medmm.data import load_dataset  # noqa: E402
-from medmm.data.bundled import vqa_rad_sample_root  # noqa: E402
-from medmm.data.schema import ImageRef  # noqa: E402
-from medmm.engine.task import get_task_class  # noqa: E402
-from medmm.errors import MedmmError  # noqa: E402
-from medmm.models.families import FAMILIES, VLM, write_tiny  # noqa: E402
-from medmm.models.vlm import VisionLanguageModel, save_merged  # noqa: E402
-from medmm.tasks.vlm.instructions import to_pil  # noqa: E402
-from medmm.tasks.vlm.prompts import REPORT_PROMPTS, prompt_spec, split_rationale  # noqa: E402
+import medmm.tasks.vlm.task  # noqa: F401  (registers vqa_vlm, report_vlm)
+from medmm.cli import app
+from medmm.data import load_dataset
+from medmm.data.bundled import vqa_rad_sample_root
+from medmm.data.schema import ImageRef
+from medmm.engine.task import get_task_class
+from medmm.errors import MedmmError
+from medmm.models.families import FAMILIES, VLM, write_tiny
+from medmm.models.vlm import VisionLanguageModel, save_merged
+from medmm.tasks.vlm.instructions import to_pil
+from medmm.tasks.vlm.prompts import REPORT_PROMPTS, prompt_spec, split_rationale
 
 BUILDABLE = ["llava", "idefics3", "gemma3"]  # qwen2_vl needs torchvision (not installed here)
 PROCESSORS = {"llava": "LlavaProcessor", "idefics3": "Idefics3Processor", "gemma3": "Gemma3Processor"}

@@ -14,16 +14,16 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("lightning")
-import torch  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+import torch
+from typer.testing import CliRunner
 
-import medmm.tasks.vlm.task  # noqa: E402,F401  (registers vqa_vlm, report_vlm)
-from medmm.cli import app  # noqa: E402
-from medmm.data import load_dataset  # noqa: E402
-from medmm.data.bundled import vqa_rad_sample_root  # noqa: E402
-from medmm.engine import load_config  # noqa: E402
-from medmm.engine.api import load_run, train  # noqa: E402
-from medmm.tasks.vlm.task import VLMTask  # noqa: E402
+import medmm.tasks.vlm.task  # noqa: F401  (registers vqa_vlm, report_vlm)
+from medmm.cli import app
+from medmm.data import load_dataset
+from medmm.data.bundled import vqa_rad_sample_root
+from medmm.engine import load_config
+from medmm.engine.api import load_run, train
+from medmm.tasks.vlm.task import VLMTask
 
 REPO = Path(__file__).resolve().parents[1]
 IU_XRAY = REPO / "tests" / "fixtures" / "iu_xray_tiny"

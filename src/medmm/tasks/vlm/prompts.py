@@ -22,11 +22,13 @@ REPORT_PROMPTS = {
     "default": "Write the radiology report for this image.",
 }
 OPTIONS_PROMPT = "Choose one of: {options}."
+# mode -> (the request added to the instruction, the cue that precedes the final answer)
 COT_PROMPTS = {
-    "vqa": ("Think step by step about what the image shows, then give the final answer on a last line that starts "
-            "with 'Answer:'.", "Answer:"),
-    "report": ("First list what you observe in the image, then write the report after a line that starts with "
-               "'Report:'.", "Report:"),
+    "vqa": (("Think step by step about what the image shows, then give the final answer on a last line that starts "
+             "with 'Answer:'."),
+            "Answer:"),
+    "report": ("First list what you observe in the image, then write the report after a line that starts with 'Report:'.",
+               "Report:"),
 }
 
 
