@@ -79,7 +79,8 @@ class VisionLanguageModel(nn.Module):
             enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.quantized:
             peft = require("peft", "train", "QLoRA")
-            model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+            model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                         gradient_checkpointing_kwargs={"use_reentrant": False})
         self.lora = dict(lora) if lora is not None else None
         # from_pretrained leaves the model in eval mode; a new module trains (dropout on) until told
         # otherwise, so a fresh run and a resumed one train alike.

@@ -183,6 +183,11 @@ class VLMTask(Task):
             fields["question"] = "the question about the image"
         return fields
 
+    def output_spec(self) -> dict[str, Any]:
+        """No label list (answers are text); preprocessing is the model's own processor."""
+        return {"labels": None, "thresholds": None,
+                "preprocessing": {"processor": type(self.vlm.processor).__name__, "source": self.config.pretrained}}
+
     def protocol(self) -> dict[str, Any]:
         """Metric definitions, and what every number of this model depends on: the prompt (with the
         checksum of the chat template that wrapped it), the decoding and the model with its adapters."""
