@@ -71,7 +71,10 @@ class VisionLanguageModel(nn.Module):
             kw.update(quantization_config=qcfg, device_map={"": torch.cuda.current_device()})
         model = load_hf("AutoModelForImageTextToText", source, **kw)
         self.processor = self._load_processor(source)
-        self.processor.tokenizer.padding_side = "left"  # generation continues every row at the same column
+        tok = self.processor.tokenizer
+        tok.padding_side = "left"  # generation continues every row at the same column
+        if tok.pad_token is None:  # some checkpoints ship none; padding is masked out anyway
+            tok.pad_token = tok.eos_token
         self.hf_source = source_record(source)
         self.quantized = qcfg is not None
         if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
@@ -219,10 +222,6 @@ class VisionLanguageModel(nn.Module):
         return [t.strip() for t in self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
 
     # ------------------------------------------------------------------ adapters
-    def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The trainable tensors (what `state_dict` keeps)."""
-        return self.state_dict()
-
     def merged(self) -> nn.Module:
         """The Hugging Face model with the LoRA adapters merged into its weights (peft
         merge_and_unload). Consumes the adapters: use this module no further afterwards."""
