@@ -1,7 +1,7 @@
 """Generative VLMs through the one engine, per family: a tiny model from `medmm models tiny`, the
 shipped configs/vqa/vlm_lora.yaml with LoRA for 2 steps on the bundled VQA-RAD sample, a crash and
-an exact resume, `predict`, `evaluate`, zero-shot `evaluate --model`, and `medmm models merge`
-(the merged folder answers like base + adapters). Gemma 3 (MedGemma's architecture) runs by
+an exact resume, `predict`, `evaluate`, zero-shot `evaluate --model`, `medmm explain` and
+`medmm models merge` (the merged folder answers like base + adapters). Gemma 3 (MedGemma's architecture) runs by
 default, the other families under -m slow; report generation on the IU X-ray fixture."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.engine import load_config
 from medmm.engine.api import load_run, train
+from medmm.tasks.vlm.scoring import is_closed_question
 from medmm.tasks.vlm.task import VLMTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +113,19 @@ def _family_end_to_end(family: str, tmp_path: Path, small_root: Path, monkeypatc
     assert z["protocol"]["training"] == "zero-shot" and z["protocol"]["model"]["adapters"] == "none"
     assert z["provenance"]["n_samples"] == 8 and z["provenance"]["pretrained"][0]["path"] == str(tiny.resolve())
     assert "skipped" in z["floors"]  # the scored split is the training split: said, not hidden
+
+    closed = [str(r["qid"]) for r in json.loads((small_root / "VQA_RAD Dataset Public.json").read_text())
+              if is_closed_question(r["question"], None)][:1]
+    explain = ["explain", str(straight), "--data", str(small_root), "--ids", closed[0], "--out", str(tmp_path / "explain"),
+               "--methods", "occlusion,integrated_gradients,tokens,modality", "--ig-steps", "2", "--n-random", "1"]
+    if family == "idefics3":  # image tiles: no (3, H, W) pixel input to attribute; said, not guessed
+        res = CliRunner().invoke(app, explain)
+        assert res.exit_code != 0 and "LLaVA and Gemma 3" in str(res.exception)
+    else:
+        _cli(*explain)
+        ex = json.loads((tmp_path / "explain" / "explanations.json").read_text())["samples"][0]
+        assert ex["explained_class"] in ("yes", "no") and set(ex["heatmaps"]) == {"occlusion", "integrated_gradients"}
+        assert set(ex["modality"]) == {"image", "text", "both", "neither"} and ex["tokens"]["tokens"]
 
     merged = tmp_path / "merged"
     _cli("models", "merge", str(straight), "--out", str(merged))

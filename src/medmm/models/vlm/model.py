@@ -78,8 +78,10 @@ class VisionLanguageModel(nn.Module):
         self.hf_source = source_record(source)
         self.quantized = qcfg is not None
         if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
-            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name is deprecated
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.quantized:
             peft = require("peft", "train", "QLoRA")
             model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,

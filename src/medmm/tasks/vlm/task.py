@@ -183,6 +183,15 @@ class VLMTask(Task):
             fields["question"] = "the question about the image"
         return fields
 
+    def explainable(self, samples: list[Sample]) -> Any:
+        """Questions answered among options, explained as a classifier over them
+        (`medmm.tasks.vlm.explain`); report generation has no explainer."""
+        if self.mode != "vqa":
+            return None
+        from medmm.tasks.vlm.explain import vlm_explainable
+
+        return vlm_explainable(self, samples)
+
     def output_spec(self) -> dict[str, Any]:
         """No label list (answers are text); preprocessing is the model's own processor."""
         return {"labels": None, "thresholds": None,
