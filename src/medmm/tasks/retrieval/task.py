@@ -120,7 +120,8 @@ def similarity_metrics(
     seed: int = 0,
     ks: Sequence[int] = KS,
 ) -> dict[str, Any]:
-    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs.
+    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs
+    (none when `n_resamples` is 0).
 
     Queries are resampled by group (the case/patient id of each image or text) so the several
     images of one case do not narrow the interval falsely. `<direction>_random` is the expected
@@ -136,10 +137,12 @@ def similarity_metrics(
     ):
         r = ranks(s, pos)
         out[direction] = rank_metrics(r, ks)
-        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
-        out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        if n_resamples > 0:
+            ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
+            out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out[f"{direction}_random"] = _random_expectation(pos, ks)
-    out["ci_method"] = ci["method"]
+    if n_resamples > 0:
+        out["ci_method"] = ci["method"]
     return out
 
 
@@ -502,6 +505,19 @@ class RetrievalTask(Task):
             }
             for i in range(len(batch["ids"]))
         ]
+
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task retrieval` (`medmm.tasks.retrieval.file_scorer`)."""
+        from medmm.tasks.retrieval.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """"Describe this image" -> the paired text (`medmm.tasks.retrieval.instruct`)."""
+        from medmm.tasks.retrieval.instruct import retrieval_instruction_records
+
+        return retrieval_instruction_records(samples, self.text_of)
 
     def explainable(self, samples: list[Sample]) -> Any:
         """Word-to-region maps: each word token's similarity to each image region."""
