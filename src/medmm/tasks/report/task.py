@@ -515,7 +515,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
     def explainable(self, samples: list[Sample]) -> Any:
         """Sentence-to-region maps: the decoder's cross-attention of each generated sentence."""
         from medmm.interpret.explainable import WordRegions
-        from medmm.interpret.word_region import report_sentence_regions
+        from medmm.tasks.report.sentence_regions import report_sentence_regions
 
         batch = self.collate(samples)
         counts = batch["view_counts"].tolist()

@@ -522,7 +522,7 @@ class RetrievalTask(Task):
     def explainable(self, samples: list[Sample]) -> Any:
         """Word-to-region maps: each word token's similarity to each image region."""
         from medmm.interpret.explainable import WordRegions
-        from medmm.interpret.word_region import retrieval_word_regions
+        from medmm.tasks.retrieval.word_regions import retrieval_word_regions
 
         batch = self.collate(samples)
         return WordRegions(self.name, "word", retrieval_word_regions(self, batch), batch["images"],
