@@ -12,6 +12,7 @@ from medmm import ablation as A
 from medmm.errors import MedmmError
 
 REPO = Path(__file__).resolve().parents[1]
+HEAD = A.task_headline("diagnosis")  # the metrics the diagnosis task reports
 
 
 def _per(n=40, seed=0):
@@ -25,7 +26,7 @@ def _per(n=40, seed=0):
     def entry(p, vp, seed_vals):
         return {"ids": [str(i) for i in range(n)], "groups": [f"g{i // 2}" for i in range(n)], "y": y,
                 "classes": ["a", "b", "c"], "vy": vy, "probs": p, "val_probs": vp,
-                "seed_metrics": [A.all_metrics(y, p)] * seed_vals}
+                "seed_metrics": [A.all_metrics(y, p, HEAD)] * seed_vals}
 
     good_val = np.eye(3)[vy] * 0.8 + 0.2 / 3
     return {
@@ -37,7 +38,7 @@ def _per(n=40, seed=0):
 
 def test_tabulate_picks_baseline_on_validation_and_tests_against_it():
     per = _per()
-    t = A._tabulate(per, ["image_only", "text_only", "late"], [0, 1], "auroc_macro", n_resamples=60)
+    t = A._tabulate(per, ["image_only", "text_only", "late"], [0, 1], "auroc_macro", n_resamples=60, headline=HEAD)
     assert t.baseline == "image_only"  # best unimodal by VALIDATION metric
     late, text = t.row("late"), t.row("text_only")
     assert late["difference"] > 0 and late["p_bootstrap"] < 0.05 and late["p_randomisation"] < 0.05
@@ -53,7 +54,7 @@ def test_tabulate_picks_baseline_on_validation_and_tests_against_it():
 def test_write_outputs_table_csv_plot(tmp_path):
     per = _per()
     fus = ["image_only", "text_only", "late"]
-    t = A._tabulate(per, fus, [0], "f1_macro", n_resamples=50)
+    t = A._tabulate(per, fus, [0], "f1_macro", n_resamples=50, headline=HEAD)
     A._write(t, tmp_path, "cfg.yaml", fus, [0], ["trainer.max_epochs=1"], True, per)
     with open(tmp_path / "table.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -65,11 +66,11 @@ def test_write_outputs_table_csv_plot(tmp_path):
 def test_metric_helpers():
     y = np.array([0, 1, 2, 2])
     p = np.eye(3)[[0, 1, 2, 1]].astype(float)
-    m = A.all_metrics(y, p)
+    m = A.all_metrics(y, p, HEAD)
     assert m["accuracy"] == 0.75 and m["auroc_macro"] < 1.0
-    assert np.isnan(A.all_metrics(np.zeros(3, int), np.ones((3, 2)) / 2)["auroc_macro"])
+    assert np.isnan(A.all_metrics(np.zeros(3, int), np.ones((3, 2)) / 2, HEAD)["auroc_macro"])
     with pytest.raises(MedmmError):
-        A.metric_value("nope", y, p)
+        A.metric_value("nope", y, p, HEAD)
 
 
 def test_run_ablation_rejects_bad_requests(tmp_path):
@@ -105,3 +106,9 @@ def test_cli_ablate_help():
 
     res = CliRunner().invoke(app, ["ablate", "--help"])
     assert res.exit_code == 0 and "--fusion" in res.output and "--seeds" in res.output
+
+
+def test_a_task_without_class_probabilities_is_refused_by_name():
+    with pytest.raises(MedmmError, match=r"class_headline.*task 'retrieval' has none"):
+        A.task_headline("retrieval")
+    assert set(HEAD(np.array([0, 1, 1]), np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]))) >= set(A.METRICS)

@@ -85,8 +85,10 @@ def _class_mixed_medmnist(raw: dict, folder: Path) -> Path:
 
 
 def _overrides(raw: dict, tmp: Path) -> list[str]:
-    import medmm.tasks  # noqa: F401  (registers the tasks)
+    from medmm import plugins
     from medmm.engine.task import get_task_class
+
+    plugins.load()  # registers the tasks
 
     fields = {f.name for f in dataclasses.fields(get_task_class(raw["task"]).Config)}
     root = _class_mixed_medmnist(raw, tmp / "data") if str(raw["data"]["dataset"]).startswith(("breastmnist", "pneumoniamnist")) \

@@ -29,7 +29,7 @@ import logging
 import math
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ def default_fusions() -> list[str]:
     return uni + [f for f in list_fusions() if f not in uni]
 
 METRICS = ("auroc_macro", "f1_macro", "balanced_accuracy", "accuracy")
+# (class indices (N,), class probabilities (N, C)) -> metrics: a task's `Task.class_headline`
+Headline = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
 @dataclass
@@ -79,24 +81,38 @@ class AblationTable:
 
 
 # ----------------------------------------------------------------------------- metrics
-def metric_value(name: str, y: np.ndarray, probs: np.ndarray) -> float:
+def task_headline(task: str) -> Headline:
+    """The `Task.class_headline` of the registered task `task`: the metrics its evaluation reports
+    for class probabilities. A task without one cannot be ablated here (MedmmError)."""
+    from medmm.engine.task import Task, get_task_class
+
+    cls = get_task_class(task)
+    if cls.class_headline.__func__ is Task.class_headline.__func__:
+        raise MedmmError(f"the ablation runner compares fusions of a task whose predictions are class probabilities "
+                         f"(a Task.class_headline hook); task {task!r} has none")
+    return cls.class_headline
+
+
+def metric_value(name: str, y: np.ndarray, probs: np.ndarray, headline: Headline) -> float:
     """One primary metric of (integer labels, probabilities); decisions are the arg-max."""
     if name not in METRICS:
         raise MedmmError(f"unknown ablation metric {name!r}; use one of {', '.join(METRICS)}")
-    return all_metrics(y, probs)[name]
+    return all_metrics(y, probs, headline)[name]
 
 
-def all_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Every metric of METRICS: the diagnosis task's headline metrics (the same numbers its
+def all_metrics(y: np.ndarray, probs: np.ndarray, headline: Headline) -> dict[str, float]:
+    """Every metric of METRICS from the task's headline (`task_headline`: the same numbers its
     evaluate reports) with arg-max decisions."""
-    from medmm.tasks.diagnosis.task import diagnosis_headline
-
-    head = diagnosis_headline(y, probs, probs.argmax(axis=1))
-    return {"auroc_macro": head["auroc_macro_ovr"], **{m: head[m] for m in METRICS if m != "auroc_macro"}}
+    head = headline(y, probs)
+    missing = [m for m in METRICS if m not in head]
+    if missing:
+        raise MedmmError(f"the task's class_headline lacks {missing}; the ablation needs {', '.join(METRICS)}")
+    return {m: head[m] for m in METRICS}
 
 
 def records_arrays(records: list[dict[str, Any]], classes: list[str] | None = None):
-    """(ids, groups, y (N,), probs (N, C), classes) of labelled multi-class diagnosis records."""
+    """(ids, groups, y (N,), probs (N, C), classes) of labelled multi-class records whose
+    prediction holds class probabilities ({"label", "probs": {class: p}})."""
     labelled = [r for r in records if r.get("reference") is not None]
     if not labelled:
         raise MedmmError("no labelled records to score")
@@ -143,7 +159,8 @@ def run_ablation(
     """Train each fusion variant x seed through the engine, then tabulate, test and plot.
 
     Args:
-        cfg_path: a diagnosis run config (multi-class, with val and test splits).
+        cfg_path: a run config of a task whose predictions are class probabilities (a
+            `Task.class_headline`; multi-class, with val and test splits).
         fusions: fusion names (model.fusion values); must include image_only or text_only.
             None: every registered fusion (`default_fusions()`).
         seeds: number of seeds (0..n-1) or the seed list; the data split stays fixed
@@ -170,8 +187,7 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
     base = load_config(cfg_path, overrides)
-    if base.task != "diagnosis":
-        raise MedmmError(f"{cfg_path}: the ablation runner compares diagnosis fusions, not task {base.task!r}")
+    headline = task_headline(base.task)
     pin = [] if any(o.startswith("data.split_seed=") for o in overrides) else [f"data.split_seed={base.seed}"]
 
     per: dict[str, dict[str, Any]] = {}
@@ -191,7 +207,7 @@ def run_ablation(
                 raise MedmmError(f"{run_dir}: test/val samples differ between seeds; the split must be fixed")
             test_probs.append(p)
             val_probs.append(vp)
-            seed_metrics.append(all_metrics(y, p))
+            seed_metrics.append(all_metrics(y, p, headline))
         per[fusion] = {
             "ids": ref[0], "groups": ref[1], "y": ref[2], "classes": ref[3], "vy": ref[5],
             "probs": np.mean(test_probs, axis=0), "val_probs": np.mean(val_probs, axis=0), "seed_metrics": seed_metrics,
@@ -201,26 +217,27 @@ def run_ablation(
         if per[f]["ids"] != first["ids"] or per[f]["classes"] != first["classes"]:
             raise MedmmError(f"variant {f} was scored on other test samples or classes than {fusions[0]}")
 
-    table = _tabulate(per, fusions, seed_list, primary, n_resamples)
+    table = _tabulate(per, fusions, seed_list, primary, n_resamples, headline)
     table.out_dir = out
     _write(table, out, cfg_path, fusions, seed_list, overrides, plot, per)
     return table
 
 
-def _tabulate(per: dict[str, dict[str, Any]], fusions: list[str], seeds: list[int], primary: str, n_resamples: int) -> AblationTable:
+def _tabulate(per: dict[str, dict[str, Any]], fusions: list[str], seeds: list[int], primary: str, n_resamples: int,
+              headline: Headline) -> AblationTable:
     from medmm.metrics.stats import bootstrap_ci, paired_test
 
     uni = [f for f in fusions if f in unimodal_fusions()]
-    val_scores = {f: metric_value(primary, per[f]["vy"], per[f]["val_probs"]) for f in uni}
+    val_scores = {f: metric_value(primary, per[f]["vy"], per[f]["val_probs"], headline) for f in uni}
     baseline = max(uni, key=lambda f: (val_scores[f] if math.isfinite(val_scores[f]) else -1.0))
     y = per[baseline]["y"]
     groups = per[baseline]["groups"]
     rows = []
     for f in fusions:
         probs = per[f]["probs"]
-        ci = bootstrap_ci(lambda p, yy: all_metrics(yy, p), probs, y, n_resamples=n_resamples, groups=groups)
+        ci = bootstrap_ci(lambda p, yy: all_metrics(yy, p, headline), probs, y, n_resamples=n_resamples, groups=groups)
         row: dict[str, Any] = {"fusion": f, "n_test": int(len(y)), "n_seeds": len(seeds),
-                               "val_" + primary: metric_value(primary, per[f]["vy"], per[f]["val_probs"])}
+                               "val_" + primary: metric_value(primary, per[f]["vy"], per[f]["val_probs"], headline)}
         for m in METRICS:
             row[m] = ci["estimate"][m]
             row[f"{m}_low"], row[f"{m}_high"] = ci["low"][m], ci["high"][m]
@@ -230,7 +247,7 @@ def _tabulate(per: dict[str, dict[str, Any]], fusions: list[str], seeds: list[in
         if f == baseline:
             row.update(difference=0.0, difference_low=None, difference_high=None, p_bootstrap=None, p_randomisation=None)
         else:
-            t = paired_test(lambda p, yy: metric_value(primary, yy, p), probs, per[baseline]["probs"], y,
+            t = paired_test(lambda p, yy: metric_value(primary, yy, p, headline), probs, per[baseline]["probs"], y,
                             n_resamples=n_resamples, groups=groups)
             row.update(difference=t["difference"], difference_low=t["difference_low"], difference_high=t["difference_high"],
                        p_bootstrap=t["p_bootstrap"], p_randomisation=t["p_randomisation"])

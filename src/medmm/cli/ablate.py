@@ -11,7 +11,7 @@ from medmm.cli.app import app
 
 @app.command(context_settings={"allow_interspersed_args": True})
 def ablate(
-    config: Path = typer.Argument(..., help="A diagnosis run config (configs/diagnosis/<dataset>.yaml)."),
+    config: Path = typer.Argument(..., help="A run config of a task whose predictions are class probabilities (Task.class_headline), e.g. configs/diagnosis/<dataset>.yaml."),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides for every variant, e.g. trainer.max_epochs=3"),
     fusion: str | None = typer.Option(
         None, "--fusion", help="Comma-separated fusion variants (default: every registered fusion, unimodal ones first)."

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from medmm.metrics.score import FileScorer
 
 
 class Task(nn.Module):
@@ -195,6 +201,39 @@ class Task(nn.Module):
         `WordRegions` (word- or sentence-to-region maps), or None (default): no explainer.
         """
         return None
+
+    @classmethod
+    def file_scorer(cls) -> FileScorer | None:
+        """What `medmm score --task NAME` runs on this task's exported prediction files: a
+        torch-free `medmm.metrics.score.FileScorer` registered under the task's name in a module
+        that imports no torch (and declared as a `medmm.scorers` entry point, so `medmm score`
+        finds it without importing the task). Default: None (no file scorer)."""
+        return None
+
+    @classmethod
+    def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str) -> list[str]:
+        """Figures drawn from one split's prediction records for the run's report.html (e.g.
+        segmentation overlays): PNGs written into `out_dir`; returns their file names. Called
+        without the model. Default: none."""
+        return []
+
+    @classmethod
+    def class_headline(cls, y: np.ndarray, probs: np.ndarray) -> dict[str, float] | None:
+        """Headline metrics of class probabilities `probs` (N, C) against class indices `y` (N,)
+        with arg-max decisions, as the task's evaluation reports them: "auroc_macro",
+        "f1_macro", "balanced_accuracy", "accuracy". The fusion ablation (`medmm.ablation`)
+        compares variants with it. Default: None (the task's predictions are not class
+        probabilities)."""
+        return None
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """The samples as instruction (chat) data for generative vision-language models:
+        ``{"id", "image": path | None, "messages": [{"role": "system" | "user" | "assistant",
+        "content": str}, ...]}`` per sample, the image referenced by its file path and the
+        assistant message the sample's reference (`medmm.tasks.chat`). Default: an error naming
+        the task (it has no instruction form)."""
+        raise MedmmError(f"task {self.name!r} does not turn its samples into instruction data "
+                         "(no Task.instruction_records hook)")
 
 
 _TASKS: dict[str, Callable[..., Task]] = {}

@@ -499,10 +499,23 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             records.append(rec)
         return records
 
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task report_generation` (`medmm.tasks.report.file_scorer`)."""
+        from medmm.tasks.report.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """A request for the `text_field` -> the sample's text (`medmm.tasks.report.instruct`)."""
+        from medmm.tasks.report.instruct import report_instruction_records
+
+        return report_instruction_records(samples, self.config.text_field)
+
     def explainable(self, samples: list[Sample]) -> Any:
         """Sentence-to-region maps: the decoder's cross-attention of each generated sentence."""
         from medmm.interpret.explainable import WordRegions
-        from medmm.interpret.word_region import report_sentence_regions
+        from medmm.tasks.report.sentence_regions import report_sentence_regions
 
         batch = self.collate(samples)
         counts = batch["view_counts"].tolist()

@@ -120,7 +120,8 @@ def similarity_metrics(
     seed: int = 0,
     ks: Sequence[int] = KS,
 ) -> dict[str, Any]:
-    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs.
+    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs
+    (none when `n_resamples` is 0).
 
     Queries are resampled by group (the case/patient id of each image or text) so the several
     images of one case do not narrow the interval falsely. `<direction>_random` is the expected
@@ -504,10 +505,23 @@ class RetrievalTask(Task):
             for i in range(len(batch["ids"]))
         ]
 
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task retrieval` (`medmm.tasks.retrieval.file_scorer`)."""
+        from medmm.tasks.retrieval.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """"Describe this image" -> the paired text (`medmm.tasks.retrieval.instruct`)."""
+        from medmm.tasks.retrieval.instruct import retrieval_instruction_records
+
+        return retrieval_instruction_records(samples, self.text_of)
+
     def explainable(self, samples: list[Sample]) -> Any:
         """Word-to-region maps: each word token's similarity to each image region."""
         from medmm.interpret.explainable import WordRegions
-        from medmm.interpret.word_region import retrieval_word_regions
+        from medmm.tasks.retrieval.word_regions import retrieval_word_regions
 
         batch = self.collate(samples)
         return WordRegions(self.name, "word", retrieval_word_regions(self, batch), batch["images"],

@@ -18,7 +18,6 @@ computed at the ORIGINAL mask resolution. Records carry run-length-encoded masks
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,11 +454,20 @@ class Segmentation(Task):
                                      [r["dice"] for r in records], groups=[r.get("group", r["id"]) for r in records],
                                      n_resamples=self.config.bootstrap_resamples)
 
-    # ----------------------------------------------------------------- report hook
+    # ----------------------------------------------------------------- plug-in hooks
     @classmethod
     def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str, n: int = 6) -> list[str]:
         """Overlay PNGs (image, reference green, prediction red) of up to n records per class."""
+        from medmm.tasks.segmentation.figures import save_overlays
+
         return save_overlays(records, out_dir, prefix=f"overlay_{split}", n_per_class=n)
+
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task segmentation` on exported masks (`export_masks`; `.file_scorer`)."""
+        from medmm.tasks.segmentation.file_scorer import SCORER
+
+        return SCORER
 
 
 class _Blank(dict):
@@ -519,60 +527,6 @@ def segmentation_summary(records: list[dict[str, Any]], classes: list[str], n_re
     return out
 
 
-def _overlay(image: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    from medmm.data.transforms import to_channels, to_unit_range
-
-    rgb = to_unit_range(to_channels(image, 3)).astype(np.float32)
-    out = rgb * 0.7
-    # Outline-free tint: reference green, prediction red, overlap yellow.
-    out[..., 0] += 0.3 * pred
-    out[..., 1] += 0.3 * ref
-    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
-
-
-def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: str = "overlay",
-                  n_per_class: int = 6) -> list[str]:
-    """Write one PNG per class (a row of up to n overlays: reference green, prediction red,
-    overlap yellow) into out_dir; returns the file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from medmm.data.io import read_image
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    made = []
-    labels = list(dict.fromkeys(r.get("label", "mask") for r in records))
-    for label in labels:
-        rows = [r for r in records if r.get("label", "mask") == label and "prediction" in r][:n_per_class]
-        if not rows:
-            continue
-        fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.0), squeeze=False)
-        for ax, r in zip(axes[0], rows, strict=True):
-            pred = rle_decode(r["prediction"])
-            ref = rle_decode(r["reference"]) if isinstance(r.get("reference"), dict) else np.zeros_like(pred)
-            try:
-                img = read_image(r["image"])
-            except (BadInputError, TypeError):
-                img = np.zeros(pred.shape, np.uint8)
-            if img.shape[:2] != pred.shape:
-                img = np.zeros(pred.shape, np.uint8)
-            ax.imshow(_overlay(img, pred, ref))
-            dice = r.get("dice")
-            ax.set_title(f"{str(r.get('sample_id', r['id']))[:18]}" + (f"\nDice {dice:.2f}" if dice is not None else ""), fontsize=7)
-            ax.axis("off")
-        fig.suptitle(f"{label}: reference green, prediction red, overlap yellow", fontsize=8)
-        fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the suptitle
-        safe = hashlib.sha1(label.encode()).hexdigest()[:6]
-        name = f"{prefix}_{''.join(ch if ch.isalnum() else '_' for ch in label)[:30]}_{safe}.png"
-        fig.savefig(out_dir / name, dpi=90)
-        plt.close(fig)
-        made.append(name)
-    return made
-
-
 def export_masks(records: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path | None]:
     """Write each record's masks as PNG (0/255, original size) under out_dir/masks/ and the
     `medmm score` files out_dir/predictions.jsonl (+ references.jsonl when records carry
@@ -600,5 +554,5 @@ def export_masks(records: list[dict[str, Any]], out_dir: str | Path) -> tuple[Pa
     return pred_path, ref_path
 
 
-__all__ = ["Segmentation", "SegmentationConfig", "class_target", "export_masks", "rle_decode", "rle_encode", "save_overlays",
+__all__ = ["Segmentation", "SegmentationConfig", "class_target", "export_masks", "rle_decode", "rle_encode",
            "segmentation_summary"]

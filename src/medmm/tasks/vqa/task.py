@@ -613,6 +613,19 @@ class VQATask(Task):
         fused, _, _ = self.forward_features(batch)
         return self.classifier_distribution(fused, batch)[0].argmax(-1)
 
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task vqa` (`medmm.tasks.vqa.file_scorer`)."""
+        from medmm.tasks.vqa.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """Question -> reference answer (`medmm.tasks.vqa.instruct`)."""
+        from medmm.tasks.vqa.instruct import vqa_instruction_records
+
+        return vqa_instruction_records(samples)
+
     def explainable(self, samples: list[Sample]) -> Any:
         """The classifier head over the answer vocabulary, explained at the task's own classifier
         answer (the decoder's free-text answers are not a class score and are not explained)."""
