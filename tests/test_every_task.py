@@ -18,10 +18,30 @@ TASKS = plugins.load()
 
 
 def tiny_config(name: str) -> Path:
-    """The task's tiny run config: `tiny.yaml` in the folder of the module defining its class."""
-    path = Path(sys.modules[get_task_class(name).__module__].__file__).parent / "tiny.yaml"
-    assert path.is_file(), f"task {name!r} ships no tiny.yaml beside its module (what tests/test_every_task.py trains)"
-    return path
+    """The task's tiny run config: `tiny_<name>.yaml` or `tiny.yaml` in the folder of the module
+    defining its class (a package holding several tasks names one file per task)."""
+    folder = Path(sys.modules[get_task_class(name).__module__].__file__).parent
+    for path in (folder / f"tiny_{name}.yaml", folder / "tiny.yaml"):
+        if path.is_file():
+            return path
+    raise AssertionError(f"task {name!r} ships no tiny.yaml beside its module (what tests/test_every_task.py trains)")
+
+
+def load_tiny(name: str, tmp_path: Path):
+    """The tiny config, with `model.pretrained: tiny:FAMILY` made real: a tiny random model of
+    that family written by `medmm models tiny` into tmp_path (weights cannot be downloaded here)."""
+    import yaml
+
+    from medmm.engine import load_config
+    from medmm.models.families import write_tiny
+
+    path = tiny_config(name)
+    pretrained = str((yaml.safe_load(path.read_text()).get("model") or {}).get("pretrained") or "")
+    overrides = []
+    if pretrained.startswith("tiny:"):
+        family = pretrained.removeprefix("tiny:")
+        overrides.append(f"model.pretrained={write_tiny(family, tmp_path / f'tiny_{family}')}")
+    return load_config(path, overrides, validate_model=True)
 
 
 def _dataset_split(cfg, split: str) -> str:
@@ -44,12 +64,12 @@ def _one_thread():
 
 @pytest.mark.parametrize("name", TASKS)
 def test_task_trains_evaluates_predicts_and_explains(name: str, tmp_path: Path, monkeypatch) -> None:
-    from medmm.engine import evaluate, load_config, predict, train
+    from medmm.engine import evaluate, predict, train
     from medmm.errors import MedmmError
     from medmm.explain_run import explain_run
 
     monkeypatch.chdir(REPO)  # tiny.yaml roots are relative to the repository root, as shipped configs
-    cfg = load_config(tiny_config(name), validate_model=True)
+    cfg = load_tiny(name, tmp_path)
     assert cfg.task == name and cfg.trainer.max_steps == 2
     if not Path(cfg.data.root).exists():
         pytest.skip(f"{name}: its tiny data {cfg.data.root} is not here")
@@ -82,7 +102,7 @@ def test_task_trains_evaluates_predicts_and_explains(name: str, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_task_instruction_records_have_the_chat_shape(name: str, monkeypatch) -> None:
+def test_task_instruction_records_have_the_chat_shape(name: str, tmp_path: Path, monkeypatch) -> None:
     """`Task.instruction_records`: {"id", "image": path, "messages": system/user/assistant} per
     sample of the task's tiny data, or a clear error where the task has no instruction form."""
     from medmm.data import load_dataset
@@ -90,7 +110,7 @@ def test_task_instruction_records_have_the_chat_shape(name: str, monkeypatch) ->
     from medmm.errors import MedmmError
 
     monkeypatch.chdir(REPO)
-    cfg = load_config(tiny_config(name))
+    cfg = load_tiny(name, tmp_path)
     if not Path(cfg.data.root).exists():
         pytest.skip(f"{name}: its tiny data {cfg.data.root} is not here")
     split = cfg.data.train_split if cfg.data.split == "official" else (cfg.data.source_splits or ["train"])[0]

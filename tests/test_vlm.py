@@ -181,7 +181,7 @@ def test_rationale_and_answer_are_split_at_the_last_cue():
 
 
 def test_prompts_per_task_and_dataset():
-    vqa = prompt_spec("vqa", None, None, False, None, None)
+    vqa = prompt_spec("question", None, None, False, None, None)
     text = vqa.render("vqa_rad", question=" Is it normal? ", options=["yes", "no"])
     assert text.startswith("Is it normal?\n") and text.endswith("Choose one of: yes, no.")
     report = prompt_spec("report", None, None, True, None, "You are a radiologist.")

@@ -107,7 +107,7 @@ def _family_end_to_end(family: str, tmp_path: Path, small_root: Path, monkeypatc
     assert p["model"]["weights_sha256"]["model.safetensors"] == sha
 
     zs = tmp_path / "zero_shot.json"
-    _cli("evaluate", "--model", str(tiny), "--task", "vqa", "--data", str(small_root), "--split", "train",
+    _cli("evaluate", "--model", str(tiny), "--task", "vqa_vlm", "--data", str(small_root), "--split", "train",
          "--out", str(zs), "--set", "bootstrap_resamples=20", "--set", "max_new_tokens=3", "--set", "trainer.num_threads=1")
     z = json.loads(zs.read_text())
     assert z["protocol"]["training"] == "zero-shot" and z["protocol"]["model"]["adapters"] == "none"
@@ -159,7 +159,7 @@ def test_report_generation_trains_and_scores_zero_shot_beside_its_floor(tmp_path
     assert preds and all(r["answered_by"] == "generation" and r["reference"] for r in preds)
 
     zs = tmp_path / "zs.json"
-    _cli("evaluate", "--model", str(tiny), "--task", "report", "--data", str(IU_XRAY), "--split", "test", "--out", str(zs),
+    _cli("evaluate", "--model", str(tiny), "--task", "report_vlm", "--data", str(IU_XRAY), "--split", "test", "--out", str(zs),
          "--set", "max_new_tokens=6", "--set", "max_images=2", "--set", "bootstrap_resamples=20")
     z = json.loads(zs.read_text())
     assert z["protocol"]["training"] == "zero-shot" and z["provenance"]["split_source"].endswith("as published")

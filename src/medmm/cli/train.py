@@ -58,8 +58,14 @@ def _model_overrides(
     return out
 
 
-# `--task` of a zero-shot evaluation -> (registered task, default dataset).
-ZERO_SHOT_TASKS = {"vqa": ("vqa_vlm", "vqa_rad"), "report": ("report_vlm", "iu_xray")}
+def _zero_shot_tasks() -> dict[str, str]:
+    """Registered tasks that score an untrained pretrained model -> the dataset each reads by
+    default (`Task.zero_shot_dataset`)."""
+    from medmm import plugins
+    from medmm.engine.task import get_task_class
+
+    return {name: get_task_class(name).zero_shot_dataset for name in plugins.load()
+            if get_task_class(name).zero_shot_dataset}
 
 
 _SET_HELP = "Override a model option of the run, e.g. --set mbr_candidates=8 (repeatable; decoding options only make sense)."
@@ -97,7 +103,8 @@ def evaluate(
     model: str | None = typer.Option(
         None, "--model", help="Zero-shot: a pretrained model (Hugging Face hub name or folder) scored without training; "
         "needs --task and --data."),
-    task: str | None = typer.Option(None, "--task", help=f"Zero-shot task: {', '.join(ZERO_SHOT_TASKS)}."),
+    task: str | None = typer.Option(None, "--task", help="Zero-shot: a registered task that scores pretrained models "
+                                    "without training (`medmm models list`; e.g. vqa_vlm, report_vlm)."),
     config: Path | None = typer.Option(
         None, "--config", help="Zero-shot: take prompts, decoding and data settings from this run config (e.g. "
         "configs/vqa/vlm_lora.yaml); --model, --data and --dataset replace its model and data."),
@@ -142,13 +149,13 @@ def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset
         raise typer.BadParameter("--model needs --data ROOT and --out M.json")
     if config is not None:
         cfg = load_config(config)
-        if task is not None and ZERO_SHOT_TASKS.get(task, (None,))[0] != cfg.task:
+        if task is not None and task != cfg.task:
             raise typer.BadParameter(f"--task {task} does not match the config's task {cfg.task!r}")
     else:
-        if task not in ZERO_SHOT_TASKS:
-            raise typer.BadParameter(f"--model needs --task, one of {', '.join(ZERO_SHOT_TASKS)} (or a --config)")
-        name, default_dataset = ZERO_SHOT_TASKS[task]
-        cfg = RunConfig(task=name, data=DataConfig(dataset=default_dataset, root=str(data), val_split=None, test_split=None))
+        tasks = _zero_shot_tasks()
+        if task not in tasks:
+            raise typer.BadParameter(f"--model needs --task, one of {', '.join(tasks)} (or a --config)")
+        cfg = RunConfig(task=task, data=DataConfig(dataset=tasks[task], root=str(data), val_split=None, test_split=None))
         cfg.trainer.accelerator = "auto"  # a GPU when there is one: pretrained models are large
     cfg.data.root = str(data)
     cfg.data.dataset = dataset or cfg.data.dataset

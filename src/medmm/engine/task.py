@@ -179,6 +179,10 @@ class Task(nn.Module):
             pre = {k: st.get(k) for k in ("image_size", "channels", "mean", "std")}
         return {"labels": labels, "thresholds": thresholds, "preprocessing": pre}
 
+    # A task that scores an untrained pretrained model (`medmm evaluate --model NAME --task TASK`)
+    # names the dataset it reads by default; None: no zero-shot evaluation.
+    zero_shot_dataset: str | None = None
+
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
         """Get ready to score records of another dataset/label space (external validation).
 

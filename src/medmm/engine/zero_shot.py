@@ -1,6 +1,6 @@
 """Score a task built from a config WITHOUT training it: a pretrained model zero-shot.
 
-`medmm evaluate --model NAME_OR_FOLDER --task vqa ...` builds the config (the task named by the
+`medmm evaluate --model NAME_OR_FOLDER --task vqa_vlm ...` builds the config (the task named by the
 CLI, `model.pretrained` set, no adapters) and calls `evaluate_untrained`, which runs the same
 inference, metrics, protocol, floors and provenance as `evaluate` does for a trained run; the
 protocol says "zero-shot".

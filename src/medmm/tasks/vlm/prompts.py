@@ -24,7 +24,7 @@ REPORT_PROMPTS = {
 OPTIONS_PROMPT = "Choose one of: {options}."
 # mode -> (the request added to the instruction, the cue that precedes the final answer)
 COT_PROMPTS = {
-    "vqa": (("Think step by step about what the image shows, then give the final answer on a last line that starts "
+    "question": (("Think step by step about what the image shows, then give the final answer on a last line that starts "
              "with 'Answer:'."),
             "Answer:"),
     "report": ("First list what you observe in the image, then write the report after a line that starts with 'Report:'.",
@@ -54,7 +54,7 @@ class PromptSpec:
         """The template used for a sample of `dataset`."""
         if self.template is not None:
             return self.template
-        if self.mode == "vqa":
+        if self.mode == "question":
             return VQA_PROMPT
         return REPORT_PROMPTS.get(dataset, REPORT_PROMPTS["default"])
 
@@ -70,7 +70,7 @@ class PromptSpec:
     def record(self) -> dict[str, object]:
         """JSON description for the metrics protocol."""
         return {
-            "instruction": self.template or (VQA_PROMPT if self.mode == "vqa" else {"per dataset": REPORT_PROMPTS}),
+            "instruction": self.template or (VQA_PROMPT if self.mode == "question" else {"per dataset": REPORT_PROMPTS}),
             "options_line": self.options, "chain_of_thought": self.cot, "answer_cue": self.cue if self.cot else None,
             "system": self.system,
             "wrapped_by": "the model's own chat template (processor chat_template), images before the text",

@@ -30,13 +30,13 @@ from medmm.tasks.vlm.answering import answer_batch, to_model
 from medmm.tasks.vlm.instructions import Instruction, report_instruction, vqa_instruction
 from medmm.tasks.vlm.prompts import prompt_spec
 
-_NEW_TOKENS = {("vqa", False): 16, ("vqa", True): 256, ("report", False): 256, ("report", True): 384}
+_NEW_TOKENS = {("question", False): 16, ("question", True): 256, ("report", False): 256, ("report", True): 384}
 
 
 class VLMTask(Task):
     """Shared by `vqa_vlm` and `report_vlm`; `mode` says which records it reads and how it scores."""
 
-    mode = "vqa"
+    mode = "question"
 
     @dataclass
     class Config:
@@ -108,7 +108,7 @@ class VLMTask(Task):
         if self.config.chain_of_thought:
             raise MedmmError("model.chain_of_thought applies at inference only (the datasets hold no rationales to "
                              "learn): train without it, then evaluate with --set chain_of_thought=true")
-        if self.mode == "vqa":
+        if self.mode == "question":
             self.answers = sorted({scoring.normalise_vqa_answer(s.text.get("answer", "")) for s in train_samples} - {""})
 
     def state(self) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class VLMTask(Task):
         """One record per sample: id, prediction, reference, how it was answered, the raw output,
         the rationale (chain of thought) and the metadata scoring needs."""
         items: list[Instruction] = batch["items"]
-        answers = answer_batch(self.vlm, items, self.prompts, short=self.mode == "vqa",
+        answers = answer_batch(self.vlm, items, self.prompts, short=self.mode == "question",
                                max_new_tokens=self.max_new_tokens, num_beams=self.config.num_beams)
         records = []
         for it, a in zip(items, answers, strict=True):
@@ -179,18 +179,9 @@ class VLMTask(Task):
     def serving_inputs(self) -> dict[str, str]:
         """The image (and for VQA the question) a served model reads."""
         fields = {"image": "one image: DICOM, PNG or JPEG"}
-        if self.mode == "vqa":
+        if self.mode == "question":
             fields["question"] = "the question about the image"
         return fields
-
-    def explainable(self, samples: list[Sample]) -> Any:
-        """Questions answered among options, explained as a classifier over them
-        (`medmm.tasks.vlm.explain`); report generation has no explainer."""
-        if self.mode != "vqa":
-            return None
-        from medmm.tasks.vlm.explain import vlm_explainable
-
-        return vlm_explainable(self, samples)
 
     def output_spec(self) -> dict[str, Any]:
         """No label list (answers are text); preprocessing is the model's own processor."""
@@ -202,14 +193,14 @@ class VLMTask(Task):
         checksum of the chat template that wrapped it), the decoding and the model with its adapters."""
         c = self.config
         template = self.vlm.processor.chat_template or ""
-        defs = scoring.VLM_VQA_DEFINITIONS if self.mode == "vqa" else scoring.REPORT_METRIC_DEFINITIONS
+        defs = scoring.VLM_VQA_DEFINITIONS if self.mode == "question" else scoring.REPORT_METRIC_DEFINITIONS
         return {
             "metric_definitions": dict(defs), "oracle_inputs": [], "fitted_on_validation": [], "selection_metrics": [],
             "prompt": {**self.prompts.record(), "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest()},
             "decoding": {
                 "generation": "greedy" if c.num_beams == 1 else f"beam search, {c.num_beams} beams",
                 "sampling": False, "max_new_tokens": self.max_new_tokens,
-                "closed_questions": ("options scored by summed answer-token log-likelihood" if self.mode == "vqa"
+                "closed_questions": ("options scored by summed answer-token log-likelihood" if self.mode == "question"
                                      and c.answer_options else "generated"),
                 "stop_tokens": self.vlm.stop_strings(),
             },
@@ -223,7 +214,16 @@ class VLMTask(Task):
 class VQAVLMTask(VLMTask):
     """Medical VQA with a generative VLM: closed questions among their options, open ones generated."""
 
-    mode = "vqa"
+    mode = "question"
+    zero_shot_dataset = "vqa_rad"
+
+    def explainable(self, samples: list[Sample]) -> Any:
+        """Questions answered among options, explained as a classifier over them
+        (`medmm.tasks.vlm.explain`). Generated reports have no explainer (ReportVLMTask keeps
+        Task's default)."""
+        from medmm.tasks.vlm.explain import vlm_explainable
+
+        return vlm_explainable(self, samples)
 
     def instruction(self, sample: Sample) -> Instruction:
         return vqa_instruction(sample, self.prompts, self.answers, self.config.max_images, self.config.answer_options)
@@ -246,6 +246,7 @@ class ReportVLMTask(VLMTask):
     """Report generation (findings, captions) with a generative VLM."""
 
     mode = "report"
+    zero_shot_dataset = "iu_xray"
 
     def instruction(self, sample: Sample) -> Instruction:
         return report_instruction(sample, self.prompts, self.config.text_field, self.config.max_images)
