@@ -106,7 +106,6 @@ def test_task_instruction_records_have_the_chat_shape(name: str, tmp_path: Path,
     """`Task.instruction_records`: {"id", "image": path, "messages": system/user/assistant} per
     sample of the task's tiny data, or a clear error where the task has no instruction form."""
     from medmm.data import load_dataset
-    from medmm.engine import load_config
     from medmm.errors import MedmmError
 
     monkeypatch.chdir(REPO)

@@ -17,8 +17,8 @@ from medmm.models.decoders import word_tokenize  # noqa: E402
 from medmm.tasks.report import decoding as report_decoding  # noqa: E402
 from medmm.tasks.report.config import ReportGenerationConfig  # noqa: E402
 from medmm.tasks.report.decoding import DECODING_KEYS, check_mbr, generation_config  # noqa: E402
-from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report.mbr import group_weights  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from tests.test_report_generation import FIXTURE  # noqa: E402
 from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402
 
