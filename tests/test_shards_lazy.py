@@ -64,6 +64,10 @@ def test_lazy_split_gives_the_samples_built_eagerly(tmp_path):
     part = lazy.take([7, 2, 9], split="test")
     assert [(s.id, s.split) for s in part] == [("train7", "test"), ("train2", "test"), ("train9", "test")]
     assert [s.id for s in part[1:]] == ["train2", "train9"] and part[0].split == "test"
+    # A task adding derived samples (`samples + extra`) gets a list, as it did.
+    extra = [eager[0]]
+    assert [s.id for s in lazy[:2] + extra] == ["train0", "train1", "train0"]
+    assert [s.id for s in extra + lazy[:1]] == ["train0", "train0"]
 
 
 def test_a_packed_sample_costs_twenty_bytes_of_memory(tmp_path):

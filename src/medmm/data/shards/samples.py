@@ -205,6 +205,17 @@ class PackedSamples(Sequence[Sample]):
             start = int(self._table["start"][row])
             yield self._sample(row, shard, data[start : start + int(self._table["size"][row])])
 
+    def __add__(self, other: Sequence[Sample]) -> list[Sample]:
+        # `samples + extra` (a task adding derived samples) works as on a list, and gives one.
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[Sample]) -> list[Sample]:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return [*other, *self]
+
     def take(self, indices: Sequence[int] | np.ndarray, split: str | None = None) -> PackedSamples:
         """The samples at `indices` (positions in this sequence), in that order; with `split`,
         each one's ``split`` field reads that name (what `grouped_split` does to its copies)."""
