@@ -19,8 +19,7 @@ from medmm.errors import MedmmError
 from medmm.registry import Registry
 
 if TYPE_CHECKING:
-    import numpy as np
-
+    from medmm.metrics.headline import Headline
     from medmm.metrics.score import FileScorer
 
 
@@ -45,6 +44,9 @@ class Task(nn.Module):
     """
 
     name: str = "task"
+    # What the task is judged by: Headline(logged metric, "max" | "min", records -> per-unit
+    # scores) (`medmm.metrics.headline`); with per-unit scores, `medmm ablate` compares its variants.
+    headline: Headline | None = None
 
     @dataclass
     class Config:
@@ -220,15 +222,6 @@ class Task(nn.Module):
         segmentation overlays): PNGs written into `out_dir`; returns their file names. Called
         without the model. Default: none."""
         return []
-
-    @classmethod
-    def class_headline(cls, y: np.ndarray, probs: np.ndarray) -> dict[str, float] | None:
-        """Headline metrics of class probabilities `probs` (N, C) against class indices `y` (N,)
-        with arg-max decisions, as the task's evaluation reports them: "auroc_macro",
-        "f1_macro", "balanced_accuracy", "accuracy". The fusion ablation (`medmm.ablation`)
-        compares variants with it. Default: None (the task's predictions are not class
-        probabilities)."""
-        return None
 
     def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """The samples as instruction (chat) data for generative vision-language models:
