@@ -142,6 +142,16 @@ def test_each_task_headline_units_give_the_numbers_of_its_compute_metrics():
         assert len(units.ids) == (6 if direction == "image_to_text" else 12)
 
 
+def test_every_registered_task_declares_its_headline():
+    from medmm import plugins
+    from medmm.engine.task import get_task_class
+    from medmm.metrics.headline import Headline
+
+    for name in plugins.load():
+        head = get_task_class(name).headline
+        assert isinstance(head, Headline) and head.metric.startswith("val/") and head.mode in ("max", "min"), name
+
+
 def test_run_ablation_rejects_bad_requests(tmp_path):
     with pytest.raises(MedmmError, match="unimodal baseline"):
         A.run_ablation(REPO / "configs/diagnosis/vqa_rad_organ.yaml", ["late", "gated"], 1, tmp_path)
