@@ -7,7 +7,6 @@ all train, evaluate and predict through the same loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,10 +16,10 @@ from torch import nn
 
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
+from medmm.registry import Registry
 
 if TYPE_CHECKING:
-    import numpy as np
-
+    from medmm.metrics.headline import Headline
     from medmm.metrics.score import FileScorer
 
 
@@ -45,6 +44,9 @@ class Task(nn.Module):
     """
 
     name: str = "task"
+    # What the task is judged by: Headline(logged metric, "max" | "min", records -> per-unit
+    # scores) (`medmm.metrics.headline`); with per-unit scores, `medmm ablate` compares its variants.
+    headline: Headline | None = None
 
     @dataclass
     class Config:
@@ -221,15 +223,6 @@ class Task(nn.Module):
         without the model. Default: none."""
         return []
 
-    @classmethod
-    def class_headline(cls, y: np.ndarray, probs: np.ndarray) -> dict[str, float] | None:
-        """Headline metrics of class probabilities `probs` (N, C) against class indices `y` (N,)
-        with arg-max decisions, as the task's evaluation reports them: "auroc_macro",
-        "f1_macro", "balanced_accuracy", "accuracy". The fusion ablation (`medmm.ablation`)
-        compares variants with it. Default: None (the task's predictions are not class
-        probabilities)."""
-        return None
-
     def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """The samples as instruction (chat) data for generative vision-language models:
         ``{"id", "image": path | None, "messages": [{"role": "system" | "user" | "assistant",
@@ -240,28 +233,25 @@ class Task(nn.Module):
                          "(no Task.instruction_records hook)")
 
 
-_TASKS: dict[str, Callable[..., Task]] = {}
+# Tasks reach this registry as plug-ins: the engine imports no task. Each `medmm.tasks` entry
+# point (pyproject.toml: `[project.entry-points."medmm.tasks"]`, name = the registered task name)
+# is loaded on the first lookup that misses; `medmm.plugins.load()` (called by the CLI) also
+# imports the built-in tasks directly, for an install whose entry-point metadata is stale.
+ENTRY_POINT_GROUP = "medmm.tasks"
+_TASKS: Registry[type[Task]] = Registry(
+    "task", entry_points=ENTRY_POINT_GROUP,
+    hint=f" (tasks are plug-ins: installed `{ENTRY_POINT_GROUP}` entry points, or call medmm.plugins.load() for the built-in ones)")
 
 
 def register_task(name: str):
     """Decorator registering a Task subclass (constructed from its config section)."""
 
     def wrap(cls):
-        if name in _TASKS:
-            raise MedmmError(f"task {name!r} registered twice")
+        _TASKS.register(name, cls)
         cls.name = name
-        _TASKS[name] = cls
         return cls
 
     return wrap
-
-
-# Tasks reach this registry as plug-ins: the engine imports no task. Each `medmm.tasks` entry
-# point (pyproject.toml: `[project.entry-points."medmm.tasks"]`, name = the registered task name)
-# is loaded on the first lookup that misses; `medmm.plugins.load()` (called by the CLI) also
-# imports the built-in tasks directly, for an install whose entry-point metadata is stale.
-ENTRY_POINT_GROUP = "medmm.tasks"
-_LOADED_ENTRY_POINTS: set[str] = set()
 
 
 def load_task_entry_points() -> list[str]:
@@ -270,35 +260,14 @@ def load_task_entry_points() -> list[str]:
     An entry point whose name is not the name its class registers under is an error (a typo
     there would otherwise surface later as "unknown task").
     """
-    from importlib.metadata import entry_points
-
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value in _LOADED_ENTRY_POINTS:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken plug-in: say which one
-            raise MedmmError(f"task plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-        _LOADED_ENTRY_POINTS.add(ep.value)
-        registered = getattr(obj, "name", None)
-        if isinstance(obj, type) and _TASKS.get(ep.name) is not obj:
-            raise MedmmError(f"task plug-in {ep.name!r} ({ep.value}) registers as {registered!r}, not {ep.name!r}")
-        loaded.append(ep.name)
-    return loaded
+    return _TASKS.load_entry_points()
 
 
 def get_task_class(name: str):
     """The Task class registered as `name` (loading the task plug-ins on a miss)."""
-    if name not in _TASKS:
-        load_task_entry_points()
-    if name not in _TASKS:
-        raise MedmmError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS)) or 'none'} (tasks are plug-ins: "
-                         f"installed `{ENTRY_POINT_GROUP}` entry points, or call medmm.plugins.load() for the built-in ones)")
     return _TASKS[name]
 
 
 def list_tasks() -> list[str]:
     """Names of every registered task (after loading the task plug-ins)."""
-    load_task_entry_points()
-    return sorted(_TASKS)
+    return _TASKS.names()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medmm.errors import MedmmError, require
+from medmm.registry import Registry
 
 IMAGE, TEXT, DUAL, VLM = "image encoder", "text encoder", "dual encoder", "generative VLM"
 TINY_IMAGE_SIZE = 32
@@ -70,48 +71,46 @@ def _vlm_writer(family: str) -> Callable[[Path, int], Path]:
     return write
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in [
-        Family("vit", IMAGE, "ViTModel", "google/vit-base-patch16-224-in21k",
-               lambda v: _tf().ViTConfig(**_vision()), "ViTImageProcessor", False),
-        Family("dinov2", IMAGE, "Dinov2Model", "microsoft/rad-dino, facebook/dinov2-small",
-               lambda v: _tf().Dinov2Config(**_vision()), "BitImageProcessor", False),
-        Family("siglip_vision", IMAGE, "SiglipVisionModel", "google/siglip-base-patch16-224 (vision tower)",
-               lambda v: _tf().SiglipVisionConfig(**_vision()), "SiglipImageProcessor", False),
-        Family("clip_vision", IMAGE, "CLIPVisionModel", "openai/clip-vit-base-patch32 (vision tower)",
-               lambda v: _tf().CLIPVisionConfig(**_vision()), "CLIPImageProcessor", False),
-        Family("convnext", IMAGE, "ConvNextModel", "facebook/convnext-tiny-224",
-               lambda v: _tf().ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=TINY_IMAGE_SIZE),
-               "ConvNextImageProcessor", False),
-        Family("bert", TEXT, "BertModel",
-               "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext, emilyalsentzer/Bio_ClinicalBERT",
-               lambda v: _tf().BertConfig(vocab_size=v, **_TEXT), None, True),
-        Family("clip", DUAL, "CLIPModel", "openai/clip-vit-base-patch32, flaviagiammarino/pubmed-clip-vit-base-patch32",
-               lambda v: _tf().CLIPConfig(text_config=_clip_text(v), vision_config=_vision(), projection_dim=16),
-               "CLIPImageProcessor", True),
-        Family("siglip", DUAL, "SiglipModel", "google/siglip-base-patch16-224",
-               lambda v: _tf().SiglipConfig(text_config={**_TEXT, "vocab_size": v}, vision_config=_vision()),
-               "SiglipImageProcessor", True),
-        Family("llava", VLM, "LlavaForConditionalGeneration",
-               "llava-hf/llava-1.5-7b-hf; LLaVA-Med once converted to the llava-hf layout (docs/vlm.md)",
-               None, "CLIPImageProcessor", True, _vlm_writer("llava")),
-        Family("idefics3", VLM, "Idefics3ForConditionalGeneration",
-               "HuggingFaceTB/SmolVLM-256M-Instruct, HuggingFaceTB/SmolVLM-Instruct, HuggingFaceM4/Idefics3-8B-Llama3",
-               None, "Idefics3ImageProcessor", True, _vlm_writer("idefics3")),
-        Family("gemma3", VLM, "Gemma3ForConditionalGeneration", "google/medgemma-4b-it, google/gemma-3-4b-it",
-               None, "Gemma3ImageProcessor", True, _vlm_writer("gemma3")),
-        Family("qwen2_vl", VLM, "Qwen2VLForConditionalGeneration",
-               "Qwen/Qwen2-VL-2B-Instruct, Qwen/Qwen2-VL-7B-Instruct (needs torchvision)",
-               None, "Qwen2VLImageProcessor", True, _vlm_writer("qwen2_vl")),
-    ]
-}
+# In registration order (image encoders, text encoders, dual encoders, VLMs); metadata: the role.
+FAMILIES: Registry[Family] = Registry("model family", sort=False)
+for _family in [
+    Family("vit", IMAGE, "ViTModel", "google/vit-base-patch16-224-in21k",
+           lambda v: _tf().ViTConfig(**_vision()), "ViTImageProcessor", False),
+    Family("dinov2", IMAGE, "Dinov2Model", "microsoft/rad-dino, facebook/dinov2-small",
+           lambda v: _tf().Dinov2Config(**_vision()), "BitImageProcessor", False),
+    Family("siglip_vision", IMAGE, "SiglipVisionModel", "google/siglip-base-patch16-224 (vision tower)",
+           lambda v: _tf().SiglipVisionConfig(**_vision()), "SiglipImageProcessor", False),
+    Family("clip_vision", IMAGE, "CLIPVisionModel", "openai/clip-vit-base-patch32 (vision tower)",
+           lambda v: _tf().CLIPVisionConfig(**_vision()), "CLIPImageProcessor", False),
+    Family("convnext", IMAGE, "ConvNextModel", "facebook/convnext-tiny-224",
+           lambda v: _tf().ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=TINY_IMAGE_SIZE),
+           "ConvNextImageProcessor", False),
+    Family("bert", TEXT, "BertModel",
+           "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext, emilyalsentzer/Bio_ClinicalBERT",
+           lambda v: _tf().BertConfig(vocab_size=v, **_TEXT), None, True),
+    Family("clip", DUAL, "CLIPModel", "openai/clip-vit-base-patch32, flaviagiammarino/pubmed-clip-vit-base-patch32",
+           lambda v: _tf().CLIPConfig(text_config=_clip_text(v), vision_config=_vision(), projection_dim=16),
+           "CLIPImageProcessor", True),
+    Family("siglip", DUAL, "SiglipModel", "google/siglip-base-patch16-224",
+           lambda v: _tf().SiglipConfig(text_config={**_TEXT, "vocab_size": v}, vision_config=_vision()),
+           "SiglipImageProcessor", True),
+    Family("llava", VLM, "LlavaForConditionalGeneration",
+           "llava-hf/llava-1.5-7b-hf; LLaVA-Med once converted to the llava-hf layout (docs/vlm.md)",
+           None, "CLIPImageProcessor", True, _vlm_writer("llava")),
+    Family("idefics3", VLM, "Idefics3ForConditionalGeneration",
+           "HuggingFaceTB/SmolVLM-256M-Instruct, HuggingFaceTB/SmolVLM-Instruct, HuggingFaceM4/Idefics3-8B-Llama3",
+           None, "Idefics3ImageProcessor", True, _vlm_writer("idefics3")),
+    Family("gemma3", VLM, "Gemma3ForConditionalGeneration", "google/medgemma-4b-it, google/gemma-3-4b-it",
+           None, "Gemma3ImageProcessor", True, _vlm_writer("gemma3")),
+    Family("qwen2_vl", VLM, "Qwen2VLForConditionalGeneration",
+           "Qwen/Qwen2-VL-2B-Instruct, Qwen/Qwen2-VL-7B-Instruct (needs torchvision)",
+           None, "Qwen2VLImageProcessor", True, _vlm_writer("qwen2_vl")),
+]:
+    FAMILIES.register(_family.name, _family, role=_family.role)
 
 
 def get_family(name: str) -> Family:
     """The family called `name`, or a MedmmError listing the known ones."""
-    if name not in FAMILIES:
-        raise MedmmError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 

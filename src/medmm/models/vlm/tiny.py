@@ -20,6 +20,7 @@ from typing import Any
 
 from medmm.errors import MedmmError, require
 from medmm.models.vlm import chat_templates
+from medmm.registry import Registry
 
 IMAGE_SIZE, PATCH = 32, 8  # 4 x 4 patches per image
 _WORDS = (
@@ -148,18 +149,17 @@ def _qwen2_vl():
     return tf.Qwen2VLForConditionalGeneration(cfg), proc, _stop_ids(tok, "<|im_end|>")
 
 
-BUILDERS: dict[str, Callable[[], tuple[Any, Any, list[int]]]] = {
-    "llava": _llava, "idefics3": _idefics3, "gemma3": _gemma3, "qwen2_vl": _qwen2_vl,
-}
+BUILDERS: Registry[Callable[[], tuple[Any, Any, list[int]]]] = Registry("generative VLM family", sort=False)
+for _name, _build in (("llava", _llava), ("idefics3", _idefics3), ("gemma3", _gemma3), ("qwen2_vl", _qwen2_vl)):
+    BUILDERS.register(_name, _build)
 
 
 def write_tiny_vlm(family: str, out: Path, seed: int = 0) -> Path:
     """Write the tiny model of `family` (a key of BUILDERS) to the empty folder `out`."""
     torch = require("torch", "train", "tiny models")
-    if family not in BUILDERS:
-        raise MedmmError(f"unknown generative VLM family {family!r}; known: {', '.join(BUILDERS)}")
+    build = BUILDERS[family]  # unknown -> "unknown generative VLM family 'x'; known: llava, ..."
     torch.manual_seed(seed)
-    model, processor, stop_ids = BUILDERS[family]()
+    model, processor, stop_ids = build()
     model.generation_config.eos_token_id = stop_ids if len(stop_ids) > 1 else stop_ids[0]
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.save_pretrained(out)

@@ -1,6 +1,6 @@
 """Diagnosis metrics, torch-free: every metric of a split's records (`diagnosis_metrics`), the
 headline metrics that get bootstrap intervals (`diagnosis_headline`) and the scores of hard
-decisions (`decision_scores`). `DiagnosisTask.compute_metrics` and `class_headline` use them.
+decisions (`decision_scores`). `DiagnosisTask.compute_metrics` and its headline units (`headline.py`) use them.
 """
 
 from __future__ import annotations

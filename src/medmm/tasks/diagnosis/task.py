@@ -36,7 +36,9 @@ from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline
 from medmm.tasks import losses as L
+from medmm.tasks.diagnosis.headline import diagnosis_units
 from medmm.tasks.diagnosis.metrics import decision_scores, diagnosis_headline, diagnosis_metrics  # noqa: F401 (also imported from here)
 
 MASK_TOKEN = "[MASK]"
@@ -45,6 +47,8 @@ MASK_TOKEN = "[MASK]"
 @register_task("diagnosis")
 class DiagnosisTask(Task):
     """Image + text classification; configured by `Config` (the run config's `model:` section)."""
+
+    headline = Headline("val/auroc_macro_ovr", "max", diagnosis_units)
 
     @dataclass
     class Config:
@@ -410,13 +414,6 @@ class DiagnosisTask(Task):
         from medmm.tasks.diagnosis.file_scorer import SCORER
 
         return SCORER
-
-    @classmethod
-    def class_headline(cls, y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-        """AUROC (macro one-vs-rest), macro-F1, balanced accuracy and accuracy of arg-max decisions,
-        as `compute_metrics` computes them (`diagnosis_headline`)."""
-        head = diagnosis_headline(y, probs, probs.argmax(axis=1))
-        return {"auroc_macro": head["auroc_macro_ovr"], **{k: head[k] for k in ("f1_macro", "balanced_accuracy", "accuracy")}}
 
     def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """Text input + "which <target> is it: ...?" -> the class (`medmm.tasks.diagnosis.instruct`);

@@ -60,6 +60,7 @@ from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.report_store import ReportStore
+from medmm.metrics.headline import Headline
 from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
 from medmm.tasks.report.attributes import (
     AttributeHeads,
@@ -84,6 +85,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
     """Image(s) -> report text (module docstring)."""
 
     Config = ReportGenerationConfig
+    headline = Headline("val/cider_d", "max")
 
     def __init__(self, config: ReportGenerationConfig | None = None):
         super().__init__(config)

@@ -28,6 +28,7 @@ from torch import nn
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline, Units
 from medmm.models.encoders.base import ImageEncoder, TextEncoder
 from medmm.models.encoders.hf_dual import HFClipDualEncoder
 
@@ -143,6 +144,25 @@ def similarity_metrics(
         out[f"{direction}_random"] = _random_expectation(pos, ks)
     out["ci_method"] = ci["method"] if n_resamples > 0 else "no resamples (bootstrap_resamples: 0): no interval"
     return out
+
+
+def retrieval_units(records: list[dict[str, Any]], key: str = "image_to_text/mrr") -> Units:
+    """The queries of `key`'s direction as headline units (`medmm.metrics.headline`): each query's
+    rank of its best positive in its own system's gallery (so two systems' ranks can be swapped),
+    grouped like the CIs of `similarity_metrics`; fn gives R@K, MRR and median/mean rank."""
+    from medmm.metrics.retrieval import rank_metrics, ranks
+
+    direction = key.split("/")[0]
+    if direction not in ("image_to_text", "text_to_image"):
+        raise MedmmError(f"retrieval headline {key!r}: use image_to_text/<metric> or text_to_image/<metric>")
+    img, txt, pos, img_groups, txt_groups = _galleries(records)
+    sim = img.astype(np.float64) @ txt.T.astype(np.float64)
+    side = "image_key" if direction == "image_to_text" else "text_key"
+    ids = list(dict.fromkeys(str(r["reference"][side]) for r in records))  # _galleries' order
+    r = ranks(sim, pos) if direction == "image_to_text" else ranks(sim.T, pos.T)
+    groups = img_groups if direction == "image_to_text" else txt_groups
+    return Units(ids, [str(g) for g in groups], (np.asarray(r, dtype=float),), (),
+                 lambda rk: {f"{direction}/{k}": v for k, v in rank_metrics(rk, KS).items()})
 
 
 def _random_expectation(pos: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
@@ -304,6 +324,8 @@ class RetrievalTask(Task):
     Tests and library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`),
     which replace the names in the config.
     """
+
+    headline = Headline("val/image_to_text/mrr", "max", retrieval_units)
 
     @dataclass
     class Config:

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline
 
 
 # --------------------------------------------------------------------------- mask encoding
@@ -129,6 +130,7 @@ class Segmentation(Task):
     """Binary segmentation of the class the text names (U-Net or text-guided U-Net)."""
 
     Config = SegmentationConfig
+    headline = Headline("val/dice_mean", "max")
 
     def __init__(self, config: SegmentationConfig | None = None):
         super().__init__(config)

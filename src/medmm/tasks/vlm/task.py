@@ -25,10 +25,12 @@ import torch
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import MedmmError
+from medmm.metrics.headline import Headline
 from medmm.tasks.vlm import scoring
 from medmm.tasks.vlm.answering import answer_batch, to_model
 from medmm.tasks.vlm.instructions import Instruction, report_instruction, vqa_instruction
 from medmm.tasks.vlm.prompts import prompt_spec
+from medmm.tasks.vqa.answers import vqa_units
 
 _NEW_TOKENS = {("question", False): 16, ("question", True): 256, ("report", False): 256, ("report", True): 384}
 
@@ -216,6 +218,7 @@ class VQAVLMTask(VLMTask):
 
     mode = "question"
     zero_shot_dataset = "vqa_rad"
+    headline = Headline("val/overall_accuracy", "max", vqa_units)
 
     def explainable(self, samples: list[Sample]) -> Any:
         """Questions answered among options, explained as a classifier over them
@@ -247,6 +250,7 @@ class ReportVLMTask(VLMTask):
 
     mode = "report"
     zero_shot_dataset = "iu_xray"
+    headline = Headline("val/cider_d", "max")
 
     def instruction(self, sample: Sample) -> Instruction:
         return report_instruction(sample, self.prompts, self.config.text_field, self.config.max_images)

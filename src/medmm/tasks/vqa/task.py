@@ -51,10 +51,12 @@ from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline
 from medmm.models.augment import random_affine_jitter
 from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
+from medmm.tasks.vqa import answers as vqa_answers
 from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
 from medmm.tasks.vqa.choices import ChoiceOptions, restrict_to_options
 from medmm.tasks.vqa.decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
@@ -72,6 +74,8 @@ class VQATask(Task):
 
     Library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`).
     """
+
+    headline = Headline("val/overall_accuracy", "max", vqa_answers.vqa_units)
 
     @dataclass
     class Config:
