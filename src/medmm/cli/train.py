@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -45,28 +49,45 @@ def print_metrics(metrics: dict, title: str, max_rows: int = 16) -> None:
     Console().print(table)
 
 
-def _model_overrides(
-    overrides: list[str] | None, beam_size: int | None, length_penalty: float | None, no_repeat_ngram: int | None,
-    max_length: int | None, mbr_references: int | None,
-) -> list[str]:
-    """Decoding flags and --set values as "model.KEY=VALUE" overrides of the saved run config."""
-    out = [o if o.startswith("model.") else f"model.{o}" for o in overrides or []]
-    for key, value in (("beam_size", beam_size), ("length_penalty", length_penalty), ("no_repeat_ngram_size", no_repeat_ngram),
-                       ("max_length", max_length), ("mbr_references", mbr_references)):
-        if value is not None:
-            out.append(f"model.{key}={value}")
-    return out
-
-
 _SET_HELP = "Override a model option of the run, e.g. --set mbr_candidates=8 (repeatable; decoding options only make sense)."
-_BEAM = typer.Option(None, "--beam-size", help="Generation: beam width (1 = greedy).")
-_LP = typer.Option(None, "--length-penalty", help="Generation: beams ranked by sum log p / length**lp.")
-_NRN = typer.Option(None, "--no-repeat-ngram", help="Generation: an n-gram of this size occurs at most once (0 = off).")
-_MAXLEN = typer.Option(None, "--max-length", help="Generation: most generated tokens.")
-_MBR = typer.Option(None, "--mbr-references", help="Report generation: consensus decoding against this many nearest training reports (0 = off).")
+# (parameter, type, flag, help): the decoding flags of `evaluate` and `predict`, each a model.KEY=VALUE override.
+_DECODING = (
+    ("beam_size", int, "--beam-size", "Generation: beam width (1 = greedy)."),
+    ("length_penalty", float, "--length-penalty", "Generation: beams ranked by sum log p / length**lp."),
+    ("no_repeat_ngram_size", int, "--no-repeat-ngram", "Generation: an n-gram of this size occurs at most once (0 = off)."),
+    ("max_length", int, "--max-length", "Generation: most generated tokens."),
+    ("mbr_references", int, "--mbr-references",
+     "Report generation: consensus decoding against this many nearest training reports (0 = off)."),
+)
+
+
+def with_model_overrides(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command taking `model_overrides` the decoding flags and --set instead: the command
+    receives them as one list of "model.KEY=VALUE" overrides of the saved run config (None when
+    none is given), so `evaluate` and `predict` declare them once."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "model_overrides"]
+    added = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=help_),
+                               annotation=tp | None) for key, tp, flag, help_ in _DECODING]
+    added.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=list[str] | None,
+                                   default=typer.Option(None, "--set", help=_SET_HELP)))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        overrides = [o if o.startswith("model.") else f"model.{o}" for o in kwargs.pop("set_") or []]
+        for key, *_ in _DECODING:
+            value = kwargs.pop(key)
+            if value is not None:
+                overrides.append(f"model.{key}={value}")
+        command(**kwargs, model_overrides=overrides or None)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return wrapper
 
 
 @app.command()
+@with_model_overrides
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
     data: Path | None = typer.Option(
@@ -84,12 +105,7 @@ def evaluate(
     label_map: str | None = typer.Option(
         None, "--label-map", help="External validation: a label map name (medmm.data.label_maps); default: found from the datasets."
     ),
-    beam_size: int | None = _BEAM,
-    length_penalty: float | None = _LP,
-    no_repeat_ngram: int | None = _NRN,
-    max_length: int | None = _MAXLEN,
-    mbr_references: int | None = _MBR,
-    set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    model_overrides: list[str] | None = None,
 ) -> None:
     """Score a trained run on its own held-out part (--split val/test) or a split of any dataset root
     (another dataset = external validation)."""
@@ -98,11 +114,11 @@ def evaluate(
     from medmm.engine.api import evaluate as run_eval
     from medmm.engine.eval_split import TrainingDataWarning
 
-    mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
     out = out or run_dir / "evaluations" / f"{split}.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingDataWarning)  # printed below, louder
-        result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map, model_overrides=mo or None)
+        result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map,
+                          model_overrides=model_overrides)
     prov = result["provenance"]
     print_metrics(result["metrics"], title=f"{split}: n = {prov['n_samples']}; {prov.get('split_source', '')}")
     typer.echo(f"{prov['n_samples']} samples, {prov['n_skipped']} skipped -> {out}")
@@ -114,24 +130,19 @@ def evaluate(
 
 
 @app.command()
+@with_model_overrides
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
     dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to predict."),
     out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
-    beam_size: int | None = _BEAM,
-    length_penalty: float | None = _LP,
-    no_repeat_ngram: int | None = _NRN,
-    max_length: int | None = _MAXLEN,
-    mbr_references: int | None = _MBR,
-    set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    model_overrides: list[str] | None = None,
 ) -> None:
     """Write one prediction per sample (with its id) as JSON lines."""
     from medmm.engine.api import predict as run_predict
 
-    mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
-    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=mo or None)
+    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=model_overrides)
     typer.echo(f"{len(records)} predictions -> {out}")
 
 
