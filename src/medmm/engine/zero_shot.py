@@ -44,8 +44,8 @@ def evaluate_untrained(cfg: RunConfig, split: str, out: str | Path | None = None
     written to `out` if given."""
     from medmm.engine.inference import restoring_torch_state, run_inference, set_threads
     from medmm.engine.loading import build_task
-    from medmm.engine.provenance import pretrained_sources, provenance_record, skip_list
     from medmm.engine.protocol import floors_record, protocol_record
+    from medmm.engine.provenance import pretrained_sources, provenance_record, skip_list
 
     @restoring_torch_state
     def run() -> dict[str, Any]:
@@ -76,9 +76,8 @@ def evaluate_untrained(cfg: RunConfig, split: str, out: str | Path | None = None
 
 
 def _scored_samples(cfg: RunConfig, split: str) -> _Scored:
-    from medmm.engine.eval_split import samples_for
     from medmm.engine.data import load_splits
-    from medmm.engine.eval_split import dataset_split_names
+    from medmm.engine.eval_split import dataset_split_names, samples_for
 
     name, train = cfg.data.dataset, cfg.data.train_split
     if cfg.data.split == "grouped" and split in cfg.data.fractions:
