@@ -109,11 +109,15 @@ def test_attribute_heads_learn_and_condition_the_decoder():
     assert [r["prediction"] for r in clone.evaluation_step(clone.collate(test))] == [r["prediction"] for r in recs]
 
 
-class _FakeRetrievalTask(torch.nn.Module):
-    """Stands in for a loaded `retrieval` run: a DualEncoder-like image side."""
+from medmm.tasks.retrieval.task import RetrievalTask  # noqa: E402
+
+
+class _FakeRetrievalTask(RetrievalTask):
+    """Stands in for a loaded `retrieval` run: a DualEncoder-like image side (the task's own
+    constructor is skipped: only the image side is read)."""
 
     def __init__(self, spec):
-        super().__init__()
+        torch.nn.Module.__init__(self)
         key = FrozenImageKey(spec)
         torch.manual_seed(1)
         self.model = SimpleNamespace(image_encoder=key.encoder, image_proj=key.proj, embed_dim=spec["embed_dim"])
