@@ -13,6 +13,8 @@ features that the decoder receives (the skip connections and the bottleneck):
 
 ``conditioning="none"`` is the image-only U-Net baseline with the same backbone, so the two
 differ only by the text path. `SegmentationModel` pairs the U-Net with a medmm text encoder.
+Like every image encoder, the U-Net declares its input (`input_spec`: size, channels, mean/std);
+the segmentation task builds its preprocessing from it (`medmm.data.transforms.build_transform`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medmm.models.encoders.base import TextEncoder, TextFeatures
+from medmm.models.encoders.base import ImageInputSpec, TextEncoder, TextFeatures
 
 Conditioning = Literal["none", "film", "attention", "film+attention"]
 CONDITIONINGS = ("none", "film", "attention", "film+attention")
@@ -94,6 +96,8 @@ class TextGuidedUNet(nn.Module):
         conditioning: "none" | "film" | "attention" | "film+attention".
         attention_levels: how many of the deepest levels (bottleneck first) get cross-attention.
         heads: attention heads.
+        image_size, mean, std: the declared input (`input_spec`): side in pixels and the
+            normalisation after scaling to [0, 1] (one value, or one per channel).
     """
 
     def __init__(
@@ -105,8 +109,12 @@ class TextGuidedUNet(nn.Module):
         conditioning: Conditioning = "film+attention",
         attention_levels: int = 2,
         heads: int = 4,
+        image_size: int = 256,
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.25,),
     ):
         super().__init__()
+        self.input_spec = ImageInputSpec(size=image_size, in_channels=in_channels, mean=tuple(mean), std=tuple(std))
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         if conditioning != "none" and not text_dim:
