@@ -1,21 +1,17 @@
-"""The LightningModule that wraps any Task, plus the checkpoint plumbing around it."""
+"""The LightningModule that wraps any Task (checkpoint plumbing: medmm.engine.checkpoints)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medmm.data.schema import Sample
-from medmm.engine import rundir as rd
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
 from medmm.engine.optim import epoch_scheduler, parameter_groups
@@ -294,75 +290,3 @@ def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
         elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(float(v)):
             out[key] = float(v)
     return out
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file in the same folder, fsync, then rename (`rundir.write_torch`).
-
-    Lightning's own writer goes through an fsspec transaction whose temporary file lives in
-    the system temp dir; moving it across file systems is a copy, so a kill mid-write could
-    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX. The temporary
-    file has one fixed name per checkpoint (`.last.ckpt.tmp`): a kill mid-write leaves at most
-    one, overwritten by the next save and deleted when the run starts again.
-    A full disk or a read-only folder ends the run with one line naming the folder.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        rd.write_torch(checkpoint, path)
-
-
-class RunModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint (best.ckpt) that keeps its state when the run dir was moved or copied.
-
-    Lightning drops the best score when the checkpoint's folder differs from the current one,
-    so the next epoch would count as "best" whatever its score; and the old paths it keeps
-    would make it delete best.ckpt in the ORIGINAL folder. Paths are moved to this folder.
-    """
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        old = state_dict.get("dirpath")
-        if old and self.dirpath and old != self.dirpath:
-            def here(p):
-                return str(Path(self.dirpath) / Path(p).name) if p else p
-
-            state_dict = {
-                **state_dict,
-                "dirpath": self.dirpath,
-                "best_model_path": here(state_dict.get("best_model_path")),
-                "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
-                "last_model_path": here(state_dict.get("last_model_path")),
-                "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()},
-            }
-        super().load_state_dict(state_dict)
-
-
-class LastCheckpoint(Checkpoint):
-    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end.
-
-    A `Checkpoint` subclass on purpose: Lightning calls checkpoint callbacks last, in the order
-    given, so passing this one after ModelCheckpoint/EarlyStopping writes last.ckpt only once
-    they have recorded this epoch's score. (As a plain Callback it ran first, and a resume
-    restored a best score one epoch old, then overwrote best.ckpt with worse weights.)
-    """
-
-    def __init__(self, path: Path, every_n_steps: int | None):
-        self.path = Path(path)
-        self.every_n_steps = every_n_steps
-        self._last_saved_step = -1
-
-    def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs it
-        self._last_saved_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        n = self.every_n_steps
-        step = trainer.global_step
-        # Not after the epoch's last batch: the epoch-end save follows, and a resume from "every
-        # batch done, epoch not ended" skips the epoch's validation and end (Lightning 2.6).
-        if getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False):
-            return
-        if n and step > 0 and step % n == 0 and step != self._last_saved_step:
-            self._save(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._save(trainer)

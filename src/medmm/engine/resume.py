@@ -21,6 +21,7 @@ import torch
 
 from medmm.engine import rundir as rd
 from medmm.engine.config import RunConfig
+from medmm.engine.runlog import LOG_ROWS_KEY
 from medmm.errors import MedmmError
 
 log = logging.getLogger("medmm.engine")
@@ -38,7 +39,8 @@ class Resume:
     """Where a run starts: `ckpt` is None for a new run."""
 
     ckpt: Path | None = None
-    step: int | None = None  # the checkpoint's step: rows of logs/metrics.csv before it are kept
+    log_rows: int | None = None  # rows of logs/metrics.csv the checkpoint's work logged: they are kept
+    step: int | None = None  # the checkpoint's step (kept rows for checkpoints without log_rows)
     write_config: bool = True  # (re)write config.yaml
     # (epoch, batches of it done) of a mid-epoch checkpoint: the training sampler starts there.
     # Lightning creates the loader iterator (and workers prefetch) before it restores its own
@@ -121,10 +123,12 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, rank0: bool) -> Resume:
     elif changed:
         log.warning("resuming with %s changed; %s is updated", ", ".join(changed), rd.CONFIG)
     log.info("resuming from %s", path)
-    # Rows logged at steps below global_step were written before the checkpoint; the row of
-    # step global_step - 1 (the last batch, or the epoch-end means) just after it.
-    return Resume(ckpt=path, step=int(ckpt.get("global_step", -1)), write_config=on_disk is None or bool(changed),
-                  mid_epoch=_mid_epoch_position(ckpt))
+    rows = ckpt.get(LOG_ROWS_KEY)
+    if rows is None:
+        log.info("%s does not record its rows of logs/metrics.csv (an older medmm): keeping the rows of the steps "
+                 "before it, which can miss the row of its last step", path.name)
+    return Resume(ckpt=path, log_rows=None if rows is None else int(rows), step=int(ckpt.get("global_step", -1)),
+                  write_config=on_disk is None or bool(changed), mid_epoch=_mid_epoch_position(ckpt))
 
 
 def _mid_epoch_position(ckpt: dict[str, Any]) -> tuple[int, int] | None:
