@@ -101,6 +101,7 @@ ORDERINGS = [
     pytest.param("row", 4, 0, id="validation-row-written"),
     pytest.param("row", 5, 0, id="epoch-row-written"),
     pytest.param("written:last.ckpt", 4, 1, id="mid-epoch-last.ckpt-written-workers"),
+    pytest.param("written:last.ckpt", 3, 1, id="epoch-end-last.ckpt-written-workers"),
 ]
 
 
@@ -199,3 +200,16 @@ def test_csv_logger_keeps_the_counted_rows_and_says_when_some_are_missing(tmp_pa
     assert "holds 4 complete rows, the checkpoint expects 6" in caplog.text
     # A checkpoint without a row count (older medmm): rows of the steps before its step.
     assert RunCSVLogger(tmp_path, before_step=2).rows_on_disk() == 2
+
+
+def test_epoch_mean_row_averages_that_epochs_steps_only(toy):
+    """train/loss_epoch of each epoch is the mean of that epoch's step losses (equal batches of
+    8), not a running mean over every epoch so far."""
+    _, straight = toy
+    _, log = straight(0)
+    rows = runlog.read_rows_text(log)
+    for epoch in ("0", "1"):
+        steps = [float(r["train/loss_step"]) for r in rows if r["epoch"] == epoch and "train/loss_step" in r]
+        (mean,) = [float(r["train/loss_epoch"]) for r in rows if r["epoch"] == epoch and "train/loss_epoch" in r]
+        assert len(steps) == 3
+        assert mean == pytest.approx(sum(steps) / 3, rel=1e-6), epoch

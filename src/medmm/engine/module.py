@@ -80,13 +80,14 @@ class TaskModule(L.LightningModule):
         self.task = task
         self.cfg = trainer_cfg
         self.run_config = run_config  # saved in every checkpoint: a run dir can always tell its config
-        self.resume_mid_epoch: tuple[int, int] | None = None  # set by train() when resuming inside an epoch
+        self.resume_position: tuple[int, int] | None = None  # (epoch, batches done): set by train() on resume
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.skipped: dict[str, str] = {}  # training sample id -> message, unique over epochs
         self.val_skipped: dict[str, str] = {}  # validation skips: counted by the val split, not train
-        self._epoch_sums: dict[str, list[float]] = {}  # train scalar -> [sum * n, n] this epoch
+        self._epoch_sums: dict[str, list[float]] = {}  # train scalar -> [sum * n, n] of epoch _sums_epoch
+        self._sums_epoch: int | None = None
         self._val_records: list[dict[str, Any]] = []
         self._val_loss = [0.0, 0]
         self.last_val_metrics: dict[str, Any] = {}
@@ -98,10 +99,10 @@ class TaskModule(L.LightningModule):
     def _batches_done_this_epoch(self) -> int:
         """Batches of the current epoch already trained (non-zero only after a mid-epoch resume).
 
-        A pending resume position (`resume_mid_epoch`) is used once, by the sampler's first
+        A pending resume position (`resume_position`) is used once, by the sampler's first
         iteration, which Lightning starts before it restores its own counters."""
-        if self.resume_mid_epoch is not None:
-            done, self.resume_mid_epoch = self.resume_mid_epoch[1], None
+        if self.resume_position is not None:
+            done, self.resume_position = self.resume_position[1], None
             return done
         try:
             return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)
@@ -109,9 +110,9 @@ class TaskModule(L.LightningModule):
             return 0
 
     def _current_epoch(self) -> int | None:
-        """The epoch being trained: a pending mid-epoch resume position's, else the trainer's."""
-        if self.resume_mid_epoch is not None:
-            return self.resume_mid_epoch[0]
+        """The epoch being trained: a pending resume position's, else the trainer's."""
+        if self.resume_position is not None:
+            return self.resume_position[0]
         try:
             return int(self.trainer.fit_loop.epoch_progress.current.processed)
         except (AttributeError, RuntimeError):
@@ -166,6 +167,8 @@ class TaskModule(L.LightningModule):
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        if self._sums_epoch != self.current_epoch:  # the first step of an epoch
+            self._epoch_sums, self._sums_epoch = {}, self.current_epoch
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
                 value = v.detach().float()
@@ -177,13 +180,14 @@ class TaskModule(L.LightningModule):
         self.log("lr", group["lr"] / group.get("lr_scale", 1.0), on_step=True, batch_size=batch.n)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        self._epoch_sums = {} if self._batches_done_this_epoch() == 0 else self._epoch_sums
-
     def on_train_epoch_end(self) -> None:
         # Epoch means from our own sums, which travel in checkpoints: Lightning's on_epoch
         # aggregation restarts empty after a mid-epoch resume and would average only the
-        # batches trained after it.
+        # batches trained after it. The sums carry their epoch, so they restart at the first
+        # step of each epoch whether or not Lightning calls on_train_epoch_start (it does not
+        # after a mid-epoch resume, and its batch counters still hold the previous epoch there).
+        if self._sums_epoch != self.current_epoch:
+            return  # no step of this epoch trained (every batch bad)
         for k, (total, n) in sorted(self._epoch_sums.items()):
             if n:
                 self.log(f"train/{k}_epoch", total / n, on_step=False, on_epoch=True)
@@ -261,6 +265,7 @@ class TaskModule(L.LightningModule):
         }
         checkpoint["medmm_skipped"] = dict(self.skipped)
         checkpoint["medmm_epoch_sums"] = {k: list(v) for k, v in self._epoch_sums.items()}
+        checkpoint["medmm_epoch_sums_epoch"] = self._sums_epoch
         if self.run_config is not None:
             checkpoint["medmm_config"] = self.run_config
 
@@ -278,6 +283,8 @@ class TaskModule(L.LightningModule):
                     gens[name].set_state(state)
         self.skipped.update(checkpoint.get("medmm_skipped", {}))
         self._epoch_sums = {k: list(v) for k, v in checkpoint.get("medmm_epoch_sums", {}).items()}
+        # Older checkpoints: their sums are of the epoch they were taken in (Lightning's "epoch").
+        self._sums_epoch = checkpoint.get("medmm_epoch_sums_epoch", checkpoint.get("epoch"))
 
 
 def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

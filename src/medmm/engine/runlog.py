@@ -38,6 +38,11 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return []
+    return read_rows_text(text)
+
+
+def read_rows_text(text: str) -> list[dict[str, str]]:
+    """`read_rows` of a metrics.csv's text: non-empty cells of each complete row."""
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     return [{k: v for k, v in r.items() if k and v not in ("", None)} for r in csv.DictReader(io.StringIO(text))]

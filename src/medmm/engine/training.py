@@ -101,7 +101,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                         run_config=cfg.to_dict())
     trainer, best_cb = _make_trainer(cfg, run_dir, start, has_validation=bool(val_samples))
     if resume:
-        module.resume_mid_epoch = start.mid_epoch
+        module.resume_position = start.start_position
     trainer.fit(module, ckpt_path=str(start.ckpt) if resume else None)
 
     skipped_train = dict(module.skipped)
