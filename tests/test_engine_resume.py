@@ -85,21 +85,26 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_crash_in_a_later_epoch_then_resume_with_loader_workers(tmp_path, monkeypatch, workers):
-    """Mid-epoch resume in epoch 1 (not 0), with and without loader workers: a worker prefetches
-    at the moment Lightning creates the loader iterator, before it sets the sampler's epoch, so
-    the sampler must read the epoch from the trainer's restored progress, not from set_epoch."""
+@pytest.mark.parametrize(("crash_at", "ckpt_step"), [(9, 8), (7, 6)], ids=["mid-epoch", "epoch-end"])
+def test_crash_in_a_later_epoch_then_resume_with_loader_workers(tmp_path, monkeypatch, workers, crash_at, ckpt_step):
+    """Resume in epoch 1 (not 0), from a mid-epoch or an epoch-end checkpoint, with and without
+    loader workers: a worker prefetches at the moment Lightning creates the loader iterator,
+    before it restores its progress counters, so the sampler must get the position (epoch 1,
+    batches done) from the checkpoint, not from set_epoch or the trainer. (With a worker, a
+    resume from epoch 0's end trained epoch 1 in epoch 0's order.)"""
     root = make_toy_root(tmp_path / "data", {"train": 48, "val": 16, "test": 16})
     cfg_path = tmp_path / "toy.yaml"
     cfg_path.write_text(TOY_CONFIG.format(root=root))
     overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2", "model.dropout=0.2",
                  f"trainer.num_workers={workers}"]
-    monkeypatch.setenv("MEDMM_TOY_CRASH_AT_CALL", "9")
+    monkeypatch.setenv("MEDMM_TOY_CRASH_AT_CALL", str(crash_at))
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(load_config(cfg_path, overrides), tmp_path / "crashed")
     ckpt = torch.load(tmp_path / "crashed/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == 8  # epoch 1, two of its six steps done
+    assert ckpt["global_step"] == ckpt_step  # six steps per epoch
     monkeypatch.delenv("MEDMM_TOY_CRASH_AT_CALL")
     resumed = train(load_config(cfg_path, overrides), tmp_path / "crashed")
     straight = train(load_config(cfg_path, overrides), tmp_path / "straight")
     assert resumed["test"] == straight["test"]
+    log = "logs/metrics.csv"
+    assert (tmp_path / "crashed" / log).read_text() == (tmp_path / "straight" / log).read_text()

@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
 from medmm.engine import rundir as rd  # noqa: E402
-from medmm.engine.module import AtomicCheckpointIO, flatten_scalars, warmup_schedule  # noqa: E402
+from medmm.engine.checkpoints import AtomicCheckpointIO  # noqa: E402
+from medmm.engine.module import flatten_scalars, warmup_schedule  # noqa: E402
 from medmm.engine.report import write_report  # noqa: E402
 from medmm.errors import BadInputError, MedmmError  # noqa: E402
 

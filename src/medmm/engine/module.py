@@ -1,21 +1,17 @@
-"""The LightningModule that wraps any Task, plus the checkpoint plumbing around it."""
+"""The LightningModule that wraps any Task (checkpoint plumbing: medmm.engine.checkpoints)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medmm.data.schema import Sample
-from medmm.engine import rundir as rd
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
 from medmm.engine.optim import epoch_scheduler, parameter_groups
@@ -84,13 +80,14 @@ class TaskModule(L.LightningModule):
         self.task = task
         self.cfg = trainer_cfg
         self.run_config = run_config  # saved in every checkpoint: a run dir can always tell its config
-        self.resume_mid_epoch: tuple[int, int] | None = None  # set by train() when resuming inside an epoch
+        self.resume_position: tuple[int, int] | None = None  # (epoch, batches done): set by train() on resume
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.skipped: dict[str, str] = {}  # training sample id -> message, unique over epochs
         self.val_skipped: dict[str, str] = {}  # validation skips: counted by the val split, not train
-        self._epoch_sums: dict[str, list[float]] = {}  # train scalar -> [sum * n, n] this epoch
+        self._epoch_sums: dict[str, list[float]] = {}  # train scalar -> [sum * n, n] of epoch _sums_epoch
+        self._sums_epoch: int | None = None
         self._val_records: list[dict[str, Any]] = []
         self._val_loss = [0.0, 0]
         self.last_val_metrics: dict[str, Any] = {}
@@ -102,10 +99,10 @@ class TaskModule(L.LightningModule):
     def _batches_done_this_epoch(self) -> int:
         """Batches of the current epoch already trained (non-zero only after a mid-epoch resume).
 
-        A pending resume position (`resume_mid_epoch`) is used once, by the sampler's first
+        A pending resume position (`resume_position`) is used once, by the sampler's first
         iteration, which Lightning starts before it restores its own counters."""
-        if self.resume_mid_epoch is not None:
-            done, self.resume_mid_epoch = self.resume_mid_epoch[1], None
+        if self.resume_position is not None:
+            done, self.resume_position = self.resume_position[1], None
             return done
         try:
             return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)
@@ -113,9 +110,9 @@ class TaskModule(L.LightningModule):
             return 0
 
     def _current_epoch(self) -> int | None:
-        """The epoch being trained: a pending mid-epoch resume position's, else the trainer's."""
-        if self.resume_mid_epoch is not None:
-            return self.resume_mid_epoch[0]
+        """The epoch being trained: a pending resume position's, else the trainer's."""
+        if self.resume_position is not None:
+            return self.resume_position[0]
         try:
             return int(self.trainer.fit_loop.epoch_progress.current.processed)
         except (AttributeError, RuntimeError):
@@ -170,6 +167,8 @@ class TaskModule(L.LightningModule):
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        if self._sums_epoch != self.current_epoch:  # the first step of an epoch
+            self._epoch_sums, self._sums_epoch = {}, self.current_epoch
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
                 value = v.detach().float()
@@ -181,13 +180,14 @@ class TaskModule(L.LightningModule):
         self.log("lr", group["lr"] / group.get("lr_scale", 1.0), on_step=True, batch_size=batch.n)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        self._epoch_sums = {} if self._batches_done_this_epoch() == 0 else self._epoch_sums
-
     def on_train_epoch_end(self) -> None:
         # Epoch means from our own sums, which travel in checkpoints: Lightning's on_epoch
         # aggregation restarts empty after a mid-epoch resume and would average only the
-        # batches trained after it.
+        # batches trained after it. The sums carry their epoch, so they restart at the first
+        # step of each epoch whether or not Lightning calls on_train_epoch_start (it does not
+        # after a mid-epoch resume, and its batch counters still hold the previous epoch there).
+        if self._sums_epoch != self.current_epoch:
+            return  # no step of this epoch trained (every batch bad)
         for k, (total, n) in sorted(self._epoch_sums.items()):
             if n:
                 self.log(f"train/{k}_epoch", total / n, on_step=False, on_epoch=True)
@@ -265,6 +265,7 @@ class TaskModule(L.LightningModule):
         }
         checkpoint["medmm_skipped"] = dict(self.skipped)
         checkpoint["medmm_epoch_sums"] = {k: list(v) for k, v in self._epoch_sums.items()}
+        checkpoint["medmm_epoch_sums_epoch"] = self._sums_epoch
         if self.run_config is not None:
             checkpoint["medmm_config"] = self.run_config
 
@@ -282,6 +283,8 @@ class TaskModule(L.LightningModule):
                     gens[name].set_state(state)
         self.skipped.update(checkpoint.get("medmm_skipped", {}))
         self._epoch_sums = {k: list(v) for k, v in checkpoint.get("medmm_epoch_sums", {}).items()}
+        # Older checkpoints: their sums are of the epoch they were taken in (Lightning's "epoch").
+        self._sums_epoch = checkpoint.get("medmm_epoch_sums_epoch", checkpoint.get("epoch"))
 
 
 def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -294,75 +297,3 @@ def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
         elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(float(v)):
             out[key] = float(v)
     return out
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file in the same folder, fsync, then rename (`rundir.write_torch`).
-
-    Lightning's own writer goes through an fsspec transaction whose temporary file lives in
-    the system temp dir; moving it across file systems is a copy, so a kill mid-write could
-    leave a truncated last.ckpt. os.replace within one folder is atomic on POSIX. The temporary
-    file has one fixed name per checkpoint (`.last.ckpt.tmp`): a kill mid-write leaves at most
-    one, overwritten by the next save and deleted when the run starts again.
-    A full disk or a read-only folder ends the run with one line naming the folder.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        rd.write_torch(checkpoint, path)
-
-
-class RunModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint (best.ckpt) that keeps its state when the run dir was moved or copied.
-
-    Lightning drops the best score when the checkpoint's folder differs from the current one,
-    so the next epoch would count as "best" whatever its score; and the old paths it keeps
-    would make it delete best.ckpt in the ORIGINAL folder. Paths are moved to this folder.
-    """
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        old = state_dict.get("dirpath")
-        if old and self.dirpath and old != self.dirpath:
-            def here(p):
-                return str(Path(self.dirpath) / Path(p).name) if p else p
-
-            state_dict = {
-                **state_dict,
-                "dirpath": self.dirpath,
-                "best_model_path": here(state_dict.get("best_model_path")),
-                "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
-                "last_model_path": here(state_dict.get("last_model_path")),
-                "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()},
-            }
-        super().load_state_dict(state_dict)
-
-
-class LastCheckpoint(Checkpoint):
-    """Keep checkpoints/last.ckpt current: every N optimizer steps and at each epoch end.
-
-    A `Checkpoint` subclass on purpose: Lightning calls checkpoint callbacks last, in the order
-    given, so passing this one after ModelCheckpoint/EarlyStopping writes last.ckpt only once
-    they have recorded this epoch's score. (As a plain Callback it ran first, and a resume
-    restored a best score one epoch old, then overwrote best.ckpt with worse weights.)
-    """
-
-    def __init__(self, path: Path, every_n_steps: int | None):
-        self.path = Path(path)
-        self.every_n_steps = every_n_steps
-        self._last_saved_step = -1
-
-    def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs it
-        self._last_saved_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        n = self.every_n_steps
-        step = trainer.global_step
-        # Not after the epoch's last batch: the epoch-end save follows, and a resume from "every
-        # batch done, epoch not ended" skips the epoch's validation and end (Lightning 2.6).
-        if getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False):
-            return
-        if n and step > 0 and step % n == 0 and step != self._last_saved_step:
-            self._save(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._save(trainer)

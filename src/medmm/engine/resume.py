@@ -21,6 +21,7 @@ import torch
 
 from medmm.engine import rundir as rd
 from medmm.engine.config import RunConfig
+from medmm.engine.runlog import LOG_ROWS_KEY
 from medmm.errors import MedmmError
 
 log = logging.getLogger("medmm.engine")
@@ -38,12 +39,14 @@ class Resume:
     """Where a run starts: `ckpt` is None for a new run."""
 
     ckpt: Path | None = None
-    step: int | None = None  # the checkpoint's step: rows of logs/metrics.csv before it are kept
+    log_rows: int | None = None  # rows of logs/metrics.csv the checkpoint's work logged: they are kept
+    step: int | None = None  # the checkpoint's step (kept rows for checkpoints without log_rows)
     write_config: bool = True  # (re)write config.yaml
-    # (epoch, batches of it done) of a mid-epoch checkpoint: the training sampler starts there.
-    # Lightning creates the loader iterator (and workers prefetch) before it restores its own
-    # progress counters, so the sampler cannot read the position from the trainer in time.
-    mid_epoch: tuple[int, int] | None = None
+    # (epoch, batches of it done) where the resumed run's training starts: the training sampler
+    # starts there. Lightning creates the loader iterator (and workers prefetch) before it
+    # restores its own progress counters, so the sampler cannot read the position from the
+    # trainer in time.
+    start_position: tuple[int, int] | None = None
 
 
 def changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -121,25 +124,35 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, rank0: bool) -> Resume:
     elif changed:
         log.warning("resuming with %s changed; %s is updated", ", ".join(changed), rd.CONFIG)
     log.info("resuming from %s", path)
-    # Rows logged at steps below global_step were written before the checkpoint; the row of
-    # step global_step - 1 (the last batch, or the epoch-end means) just after it.
-    return Resume(ckpt=path, step=int(ckpt.get("global_step", -1)), write_config=on_disk is None or bool(changed),
-                  mid_epoch=_mid_epoch_position(ckpt))
+    rows = ckpt.get(LOG_ROWS_KEY)
+    if rows is None:
+        log.info("%s does not record its rows of logs/metrics.csv (an older medmm): keeping the rows of the steps "
+                 "before it, which can miss the row of its last step", path.name)
+    return Resume(ckpt=path, log_rows=None if rows is None else int(rows), step=int(ckpt.get("global_step", -1)),
+                  write_config=on_disk is None or bool(changed), start_position=_start_position(ckpt))
 
 
-def _mid_epoch_position(ckpt: dict[str, Any]) -> tuple[int, int] | None:
-    """(epoch, batches done) when `ckpt` was taken inside an epoch, else None."""
+def _start_position(ckpt: dict[str, Any]) -> tuple[int, int] | None:
+    """(epoch, batches of it done) where training resumes from `ckpt`, or None when not known.
+
+    Inside an epoch: that epoch and its batches done. At an epoch's end (after its last batch,
+    the epoch counted as processed, not yet completed): the next epoch, from its start.
+    """
     try:
         loop = ckpt["loops"]["fit_loop"]
         batches = loop["epoch_loop.batch_progress"]
         # "processed": a checkpoint saved in on_train_batch_end counts its batch as processed,
         # not yet as completed
         done = int(batches["current"]["processed"])
-        epoch = int(loop["epoch_progress"]["current"]["processed"])
+        epochs = loop["epoch_progress"]["current"]
+        epoch, completed = int(epochs["processed"]), int(epochs["completed"])
     except (KeyError, TypeError, ValueError):
         return None
-    return None if batches.get("is_last_batch") or done == 0 else (epoch, done)
-
+    if batches.get("is_last_batch"):
+        # on_train_epoch_end counts the epoch as processed before the hooks; a checkpoint taken
+        # between the last batch and that point (e.g. at validation end) is left to Lightning.
+        return (epoch, 0) if epoch == completed + 1 else None
+    return (epoch, done) if done else None
 
 def seed_generators(task, seed: int) -> None:
     """Seed each of the task's own generators from the run seed and the generator's name."""

@@ -101,7 +101,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                         run_config=cfg.to_dict())
     trainer, best_cb = _make_trainer(cfg, run_dir, start, has_validation=bool(val_samples))
     if resume:
-        module.resume_mid_epoch = start.mid_epoch
+        module.resume_position = start.start_position
     trainer.fit(module, ckpt_path=str(start.ckpt) if resume else None)
 
     skipped_train = dict(module.skipped)
@@ -155,13 +155,17 @@ def _make_trainer(cfg: RunConfig, run_dir: Path, start: Resume, has_validation: 
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 
-    from medmm.engine.module import AtomicCheckpointIO, LastCheckpoint, RunModelCheckpoint
+    from medmm.engine.checkpoints import AtomicCheckpointIO, LastCheckpoint, ReleaseCheckpoints, RunModelCheckpoint
+    from medmm.engine.runlog import run_loggers
 
     tc = cfg.trainer
     ckpt_dir = run_dir / rd.CHECKPOINTS
     monitor = tc.monitor if has_validation else None
     mode = tc.resolved_monitor_mode()
-    callbacks: list = []
+    loggers = run_loggers(run_dir, keep_rows=start.log_rows, before_step=start.step)
+    checkpoint_io = AtomicCheckpointIO()
+    # First: it writes the checkpoints of a hook at the next hook, once their log rows are written.
+    callbacks: list = [ReleaseCheckpoints(checkpoint_io, loggers[0].rows_on_disk)]
     best_cb = None
     if monitor:
         best_cb = RunModelCheckpoint(
@@ -196,9 +200,9 @@ def _make_trainer(cfg: RunConfig, run_dir: Path, start: Resume, has_validation: 
         limit_val_batches=tc.limit_val_batches if has_validation else 0,
         check_val_every_n_epoch=tc.val_every_n_epochs,
         deterministic="warn" if tc.deterministic else False,
-        logger=_loggers(run_dir, start.step),
+        logger=loggers,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[checkpoint_io],
         enable_checkpointing=True,
         enable_progress_bar=tc.progress_bar,
         enable_model_summary=False,
@@ -208,27 +212,6 @@ def _make_trainer(cfg: RunConfig, run_dir: Path, start: Resume, has_validation: 
         default_root_dir=str(run_dir),
     )
     return trainer, best_cb
-
-
-def _loggers(run_dir: Path, resume_step: int | None) -> list:
-    """CSV always (a resume keeps the rows before `resume_step`); TensorBoard and MLflow when installed."""
-    import importlib.util
-
-    from medmm.engine.quiet import quiet_lightning
-    from medmm.engine.runlog import RunCSVLogger
-
-    quiet_lightning()  # no litlogger advert next to the loggers we chose, no LeafSpec FutureWarning
-
-    loggers: list = [RunCSVLogger(run_dir, resume_step)]
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard"))
-    if importlib.util.find_spec("mlflow"):
-        from lightning.pytorch.loggers import MLFlowLogger
-
-        loggers.append(MLFlowLogger(experiment_name="medmm", tracking_uri=(run_dir / "mlruns").as_uri()))
-    return loggers
 
 
 def _last_logged(trainer, prefix: str) -> dict[str, float]:
