@@ -23,7 +23,7 @@ from medmm.engine import load_config
 from medmm.engine.api import train
 from medmm.metrics.stats import bootstrap_ci, paired_test
 from medmm.tasks import losses as L
-from medmm.tasks.diagnosis.task import decision_scores
+from medmm.tasks.diagnosis.metrics import decision_scores
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "configs/diagnosis/covid_cxr.yaml"

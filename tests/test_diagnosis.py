@@ -12,7 +12,8 @@ import torch
 
 from medmm.data.schema import ImageRef, LabelState, Sample
 from medmm.tasks import losses as L
-from medmm.tasks.diagnosis.task import DiagnosisTask, decision_scores
+from medmm.tasks.diagnosis.metrics import decision_scores
+from medmm.tasks.diagnosis.task import DiagnosisTask
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TEXT = {"dim": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 300}
@@ -222,7 +223,7 @@ def test_decision_scores_match_sklearn():
 
 
 def test_metrics_carry_patient_bootstrap_intervals_of_the_headline_metrics():
-    from medmm.tasks.diagnosis.task import diagnosis_metrics
+    from medmm.tasks.diagnosis.metrics import diagnosis_metrics
 
     rng = np.random.default_rng(0)
     classes = ["a", "b", "c"]

@@ -89,7 +89,7 @@ def metric_value(name: str, y: np.ndarray, probs: np.ndarray) -> float:
 def all_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Every metric of METRICS: the diagnosis task's headline metrics (the same numbers its
     evaluate reports) with arg-max decisions."""
-    from medmm.tasks.diagnosis.task import diagnosis_headline
+    from medmm.tasks.diagnosis.metrics import diagnosis_headline
 
     head = diagnosis_headline(y, probs, probs.argmax(axis=1))
     return {"auroc_macro": head["auroc_macro_ovr"], **{m: head[m] for m in METRICS if m != "auroc_macro"}}

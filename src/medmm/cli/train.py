@@ -12,7 +12,9 @@ from medmm.cli.app import app
 @app.command(context_settings={"allow_interspersed_args": True})
 def train(
     config: Path = typer.Argument(..., help="YAML run config (configs/<task>/<dataset>.yaml)."),
-    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH"),
+    overrides: list[str] | None = typer.Argument(
+        None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH model.decoding.beam_size=3 "
+        "(every key with its help: `medmm config show TASK --all`)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning with the same one resumes from its last.ckpt."),
 ) -> None:
     """Train a task from a config; writes the run directory (checkpoints, metrics, report.html)."""
@@ -51,14 +53,16 @@ def _model_overrides(
 ) -> list[str]:
     """Decoding flags and --set values as "model.KEY=VALUE" overrides of the saved run config."""
     out = [o if o.startswith("model.") else f"model.{o}" for o in overrides or []]
-    for key, value in (("beam_size", beam_size), ("length_penalty", length_penalty), ("no_repeat_ngram_size", no_repeat_ngram),
-                       ("max_length", max_length), ("mbr_references", mbr_references)):
+    for key, value in (("decoding.beam_size", beam_size), ("decoding.length_penalty", length_penalty),
+                       ("decoding.no_repeat_ngram_size", no_repeat_ngram), ("decoding.max_length", max_length),
+                       ("mbr.references", mbr_references)):
         if value is not None:
             out.append(f"model.{key}={value}")
     return out
 
 
-_SET_HELP = "Override a model option of the run, e.g. --set mbr_candidates=8 (repeatable; decoding options only make sense)."
+_SET_HELP = ("Override a model option of the run, e.g. --set mbr.candidates=8 (repeatable; decoding options only make sense; "
+             "`medmm config show TASK` lists the keys).")
 _BEAM = typer.Option(None, "--beam-size", help="Generation: beam width (1 = greedy).")
 _LP = typer.Option(None, "--length-penalty", help="Generation: beams ranked by sum log p / length**lp.")
 _NRN = typer.Option(None, "--no-repeat-ngram", help="Generation: an n-gram of this size occurs at most once (0 = off).")

@@ -55,9 +55,14 @@ def _kwargs_error(exc: TypeError, cfg: RunConfig, where: str | Path | None) -> E
     m = re.search(r"(\S+)\(\) got an unexpected keyword argument '(\w+)'", str(exc))
     if m:
         target, arg = m.groups()
-        for key, value in cfg.model.items():
-            if isinstance(value, dict) and arg in value:
-                return ConfigError(where, f"model.{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
+        sections = [("model", cfg.model)]
+        while sections:  # the kwargs mapping may sit in a nested section (model.image.encoder_kwargs)
+            where_key, section = sections.pop(0)
+            for key, value in section.items():
+                if isinstance(value, dict) and arg in value:
+                    return ConfigError(where, f"{where_key}.{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
+                if isinstance(value, dict):
+                    sections.append((f"{where_key}.{key}", value))
     return exc
 
 
@@ -508,7 +513,7 @@ def load_run(run_dir: str | Path, model_overrides: list[str] | None = None) -> t
 
     The weights' sha256 is checked against task_state.json; loading is strict (a missing or
     unexpected weight is an error, never silently dropped). `model_overrides` ("model.KEY=VALUE",
-    e.g. decoding options such as model.beam_size=3) change the saved `model:` section before the
+    e.g. decoding options such as model.decoding.beam_size=3) change the saved `model:` section before the
     task is built; an override that changes the architecture fails the strict load.
     """
     run_dir = Path(run_dir)
