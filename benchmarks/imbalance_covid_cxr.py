@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "configs/diagnosis/covid_cxr.yaml"
 METHODS = {
     "ce": [],
-    "weighted_ce": ["model.loss=weighted_ce"],
-    "focal (gamma 2)": ["model.loss=focal"],
-    "logit_adjusted (tau 1)": ["model.loss=logit_adjusted"],
-    "balanced_sampling": ["model.balanced_sampling=true"],
+    "weighted_ce": ["model.imbalance.loss=weighted_ce"],
+    "focal (gamma 2)": ["model.imbalance.loss=focal"],
+    "logit_adjusted (tau 1)": ["model.imbalance.loss=logit_adjusted"],
+    "balanced_sampling": ["model.imbalance.balanced_sampling=true"],
 }
 
 

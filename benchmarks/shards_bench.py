@@ -130,7 +130,7 @@ def bounded_training(root: Path, run: Path, steps: int) -> dict:
     import psutil
 
     cmd = [str(Path(sys.executable).parent / "medmm"), "train", str(REPO / "configs/diagnosis/breastmnist.yaml"), "--out", str(run),
-           "data.dataset=shards", f"data.root={root}", "data.val_split=null", "model.image_size=224",
+           "data.dataset=shards", f"data.root={root}", "data.val_split=null", "model.image.size=224",
            f"trainer.max_steps={steps}", "trainer.max_epochs=1", "trainer.num_workers=2", "trainer.num_threads=2",
            "trainer.batch_size=32"]
     t0 = time.perf_counter()

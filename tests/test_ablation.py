@@ -84,8 +84,8 @@ def test_run_ablation_end_to_end_on_bundled_sample(tmp_path, monkeypatch):
 
     monkeypatch.chdir(REPO)
     over = [f"data.root={vqa_rad_sample_root()}", "trainer.max_steps=2", "trainer.max_epochs=1", "trainer.batch_size=8",
-            "data.max_samples=24", "model.image_size=32", "model.dim=32", "trainer.progress_bar=false",
-            "model.text_kw={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}"]
+            "data.max_samples=24", "model.image.size=32", "model.dim=32", "trainer.progress_bar=false",
+            "model.text.encoder_kwargs={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}"]
     t = A.run_ablation(REPO / "configs/diagnosis/vqa_rad_organ.yaml", ["image_only", "text_only", "late"], 1,
                        tmp_path, over, n_resamples=30)
     assert t.baseline in ("image_only", "text_only")
