@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -93,7 +94,7 @@ class Outer:
 
     name: str = "x"
     inner: Inner = field(default_factory=Inner)
-    moved_keys = {"inner_size": "inner.size"}  # class attribute, not a field
+    moved_keys: ClassVar[dict[str, str]] = {"inner_size": "inner.size"}  # a class attribute, not a field
 
 
 def test_nested_sections_moved_keys_and_migrate():

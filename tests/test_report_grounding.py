@@ -87,7 +87,7 @@ def test_task_fits_grounding_state_and_refuses_grounding_without_it():
     assert clone.store_labels == task.store_labels and clone.lexicon.to_dict() == task.lexicon.to_dict()
     with pytest.raises(MedmmError):
         task.fit_grounding(train[::-1])  # not the store's order
-    with pytest.raises(MedmmError, match="attribute_targets"):
+    with pytest.raises(MedmmError, match=r"need model\.attributes\.targets"):
         ReportGenerationTask.from_config(merged(SMALL, mbr={"attribute_weight": 0.1}))
     with pytest.raises(MedmmError):
         ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["plane"]}, mbr={"reference_power": -1.0}))
