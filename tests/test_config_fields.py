@@ -162,3 +162,39 @@ def test_config_show_prints_every_key_with_its_help():
     assert "(undocumented)" not in out
     bad = CliRunner().invoke(app, ["config", "show", "no_such_task"])
     assert bad.exit_code != 0
+
+
+def test_run_directories_of_an_earlier_version_are_read_in_the_new_layout(tmp_path, caplog):
+    """A config.yaml medmm wrote before the move (flat keys) still loads, with a warning: trained
+    runs keep evaluating, serving and resuming; only configs users write get the error."""
+    pytest.importorskip("torch")
+    import logging
+
+    from medmm.engine import rundir as rd
+
+    (tmp_path / rd.CONFIG).write_text(yaml.safe_dump({
+        "task": "report_generation", "data": {"dataset": "iu_xray", "root": str(tmp_path)},
+        "model": {"beam_size": 3, "rag_k": 2, "dim": 32}}))
+    with caplog.at_level(logging.WARNING):
+        cfg = rd.read_yaml_config(tmp_path)
+    assert cfg.model == {"decoding": {"beam_size": 3}, "retrieval": {"rag_k": 2}, "dim": 32}
+    assert "model.beam_size -> model.decoding.beam_size" in caplog.text and "medmm config migrate" in caplog.text
+    with pytest.raises(ConfigError, match=r"model\.beam_size: moved to model\.decoding\.beam_size"):
+        load_config(tmp_path / rd.CONFIG, validate_model=True)  # the same file given to `medmm train`
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes_under_the_migrated_config(tmp_path):
+    torch = pytest.importorskip("torch")
+    from medmm.engine import rundir as rd
+    from medmm.engine.config import config_from_dict
+    from medmm.engine.resume import prepare_run_dir
+
+    data = {"dataset": "vqa_rad", "root": str(tmp_path)}
+    new = config_from_dict({"task": "vqa", "data": data, "model": {"memory": {"weight": 1.0}, "fusion": "gated"}})
+    old = {**new.to_dict(), "model": {"memory_weight": 1.0, "fusion": "gated"}}  # what an earlier medmm saved
+    (tmp_path / rd.CHECKPOINTS).mkdir()
+    torch.save({"state_dict": {}, "loops": {}, "global_step": 4, "medmm_config": old}, tmp_path / rd.CHECKPOINTS / rd.LAST_CKPT)
+    assert prepare_run_dir(new, tmp_path, rank0=True).step == 4  # same config once the keys are moved
+    other = config_from_dict({"task": "vqa", "data": data, "model": {"memory": {"weight": 2.0}, "fusion": "gated"}})
+    with pytest.raises(Exception, match=r"different config \(model\.memory\.weight\)"):
+        prepare_run_dir(other, tmp_path, rank0=True)

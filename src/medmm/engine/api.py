@@ -51,18 +51,14 @@ def _kwargs_error(exc: TypeError, cfg: RunConfig, where: str | Path | None) -> E
     import re
 
     from medmm.engine.config import ConfigError
+    from medmm.engine.config_fields import mapping_holding
 
     m = re.search(r"(\S+)\(\) got an unexpected keyword argument '(\w+)'", str(exc))
     if m:
         target, arg = m.groups()
-        sections = [("model", cfg.model)]
-        while sections:  # the kwargs mapping may sit in a nested section (model.image.encoder_kwargs)
-            where_key, section = sections.pop(0)
-            for key, value in section.items():
-                if isinstance(value, dict) and arg in value:
-                    return ConfigError(where, f"{where_key}.{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
-                if isinstance(value, dict):
-                    sections.append((f"{where_key}.{key}", value))
+        key = mapping_holding(cfg.model, arg, "model")  # e.g. model.image.encoder_kwargs
+        if key is not None:
+            return ConfigError(where, f"{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
     return exc
 
 

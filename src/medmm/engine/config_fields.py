@@ -22,6 +22,7 @@ import inspect
 import re
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _ENTRY = re.compile(r"^(\s*)([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*:\s*(.*)$")
@@ -111,6 +112,19 @@ def section_help(cls: type) -> dict[str, str]:
     docs = attribute_docs(cls)
     return {name: docs.get(name) or inspect.cleandoc(tp.__doc__ or "").split("\n", 1)[0]
             for name, tp in section_types(cls).items()}
+
+
+def mapping_holding(section: dict[str, Any], name: str, prefix: str) -> str | None:
+    """Dotted key of the first mapping under `section` (nested ones too, breadth first) that has
+    key `name`, e.g. "model.image.encoder_kwargs" for a rejected constructor argument; or None."""
+    queue = [(prefix, section)]
+    while queue:
+        where, node = queue.pop(0)
+        for key, value in node.items():
+            if isinstance(value, dict) and name in value:
+                return f"{where}.{key}"
+        queue += [(f"{where}.{k}", v) for k, v in node.items() if isinstance(v, dict)]
+    return None
 
 
 def moved_keys(cls: type) -> dict[str, str]:
@@ -219,3 +233,24 @@ def migrate_run_config(raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[
         return dict(raw), []
     new_model, moves = migrate(cls, model, prefix="model.")
     return {**raw, "model": new_model}, moves
+
+
+def saved_run_config(raw: dict[str, Any], where: str | Path) -> dict[str, Any]:
+    """A run config that medmm itself saved (a run directory's config.yaml, a checkpoint's copy)
+    read in the current layout: keys an earlier version wrote flat are moved to their nested
+    places, with a warning naming them. A run trained before the move thus still evaluates,
+    predicts, serves and resumes; a config a user writes gets the one-line error instead.
+    """
+    import logging
+
+    from medmm.errors import MedmmError
+
+    try:
+        new, moves = migrate_run_config(raw)
+    except MedmmError:  # unknown task: building the task reports it
+        return raw
+    if moves:
+        logging.getLogger(__name__).warning(
+            "%s: read keys of an earlier medmm in their new places (%s); `medmm config migrate --in-place` rewrites it",
+            where, ", ".join(f"{o} -> {n}" for o, n in moves))
+    return new
