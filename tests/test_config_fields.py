@@ -160,6 +160,8 @@ def test_config_show_prints_every_key_with_its_help():
         assert f"\n{f.key}: " in out, f.key
     assert "model.decoding.beam_size: int = 1\n    beam width (1 = greedy)." in out
     assert "(undocumented)" not in out
+    table = CliRunner().invoke(app, ["config", "show", "report_generation", "--moved"]).output.splitlines()
+    assert "model.beam_size -> model.decoding.beam_size" in table and len(table) == len(cls.moved_keys)
     bad = CliRunner().invoke(app, ["config", "show", "no_such_task"])
     assert bad.exit_code != 0
 

@@ -21,13 +21,18 @@ app.add_typer(config_app, name="config")
 def show(
     task: str = typer.Argument(..., help="A registered task name (diagnosis, vqa, report_generation, ...)."),
     all_sections: bool = typer.Option(False, "--all", help="Also the data: and trainer: sections every task shares."),
+    moved: bool = typer.Option(False, "--moved", help="Only the old flat keys of earlier versions and their new places."),
 ) -> None:
     """Print every key of TASK's `model:` section (nested keys dotted, e.g. model.decoding.beam_size)
     with its type, default and documented help; set one with `medmm train CONFIG model.KEY=VALUE`."""
     from medmm.engine.config import DataConfig, TrainerConfig
-    from medmm.engine.config_fields import describe, task_config
+    from medmm.engine.config_fields import describe, moved_keys, task_config
 
     cls = task_config(task)
+    if moved:
+        for old, new in (moved_keys(cls) if cls is not None else {}).items():
+            typer.echo(f"model.{old} -> model.{new}")
+        return
     if cls is None:
         typer.echo(f"{task}: this task declares no model: section")
     else:
