@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medmm.ablation import _read_jsonl, records_arrays
+from medmm.ablation import _read_jsonl
 from medmm.engine import load_config
 from medmm.engine.api import train
 from medmm.metrics.stats import bootstrap_ci, paired_test
 from medmm.tasks import losses as L
+from medmm.tasks.diagnosis.headline import records_arrays
 from medmm.tasks.diagnosis.metrics import decision_scores
 
 REPO = Path(__file__).resolve().parents[1]

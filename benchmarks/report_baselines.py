@@ -17,8 +17,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from medmm import plugins
 from medmm.metrics.provenance import write_metrics
 from medmm.metrics.score import score_files
+
+plugins.load_scorers()  # the built-in file scorers, also where the entry-point metadata is stale
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared/data"
 

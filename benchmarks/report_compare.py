@@ -27,8 +27,11 @@ import argparse
 import json
 from pathlib import Path
 
+from medmm import plugins
 from medmm.metrics.provenance import write_metrics
 from medmm.metrics.score import compare_files, score_files
+
+plugins.load_scorers()  # the built-in file scorers, also where the entry-point metadata is stale
 
 BASELINES = {"nn_prediction": "nn", "nn_thumbnail_prediction": "nn_thumbnail", "nn_consensus_prediction": "nn_consensus",
              "typical_consensus_prediction": "typical_consensus"}

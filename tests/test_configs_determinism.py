@@ -55,6 +55,12 @@ def _missing(raw: dict) -> str | None:
                 sections.append((f"{where}.{key}", value))
             elif isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
                 return f"{where}.{key} needs an earlier run ({value})"
+    pretrained = (raw.get("model") or {}).get("pretrained")
+    if isinstance(pretrained, str):
+        from medmm.models.encoders.hf_loading import resolve_dir
+
+        if resolve_dir(pretrained) is None:
+            return f"model.pretrained {pretrained!r} is neither a folder nor in the Hugging Face cache (no weights offline)"
     return None
 
 
@@ -83,9 +89,11 @@ def _class_mixed_medmnist(raw: dict, folder: Path) -> Path:
 
 
 def _overrides(raw: dict, tmp: Path) -> list[str]:
-    import medmm.tasks  # noqa: F401  (registers the tasks)
+    from medmm import plugins
     from medmm.engine.config_fields import field_help
     from medmm.engine.task import get_task_class
+
+    plugins.load()  # registers the tasks
 
     fields = {f.key for f in field_help(get_task_class(raw["task"]).Config)}  # dotted: mbr.references
     root = _class_mixed_medmnist(raw, tmp / "data") if str(raw["data"]["dataset"]).startswith(("breastmnist", "pneumoniamnist")) \

@@ -183,3 +183,54 @@ def test_the_default_ablation_covers_every_registered_fusion():
 
     assert sorted(default_fusions()) == list_fusions() and "film" in default_fusions()
     assert default_fusions()[:2] == unimodal_fusions() == ["image_only", "text_only"]
+
+
+@pytest.mark.parametrize("name", list_fusions(spatial=True))
+def test_spatial_fusions_keep_the_feature_map_shape_and_pass_gradients(name):
+    from medmm.models.fusion import fusion_info
+
+    info = fusion_info(name, spatial=True)
+    assert info.spatial and info.uses_image and info.uses_text
+    assert info.meta["placement"] in ("every_level", "deepest_levels")
+    _, txt = feats()
+    kw = {"heads": 2} if "heads" in info.meta.get("options", ()) else {}
+    block = create_fusion(name, 8, TXT_DIM, 8, spatial=True, **kw)
+    x = torch.randn(3, 8, 4, 4, requires_grad=True)
+    out = block(x, txt)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert txt.pooled.grad is not None or txt.tokens.grad is not None
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_vector_and_spatial_fusions_are_not_mixed_up():
+    assert {"spatial_film", "spatial_attention"} <= set(list_fusions(spatial=True))
+    assert not set(list_fusions()) & set(list_fusions(spatial=True))
+    with pytest.raises(MedmmError, match="'spatial_film' is not a vector fusion; known: .*early"):
+        create_fusion("spatial_film", IMG_DIM, TXT_DIM, DIM)
+    with pytest.raises(MedmmError, match="'film' is not a spatial conditioning block.*known: spatial_attention"):
+        create_fusion("film", 8, TXT_DIM, 8, spatial=True)
+
+
+def test_the_unet_takes_its_text_conditioning_from_the_fusion_registry(monkeypatch):
+    from medmm.models import segmentation
+    from medmm.models.fusion import base, register_fusion
+
+    monkeypatch.setattr(base, "_FUSIONS", base._FUSIONS.copy())  # a throw-away registration
+
+    @register_fusion("spatial_gate", spatial=True, placement="deepest_levels")
+    class Gate(torch.nn.Module):
+        def __init__(self, image_dim, text_dim, dim=None):
+            super().__init__()
+            self.proj = torch.nn.Linear(text_dim, image_dim)
+
+        def forward(self, x, text):
+            return x * torch.sigmoid(self.proj(text.pooled))[:, :, None, None]
+
+    assert segmentation.conditionings() == ["attention", "film", "gate"]
+    unet = segmentation.TextGuidedUNet(1, 1, (4, 8, 16), text_dim=TXT_DIM, conditioning="film+gate", attention_levels=1)
+    assert sorted(unet.film) == ["0", "1", "2"] and sorted(unet.gate) == ["2"]  # placement from the metadata
+    _, txt = feats()
+    assert unet(torch.randn(3, 1, 16, 16), txt).shape == (3, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"spatial fusions joined by '\+' \(attention, film, gate\), got 'film\+cross'"):
+        segmentation.TextGuidedUNet(1, 1, (4, 8), text_dim=TXT_DIM, conditioning="film+cross")

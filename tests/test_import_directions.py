@@ -141,3 +141,57 @@ def test_metrics_import_no_torch_at_module_level() -> None:
     bad = [f"{i.module}:{i.line}" for i in ALL_IMPORTS
            if _within(i.module, "medmm.metrics") and i.top_level and _within(i.target, "torch")]
     assert not bad, "metrics must import without torch; import it inside the function that needs it: " + ", ".join(bad)
+
+
+# ----------------------------------------------------------------------------- task plug-ins
+# The built-in tasks' registered names and packages, from pyproject.toml's entry points (the
+# same declaration the registry loads), so this file stays an AST reader that imports nothing.
+_EPS = __import__("tomllib").loads((SRC.parent / "pyproject.toml").read_text())["project"]["entry-points"]
+TASK_PACKAGES = {name: value.split(":")[0].rsplit(".", 1)[0] for name, value in _EPS["medmm.tasks"].items()}
+SCORER_MODULES = sorted(value.split(":")[0] for value in _EPS.get("medmm.scorers", {}).values())
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def task_name_literals(path: Path) -> list[tuple[int, str]]:
+    """(line, name) of each string literal equal to a built-in task's name, docstrings and the
+    metric label of a `provenance(...)` call (it names a metric family, e.g. medmm.metrics.vqa) aside."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    skip = _docstrings(tree) | {id(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call) and node.args
+                                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "provenance"}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in TASK_PACKAGES and id(node) not in skip]
+
+
+def test_no_task_name_is_written_outside_its_own_package() -> None:
+    """interpret, metrics, the engine, the CLI and the other tasks reach a task through the
+    registry and its hooks, never by its name (the demo may name the configs it runs)."""
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        module = _module_name(path)
+        if _within(module, "medmm.demo"):
+            continue
+        bad += [f"{module}:{line} names task {name!r}" for line, name in task_name_literals(path)
+                if not _within(module, TASK_PACKAGES[name])]
+    assert not bad, "dispatch through the task registry / Task hooks instead:\n" + "\n".join(bad)
+
+
+def test_the_name_reader_finds_a_comparison(tmp_path) -> None:
+    f = tmp_path / "x.py"
+    f.write_text('"""vqa in a docstring is prose."""\nif task == "vqa":\n    provenance("vqa")\n')
+    assert task_name_literals(f) == [(2, "vqa")]
+
+
+@pytest.mark.parametrize("module", SCORER_MODULES)
+def test_file_scorers_are_torch_free(module: str) -> None:
+    """`medmm score` loads every task's file scorer: none may import torch, models, the engine,
+    interpret or another task module (which would bring torch with it)."""
+    assert (SRC / (module.replace(".", "/") + ".py")).is_file(), f"pyproject.toml names a missing module {module}"
+    forbidden = ("torch", "medmm.models", "medmm.engine", "medmm.interpret", "medmm.tasks")
+    bad = [f"{imp.module}:{imp.line} imports {imp.target}" for imp in ALL_IMPORTS if imp.module == module
+           and any(_within(imp.target, f) for f in forbidden) and not _within(imp.target, module)]
+    assert not bad, "\n".join(bad)

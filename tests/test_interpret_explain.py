@@ -138,7 +138,9 @@ def test_report_sentence_regions_on_fixture(tmp_path: Path) -> None:
                                              "decoding": {"max_length": 12}, "bootstrap_resamples": 0})
     task.setup(train)
     task.eval()
-    out = word_region.report_sentence_regions(task, task.collate(train[:2]))
+    from medmm.tasks.report.sentence_regions import report_sentence_regions
+
+    out = report_sentence_regions(task, task.collate(train[:2]))
     page = explain.explain_samples(task, train[:2], tmp_path)
     assert (tmp_path / "index.html").exists() and len(page["samples"]) == 2
     assert [len(p["maps"]) for p in page["samples"]] == [len(r["sentences"]) for r in out]
@@ -165,7 +167,9 @@ def test_retrieval_word_regions(tmp_path: Path, local: float) -> None:
     task.setup(samples)
     task.eval()
     batch = task.collate(samples)
-    out = word_region.retrieval_word_regions(task, batch)
+    from medmm.tasks.retrieval.word_regions import retrieval_word_regions
+
+    out = retrieval_word_regions(task, batch)
     for rec, mask in zip(out, batch["attention_mask"], strict=True):
         assert rec["maps"].shape == (int(mask.sum()), 4, 4)
         assert float(rec["maps"].abs().max()) <= 1.0 + 1e-5

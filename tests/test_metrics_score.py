@@ -178,6 +178,7 @@ def test_scorers_take_the_engine_task_names_and_old_names_still_work(tmp_path):
         assert ("deprecated" in res.output) == (name == "classification")
         outs[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert outs["diagnosis"]["f1"] == outs["classification"]["f1"] and outs["diagnosis"]["ci"] == outs["classification"]["ci"]
+    assert outs["diagnosis"]["task"] == outs["classification"]["task"] == "diagnosis"  # one naming in the output too
     with pytest.warns(DeprecationWarning, match="report_generation"), pytest.raises(BadInputError):
         score_files("report", tmp_path / "p.jsonl", None)
     res = runner.invoke(app, ["score", "--task", "reports", "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "x.json")])

@@ -45,8 +45,7 @@ class ToyPluginTask(Task):
 
 @pytest.fixture
 def clean_registry(monkeypatch):
-    monkeypatch.setattr(engine_task, "_TASKS", dict(engine_task._TASKS))
-    monkeypatch.setattr(engine_task, "_LOADED_ENTRY_POINTS", set(engine_task._LOADED_ENTRY_POINTS))
+    monkeypatch.setattr(engine_task, "_TASKS", engine_task._TASKS.copy())
     yield
     sys.modules.pop("toy_plugin_mod", None)
 

@@ -3,6 +3,7 @@ is predicted from the question; numbers of the selection split are labelled sele
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -99,8 +100,31 @@ def _segmentation():
     return task, _squares(12, 0), _squares(8, 1), {"otsu"}
 
 
+@functools.cache
+def _tiny_vlm() -> str:
+    """A tiny random Gemma 3 (MedGemma's architecture) folder, written once per session."""
+    import tempfile
+
+    from medmm.models.families import write_tiny
+
+    return str(write_tiny("gemma3", Path(tempfile.mkdtemp(prefix="medmm_tiny_gemma3_")) / "gemma3"))
+
+
+def _vqa_vlm():
+    train, test = _vqa_samples()
+    task = get_task_class("vqa_vlm").from_config({"pretrained": _tiny_vlm(), "max_new_tokens": 3, "bootstrap_resamples": 30})
+    return task, train, test[:24], {"answer_prior", "question_nn"}
+
+
+def _report_vlm():
+    task = get_task_class("report_vlm").from_config({"pretrained": _tiny_vlm(), "max_new_tokens": 6, "max_images": 2,
+                                                     "bootstrap_resamples": 20})
+    split = {s: load_dataset("iu_xray", IU_XRAY, s).samples for s in ("train", "test")}
+    return task, split["train"], split["test"], {"nn_report_pixels"}
+
+
 BUILDERS = {"diagnosis": _diagnosis, "vqa": _vqa, "report_generation": _report, "retrieval": _retrieval,
-            "segmentation": _segmentation}
+            "segmentation": _segmentation, "vqa_vlm": _vqa_vlm, "report_vlm": _report_vlm}
 
 
 def test_builders_cover_every_registered_task():

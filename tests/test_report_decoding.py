@@ -18,8 +18,8 @@ from medmm.tasks.report import decoding as report_decoding  # noqa: E402
 from medmm.models.decoders import GenerationConfig  # noqa: E402
 from medmm.tasks.report.config import ConsensusConfig, DecodingConfig, ReportGenerationConfig  # noqa: E402
 from medmm.tasks.report.decoding import DECODING_KEYS, check_mbr, generation_config  # noqa: E402
-from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report.mbr import group_weights  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from tests.test_report_generation import FIXTURE  # noqa: E402
 from tests.conftest import merged  # noqa: E402
 from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402

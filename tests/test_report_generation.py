@@ -16,8 +16,8 @@ from medmm.engine import rundir as rd  # noqa: E402
 from medmm.engine.task import get_task_class  # noqa: E402
 from medmm.errors import BadInputError, MedmmError  # noqa: E402
 from medmm.knowledge.report_store import ReportStore, thumbnail_embedding  # noqa: E402
-from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report.scoring import sentence_provenance  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from tests.conftest import merged  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"

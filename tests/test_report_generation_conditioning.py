@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 from medmm.data.schema import ImageRef, Sample  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.tasks.report.attributes import OTHER, attribute_accuracy, attribute_index, fit_attribute_classes  # noqa: E402
-from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report.retrieval import FrozenImageKey  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from tests.conftest import merged  # noqa: E402
 
 SMALL = {

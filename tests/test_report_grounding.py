@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from medmm.errors import BadInputError, MedmmError  # noqa: E402
-from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report.grounding import AttributeLexicon, reference_attribute_weights  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from tests.conftest import merged  # noqa: E402
 from tests.test_report_generation_conditioning import SMALL, _samples  # noqa: E402
 

@@ -13,9 +13,9 @@ from medmm.data import load_dataset  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.models.decoders import GenerationConfig, TransformerReportDecoder, WordTokenizer  # noqa: E402
 from medmm.tasks.report import scst as report_scst  # noqa: E402
-from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from medmm.tasks.report.mbr import CiderConsensus  # noqa: E402
 from medmm.tasks.report.scst import reference_probs, self_critical_loss  # noqa: E402
+from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
 from tests.test_report_generation import FIXTURE  # noqa: E402
 from tests.conftest import merged  # noqa: E402
 from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402

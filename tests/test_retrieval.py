@@ -208,3 +208,14 @@ def test_missing_text_is_bad_input():
     s.text = {}
     with pytest.raises(BadInputError, match=s.id):
         tiny_task().collate([s])
+
+
+def test_zero_resamples_gives_values_without_intervals():
+    """bootstrap_resamples: 0 switches the intervals off (as in every task), not a traceback."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(4, 8))
+    recs = [{"id": f"q{i}", "prediction": {"image_embedding": img[i].tolist(), "text_embedding": img[i].tolist()},
+             "reference": {"image_key": f"im{i}", "text_key": f"t{i}"}, "group": f"im{i}"} for i in range(4)]
+    m = retrieval_metrics(recs, n_resamples=0)
+    assert m["image_to_text"]["R@1"] == 100.0 and "image_to_text_ci" not in m
+    assert m["ci_method"].startswith("no resamples")

@@ -242,7 +242,7 @@ def test_real_monuseg_and_covid_batches():
 
 
 def test_exported_masks_score_like_the_records(tmp_path):
-    from medmm.metrics.score import prepare_segmentation
+    from medmm.tasks.segmentation.file_scorer import prepare_segmentation
 
     rng = np.random.default_rng(1)
     ref = rng.random((12, 10)) > 0.6

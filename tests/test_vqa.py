@@ -13,8 +13,8 @@ import torch
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.errors import BadInputError, MedmmError
-from medmm.tasks.vqa.task import VQATask
 from medmm.tasks.vqa.answers import normalise_vqa_answer
+from medmm.tasks.vqa.task import VQATask
 from tests.conftest import merged, shared_dataset
 
 TINY = {

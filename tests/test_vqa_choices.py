@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
-from medmm.tasks.vqa.task import VQATask
 from medmm.tasks.vqa.choices import ChoiceOptions, choice_options, question_tokens, restrict_to_options
+from medmm.tasks.vqa.task import VQATask
 from tests.conftest import merged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,9 +10,9 @@ import torch
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.errors import MedmmError
-from medmm.tasks.vqa.task import VQATask
 from medmm.tasks.vqa.answers import normalise_vqa_answer
 from medmm.tasks.vqa.memory import AnswerMemory, image_key
+from medmm.tasks.vqa.task import VQATask
 from tests.test_vqa import TINY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,8 +12,8 @@ from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
-from medmm.tasks.vqa.task import VQATask
 from medmm.tasks.vqa.question_types import QuestionTypes, annotated_types, mask_by_question_type
+from medmm.tasks.vqa.task import VQATask
 from tests.conftest import merged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

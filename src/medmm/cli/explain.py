@@ -12,7 +12,7 @@ from medmm.cli.app import app
 
 @app.command()
 def explain(
-    run_dir: Path = typer.Argument(..., help="A diagnosis, VQA, retrieval or report-generation run directory written by `medmm train`."),
+    run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`, of a task with an explainer (Task.explainable)."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
     ids: str = typer.Option(..., "--ids", help="Comma-separated sample ids, e.g. ID1,ID2."),
     out: Path = typer.Option(..., "--out", help="Output folder: index.html, explanations.json, <id>/*.png."),
@@ -28,8 +28,9 @@ def explain(
 ) -> None:
     """Explain samples of a trained run; writes overlays (PNG), token highlights and an index.html.
 
-    Diagnosis and VQA runs: heatmaps with faithfulness checks, token attributions, modality
-    Shapley values. Retrieval and report-generation runs: word-to-region maps.
+    Tasks whose model reads as a classifier of image and text: heatmaps with faithfulness checks,
+    token attributions, modality Shapley values. Tasks that map words or sentences to image
+    regions: word-to-region maps. The task's `explainable` hook says which.
     """
     from medmm.explain_run import explain_run
 
@@ -38,7 +39,7 @@ def explain(
                           methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                           ig_steps=ig_steps, n_random=n_random, scale=scale, threads=threads or None)
     for r in summary["samples"]:
-        if "heatmaps" not in r:  # word-region pages (retrieval, report generation)
+        if "heatmaps" not in r:  # word-region pages
             typer.echo(f"{r['id']}: {len(r['maps'])} word/sentence maps")
             continue
         flags = [m for m, h in r["heatmaps"].items() if h["unfaithful"]]

@@ -16,6 +16,7 @@ _USE = {
     "image encoder": "model.image.encoder (retrieval: model.image_encoder): hf:<dir or hub name>",
     "text encoder": "model.text.encoder (retrieval, segmentation: model.text_encoder): hf:<dir or hub name>",
     "dual encoder": "retrieval model.clip_model: hf:<dir or hub name>",
+    "generative VLM": "task vqa_vlm / report_vlm, model.pretrained: <dir or hub name>",
 }
 
 
@@ -44,3 +45,23 @@ def tiny_cmd(
 
     path = write_tiny(family, out, seed=seed)
     print(f"wrote a tiny random {family} ({get_family(family).role}) to {path}")
+
+
+@models_app.command("merge")
+def merge_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a vqa_vlm / report_vlm run directory (LoRA adapters)")],
+    out: Annotated[Path, typer.Option("--out", help="new folder for the merged Hugging Face model")],
+) -> None:
+    """Merge a run's LoRA adapters into its base model; write a plain Hugging Face folder."""
+    from medmm.engine import load_run
+    from medmm.engine import rundir as rd
+    from medmm.errors import MedmmError
+    from medmm.models.vlm import VisionLanguageModel, save_merged
+
+    cfg, task = load_run(run_dir)
+    vlm = getattr(task, "vlm", None)
+    if not isinstance(vlm, VisionLanguageModel):
+        raise MedmmError(f"{run_dir}: task {cfg.task!r} holds no generative VLM with adapters to merge")
+    state = rd.read_json(Path(run_dir) / rd.TASK_STATE)
+    save_merged(vlm, out, {"run_dir": str(Path(run_dir).resolve()), "task": cfg.task, "adapters_sha256": state.get("sha256")})
+    print(f"merged {cfg.model.get('pretrained')} + the adapters of {run_dir} -> {out}")

@@ -74,7 +74,12 @@ def pretrain_image(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from medmm.tasks.pretrain.image_pretrain import PretrainConfig, default_sources, pretrain_image_encoder, summary_path
+    from medmm.tasks.pretrain.image_pretrain import (
+        PretrainConfig,
+        default_sources,
+        pretrain_image_encoder,
+        summary_path,
+    )
 
     sources = [parse_source(s, data_root) for s in source] if source else default_sources(data_root)
     if no_exclude and exclude_vqa_rad is not None:

@@ -15,22 +15,22 @@ def _floats(text: str | None) -> list[float] | None:
 
 @app.command("score")
 def score(
-    task: str = typer.Option(..., help="report_generation, vqa, retrieval, diagnosis or segmentation "
-                                       "(the engine's task names; 'report' and 'classification' are deprecated aliases)"),
-    pred: Path = typer.Option(..., help="predictions: .jsonl {id, prediction}; retrieval: .npy/.npz"),
+    task: str = typer.Option(..., help="the engine's name of the task whose predictions these are (each task "
+                                       "declares its file scorer; an unknown name lists the known ones)"),
+    pred: Path = typer.Option(..., help="predictions: .jsonl {id, prediction} (or the task's own format, e.g. a .npy matrix)"),
     out: Path = typer.Option(..., help="metrics JSON to write (with provenance)"),
     ref: Path | None = typer.Option(None, help="references: .jsonl {id, reference, ...}"),
     group_by: str | None = typer.Option(None, help="reference field to resample by (e.g. patient_id)"),
     bootstrap: int = typer.Option(0, help="bootstrap resamples for 95% CIs (0 = none; 1000 is usual)"),
     seed: int = typer.Option(0, help="bootstrap seed (recorded)"),
-    observations: str = typer.Option("14", help="report: clinical efficacy over '14' or '5' observations"),
-    uncertain: str = typer.Option("ignore", help="report: uncertain labels as positive, negative or ignore"),
-    missing: str = typer.Option("negative", help="report: unmentioned observations as negative or ignore"),
-    kind: str | None = typer.Option(None, help="diagnosis: binary, multiclass or multilabel (default: inferred)"),
-    threshold: float = typer.Option(0.5, help="diagnosis: decision threshold (binary, multilabel)"),
-    labels: str | None = typer.Option(None, help="diagnosis: comma-separated class/label names"),
-    classes: str | None = typer.Option(None, help="segmentation: comma-separated label ids (default: nonzero = 1 class)"),
-    spacing: str | None = typer.Option(None, help="segmentation: pixel spacing for HD95, e.g. 0.5,0.5"),
+    observations: str = typer.Option("14", help="generated reports: clinical efficacy over '14' or '5' observations"),
+    uncertain: str = typer.Option("ignore", help="generated reports: uncertain labels as positive, negative or ignore"),
+    missing: str = typer.Option("negative", help="generated reports: unmentioned observations as negative or ignore"),
+    kind: str | None = typer.Option(None, help="class scores: binary, multiclass or multilabel (default: inferred)"),
+    threshold: float = typer.Option(0.5, help="class scores: decision threshold (binary, multilabel)"),
+    labels: str | None = typer.Option(None, help="class scores: comma-separated class/label names"),
+    classes: str | None = typer.Option(None, help="masks: comma-separated label ids (default: nonzero = 1 class)"),
+    spacing: str | None = typer.Option(None, help="masks: pixel spacing for HD95, e.g. 0.5,0.5"),
     compare: Path | None = typer.Option(
         None, help="second system's predictions: paired test of --pred (A) vs this (B) on every metric "
                    "(uses --bootstrap resamples, 1000 if 0)"),
@@ -50,9 +50,13 @@ def score(
     parsed = {"observations": observations, "uncertain": uncertain, "missing": missing, "kind": kind,
               "threshold": threshold, "labels": labels.split(",") if labels else None,
               "classes": [int(c) for c in classes.split(",")] if classes else None, "spacing": _floats(spacing)}
+    unknown = [k for k in scorer.options if k not in parsed]
+    if unknown:  # a plug-in scorer with options this command does not offer: say so, do not drop them
+        raise typer.BadParameter(f"the {task} file scorer takes options {unknown} that `medmm score` has no flag for",
+                                 param_hint="--task")
     opts: dict = {"group_by": group_by, **{k: parsed[k] for k in scorer.options}}
-    if task == "report_generation":
-        _one_time_report_setup()
+    if scorer.setup is not None:
+        scorer.setup()  # one-time caches, with progress on stderr
     try:
         if compare is not None:
             result = compare_files(task, pred, compare, ref, n_resamples=bootstrap or 1000, seed=seed, **opts)
@@ -62,44 +66,6 @@ def score(
         raise typer.BadParameter(str(exc)) from exc
     write_metrics(out, result)
     typer.echo(f"wrote {out} ({result['provenance']['n_samples']} samples)")
-
-
-def _one_time_report_setup() -> None:
-    """Build what report scoring caches on first use, saying so: the compiled NLG kernels (C, a
-    few seconds) and METEOR's paraphrase index (5.3 M pairs, ~30 s on 2 CPU cores). Later calls
-    find both in the cache folder and print nothing."""
-    import os
-
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from medmm.errors import MedmmError
-    from medmm.metrics.nlg import _native, meteor_data
-
-    if not os.environ.get("MEDMM_NO_NATIVE") and not _native.library_path().is_file():
-        typer.echo(f"one-time setup: compiling the NLG metric kernels into {_native.library_path().parent} ...", err=True)
-        _native.load()
-    try:
-        gz = meteor_data.resource_paths()[1]
-    except MedmmError:
-        return  # METEOR's data is not installed: scoring names what is missing
-    state: dict = {}
-
-    def show(done: int, total: int) -> None:
-        if "bar" not in state:
-            typer.echo("one-time setup: indexing METEOR's 5.3 M English paraphrases (about 30 s; later calls reuse the index)",
-                       err=True)
-            state["bar"] = Progress(TextColumn("reading paraphrase-en.gz"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-                                    console=Console(stderr=True))
-            state["bar"].start()
-            state["job"] = state["bar"].add_task("index", total=total)
-        state["bar"].update(state["job"], completed=done)
-
-    try:
-        meteor_data.ensure_paraphrase_index(gz, progress=show)
-    finally:
-        if "bar" in state:
-            state["bar"].stop()
 
 
 @app.command("label-reports")

@@ -61,6 +61,16 @@ def _model_overrides(
     return out
 
 
+def _zero_shot_tasks() -> dict[str, str]:
+    """Registered tasks that score an untrained pretrained model -> the dataset each reads by
+    default (`Task.zero_shot_dataset`)."""
+    from medmm import plugins
+    from medmm.engine.task import get_task_class
+
+    return {name: get_task_class(name).zero_shot_dataset for name in plugins.load()
+            if get_task_class(name).zero_shot_dataset}
+
+
 _SET_HELP = ("Override a model option of the run, e.g. --set mbr.candidates=8 (repeatable; decoding options only make sense; "
              "`medmm config show TASK` lists the keys).")
 _BEAM = typer.Option(None, "--beam-size", help="Generation: beam width (1 = greedy).")
@@ -72,7 +82,7 @@ _MBR = typer.Option(None, "--mbr-references", help="Report generation: consensus
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
+    run_dir: Path | None = typer.Argument(None, help="A run directory written by `medmm train` (or give --model)."),
     data: Path | None = typer.Option(
         None, "--data", help="Dataset root in its original layout (may hold only the test split). Default: the run's own data."
     ),
@@ -94,14 +104,29 @@ def evaluate(
     max_length: int | None = _MAXLEN,
     mbr_references: int | None = _MBR,
     set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    model: str | None = typer.Option(
+        None, "--model", help="Zero-shot: a pretrained model (Hugging Face hub name or folder) scored without training; "
+        "needs --task and --data."),
+    task: str | None = typer.Option(None, "--task", help="Zero-shot: a registered task that scores pretrained models "
+                                    "without training (`medmm models list`; e.g. vqa_vlm, report_vlm)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Zero-shot: take prompts, decoding and data settings from this run config (e.g. "
+        "configs/vqa/vlm_lora.yaml); --model, --data and --dataset replace its model and data."),
 ) -> None:
     """Score a trained run on its own held-out part (--split val/test) or a split of any dataset root
-    (another dataset = external validation)."""
+    (another dataset = external validation); or, with --model, a pretrained model zero-shot."""
     import warnings
 
     from medmm.engine.api import evaluate as run_eval
     from medmm.engine.eval_split import TrainingDataWarning
 
+    if model is not None:
+        if run_dir is not None:
+            raise typer.BadParameter("give a RUN_DIR or --model, not both")
+        _evaluate_zero_shot(model, task, data, dataset, split, out, config, set_)
+        return
+    if run_dir is None:
+        raise typer.BadParameter("give a RUN_DIR (a trained run) or --model NAME_OR_FOLDER (zero-shot)")
     mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
     out = out or run_dir / "evaluations" / f"{split}.json"
     with warnings.catch_warnings():
@@ -115,6 +140,36 @@ def evaluate(
     if prov.get("external"):
         lm = prov.get("label_map") or {}
         typer.echo(f"EXTERNAL validation on {prov['dataset']} (trained on {prov['training_dataset']}); label map: {lm.get('name', 'none')}")
+
+
+def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset: str | None, split: str,
+                        out: Path | None, config: Path | None, sets: list[str] | None) -> None:
+    """`medmm evaluate --model`: the task's config with model.pretrained = MODEL and no adapters."""
+    from medmm.engine import load_config
+    from medmm.engine.config import DataConfig, RunConfig, apply_overrides, config_from_dict
+    from medmm.engine.zero_shot import evaluate_untrained
+
+    if data is None or out is None:
+        raise typer.BadParameter("--model needs --data ROOT and --out M.json")
+    if config is not None:
+        cfg = load_config(config)
+        if task is not None and task != cfg.task:
+            raise typer.BadParameter(f"--task {task} does not match the config's task {cfg.task!r}")
+    else:
+        tasks = _zero_shot_tasks()
+        if task not in tasks:
+            raise typer.BadParameter(f"--model needs --task, one of {', '.join(tasks)} (or a --config)")
+        cfg = RunConfig(task=task, data=DataConfig(dataset=tasks[task], root=str(data), val_split=None, test_split=None))
+        cfg.trainer.accelerator = "auto"  # a GPU when there is one: pretrained models are large
+    cfg.data.root = str(data)
+    cfg.data.dataset = dataset or cfg.data.dataset
+    cfg.model.update(pretrained=model, lora=None)
+    overrides = [o if o.split("=", 1)[0].startswith(("model.", "trainer.", "data.")) else f"model.{o}" for o in sets or []]
+    cfg = config_from_dict(apply_overrides(cfg.to_dict(), overrides), where=config or "--model")
+    result = evaluate_untrained(cfg, split, out)
+    prov = result["provenance"]
+    print_metrics(result["metrics"], title=f"{split}: n = {prov['n_samples']}; zero-shot {model}")
+    typer.echo(f"{prov['n_samples']} samples, {prov['n_skipped']} skipped -> {out}")
 
 
 @app.command()

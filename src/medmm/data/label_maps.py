@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from medmm.errors import MedmmError
+from medmm.registry import Registry
 
 # Canonical concept -> synonyms/spellings (lower case; the concept name itself is included).
 VOCABULARY: dict[str, tuple[str, ...]] = {
@@ -187,27 +188,23 @@ class LabelMap:
         }
 
 
-_MAPS: dict[str, LabelMap] = {}
+# Metadata: the (dataset, target) a map reads from and the dataset it maps to (find_label_map).
+_MAPS: Registry[LabelMap] = Registry("label map")
 
 
 def register_label_map(lm: LabelMap) -> LabelMap:
     """Add a LabelMap to the registry (name must be new)."""
-    if lm.name in _MAPS:
-        raise MedmmError(f"label map {lm.name!r} registered twice")
-    _MAPS[lm.name] = lm
-    return lm
+    return _MAPS.register(lm.name, lm, source=tuple(lm.source), target_dataset=lm.target[0])
 
 
 def get_label_map(name: str) -> LabelMap:
     """The registered LabelMap called `name`."""
-    if name not in _MAPS:
-        raise MedmmError(f"unknown label map {name!r}; known: {', '.join(sorted(_MAPS))}")
     return _MAPS[name]
 
 
 def list_label_maps() -> list[str]:
     """Names of the registered label maps."""
-    return sorted(_MAPS)
+    return _MAPS.names()
 
 
 def find_label_map(source: tuple[str, str], target_dataset: str, target: str | None = None) -> LabelMap:
@@ -215,12 +212,12 @@ def find_label_map(source: tuple[str, str], target_dataset: str, target: str | N
 
     Exactly one must match; otherwise the error lists the known maps.
     """
-    hits = [m for m in _MAPS.values() if m.source == tuple(source) and m.target[0] == target_dataset
-            and (target is None or m.target[1] == target)]
+    hits = [e.obj for e in _MAPS.entries(source=tuple(source), target_dataset=target_dataset)
+            if target is None or e.obj.target[1] == target]
     if len(hits) != 1:
         what = "no" if not hits else "several"
         raise MedmmError(
-            f"{what} label map from {source[0]}.{source[1]} to {target_dataset}; known: {', '.join(sorted(_MAPS))}"
+            f"{what} label map from {source[0]}.{source[1]} to {target_dataset}; known: {', '.join(_MAPS.names())}"
         )
     return hits[0]
 

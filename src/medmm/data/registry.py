@@ -7,14 +7,13 @@ first use, so adding a dataset means adding one file there.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medmm.data.schema import Sample
 from medmm.errors import BadInputError, MedmmError
+from medmm.registry import Entry, Registry
 
 
 class ErrorPolicy:
@@ -73,8 +72,9 @@ class DatasetInfo:
         return tuple(s for s in self.splits if s != self.union_split)
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
-_discovered = False
+# loader -> metadata (splits, description, group_by, union_split); every module of
+# medmm.data.datasets is imported before the first lookup.
+_REGISTRY: Registry[Loader] = Registry("dataset", discover=("medmm.data.datasets.*",))
 
 
 def register_dataset(
@@ -83,39 +83,27 @@ def register_dataset(
     """Decorator registering a loader under `name` (`union_split`: see `DatasetInfo`)."""
 
     def wrap(fn: Loader) -> Loader:
-        if name in _REGISTRY:
-            raise MedmmError(f"dataset {name!r} registered twice")
         if union_split is not None and union_split not in splits:
             raise MedmmError(f"dataset {name!r}: union_split {union_split!r} is not one of its splits")
-        _REGISTRY[name] = DatasetInfo(name, fn, splits, description, group_by, union_split)
-        return fn
+        return _REGISTRY.register(name, fn, splits=tuple(splits), description=description, group_by=group_by,
+                                  union_split=union_split)
 
     return wrap
 
 
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    import medmm.data.datasets as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{pkg.__name__}.{mod.name}")
-    _discovered = True
+def _info(entry: Entry[Loader]) -> DatasetInfo:
+    m = entry.meta
+    return DatasetInfo(entry.name, entry.obj, m["splits"], m["description"], m["group_by"], m["union_split"])
 
 
 def list_datasets() -> list[DatasetInfo]:
     """All registered datasets, sorted by name."""
-    _discover()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return [_info(e) for e in _REGISTRY.entries()]
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The registry entry for `name`, with a clear error listing the known names."""
-    _discover()
-    if name not in _REGISTRY:
-        raise MedmmError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return _info(_REGISTRY.entry(name))
 
 
 def load_dataset(name: str, root: str | Path, split: str, *, skip_bad: bool = False) -> SampleSet:

@@ -19,7 +19,7 @@ import hashlib
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,46 +63,39 @@ def _allocate(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _stratum(members: Sequence[Sample], key: str) -> str:
-    """A group's stratum: its most common value of target `key` (ties: smallest value)."""
-    values = Counter(s.targets.get(key, MISSING_STRATUM) for s in members)
+def _stratum(values: Counter) -> str:
+    """A group's stratum: its most common value of the stratify target (ties: smallest value)."""
     best = max(values.values())
     return min(v for v, c in values.items() if c == best)
 
 
-def grouped_split(
-    samples: Sequence[Sample],
+def grouped_split_indices(
+    samples: Iterable[Sample],
     group_by: str,
     fractions: Mapping[str, float],
     seed: int,
     stratify: str | None = None,
-) -> dict[str, list[Sample]]:
-    """Split samples so that no group (``Sample.group(group_by)``) is in two splits.
+) -> dict[str, list[int]]:
+    """`grouped_split` as positions: split name -> indices into `samples`, ascending.
 
-    Args:
-        samples: the samples to split (e.g. ``load_dataset("covid_cxr", root, "all").samples``).
-        group_by: "patient", "case", "study", "image", "question" or "id". Samples without that id are
-            their own group (see `Sample.group`).
-        fractions: split name -> fraction of the *groups*; must sum to 1. Counts are rounded
-            with the largest-remainder rule, so they add up to the number of groups.
-        seed: the same samples, fractions and seed always give the same split.
-        stratify: optional key of ``Sample.targets``; groups are then allocated per stratum
-            (a group's stratum is its most common value) so label proportions stay similar.
-
-    Returns:
-        split name -> samples, in input order, each a copy with ``split`` set to that name.
+    Reads each sample once (its group id and stratify target) and keeps only those, so a lazy
+    sequence of a million samples is split without holding its Samples.
     """
     fracs = _check_fractions(fractions)
-    groups: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        groups[s.group(group_by)].append(s)
+    groups: dict[str, list[int]] = defaultdict(list)
+    values: dict[str, Counter] = defaultdict(Counter)
+    for i, s in enumerate(samples):
+        gid = s.group(group_by)
+        groups[gid].append(i)
+        if stratify is not None:
+            values[gid][s.targets.get(stratify, MISSING_STRATUM)] += 1
 
     if stratify is None:
         strata = {"": sorted(groups)}
     else:
         by_stratum: dict[str, list[str]] = defaultdict(list)
         for gid in sorted(groups):
-            by_stratum[_stratum(groups[gid], stratify)].append(gid)
+            by_stratum[_stratum(values[gid])].append(gid)
         strata = dict(sorted(by_stratum.items()))
 
     rng = random.Random(seed)
@@ -117,11 +110,41 @@ def grouped_split(
                 assigned[gid] = name
             start += n
 
-    out: dict[str, list[Sample]] = {name: [] for name in fracs}
-    for s in samples:
-        name = assigned[s.group(group_by)]
-        out[name].append(replace(s, split=name))
-    return out
+    out: dict[str, list[int]] = {name: [] for name in fracs}
+    for gid, idx in groups.items():
+        out[assigned[gid]].extend(idx)
+    return {name: sorted(idx) for name, idx in out.items()}
+
+
+def grouped_split(
+    samples: Sequence[Sample],
+    group_by: str,
+    fractions: Mapping[str, float],
+    seed: int,
+    stratify: str | None = None,
+) -> dict[str, Sequence[Sample]]:
+    """Split samples so that no group (``Sample.group(group_by)``) is in two splits.
+
+    Args:
+        samples: the samples to split (e.g. ``load_dataset("covid_cxr", root, "all").samples``).
+        group_by: "patient", "case", "study", "image", "question" or "id". Samples without that id are
+            their own group (see `Sample.group`).
+        fractions: split name -> fraction of the *groups*; must sum to 1. Counts are rounded
+            with the largest-remainder rule, so they add up to the number of groups.
+        seed: the same samples, fractions and seed always give the same split.
+        stratify: optional key of ``Sample.targets``; groups are then allocated per stratum
+            (a group's stratum is its most common value) so label proportions stay similar.
+
+    Returns:
+        split name -> samples, in input order, each a copy with ``split`` set to that name: a
+        list, or, for a lazy sequence offering ``take(indices, split=name)`` (packed shards'
+        `PackedSamples`), that sequence's ``take``, so the parts stay lazy too.
+    """
+    parts = grouped_split_indices(samples, group_by, fractions, seed, stratify)
+    take = getattr(samples, "take", None)
+    if callable(take):
+        return {name: take(idx, split=name) for name, idx in parts.items()}
+    return {name: [replace(samples[i], split=name) for i in idx] for name, idx in parts.items()}
 
 
 @dataclass

@@ -28,8 +28,10 @@ from medmm.errors import MedmmError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet HF tokenizers in loader workers
 CONFIG_DIR = Path(__file__).parent / "configs"
-FUSIONS = ("image_only", "text_only", "early", "gated")
-QUICK_FUSIONS = ("image_only", "text_only", "early")
+# The fused variants the demo compares with the registry's unimodal baselines (image_only,
+# text_only); the first is also the classifier whose predictions are explained.
+FUSED = ("early", "gated")
+QUICK_FUSED = ("early",)
 
 
 @dataclass
@@ -40,6 +42,18 @@ class DemoResult:
     report: Path
     timings: dict[str, float] = field(default_factory=dict)
     parts: dict[str, Any] = field(default_factory=dict)
+
+
+def demo_fusions(quick: bool) -> list[str]:
+    """The organ ablation's variants: every registered unimodal fusion, then the fused ones
+    (checked against the fusion registry, so a renamed fusion fails here, not mid-demo)."""
+    from medmm.ablation import unimodal_fusions
+    from medmm.models.fusion import fusion_info
+
+    fused = list(QUICK_FUSED if quick else FUSED)
+    for name in fused:
+        fusion_info(name, spatial=False)  # unknown name -> the error listing the known ones
+    return unimodal_fusions() + fused
 
 
 def _overrides(root: Path, quick: bool, epochs_quick: int = 1) -> list[str]:
@@ -128,10 +142,9 @@ def run_demo(
     def ablate() -> dict[str, Any]:
         from medmm.ablation import run_ablation
 
-        fusions = QUICK_FUSIONS if quick else FUSIONS
         table = run_ablation(
             CONFIG_DIR / "organ.yaml",
-            fusions,
+            demo_fusions(quick),
             seeds=1,
             out_dir=out / "ablation",
             overrides=_overrides(root, quick, 2),
@@ -149,7 +162,8 @@ def run_demo(
         from medmm.explain_run import explain_run
 
         done = {}
-        for name, run_dir in (("organ_classifier", out / "ablation" / "runs" / "early_s0"), ("vqa", runs / "vqa")):
+        fused = out / "ablation" / "runs" / f"{(QUICK_FUSED if quick else FUSED)[0]}_s0"  # the first fused variant
+        for name, run_dir in (("organ_classifier", fused), ("vqa", runs / "vqa")):
             ids = _first_ids(run_dir, n=2 if quick else 3)
             done[name] = explain_run(run_dir, root, ids=ids, out_dir=out / "explanations" / name)
         return done

@@ -173,7 +173,8 @@ def _ablation_section(out: Path) -> str:
 
     with (abl / "table.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    cols = [("auroc_macro", "AUROC (macro)"), ("f1_macro", "F1 (macro)"), ("balanced_accuracy", "balanced acc."), ("accuracy", "accuracy")]
+    labels = {"auroc_macro_ovr": "AUROC (macro)", "f1_macro": "F1 (macro)", "balanced_accuracy": "balanced acc."}
+    cols = [(m, labels.get(m, m.replace("_", " "))) for m in data["metrics"]]
     body = []
     for r in rows:
         cells = [f"<b>{_esc(r['fusion'])}</b>" if r["fusion"] == data.get("baseline") else _esc(r["fusion"])]
@@ -184,7 +185,7 @@ def _ablation_section(out: Path) -> str:
                      _num(diff) + _ci([_float(r.get("difference_low")), _float(r.get("difference_high"))]))
         cells.append(_num(_float(r.get("p_bootstrap"))))
         body.append(cells)
-    header = ["fusion", *[c[1] + " [95% CI]" for c in cols], "difference vs baseline (AUROC)", "p (paired bootstrap)"]
+    header = ["fusion", *[c[1] + " [95% CI]" for c in cols], f"difference vs baseline ({cols[0][1]})", "p (paired bootstrap)"]
     png = abl / "ablation.png"
     return (
         "<p>Image + question &rarr; organ (HEAD / CHEST / ABD), label words masked from the question; every variant "

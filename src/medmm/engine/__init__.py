@@ -28,6 +28,7 @@ _LAZY = {
     "build_task": "medmm.engine.api",
     "run_inference": "medmm.engine.api",
     "write_report": "medmm.engine.report",
+    "evaluate_untrained": "medmm.engine.zero_shot",
 }
 
 

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     val_samples = val_split.samples if val_split else []
 
     task = build_task(cfg)
-    original_train = list(train_split.samples)  # the floors are fit on these (no task-derived extras)
+    # the floors are fit on these (no task-derived extras); a lazy packed sequence is immutable, no copy
+    original_train = list(train_split.samples) if isinstance(train_split.samples, list) else train_split.samples
     train_split.samples = task.training_samples(train_split.samples)
     state_path = run_dir / rd.TASK_STATE
     if resume and state_path.exists():
@@ -541,7 +543,7 @@ def load_run(run_dir: str | Path, model_overrides: list[str] | None = None) -> t
 
 def _samples_for(
     cfg: RunConfig, data_root: str | Path, dataset: str | None, split: str
-) -> tuple[list[Sample], list[BadInputError], str]:
+) -> tuple[Sequence[Sample], list[BadInputError], str]:
     from medmm.data.io.verify import verify_headers
     from medmm.data.registry import ErrorPolicy
 
@@ -549,7 +551,7 @@ def _samples_for(
     name = dataset or cfg.data.dataset
     ss = load_dataset(name, data_root, split, skip_bad=cfg.data.skip_bad)
     policy = ErrorPolicy(skip_bad=cfg.data.skip_bad)
-    samples = verify_headers(list(ss.samples), policy)
+    samples = verify_headers(ss.samples, policy)  # a list gives a new list; packed shards stay lazy
     return samples, [*ss.skipped, *policy.skipped], name
 
 

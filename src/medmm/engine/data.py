@@ -1,4 +1,5 @@
-"""From a DataConfig to DataLoaders over `list[Sample]` that survive bad samples.
+"""From a DataConfig to DataLoaders over samples (a list, or packed shards' lazy `PackedSamples`)
+that survive bad samples.
 
 * `load_splits` reads the dataset's official splits, or pools and re-splits them by group.
 * `SafeCollate` calls `task.collate`; with ``data.skip_bad: true`` a sample raising
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class SplitData:
     """
 
     name: str
-    samples: list[Sample]
+    samples: Sequence[Sample]  # a list, or a lazy `PackedSamples` (packed shards)
     skipped: list[BadInputError] = field(default_factory=list)
     skipped_before_split: list[BadInputError] = field(default_factory=list)
 
@@ -69,7 +70,7 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
     if data.split == "official":
         for role, split in roles.items():
             ss = load_dataset(data.dataset, data.root, split, skip_bad=data.skip_bad)
-            out[role] = SplitData(split, list(ss.samples), list(ss.skipped))
+            out[role] = SplitData(split, _own(ss.samples), list(ss.skipped))
     else:
         from medmm.data.splits import grouped_split
 
@@ -78,11 +79,8 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
         else:
             sets = list(load_all_splits(data.dataset, data.root, skip_bad=data.skip_bad).values())
         sources = [ss.split for ss in sets]
-        pooled: list[Sample] = []
-        skipped: list[BadInputError] = []
-        for ss in sets:
-            pooled.extend(ss.samples)
-            skipped.extend(ss.skipped)
+        pooled = _pool([ss.samples for ss in sets])
+        skipped: list[BadInputError] = [exc for ss in sets for exc in ss.skipped]
         ids = [s.id for s in pooled]
         if len(set(ids)) != len(ids):
             raise MedmmError(
@@ -105,10 +103,28 @@ def load_splits(data: DataConfig, seed: int) -> dict[str, SplitData]:
     return out
 
 
-class SampleDataset(Dataset):
-    """A map-style dataset over a list of Samples (reading happens in the task's collate)."""
+def _own(samples: Sequence[Sample]) -> Sequence[Sample]:
+    """A copy of a list (roles must not share one list object); a lazy sequence as it is (immutable)."""
+    return list(samples) if isinstance(samples, list) else samples
 
-    def __init__(self, samples: list[Sample]):
+
+def _pool(parts: list[Sequence[Sample]]) -> Sequence[Sample]:
+    """The samples of several splits as one: packed splits stay one lazy `PackedSamples`."""
+    from medmm.data.shards.samples import PackedSamples
+
+    nonempty = [p for p in parts if len(p)]
+    if nonempty and all(isinstance(p, PackedSamples) for p in nonempty):
+        return PackedSamples.concat(nonempty)  # type: ignore[arg-type]
+    return [s for p in parts for s in p]
+
+
+class SampleDataset(Dataset):
+    """A map-style dataset over a sequence of Samples (reading happens in the task's collate).
+
+    A lazy sequence (`PackedSamples`) builds each Sample when the loader asks for it, in the
+    worker that collates it; its compact index is shared by forked workers, not copied."""
+
+    def __init__(self, samples: Sequence[Sample]):
         self.samples = samples
 
     def __len__(self) -> int:
@@ -260,7 +276,7 @@ class ResumableLoader(DataLoader):
 
 
 def make_loader(
-    samples: list[Sample],
+    samples: Sequence[Sample],
     collate: Callable[[list[Sample]], Any],
     *,
     batch_size: int,

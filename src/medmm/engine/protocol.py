@@ -23,6 +23,7 @@ from medmm.engine.task import Task
 log = logging.getLogger("medmm.engine")
 
 SELECTION_PREFIX = "selection_"
+_TASK_PROTOCOL_KEYS = ("metric_definitions", "oracle_inputs", "fitted_on_validation", "selection_metrics")
 
 
 def task_protocol(task: Task) -> dict[str, Any]:
@@ -64,6 +65,9 @@ def protocol_record(task: Task, cfg: RunConfig, *, reported_split: str, selectio
         "selection_metrics_renamed": [f"{SELECTION_PREFIX}{k}" for k in tp["selection_metrics"]] if reported_is_selection else [],
         "floors_fit_on": "the run's training split only",
     }
+    # What else the task says the numbers depend on (a VLM's prompt and decoding, VQA routing), never
+    # replacing the keys above.
+    record.update({k: v for k, v in tp.items() if k not in _TASK_PROTOCOL_KEYS and k not in record})
     record.update(extra or {})
     return record
 

@@ -7,7 +7,7 @@ split's metrics contain them, a confusion matrix (``"confusion_matrix": [[...]]`
 Each split's scalar metrics are shown with their 95% interval when the task computed one
 (``"ci": {metric: [low, high]}`` or ``{metric: {"low", "high"}}``, or ``"<name>_ci"`` beside a
 dict ``<name>`` of metrics), so a reader never sees a point estimate without its uncertainty.
-Breakdowns (``"by_<key>": {group: {metric: value}}``, e.g. VQA accuracy by question type) are
+Breakdowns (``"by_<key>": {group: {metric: value}}``, e.g. accuracy by question type) are
 shown as a table and a bar chart. A metrics file's ``protocol`` (which split chose the model, which
 split is reported, oracle inputs) and ``floors`` (trivial baselines with model - floor, CI and
 p-value) are shown above and below its metrics.
@@ -291,9 +291,8 @@ def _protocol_table(protocol: dict[str, Any]) -> str:
 
 
 def _task_figures(run_dir: Path, split: str, plots: Path) -> list[str]:
-    """Figures a task draws from its own prediction records (hook: an optional classmethod
-    `report_figures(records, plots_dir, split) -> [file names]` on the Task class, e.g.
-    segmentation overlays). The engine still knows no specific task: it asks the registry."""
+    """Figures a task draws from its own prediction records (the `Task.report_figures` hook,
+    e.g. segmentation overlays). The engine knows no specific task: it asks the registry."""
     state_path, preds = run_dir / rd.TASK_STATE, run_dir / "predictions" / f"{split}.jsonl"
     if not state_path.exists() or not preds.exists():
         return []
@@ -304,11 +303,8 @@ def _task_figures(run_dir: Path, split: str, plots: Path) -> list[str]:
         task_cls = get_task_class(rd.read_json(state_path)["task"])
     except (MedmmError, KeyError):  # a plugin task not imported here: no task figures, rest of the report stays
         return []
-    draw = getattr(task_cls, "report_figures", None)
-    if draw is None:
-        return []
     records = [json.loads(line) for line in preds.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return list(draw(records, plots, split)) if records else []
+    return list(task_cls.report_figures(records, plots, split)) if records else []
 
 
 def write_report(run_dir: str | Path) -> Path:

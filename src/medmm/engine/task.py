@@ -7,15 +7,20 @@ all train, evaluate and predict through the same loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
+from medmm.registry import Registry
+
+if TYPE_CHECKING:
+    from medmm.metrics.headline import Headline
+    from medmm.metrics.score import FileScorer
 
 
 class Task(nn.Module):
@@ -39,6 +44,9 @@ class Task(nn.Module):
     """
 
     name: str = "task"
+    # What the task is judged by: Headline(logged metric, "max" | "min", records -> per-unit
+    # scores) (`medmm.metrics.headline`); with per-unit scores, `medmm ablate` compares its variants.
+    headline: Headline | None = None
 
     @dataclass
     class Config:
@@ -173,6 +181,10 @@ class Task(nn.Module):
             pre = {k: st.get(k) for k in ("image_size", "channels", "mean", "std")}
         return {"labels": labels, "thresholds": thresholds, "preprocessing": pre}
 
+    # A task that scores an untrained pretrained model (`medmm evaluate --model NAME --task TASK`)
+    # names the dataset it reads by default; None: no zero-shot evaluation.
+    zero_shot_dataset: str | None = None
+
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
         """Get ready to score records of another dataset/label space (external validation).
 
@@ -196,21 +208,29 @@ class Task(nn.Module):
         """
         return None
 
+    @classmethod
+    def file_scorer(cls) -> FileScorer | None:
+        """What `medmm score --task NAME` runs on this task's exported prediction files: a
+        torch-free `medmm.metrics.score.FileScorer` registered under the task's name in a module
+        that imports no torch (and declared as a `medmm.scorers` entry point, so `medmm score`
+        finds it without importing the task). Default: None (no file scorer)."""
+        return None
 
-_TASKS: dict[str, Callable[..., Task]] = {}
+    @classmethod
+    def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str) -> list[str]:
+        """Figures drawn from one split's prediction records for the run's report.html (e.g.
+        segmentation overlays): PNGs written into `out_dir`; returns their file names. Called
+        without the model. Default: none."""
+        return []
 
-
-def register_task(name: str):
-    """Decorator registering a Task subclass (constructed from its config section)."""
-
-    def wrap(cls):
-        if name in _TASKS:
-            raise MedmmError(f"task {name!r} registered twice")
-        cls.name = name
-        _TASKS[name] = cls
-        return cls
-
-    return wrap
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """The samples as instruction (chat) data for generative vision-language models:
+        ``{"id", "image": path | None, "messages": [{"role": "system" | "user" | "assistant",
+        "content": str}, ...]}`` per sample, the image referenced by its file path and the
+        assistant message the sample's reference (`medmm.tasks.chat`). Default: an error naming
+        the task (it has no instruction form)."""
+        raise MedmmError(f"task {self.name!r} does not turn its samples into instruction data "
+                         "(no Task.instruction_records hook)")
 
 
 # Tasks reach this registry as plug-ins: the engine imports no task. Each `medmm.tasks` entry
@@ -218,7 +238,20 @@ def register_task(name: str):
 # is loaded on the first lookup that misses; `medmm.plugins.load()` (called by the CLI) also
 # imports the built-in tasks directly, for an install whose entry-point metadata is stale.
 ENTRY_POINT_GROUP = "medmm.tasks"
-_LOADED_ENTRY_POINTS: set[str] = set()
+_TASKS: Registry[type[Task]] = Registry(
+    "task", entry_points=ENTRY_POINT_GROUP,
+    hint=f" (tasks are plug-ins: installed `{ENTRY_POINT_GROUP}` entry points, or call medmm.plugins.load() for the built-in ones)")
+
+
+def register_task(name: str):
+    """Decorator registering a Task subclass (constructed from its config section)."""
+
+    def wrap(cls):
+        _TASKS.register(name, cls)
+        cls.name = name
+        return cls
+
+    return wrap
 
 
 def load_task_entry_points() -> list[str]:
@@ -227,35 +260,14 @@ def load_task_entry_points() -> list[str]:
     An entry point whose name is not the name its class registers under is an error (a typo
     there would otherwise surface later as "unknown task").
     """
-    from importlib.metadata import entry_points
-
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value in _LOADED_ENTRY_POINTS:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken plug-in: say which one
-            raise MedmmError(f"task plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-        _LOADED_ENTRY_POINTS.add(ep.value)
-        registered = getattr(obj, "name", None)
-        if isinstance(obj, type) and _TASKS.get(ep.name) is not obj:
-            raise MedmmError(f"task plug-in {ep.name!r} ({ep.value}) registers as {registered!r}, not {ep.name!r}")
-        loaded.append(ep.name)
-    return loaded
+    return _TASKS.load_entry_points()
 
 
 def get_task_class(name: str):
     """The Task class registered as `name` (loading the task plug-ins on a miss)."""
-    if name not in _TASKS:
-        load_task_entry_points()
-    if name not in _TASKS:
-        raise MedmmError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS)) or 'none'} (tasks are plug-ins: "
-                         f"installed `{ENTRY_POINT_GROUP}` entry points, or call medmm.plugins.load() for the built-in ones)")
     return _TASKS[name]
 
 
 def list_tasks() -> list[str]:
     """Names of every registered task (after loading the task plug-ins)."""
-    load_task_entry_points()
-    return sorted(_TASKS)
+    return _TASKS.names()

@@ -245,8 +245,8 @@ def explain_word_regions(view: WordRegions, samples: list[Any], out_dir: str | P
         secs.append(f"<div class='sample'><h3>{html.escape(str(smp.id))}</h3>{head}<div class='row'>{''.join(figs)}</div></div>")
     summary = {"task": name, "n_samples": len(samples), "samples": results}
     (out_dir / "explanations.json").write_text(json.dumps(summary, indent=1))
-    intro = ("<p>Word-to-region maps: cosine similarity of each word to each image region (retrieval) or the decoder's "
-             "cross-attention of each generated sentence to the image tokens (report generation); not checked for faithfulness.</p>")
+    intro = ("<p>Word-to-region maps: cosine similarity of each word to each image region (dual encoders) or the decoder's "
+             "cross-attention of each generated sentence to the image tokens (text generators); not checked for faithfulness.</p>")
     (out_dir / "index.html").write_text(render.index_html(f"medmm word-region maps ({name})", intro, secs))
     summary["index"] = str(out_dir / "index.html")
     return summary

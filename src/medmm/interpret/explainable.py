@@ -60,9 +60,10 @@ class Explainable:
 class WordRegions:
     """Word-to-region maps of a batch: one record per sample.
 
-    unit "word": each record has "input_ids", "maps" (L, h, w) and "method" (retrieval).
-    unit "sentence": each record has "report" and "sentences" [{"text", "map"}] (report
-    generation). images: the batch's image rows; starts[i]: the row of sample i's first view.
+    unit "word": each record has "input_ids", "maps" (L, h, w) and "method" (e.g. a dual
+    encoder's). unit "sentence": each record has "report" (the generated text) and "sentences"
+    [{"text", "map"}] (e.g. a report generator's). images: the batch's image rows; starts[i]:
+    the row of sample i's first view.
     """
 
     kind: str

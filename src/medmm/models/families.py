@@ -2,7 +2,9 @@
 
 Each family names the transformers config and model classes its real checkpoints use (so a tiny
 folder written by `write_tiny` exercises exactly the loading code a real checkpoint goes through),
-its role in medmm (image encoder, text encoder, dual encoder) and public checkpoints of the field.
+its role in medmm (image encoder, text encoder, dual encoder, generative VLM) and public
+checkpoints of the field. Generative VLMs (processor, chat template, special tokens) are written
+by `medmm.models.vlm.tiny`.
 Tiny models are randomly initialised and only good for testing the plumbing offline.
 """
 
@@ -14,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from medmm.errors import MedmmError, require
+from medmm.registry import Registry
 
-IMAGE, TEXT, DUAL = "image encoder", "text encoder", "dual encoder"
+IMAGE, TEXT, DUAL, VLM = "image encoder", "text encoder", "dual encoder", "generative VLM"
 TINY_IMAGE_SIZE = 32
 
 # A small WordPiece vocabulary, built here so that no tokenizer is ever downloaded.
@@ -36,9 +39,10 @@ class Family:
     role: str
     model_class: str  # transformers class of the real checkpoints
     examples: str  # public checkpoints of this family
-    config: Callable[[int], Any]  # vocab size -> transformers config of a tiny model
+    config: Callable[[int], Any] | None  # vocab size -> transformers config of a tiny model
     image_processor: str | None  # transformers image processor class saved with the model
     text: bool  # a tokenizer is saved with the model
+    writer: Callable[[Path, int], Path] | None = None  # (folder, seed) -> folder, for families built whole
 
 
 def _tf():
@@ -58,37 +62,55 @@ def _clip_text(vocab: int) -> dict[str, Any]:
     return {**_TEXT, "vocab_size": vocab, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in [
-        Family("vit", IMAGE, "ViTModel", "google/vit-base-patch16-224-in21k",
-               lambda v: _tf().ViTConfig(**_vision()), "ViTImageProcessor", False),
-        Family("dinov2", IMAGE, "Dinov2Model", "microsoft/rad-dino, facebook/dinov2-small",
-               lambda v: _tf().Dinov2Config(**_vision()), "BitImageProcessor", False),
-        Family("siglip_vision", IMAGE, "SiglipVisionModel", "google/siglip-base-patch16-224 (vision tower)",
-               lambda v: _tf().SiglipVisionConfig(**_vision()), "SiglipImageProcessor", False),
-        Family("clip_vision", IMAGE, "CLIPVisionModel", "openai/clip-vit-base-patch32 (vision tower)",
-               lambda v: _tf().CLIPVisionConfig(**_vision()), "CLIPImageProcessor", False),
-        Family("convnext", IMAGE, "ConvNextModel", "facebook/convnext-tiny-224",
-               lambda v: _tf().ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=TINY_IMAGE_SIZE),
-               "ConvNextImageProcessor", False),
-        Family("bert", TEXT, "BertModel",
-               "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext, emilyalsentzer/Bio_ClinicalBERT",
-               lambda v: _tf().BertConfig(vocab_size=v, **_TEXT), None, True),
-        Family("clip", DUAL, "CLIPModel", "openai/clip-vit-base-patch32, flaviagiammarino/pubmed-clip-vit-base-patch32",
-               lambda v: _tf().CLIPConfig(text_config=_clip_text(v), vision_config=_vision(), projection_dim=16),
-               "CLIPImageProcessor", True),
-        Family("siglip", DUAL, "SiglipModel", "google/siglip-base-patch16-224",
-               lambda v: _tf().SiglipConfig(text_config={**_TEXT, "vocab_size": v}, vision_config=_vision()),
-               "SiglipImageProcessor", True),
-    ]
-}
+def _vlm_writer(family: str) -> Callable[[Path, int], Path]:
+    def write(out: Path, seed: int) -> Path:
+        from medmm.models.vlm.tiny import write_tiny_vlm
+
+        return write_tiny_vlm(family, out, seed)
+
+    return write
+
+
+# In registration order (image encoders, text encoders, dual encoders, VLMs); metadata: the role.
+FAMILIES: Registry[Family] = Registry("model family", sort=False)
+for _family in [
+    Family("vit", IMAGE, "ViTModel", "google/vit-base-patch16-224-in21k",
+           lambda v: _tf().ViTConfig(**_vision()), "ViTImageProcessor", False),
+    Family("dinov2", IMAGE, "Dinov2Model", "microsoft/rad-dino, facebook/dinov2-small",
+           lambda v: _tf().Dinov2Config(**_vision()), "BitImageProcessor", False),
+    Family("siglip_vision", IMAGE, "SiglipVisionModel", "google/siglip-base-patch16-224 (vision tower)",
+           lambda v: _tf().SiglipVisionConfig(**_vision()), "SiglipImageProcessor", False),
+    Family("clip_vision", IMAGE, "CLIPVisionModel", "openai/clip-vit-base-patch32 (vision tower)",
+           lambda v: _tf().CLIPVisionConfig(**_vision()), "CLIPImageProcessor", False),
+    Family("convnext", IMAGE, "ConvNextModel", "facebook/convnext-tiny-224",
+           lambda v: _tf().ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=TINY_IMAGE_SIZE),
+           "ConvNextImageProcessor", False),
+    Family("bert", TEXT, "BertModel",
+           "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext, emilyalsentzer/Bio_ClinicalBERT",
+           lambda v: _tf().BertConfig(vocab_size=v, **_TEXT), None, True),
+    Family("clip", DUAL, "CLIPModel", "openai/clip-vit-base-patch32, flaviagiammarino/pubmed-clip-vit-base-patch32",
+           lambda v: _tf().CLIPConfig(text_config=_clip_text(v), vision_config=_vision(), projection_dim=16),
+           "CLIPImageProcessor", True),
+    Family("siglip", DUAL, "SiglipModel", "google/siglip-base-patch16-224",
+           lambda v: _tf().SiglipConfig(text_config={**_TEXT, "vocab_size": v}, vision_config=_vision()),
+           "SiglipImageProcessor", True),
+    Family("llava", VLM, "LlavaForConditionalGeneration",
+           "llava-hf/llava-1.5-7b-hf; LLaVA-Med once converted to the llava-hf layout (docs/vlm.md)",
+           None, "CLIPImageProcessor", True, _vlm_writer("llava")),
+    Family("idefics3", VLM, "Idefics3ForConditionalGeneration",
+           "HuggingFaceTB/SmolVLM-256M-Instruct, HuggingFaceTB/SmolVLM-Instruct, HuggingFaceM4/Idefics3-8B-Llama3",
+           None, "Idefics3ImageProcessor", True, _vlm_writer("idefics3")),
+    Family("gemma3", VLM, "Gemma3ForConditionalGeneration", "google/medgemma-4b-it, google/gemma-3-4b-it",
+           None, "Gemma3ImageProcessor", True, _vlm_writer("gemma3")),
+    Family("qwen2_vl", VLM, "Qwen2VLForConditionalGeneration",
+           "Qwen/Qwen2-VL-2B-Instruct, Qwen/Qwen2-VL-7B-Instruct (needs torchvision)",
+           None, "Qwen2VLImageProcessor", True, _vlm_writer("qwen2_vl")),
+]:
+    FAMILIES.register(_family.name, _family, role=_family.role)
 
 
 def get_family(name: str) -> Family:
     """The family called `name`, or a MedmmError listing the known ones."""
-    if name not in FAMILIES:
-        raise MedmmError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 
@@ -120,7 +142,8 @@ def write_tiny(name: str, out: str | Path, seed: int = 0) -> Path:
     """Write a tiny randomly initialised model of family `name` to `out` in Hugging Face format.
 
     The folder holds config.json, model.safetensors and the processor files the real checkpoints
-    carry (preprocessor_config.json for images, a WordPiece tokenizer for text). Returns `out`.
+    carry (preprocessor_config.json for images, a WordPiece tokenizer for text; a generative VLM's
+    processor_config.json, tokenizer, chat template and generation_config). Returns `out`.
     """
     torch = require("torch", "train", "tiny models")
     fam = get_family(name)
@@ -128,6 +151,14 @@ def write_tiny(name: str, out: str | Path, seed: int = 0) -> Path:
     if out.exists() and any(out.iterdir()):
         raise MedmmError(f"{out}: exists and is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
+    if fam.writer is not None:
+        try:
+            return fam.writer(out, seed)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)  # no half-written model folder
+            raise
     tok = _tokenizer(out) if fam.text else None
     torch.manual_seed(seed)
     model = getattr(_tf(), fam.model_class)(fam.config(len(tok) if tok is not None else 0))

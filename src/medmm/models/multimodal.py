@@ -108,13 +108,10 @@ def build_classifier(
 
     The encoder a fusion does not use is not built (so `image_only` never loads MiniLM)."""
     from medmm.models.encoders import create_image_encoder, create_text_encoder
-    from medmm.models.fusion import create_fusion
-    from medmm.models.fusion.base import _FUSIONS
+    from medmm.models.fusion import create_fusion, fusion_info
 
-    if fusion not in _FUSIONS:
-        create_fusion(fusion, 1, 1)  # raises the "unknown fusion" error listing the known ones
-    cls = _FUSIONS[fusion]
-    uses_image, uses_text = getattr(cls, "uses_image", True), getattr(cls, "uses_text", True)
+    info = fusion_info(fusion, spatial=False)  # unknown name -> the error listing the known ones
+    uses_image, uses_text = info.uses_image, info.uses_text
     img_enc = create_image_encoder(image, **(image_kw or {})) if uses_image and image else None
     txt_enc = create_text_encoder(text, **(text_kw or {})) if uses_text and text else None
     fus = create_fusion(

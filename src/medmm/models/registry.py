@@ -16,6 +16,7 @@ from torch import nn
 
 from medmm.errors import MedmmError
 from medmm.models.pretrained import load_into, save_weights
+from medmm.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -29,39 +30,45 @@ class ModelEntry:
     sha256: str | None = None
 
 
-_MODELS: dict[str, ModelEntry] = {}
+# factory -> metadata (kind, default weights and their sha256)
+_MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 def register_model(name: str, factory: Callable[..., nn.Module], kind: str = "model", weights: str | None = None, sha256: str | None = None) -> None:
     """Register a model constructor under `name` (kind: "image_encoder", "text_encoder", "task", ...)."""
-    if name in _MODELS:
-        raise MedmmError(f"model {name!r} registered twice")
-    _MODELS[name] = ModelEntry(name, factory, kind, weights, sha256)
+    _MODELS.register(name, factory, kind=kind, weights=weights, sha256=sha256)
 
 
 def _ensure_builtin() -> None:
-    from medmm.models.encoders.factory import _IMAGE, _TEXT, create_image_encoder, create_text_encoder
+    from medmm.models.encoders.factory import (
+        create_image_encoder,
+        create_text_encoder,
+        list_image_encoders,
+        list_text_encoders,
+    )
 
-    for name in _IMAGE:
-        if name not in _MODELS:
-            _MODELS[name] = ModelEntry(name, lambda _n=name, **kw: create_image_encoder(_n, **kw), "image_encoder")
-    for name in _TEXT:
-        if name not in _MODELS:
-            _MODELS[name] = ModelEntry(name, lambda _n=name, **kw: create_text_encoder(_n, **kw), "text_encoder")
+    for kind, names, create in (("image_encoder", list_image_encoders(), create_image_encoder),
+                                ("text_encoder", list_text_encoders(), create_text_encoder)):
+        for name in names:
+            if name not in _MODELS:
+                _MODELS.register(name, lambda _n=name, _c=create, **kw: _c(_n, **kw), kind=kind, weights=None, sha256=None)
+
+
+def _entry(name: str) -> ModelEntry:
+    _ensure_builtin()
+    e = _MODELS.entry(name)
+    return ModelEntry(e.name, e.obj, e.meta["kind"], e.meta["weights"], e.meta["sha256"])
 
 
 def list_models(kind: str | None = None) -> list[str]:
     """Registered model names, optionally of one kind ("image_encoder", "text_encoder", ...)."""
     _ensure_builtin()
-    return sorted(n for n, e in _MODELS.items() if kind is None or e.kind == kind)
+    return _MODELS.names() if kind is None else _MODELS.names(kind=kind)
 
 
 def model_kind(name: str) -> str:
     """The kind a registered model was registered with."""
-    _ensure_builtin()
-    if name not in _MODELS:
-        raise MedmmError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return _MODELS[name].kind
+    return _entry(name).kind
 
 
 def create_model(name: str, pretrained: bool | str | Path = False, sha256: str | None = None, **kw: Any) -> nn.Module:
@@ -71,10 +78,7 @@ def create_model(name: str, pretrained: bool | str | Path = False, sha256: str |
     or a path to a medmm weights file. The weights' metadata must name this architecture (when
     it names one), the state_dict must match exactly, and the sha256 is verified.
     """
-    _ensure_builtin()
-    if name not in _MODELS:
-        raise MedmmError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    entry = _MODELS[name]
+    entry = _entry(name)
     if pretrained is True:
         if entry.weights is None:
             raise MedmmError(f"no default pretrained weights are registered for {name!r}; pass pretrained=<weights file>")

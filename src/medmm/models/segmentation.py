@@ -1,15 +1,14 @@
 """U-Net for 2-D segmentation, optionally conditioned on text (LViT-like text guidance).
 
 `TextGuidedUNet` is a plain 2-D U-Net (two 3x3 conv + instance norm + LeakyReLU per level, max
-pooling down, transposed conv up). Text can steer it in two places, both on the encoder
-features that the decoder receives (the skip connections and the bottleneck):
+pooling down, transposed conv up). Text can steer it on the encoder features that the decoder
+receives (the skip connections and the bottleneck) through spatial blocks of the one fusion
+registry (`medmm.models.fusion.spatial`, metadata ``spatial=True``); ``conditioning`` names them
+without their ``spatial_`` prefix, joined by "+" and applied in that order at each level:
 
-* ``film``: the pooled sentence feature predicts a per-channel scale and shift of every skip
-  (FiLM, Perez et al. 2018) - cheap, global ("the nuclei are dense in the upper right" can only
-  shift channel statistics);
+* ``film``: the pooled sentence feature predicts a per-channel scale and shift of every skip;
 * ``attention``: image tokens of the deepest ``attention_levels`` levels cross-attend to the
-  text tokens (multi-head attention, padding masked, residual) - spatially selective, as in
-  LViT's text-image interaction at low resolutions.
+  text tokens.
 
 ``conditioning="none"`` is the image-only U-Net baseline with the same backbone, so the two
 differ only by the text path. `SegmentationModel` pairs the U-Net with a medmm text encoder.
@@ -18,7 +17,6 @@ differ only by the text path. `SegmentationModel` pairs the U-Net with a medmm t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
@@ -26,8 +24,28 @@ from torch.nn import functional as F
 
 from medmm.models.encoders.base import TextEncoder, TextFeatures
 
-Conditioning = Literal["none", "film", "attention", "film+attention"]
-CONDITIONINGS = ("none", "film", "attention", "film+attention")
+PREFIX = "spatial_"  # conditioning "film" is the spatial fusion "spatial_film"
+# Module attributes of the built-in blocks, kept from before they moved to the fusion registry so
+# saved weights (unet.film.<level>..., unet.attn.<level>...) load unchanged.
+_ATTRIBUTES = {"film": "film", "attention": "attn"}
+
+
+def conditionings() -> list[str]:
+    """The single conditionings the U-Net accepts: the registered spatial fusions, unprefixed
+    (join several with "+"; "none" = no text)."""
+    from medmm.models.fusion import list_fusions
+
+    return [n.removeprefix(PREFIX) for n in list_fusions(spatial=True) if n.startswith(PREFIX)]
+
+
+def _conditioning_parts(conditioning: str) -> list[str]:
+    if conditioning == "none":
+        return []
+    parts = conditioning.split("+")
+    known = conditionings()
+    if not all(parts) or len(set(parts)) != len(parts) or any(p not in known for p in parts):
+        raise ValueError(f"conditioning must be 'none' or spatial fusions joined by '+' ({', '.join(known)}), got {conditioning!r}")
+    return parts
 
 
 class ConvBlock(nn.Sequential):
@@ -44,45 +62,6 @@ class ConvBlock(nn.Sequential):
         )
 
 
-class FiLM(nn.Module):
-    """x * (1 + gamma(t)) + beta(t), per channel, from a pooled text vector t."""
-
-    def __init__(self, text_dim: int, channels: int):
-        super().__init__()
-        self.proj = nn.Linear(text_dim, 2 * channels)
-        # Small (not zero) weights: starts close to identity, yet the text path has a
-        # gradient from step one.
-        nn.init.normal_(self.proj.weight, std=0.02)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.proj(pooled).chunk(2, dim=-1)
-        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-
-
-class TextCrossAttention(nn.Module):
-    """Image tokens (queries) attend to text tokens (keys/values); residual, pre-norm."""
-
-    def __init__(self, text_dim: int, channels: int, heads: int = 4):
-        super().__init__()
-        heads = max(1, min(heads, channels))
-        while channels % heads:
-            heads -= 1
-        self.norm = nn.LayerNorm(channels)
-        self.attn = nn.MultiheadAttention(channels, heads, kdim=text_dim, vdim=text_dim, batch_first=True)
-        self.last_attention: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor, text: TextFeatures) -> torch.Tensor:
-        b, c, h, w = x.shape
-        tokens = x.flatten(2).transpose(1, 2)  # (B, HW, C)
-        out, weights = self.attn(
-            self.norm(tokens), text.tokens, text.tokens, key_padding_mask=~text.mask.bool(), need_weights=True
-        )
-        # Kept (detached) so callers can show which words each region looked at.
-        self.last_attention = weights.detach()
-        return x + out.transpose(1, 2).reshape(b, c, h, w)
-
-
 class TextGuidedUNet(nn.Module):
     """2-D U-Net whose skips and bottleneck can be conditioned on text features.
 
@@ -91,9 +70,11 @@ class TextGuidedUNet(nn.Module):
         channels: feature widths per level, shallow to deep (the last is the bottleneck);
             the input size must be divisible by 2 ** (len(channels) - 1).
         text_dim: width of the text features (required unless conditioning is "none").
-        conditioning: "none" | "film" | "attention" | "film+attention".
-        attention_levels: how many of the deepest levels (bottleneck first) get cross-attention.
-        heads: attention heads.
+        conditioning: "none", or spatial fusion names without "spatial_" joined by "+"
+            ("film", "attention", "film+attention"), applied in that order.
+        attention_levels: how many of the deepest levels (bottleneck first) get the blocks
+            placed on the deepest levels (cross-attention).
+        heads: attention heads (blocks whose registry entry lists the "heads" option).
     """
 
     def __init__(
@@ -102,13 +83,12 @@ class TextGuidedUNet(nn.Module):
         out_channels: int = 1,
         channels: Sequence[int] = (16, 32, 64, 128),
         text_dim: int | None = None,
-        conditioning: Conditioning = "film+attention",
+        conditioning: str = "film+attention",
         attention_levels: int = 2,
         heads: int = 4,
     ):
         super().__init__()
-        if conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        parts = _conditioning_parts(conditioning)
         if conditioning != "none" and not text_dim:
             raise ValueError(f"conditioning {conditioning!r} needs text_dim")
         channels = [int(c) for c in channels]
@@ -127,14 +107,29 @@ class TextGuidedUNet(nn.Module):
             self.upconv.append(nn.ConvTranspose2d(deep, shallow, 2, stride=2))
             self.up.append(ConvBlock(2 * shallow, shallow))
         self.head = nn.Conv2d(channels[0], out_channels, 1)
-        use_film = "film" in conditioning
-        use_attn = "attention" in conditioning
-        n = len(channels)
-        self.film = nn.ModuleList([FiLM(text_dim, c) for c in channels]) if use_film else None
-        levels = max(0, min(attention_levels, n)) if use_attn else 0
-        # level i (0 = shallowest) has cross-attention when i >= n - levels
-        self.attn = nn.ModuleDict({str(i): TextCrossAttention(text_dim, channels[i], heads)
-                                   for i in range(n - levels, n)})
+        self._blocks = [self._add_blocks(part, text_dim, attention_levels, heads) for part in parts]
+
+    def _add_blocks(self, part: str, text_dim: int, attention_levels: int, heads: int) -> str:
+        """Build the spatial fusion `part` for the levels its registry entry places it on; returns
+        the attribute holding them (level -> block)."""
+        from medmm.models.fusion import create_fusion, fusion_info
+
+        info = fusion_info(PREFIX + part, spatial=True)
+        n = len(self.channels)
+        placement = info.meta.get("placement")
+        if placement == "every_level":
+            levels = range(n)
+        elif placement == "deepest_levels":
+            levels = range(n - max(0, min(attention_levels, n)), n)  # level i (0 = shallowest)
+        else:
+            raise ValueError(f"spatial fusion {info.name!r}: unknown placement {placement!r} (every_level | deepest_levels)")
+        kw = {"heads": heads} if "heads" in info.meta.get("options", ()) else {}
+        attr = _ATTRIBUTES.get(part, part)
+        if hasattr(self, attr):
+            raise ValueError(f"spatial fusion {info.name!r}: the U-Net already has a module {attr!r}")
+        self.add_module(attr, nn.ModuleDict({str(i): create_fusion(info.name, self.channels[i], text_dim, self.channels[i],
+                                                                   spatial=True, **kw) for i in levels}))
+        return attr
 
     @property
     def divisor(self) -> int:
@@ -154,10 +149,10 @@ class TextGuidedUNet(nn.Module):
             if i:
                 x = F.max_pool2d(x, 2)
             x = block(x)
-            if self.film is not None:
-                x = self.film[i](x, text.pooled)
-            if str(i) in self.attn:
-                x = self.attn[str(i)](x, text)
+            for attr in self._blocks:
+                blocks = getattr(self, attr)
+                if str(i) in blocks:
+                    x = blocks[str(i)](x, text)
             skips.append(x)
         x = skips.pop()
         for upconv, block in zip(self.upconv, self.up, strict=True):

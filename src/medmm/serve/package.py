@@ -122,11 +122,13 @@ def load_weights(root: Path) -> dict[str, Any]:
 
 
 def _dataset_description(name: str) -> str | None:
-    from medmm.data.registry import _REGISTRY, _discover
+    from medmm.data.registry import dataset_info
+    from medmm.registry import UnknownNameError
 
-    _discover()
-    entry = _REGISTRY.get(name)
-    return entry.description if entry is not None else None
+    try:
+        return dataset_info(name).description
+    except UnknownNameError:  # a dataset of a plug-in not installed here
+        return None
 
 
 def model_card(info: dict[str, Any], evaluations: dict[str, Any]) -> str:

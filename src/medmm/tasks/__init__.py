@@ -1,14 +1,8 @@
 """Tasks: one package per task (model + loss + batching + predictions + metrics + hooks).
 
-Each package's `task.py` is imported here so its @register_task runs. The engine never imports
-this package: `medmm.plugins.load()` does, and installed copies of medmm find the same tasks
-through the `medmm.tasks` entry points of pyproject.toml.
+Each package's `task.py` registers its Task (@register_task) and a torch-free `file_scorer.py`
+registers what `medmm score` runs for it. Importing this package imports neither (so a file
+scorer loads without torch): installed copies of medmm find both through the `medmm.tasks` and
+`medmm.scorers` entry points of pyproject.toml, and `medmm.plugins.load()` imports them directly.
+The engine never imports this package.
 """
-
-import importlib
-import importlib.util
-import pkgutil
-
-for _pkg in pkgutil.iter_modules(__path__):
-    if _pkg.ispkg and importlib.util.find_spec(f"{__name__}.{_pkg.name}.task") is not None:
-        importlib.import_module(f"{__name__}.{_pkg.name}.task")

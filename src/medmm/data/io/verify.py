@@ -6,6 +6,8 @@ make every command slow); `verify_images` is the explicit, slower check that dec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from medmm.data.registry import ErrorPolicy, SampleSet
@@ -35,16 +37,18 @@ def verify_samples(samples: list[Sample], errors: ErrorPolicy) -> list[Sample]:
     return good
 
 
-def verify_headers(samples: list[Sample], errors: ErrorPolicy) -> list[Sample]:
+def verify_headers(samples: Sequence[Sample], errors: ErrorPolicy) -> Sequence[Sample]:
     """The samples whose image and mask files pass `check_image_header` (cheap: no decoding).
 
     Each sample with a missing, empty or non-image file (a text file named .jpg) goes to
-    `errors` once, naming its first bad file.
+    `errors` once, naming its first bad file. A list gives a new list; a lazy sequence with
+    ``take(indices)`` (packed shards' `PackedSamples`, whose pixels are inside checked shards)
+    is given back itself, or its ``take`` of the good ones, so it is not materialised.
     """
     from medmm.data.io.image import check_image_header
 
-    good: list[Sample] = []
-    for sample in samples:
+    keep: list[int] = []
+    for i, sample in enumerate(samples):
         try:
             for path in [*(im.path for im in sample.images), *(m.path for m in sample.masks)]:
                 if path is not None:
@@ -52,8 +56,11 @@ def verify_headers(samples: list[Sample], errors: ErrorPolicy) -> list[Sample]:
         except BadInputError as exc:
             errors.handle(exc)
             continue
-        good.append(sample)
-    return good
+        keep.append(i)
+    take = getattr(samples, "take", None)
+    if callable(take):
+        return samples if len(keep) == len(samples) else take(keep)
+    return [samples[i] for i in keep]
 
 
 def verify_images(sample_set: SampleSet, *, skip_bad: bool = True) -> SampleSet:

@@ -8,7 +8,7 @@ from typing import Any
 from medmm.data.io.text import read_json
 from medmm.data.schema import Sample
 from medmm.data.shards.pack import FORMAT
-from medmm.data.shards.records import sample_from_record
+from medmm.data.shards.samples import PackedSamples, scan_summary
 from medmm.errors import BadInputError
 
 
@@ -39,8 +39,10 @@ def verify(root: str | Path) -> list[str]:
     return bad
 
 
-def load_split(root: str | Path, split: str) -> list[Sample]:
-    """The samples of `split` in packed order; a split the pack does not hold gives [].
+def load_split(root: str | Path, split: str) -> PackedSamples | list[Sample]:
+    """The samples of `split` in packed order, as a lazy `PackedSamples` (20 bytes per sample in
+    memory; each Sample is built from its shard summary when indexed); a split the pack does not
+    hold gives [].
 
     Each shard's size and sha256 are checked against index.json before its records are used:
     pixels are read raw at recorded offsets, so a changed byte would otherwise pass silently.
@@ -51,26 +53,32 @@ def load_split(root: str | Path, split: str) -> list[Sample]:
     if info is None:
         return []
     listed = {sh.get("name"): sh for sh in index["shards"] if isinstance(sh, dict)}
-    out: list[Sample] = []
-    for shard in info["shards"]:
-        tar = root / shard
-        summary_path = tar.with_suffix(".json")
-        if not tar.exists() or not summary_path.exists() or shard not in listed:
-            raise BadInputError(tar, "shard listed in index.json is missing")
-        summary = read_json(summary_path)
-        _check_shard(tar, listed[shard], summary)
-        out.extend(sample_from_record(rec, str(tar)) for rec in summary["records"])
+
+    def shards():
+        for shard in info["shards"]:
+            tar = root / shard
+            summary_path = tar.with_suffix(".json")
+            if not tar.exists() or not summary_path.exists() or shard not in listed:
+                raise BadInputError(tar, "shard listed in index.json is missing")
+            data = summary_path.read_bytes()
+            if not data.strip():
+                raise BadInputError(summary_path, "file is empty (0 bytes)" if not data else "file holds only whitespace")
+            summary, spans = scan_summary(data, summary_path)
+            _check_shard(tar, listed[shard], summary)
+            yield str(tar), str(summary_path), data, spans
+
+    out = PackedSamples.build(shards())
     if len(out) != info["samples"]:
         raise BadInputError(root / "index.json", f"split {split!r}: {len(out)} records in the shards, index says {info['samples']}")
     return out
 
 
 def _check_shard(tar: Path, entry: dict[str, Any], summary: Any) -> None:
-    """The shard on disk is the one index.json describes (size, then sha256); else BadInputError."""
+    """The shard on disk is the one index.json describes (size, then sha256); else BadInputError.
+
+    `summary`: the shard summary's fields but its records (see `scan_summary`)."""
     from medmm.data.shards.pack import _sha256
 
-    if not isinstance(summary, dict) or not isinstance(summary.get("records"), list):
-        raise BadInputError(tar.with_suffix(".json"), "not a shard summary (no 'records' list)")
     size = tar.stat().st_size
     if size != entry.get("bytes") or summary.get("bytes") != entry.get("bytes"):
         raise BadInputError(tar, f"size {size} differs from the index ({entry.get('bytes')}): shard truncated or changed after packing")

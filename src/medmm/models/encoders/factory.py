@@ -11,43 +11,32 @@ from typing import Any
 
 from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, TextEncoder
+from medmm.registry import Registry
 
-_IMAGE: dict[str, Callable[..., ImageEncoder]] = {}
-_TEXT: dict[str, Callable[..., TextEncoder]] = {}
-
-
-def register_image_encoder(name: str):
-    """Decorator registering an ImageEncoder constructor under `name`."""
-
-    def wrap(fn):
-        if name in _IMAGE:
-            raise MedmmError(f"image encoder {name!r} registered twice")
-        _IMAGE[name] = fn
-        return fn
-
-    return wrap
+_HF = ", hf:<hub name or dir>"
+# Importing medmm.models.encoders registers the built-in encoders (cnn, vit, scratch_text, hf_text).
+_IMAGE: Registry[Callable[..., ImageEncoder]] = Registry("image encoder", discover=("medmm.models.encoders",), hint=_HF)
+_TEXT: Registry[Callable[..., TextEncoder]] = Registry("text encoder", discover=("medmm.models.encoders",), hint=_HF)
 
 
-def register_text_encoder(name: str):
-    """Decorator registering a TextEncoder constructor under `name`."""
+def register_image_encoder(name: str, **meta: Any):
+    """Decorator registering an ImageEncoder constructor under `name` (with optional metadata)."""
+    return _IMAGE.register(name, **meta)
 
-    def wrap(fn):
-        if name in _TEXT:
-            raise MedmmError(f"text encoder {name!r} registered twice")
-        _TEXT[name] = fn
-        return fn
 
-    return wrap
+def register_text_encoder(name: str, **meta: Any):
+    """Decorator registering a TextEncoder constructor under `name` (with optional metadata)."""
+    return _TEXT.register(name, **meta)
 
 
 def list_image_encoders() -> list[str]:
     """Registered image encoder names (plus the `hf:<hub name>` family, not listed)."""
-    return sorted(_IMAGE)
+    return _IMAGE.names()
 
 
 def list_text_encoders() -> list[str]:
     """Registered text encoder names (plus the `hf:<hub name>` family, not listed)."""
-    return sorted(_TEXT)
+    return _TEXT.names()
 
 
 def create_image_encoder(name: str, pretrained: bool | str = False, in_channels: int = 3, **kw: Any) -> ImageEncoder:
@@ -61,14 +50,13 @@ def create_image_encoder(name: str, pretrained: bool | str = False, in_channels:
         from medmm.models.encoders.hf_image import HFImageEncoder
 
         return HFImageEncoder(name[3:], **kw)
-    if name not in _IMAGE:
-        raise MedmmError(f"unknown image encoder {name!r}; known: {', '.join(list_image_encoders())}, hf:<hub name or dir>")
+    build = _IMAGE[name]  # unknown name -> "unknown image encoder ...; known: ..., hf:<hub name or dir>"
     if pretrained is True:
         raise MedmmError(
             f"no pretrained weights are bundled for image encoder {name!r}; pass pretrained=<path to a "
             "medmm weights file> or use an hf:<hub name or local dir> encoder"
         )
-    enc = _IMAGE[name](in_channels=in_channels, **kw)
+    enc = build(in_channels=in_channels, **kw)
     if isinstance(pretrained, str):
         from medmm.models.pretrained import load_into
 
@@ -85,9 +73,7 @@ def create_text_encoder(name: str, pretrained: bool | str = False, **kw: Any) ->
         from medmm.models.encoders.hf_text import HFTextEncoder
 
         return HFTextEncoder(name[3:], **kw)
-    if name not in _TEXT:
-        raise MedmmError(f"unknown text encoder {name!r}; known: {', '.join(list_text_encoders())}, hf:<hub name or dir>")
-    enc = _TEXT[name](**kw)
+    enc = _TEXT[name](**kw)  # unknown name -> "unknown text encoder ...; known: ..., hf:<hub name or dir>"
     if isinstance(pretrained, str):
         from medmm.models.pretrained import load_into
 

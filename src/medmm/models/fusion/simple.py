@@ -16,11 +16,9 @@ def mlp(in_dim: int, dim: int, dropout: float = 0.1) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
 
-@register_fusion("image_only")
+@register_fusion("image_only", uses_image=True, uses_text=False)
 class ImageOnly(Fusion):
     """Ignores text (the text encoder is not even run by MultimodalClassifier)."""
-
-    uses_text = False
 
     def __init__(self, image_dim: int, text_dim: int, dim: int = 256, dropout: float = 0.1):
         super().__init__()
@@ -33,11 +31,9 @@ class ImageOnly(Fusion):
         return FusionOutput(pooled, self.tok(image.tokens), zero_loss(pooled))
 
 
-@register_fusion("text_only")
+@register_fusion("text_only", uses_image=False, uses_text=True)
 class TextOnly(Fusion):
     """Ignores images (the image encoder is not run)."""
-
-    uses_image = False
 
     def __init__(self, image_dim: int, text_dim: int, dim: int = 256, dropout: float = 0.1):
         super().__init__()

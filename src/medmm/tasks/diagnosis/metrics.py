@@ -1,6 +1,6 @@
-"""Metrics of diagnosis records, torch-free: `diagnosis_metrics` (what
-`DiagnosisTask.compute_metrics` returns), the headline metrics that get bootstrap intervals
-(`diagnosis_headline`) and the scores of hard decisions (`decision_scores`).
+"""Diagnosis metrics, torch-free: every metric of a split's records (`diagnosis_metrics`), the
+headline metrics that get bootstrap intervals (`diagnosis_headline`) and the scores of hard
+decisions (`decision_scores`). `DiagnosisTask.compute_metrics` and its headline units (`headline.py`) use them.
 """
 
 from __future__ import annotations

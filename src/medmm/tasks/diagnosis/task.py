@@ -35,9 +35,11 @@ from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline
 from medmm.tasks import losses as L
 from medmm.tasks.diagnosis.config import DiagnosisConfig
-from medmm.tasks.diagnosis.metrics import diagnosis_metrics
+from medmm.tasks.diagnosis.headline import diagnosis_units
+from medmm.tasks.diagnosis.metrics import decision_scores, diagnosis_headline, diagnosis_metrics  # noqa: F401 (also imported from here)
 
 MASK_TOKEN = "[MASK]"
 
@@ -45,6 +47,8 @@ MASK_TOKEN = "[MASK]"
 @register_task("diagnosis")
 class DiagnosisTask(Task):
     """Image + text classification; configured by `Config` (the run config's `model:` section)."""
+
+    headline = Headline("val/auroc_macro_ovr", "max", diagnosis_units)
 
     Config = DiagnosisConfig
 
@@ -127,10 +131,10 @@ class DiagnosisTask(Task):
         if self.uses_text:
             self.model.text_encoder.fit_tokenizer([self.text_of(s) for s in train_samples if s.text.get(c.text.field)])
 
-    def _guard_words(self) -> list[str]:
+    def _guard_words(self, classes: list[str] | None = None) -> list[str]:
         if not self.config.text.mask_label_words:
             return list(self.config.text.extra_mask_words)
-        return lm.label_words(list(self.classes) + list(self.config.text.extra_mask_words))
+        return lm.label_words(list(self.classes if classes is None else classes) + list(self.config.text.extra_mask_words))
 
     def state(self) -> dict[str, Any]:
         spec = self.model.image_encoder.input_spec if self.model is not None and self.model.image_encoder is not None else None
@@ -337,6 +341,31 @@ class DiagnosisTask(Task):
 
     def predict_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         return self._records(batch, with_refs=False)
+
+    # ------------------------------------------------------------------ plug-in hooks
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task diagnosis` (`medmm.tasks.diagnosis.file_scorer`)."""
+        from medmm.tasks.diagnosis.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """Text input + "which <target> is it: ...?" -> the class (`medmm.tasks.diagnosis.instruct`);
+        multi-class only (a multi-label answer would hide its missing labels)."""
+        from medmm.tasks.diagnosis.instruct import diagnosis_instruction_records
+
+        if self.multilabel:
+            raise MedmmError("a multi-label diagnosis task has no instruction form (missing labels have no answer)")
+        # before setup: the classes of these samples, and the leakage guard built from them
+        classes = self.classes or list(self.config.classes or []) or sorted({lab for s in samples if (lab := self._label_of(s))})
+        words = self.mask_words or self._guard_words(classes)
+
+        def text_of(s: Sample) -> str:
+            text = s.text.get(self.config.text.field) or ""
+            return lm.mask_words(text, words, MASK_TOKEN) if words else text
+
+        return diagnosis_instruction_records(samples, self.config.target, classes, self._label_of, text_of)
 
     # ------------------------------------------------------------------ metrics
     def explainable(self, samples: list[Sample]) -> Any:

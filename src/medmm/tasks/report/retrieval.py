@@ -53,9 +53,10 @@ class FrozenImageKey(nn.Module):
     def from_run(cls, run_dir: str | Path) -> FrozenImageKey:
         """The image side of a trained `retrieval` run (medmm encoders, not an HF CLIP model)."""
         from medmm.engine.api import load_run
+        from medmm.tasks.retrieval.task import RetrievalTask
 
         cfg, task = load_run(run_dir)
-        if cfg.task != "retrieval":
+        if not isinstance(task, RetrievalTask):
             raise MedmmError(f"{run_dir}: model.retrieval.run must be a retrieval run, got task {cfg.task!r}")
         m = cfg.model
         if m.get("clip_model"):

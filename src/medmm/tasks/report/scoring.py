@@ -24,11 +24,13 @@ def report_scores(records: list[dict[str, Any]], field: str = "prediction", n_re
                   seed: int = 0) -> dict[str, Any]:
     """NLG + clinical-efficacy scores of `records[field]` against `records["reference"]`.
 
-    Computed by `medmm.metrics.score.score_files` (medmm.metrics.nlg, the clinical labeller and
+    Computed by the task's file scorer (`medmm.tasks.report.file_scorer` through
+    `medmm.metrics.score.score_files`: medmm.metrics.nlg, the clinical labeller and
     medmm.metrics.stats percentile bootstrap resampling records by their "group"). Returns the
     seven NLG metrics at top level, ``clinical_efficacy`` micro/macro P/R/F1 and ``ci``
     {metric: [low, high]} (METEOR has none; see docs/metrics.md).
     """
+    import medmm.tasks.report.file_scorer  # noqa: F401  (registers the scorer score_files runs)
     from medmm.metrics.score import score_files
 
     with tempfile.TemporaryDirectory() as d:

@@ -60,6 +60,7 @@ from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.report_store import ReportStore
+from medmm.metrics.headline import Headline
 from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
 from medmm.tasks.report.attributes import (
     AttributeHeads,
@@ -84,6 +85,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
     """Image(s) -> report text (module docstring)."""
 
     Config = ReportGenerationConfig
+    headline = Headline("val/cider_d", "max")
 
     def __init__(self, config: ReportGenerationConfig | None = None):
         super().__init__(config)
@@ -499,10 +501,23 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             records.append(rec)
         return records
 
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task report_generation` (`medmm.tasks.report.file_scorer`)."""
+        from medmm.tasks.report.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """A request for the `text_field` -> the sample's text (`medmm.tasks.report.instruct`)."""
+        from medmm.tasks.report.instruct import report_instruction_records
+
+        return report_instruction_records(samples, self.config.text_field)
+
     def explainable(self, samples: list[Sample]) -> Any:
         """Sentence-to-region maps: the decoder's cross-attention of each generated sentence."""
         from medmm.interpret.explainable import WordRegions
-        from medmm.interpret.word_region import report_sentence_regions
+        from medmm.tasks.report.sentence_regions import report_sentence_regions
 
         batch = self.collate(samples)
         counts = batch["view_counts"].tolist()

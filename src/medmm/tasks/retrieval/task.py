@@ -28,6 +28,7 @@ from torch import nn
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline, Units
 from medmm.models.encoders.base import ImageEncoder, TextEncoder
 from medmm.models.encoders.hf_dual import HFClipDualEncoder
 
@@ -120,7 +121,8 @@ def similarity_metrics(
     seed: int = 0,
     ks: Sequence[int] = KS,
 ) -> dict[str, Any]:
-    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs.
+    """Metrics of an (images x texts) similarity matrix, both directions, with bootstrap CIs
+    (none when `n_resamples` is 0).
 
     Queries are resampled by group (the case/patient id of each image or text) so the several
     images of one case do not narrow the interval falsely. `<direction>_random` is the expected
@@ -136,11 +138,31 @@ def similarity_metrics(
     ):
         r = ranks(s, pos)
         out[direction] = rank_metrics(r, ks)
-        ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
-        out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
+        if n_resamples > 0:  # bootstrap_resamples: 0 switches the intervals off, as in every task
+            ci = bootstrap_ci(lambda x: rank_metrics(x, ks), r, n_resamples=n_resamples, seed=seed, groups=list(groups))
+            out[f"{direction}_ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out[f"{direction}_random"] = _random_expectation(pos, ks)
-    out["ci_method"] = ci["method"]
+    out["ci_method"] = ci["method"] if n_resamples > 0 else "no resamples (bootstrap_resamples: 0): no interval"
     return out
+
+
+def retrieval_units(records: list[dict[str, Any]], key: str = "image_to_text/mrr") -> Units:
+    """The queries of `key`'s direction as headline units (`medmm.metrics.headline`): each query's
+    rank of its best positive in its own system's gallery (so two systems' ranks can be swapped),
+    grouped like the CIs of `similarity_metrics`; fn gives R@K, MRR and median/mean rank."""
+    from medmm.metrics.retrieval import rank_metrics, ranks
+
+    direction = key.split("/")[0]
+    if direction not in ("image_to_text", "text_to_image"):
+        raise MedmmError(f"retrieval headline {key!r}: use image_to_text/<metric> or text_to_image/<metric>")
+    img, txt, pos, img_groups, txt_groups = _galleries(records)
+    sim = img.astype(np.float64) @ txt.T.astype(np.float64)
+    side = "image_key" if direction == "image_to_text" else "text_key"
+    ids = list(dict.fromkeys(str(r["reference"][side]) for r in records))  # _galleries' order
+    r = ranks(sim, pos) if direction == "image_to_text" else ranks(sim.T, pos.T)
+    groups = img_groups if direction == "image_to_text" else txt_groups
+    return Units(ids, [str(g) for g in groups], (np.asarray(r, dtype=float),), (),
+                 lambda rk: {f"{direction}/{k}": v for k, v in rank_metrics(rk, KS).items()})
 
 
 def _random_expectation(pos: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
@@ -302,6 +324,8 @@ class RetrievalTask(Task):
     Tests and library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`),
     which replace the names in the config.
     """
+
+    headline = Headline("val/image_to_text/mrr", "max", retrieval_units)
 
     @dataclass
     class Config:
@@ -503,10 +527,23 @@ class RetrievalTask(Task):
             for i in range(len(batch["ids"]))
         ]
 
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task retrieval` (`medmm.tasks.retrieval.file_scorer`)."""
+        from medmm.tasks.retrieval.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """"Describe this image" -> the paired text (`medmm.tasks.retrieval.instruct`)."""
+        from medmm.tasks.retrieval.instruct import retrieval_instruction_records
+
+        return retrieval_instruction_records(samples, self.text_of)
+
     def explainable(self, samples: list[Sample]) -> Any:
         """Word-to-region maps: each word token's similarity to each image region."""
         from medmm.interpret.explainable import WordRegions
-        from medmm.interpret.word_region import retrieval_word_regions
+        from medmm.tasks.retrieval.word_regions import retrieval_word_regions
 
         batch = self.collate(samples)
         return WordRegions(self.name, "word", retrieval_word_regions(self, batch), batch["images"],

@@ -1,5 +1,5 @@
-"""Overlay figures of segmentation records (image, reference green, prediction red, overlap
-yellow): `save_overlays`, the task's report figures; needs only the records, not the model.
+"""Segmentation figures for a run's report.html (`Segmentation.report_figures`): overlays of the
+predicted and reference masks on the image, drawn from prediction records without the model.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from torch.nn import functional as F
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
+from medmm.metrics.headline import Headline
 from medmm.tasks.segmentation.config import SegmentationConfig
-from medmm.tasks.segmentation.figures import save_overlays
 from medmm.tasks.segmentation.masks import class_target, rle_decode, rle_encode
 from medmm.tasks.segmentation.metrics import segmentation_summary
 
@@ -42,6 +42,7 @@ class Segmentation(Task):
     """Binary segmentation of the class the text names (U-Net or text-guided U-Net)."""
 
     Config = SegmentationConfig
+    headline = Headline("val/dice_mean", "max")
 
     def __init__(self, config: SegmentationConfig | None = None):
         super().__init__(config)
@@ -367,11 +368,20 @@ class Segmentation(Task):
                                      [r["dice"] for r in records], groups=[r.get("group", r["id"]) for r in records],
                                      n_resamples=self.config.bootstrap_resamples)
 
-    # ----------------------------------------------------------------- report hook
+    # ----------------------------------------------------------------- plug-in hooks
     @classmethod
     def report_figures(cls, records: list[dict[str, Any]], out_dir: Path, split: str, n: int = 6) -> list[str]:
         """Overlay PNGs (image, reference green, prediction red) of up to n records per class."""
+        from medmm.tasks.segmentation.figures import save_overlays
+
         return save_overlays(records, out_dir, prefix=f"overlay_{split}", n_per_class=n)
+
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task segmentation` on exported masks (`export_masks`; `.file_scorer`)."""
+        from medmm.tasks.segmentation.file_scorer import SCORER
+
+        return SCORER
 
 
 class _Blank(dict):

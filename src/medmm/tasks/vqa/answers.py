@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from medmm.data.schema import Sample
+from medmm.metrics.headline import Units
 from medmm.metrics.vqa import normalise_answer, score_item, vqa_metrics
 
 _CANONICAL = {"y": "yes", "yeah": "yes", "yes it is": "yes", "true": "yes", "n": "no", "false": "no", "not": "no"}
@@ -46,6 +47,37 @@ def question_type(s: Sample) -> str | None:
     return str(q) if q else None
 
 
+def headline_scores(em: np.ndarray, closed: np.ndarray, f1: np.ndarray) -> dict[str, float]:
+    """Overall/closed accuracy, open exact match and token F1 of per-question exact matches,
+    closed flags and token F1s (the numbers `vqa_scores` gives CIs for)."""
+    return {
+        "overall_accuracy": float(em.mean()),
+        "closed_accuracy": float(em[closed].mean()) if closed.any() else math.nan,
+        "open_exact_match": float(em[~closed].mean()) if (~closed).any() else math.nan,
+        "open_token_f1": float(f1[~closed].mean()) if (~closed).any() else math.nan,
+    }
+
+
+def _item_arrays(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(exact match, closed, token F1) per record."""
+    items = [score_item(str(r["prediction"]), str(r["reference"]), r.get("answer_type")) for r in records]
+    return (np.array([it["exact_match"] for it in items]), np.array([it["closed"] for it in items], dtype=bool),
+            np.array([it["token_f1"] for it in items]))
+
+
+def _groups(records: list[dict[str, Any]]) -> list[str]:
+    """Resampling groups of VQA records: the image (questions on one image are correlated)."""
+    return [str(r.get("group") or r.get("image_path") or r.get("id")) for r in records]
+
+
+def vqa_units(records: list[dict[str, Any]], key: str = "overall_accuracy") -> Units:
+    """One unit per question, grouped by image (`medmm.metrics.headline`): predictions (exact
+    match, token F1), references (closed,); fn = `headline_scores`."""
+    em, closed, f1 = _item_arrays(records)
+    return Units([str(r["id"]) for r in records], _groups(records), (em.astype(float), f1), (closed,),
+                 lambda em_, f1_, closed_: headline_scores(em_, closed_, f1_))
+
+
 def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Closed/open/overall accuracy, open token-F1/BLEU, by type, with CIs grouped by image.
 
@@ -59,22 +91,10 @@ def vqa_scores(records: list[dict[str, Any]], n_resamples: int = 1000, seed: int
     atypes = [r.get("answer_type") for r in records]
     qtypes = [r.get("question_type") for r in records]
     out = vqa_metrics(preds, refs, answer_types=atypes, question_types=qtypes if any(qtypes) else None)
-    items = [score_item(p, r, a) for p, r, a in zip(preds, refs, atypes, strict=True)]
-    em = np.array([it["exact_match"] for it in items])
-    closed = np.array([it["closed"] for it in items])
-    f1 = np.array([it["token_f1"] for it in items])
-
-    def headline(em_: np.ndarray, closed_: np.ndarray, f1_: np.ndarray) -> dict[str, float]:
-        return {
-            "overall_accuracy": float(em_.mean()),
-            "closed_accuracy": float(em_[closed_].mean()) if closed_.any() else math.nan,
-            "open_exact_match": float(em_[~closed_].mean()) if (~closed_).any() else math.nan,
-            "open_token_f1": float(f1_[~closed_].mean()) if (~closed_).any() else math.nan,
-        }
+    em, closed, f1 = _item_arrays(records)
 
     if n_resamples > 0:
-        groups = [str(r.get("group") or r.get("image_path") or r.get("id")) for r in records]
-        ci = bootstrap_ci(headline, em, closed, f1, n_resamples=n_resamples, seed=seed, groups=groups)
+        ci = bootstrap_ci(headline_scores, em, closed, f1, n_resamples=n_resamples, seed=seed, groups=_groups(records))
         out["ci"] = {k: [ci["low"][k], ci["high"][k]] for k in ci["estimate"]}
         out["ci_method"] = ci["method"]
         out["n_images"] = ci["n_units"]

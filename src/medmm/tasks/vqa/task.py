@@ -54,9 +54,11 @@ from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import MedmmError
+from medmm.metrics.headline import Headline
 from medmm.models.augment import random_affine_jitter
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
+from medmm.tasks.vqa import answers as vqa_answers
 from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, vqa_scores
 from medmm.tasks.vqa.choices import ChoiceOptions, restrict_to_options
 from medmm.tasks.vqa.config import VQAConfig
@@ -77,6 +79,8 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
 
     Library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`).
     """
+
+    headline = Headline("val/overall_accuracy", "max", vqa_answers.vqa_units)
 
     Config = VQAConfig
 
@@ -379,6 +383,19 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
         self._ready()
         fused, _, _ = self.forward_features(batch)
         return self.classifier_distribution(fused, batch)[0].argmax(-1)
+
+    @classmethod
+    def file_scorer(cls) -> Any:
+        """`medmm score --task vqa` (`medmm.tasks.vqa.file_scorer`)."""
+        from medmm.tasks.vqa.file_scorer import SCORER
+
+        return SCORER
+
+    def instruction_records(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """Question -> reference answer (`medmm.tasks.vqa.instruct`)."""
+        from medmm.tasks.vqa.instruct import vqa_instruction_records
+
+        return vqa_instruction_records(samples)
 
     def explainable(self, samples: list[Sample]) -> Any:
         """The classifier head over the answer vocabulary, explained at the task's own classifier
