@@ -1,12 +1,12 @@
 """De-identification benchmark: real report text of the shared data with synthetic PHI inserted by
-the seeded generator (medmm.deid.synth), scored per category; speed on one core; report-labeller
+the seeded generator (benchmarks/deid_synth.py), scored per category; speed on one core; report-labeller
 agreement before and after de-identification.
 
     python benchmarks/deid.py --data ../shared/data [--seed 0] [--out benchmarks/deid_results.json]
 
 Reports: IU X-ray (Kaggle `indiana_reports.csv`: indication, findings, impression; 3,851) and MedPix 2.0
 cases (`Case_topic.json`: history, findings, case diagnosis; 602). Every report gets one header,
-history, comparison, device, impression and sign-off with PHI of each category (see synth.py).
+history, comparison, device, impression and sign-off with PHI of each category (see deid_synth.py).
 
 Scoring. Recall: a gold PHI span counts as found when every non-space character of it is inside a
 detected span (of any category: any mask removes it). Precision: a detected span is correct when it
@@ -22,14 +22,17 @@ import argparse
 import csv
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 from scipy.stats import binomtest
 
 from medmm.deid import CATEGORIES, TextDeidentifier
-from medmm.deid.synth import PhiGenerator
 from medmm.metrics.clinical.labeller import label_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deid_synth import PhiGenerator  # the benchmark's generator, beside this script
 
 
 def load_reports(data: Path) -> list[tuple[str, str, str, str]]:

@@ -38,9 +38,10 @@ def make_packages(base: Path) -> dict[str, Path]:
     from medmm.data.bundled import vqa_rad_sample_root
     from medmm.engine import load_config
     from medmm.engine import rundir as rd
-    from medmm.engine.api import _task_state, build_task
+    from medmm.engine.api import build_task
     from medmm.engine.config import dump_config
     from medmm.engine.data import load_splits
+    from medmm.engine.provenance import task_state_record
     from medmm.serve import make_package
 
     out = {}
@@ -54,7 +55,7 @@ def make_packages(base: Path) -> dict[str, Path]:
         run.mkdir()
         dump_config(cfg, run / rd.CONFIG)
         torch.save(task.state_dict(), run / rd.WEIGHTS)
-        rd.write_json(run / rd.TASK_STATE, _task_state(task, cfg, train, rd.sha256_file(run / rd.WEIGHTS)))
+        rd.write_json(run / rd.TASK_STATE, task_state_record(task, cfg, train, rd.sha256_file(run / rd.WEIGHTS)))
         out[name] = make_package(run, base / name)
     return out
 

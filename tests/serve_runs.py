@@ -78,9 +78,10 @@ def _initial_run(cfg, run: Path) -> None:
     import torch
 
     from medmm.engine import rundir as rd
-    from medmm.engine.api import _task_state, build_task
+    from medmm.engine.api import build_task
     from medmm.engine.config import dump_config
     from medmm.engine.data import load_splits
+    from medmm.engine.provenance import task_state_record
 
     torch.manual_seed(cfg.seed)
     train_samples = load_splits(cfg.data, cfg.seed)["train"].samples
@@ -90,4 +91,4 @@ def _initial_run(cfg, run: Path) -> None:
     run.mkdir(parents=True)
     dump_config(cfg, run / rd.CONFIG)
     torch.save(task.state_dict(), run / rd.WEIGHTS)
-    rd.write_json(run / rd.TASK_STATE, _task_state(task, cfg, train_samples, rd.sha256_file(run / rd.WEIGHTS)))
+    rd.write_json(run / rd.TASK_STATE, task_state_record(task, cfg, train_samples, rd.sha256_file(run / rd.WEIGHTS)))

@@ -148,6 +148,8 @@ def test_every_registered_task_declares_its_headline():
     from medmm.metrics.headline import Headline
 
     for name in plugins.load():
+        if get_task_class(name).__module__.startswith(("tests.", "engine_toy")):
+            continue  # toy tasks registered by other test modules
         head = get_task_class(name).headline
         assert isinstance(head, Headline) and head.metric.startswith("val/") and head.mode in ("max", "min"), name
 
@@ -206,7 +208,7 @@ def test_cli_ablate_vqa_on_bundled_sample(tmp_path, monkeypatch):
     assert got["metrics"][0] == "overall_accuracy" and "closed_accuracy" in got["metrics"]
     val = json.loads((tmp_path / "runs" / "text_only_s0" / "metrics" / "test.json").read_text())["metrics"]
     assert got["rows"][0]["overall_accuracy"] == pytest.approx(val["overall_accuracy"])  # the task's own number
-    assert 0 < got["rows"][0]["n_test"] and got["rows"][1]["p_bootstrap"] is not None
+    assert got["rows"][0]["n_test"] > 0 and got["rows"][1]["p_bootstrap"] is not None
 
 
 def test_cli_ablate_retrieval_varies_another_model_key(tmp_path, monkeypatch):

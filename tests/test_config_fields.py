@@ -15,7 +15,19 @@ from medmm.engine.config import ConfigError, DataConfig, TrainerConfig, build_da
 from medmm.engine.config_fields import attribute_docs, field_help, migrate, moved_keys, section_types
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = ["diagnosis", "retrieval", "report_generation", "vqa", "segmentation"]
+
+
+def _registered_tasks() -> list[str]:
+    """Every registered task (a new task's keys are checked for free); none without torch."""
+    try:
+        from medmm import plugins
+
+        return plugins.load()
+    except ImportError:
+        return []
+
+
+TASKS = _registered_tasks()
 
 
 def _config(task: str) -> type:

@@ -18,7 +18,7 @@ def reports(shared_data):
 
 
 def test_generator_is_seeded_and_its_gold_spans_point_at_phi() -> None:
-    from medmm.deid.synth import PhiGenerator
+    PhiGenerator = load_benchmark("deid_synth").PhiGenerator
 
     a = PhiGenerator(5).make("Cough.", "Lungs are clear.", "Normal.")
     b = PhiGenerator(5).make("Cough.", "Lungs are clear.", "Normal.")
@@ -32,7 +32,7 @@ def test_generator_is_seeded_and_its_gold_spans_point_at_phi() -> None:
 
 @pytest.mark.shared_data
 def test_recall_precision_and_labels_on_a_real_slice(reports) -> None:
-    from medmm.deid.synth import PhiGenerator
+    PhiGenerator = load_benchmark("deid_synth").PhiGenerator
 
     gen, deid = PhiGenerator(11), TextDeidentifier()
     sample = reports[::40]  # ~110 reports, both datasets

@@ -57,6 +57,25 @@ def test_scoring_training_samples_warns_in_python_and_in_the_json(grouped_run, t
         evaluate(run, root, split="train")
 
 
+@pytest.mark.parametrize("given_root", [False, True])
+def test_evaluate_rebuilds_the_runs_split_once(grouped_run, monkeypatch, given_root):
+    """The run's own parts serve both the choice of samples and the protocol (training overlap,
+    floors): `load_splits` runs once per evaluation, for the run's own part or a published split."""
+    from medmm.engine import data
+
+    run, root, _ = grouped_run
+    calls = []  # the run's grouped split reads its one source split ("train") once per rebuild
+    real = data.load_dataset
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    if given_root:  # the published "train" split: all 40 records, 24 of them in the run's training part
+        with pytest.warns(TrainingDataWarning):
+            result = evaluate(run, root, split="train")
+    else:
+        result = evaluate(run, split="test")
+    assert len(calls) == 1
+    assert result["protocol"]["evaluated_samples_in_run_training_split"] == (24 if given_root else 0)
+
+
 def test_an_unknown_part_names_the_parts(grouped_run):
     run, *_ = grouped_run
     with pytest.raises(MedmmError, match=r"neither a part of this run's grouped split \(test, train, val"):

@@ -36,7 +36,9 @@ def test_unknown_name_lists_the_known_ones_and_is_a_key_error() -> None:
         reg["zz"]
     assert str(err.value) == "unknown widget 'zz'; known: a, b (or w:<anything>)"
     assert isinstance(err.value, KeyError) and isinstance(err.value, MedmmError)
-    assert str(pytest.raises(UnknownNameError, Registry("gadget").entry, "x").value) == "unknown gadget 'x'; known: none"
+    with pytest.raises(UnknownNameError) as err:
+        Registry("gadget").entry("x")
+    assert str(err.value) == "unknown gadget 'x'; known: none"
 
 
 def test_registration_order_when_not_sorted_and_independent_copies() -> None:

@@ -16,9 +16,10 @@ from typer.testing import CliRunner  # noqa: E402
 from medmm.cli import app  # noqa: E402
 from medmm.data import load_dataset  # noqa: E402
 from medmm.engine import rundir as rd  # noqa: E402
-from medmm.engine.api import _task_state, build_task, load_run  # noqa: E402
+from medmm.engine.api import build_task, load_run  # noqa: E402
 from medmm.engine.config import ConfigError, dump_config, load_config  # noqa: E402
 from medmm.engine.data import load_splits  # noqa: E402
+from medmm.engine.provenance import task_state_record  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.tasks.report.decoding import generate_reports  # noqa: E402
 
@@ -50,7 +51,7 @@ def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
     dump_config(cfg, d / rd.CONFIG)
     torch.save(task.state_dict(), d / rd.WEIGHTS)
-    rd.write_json(d / rd.TASK_STATE, _task_state(task, cfg, train, weights_sha256=rd.sha256_file(d / rd.WEIGHTS)))
+    rd.write_json(d / rd.TASK_STATE, task_state_record(task, cfg, train, weights_sha256=rd.sha256_file(d / rd.WEIGHTS)))
     yield d
     torch.set_num_threads(n)
 

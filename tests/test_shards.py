@@ -77,10 +77,10 @@ def test_killed_pack_resumes_without_rewriting_finished_shards(tmp_path):
     settings = PackSettings(size=8, channels=1, shard_size=3)
     out = tmp_path / "out"
     full = pack_samples({"train": samples}, out, settings, source={"dataset": "synthetic"})
-    # What a kill during shard 2 leaves: no index, no summary of shard 2, a partial .tar.tmp.
+    # What a kill during shard 2 leaves: no index, no summary of shard 2, a partial .NAME.tar.tmp.
     (out / "index.json").unlink()
     (out / "train-000002.json").unlink()
-    (out / "train-000002.tar").rename(out / "train-000002.tar.tmp")
+    (out / "train-000002.tar").rename(out / ".train-000002.tar.tmp")
     with pytest.raises(BadInputError, match="not finished"):
         load_dataset("shards", out, "train")
     before = (out / "train-000000.tar").stat().st_mtime_ns

@@ -13,9 +13,10 @@ from bad_inputs import build_corpus
 from engine_toy import TOY_CONFIG, make_toy_root
 from medmm.data.io import read_image
 from medmm.engine import load_config
-from medmm.engine.api import _provenance, _skip_list, train
+from medmm.engine.api import train
 from medmm.engine.config import DataConfig
 from medmm.engine.data import SafeCollate, load_splits
+from medmm.engine.provenance import provenance_record, skip_list
 from medmm.errors import BadInputError
 
 
@@ -84,7 +85,7 @@ def test_three_bad_records_of_one_file_count_three(tmp_path):
     splits = load_splits(DataConfig(dataset="vqa_rad", root=str(case.root), val_split=None, test_split=None), seed=0)
     skipped = splits["train"].skipped
     assert len(skipped) == 3 and len({e.path for e in skipped}) == 1  # one file, three records
-    prov = _provenance(load_config_stub(), "vqa_rad", str(case.root), "train", 3, _skip_list(skipped, {}), None)
+    prov = provenance_record(load_config_stub(), "vqa_rad", str(case.root), "train", 3, skip_list(skipped, {}), None)
     assert prov["n_skipped"] == 3
 
 
@@ -122,6 +123,6 @@ def test_grouped_split_keeps_loader_skips_out_of_every_role(tmp_path):
     parts = load_splits(cfg, seed=0)
     assert all(not p.skipped for p in parts.values())  # they belong to no role ...
     assert all(len(p.skipped_before_split) == 3 for p in parts.values())  # ... and are reported apart
-    prov = _provenance(load_config_stub(), "vqa_rad", ".", "train", 1, _skip_list(parts["train"].skipped, {}), None,
+    prov = provenance_record(load_config_stub(), "vqa_rad", ".", "train", 1, skip_list(parts["train"].skipped, {}), None,
                        parts["train"].skipped_before_split)  # fmt: skip
     assert (prov["n_skipped"], prov["n_skipped_before_split"]) == (0, 3)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -47,20 +51,6 @@ def print_metrics(metrics: dict, title: str, max_rows: int = 16) -> None:
     Console().print(table)
 
 
-def _model_overrides(
-    overrides: list[str] | None, beam_size: int | None, length_penalty: float | None, no_repeat_ngram: int | None,
-    max_length: int | None, mbr_references: int | None,
-) -> list[str]:
-    """Decoding flags and --set values as "model.KEY=VALUE" overrides of the saved run config."""
-    out = [o if o.startswith("model.") else f"model.{o}" for o in overrides or []]
-    for key, value in (("decoding.beam_size", beam_size), ("decoding.length_penalty", length_penalty),
-                       ("decoding.no_repeat_ngram_size", no_repeat_ngram), ("decoding.max_length", max_length),
-                       ("mbr.references", mbr_references)):
-        if value is not None:
-            out.append(f"model.{key}={value}")
-    return out
-
-
 def _zero_shot_tasks() -> dict[str, str]:
     """Registered tasks that score an untrained pretrained model -> the dataset each reads by
     default (`Task.zero_shot_dataset`)."""
@@ -73,14 +63,46 @@ def _zero_shot_tasks() -> dict[str, str]:
 
 _SET_HELP = ("Override a model option of the run, e.g. --set mbr.candidates=8 (repeatable; decoding options only make sense; "
              "`medmm config show TASK` lists the keys).")
-_BEAM = typer.Option(None, "--beam-size", help="Generation: beam width (1 = greedy).")
-_LP = typer.Option(None, "--length-penalty", help="Generation: beams ranked by sum log p / length**lp.")
-_NRN = typer.Option(None, "--no-repeat-ngram", help="Generation: an n-gram of this size occurs at most once (0 = off).")
-_MAXLEN = typer.Option(None, "--max-length", help="Generation: most generated tokens.")
-_MBR = typer.Option(None, "--mbr-references", help="Report generation: consensus decoding against this many nearest training reports (0 = off).")
+# (parameter, type, flag, help, model key): the decoding flags of `evaluate` and `predict`, each a
+# model.KEY=VALUE override (report generation's `decoding:` and `mbr:` sections).
+_DECODING = (
+    ("beam_size", int, "--beam-size", "Generation: beam width (1 = greedy).", "decoding.beam_size"),
+    ("length_penalty", float, "--length-penalty", "Generation: beams ranked by sum log p / length**lp.", "decoding.length_penalty"),
+    ("no_repeat_ngram_size", int, "--no-repeat-ngram", "Generation: an n-gram of this size occurs at most once (0 = off).",
+     "decoding.no_repeat_ngram_size"),
+    ("max_length", int, "--max-length", "Generation: most generated tokens.", "decoding.max_length"),
+    ("mbr_references", int, "--mbr-references",
+     "Report generation: consensus decoding against this many nearest training reports (0 = off).", "mbr.references"),
+)
+
+
+def with_model_overrides(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command taking `model_overrides` the decoding flags and --set instead: the command
+    receives them as one list of "model.KEY=VALUE" overrides of the saved run config (None when
+    none is given), so `evaluate` and `predict` declare them once."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "model_overrides"]
+    added = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=help_),
+                               annotation=tp | None) for key, tp, flag, help_, _ in _DECODING]
+    added.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=list[str] | None,
+                                   default=typer.Option(None, "--set", help=_SET_HELP)))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        overrides = [o if o.startswith("model.") else f"model.{o}" for o in kwargs.pop("set_") or []]
+        for key, _, _, _, model_key in _DECODING:
+            value = kwargs.pop(key)
+            if value is not None:
+                overrides.append(f"model.{model_key}={value}")
+        command(**kwargs, model_overrides=overrides or None)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return wrapper
 
 
 @app.command()
+@with_model_overrides
 def evaluate(
     run_dir: Path | None = typer.Argument(None, help="A run directory written by `medmm train` (or give --model)."),
     data: Path | None = typer.Option(
@@ -98,12 +120,6 @@ def evaluate(
     label_map: str | None = typer.Option(
         None, "--label-map", help="External validation: a label map name (medmm.data.label_maps); default: found from the datasets."
     ),
-    beam_size: int | None = _BEAM,
-    length_penalty: float | None = _LP,
-    no_repeat_ngram: int | None = _NRN,
-    max_length: int | None = _MAXLEN,
-    mbr_references: int | None = _MBR,
-    set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
     model: str | None = typer.Option(
         None, "--model", help="Zero-shot: a pretrained model (Hugging Face hub name or folder) scored without training; "
         "needs --task and --data."),
@@ -112,6 +128,7 @@ def evaluate(
     config: Path | None = typer.Option(
         None, "--config", help="Zero-shot: take prompts, decoding and data settings from this run config (e.g. "
         "configs/vqa/vlm_lora.yaml); --model, --data and --dataset replace its model and data."),
+    model_overrides: list[str] | None = None,
 ) -> None:
     """Score a trained run on its own held-out part (--split val/test) or a split of any dataset root
     (another dataset = external validation); or, with --model, a pretrained model zero-shot."""
@@ -123,15 +140,15 @@ def evaluate(
     if model is not None:
         if run_dir is not None:
             raise typer.BadParameter("give a RUN_DIR or --model, not both")
-        _evaluate_zero_shot(model, task, data, dataset, split, out, config, set_)
+        _evaluate_zero_shot(model, task, data, dataset, split, out, config, model_overrides)
         return
     if run_dir is None:
         raise typer.BadParameter("give a RUN_DIR (a trained run) or --model NAME_OR_FOLDER (zero-shot)")
-    mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
     out = out or run_dir / "evaluations" / f"{split}.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingDataWarning)  # printed below, louder
-        result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map, model_overrides=mo or None)
+        result = run_eval(run_dir, data, dataset=dataset, split=split, out=out, label_map=label_map,
+                          model_overrides=model_overrides)
     prov = result["provenance"]
     print_metrics(result["metrics"], title=f"{split}: n = {prov['n_samples']}; {prov.get('split_source', '')}")
     typer.echo(f"{prov['n_samples']} samples, {prov['n_skipped']} skipped -> {out}")
@@ -164,7 +181,9 @@ def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset
     cfg.data.root = str(data)
     cfg.data.dataset = dataset or cfg.data.dataset
     cfg.model.update(pretrained=model, lora=None)
-    overrides = [o if o.split("=", 1)[0].startswith(("model.", "trainer.", "data.")) else f"model.{o}" for o in sets or []]
+    # --set values arrive as model.KEY=VALUE; trainer.* and data.* settings of the config pass through as given
+    overrides = [o.removeprefix("model.") if o.removeprefix("model.").startswith(("trainer.", "data.")) else o
+                 for o in sets or []]
     cfg = config_from_dict(apply_overrides(cfg.to_dict(), overrides), where=config or "--model")
     result = evaluate_untrained(cfg, split, out)
     prov = result["provenance"]
@@ -173,24 +192,19 @@ def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset
 
 
 @app.command()
+@with_model_overrides
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
     data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
     dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to predict."),
     out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
-    beam_size: int | None = _BEAM,
-    length_penalty: float | None = _LP,
-    no_repeat_ngram: int | None = _NRN,
-    max_length: int | None = _MAXLEN,
-    mbr_references: int | None = _MBR,
-    set_: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    model_overrides: list[str] | None = None,
 ) -> None:
     """Write one prediction per sample (with its id) as JSON lines."""
     from medmm.engine.api import predict as run_predict
 
-    mo = _model_overrides(set_, beam_size, length_penalty, no_repeat_ngram, max_length, mbr_references)
-    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=mo or None)
+    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=model_overrides)
     typer.echo(f"{len(records)} predictions -> {out}")
 
 

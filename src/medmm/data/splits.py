@@ -27,6 +27,7 @@ from typing import Any
 from medmm.data.registry import SampleSet, load_dataset
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
+from medmm.fileio import file_digest
 
 MISSING_STRATUM = "<missing>"
 
@@ -228,13 +229,9 @@ def _leak_line(what: str, shared: Mapping[str, Mapping[str, Any]]) -> str:
     return f"LEAK: {len(shared)} {what} in more than one split ({counts})"
 
 
-def sha1_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha1_file(path: str | Path) -> str:
     """sha1 of a file's raw bytes (no decoding: identical files, not similar pictures)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def find_leakage(

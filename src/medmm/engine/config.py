@@ -432,7 +432,7 @@ def _blame_override(exc: ConfigError, overrides: list[str]) -> ConfigError:
 
 def validate_model_section(cfg: RunConfig, where: str | Path | None = None) -> Any:
     """Check cfg.model against the task's Config dataclass; returns the parsed Config."""
-    from medmm.engine.api import import_plugins
+    from medmm.engine.loading import import_plugins
     from medmm.engine.task import get_task_class
 
     import_plugins()

@@ -1,14 +1,16 @@
-"""Which samples `medmm evaluate` scores: a part of the run's own split, or a dataset split as
-published, and how many of them the run trained on (a TrainingDataWarning when any)."""
+"""Which samples `medmm evaluate` and `medmm predict` score: a part of the run's own split, or a
+dataset split as published, and how many of them the run trained on (a TrainingDataWarning when any)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medmm.data.schema import Sample
 from medmm.engine.config import RunConfig
 from medmm.engine.data import SplitData, load_splits
+from medmm.engine.loading import import_plugins
 from medmm.errors import BadInputError, MedmmError
 
 
@@ -16,9 +18,47 @@ class TrainingDataWarning(UserWarning):
     """`evaluate` scored samples the run was trained on: the numbers are not held-out results."""
 
 
+class RunSplits:
+    """The run's own splits, rebuilt from its config exactly as `train` built them (`load_splits`
+    with the run's data section and seed): loaded at most once per evaluation, on first use, and
+    shared by the choice of samples and the protocol (training overlap, floors)."""
+
+    def __init__(self, cfg: RunConfig):
+        self._cfg = cfg
+        self._by_role: dict[str, SplitData] | None = None
+        self._error: MedmmError | OSError | None = None
+
+    def get(self) -> dict[str, SplitData]:
+        """Role ("train", "val", "test") -> its part; raises the loading error (again, on later calls)."""
+        if self._by_role is None and self._error is None:
+            try:
+                self._by_role = load_splits(self._cfg.data, self._cfg.seed)
+            except (MedmmError, OSError) as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        assert self._by_role is not None
+        return self._by_role
+
+
+def samples_for(
+    cfg: RunConfig, data_root: str | Path, dataset: str | None, split: str
+) -> tuple[Sequence[Sample], list[BadInputError], str]:
+    """Every readable record of a dataset split as published: (samples, load errors, dataset name)."""
+    from medmm.data.io.verify import verify_headers
+    from medmm.data.registry import ErrorPolicy, load_dataset
+
+    import_plugins()
+    name = dataset or cfg.data.dataset
+    ss = load_dataset(name, data_root, split, skip_bad=cfg.data.skip_bad)
+    policy = ErrorPolicy(skip_bad=cfg.data.skip_bad)
+    samples = verify_headers(ss.samples, policy)  # a list gives a new list; packed shards stay lazy
+    return samples, [*ss.skipped, *policy.skipped], name
+
+
 def eval_samples(
-    cfg: RunConfig, data_root: str | Path | None, dataset: str | None, split: str
-) -> tuple[list[Sample], dict[str, str], str, Path, dict[str, Any]]:
+    cfg: RunConfig, data_root: str | Path | None, dataset: str | None, split: str, run_splits: RunSplits | None = None
+) -> tuple[list[Sample], list[BadInputError], str, Path, dict[str, Any]]:
     """What `evaluate` scores: (samples, load_skipped, dataset, root, provenance extras).
 
     With no `data_root` (or the run's own root and dataset with a name that is not a published
@@ -27,10 +67,8 @@ def eval_samples(
     data.fractions ("train", "val", "test") and the roles. A published split name with a root,
     or another root, is a dataset split read as published (every record of it). The extras
     say where the samples came from and how many of them the run trained on.
+    `run_splits`: the run's own splits, when the caller needs them too (loaded here otherwise).
     """
-    from medmm.engine.api import _samples_for as samples_for
-    from medmm.engine.api import import_plugins
-
     import_plugins()
     name = dataset or cfg.data.dataset
     run_root = Path(cfg.data.root)
@@ -45,7 +83,7 @@ def eval_samples(
     group_by = cfg.data.group_by if cfg.data.split == "grouped" else "image"
     if name == cfg.data.dataset and run_root.is_dir():
         # the run's own parts: needed to score one of them and to count training samples
-        by_role = load_splits(cfg.data, cfg.seed)
+        by_role = (run_splits or RunSplits(cfg)).get()
         parts = {**{sd.name: sd for sd in by_role.values()}, **by_role}
         train_ids = {s.id for s in by_role["train"].samples}
         train_groups = {s.group(group_by) for s in by_role["train"].samples}
@@ -55,7 +93,7 @@ def eval_samples(
     published = data_root is not None and split in dataset_split_names(name)
     if own_root and split in parts and not published:
         chosen = parts[split]
-        # the load errors in the shape _samples_for returns them (a list of BadInputError, one per record)
+        # the load errors in the shape samples_for returns them (a list of BadInputError, one per record)
         samples, skipped = chosen.samples, list(chosen.skipped)
         root = run_root
         how = f"grouped by {cfg.data.group_by}, seed {cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -298,7 +297,7 @@ def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file in the same folder, fsync, then rename.
+    """Write checkpoints to a temporary file in the same folder, fsync, then rename (`rundir.write_torch`).
 
     Lightning's own writer goes through an fsspec transaction whose temporary file lives in
     the system temp dir; moving it across file systems is a copy, so a kill mid-write could
@@ -309,23 +308,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = rd.temp_path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise rd.write_error(path, exc) from None
-        except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
-            if "write" not in str(exc):
-                raise
-            raise rd.write_error(path, exc) from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        rd.write_torch(checkpoint, path)
 
 
 class RunModelCheckpoint(ModelCheckpoint):

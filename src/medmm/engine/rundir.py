@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import platform
@@ -28,6 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from medmm.fileio import TEMP_SUFFIX, atomic_open, write_text
+from medmm.fileio import sha256_file as sha256_file  # re-exported: callers use rd.sha256_file, rd.temp_path
+from medmm.fileio import temp_path as temp_path
+
 CONFIG = "config.yaml"
 ENVIRONMENT = "environment.json"
 TASK_STATE = "task_state.json"
@@ -37,32 +40,10 @@ LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-TEMP_SUFFIX = ".tmp"
-
-
-def temp_path(path: str | Path) -> Path:
-    """The one temporary file an atomic write of `path` goes through: `.NAME.tmp` beside it.
-
-    One fixed name per target (no PID): a write killed half-way leaves at most one such file,
-    which the next write of the same target overwrites and `remove_temp_files` deletes.
-    """
-    path = Path(path)
-    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
-
-
 def remove_temp_files(run_dir: str | Path) -> list[Path]:
     """Delete the temporary files of atomic writes killed half-way; returns them.
 
-    Only medmm's own names are touched: `.NAME.tmp` and the older `.NAME.tmp-PID`, in the run
+    Only medmm's own names are touched (`medmm.fileio.temp_path`): `.NAME.tmp` and `.NAME.tmp-PID`, in the run
     dir, checkpoints/, metrics/, predictions/ and logs/.
     """
     run_dir = Path(run_dir)
@@ -102,21 +83,31 @@ def write_error(path: str | Path, exc: BaseException):
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically (tmp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
     """Write one JSON object per line, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, default=_json_default) + "\n" for r in records)
-    os.replace(tmp, path)
+
+
+def write_torch(obj: Any, path: str | Path) -> None:
+    """torch.save `obj` to `path` atomically and durably (fsync): checkpoints and model.pt.
+
+    A full disk or a read-only folder is a one-line MedmmError naming the folder (`write_error`).
+    """
+    import torch
+
+    try:
+        with atomic_open(path, "wb", fsync=True) as f:
+            torch.save(obj, f)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
+        if "write" not in str(exc):
+            raise
+        raise write_error(path, exc) from None
 
 
 def _json_default(o: Any) -> Any:

@@ -22,7 +22,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from medmm.engine import rundir as rd
+from medmm.fileio import atomic_open
 
 METRICS_FILE = "metrics.csv"
 
@@ -80,13 +80,10 @@ class _AppendingWriter(ExperimentWriter):
         if not rows:
             path.unlink(missing_ok=True)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = rd.temp_path(path)
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
 
 
 class RunCSVLogger(CSVLogger):

@@ -42,21 +42,15 @@ def evaluate_untrained(cfg: RunConfig, split: str, out: str | Path | None = None
     """Metrics of cfg's task, untrained, on `split` (a part of cfg's grouped split, or the split of
     cfg.data.root as published). Returns {"metrics", "protocol", "floors", "provenance"}; also
     written to `out` if given."""
-    from medmm.engine.api import (
-        _provenance,
-        _restoring_threads,
-        _set_threads,
-        _skip_list,
-        build_task,
-        pretrained_sources,
-        run_inference,
-    )
+    from medmm.engine.inference import restoring_torch_state, run_inference, set_threads
+    from medmm.engine.loading import build_task
     from medmm.engine.protocol import floors_record, protocol_record
+    from medmm.engine.provenance import pretrained_sources, provenance_record, skip_list
 
-    @_restoring_threads
+    @restoring_torch_state
     def run() -> dict[str, Any]:
         zcfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, max_steps=0))  # protocol: zero-shot
-        _set_threads(zcfg)
+        set_threads(zcfg)
         task = build_task(zcfg)
         scored = _scored_samples(zcfg, split)
         records, skipped = run_inference(task, scored.samples, zcfg)
@@ -70,8 +64,8 @@ def evaluate_untrained(cfg: RunConfig, split: str, out: str | Path | None = None
             "metrics": metrics,
             "protocol": protocol,
             "floors": floors_record(task, scored.floor_samples, scored.samples, records, scored.no_floors),
-            "provenance": _provenance(zcfg, scored.dataset, str(Path(zcfg.data.root).resolve()), split, len(records),
-                                      _skip_list(scored.skipped, skipped), None),
+            "provenance": provenance_record(zcfg, scored.dataset, str(Path(zcfg.data.root).resolve()), split, len(records),
+                                      skip_list(scored.skipped, skipped), None),
         }
         result["provenance"].update(split_source=scored.source, pretrained=pretrained_sources(task), config=zcfg.to_dict())
         if out is not None:
@@ -82,9 +76,8 @@ def evaluate_untrained(cfg: RunConfig, split: str, out: str | Path | None = None
 
 
 def _scored_samples(cfg: RunConfig, split: str) -> _Scored:
-    from medmm.engine.api import _samples_for
     from medmm.engine.data import load_splits
-    from medmm.engine.eval_split import dataset_split_names
+    from medmm.engine.eval_split import dataset_split_names, samples_for
 
     name, train = cfg.data.dataset, cfg.data.train_split
     if cfg.data.split == "grouped" and split in cfg.data.fractions:
@@ -99,14 +92,14 @@ def _scored_samples(cfg: RunConfig, split: str) -> _Scored:
         else:
             out.floor_samples, out.floor_source = parts[train].samples, f"the config's grouped {train!r} part ({how})"
     else:
-        samples, skipped, name = _samples_for(cfg, cfg.data.root, name, split)
+        samples, skipped, name = samples_for(cfg, cfg.data.root, name, split)
         out = _Scored(name, samples, skipped, f"dataset {name!r} split {split!r} as published")
         if not train or train not in dataset_split_names(name):
             out.no_floors = f"dataset {name!r} has no split {train!r} to fit the floors on"
         elif train == split:
             out.no_floors = f"the scored split {split!r} is the training split the floors would be fit on"
         else:
-            fit, _, _ = _samples_for(cfg, cfg.data.root, name, train)
+            fit, _, _ = samples_for(cfg, cfg.data.root, name, train)
             if fit:
                 out.floor_samples, out.floor_source = fit, f"dataset {name!r} split {train!r} as published"
             else:

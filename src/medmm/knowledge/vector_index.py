@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from medmm.errors import BadInputError, MedmmError, require
+from medmm.fileio import atomic_dir
 
 FORMAT_VERSION = 1
 KINDS = ("auto", "exact", "hnsw", "ivf")
@@ -276,9 +275,7 @@ class VectorIndex:
         """
         faiss = _faiss()
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             if self._index is not None:
                 faiss.write_index(self._index, str(tmp / "index.faiss"))
             doc = {"config": self._config(), "ids": self.ids, "metadata": self.metadata}
@@ -286,18 +283,6 @@ class VectorIndex:
                 json.dump(doc, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            old = None
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from medmm.errors import BadInputError, MedmmError
+from medmm.fileio import atomic_open
 
 FORMAT = "medmm-weights/1"
 KNOWN_KEYS = ("architecture", "config", "labels", "thresholds", "input_spec", "tokenizer", "licence", "source", "notes")
@@ -55,10 +56,8 @@ def save_weights(model: nn.Module | dict[str, Any], path: str | Path, metadata: 
     data = buf.getvalue()
     digest = _sha256(data)
     meta["sha256"] = digest
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "metadata": json.dumps(meta), "sha256": digest, "state": data}, tmp)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written weights file
+    with atomic_open(path, "wb", fsync=True) as f:  # a crash never leaves a half-written weights file
+        torch.save({"format": FORMAT, "metadata": json.dumps(meta), "sha256": digest, "state": data}, f)
     return digest
 
 

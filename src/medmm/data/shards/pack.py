@@ -12,7 +12,7 @@ Layout of an output folder::
 
 Shard k of a split holds the source samples [k * shard_size, (k + 1) * shard_size) minus the bad
 ones, so a killed pack recomputes only the shards whose summary is missing: a shard is written to
-``.tar.tmp`` and renamed, then its summary is written (atomically) — a summary means a whole shard.
+``.NAME.tar.tmp`` and renamed, then its summary is written (atomically) — a summary means a whole shard.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +32,7 @@ import numpy as np
 from medmm.data.schema import ImageRef, MaskRef, Sample
 from medmm.data.shards.records import sample_record
 from medmm.errors import BadInputError, MedmmError, require
+from medmm.fileio import atomic_open, sha256_file, write_text
 
 FORMAT = "medmm-webdataset-1"
 
@@ -47,9 +47,7 @@ class PackSettings:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def prepare_image(arr: np.ndarray, settings: PackSettings) -> np.ndarray:
@@ -137,22 +135,14 @@ def _encode(s: Sample, settings: PackSettings) -> tuple[dict[str, bytes], dict[s
     return members, rec, headers
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_shard(out: Path, name: str, first: int, samples: Sequence[Sample], settings: PackSettings) -> dict[str, Any]:
     """Write one shard `name`.tar from `samples` (source positions first, first+1, ...) and its summary."""
     wds = require("webdataset", "train", "writing packed shards")
-    tar_path, tmp = out / f"{name}.tar", out / f"{name}.tar.tmp"
+    tar_path = out / f"{name}.tar"
     records: list[dict[str, Any]] = []
     headers: dict[str, dict[str, int]] = {}
     bad: list[dict[str, str]] = []
-    with open(tmp, "wb") as f:
+    with atomic_open(tar_path, "wb") as f:
         writer = wds.TarWriter(f, encoder=False, mtime=0.0)  # mtime 0: the same input gives the same sha256
         for pos, s in enumerate(samples, first):
             try:
@@ -167,17 +157,16 @@ def write_shard(out: Path, name: str, first: int, samples: Sequence[Sample], set
         writer.close()
     # Byte offsets of the raw pixels: from the tar's own member table, not from guessing its layout.
     offsets: dict[str, int] = {}
-    with tarfile.open(tmp) as tf:
+    with tarfile.open(tar_path) as tf:
         for ti in tf:
             offsets[ti.name] = ti.offset_data
     for rec in records:
         for entry in rec["images"] + rec["masks"]:
             member = f"{rec['key']}.{entry['member']}"
             entry["offset"] = offsets[member] + headers[rec["key"]][entry["member"]]
-    os.replace(tmp, tar_path)
     summary = {
         "name": f"{name}.tar",
-        "sha256": _sha256(tar_path),
+        "sha256": sha256_file(tar_path),
         "bytes": tar_path.stat().st_size,
         "samples": len(records),
         "bad": bad,

@@ -28,13 +28,13 @@ def read_index(root: str | Path) -> dict[str, Any]:
 
 def verify(root: str | Path) -> list[str]:
     """Shards whose size or sha256 differs from the index (empty list: all intact)."""
-    from medmm.data.shards.pack import _sha256
+    from medmm.fileio import sha256_file
 
     root = Path(root)
     bad = []
     for sh in read_index(root)["shards"]:
         p = root / sh["name"]
-        if not p.exists() or p.stat().st_size != sh["bytes"] or _sha256(p) != sh["sha256"]:
+        if not p.exists() or p.stat().st_size != sh["bytes"] or sha256_file(p) != sh["sha256"]:
             bad.append(sh["name"])
     return bad
 
@@ -77,11 +77,11 @@ def _check_shard(tar: Path, entry: dict[str, Any], summary: Any) -> None:
     """The shard on disk is the one index.json describes (size, then sha256); else BadInputError.
 
     `summary`: the shard summary's fields but its records (see `scan_summary`)."""
-    from medmm.data.shards.pack import _sha256
+    from medmm.fileio import sha256_file
 
     size = tar.stat().st_size
     if size != entry.get("bytes") or summary.get("bytes") != entry.get("bytes"):
         raise BadInputError(tar, f"size {size} differs from the index ({entry.get('bytes')}): shard truncated or changed after packing")
-    digest = _sha256(tar)
+    digest = sha256_file(tar)
     if digest != entry.get("sha256") or summary.get("sha256") != entry.get("sha256"):
         raise BadInputError(tar, f"sha256 {digest[:12]}... differs from the index ({str(entry.get('sha256'))[:12]}...): shard corrupted or changed after packing")

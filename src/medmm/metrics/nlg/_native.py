@@ -22,6 +22,8 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+from medmm.fileio import atomic_path
+
 __all__ = ["load", "library_path"]
 
 
@@ -50,21 +52,19 @@ def _compile(lib: Path) -> str | None:
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return "no C compiler found (set CC or install gcc/clang)"
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = lib.with_name(f"{lib.stem}.{os.getpid()}.tmp.so")  # same folder: os.replace stays atomic
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "medmm_nlg.c"
+        src, built = Path(tmp) / "medmm_nlg.c", Path(tmp) / "medmm_nlg.so"
         src.write_text(_c_source())
         try:
-            subprocess.run([cc, *_FLAGS, "-o", str(tmp_out), str(src), "-lm"], check=True, capture_output=True,
+            subprocess.run([cc, *_FLAGS, "-o", str(built), str(src), "-lm"], check=True, capture_output=True,
                            timeout=120)
         except subprocess.CalledProcessError as exc:
-            tmp_out.unlink(missing_ok=True)
             return f"{cc} failed: {exc.stderr.decode(errors='replace').strip()[:300]}"
         except (OSError, subprocess.SubprocessError) as exc:
-            tmp_out.unlink(missing_ok=True)
             return f"{cc} could not run: {exc}"
-    os.replace(tmp_out, lib)
+        # unique temporary name: parallel first uses (test workers) each install their own copy
+        with atomic_path(lib, unique=True) as tmp_out:
+            shutil.copy(built, tmp_out)  # bytes and mode
     return None
 
 

@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from medmm.errors import BadInputError, MissingDependencyError
+from medmm.fileio import atomic_dir
 
 __all__ = ["MeteorResources", "ParaphraseTable", "ensure_paraphrase_index", "load_resources", "normalize_line", "resource_paths"]
 
@@ -216,21 +216,12 @@ def _cache_dir() -> Path:
 
 
 def _write_index(out: Path, ids: np.ndarray, offsets: np.ndarray, pair_key: np.ndarray, words: list[str]) -> None:
-    """Write the index folder atomically: built under a per-process temp name, then renamed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # parallel builders never share a temp folder
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    np.save(tmp / "ids.npy", ids.astype(np.uint16))
-    np.save(tmp / "offsets.npy", offsets.astype(np.int64))
-    np.save(tmp / "pair_key.npy", pair_key.astype(np.uint16))
-    (tmp / "vocab.txt").write_bytes("\n".join(words).encode("utf-8"))
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first: keep its (identical) index
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not out.is_dir():
-            raise
+    """Write the index folder atomically; where another process finished first, keep its (identical) index."""
+    with atomic_dir(out, keep_existing=True) as tmp:  # parallel builders never share a temp folder
+        np.save(tmp / "ids.npy", ids.astype(np.uint16))
+        np.save(tmp / "offsets.npy", offsets.astype(np.int64))
+        np.save(tmp / "pair_key.npy", pair_key.astype(np.uint16))
+        (tmp / "vocab.txt").write_bytes("\n".join(words).encode("utf-8"))
 
 
 def _pair_keys(ids: np.ndarray, offsets: np.ndarray, n_words: int) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from medmm.errors import MedmmError, require
+from medmm.fileio import sha256_file
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -65,14 +65,6 @@ def resolve_dir(name_or_dir: str) -> Path | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_record(name_or_dir: str) -> dict[str, Any]:
     """Provenance of a loaded HF model: its name, resolved folder and the sha256 of each weights file."""
     folder = resolve_dir(name_or_dir)
@@ -80,7 +72,7 @@ def source_record(name_or_dir: str) -> dict[str, Any]:
     return {
         "source": name_or_dir,
         "path": str(folder.resolve()) if folder else None,
-        "weights_sha256": {p.name: _sha256(p.resolve()) for p in files},
+        "weights_sha256": {p.name: sha256_file(p.resolve()) for p in files},
     }
 
 

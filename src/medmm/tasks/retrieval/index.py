@@ -14,9 +14,6 @@ also search its own modality. Every hit's metadata names the sample(s) it came f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from medmm.errors import BadInputError, MedmmError
+from medmm.fileio import atomic_dir
 
 INDEX_DESCRIPTION = "index.json"
 FORMAT_VERSION = 1
@@ -101,9 +99,7 @@ def build_index(
         texts[tk]["meta"]["sample_ids"].append(rec["id"])
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         built_kind = kind
         for sub, items in (("image", images), ("text", texts)):
             vecs = np.asarray([v["vec"] for v in items.values()], dtype=np.float32)
@@ -123,16 +119,6 @@ def build_index(
             "skipped": {**{(e.path or f"#{i}"): e.problem for i, e in enumerate(ss.skipped)}, **skipped},
         }
         (tmp / INDEX_DESCRIPTION).write_text(json.dumps(desc, indent=2), encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return IndexSummary(out, len(images), len(texts), len(records), len(desc["skipped"]), built_kind)
 
 

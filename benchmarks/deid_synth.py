@@ -1,5 +1,6 @@
 """A seeded generator of synthetic PHI inserted at realistic places of real report text, with the
-gold spans, for the benchmark and the tests.
+gold spans, for the de-identification benchmark (deid.py) and its tests. Kept here, beside the
+benchmark, not in the library: only measurements use it (and it needs Faker, a test extra).
 
 PHI values come from Faker (MIT; en_US providers), not from medmm's bundled lists, so a name the
 detector finds is not simply one it was given. Faker's fictional towns are not in the bundled city
