@@ -78,10 +78,11 @@ def loader_throughput(root: Path, batches: int, workers: int = 2, batch_size: in
 
     from medmm.data.image_cache import PreprocessedImages
     from medmm.data.shards.read import load_split
+    from medmm.data.transforms import ImageInputSpec
     from medmm.engine.data import make_loader
 
     samples = load_split(root, "train")
-    cache = PreprocessedImages(224, 1, [0.5], [0.5])
+    cache = PreprocessedImages(ImageInputSpec(size=224, in_channels=1, mean=(0.5,), std=(0.5,)))
 
     def collate(batch):
         return torch.stack([torch.from_numpy(cache.get(s.images[0], key=s.id)) for s in batch])

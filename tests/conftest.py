@@ -104,3 +104,21 @@ def spy_sample_decode(monkeypatch):
         return seen
 
     return install
+
+
+def shipped_tasks() -> list[str]:
+    """Registered tasks of medmm and installed plug-ins, without the toy tasks that test modules
+    (tests/*_toy.py and the like) register while the suite runs."""
+    import sys
+
+    from medmm import plugins
+    from medmm.engine.task import get_task_class
+
+    tests_dir = Path(__file__).resolve().parent
+    out = []
+    for name in plugins.load():
+        module = sys.modules.get(get_task_class(name).__module__)
+        path = getattr(module, "__file__", None)
+        if path is None or tests_dir not in Path(path).resolve().parents:
+            out.append(name)
+    return out

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from medmm import plugins
+from conftest import shipped_tasks
 from medmm.engine.task import Task, get_task_class
 
 REPO = Path(__file__).resolve().parents[1]
-# Tasks of medmm and of installed plug-ins; toy tasks that other test modules register are left out.
-TASKS = [n for n in plugins.load() if not get_task_class(n).__module__.startswith(("tests.", "engine_toy", "conftest"))]
+TASKS = shipped_tasks()  # toy tasks that other test modules register are left out
 
 
 def tiny_config(name: str) -> Path:

@@ -9,8 +9,12 @@ from PIL import Image
 
 from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import ImageRef
-from medmm.data.transforms import preprocess_image
+from medmm.data.transforms import ImageInputSpec, preprocess_image
 from medmm.errors import BadInputError
+
+
+def _spec(size: int, channels: int, mean: float, std: float) -> ImageInputSpec:
+    return ImageInputSpec(size=size, in_channels=channels, mean=(mean,) * channels, std=(std,) * channels)
 
 
 def _png(path, value: int = 100):
@@ -25,7 +29,7 @@ def test_files_are_read_once_and_match_preprocess_image(tmp_path, monkeypatch):
     reads = []
     real = io.read_image
     monkeypatch.setattr(io, "read_image", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
-    cache = PreprocessedImages(16, 1, [0.5], [0.25])
+    cache = PreprocessedImages(_spec(16, 1, 0.5, 0.25))
     first = cache.get(ImageRef(path=path))
     again = cache.get(ImageRef(path=path))
     assert again is first and reads == [path] and len(cache) == 1
@@ -37,7 +41,7 @@ def test_files_are_read_once_and_match_preprocess_image(tmp_path, monkeypatch):
 
 
 def test_arrays_are_cached_only_under_a_key():
-    cache = PreprocessedImages(8, 3, [0.0] * 3, [1.0] * 3)
+    cache = PreprocessedImages(_spec(8, 3, 0.0, 1.0))
     ref = ImageRef(array=np.zeros((10, 10), dtype=np.uint8))
     assert cache.get(ref).shape == (3, 8, 8) and len(cache) == 0
     keyed = cache.get(ref, key="ds/1")
@@ -45,7 +49,7 @@ def test_arrays_are_cached_only_under_a_key():
 
 
 def test_bad_files_and_shapes_name_the_file(tmp_path):
-    cache = PreprocessedImages(8, 1, [0.0], [1.0])
+    cache = PreprocessedImages(_spec(8, 1, 0.0, 1.0))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(BadInputError, match="broken.png"):
@@ -58,7 +62,7 @@ def test_bad_files_and_shapes_name_the_file(tmp_path):
 
 def test_cache_is_bounded_and_evicts_the_least_recently_used():
     # (1, 8, 8) float32 = 256 bytes per image; room for two.
-    cache = PreprocessedImages(8, 1, [0.0], [1.0], max_bytes=600)
+    cache = PreprocessedImages(_spec(8, 1, 0.0, 1.0), max_bytes=600)
     refs = {k: ImageRef(array=np.full((10, 10), i, dtype=np.uint8)) for i, k in enumerate("abc")}
     a = cache.get(refs["a"], key="a")
     cache.get(refs["b"], key="b")
@@ -71,6 +75,6 @@ def test_cache_is_bounded_and_evicts_the_least_recently_used():
 
 def test_cache_bound_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("MEDMM_IMAGE_CACHE_MB", "0")
-    cache = PreprocessedImages(8, 1, [0.0], [1.0])
+    cache = PreprocessedImages(_spec(8, 1, 0.0, 1.0))
     cache.get(ImageRef(array=np.zeros((10, 10), dtype=np.uint8)), key="x")
     assert len(cache) == 0 and cache.max_bytes == 0

@@ -22,7 +22,7 @@ def test_create_save_and_reload_by_metadata(tmp_path):
     model = create_model("small_cnn", in_channels=1, widths=(4, 8), image_size=32)
     digest = save_model(model, tmp_path / "m.pt", "small_cnn", config={"in_channels": 1, "widths": [4, 8], "image_size": 32}, licence="Apache-2.0")
     again = load_model(tmp_path / "m.pt", sha256=digest)
-    assert again.weights_metadata["input_spec"] == {"size": 32, "in_channels": 1, "mean": [0.5], "std": [0.25]}
+    assert again.weights_metadata["input_spec"] == {"size": 32, "in_channels": 1, "mean": [0.5], "std": [0.25], "interpolation": "bilinear"}
     x = torch.randn(2, 1, 32, 32)
     model.eval(), again.eval()
     assert torch.allclose(model(x).pooled, again(x).pooled)

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from medmm.data.schema import ImageRef, Sample  # noqa: E402
+from medmm.data.transforms import ImageInputSpec  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
 from medmm.tasks.report.attributes import OTHER, attribute_accuracy, attribute_index, fit_attribute_classes  # noqa: E402
 from medmm.tasks.report.retrieval import FrozenImageKey  # noqa: E402
@@ -107,21 +108,27 @@ def test_attribute_heads_learn_and_condition_the_decoder():
     assert [r["prediction"] for r in clone.evaluation_step(clone.collate(test))] == [r["prediction"] for r in recs]
 
 
-class _FakeRetrievalTask(torch.nn.Module):
-    """Stands in for a loaded `retrieval` run: a DualEncoder-like image side."""
+from medmm.tasks.retrieval.task import RetrievalTask  # noqa: E402
+
+
+class _FakeRetrievalTask(RetrievalTask):
+    """Stands in for a loaded `retrieval` run: a DualEncoder-like image side (the task's own
+    constructor is skipped: only the image side is read)."""
 
     def __init__(self, spec):
-        super().__init__()
+        torch.nn.Module.__init__(self)
         key = FrozenImageKey(spec)
         torch.manual_seed(1)
         self.model = SimpleNamespace(image_encoder=key.encoder, image_proj=key.proj, embed_dim=spec["embed_dim"])
         for p in key.parameters():  # non-trivial weights, so copying them is observable
             p.data.normal_(0, 0.2)
+        self.input_spec = ImageInputSpec.from_dict(spec)
         self.image_size, self.channels, self.mean, self.std = spec["image_size"], 1, (0.5,), (0.5,)
 
 
 SPEC = {"image_encoder": "small_cnn", "image_encoder_kwargs": {"in_channels": 1, "image_size": 16, "widths": [8]},
-        "embed_dim": 8, "projection": "linear", "image_size": 16, "channels": 1, "mean": [0.5], "std": [0.5]}
+        "embed_dim": 8, "projection": "linear", "image_size": 16, "channels": 1, "mean": [0.5], "std": [0.5],
+        "interpolation": "bilinear"}
 
 
 @pytest.fixture()
@@ -146,6 +153,10 @@ def test_frozen_key_from_run_copies_weights_and_stays_frozen(fake_run):
     assert v.shape == (8,) and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(MedmmError):
         FrozenImageKey({"image_encoder": "small_cnn"})
+    # a key stored before retrieval used the shared transform says its stored keys may differ
+    with pytest.warns(UserWarning, match="min-max"):
+        FrozenImageKey({k: v for k, v in SPEC.items() if k != "interpolation"})
+    assert key.spec()["interpolation"] == "bilinear"
 
 
 def test_task_with_trained_retrieval_key(fake_run):

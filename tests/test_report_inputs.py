@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from medmm.data.schema import ImageRef, LabelState, Sample
+from medmm.data.transforms import ImageInputSpec
 from medmm.errors import BadInputError
 from medmm.knowledge.report_store import thumbnail_embedding
 from medmm.tasks.report.inputs import StudyInputs
@@ -23,8 +24,8 @@ def study(tmp_path) -> Sample:
     return Sample(id="s1", dataset="t", split="train", images=[ImageRef(path=p) for p in paths], text={"report": "x"})
 
 
-def _inputs(**kw) -> StudyInputs:
-    return StudyInputs(**{"max_images": 2, "image_size": 16, "channels": 1, "mean": [0.5], "std": [0.25], **kw})
+def _inputs(max_images: int = 2, channels: int = 1) -> StudyInputs:
+    return StudyInputs(max_images, ImageInputSpec(size=16, in_channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels))
 
 
 def test_views_are_preprocessed_capped_and_cached_by_path(study):
@@ -33,7 +34,7 @@ def test_views_are_preprocessed_capped_and_cached_by_path(study):
     assert len(views) == 2 and views[0].shape == (1, 16, 16) and views[0].dtype == np.float32
     assert not np.array_equal(views[0], views[1])
     assert inputs.views(study)[0] is views[0]  # second read: the cached array
-    assert _inputs(channels=3, mean=[0.5] * 3, std=[0.25] * 3).views(study)[0].shape == (3, 16, 16)
+    assert _inputs(channels=3).views(study)[0].shape == (3, 16, 16)
     inputs.clear_images()
     assert inputs.views(study)[0] is not views[0]
 

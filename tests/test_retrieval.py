@@ -219,3 +219,24 @@ def test_zero_resamples_gives_values_without_intervals():
     m = retrieval_metrics(recs, n_resamples=0)
     assert m["image_to_text"]["R@1"] == 100.0 and "image_to_text_ci" not in m
     assert m["ci_method"].startswith("no resamples")
+
+
+def test_images_use_the_encoders_declared_transform_uint8_over_255(tmp_path):
+    """Retrieval preprocesses like every task (`build_transform` of the encoder's spec): a uint8
+    image is divided by 255, no longer min-max scaled per image as before issue 27."""
+    from PIL import Image
+
+    from medmm.data.transforms import build_transform
+    from medmm.errors import BadInputError
+
+    task = tiny_task()
+    assert task.input_spec == task.model.image_encoder.input_spec  # image_size null: the declared size
+    arr = np.linspace(0, 100, 32 * 32).round().astype(np.uint8).reshape(32, 32)  # darkest 0, brightest 100
+    path = tmp_path / "dim.png"
+    Image.fromarray(arr).save(path)
+    for ref in (ImageRef(array=arr), ImageRef(path=str(path))):
+        x = task.image_tensor(Sample(id="dim", dataset="t", split="test", images=[ref], text={"caption": "x"}))
+        np.testing.assert_array_equal(x.numpy(), build_transform(task.input_spec)(arr))
+        assert float(x.max()) == pytest.approx((100 / 255 - 0.5) / 0.25)  # min-max scaling gave (1 - 0.5) / 0.25
+    with pytest.raises(BadInputError, match="no image"):
+        task.image_tensor(Sample(id="none", dataset="t", split="test", text={"caption": "x"}))

@@ -1,8 +1,8 @@
-"""Images read and preprocessed once: the per-file cache the diagnosis, VQA and report tasks share.
+"""Images read and preprocessed once: the per-file cache the diagnosis, VQA, retrieval and report tasks share.
 
 Reading and resizing an image costs far more than a training step on cached features, and every
 epoch asks for the same files, so each task keeps its encoder's preprocessed input per image file
-(`preprocess_image` at the encoder's size, channels and normalisation). Images given as in-memory
+(`build_transform(spec)` for the encoder's declared `ImageInputSpec`). Images given as in-memory
 arrays have no file to key on: they are preprocessed on every call unless the caller names a key.
 A file that cannot be decoded or has an unusable shape is a `BadInputError` naming the file.
 
@@ -17,26 +17,20 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import numpy as np
 
 from medmm.data.schema import ImageRef
+from medmm.data.transforms import ImageInputSpec, build_transform
 from medmm.errors import BadInputError
 
 
 class PreprocessedImages:
     """`get(ref)` -> the image preprocessed for one encoder input spec, cached by file path."""
 
-    def __init__(
-        self,
-        size: int | Sequence[int],
-        channels: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        max_bytes: int | None = None,
-    ):
-        self.size, self.channels, self.mean, self.std = size, channels, mean, std
+    def __init__(self, spec: ImageInputSpec, max_bytes: int | None = None):
+        self.spec = spec
+        self.transform = build_transform(spec)
         if max_bytes is None:
             max_bytes = int(float(os.environ.get("MEDMM_IMAGE_CACHE_MB", "2048")) * 2**20)
         self.max_bytes = max_bytes
@@ -47,7 +41,6 @@ class PreprocessedImages:
         """The preprocessed image (channels, H, W) float32; cached under the file path, else under
         `key` when given (an in-memory array of a known sample), else not cached."""
         from medmm.data.io import read_image
-        from medmm.data.transforms import preprocess_image
 
         key = str(ref.path) if ref.path is not None else key
         if key is not None and key in self._cache:
@@ -55,7 +48,7 @@ class PreprocessedImages:
             return self._cache[key]
         try:
             arr = np.asarray(ref.array) if ref.array is not None else read_image(ref.path)
-            x = preprocess_image(arr, self.size, self.channels, self.mean, self.std)
+            x = self.transform(arr)
         except BadInputError:
             raise
         except (ValueError, OSError) as exc:  # a decodable file of an unusable shape or type

@@ -1,22 +1,29 @@
 """Deterministic, torch-free image preprocessing: channels, resize, intensity scaling, normalisation.
 
 Everything here is plain numpy + PIL, so the same input gives the same output bytes on every
-machine and in every data-loader worker. A model declares what it needs (size, channels,
-mean/std) and `preprocess_image` builds its input from any array `read_image` returns.
+machine and in every data-loader worker. The ONE way an image becomes model input (timm's
+`resolve_data_config` habit): a model declares what it needs as an `ImageInputSpec` (size,
+channels, mean/std, interpolation) and `build_transform(spec)` turns any array `read_image`
+returns into that input. Every task, the report store's keys and the U-Net go through it.
 
 Conventions: images are (H, W) or (H, W, C) numpy arrays; sizes are (height, width) or one int
-for a square; the output of `preprocess_image` is float32 (C, H, W).
+for a square; the output of `preprocess_image` / an `ImageTransform` is float32 (C, H, W).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 # ITU-R BT.601 luma weights, the same ones PIL uses for RGB -> L.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+Interpolation = Literal["bilinear", "bicubic"]
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -91,11 +98,12 @@ def _resize_plane(plane: np.ndarray, h: int, w: int, resample: Image.Resampling)
     return np.asarray(img.resize((w, h), resample=resample), dtype=np.float32)
 
 
-def resize(arr: np.ndarray, size: int | Sequence[int], *, mask: bool = False) -> np.ndarray:
+def resize(arr: np.ndarray, size: int | Sequence[int], *, mask: bool = False, interpolation: Interpolation = "bilinear") -> np.ndarray:
     """Resize to ``size`` = (height, width) (or an int for a square).
 
-    Images use PIL bilinear interpolation and come back as float32 (uint8 stays uint8, rounded);
-    masks (``mask=True``) use nearest neighbour and keep their dtype and label values.
+    Images use PIL ``interpolation`` ("bilinear" or "bicubic") and come back as float32 (uint8
+    stays uint8, rounded); masks (``mask=True``) use nearest neighbour and keep their dtype and
+    label values.
     """
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3):
@@ -103,7 +111,9 @@ def resize(arr: np.ndarray, size: int | Sequence[int], *, mask: bool = False) ->
     h, w = _size_hw(size)
     if arr.shape[:2] == (h, w):
         return arr.copy()
-    resample = Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
+    resample = Image.Resampling.NEAREST if mask else _RESAMPLE[interpolation]
     if mask and np.issubdtype(arr.dtype, np.integer) and arr.size and np.abs(arr).max() > 2**24:
         raise ValueError("mask label values above 2**24 cannot be resized exactly")
     planes = [arr] if arr.ndim == 2 else [arr[..., c] for c in range(arr.shape[-1])]
@@ -136,15 +146,17 @@ def preprocess_image(
     in_channels: int = 3,
     mean: float | Sequence[float] = 0.5,
     std: float | Sequence[float] = 0.5,
+    interpolation: Interpolation = "bilinear",
 ) -> np.ndarray:
     """Any image from `read_image` -> model input: float32 (in_channels, H, W), normalised.
 
-    Steps: channel conversion (`to_channels`), intensity to [0, 1] (`to_unit_range`), bilinear
-    resize to ``size`` (`resize`), then (x - mean) / std per channel.
+    Steps: channel conversion (`to_channels`), intensity to [0, 1] (`to_unit_range`), resize to
+    ``size`` (`resize`, bilinear unless told), then (x - mean) / std per channel. Models call it
+    through `build_transform(spec)`.
     """
     # Grayscale is resized once and replicated afterwards: 3x less work, identical result.
     x = to_channels(arr, 1) if in_channels == 1 or np.ndim(arr) == 2 else to_channels(arr, 3)
-    x = resize(to_unit_range(x), size)
+    x = resize(to_unit_range(x), size, interpolation=interpolation)
     if in_channels == 3 and x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=-1)
     x = normalize(x, mean, std)
@@ -168,3 +180,88 @@ def preprocess_mask(arr: np.ndarray, size: int | Sequence[int], *, binary: bool 
     if binary:
         m = (m != 0).astype(np.uint8)
     return resize(m, size, mask=True)
+
+
+@dataclass(frozen=True)
+class ImageInputSpec:
+    """What an image model takes, declared by the model itself; `build_transform` builds the input.
+
+    size: side in pixels, or (height, width). in_channels: 1 or 3. mean, std: per-channel
+    normalisation after intensities are scaled to [0, 1] (one value, or one per channel). No
+    defaults for the statistics on purpose: a model that does not state them is an error, never
+    ImageNet's numbers in disguise. interpolation: the resize filter ("bilinear" or "bicubic").
+    """
+
+    size: int | tuple[int, int]
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: Interpolation = "bilinear"
+
+    def __post_init__(self) -> None:
+        size = self.size if isinstance(self.size, (int, np.integer)) else tuple(int(v) for v in self.size)
+        _size_hw(size)  # validates
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        stats = {}
+        for name in ("mean", "std"):
+            raw = getattr(self, name)
+            v = tuple(float(x) for x in (np.atleast_1d(np.asarray(raw, dtype=np.float64)).reshape(-1)))
+            if len(v) not in (1, self.in_channels):
+                raise ValueError(f"{name} has {len(v)} values for {self.in_channels} input channel(s): {raw!r}")
+            stats[name] = v
+        if any(s <= 0 for s in stats["std"]):
+            raise ValueError(f"std must be positive, got {self.std!r}")
+        if self.interpolation not in _RESAMPLE:
+            raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
+        object.__setattr__(self, "size", int(size) if isinstance(size, (int, np.integer)) else size)
+        object.__setattr__(self, "in_channels", int(self.in_channels))
+        object.__setattr__(self, "mean", stats["mean"])
+        object.__setattr__(self, "std", stats["std"])
+
+    def with_size(self, size: int | Sequence[int] | None) -> ImageInputSpec:
+        """This spec at another input size (a config's ``image_size``); None keeps the declared one."""
+        return self if size is None else replace(self, size=size if isinstance(size, (int, np.integer)) else tuple(size))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (weights metadata, model packages)."""
+        size = self.size if isinstance(self.size, int) else list(self.size)
+        return {"size": size, "in_channels": self.in_channels, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ImageInputSpec:
+        """Inverse of `to_dict`; also reads the older task-state keys ``image_size`` and ``channels``
+        (a dict without ``interpolation`` was written when bilinear was the only filter)."""
+        try:
+            size = d["size"] if "size" in d else d["image_size"]
+            channels = d["in_channels"] if "in_channels" in d else d["channels"]
+            return cls(size=size, in_channels=channels, mean=d["mean"], std=d["std"],
+                       interpolation=d.get("interpolation", "bilinear"))
+        except KeyError as exc:
+            raise ValueError(f"image input spec lacks {exc.args[0]!r}: {dict(d)!r}") from exc
+
+
+class ImageTransform:
+    """Callable: any image from `read_image` -> float32 (in_channels, H, W) for `spec`.
+
+    A class rather than a closure so that tasks holding one can be pickled to data-loader workers.
+    """
+
+    def __init__(self, spec: ImageInputSpec):
+        self.spec = spec
+
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
+        s = self.spec
+        return preprocess_image(np.asarray(arr), s.size, s.in_channels, s.mean, s.std, interpolation=s.interpolation)
+
+    def __repr__(self) -> str:
+        return f"ImageTransform({self.spec})"
+
+
+def build_transform(spec: ImageInputSpec) -> ImageTransform:
+    """The preprocessing a model declared: channels, intensities to [0, 1] (`to_unit_range`),
+    resize with the spec's filter, (x - mean) / std. The one path from image to model input."""
+    if not isinstance(spec, ImageInputSpec):
+        raise TypeError(f"build_transform needs an ImageInputSpec, got {type(spec).__name__}")
+    return ImageTransform(spec)

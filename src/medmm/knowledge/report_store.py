@@ -8,7 +8,8 @@ training study never retrieves itself or a sibling image of the same case (a lea
 teach the decoder to copy).
 
 Embedding: `thumbnail_embedding` is a fixed, training-free image descriptor (a 16 x 16 grey
-thumbnail, mean-centred, L2-normalised; the views of a study averaged). It needs no weights, is
+thumbnail made by the shared preprocessing path for `thumbnail_spec`, mean-centred, L2-normalised;
+the views of a study averaged). It needs no weights, is
 identical at training and test time and is stored with the run, which is what a retrieval key
 has to be while the report model's own image encoder is still changing. It finds images of the
 same modality, plane and body region; it does not know pathology.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medmm.data.transforms import ImageInputSpec, build_transform
 from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.vector_index import VectorIndex
 
@@ -42,16 +44,20 @@ class ReportHit:
     rank: int
 
 
+def thumbnail_spec(size: int = THUMBNAIL_SIZE) -> ImageInputSpec:
+    """The thumbnail key's declared input: `size` px grey, intensities in [0, 1] (mean 0, std 1)."""
+    return ImageInputSpec(size=size, in_channels=1, mean=(0.0,), std=(1.0,))
+
+
 def thumbnail_embedding(images: Sequence[np.ndarray], size: int = THUMBNAIL_SIZE) -> np.ndarray:
     """Training-free embedding of a study's images: mean over views of the centred, L2-normalised
     `size` x `size` grey thumbnail (float32, size * size values)."""
-    from medmm.data.transforms import preprocess_image
-
     if len(images) == 0:
         raise MedmmError("a study needs at least one image to embed")
+    transform = build_transform(thumbnail_spec(size))
     vecs = []
     for arr in images:
-        x = preprocess_image(np.asarray(arr), size, 1, 0.0, 1.0).reshape(-1).astype(np.float64)
+        x = transform(np.asarray(arr)).reshape(-1).astype(np.float64)
         x = x - x.mean()  # brightness/contrast differences between scanners matter less
         n = np.linalg.norm(x)
         vecs.append(x / n if n > 0 else x)

@@ -36,8 +36,9 @@ def _jsonable(metadata: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def input_spec_metadata(spec) -> dict[str, Any]:
-    """An ImageInputSpec as the JSON dict stored in weights metadata."""
-    return {"size": spec.size, "in_channels": spec.in_channels, "mean": list(spec.mean), "std": list(spec.std)}
+    """An ImageInputSpec as the JSON dict stored in weights metadata (`ImageInputSpec.to_dict`;
+    `ImageInputSpec.from_dict` reads it back)."""
+    return spec.to_dict()
 
 
 def save_weights(model: nn.Module | dict[str, Any], path: str | Path, metadata: dict[str, Any] | None = None) -> str:

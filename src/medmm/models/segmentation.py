@@ -12,6 +12,8 @@ without their ``spatial_`` prefix, joined by "+" and applied in that order at ea
 
 ``conditioning="none"`` is the image-only U-Net baseline with the same backbone, so the two
 differ only by the text path. `SegmentationModel` pairs the U-Net with a medmm text encoder.
+Like every image encoder, the U-Net declares its input (`input_spec`: size, channels, mean/std);
+the segmentation task builds its preprocessing from it (`medmm.data.transforms.build_transform`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medmm.models.encoders.base import TextEncoder, TextFeatures
+from medmm.models.encoders.base import ImageInputSpec, TextEncoder, TextFeatures
 
 PREFIX = "spatial_"  # conditioning "film" is the spatial fusion "spatial_film"
 # Module attributes of the built-in blocks, kept from before they moved to the fusion registry so
@@ -75,6 +77,8 @@ class TextGuidedUNet(nn.Module):
         attention_levels: how many of the deepest levels (bottleneck first) get the blocks
             placed on the deepest levels (cross-attention).
         heads: attention heads (blocks whose registry entry lists the "heads" option).
+        image_size, mean, std: the declared input (`input_spec`): side in pixels and the
+            normalisation after scaling to [0, 1] (one value, or one per channel).
     """
 
     def __init__(
@@ -86,8 +90,12 @@ class TextGuidedUNet(nn.Module):
         conditioning: str = "film+attention",
         attention_levels: int = 2,
         heads: int = 4,
+        image_size: int = 256,
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.25,),
     ):
         super().__init__()
+        self.input_spec = ImageInputSpec(size=image_size, in_channels=in_channels, mean=tuple(mean), std=tuple(std))
         parts = _conditioning_parts(conditioning)
         if conditioning != "none" and not text_dim:
             raise ValueError(f"conditioning {conditioning!r} needs text_dim")

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+# What an image encoder expects (size, channels, mean/std, interpolation); defined in data so that
+# data transforms are built from it without importing models (timm habit).
+from medmm.data.transforms import ImageInputSpec
+
 
 @dataclass
 class ImageFeatures:
@@ -42,21 +46,11 @@ class TextFeatures:
     mask: torch.Tensor
 
 
-@dataclass(frozen=True)
-class ImageInputSpec:
-    """What an image encoder expects; data transforms are built from it (timm habit)."""
-
-    size: int = 224
-    in_channels: int = 3
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-
-
 class ImageEncoder(nn.Module):
     """Base class: `forward(images (B, C, H, W) float) -> ImageFeatures`."""
 
     out_dim: int
-    input_spec: ImageInputSpec
+    input_spec: ImageInputSpec  # every encoder declares it; `medmm.data.transforms.build_transform` uses it
 
     def forward(self, images: torch.Tensor) -> ImageFeatures:  # pragma: no cover - abstract
         raise NotImplementedError

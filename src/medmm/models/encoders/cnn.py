@@ -14,11 +14,16 @@ from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
 from medmm.models.encoders.factory import register_image_encoder
 
+# The statistics these from-scratch CNNs are trained with: grey (0.5, 0.25); RGB the ImageNet
+# channel statistics (stated here, not inherited from a default).
+GREY_MEAN, GREY_STD = (0.5,), (0.25,)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
 
 def _spec(size: int, in_channels: int) -> ImageInputSpec:
     if in_channels == 1:
-        return ImageInputSpec(size=size, in_channels=1, mean=(0.5,), std=(0.25,))
-    return ImageInputSpec(size=size, in_channels=in_channels)
+        return ImageInputSpec(size=size, in_channels=1, mean=GREY_MEAN, std=GREY_STD)
+    return ImageInputSpec(size=size, in_channels=in_channels, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def _features(maps: list[torch.Tensor]) -> ImageFeatures:

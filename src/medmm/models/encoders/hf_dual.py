@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medmm.data.transforms import ImageInputSpec
 from medmm.errors import BadInputError, MedmmError
 from medmm.models.encoders.hf_image import _input_from_processor
 from medmm.models.encoders.hf_loading import load_hf, source_record
@@ -29,13 +30,15 @@ class HFClipDualEncoder(nn.Module):
             self.tokenizer = load_hf("AutoTokenizer", name_or_dir)
             if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "logit_scale"):
                 raise MedmmError(f"{type(self.model).__name__} is not a CLIP-family dual encoder (CLIPModel, SiglipModel)")
-            size, self.mean, self.std = _input_from_processor(name_or_dir, None, None, None)
+            size, mean, std = _input_from_processor(name_or_dir, None, None, None)
         except MedmmError as exc:
             raise BadInputError(name_or_dir, f"cannot load a CLIP-family model: {exc}") from exc
         self.model.logit_scale.requires_grad_(learn_temperature)
         vc = self.model.config.vision_config
         self.image_size = int(size or vc.image_size)
         self.in_channels = int(getattr(vc, "num_channels", 3))
+        # the image tower's declared input: medmm's transform is built from it (no HF processor call)
+        self.input_spec = ImageInputSpec(size=self.image_size, in_channels=self.in_channels, mean=mean, std=std)
         self.max_length = int(self.model.config.text_config.max_position_embeddings)
         self.image_local = self.text_local = None
         # SigLIP has no projection_dim: its heads keep the vision hidden size

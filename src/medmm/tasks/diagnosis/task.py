@@ -228,8 +228,7 @@ class DiagnosisTask(Task):
     # ------------------------------------------------------------------ batching
     def _image(self, s: Sample, cache_arrays: bool = True) -> torch.Tensor:
         if self._images is None:
-            spec = self.model.image_encoder.input_spec
-            self._images = PreprocessedImages(spec.size, spec.in_channels, spec.mean, spec.std)
+            self._images = PreprocessedImages(self.model.image_encoder.input_spec)
         # in-memory arrays are cached per sample (a diagnosis sample's array does not change)
         key = f"{s.dataset}/{s.id}" if cache_arrays else None
         return torch.from_numpy(self._images.get(s.images[0], key=key))

@@ -14,19 +14,19 @@ image path, keys by study id + image paths, labels by study id. Images held in m
 (`ImageRef.array`, no path) are never cached, since nothing identifies them. The caches grow with
 the dataset (see docs/report-generation.md, Notes).
 
-    inputs = StudyInputs(max_images=2, image_size=64, channels=1, mean=[0.5], std=[0.25])
+    inputs = StudyInputs(max_images=2, spec=ImageInputSpec(size=64, in_channels=1, mean=(0.5,), std=(0.25,)))
     x = inputs.views(sample)                      # [(1, 64, 64) float32 per view]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import LabelState, Sample
+from medmm.data.transforms import ImageInputSpec
 from medmm.errors import BadInputError
 from medmm.knowledge.report_store import thumbnail_embedding
 
@@ -39,12 +39,12 @@ class StudyInputs:
 
     Args:
         max_images: views of a study used (the first ones).
-        image_size, channels, mean, std: the image encoder's input (`preprocess_image`).
+        spec: the image encoder's declared input (`medmm.data.transforms.build_transform`).
     """
 
-    def __init__(self, max_images: int, image_size: int, channels: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, max_images: int, spec: ImageInputSpec):
         self.max_images = max_images
-        self._images = PreprocessedImages(image_size, channels, mean, std)
+        self._images = PreprocessedImages(spec)
         self._thumb_cache: dict[str, np.ndarray] = {}
         self._key_cache: dict[str, np.ndarray] = {}
         self._label_cache: dict[str, dict[str, LabelState]] = {}

@@ -19,6 +19,7 @@ Two keys exist:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medmm.data.transforms import ImageInputSpec, build_transform
 from medmm.errors import MedmmError
 
 
@@ -43,6 +45,13 @@ class FrozenImageKey(nn.Module):
         if missing:
             raise MedmmError(f"retrieval key spec lacks {sorted(missing)}")
         self._spec = dict(spec)
+        if "interpolation" not in spec:  # written before retrieval used the shared transform
+            warnings.warn("this retrieval key was stored by a medmm whose retrieval preprocessing min-max scaled "
+                          "each image (now uint8 / 255 like every task, docs/data-io.md): keys stored with the run "
+                          "and new queries may differ slightly; retrain the retrieval and report runs for exact agreement",
+                          stacklevel=2)
+        # the retrieval run's input, rebuilt from the stored keys (image_size, channels, mean, std)
+        self._transform = build_transform(ImageInputSpec.from_dict(spec))
         self.encoder = create_image_encoder(spec["image_encoder"], **spec["image_encoder_kwargs"])
         self.proj = _projection(self.encoder.out_dim, int(spec["embed_dim"]), spec["projection"])
         for p in self.parameters():
@@ -71,6 +80,7 @@ class FrozenImageKey(nn.Module):
             "channels": int(task.channels),
             "mean": list(task.mean),
             "std": list(task.std),
+            "interpolation": task.input_spec.interpolation,
         }
         key = cls(spec)
         key.encoder.load_state_dict(task.model.image_encoder.state_dict(), strict=True)
@@ -90,13 +100,8 @@ class FrozenImageKey(nn.Module):
         return super().train(False)
 
     def _tensor(self, arr: np.ndarray) -> torch.Tensor:
-        """One image as the retrieval run saw it (`medmm.tasks.retrieval.task.load_image_tensor`)."""
-        from medmm.data.schema import ImageRef, Sample
-        from medmm.tasks.retrieval.task import load_image_tensor
-
-        s = self._spec
-        sample = Sample(id="query", dataset="", split="", images=[ImageRef(array=np.asarray(arr))])
-        return load_image_tensor(sample, s["image_size"], s["channels"], s["mean"], s["std"])
+        """One image as the retrieval run saw it (the run's `build_transform(input_spec)`)."""
+        return torch.from_numpy(self._transform(arr))
 
     @torch.no_grad()
     def embed(self, images: list[np.ndarray]) -> np.ndarray:

@@ -106,9 +106,9 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
 
             freeze(self.image_encoder)
         self.image_pretrained_sha256: str | None = None
-        spec = self.image_encoder.input_spec
-        self.image_size = c.image.size or spec.size
-        self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+        self.input_spec = self.image_encoder.input_spec.with_size(c.image.size)
+        spec = self.input_spec
+        self.image_size, self.channels, self.mean, self.std = spec.size, spec.in_channels, spec.mean, spec.std
         self.generation = generation_config(c)
         d = c.dim
         self.image_proj = nn.Sequential(nn.Linear(self.image_encoder.out_dim, d), nn.LayerNorm(d))
@@ -130,7 +130,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         self._thumb_store: ReportStore | None = None
         self._reports: TrainingReports | None = None
         self.decoder: TransformerReportDecoder | None = None
-        self.inputs = StudyInputs(c.image.max_images, self.image_size, self.channels, self.mean, self.std)
+        self.inputs = StudyInputs(c.image.max_images, self.input_spec)
         self.last_attribute_logits: list[torch.Tensor] = []
         # consensus baselines in every record (off only to time the model alone)
         self.with_consensus_baselines = True

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
@@ -279,43 +280,6 @@ class DualEncoder(nn.Module):
         return g, tokens, feats.mask
 
 
-# ----------------------------------------------------------------------------- images
-
-
-def load_image_tensor(sample: Sample, size: int, channels: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """The first image of `sample` as a normalised (channels, size, size) float tensor.
-
-    Grey images are repeated to 3 channels (and colour ones averaged to 1) to match the encoder;
-    the image is resized (not cropped) to a square so the whole field of view is kept.
-    """
-    if not sample.images:
-        raise BadInputError(sample.id, "sample has no image")
-    ref = sample.images[0]
-    if ref.array is not None:
-        arr = np.asarray(ref.array)
-    else:
-        from medmm.data.io import read_image
-
-        arr = read_image(ref.path)
-    arr = arr.astype(np.float32)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3]
-    elif arr.ndim == 2:
-        arr = arr[..., None]
-    else:
-        raise BadInputError(ref.path or sample.id, f"unsupported image shape {arr.shape}")
-    lo, hi = float(arr.min()), float(arr.max())
-    # scale by the image's own range: 8-bit PNG, 16-bit PNG and windowed DICOM all end in [0, 1]
-    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
-    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-    if t.shape[0] != channels:
-        t = t.expand(channels, -1, -1) if t.shape[0] == 1 else t.mean(0, keepdim=True)
-    m = torch.tensor(mean[:channels] if len(mean) >= channels else list(mean) * channels).view(-1, 1, 1)
-    s = torch.tensor(std[:channels] if len(std) >= channels else list(std) * channels).view(-1, 1, 1)
-    return ((t - m) / s).contiguous()
-
-
 # ----------------------------------------------------------------------------- task
 @register_task("retrieval")
 class RetrievalTask(Task):
@@ -385,17 +349,17 @@ class RetrievalTask(Task):
                 raise MedmmError("local_loss_weight needs medmm encoders (token features); not available with clip_model")
             name = c.clip_model.removeprefix("hf:")
             self.model = HFClipDualEncoder(name, c.learn_temperature)
-            self.image_size = c.image_size or self.model.image_size
-            self.channels, self.mean, self.std = self.model.in_channels, self.model.mean, self.model.std
+            declared = self.model.input_spec
             img, txt = self.model.model.vision_model, self.model.model.text_model
         else:
             from medmm.models.encoders import create_image_encoder, create_text_encoder
 
             img = image_encoder or create_image_encoder(c.image_encoder, pretrained=c.image_pretrained, **c.image_encoder_kwargs)
             txt = text_encoder or create_text_encoder(c.text_encoder, pretrained=c.text_pretrained, **c.text_encoder_kwargs)
-            spec = img.input_spec
-            self.image_size = c.image_size or spec.size
-            self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+            declared = img.input_spec
+        self.input_spec = spec = declared.with_size(c.image_size)
+        self.image_size, self.channels, self.mean, self.std = spec.size, spec.in_channels, spec.mean, spec.std
+        self._images = PreprocessedImages(spec)
         if c.freeze_image:
             _freeze(img)
         if c.freeze_text:
@@ -434,8 +398,10 @@ class RetrievalTask(Task):
         return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
 
     def image_tensor(self, sample: Sample) -> torch.Tensor:
-        """One sample's first image, preprocessed for this model."""
-        return load_image_tensor(sample, self.image_size, self.channels, self.mean, self.std)
+        """One sample's first image, preprocessed for this model (`build_transform(input_spec)`; cached by path)."""
+        if not sample.images:
+            raise BadInputError(sample.id, "sample has no image")
+        return torch.from_numpy(self._images.get(sample.images[0]))
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         """Images (B, C, S, S), tokens, and the keys that define positive pairs."""

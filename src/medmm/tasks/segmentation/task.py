@@ -29,6 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from medmm.data.schema import Sample
+from medmm.data.transforms import build_transform
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.headline import Headline
@@ -79,12 +80,13 @@ class Segmentation(Task):
             text_dim=text.out_dim if text is not None else None,
             conditioning=c.conditioning,
             attention_levels=c.attention_levels,
-            heads=c.heads,
+            heads=c.heads, image_size=c.image_size, mean=c.mean, std=c.std,  # the U-Net's declared input_spec
         )
         for size in (c.image_size, c.crop_size):
             if size is not None and size % unet.divisor:
                 raise MedmmError(f"segmentation: size {size} is not a multiple of {unet.divisor} (2 ** (levels - 1))")
         self.model = SegmentationModel(unet, text, freeze_text=c.freeze_text)
+        self._transform = build_transform(unet.input_spec)
 
     def _make_loss(self):
         from monai.losses import DiceCELoss, DiceFocalLoss, FocalLoss, TverskyLoss
@@ -118,7 +120,7 @@ class Segmentation(Task):
         return {
             "classes": dict(c.classes),
             "text_template": c.text_template,
-            "input": {"size": c.image_size, "in_channels": c.in_channels, "mean": list(c.mean), "std": list(c.std)},
+            "input": self.model.unet.input_spec.to_dict(),
             "threshold": c.threshold,
         }
 
@@ -138,7 +140,6 @@ class Segmentation(Task):
 
     def _image(self, sample: Sample, cache: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
         from medmm.data.io import read_image
-        from medmm.data.transforms import preprocess_image
 
         if not sample.images:
             raise BadInputError(sample.id, "sample has no image")
@@ -146,8 +147,7 @@ class Segmentation(Task):
         key = ref.path or f"array:{sample.id}"
         if key not in self._cache:
             arr = read_image(ref.path) if ref.array is None else np.asarray(ref.array)
-            c = self.config
-            img = preprocess_image(arr, c.image_size, c.in_channels, c.mean, c.std)
+            img = self._transform(arr)
             if not cache:  # prediction of new images (e.g. a web service): nothing kept per request
                 return img, (int(arr.shape[0]), int(arr.shape[1]))
             # Cached: small datasets are re-read every epoch otherwise (decoding dominates on CPU).

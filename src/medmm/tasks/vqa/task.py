@@ -101,9 +101,9 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
             raise MedmmError("model.augment.image needs model.image.freeze: false (frozen image features are cached per image)")
         if c.text.lora:
             apply_lora(self.text_encoder, **c.text.lora)
-        spec = self.image_encoder.input_spec
-        self.image_size = c.image.size or spec.size
-        self.channels, self.mean, self.std = spec.in_channels, spec.mean, spec.std
+        self.input_spec = self.image_encoder.input_spec.with_size(c.image.size)
+        spec = self.input_spec
+        self.image_size, self.channels, self.mean, self.std = spec.size, spec.in_channels, spec.mean, spec.std
         self.fusion = create_fusion(c.fusion, self.image_encoder.out_dim, self.text_encoder.out_dim, c.dim, **c.fusion_kwargs)
         if getattr(self.fusion, "combine", None) == "stack":  # the stacker would need its own (answers x 2) layer
             raise MedmmError("VQA late fusion supports combine 'mean' or 'weighted', not 'stack'")
@@ -116,7 +116,7 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
         self.fdim = fdim
         self.classifier: nn.Module | None = None
         self.decoder: AnswerDecoder | None = None
-        self._images = PreprocessedImages(self.image_size, self.channels, self.mean, self.std)
+        self._images = PreprocessedImages(self.input_spec)
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.image_pretrained_sha256: str | None = None
