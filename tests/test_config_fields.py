@@ -17,17 +17,17 @@ from medmm.engine.config_fields import attribute_docs, field_help, migrate, move
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _registered_tasks() -> list[str]:
-    """Every registered task (a new task's keys are checked for free); none without torch."""
+def _shipped_tasks() -> list[str]:
+    """Every shipped task (a new task's keys are checked for free); none without torch."""
     try:
-        from medmm import plugins
+        from conftest import shipped_tasks
 
-        return plugins.load()
+        return shipped_tasks()
     except ImportError:
         return []
 
 
-TASKS = _registered_tasks()
+TASKS = _shipped_tasks()
 
 
 def _config(task: str) -> type:
