@@ -24,16 +24,16 @@ from medmm.engine.api import train
 from medmm.metrics.stats import bootstrap_ci, paired_test
 from medmm.tasks import losses as L
 from medmm.tasks.diagnosis.headline import records_arrays
-from medmm.tasks.diagnosis.task import decision_scores
+from medmm.tasks.diagnosis.metrics import decision_scores
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "configs/diagnosis/covid_cxr.yaml"
 METHODS = {
     "ce": [],
-    "weighted_ce": ["model.loss=weighted_ce"],
-    "focal (gamma 2)": ["model.loss=focal"],
-    "logit_adjusted (tau 1)": ["model.loss=logit_adjusted"],
-    "balanced_sampling": ["model.balanced_sampling=true"],
+    "weighted_ce": ["model.imbalance.loss=weighted_ce"],
+    "focal (gamma 2)": ["model.imbalance.loss=focal"],
+    "logit_adjusted (tau 1)": ["model.imbalance.loss=logit_adjusted"],
+    "balanced_sampling": ["model.imbalance.balanced_sampling=true"],
 }
 
 

@@ -89,8 +89,8 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
     out = {"run": args.run_dir, "split": "val", "n": len(val), "nearest_neighbour": nn,
-           "decoding": {k: getattr(task.config, k) for k in ("beam_size", "no_repeat_ngram_size", "max_length",
-                                                             "mbr_references", "mbr_candidates", "mbr_typical")},
+           "decoding": {**{k: getattr(task.config.decoding, k) for k in ("beam_size", "no_repeat_ngram_size", "max_length")},
+                        **{f"mbr_{k}": getattr(task.config.mbr, k) for k in ("references", "candidates", "typical")}},
            "settings": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1), encoding="utf-8")

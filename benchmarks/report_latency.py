@@ -52,8 +52,8 @@ def main() -> None:
     samples = list(load_dataset(cfg.data.dataset, args.data, args.split).samples)[: args.n + 2]
     base = dict(no_repeat_ngram_size=task.generation.no_repeat_ngram_size, max_length=task.generation.max_length)
     c = task.config
-    mbr = (dict(mbr_references=c.mbr_references, mbr_candidates=c.mbr_candidates, mbr_typical=c.mbr_typical,
-                mbr_retrieved=c.mbr_retrieved) if c.mbr_references else
+    mbr = (dict(mbr_references=c.mbr.references, mbr_candidates=c.mbr.candidates, mbr_typical=c.mbr.typical,
+                mbr_retrieved=c.mbr.retrieved) if c.mbr.references else
            dict(mbr_references=128, mbr_candidates=8, mbr_typical=32, mbr_retrieved=0))
     beam0 = task.generation.beam_size
     task.with_consensus_baselines = False

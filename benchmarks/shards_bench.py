@@ -131,12 +131,12 @@ def bounded_training(root: Path, run: Path, steps: int) -> dict:
     import psutil
 
     cmd = [str(Path(sys.executable).parent / "medmm"), "train", str(REPO / "configs/diagnosis/breastmnist.yaml"), "--out", str(run),
-           "data.dataset=shards", f"data.root={root}", "data.val_split=null", "model.image_size=224",
+           "data.dataset=shards", f"data.root={root}", "data.val_split=null", "model.image.size=224",
            f"trainer.max_steps={steps}", "trainer.max_epochs=1", "trainer.num_workers=2", "trainer.num_threads=2",
            "trainer.batch_size=32",
            # The config has since moved to MedMNIST v2's 28 px protocol (3x3 stride-1 stem, epoch
            # milestones of 100 epochs); at 224 px the benchmark keeps the standard ResNet-18 it measured.
-           "model.image_stem=default", "trainer.scheduler=cosine", "trainer.lr_milestones=[]"]
+           "model.image.stem=default", "trainer.scheduler=cosine", "trainer.lr_milestones=[]"]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)

@@ -6,7 +6,7 @@
         --out benchmarks/vqa_rad_fusions_results.json
 
 A variant is a fusion name (trained with ``model.fusion=NAME``) or ``NAME:OVERRIDE,OVERRIDE``
-(e.g. ``text_only_nomem:model.fusion=text_only,model.memory_weight=0``). Run folders are
+(e.g. ``text_only_nomem:model.fusion=text_only,model.memory.weight=0``). Run folders are
 ``RUNS/NAME_sSEED``, trained with ``medmm train CONFIG OVERRIDES seed=SEED --out DIR`` (``seed``
 sets the split and the initialisation; a folder that already has predictions/test.jsonl is kept).
 One split holds ~260 held-out questions (95% CI ~ +-6 points), too few to rank fusions, so every

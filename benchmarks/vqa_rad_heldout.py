@@ -10,7 +10,7 @@ split, two baselines fitted on that split's training part: the majority answer p
 and a 1-nearest-neighbour "memory" (the answer of the most similar training question, by frozen
 MiniLM cosine similarity, preferring training questions on the same image). The first run is
 compared with every other run on the same split (paired bootstrap + approximate randomisation,
-resampling images; the comparison uses the first threshold). `--variant memory_weight=0` also
+resampling images; the comparison uses the first threshold). `--variant memory.weight=0` also
 scores each run with those inference-time settings changed (e.g. the answer memory off) and
 compares it, paired, with the run's own settings. `--save-predictions DIR` writes every scored
 setting's records as DIR/<run name>[_<variant>]/predictions/test.jsonl (the layout of a run
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", help="role of the run's data config: train, val or test")
     ap.add_argument("--open-confidence", type=float, nargs="+", default=None)
     ap.add_argument("--resamples", type=int, default=1000)
-    ap.add_argument("--variant", action="append", default=[], help="KEY=VALUE model setting changed at inference")
+    ap.add_argument("--variant", action="append", default=[], help="KEY=VALUE model setting changed at inference (dotted, e.g. memory.weight=0)")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--save-predictions", type=Path, default=None, help="write records in run-folder layout here")
@@ -156,10 +156,14 @@ def main() -> None:
             results[str(run)][f"paired_overall_accuracy default vs {name}"] = paired(default_records[str(run)], recs)
         for variant in args.variant:
             key, value = variant.split("=", 1)
-            before = getattr(task.config, key)
-            setattr(task.config, key, type(before)(float(value)) if isinstance(before, (int, float)) else value)
+            owner = task.config  # a dotted key (memory.weight) names a field of a config section
+            for part in key.split(".")[:-1]:
+                owner = getattr(owner, part)
+            leaf = key.split(".")[-1]
+            before = getattr(owner, leaf)
+            setattr(owner, leaf, type(before)(float(value)) if isinstance(before, (int, float)) else value)
             records, skipped = run_inference(task, samples, cfg)
-            setattr(task.config, key, before)
+            setattr(owner, leaf, before)
             if args.save_predictions:
                 save_predictions(args.save_predictions / f"{run.name}_{key}{value}", records)
             results[str(run)][variant] = summary(records) | {"n_skipped": len(skipped)}

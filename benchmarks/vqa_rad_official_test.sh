@@ -30,7 +30,7 @@ if [ ! -f "$encoder" ]; then
 fi
 # Rerunning resumes an interrupted training from its last checkpoint (and a finished one is kept).
 if [ ! -f "$out/run/metrics/val.json" ]; then
-    medmm train configs/vqa/vqa_rad_official.yaml "data.root=$full_root" "model.image_pretrained=$encoder" "$@" \
+    medmm train configs/vqa/vqa_rad_official.yaml "data.root=$full_root" "model.image.pretrained=$encoder" "$@" \
         --out "$out/run"
 fi
 medmm evaluate "$out/run" --data "$full_root" --split test --out "$out/official_test.json"

@@ -62,6 +62,19 @@ def db_url(request, tmp_path):
         yield fresh
 
 
+def merged(base: dict, **changes) -> dict:
+    """A copy of config section `base` with `changes` merged in, nested mappings key by key:
+    merged(SMALL, decoding={"beam_size": 3}) keeps SMALL's other decoding keys. To replace a
+    mapping wholesale, put it in the base: merged({**SMALL, "fusion_kwargs": {}}, ...)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], **value)
+        else:
+            out[key] = value
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op torch thread for a module: on the shared 2-core machine, two spinning OpenMP

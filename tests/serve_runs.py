@@ -27,14 +27,14 @@ TASK_RUNS: dict[str, tuple[str, list[str]]] = {
         "model.channels=[4, 8]", "model.attention_levels=1", "model.heads=2", "model.image_size=32", "model.bootstrap_resamples=10",
         "trainer.batch_size=2", "trainer.val_every_n_epochs=1"]),
     "report_generation": ("report/iu_xray.yaml", [
-        f"data.root={IU_XRAY_TINY}", "trainer.batch_size=4", "model.dim=32", "model.decoder_layers=1", "model.decoder_heads=2",
-        "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.bootstrap_resamples=10",
-        "model.min_word_freq=1", "model.findings_min_positive=1", "model.max_length=12"]),
+        f"data.root={IU_XRAY_TINY}", "trainer.batch_size=4", "model.dim=32", "model.decoder.layers=1", "model.decoder.heads=2",
+        "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.bootstrap_resamples=10",
+        "model.decoder.min_word_freq=1", "model.findings.min_positive=1", "model.decoding.max_length=12"]),
     "diagnosis": ("diagnosis/vqa_rad_organ.yaml", [
-        "model.image_size=32", "model.text_kw={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}", "model.dim=32"]),
+        "model.image.size=32", "model.text.encoder_kwargs={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}", "model.dim=32"]),
     "vqa": ("vqa/vqa_rad_sample.yaml", [
-        "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
-        "model.text_encoder_kwargs={vocab_size: 300, dim: 32, num_layers: 1, num_heads: 2, max_length: 24}",
+        "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+        "model.text.encoder_kwargs={vocab_size: 300, dim: 32, num_layers: 1, num_heads: 2, max_length: 24}",
         "model.fusion_kwargs={heads: 2, layers: 1}", "model.dim=32", "model.bootstrap_resamples=10"]),
     "retrieval": ("retrieval/vqa_rad.yaml", [
         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.text_encoder=scratch",

@@ -179,8 +179,8 @@ def _ablate(tmp_path: Path, config: str, variants: str, over: list[str], *extra:
 
 def test_cli_ablate_diagnosis_on_bundled_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    over = ["data.max_samples=40", "model.image_size=32", "model.dim=32", "model.bootstrap_resamples=10",
-            "model.text_kw={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}"]
+    over = ["data.max_samples=40", "model.image.size=32", "model.dim=32", "model.bootstrap_resamples=10",
+            "model.text.encoder_kwargs={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}"]
     got = _ablate(tmp_path, "configs/diagnosis/vqa_rad_organ.yaml", "image_only,early", over)
     assert got["task"] == "diagnosis" and got["primary"] == "auroc_macro_ovr" and got["baseline"] == "image_only"
     assert [r["fusion"] for r in got["rows"]] == ["image_only", "early"]
@@ -198,8 +198,8 @@ def test_cli_ablate_diagnosis_on_bundled_sample(tmp_path, monkeypatch):
 def test_cli_ablate_vqa_on_bundled_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     over = ["data.fractions={train: 0.6, val: 0.2, test: 0.2}", "data.test_split=test", "data.max_samples=60",
-            "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
-            "model.text_encoder_kwargs={vocab_size: 300, dim: 32, num_layers: 1, num_heads: 2, max_length: 24}",
+            "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+            "model.text.encoder_kwargs={vocab_size: 300, dim: 32, num_layers: 1, num_heads: 2, max_length: 24}",
             "model.fusion_kwargs={}", "model.dim=32", "model.bootstrap_resamples=0"]
     got = _ablate(tmp_path, "configs/vqa/vqa_rad_sample.yaml", "text_only,early", over)
     assert got["task"] == "vqa" and got["primary"] == "overall_accuracy" and got["baseline"] == "text_only"

@@ -124,7 +124,7 @@ def test_unknown_constructor_arguments_in_model_kwargs_are_config_errors():
     root = Path(__file__).resolve().parents[1] / "configs/vqa/vqa_rad_sample.yaml"
     for override, key, target in [
         ("model.fusion_kwargs.headz=2", "model.fusion_kwargs.headz", "CrossAttentionFusion"),
-        ("model.image_encoder_kwargs.widthz=[8]", "model.image_encoder_kwargs.widthz", "SmallCNN"),
+        ("model.image.encoder_kwargs.widthz=[8]", "model.image.encoder_kwargs.widthz", "SmallCNN"),
     ]:
         cfg = load_config(root, [override, f"data.root={vqa_rad_sample_root()}"])
         with pytest.raises(ConfigError) as info:

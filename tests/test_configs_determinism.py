@@ -8,7 +8,6 @@ earlier run (image_pretrained, init_run under runs/) is absent here skip with th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -31,7 +30,7 @@ SHORT = [
     "trainer.warmup_steps=0", "trainer.num_threads=1", "trainer.progress_bar=false", "trainer.early_stopping_patience=null",
 ]
 # Model keys shortened where the task has them (fewer bootstrap resamples, shorter decoding).
-SHORT_MODEL = {"bootstrap_resamples": 20, "mbr_references": 0, "scst_samples": 2}  # retrieval refuses 0 resamples
+SHORT_MODEL = {"bootstrap_resamples": 20, "mbr.references": 0, "scst.samples": 2}  # retrieval refuses 0 resamples
 
 
 def _root(raw: dict) -> Path:
@@ -48,9 +47,14 @@ def _missing(raw: dict) -> str | None:
         return f"dataset root {_root(raw)} is absent (set MEDMM_SHARED_DATA)"
     if raw["data"]["dataset"] == "iu_xray" and not (_root(raw) / "images").is_dir():
         return f"{_root(raw)} holds IU X-ray reports only (no images/); the config needs a full R2Gen folder"
-    for key, value in (raw.get("model") or {}).items():
-        if isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
-            return f"model.{key} needs an earlier run ({value})"
+    sections = [("model", raw.get("model") or {})]
+    while sections:  # nested sections too (model.image.pretrained, model.retrieval.run)
+        where, section = sections.pop()
+        for key, value in section.items():
+            if isinstance(value, dict):
+                sections.append((f"{where}.{key}", value))
+            elif isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
+                return f"{where}.{key} needs an earlier run ({value})"
     pretrained = (raw.get("model") or {}).get("pretrained")
     if isinstance(pretrained, str):
         from medmm.models.encoders.hf_loading import resolve_dir
@@ -86,11 +90,12 @@ def _class_mixed_medmnist(raw: dict, folder: Path) -> Path:
 
 def _overrides(raw: dict, tmp: Path) -> list[str]:
     from medmm import plugins
+    from medmm.engine.config_fields import field_help
     from medmm.engine.task import get_task_class
 
     plugins.load()  # registers the tasks
 
-    fields = {f.name for f in dataclasses.fields(get_task_class(raw["task"]).Config)}
+    fields = {f.key for f in field_help(get_task_class(raw["task"]).Config)}  # dotted: mbr.references
     root = _class_mixed_medmnist(raw, tmp / "data") if str(raw["data"]["dataset"]).startswith(("breastmnist", "pneumoniamnist")) \
         else _root(raw)
     extra = []

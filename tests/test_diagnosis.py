@@ -12,7 +12,9 @@ import torch
 
 from medmm.data.schema import ImageRef, LabelState, Sample
 from medmm.tasks import losses as L
-from medmm.tasks.diagnosis.task import DiagnosisTask, decision_scores
+from medmm.tasks.diagnosis.metrics import decision_scores
+from medmm.tasks.diagnosis.task import DiagnosisTask
+from tests.conftest import merged
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TEXT = {"dim": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 300}
@@ -37,11 +39,9 @@ def _samples(n: int, labels=("edema", "fracture"), dataset="toy", seed=0, with_l
 
 
 def _task(**kw) -> DiagnosisTask:
-    kw.setdefault("image_size", 24)
-    kw.setdefault("text_kw", TINY_TEXT)
-    kw.setdefault("image_kw", {"widths": [8, 16]})
-    kw.setdefault("dim", 32)
-    return DiagnosisTask(DiagnosisTask.Config(**kw))
+    """A tiny diagnosis task; keyword arguments are `model:` keys, sections merged key by key."""
+    base = {"image": {"size": 24, "encoder_kwargs": {"widths": [8, 16]}}, "text": {"encoder_kwargs": TINY_TEXT}, "dim": 32}
+    return DiagnosisTask.from_config(merged(base, **kw))
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -71,7 +71,7 @@ def test_every_fusion_trains_and_predicts(fusion):
 def _train_text_only(guard: bool) -> float:
     torch.manual_seed(0)
     train, test = _samples(64, seed=1), _samples(40, seed=2)
-    t = _task(fusion="text_only", mask_label_words=guard, dropout=0.0)
+    t = _task(fusion="text_only", text={"mask_label_words": guard}, dropout=0.0)
     t.setup(train)
     opt = torch.optim.Adam([p for p in t.parameters() if p.requires_grad], lr=3e-3)
     t.train()
@@ -106,7 +106,7 @@ def test_guard_masks_synonyms_and_is_saved_in_state():
     t2 = _task(target="finding_group", fusion="text_only")
     t2.load_state(json.loads(json.dumps(t.state())))
     assert t2.text_of(s[0]) == text
-    off = _task(target="finding_group", fusion="text_only", mask_label_words=False)
+    off = _task(target="finding_group", fusion="text_only", text={"mask_label_words": False})
     off.setup(s)
     assert off.text_of(s[0]) == s[0].text["clinical_notes"]
 
@@ -132,7 +132,7 @@ def test_required_modalities_raise_bad_input():
     from medmm.errors import BadInputError
 
     s = _samples(2)
-    t = _task(fusion="image_only", require_text=True)
+    t = _task(fusion="image_only", text={"required": True})
     t.setup(s)
     s[0].text = {}
     with pytest.raises(BadInputError, match="clinical_notes"):
@@ -151,7 +151,7 @@ def test_multilabel_uncertain_and_missing_are_masked():
             del f["Edema"]
         s.append(Sample(id=str(i), dataset="toy", split="train", images=[ImageRef(array=(rng.random((16, 16)) * 255).astype(np.uint8))],
                         text={"report": "x"}, findings=f))
-    t = _task(findings=[], fusion="image_only", image_size=16, loss="focal")
+    t = _task(findings=[], fusion="image_only", image={"size": 16}, imbalance={"loss": "focal"})
     t.setup(s)
     assert t.classes == ["Edema", "Effusion"]
     b = t.collate(s)
@@ -165,7 +165,7 @@ def test_multilabel_uncertain_and_missing_are_masked():
     assert recs[0]["reference"]["Effusion"] is None
     m = t.compute_metrics(recs)
     assert "auroc_macro" in m and m["n_scored"] == 8
-    pos = _task(findings=["Effusion"], uncertain="positive", fusion="image_only", image_size=16)
+    pos = _task(findings=["Effusion"], uncertain="positive", fusion="image_only", image={"size": 16})
     pos.setup(s)
     assert pos.collate(s[:1])["targets"][0, 0] == 1.0
 
@@ -173,7 +173,7 @@ def test_multilabel_uncertain_and_missing_are_masked():
 @pytest.mark.parametrize("loss", ["ce", "weighted_ce", "focal", "logit_adjusted"])
 def test_imbalance_losses_run(loss):
     s = _samples(12, labels=("a_cls", "b_cls", "b_cls", "b_cls"))
-    t = _task(fusion="image_only", loss=loss, focal_weighted=True)
+    t = _task(fusion="image_only", imbalance={"loss": loss, "focal_weighted": True})
     t.setup(s)
     assert t.class_counts == [3, 9]
     out = t.training_step(t.collate(s))
@@ -183,7 +183,7 @@ def test_imbalance_losses_run(loss):
 def test_balanced_sampling_weights():
     s = _samples(12, labels=("a_cls", "b_cls", "b_cls", "b_cls"))
     s[0].targets["label"] = "unknown"
-    t = _task(fusion="image_only", balanced_sampling=True)
+    t = _task(fusion="image_only", imbalance={"balanced_sampling": True})
     t.setup(s)
     w = t.sample_weights(s)
     mass = {}
@@ -195,7 +195,7 @@ def test_balanced_sampling_weights():
 
 def test_thresholds_tuned_on_validation_saved_and_used():
     s = _samples(10)
-    t = _task(fusion="image_only", threshold_tuning="f1")
+    t = _task(fusion="image_only", imbalance={"threshold_tuning": "f1"})
     t.setup(s)
     recs = [{"id": str(i), "reference": "edema" if i < 5 else "fracture",
              "prediction": {"label": "edema", "probs": {"edema": 0.9 - 0.02 * i, "fracture": 0.1 + 0.02 * i}}}
@@ -203,7 +203,7 @@ def test_thresholds_tuned_on_validation_saved_and_used():
     # arg-max calls all "edema"; the tuned threshold for fracture separates the two groups
     assert t.calibrate(recs) is True
     assert 0.18 < t.thresholds[1] <= 0.2
-    t2 = _task(fusion="image_only", threshold_tuning="f1")
+    t2 = _task(fusion="image_only", imbalance={"threshold_tuning": "f1"})
     t2.load_state(json.loads(json.dumps(t.state())))
     assert t2.thresholds == t.thresholds
     probs = np.array([[0.85, 0.15], [0.75, 0.25]])
@@ -222,7 +222,7 @@ def test_decision_scores_match_sklearn():
 
 
 def test_metrics_carry_patient_bootstrap_intervals_of_the_headline_metrics():
-    from medmm.tasks.diagnosis.task import diagnosis_metrics
+    from medmm.tasks.diagnosis.metrics import diagnosis_metrics
 
     rng = np.random.default_rng(0)
     classes = ["a", "b", "c"]
@@ -252,7 +252,7 @@ def test_external_validation_projects_onto_other_label_space():
     for i in range(8):
         train.append(Sample(id=f"c{i}", dataset="covid_cxr", split="x", images=[ImageRef(array=(rng.random((16, 16)) * 255).astype(np.uint8))],
                             text={"clinical_notes": "n"}, targets={"finding_group": classes[i % 4]}))
-    t = _task(target="finding_group", fusion="image_only", image_size=16)
+    t = _task(target="finding_group", fusion="image_only", image={"size": 16})
     t.setup(train)
     ext = [Sample(id=f"e{i}", dataset="pneumoniamnist", split="test", images=[ImageRef(array=(rng.random((28, 28)) * 255).astype(np.uint8))],
                   targets={"label": ("normal", "pneumonia")[i % 2]}) for i in range(6)]
@@ -268,7 +268,7 @@ def test_external_validation_projects_onto_other_label_space():
     assert m["labels"] == ["normal", "pneumonia"] and m["n_scored"] == 6
     from medmm.errors import MedmmError
 
-    t2 = _task(target="finding_group", fusion="image_only", image_size=16)
+    t2 = _task(target="finding_group", fusion="image_only", image={"size": 16})
     t2.setup(train)
     with pytest.raises(MedmmError, match="no label map"):
         t2.prepare_external("breastmnist")
@@ -283,8 +283,8 @@ def _engine_run(cfg_path: Path, out: Path, extra: list[str]):
 
 
 FAST = ["trainer.max_steps=2", "trainer.max_epochs=1", "trainer.batch_size=4", "trainer.limit_val_batches=2",
-        "data.max_samples=12", "model.image_size=32", "model.dim=32",
-        "model.text_kw={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}", "trainer.progress_bar=false"]
+        "data.max_samples=12", "model.image.size=32", "model.dim=32",
+        "model.text.encoder_kwargs={dim: 32, num_layers: 1, num_heads: 2, vocab_size: 300}", "trainer.progress_bar=false"]
 
 
 def test_vqa_rad_organ_config_trains_a_few_steps(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ def _command(run: Path) -> list[str]:
     overrides = [
         f"data.root={vqa_rad_sample_root()}", "data.max_samples=48", "trainer.max_epochs=20", "trainer.batch_size=8",
         "trainer.checkpoint_every_n_steps=1", "trainer.eval_batch_size=48", "trainer.log_every_n_steps=1",
-        "model.image_size=32", "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+        "model.image.size=32", "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
         "model.bootstrap_resamples=0",
     ]
     return [sys.executable, "-c", "from medmm.cli import main; main()", "train", str(CONFIG), *overrides, "--out", str(run)]

@@ -22,7 +22,7 @@ def vqa_samples() -> list[Sample]:
 def test_vqa_records_are_question_and_answer(vqa_samples) -> None:
     from medmm.tasks.vqa.task import VQATask
 
-    recs = VQATask.from_config({"text_encoder": "scratch", "image_encoder": "small_cnn"}).instruction_records(vqa_samples)
+    recs = VQATask.from_config({"text": {"encoder": "scratch"}, "image": {"encoder": "small_cnn"}}).instruction_records(vqa_samples)
     for rec, s in zip(recs, vqa_samples, strict=True):
         user, answer = rec["messages"][1]["content"], rec["messages"][2]["content"]
         assert (user, answer) == (s.text["question"].strip(), s.text["answer"].strip())
@@ -32,7 +32,7 @@ def test_vqa_records_are_question_and_answer(vqa_samples) -> None:
 def test_diagnosis_records_name_the_classes_and_mask_the_label_words(vqa_samples) -> None:
     from medmm.tasks.diagnosis.task import DiagnosisTask
 
-    task = DiagnosisTask.from_config({"target": "organ", "text_field": "question", "mask_label_words": True})
+    task = DiagnosisTask.from_config({"target": "organ", "text": {"field": "question", "mask_label_words": True}})
     s = Sample("x", "synthetic", "train", images=[ImageRef(path="x.png")], text={"question": "Is the chest normal?"},
                targets={"organ": "CHEST"})
     recs = task.instruction_records([*vqa_samples, s])

@@ -42,8 +42,9 @@ def _dx_samples(n: int = 8) -> list[Sample]:
 
 def _dx_task(fusion: str) -> DiagnosisTask:
     torch.manual_seed(0)
-    task = DiagnosisTask.from_config({"image_encoder": "small_cnn", "image_size": 32, "image_kw": {"widths": [8, 16, 32]},
-                                      "text_encoder": "scratch", "text_kw": {"dim": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 200},
+    task = DiagnosisTask.from_config({"image": {"encoder": "small_cnn", "size": 32, "encoder_kwargs": {"widths": [8, 16, 32]}},
+                                      "text": {"encoder": "scratch",
+                                               "encoder_kwargs": {"dim": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 200}},
                                       "fusion": fusion, "dim": 32})
     task.setup(_dx_samples())
     return task.eval()
@@ -78,11 +79,12 @@ def test_explain_diagnosis_samples(tmp_path: Path, fusion: str) -> None:
 def test_explain_vqa_samples_on_bundled_data(tmp_path: Path, fusion: str, type_mask: bool) -> None:
     samples = load_dataset("vqa_rad", vqa_rad_sample_root(), "train").samples
     torch.manual_seed(0)
-    task = VQATask.from_config({"image_encoder": "small_cnn", "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
-                                "text_encoder": "scratch", "text_encoder_kwargs": {"vocab_size": 300, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 48},
+    task = VQATask.from_config({"image": {"encoder": "small_cnn", "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+                                "text": {"encoder": "scratch", "max_length": 48,
+                                         "encoder_kwargs": {"vocab_size": 300, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 48}},
                                 "fusion": fusion, "fusion_kwargs": {"heads": 2} if fusion == "cross_attention" else {}, "dim": 32,
-                                "decoder_layers": 1, "decoder_heads": 2, "max_text_length": 48, "bootstrap_resamples": 0,
-                                "question_type_mask": type_mask})
+                                "decoder": {"layers": 1, "heads": 2}, "bootstrap_resamples": 0,
+                                "classifier": {"question_type_mask": type_mask}})
     task.setup(samples)
     task.eval()
     shown = [a["classifier_prediction"] for a in task.answer(task.collate(samples[:2]))]
@@ -129,9 +131,11 @@ def test_report_sentence_regions_on_fixture(tmp_path: Path) -> None:
     fixture = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
     train = load_dataset("iu_xray", fixture, "train").samples
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({"image_encoder": "small_cnn", "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16, 32]},
-                                             "text_field": "report", "group_by": "study", "max_images": 2, "min_word_freq": 1, "dim": 32,
-                                             "decoder_layers": 1, "decoder_heads": 2, "dropout": 0.0, "max_length": 12, "bootstrap_resamples": 0})
+    task = ReportGenerationTask.from_config({"image": {"encoder": "small_cnn", "max_images": 2,
+                                                       "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16, 32]}},
+                                             "text_field": "report", "group_by": "study", "dim": 32, "dropout": 0.0,
+                                             "decoder": {"min_word_freq": 1, "layers": 1, "heads": 2},
+                                             "decoding": {"max_length": 12}, "bootstrap_resamples": 0})
     task.setup(train)
     task.eval()
     from medmm.tasks.report.sentence_regions import report_sentence_regions
@@ -203,9 +207,9 @@ def test_medmm_explain_cli_on_a_trained_vqa_run(tmp_path: Path) -> None:
 
 def test_explain_vit_diagnosis_gives_attention_rollout(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    task = DiagnosisTask.from_config({"image_encoder": "vit_small", "image_size": 32,
-                                      "image_kw": {"patch_size": 8, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2},
-                                      "text_encoder": None, "fusion": "image_only", "dim": 32})
+    task = DiagnosisTask.from_config({"image": {"encoder": "vit_small", "size": 32, "encoder_kwargs": {
+                                          "patch_size": 8, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2}},
+                                      "text": {"encoder": None}, "fusion": "image_only", "dim": 32})
     task.setup(_dx_samples())
     task.eval()
     s = explain.explain_samples(task, _dx_samples()[:1], tmp_path, methods=("gradcam", "attention", "modality"),

@@ -46,25 +46,26 @@ def _vqa_samples() -> tuple[list[Sample], list[Sample]]:
 def _diagnosis():
     train, test = _vqa_samples()
     cls = get_task_class("diagnosis")
-    task = cls.from_config({"target": "organ", "fusion": "image_only", "image_size": 24, "dim": 16,
-                            "image_kw": {"widths": [8, 16]}, "bootstrap_resamples": 30})
+    task = cls.from_config({"target": "organ", "fusion": "image_only", "dim": 16,
+                            "image": {"size": 24, "encoder_kwargs": {"widths": [8, 16]}}, "bootstrap_resamples": 30})
     return task, train[:80], test[:40], {"prior", "logistic_pixels"}
 
 
 def _vqa(**kw):
     train, test = _vqa_samples()
     cls = get_task_class("vqa")
-    task = cls.from_config({"image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
-                            "text_encoder": "scratch", "text_encoder_kwargs": TINY_TEXT, "dim": 16,
+    task = cls.from_config({"image": {"encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+                            "text": {"encoder": "scratch", "encoder_kwargs": TINY_TEXT}, "dim": 16,
                             "fusion": "early", "bootstrap_resamples": 30, **kw})
     return task, train, test[:48], {"answer_prior", "question_nn"}
 
 
 def _report():
     cls = get_task_class("report_generation")
-    task = cls.from_config({"image_encoder": "small_cnn", "text_field": "report", "group_by": "study", "max_images": 2,
-                            "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
-                            "min_word_freq": 1, "dim": 16, "decoder_layers": 1, "decoder_heads": 2, "max_length": 12,
+    task = cls.from_config({"image": {"encoder": "small_cnn", "max_images": 2,
+                                      "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+                            "text_field": "report", "group_by": "study", "dim": 16,
+                            "decoder": {"min_word_freq": 1, "layers": 1, "heads": 2}, "decoding": {"max_length": 12},
                             "bootstrap_resamples": 20})
     split = {s: load_dataset("iu_xray", IU_XRAY, s).samples for s in ("train", "test")}
     return task, split["train"], split["test"], {"nn_report_pixels"}
@@ -211,9 +212,9 @@ def test_engine_writes_protocol_floors_and_selection_names(tmp_path, monkeypatch
 
     monkeypatch.chdir(REPO)
     cfg = load_config("configs/diagnosis/vqa_rad_organ.yaml", [
-        "trainer.max_epochs=2", "trainer.batch_size=8", "data.max_samples=60", "model.image_size=24", "model.dim=16",
-        "model.text_kw={dim: 16, num_layers: 1, num_heads: 2, vocab_size: 300}", "trainer.progress_bar=false",
-        f"data.root={vqa_rad_sample_root()}", "model.bootstrap_resamples=30", "model.threshold_tuning=f1"],
+        "trainer.max_epochs=2", "trainer.batch_size=8", "data.max_samples=60", "model.image.size=24", "model.dim=16",
+        "model.text.encoder_kwargs={dim: 16, num_layers: 1, num_heads: 2, vocab_size: 300}", "trainer.progress_bar=false",
+        f"data.root={vqa_rad_sample_root()}", "model.bootstrap_resamples=30", "model.imbalance.threshold_tuning=f1"],
         validate_model=True)
     run = tmp_path / "run"
     train(cfg, run)

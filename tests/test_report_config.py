@@ -1,17 +1,17 @@
 """The report_generation `model:` section: its keys and defaults (old run directories keep only
-the keys their config set, so a changed default changes them), documentation and type checks."""
+the keys their config set, so a changed default changes them), their nested places, documentation
+and type checks."""
 
 from __future__ import annotations
-
-import dataclasses
-import re
 
 import pytest
 
 from medmm.engine.config import ConfigError, build_dataclass
+from medmm.engine.config_fields import field_help, section_help
 from medmm.tasks.report.config import ReportGenerationConfig
 
-# The defaults as released; a change here changes every run whose config does not set the key.
+# The defaults as released (flat keys, before the nested sections); a change here changes every run
+# whose config does not set the key.
 DEFAULTS = {
     "image_encoder": "small_cnn", "image_encoder_kwargs": {}, "image_pretrained": None, "freeze_image": False,
     "image_size": None, "text_field": "report", "group_by": "study", "max_images": 4, "min_word_freq": 2,
@@ -26,20 +26,29 @@ DEFAULTS = {
 }
 
 
-def test_keys_and_defaults_are_the_released_ones():
-    got = dataclasses.asdict(ReportGenerationConfig())
-    assert list(got) == list(DEFAULTS)  # same keys, in the documented order
-    assert got == DEFAULTS
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def test_released_keys_keep_their_defaults_in_their_new_places():
+    cfg = ReportGenerationConfig()
+    moved = ReportGenerationConfig.moved_keys
+    for old, default in DEFAULTS.items():
+        assert _get(cfg, moved.get(old, old)) == default, old
+    # every key of the nested layout is a released key in its new place: nothing new, nothing lost
+    assert sorted(f.key for f in field_help(ReportGenerationConfig)) == sorted(moved.get(k, k) for k in DEFAULTS)
     a, b = ReportGenerationConfig(), ReportGenerationConfig()
-    a.attribute_targets.append("plane")
-    assert b.attribute_targets == []  # mutable defaults are not shared between configs
+    a.attributes.targets.append("plane")
+    assert b.attributes.targets == []  # mutable defaults are not shared between configs
 
 
 def test_every_key_is_documented():
-    doc = ReportGenerationConfig.__doc__ or ""
-    entries = doc.split("Attributes:", 1)[1]
-    missing = [f.name for f in dataclasses.fields(ReportGenerationConfig) if not re.search(rf"\b{f.name}[,:]", entries)]
+    missing = [f.key for f in field_help(ReportGenerationConfig) if not f.help]
     assert not missing, f"undocumented model keys: {missing}"
+    assert set(section_help(ReportGenerationConfig)) == {"image", "decoder", "retrieval", "findings", "attributes",
+                                                         "decoding", "mbr", "scst"}
 
 
 def test_is_the_task_config_and_checks_types():
@@ -47,11 +56,22 @@ def test_is_the_task_config_and_checks_types():
     from medmm.tasks.report.task import ReportGenerationTask
 
     assert ReportGenerationTask.Config is ReportGenerationConfig
-    cfg = build_dataclass(ReportGenerationConfig, {"group_by": "case", "attribute_targets": ["plane"], "beam_size": 3})
-    assert (cfg.group_by, cfg.attribute_targets, cfg.beam_size) == ("case", ["plane"], 3)
+    cfg = build_dataclass(ReportGenerationConfig, {"group_by": "case", "attributes": {"targets": ["plane"]},
+                                                   "decoding": {"beam_size": 3}})
+    assert (cfg.group_by, cfg.attributes.targets, cfg.decoding.beam_size) == ("case", ["plane"], 3)
+    assert cfg.decoding.no_repeat_ngram_size == 3  # a section given in part keeps the defaults of the rest
     with pytest.raises(ConfigError, match="group_by"):
         build_dataclass(ReportGenerationConfig, {"group_by": "hospital"}, prefix="model.")
-    with pytest.raises(ConfigError, match="beam_size"):
-        build_dataclass(ReportGenerationConfig, {"beam_size": "wide"}, prefix="model.")
+    with pytest.raises(ConfigError, match=r"model\.decoding\.beam_size: expected an integer"):
+        build_dataclass(ReportGenerationConfig, {"decoding": {"beam_size": "wide"}}, prefix="model.")
     with pytest.raises(ConfigError, match="unknown key"):
         build_dataclass(ReportGenerationConfig, {"temperature": 1.0}, prefix="model.")
+    with pytest.raises(ConfigError, match=r"model\.decoding\.temperature: unknown key .*known keys: beam_size"):
+        build_dataclass(ReportGenerationConfig, {"decoding": {"temperature": 1.0}}, prefix="model.")
+
+
+def test_old_flat_keys_name_their_new_place():
+    for old, new in ReportGenerationConfig.moved_keys.items():
+        with pytest.raises(ConfigError) as info:
+            build_dataclass(ReportGenerationConfig, {old: DEFAULTS[old]}, prefix="model.")
+        assert str(info.value).startswith(f"model.{old}: moved to model.{new} ") and "\n" not in str(info.value)

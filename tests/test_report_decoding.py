@@ -13,31 +13,38 @@ torch = pytest.importorskip("torch")
 
 from medmm.data import load_dataset  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
-from medmm.models.decoders import word_tokenize  # noqa: E402
+from medmm.models.decoders import (
+    GenerationConfig,
+    word_tokenize,
+)
 from medmm.tasks.report import decoding as report_decoding  # noqa: E402
-from medmm.tasks.report.config import ReportGenerationConfig  # noqa: E402
+from medmm.tasks.report.config import ConsensusConfig, DecodingConfig, ReportGenerationConfig  # noqa: E402
 from medmm.tasks.report.decoding import DECODING_KEYS, check_mbr, generation_config  # noqa: E402
 from medmm.tasks.report.mbr import group_weights  # noqa: E402
 from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from tests.conftest import merged  # noqa: E402
 from tests.test_report_generation import FIXTURE  # noqa: E402
 from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402
 
-SMALL = {**TINY_REPORT, "max_length": 16}  # the tiny model of test_report_generation
+SMALL = merged(TINY_REPORT, decoding={"max_length": 16})  # the tiny model of test_report_generation
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_option_checks_and_generation_config():
-    assert set(DECODING_KEYS) <= set(ReportGenerationConfig.__dataclass_fields__)
-    gen = generation_config(ReportGenerationConfig(beam_size=3, length_penalty=1.2, max_length=20, min_length=2,
-                                                   repetition_penalty=1.5, no_immediate_repeat=True))
+    # set_decoding's options: the decoding section's fields (all of GenerationConfig's) and mbr_<field>
+    gen_keys = {k for k in DECODING_KEYS if not k.startswith("mbr_")}
+    assert gen_keys == set(DecodingConfig.__dataclass_fields__) == set(GenerationConfig.__dataclass_fields__)
+    assert {k.removeprefix("mbr_") for k in DECODING_KEYS if k.startswith("mbr_")} <= set(ConsensusConfig.__dataclass_fields__)
+    gen = generation_config(ReportGenerationConfig(decoding=DecodingConfig(
+        beam_size=3, length_penalty=1.2, max_length=20, min_length=2, repetition_penalty=1.5, no_immediate_repeat=True)))
     assert (gen.beam_size, gen.length_penalty, gen.no_repeat_ngram_size, gen.max_length, gen.min_length,
             gen.repetition_penalty, gen.no_immediate_repeat) == (3, 1.2, 3, 20, 2, 1.5, True)
     with pytest.raises(MedmmError, match="repetition_penalty"):
-        generation_config(ReportGenerationConfig(repetition_penalty=0.5))
+        generation_config(ReportGenerationConfig(decoding=DecodingConfig(repetition_penalty=0.5)))
     with pytest.raises(MedmmError, match="repetition_penalty"):
-        ReportGenerationTask.from_config({**SMALL, "repetition_penalty": 0.5})
+        ReportGenerationTask.from_config(merged(SMALL, decoding={"repetition_penalty": 0.5}))
     check_mbr(0, 1, 0)
     check_mbr(128, 8, 2, 32, 4, 0.5, 1.0)
     for bad in [(-1, 8, 0), (4, 0, 0), (4, 8, -1), (4, 8, 0, -1), (4, 8, 0, 0, -1)]:
@@ -151,7 +158,7 @@ def test_repeat_options_reach_generation_and_consensus_candidates(spy_sample_dec
     (self-critical sampling ignores them: test_report_scst)."""
     splits = {s: load_dataset("iu_xray", FIXTURE, s).samples for s in ("train", "test")}
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, "no_immediate_repeat": True, "repetition_penalty": 1.3})
+    task = ReportGenerationTask.from_config(merged(SMALL, decoding={"no_immediate_repeat": True, "repetition_penalty": 1.3}))
     task.setup(splits["train"])
     assert task.generation.no_immediate_repeat and task.generation.repetition_penalty == 1.3
     task.eval()
@@ -164,12 +171,12 @@ def test_repeat_options_reach_generation_and_consensus_candidates(spy_sample_dec
             w = word_tokenize(text)
             assert not any(x == y for x, y in pairwise(w)), text
     task.set_decoding(no_immediate_repeat=False, repetition_penalty=1.0)
-    assert task.config.repetition_penalty == 1.0 and not task.generation.no_immediate_repeat
-    assert task.config.mbr_samples == 2  # options not named keep their value
+    assert task.config.decoding.repetition_penalty == 1.0 and not task.generation.no_immediate_repeat
+    assert task.config.mbr.samples == 2  # options not named keep their value
     with pytest.raises(MedmmError, match="repetition_penalty"):
         task.set_decoding(repetition_penalty=0.9)
     with pytest.raises(MedmmError, match="unknown decoding option"):
         task.set_decoding(temperature=1.0)
     with pytest.raises(MedmmError, match="exceeds"):
         task.set_decoding(max_length=task.decoder.max_length)  # positions 0..max_length needed
-    assert task.config.repetition_penalty == 1.0 and task.generation.max_length == SMALL["max_length"]  # refused: unchanged
+    assert task.config.decoding.repetition_penalty == 1.0 and task.generation.max_length == SMALL["decoding"]["max_length"]  # refused: unchanged

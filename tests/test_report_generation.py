@@ -18,20 +18,18 @@ from medmm.errors import BadInputError, MedmmError  # noqa: E402
 from medmm.knowledge.report_store import ReportStore, thumbnail_embedding  # noqa: E402
 from medmm.tasks.report.scoring import sentence_provenance  # noqa: E402
 from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from tests.conftest import merged  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iu_xray_tiny"
 SMALL = {
-    "image_encoder": "small_cnn",
-    "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16, 32]},
+    "image": {"encoder": "small_cnn", "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16, 32]},
+              "max_images": 2},
     "text_field": "report",
     "group_by": "study",
-    "max_images": 2,
-    "min_word_freq": 1,
+    "decoder": {"min_word_freq": 1, "layers": 1, "heads": 2},
     "dim": 32,
-    "decoder_layers": 1,
-    "decoder_heads": 2,
     "dropout": 0.0,
-    "max_length": 24,
+    "decoding": {"max_length": 24},
     "bootstrap_resamples": 0,
 }
 
@@ -46,7 +44,7 @@ def splits():
 
 def make_task(train, **kw) -> ReportGenerationTask:
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, **kw})
+    task = ReportGenerationTask.from_config(merged(SMALL, **kw))
     task.setup(train)
     return task
 
@@ -71,7 +69,7 @@ def test_registered_and_config_checked():
     with pytest.raises(Exception, match="unknown"):
         ReportGenerationTask.from_config({"not_a_key": 1})
     with pytest.raises(MedmmError):
-        ReportGenerationTask.from_config({"rag_k": -1})
+        ReportGenerationTask.from_config({"retrieval": {"rag_k": -1}})
 
 
 def test_fixture_is_r2gen_layout_with_two_views(splits):
@@ -87,7 +85,7 @@ def test_loss_decreases_on_tiny_overfit_set(splits):
 
 def test_rag_findings_provenance_and_state_round_trip(splits):
     train = splits["train"]
-    task = make_task(train, rag_k=2, use_findings=True, findings_min_positive=1)
+    task = make_task(train, retrieval={"rag_k": 2}, findings={"enabled": True, "min_positive": 1})
     assert "Pleural Effusion" in task.observations and "Cardiomegaly" in task.observations
     batch = task.collate(train)
     assert batch["rag_tokens"].shape[:2] == (9, 2)
@@ -112,7 +110,7 @@ def test_rag_findings_provenance_and_state_round_trip(splits):
                 assert 0 < src["overlap"] <= 1
         assert {h["id"] for h in r["retrieved"]} <= train_ids
     # self-contained state: a fresh task restored from state() + weights generates the same text
-    clone = ReportGenerationTask.from_config({**SMALL, "rag_k": 2, "use_findings": True, "findings_min_positive": 1})
+    clone = ReportGenerationTask.from_config(merged(SMALL, retrieval={"rag_k": 2}, findings={"enabled": True, "min_positive": 1}))
     clone.load_state(task.state())
     clone.load_state_dict(task.state_dict(), strict=True)
     clone.eval()
@@ -175,7 +173,7 @@ def test_sentence_provenance_picks_highest_overlap():
 
 
 def test_views_are_pooled_for_single_and_multi_view_batches(splits):
-    task = make_task(splits["train"], max_images=2)
+    task = make_task(splits["train"], image={"max_images": 2})
     one = Sample(id="one", dataset="iu_xray", split="test", images=[ImageRef(array=np.zeros((32, 32), np.uint8))],
                  text={"report": "The lungs are clear."})
     batch = task.collate([one, splits["test"][0]])
@@ -194,12 +192,12 @@ def test_init_run_copies_weights_and_checks_the_data(tmp_path, splits):
     torch.save(src.state_dict(), run / rd.WEIGHTS)
     rd.write_json(run / rd.TASK_STATE, {"state": src.state(), "weights": rd.WEIGHTS})
     torch.manual_seed(1)
-    dst = ReportGenerationTask.from_config({**SMALL, "init_run": str(run), "scst_samples": 2})
+    dst = ReportGenerationTask.from_config(merged(SMALL, init_run=str(run), scst={"samples": 2}))
     dst.setup(train)
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     # other training reports (here: one sample fewer) -> refused, never a silent partial load
-    other = ReportGenerationTask.from_config({**SMALL, "init_run": str(run)})
+    other = ReportGenerationTask.from_config(merged(SMALL, init_run=str(run)))
     with pytest.raises(MedmmError, match="init_run"):
         other.setup(train[:-1])
 
@@ -213,8 +211,8 @@ def test_engine_trains_iu_xray_config_on_fixture_and_run_dir_is_self_contained(t
     cfg = load_config(
         Path(__file__).parents[1] / "configs" / "report" / "iu_xray.yaml",
         [f"data.root={FIXTURE}", "trainer.max_epochs=1", "trainer.batch_size=4", "model.dim=32",
-         "model.decoder_layers=1", "model.decoder_heads=2", "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
-         "model.bootstrap_resamples=10", "model.min_word_freq=1", "model.findings_min_positive=1", "model.max_length=12"],
+         "model.decoder.layers=1", "model.decoder.heads=2", "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+         "model.bootstrap_resamples=10", "model.decoder.min_word_freq=1", "model.findings.min_positive=1", "model.decoding.max_length=12"],
     )
     metrics = train(cfg, tmp_path / "run")
     assert "cider_d" in metrics["test"] and "cider_d" in metrics["test"]["nn_baseline"]

@@ -33,10 +33,10 @@ def run_dir(tmp_path_factory):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     cfg = load_config(ROOT / "configs" / "report" / "iu_xray.yaml", [
-        f"data.root={FIXTURE}", "model.dim=32", "model.decoder_layers=1", "model.decoder_heads=2",
-        "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.bootstrap_resamples=0",
-        "model.min_word_freq=1", "model.findings_min_positive=1", "model.max_length=12", "model.rag_k=2",
-        "model.beam_size=1"])
+        f"data.root={FIXTURE}", "model.dim=32", "model.decoder.layers=1", "model.decoder.heads=2",
+        "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}", "model.bootstrap_resamples=0",
+        "model.decoder.min_word_freq=1", "model.findings.min_positive=1", "model.decoding.max_length=12",
+        "model.retrieval.rag_k=2", "model.decoding.beam_size=1"])
     train = load_splits(cfg.data, cfg.seed)["train"].samples
     torch.manual_seed(0)
     task = build_task(cfg)
@@ -57,11 +57,13 @@ def run_dir(tmp_path_factory):
 
 
 def test_load_run_applies_model_overrides_only(run_dir):
-    _cfg, task = load_run(run_dir, ["model.beam_size=3", "model.mbr_references=4"])
-    assert task.generation.beam_size == 3 and task.config.mbr_references == 4
+    _cfg, task = load_run(run_dir, ["model.decoding.beam_size=3", "model.mbr.references=4"])
+    assert task.generation.beam_size == 3 and task.config.mbr.references == 4
     assert load_run(run_dir)[1].generation.beam_size == 1  # the saved run is unchanged
     with pytest.raises(ConfigError):
         load_run(run_dir, ["trainer.max_epochs=3"])
+    with pytest.raises(ConfigError, match=r"model\.beam_size: moved to model\.decoding\.beam_size"):
+        load_run(run_dir, ["model.beam_size=3"])  # the flat key of earlier versions
     with pytest.raises(RuntimeError):  # an architecture change fails the strict weight load
         load_run(run_dir, ["model.dim=64"])
 
@@ -71,7 +73,7 @@ def test_predict_and_evaluate_decoding_flags(run_dir, tmp_path):
     base = ["--data", str(FIXTURE), "--split", "test"]
     res = runner.invoke(app, ["predict", str(run_dir), *base, "--out", str(tmp_path / "c.jsonl"), "--beam-size", "3",
                               "--no-repeat-ngram", "2", "--max-length", "8", "--mbr-references", "3",
-                              "--set", "mbr_candidates=3", "--set", "model.mbr_retrieved=1"])
+                              "--set", "mbr.candidates=3", "--set", "model.mbr.retrieved=1"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
     for r in recs:
@@ -82,7 +84,7 @@ def test_predict_and_evaluate_decoding_flags(run_dir, tmp_path):
     ev = runner.invoke(app, ["evaluate", str(run_dir), *base, "--out", str(tmp_path / "m.json"), "--beam-size", "2"])
     assert ev.exit_code == 0, ev.output
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["provenance"]["model_overrides"] == ["model.beam_size=2"]
+    assert m["provenance"]["model_overrides"] == ["model.decoding.beam_size=2"]
     bad = runner.invoke(app, ["predict", str(run_dir), *base, "--out", str(tmp_path / "x.jsonl"), "--set", "no_such_option=1"])
     assert bad.exit_code != 0
 

@@ -16,19 +16,17 @@ from medmm.errors import MedmmError  # noqa: E402
 from medmm.tasks.report.attributes import OTHER, attribute_accuracy, attribute_index, fit_attribute_classes  # noqa: E402
 from medmm.tasks.report.retrieval import FrozenImageKey  # noqa: E402
 from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from tests.conftest import merged  # noqa: E402
 
 SMALL = {
-    "image_encoder": "small_cnn",
-    "image_encoder_kwargs": {"in_channels": 1, "image_size": 16, "widths": [8, 16]},
+    "image": {"encoder": "small_cnn", "encoder_kwargs": {"in_channels": 1, "image_size": 16, "widths": [8, 16]},
+              "max_images": 1},
     "text_field": "caption",
     "group_by": "case",
-    "max_images": 1,
-    "min_word_freq": 1,
+    "decoder": {"min_word_freq": 1, "layers": 1, "heads": 2},
     "dim": 32,
-    "decoder_layers": 1,
-    "decoder_heads": 2,
     "dropout": 0.0,
-    "max_length": 10,
+    "decoding": {"max_length": 10},
     "bootstrap_resamples": 0,
 }
 
@@ -74,7 +72,7 @@ def test_attribute_classes_index_and_accuracy():
 def test_attribute_heads_learn_and_condition_the_decoder():
     train, test = _samples(16), _samples(8, seed=1, split="test")
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, "attribute_targets": ["modality", "plane"], "attribute_min_count": 2})
+    task = ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["modality", "plane"], "min_count": 2}))
     task.setup(train)
     batch = task.collate(train)
     assert batch["attributes"].shape == (16, 2)
@@ -102,7 +100,7 @@ def test_attribute_heads_learn_and_condition_the_decoder():
     mem, pad, _ = task.encode(task.collate(test))
     assert mem.shape[1] == n_img + 2 and not pad[:, -2:].any()
     # state round trip keeps the class lists and reproduces the predictions
-    clone = ReportGenerationTask.from_config({**SMALL, "attribute_targets": ["modality", "plane"], "attribute_min_count": 2})
+    clone = ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["modality", "plane"], "min_count": 2}))
     clone.load_state(task.state())
     clone.load_state_dict(task.state_dict(), strict=True)
     clone.eval()
@@ -164,7 +162,7 @@ def test_frozen_key_from_run_copies_weights_and_stays_frozen(fake_run):
 def test_task_with_trained_retrieval_key(fake_run):
     train, test = _samples(12), _samples(4, seed=2, split="test")
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, "retrieval_run": "some/retrieval_run", "rag_k": 2})
+    task = ReportGenerationTask.from_config(merged(SMALL, retrieval={"run": "some/retrieval_run", "rag_k": 2}))
     task.setup(train)
     assert task.store_keys.shape == (12, 8) and task.state()["store"]["embedding"] == "retrieval_run"
     # the key is frozen: no optimiser ever sees it, and train() keeps it in eval mode
@@ -183,7 +181,7 @@ def test_task_with_trained_retrieval_key(fake_run):
     assert all(r["nn_thumbnail_prediction"] in by_id.values() for r in recs)
     assert "nn_thumbnail_baseline" in task.compute_metrics(recs)
     # self-contained: rebuilt from state() (spec, no run dir) + weights, same predictions
-    clone = ReportGenerationTask.from_config({**SMALL, "retrieval_run": "gone/after/training", "rag_k": 2})
+    clone = ReportGenerationTask.from_config(merged(SMALL, retrieval={"run": "gone/after/training", "rag_k": 2}))
     clone.load_state(task.state())
     clone.load_state_dict(task.state_dict(), strict=True)
     clone.eval()

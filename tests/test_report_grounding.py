@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from medmm.errors import BadInputError, MedmmError  # noqa: E402
 from medmm.tasks.report.grounding import AttributeLexicon, reference_attribute_weights  # noqa: E402
 from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from tests.conftest import merged  # noqa: E402
 from tests.test_report_generation_conditioning import SMALL, _samples  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -71,7 +72,7 @@ def test_reference_weights_follow_the_predicted_attributes():
 def _task(**kw) -> tuple[ReportGenerationTask, list]:
     train = _samples(16)
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, "attribute_targets": ["modality", "plane"], "attribute_min_count": 2, **kw})
+    task = ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["modality", "plane"], "min_count": 2}, **kw))
     task.setup(train)
     return task, train
 
@@ -81,16 +82,16 @@ def test_task_fits_grounding_state_and_refuses_grounding_without_it():
     assert len(task.store_labels) == 16 and task.lexicon is not None
     assert task.store_labels[0] == [task.attributes["modality"].index("CT"), task.attributes["plane"].index("Axial")]
     st = task.state()
-    clone = ReportGenerationTask.from_config({**SMALL, "attribute_targets": ["modality", "plane"], "attribute_min_count": 2})
+    clone = ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["modality", "plane"], "min_count": 2}))
     clone.load_state(st)
     assert clone.store_labels == task.store_labels and clone.lexicon.to_dict() == task.lexicon.to_dict()
     with pytest.raises(MedmmError):
         task.fit_grounding(train[::-1])  # not the store's order
-    with pytest.raises(MedmmError, match="attribute_targets"):
-        ReportGenerationTask.from_config({**SMALL, "mbr_attribute_weight": 0.1})
+    with pytest.raises(MedmmError, match=r"need model\.attributes\.targets"):
+        ReportGenerationTask.from_config(merged(SMALL, mbr={"attribute_weight": 0.1}))
     with pytest.raises(MedmmError):
-        ReportGenerationTask.from_config({**SMALL, "attribute_targets": ["plane"], "mbr_reference_power": -1.0})
-    old = ReportGenerationTask.from_config({**SMALL, "attribute_targets": ["modality", "plane"], "attribute_min_count": 2})
+        ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["plane"]}, mbr={"reference_power": -1.0}))
+    old = ReportGenerationTask.from_config(merged(SMALL, attributes={"targets": ["modality", "plane"], "min_count": 2}))
     old.load_state({k: v for k, v in st.items() if k not in ("store_labels", "attribute_lexicon")})  # a run from before
     old.load_state_dict(task.state_dict())
     with pytest.raises(MedmmError, match="fit_grounding"):
@@ -100,7 +101,7 @@ def test_task_fits_grounding_state_and_refuses_grounding_without_it():
 
 
 def test_grounded_pick_drops_the_contradicting_candidate():
-    task, train = _task(mbr_references=4)
+    task, train = _task(mbr={"references": 4})
     task.eval()
     hits = task.collate(train[:1])["hits"][0]
     cands = ["axial ct shows a liver mass.", "sagittal mr shows a brain lesion."]
@@ -121,7 +122,7 @@ def test_grounded_pick_drops_the_contradicting_candidate():
 
 
 def test_sampled_candidates_are_added_and_reproducible():
-    task, train = _task(mbr_references=4, mbr_candidates=2, mbr_samples=3)
+    task, train = _task(mbr={"references": 4, "candidates": 2, "samples": 3})
     task.eval()
     batch = task.collate(train[:2])
     ids, _ = task.generate_candidates(batch)
@@ -134,12 +135,12 @@ def test_pretrained_frozen_image_encoder(tmp_path):
     from medmm.models.pretrained import save_weights
 
     torch.manual_seed(3)
-    enc = create_image_encoder(SMALL["image_encoder"], **SMALL["image_encoder_kwargs"])
+    enc = create_image_encoder(SMALL["image"]["encoder"], **SMALL["image"]["encoder_kwargs"])
     for p in enc.parameters():
         p.data.normal_(0, 0.1)
     path = tmp_path / "enc.pt"
     sha = save_weights(enc, path, {"architecture": "small_cnn"})
-    task, train = _task(image_pretrained=str(path), freeze_image=True)
+    task, train = _task(image={"pretrained": str(path), "freeze": True})
     for a, b in zip(task.image_encoder.state_dict().values(), enc.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert task.state()["image_pretrained_sha256"] == sha
@@ -152,4 +153,4 @@ def test_pretrained_frozen_image_encoder(tmp_path):
     opt.step()
     assert all(torch.equal(a, b) for a, b in zip(before, task.image_encoder.parameters(), strict=True))
     with pytest.raises(BadInputError, match="missing.pt: weights file not found"):
-        _task(image_pretrained=str(tmp_path / "missing.pt"))
+        _task(image={"pretrained": str(tmp_path / "missing.pt")})

@@ -16,11 +16,14 @@ from medmm.tasks.report import scst as report_scst  # noqa: E402
 from medmm.tasks.report.mbr import CiderConsensus  # noqa: E402
 from medmm.tasks.report.scst import reference_probs, self_critical_loss  # noqa: E402
 from medmm.tasks.report.task import ReportGenerationTask  # noqa: E402
+from tests.conftest import merged  # noqa: E402
 from tests.test_report_generation import FIXTURE  # noqa: E402
 from tests.test_report_generation import SMALL as TINY_REPORT  # noqa: E402
 from tests.test_report_grounding import _task  # noqa: E402
 
-SMALL = {**TINY_REPORT, "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}, "max_length": 12}  # the tiny model of test_report_generation
+# the tiny model of test_report_generation
+SMALL = merged(TINY_REPORT, image={"encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+               decoding={"max_length": 12})
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,7 +36,7 @@ def train():
 
 def test_self_critical_step_rewards_and_gradients(train):
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, "scst_samples": 4})
+    task = ReportGenerationTask.from_config(merged(SMALL, scst={"samples": 4}))
     task.setup(train)
     batch = task.collate(train[:4])
     task.train()
@@ -48,13 +51,13 @@ def test_self_critical_step_rewards_and_gradients(train):
         ev = task.training_step(batch)
     assert "loss_report" in ev and "reward" not in ev
     with pytest.raises(MedmmError):
-        ReportGenerationTask.from_config({**SMALL, "scst_samples": 1})
+        ReportGenerationTask.from_config(merged(SMALL, scst={"samples": 1}))
 
 
 def test_self_critical_training_raises_the_reward(train):
     """On a tiny set, REINFORCE with the other-samples baseline raises the mean CIDEr-D reward."""
     torch.manual_seed(0)
-    task = ReportGenerationTask.from_config({**SMALL, "scst_samples": 4, "max_length": 8})
+    task = ReportGenerationTask.from_config(merged(SMALL, scst={"samples": 4}, decoding={"max_length": 8}))
     task.setup(train)
     batch = task.collate(train)
     opt = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=1e-2)
@@ -133,7 +136,7 @@ def test_cider_rewards_push_the_policy_and_sampling_ignores_the_repeat_rules(sam
 
 def test_task_samples_under_its_decoding_without_the_repeat_rules(train, sampled_configs):
     seen = sampled_configs
-    task = ReportGenerationTask.from_config({**SMALL, "scst_samples": 2, "no_immediate_repeat": True, "repetition_penalty": 1.3})
+    task = ReportGenerationTask.from_config(merged(SMALL, scst={"samples": 2}, decoding={"no_immediate_repeat": True, "repetition_penalty": 1.3}))
     task.setup(train)
     task.train()
     task.training_step(task.collate(train[:2]))
@@ -143,7 +146,7 @@ def test_task_samples_under_its_decoding_without_the_repeat_rules(train, sampled
 
 
 def test_self_critical_reward_includes_attribute_consistency():
-    task, train = _task(scst_samples=3, scst_attribute_weight=1.0)
+    task, train = _task(scst={"samples": 3, "attribute_weight": 1.0})
     task.train()
     batch = task.collate(train[:4])
     probs = reference_probs(task.attributes, batch["attributes"][0].tolist())
@@ -151,6 +154,6 @@ def test_self_critical_reward_includes_attribute_consistency():
     out = task.training_step(batch)
     assert "attribute_consistency" in out and float(out["attribute_consistency"]) <= 0.0
     out["loss"].backward()
-    plain, _ = _task(scst_samples=3)
+    plain, _ = _task(scst={"samples": 3})
     plain.train()
     assert "attribute_consistency" not in plain.training_step(plain.collate(train[:4]))

@@ -41,7 +41,8 @@ def test_unknown_stem_is_an_error():
 def test_diagnosis_small_stem_needs_a_resnet():
     from medmm.tasks.diagnosis.task import DiagnosisTask
 
-    cfg = DiagnosisTask.Config(image_encoder="small_cnn", text_encoder=None, fusion="image_only", image_stem="small")
+    cfg = DiagnosisTask.from_config({"image": {"encoder": "small_cnn", "stem": "small"}, "text": {"encoder": None},
+                                     "fusion": "image_only"}).config
     with pytest.raises(MedmmError, match="ResNet"):
         task = DiagnosisTask(cfg)
         task.classes, task.class_counts = ["a", "b"], [1, 1]

@@ -50,7 +50,8 @@ def test_wordpiece_vocab_merges_frequent_pairs_and_breaks_ties_by_text():
 
 
 def _segmentation():
-    from medmm.tasks.segmentation.task import Segmentation, SegmentationConfig
+    from medmm.tasks.segmentation.config import SegmentationConfig
+    from medmm.tasks.segmentation.task import Segmentation
 
     return Segmentation(SegmentationConfig(conditioning="none", text_encoder=None, channels=[4, 8], attention_levels=0, image_size=32))
 

@@ -15,19 +15,16 @@ from medmm.data.bundled import vqa_rad_sample_root
 from medmm.errors import BadInputError, MedmmError
 from medmm.tasks.vqa.answers import normalise_vqa_answer
 from medmm.tasks.vqa.task import VQATask
-from tests.conftest import shared_dataset
+from tests.conftest import merged, shared_dataset
 
 TINY = {
-    "image_encoder": "small_cnn",
-    "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
-    "text_encoder": "scratch",
-    "text_encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64},
+    "image": {"encoder": "small_cnn", "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+    "text": {"encoder": "scratch", "max_length": 64,
+             "encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64}},
     "fusion": "cross_attention",
     "fusion_kwargs": {"heads": 2},
     "dim": 32,
-    "decoder_layers": 1,
-    "decoder_heads": 2,
-    "max_text_length": 64,
+    "decoder": {"layers": 1, "heads": 2},
     "bootstrap_resamples": 50,
 }
 
@@ -40,9 +37,9 @@ def samples():
     return load_dataset("vqa_rad", vqa_rad_sample_root(), "train").samples
 
 
-def make_task(samples, **kw) -> VQATask:
+def make_task(samples, base: dict | None = None, **kw) -> VQATask:
     torch.manual_seed(0)
-    task = VQATask.from_config({**TINY, **kw})
+    task = VQATask.from_config(merged(TINY if base is None else base, **kw))
     task.setup(samples)
     return task
 
@@ -57,7 +54,7 @@ def write_kg(root: Path) -> Path:
 
 
 def test_setup_builds_vocabularies(samples):
-    task = make_task(samples, min_open_answer_count=2)
+    task = make_task(samples, classifier={"min_open_answer_count": 2})
     assert {"yes", "no"} <= set(task.closed_answers)
     assert set(task.answers) == set(task.closed_answers) | set(task.open_answers)
     # every kept open answer was seen at least twice on open training questions
@@ -107,7 +104,7 @@ def test_routing_rule(samples):
 
 
 def test_late_fusion_has_one_answer_head_per_modality(samples):
-    task = make_task(samples, fusion="late", fusion_kwargs={}).eval()
+    task = make_task(samples, base={**TINY, "fusion_kwargs": {}}, fusion="late").eval()
     assert set(task.classifier) == {"image", "text"}
     batch = task.collate(samples[:8])
     fused, _, _ = task.forward_features(batch)
@@ -144,7 +141,7 @@ def test_state_round_trip_gives_same_answers(samples):
 
 def test_kg_facts_and_rationale(samples, tmp_path):
     root = write_kg(tmp_path / "slake")
-    task = make_task(samples, use_kg=True, kg_root=str(root), kg_top_k=2, rationale=True).eval()
+    task = make_task(samples, kg={"enabled": True, "root": str(root), "top_k": 2}, rationale=True).eval()
     text, facts = task.text_input("Is there pneumonia in the lungs?")
     assert facts == ["pneumonia - location - lung", "lung - function - breathe"]
     assert text == "Is there pneumonia in the lungs? [SEP] pneumonia - location - lung; lung - function - breathe"
@@ -156,8 +153,8 @@ def test_kg_facts_and_rationale(samples, tmp_path):
         assert rat["facts"] and all("lung" in f for f in rat["facts"][:1] + rat["facts"][-1:])
         assert len(rat["image_regions"]) == 3 and rat["image_regions"][0]["grid"] == [8, 8]
         assert len(rat["text_tokens"]) == 3 and all(isinstance(t["token"], str) for t in rat["text_tokens"])
-    # the KG travels in the state: no kg_root needed to rebuild
-    other = VQATask.from_config({**TINY, "use_kg": True, "rationale": True})
+    # the KG travels in the state: no kg.root needed to rebuild
+    other = VQATask.from_config(merged(TINY, kg={"enabled": True}, rationale=True))
     other.load_state(json.loads(json.dumps(task.state())))
     assert other.text_input("pneumonia?")[1] == ["pneumonia - location - lung"]
 
@@ -165,18 +162,18 @@ def test_kg_facts_and_rationale(samples, tmp_path):
 def test_use_kg_without_root_is_an_error(samples):
     from medmm.errors import MedmmError
 
-    with pytest.raises(MedmmError, match="kg_root"):
-        make_task(samples[:10], use_kg=True)
+    with pytest.raises(MedmmError, match=r"model\.kg\.root"):
+        make_task(samples[:10], kg={"enabled": True})
 
 
 def test_gated_fusion_rationale_uses_spatial_attention(samples):
-    task = make_task(samples, fusion="gated", fusion_kwargs={}, rationale=True).eval()
+    task = make_task(samples, base={**TINY, "fusion_kwargs": {}}, fusion="gated", rationale=True).eval()
     rec = task.evaluation_step(task.collate(samples[:2]))[0]
     assert len(rec["rationale"]["image_regions"]) == 3 and "text_tokens" not in rec["rationale"]
 
 
 def test_frozen_text_cache_matches_encoder(samples):
-    task = make_task(samples, freeze_text=True).eval()
+    task = make_task(samples, text={"freeze": True}).eval()
     batch = task.collate(samples[:8])
     cached = task._frozen_text_features(batch)
     cached_again = task._frozen_text_features(task.collate(samples[4:8] + samples[:4]))
@@ -200,7 +197,7 @@ def test_slake_config_says_images_missing(tmp_path):
     from medmm.engine import load_config, train
 
     shared_dataset("slake")
-    cfg = load_config("configs/vqa/slake.yaml", ["model.text_encoder=scratch", "model.freeze_text=false"])
+    cfg = load_config("configs/vqa/slake.yaml", ["model.text.encoder=scratch", "model.text.freeze=false"])
     with pytest.raises(BadInputError, match=r"Slake1.0/imgs/.*images are missing"):
         train(cfg, tmp_path / "run")
 
@@ -224,8 +221,8 @@ def test_engine_train_then_evaluate_on_test_only_root(tmp_path):
     cfg = load_config(
         "configs/vqa/vqa_rad_sample.yaml",
         [f"data.root={vqa_rad_sample_root()}", "data.max_samples=64", "trainer.max_epochs=1", "trainer.batch_size=16",
-         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
-         "model.text_encoder_kwargs={vocab_size: 600, dim: 32, num_layers: 1, num_heads: 2, max_length: 48}",
+         "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+         "model.text.encoder_kwargs={vocab_size: 600, dim: 32, num_layers: 1, num_heads: 2, max_length: 48}",
          "model.dim=32", "model.bootstrap_resamples=20", "model.rationale=true"],
     )
     run = tmp_path / "run"
@@ -243,9 +240,9 @@ def test_engine_train_then_evaluate_on_test_only_root(tmp_path):
 def test_image_augment_trains_the_encoder_on_jittered_images(samples, monkeypatch):
     import medmm.tasks.vqa.task as vqa_module
 
-    with pytest.raises(MedmmError, match="image_augment needs freeze_image: false"):
-        VQATask.from_config({**TINY, "image_augment": True, "freeze_image": True})
-    task = make_task(samples, image_augment=True)
+    with pytest.raises(MedmmError, match="augment.image needs model.image.freeze: false"):
+        VQATask.from_config(merged(TINY, augment={"image": True}, image={"freeze": True}))
+    task = make_task(samples, augment={"image": True})
     seen = []
     real = vqa_module.random_affine_jitter
     monkeypatch.setattr(vqa_module, "random_affine_jitter", lambda images: seen.append(images) or real(images))

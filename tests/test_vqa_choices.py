@@ -11,6 +11,7 @@ from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.tasks.vqa.choices import ChoiceOptions, choice_options, question_tokens, restrict_to_options
 from medmm.tasks.vqa.task import VQATask
+from tests.conftest import merged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,18 +66,18 @@ def samples():
 
 def _task(samples, **kw) -> VQATask:
     torch.manual_seed(0)
-    task = VQATask.from_config({
-        "image_encoder": "small_cnn", "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
-        "text_encoder": "scratch",
-        "text_encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64},
-        "fusion": "gated", "dim": 32, "decoder_layers": 1, "decoder_heads": 2, "max_text_length": 64,
-        "bootstrap_resamples": 0, "masked_loss": True, "rationale": True, **kw})
+    task = VQATask.from_config(merged({
+        "image": {"encoder": "small_cnn", "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+        "text": {"encoder": "scratch", "max_length": 64,
+                 "encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64}},
+        "fusion": "gated", "dim": 32, "decoder": {"layers": 1, "heads": 2},
+        "bootstrap_resamples": 0, "classifier": {"masked_loss": True}, "rationale": True}, **kw))
     task.setup(samples)
     return task
 
 
 def test_task_answers_choice_questions_with_an_offered_option(samples):
-    task = _task(samples, choice_options=True, open_confidence=1.0).eval()
+    task = _task(samples, classifier={"choice_options": True}, open_confidence=1.0).eval()
     choice = [s for s in samples if choice_options(s.text["question"], task.answers)]
     plain = [s for s in samples if not choice_options(s.text["question"], task.answers)][:20]
     assert len(choice) >= 10  # the bundled sample has choice questions
@@ -87,14 +88,14 @@ def test_task_answers_choice_questions_with_an_offered_option(samples):
         assert r["rationale"]["options"] == options
     assert all("options" not in r["rationale"] for r in records[len(choice):])
     # the same trained weights without the mask: some choice question gets an answer it did not offer
-    task.config.choice_options = False
+    task.config.classifier.choice_options = False
     before = task.evaluation_step(task.collate(choice))
     assert any(r["prediction"] not in (r2["rationale"].get("options") or []) for r, r2 in zip(before, records, strict=False))
     assert task.collate(choice)["choice_options"] is None
 
 
 def test_training_loss_of_a_choice_question_competes_among_its_options(samples, monkeypatch):
-    task = _task(samples, choice_options=True, answer_head="classifier")
+    task = _task(samples, classifier={"choice_options": True}, answer_head="classifier")
     from medmm.tasks.vqa.answers import normalise_vqa_answer
 
     choice = [s for s in samples if normalise_vqa_answer(s.text["answer"]) in
@@ -106,5 +107,5 @@ def test_training_loss_of_a_choice_question_competes_among_its_options(samples, 
     options = batch["choice_options"]
     expected = F.cross_entropy(logits.masked_fill(~options, -1e9), batch["labels"])
     assert torch.allclose(out["loss_classifier"], expected, atol=1e-5)
-    task.config.choice_options = False  # without the mask the loss competes among all closed/open answers
+    task.config.classifier.choice_options = False  # without the mask the loss competes among all closed/open answers
     assert not torch.allclose(task.training_step(task.collate(choice))["loss_classifier"], expected, atol=1e-3)

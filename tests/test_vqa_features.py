@@ -12,6 +12,7 @@ from medmm.data.bundled import vqa_rad_sample_root
 from medmm.models import create_image_encoder
 from medmm.models.pretrained import save_weights
 from medmm.tasks.vqa.task import VQATask, classifier_loss
+from tests.conftest import merged
 from tests.test_vqa import TINY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -25,29 +26,29 @@ def samples():
 @pytest.fixture()
 def encoder_file(tmp_path):
     torch.manual_seed(123)
-    enc = create_image_encoder("small_cnn", **TINY["image_encoder_kwargs"])
+    enc = create_image_encoder("small_cnn", **TINY["image"]["encoder_kwargs"])
     path = tmp_path / "enc.pt"
-    save_weights(enc, path, {"architecture": "small_cnn", "config": TINY["image_encoder_kwargs"]})
+    save_weights(enc, path, {"architecture": "small_cnn", "config": TINY["image"]["encoder_kwargs"]})
     return path, enc
 
 
 def make(samples, **kw) -> VQATask:
     torch.manual_seed(0)
-    task = VQATask.from_config({**TINY, **kw})
+    task = VQATask.from_config(merged(TINY, **kw))
     task.setup(samples)
     return task
 
 
 def test_image_pretrained_loads_at_setup_and_run_needs_no_file(samples, encoder_file, tmp_path):
     path, enc = encoder_file
-    task = make(samples[:60], image_pretrained=str(path), freeze_image=True)
+    task = make(samples[:60], image={"pretrained": str(path), "freeze": True})
     for k, v in enc.state_dict().items():
         assert torch.equal(task.image_encoder.state_dict()[k], v), k
     state = json.loads(json.dumps(task.state()))
     assert state["image_pretrained_sha256"] and len(state["image_pretrained_sha256"]) == 64
     # rebuilding a trained run (load_state + weights) never reads the pretrained file
     path.unlink()
-    other = VQATask.from_config({**TINY, "image_pretrained": str(path), "freeze_image": True})
+    other = VQATask.from_config(merged(TINY, image={"pretrained": str(path), "freeze": True}))
     other.load_state(state)
     other.load_state_dict(task.state_dict(), strict=True)
     batch = task.eval().collate(samples[:6])
@@ -55,7 +56,7 @@ def test_image_pretrained_loads_at_setup_and_run_needs_no_file(samples, encoder_
 
 
 def test_frozen_image_features_are_cached_and_match_encoder(samples):
-    task = make(samples, freeze_image=True)
+    task = make(samples, image={"freeze": True})
     task.train()
     assert not task.image_encoder.training  # batch-norm statistics stay fixed
     assert not any(p.requires_grad for p in task.image_encoder.parameters())
@@ -78,7 +79,7 @@ def test_frozen_image_features_are_cached_and_match_encoder(samples):
 
 
 def test_masked_loss_only_competes_within_the_question_type(samples):
-    task = make(samples, masked_loss=True, classifier_hidden=16, answer_head="classifier")
+    task = make(samples, classifier={"masked_loss": True, "hidden": 16}, answer_head="classifier")
     batch = task.collate(samples[:32])
     assert batch["closed"].any() and (~batch["closed"]).any()
     task.eval()  # no dropout: the hand-computed loss must match exactly

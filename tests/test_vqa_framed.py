@@ -45,9 +45,9 @@ def test_engine_adds_frames_to_training_only(tmp_path):
     cfg = load_config(
         "configs/vqa/vqa_rad_sample.yaml",
         [f"data.root={vqa_rad_sample_root()}", "trainer.max_epochs=1", "trainer.batch_size=32",
-         "model.image_encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
-         "model.text_encoder_kwargs={vocab_size: 600, dim: 32, num_layers: 1, num_heads: 2, max_length: 48}",
-         "model.dim=32", "model.bootstrap_resamples=0", "model.framed_questions=true"],
+         "model.image.encoder_kwargs={in_channels: 1, image_size: 32, widths: [8, 16]}",
+         "model.text.encoder_kwargs={vocab_size: 600, dim: 32, num_layers: 1, num_heads: 2, max_length: 48}",
+         "model.dim=32", "model.bootstrap_resamples=0", "model.augment.framed_questions=true"],
     )
     from medmm.engine.data import load_splits
 

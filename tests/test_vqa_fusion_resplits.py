@@ -93,7 +93,7 @@ def test_split_mismatch_is_refused(runs, tmp_path):
 def test_plan_trains_only_missing_runs(runs, tmp_path, monkeypatch):
     mod = _module()
     assert mod.parse_variant("film") == ("film", ["model.fusion=film"])
-    assert mod.parse_variant("q:model.fusion=text_only,model.memory_weight=0") == ("q", ["model.fusion=text_only", "model.memory_weight=0"])
+    assert mod.parse_variant("q:model.fusion=text_only,model.memory.weight=0") == ("q", ["model.fusion=text_only", "model.memory.weight=0"])
     dirs = mod.run_dirs(["gated", "early"], [0, 1], tmp_path / "fus", {"gated": str(tmp_path / "g{seed}")})
     assert dirs == {"gated": [tmp_path / "g0", tmp_path / "g1"], "early": [tmp_path / "fus/early_s0", tmp_path / "fus/early_s1"]}
     _run(tmp_path / "fus", "early_s1", _answers(SPLIT1, ["yes", "lung"]))

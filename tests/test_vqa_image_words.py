@@ -3,6 +3,7 @@ question text, rationale and the state round trip."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from medmm.models.pretrained import save_weights
 from medmm.tasks.pretrain.image_pretrain import heads_path
 from medmm.tasks.vqa.image_words import ImageWords, spoken
 from medmm.tasks.vqa.task import VQATask
+from tests.conftest import merged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -64,12 +66,13 @@ def test_from_pretrained_checks_the_heads_belong_to_the_encoder(tmp_path):
 
 def _task(pretrained: Path, **kw) -> VQATask:
     torch.manual_seed(0)
-    return VQATask.from_config({
-        "image_encoder": "small_cnn", "image_encoder_kwargs": ENC, "text_encoder": "scratch",
-        "text_encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64},
-        "fusion": "gated", "dim": 32, "decoder_layers": 1, "decoder_heads": 2, "max_text_length": 64,
-        "bootstrap_resamples": 0, "image_pretrained": str(pretrained), "freeze_image": True, "image_attributes": True,
-        "rationale": True, **kw})
+    return VQATask.from_config(merged({
+        "image": {"encoder": "small_cnn", "encoder_kwargs": ENC, "pretrained": str(pretrained), "freeze": True,
+                  "attributes": True},
+        "text": {"encoder": "scratch", "max_length": 64,
+                 "encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64}},
+        "fusion": "gated", "dim": 32, "decoder": {"layers": 1, "heads": 2},
+        "bootstrap_resamples": 0, "rationale": True}, **kw))
 
 
 def test_vqa_appends_the_image_words_and_keeps_them_in_its_state(tmp_path):
@@ -86,7 +89,7 @@ def test_vqa_appends_the_image_words_and_keeps_them_in_its_state(tmp_path):
     # a trained run needs neither the encoder nor the heads file again
     for f in tmp_path.iterdir():
         f.unlink()
-    other = VQATask.from_config(dict(task.config.__dict__))
+    other = VQATask.from_config(dataclasses.asdict(task.config))
     other.load_state(json.loads(json.dumps(task.state())))
     other.load_state_dict(task.state_dict(), strict=True)
     other.eval()
@@ -96,6 +99,6 @@ def test_vqa_appends_the_image_words_and_keeps_them_in_its_state(tmp_path):
 
 def test_image_attributes_need_a_frozen_pretrained_encoder(tmp_path):
     samples = load_dataset("vqa_rad", vqa_rad_sample_root(), "train").samples[:8]
-    task = _task(write_encoder_and_heads(tmp_path), freeze_image=False)
-    with pytest.raises(MedmmError, match="image_attributes needs"):
+    task = _task(write_encoder_and_heads(tmp_path), image={"freeze": False})
+    with pytest.raises(MedmmError, match=r"model\.image\.attributes needs"):
         task.setup(samples)

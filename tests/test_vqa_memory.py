@@ -46,9 +46,10 @@ def test_image_key_is_a_file_checksum(tmp_path):
 
 def test_task_memory_answers_training_questions_and_survives_reload(samples):
     train = samples[:200]
-    kw = {**TINY, "text_encoder": "minilm", "text_encoder_kwargs": {}, "freeze_text": True, "freeze_image": True}
+    kw = {**TINY, "text": {"encoder": "minilm", "freeze": True, "max_length": TINY["text"]["max_length"]},
+          "image": {**TINY["image"], "freeze": True}}
     torch.manual_seed(0)
-    task = VQATask.from_config({**kw, "memory_weight": 5.0, "rationale": True})
+    task = VQATask.from_config({**kw, "memory": {"weight": 5.0}, "rationale": True})
     task.setup(train)
     task.eval()
     # untrained classifier: the memory alone recovers the answers of training questions
@@ -64,7 +65,7 @@ def test_task_memory_answers_training_questions_and_survives_reload(samples):
     base = plain.eval().evaluation_step(plain.collate(train[:40]))
     base_hits = sum(r["classifier_prediction"] == normalise_vqa_answer(s.text["answer"]) for r, s in zip(base, train[:40], strict=True))
     assert base_hits < hits
-    other = VQATask.from_config({**kw, "memory_weight": 5.0, "rationale": True})
+    other = VQATask.from_config({**kw, "memory": {"weight": 5.0}, "rationale": True})
     other.load_state(json.loads(json.dumps(task.state())))
     other.load_state_dict(task.state_dict(), strict=True)
     again = other.eval().evaluation_step(other.collate(train[:40]))
@@ -73,4 +74,4 @@ def test_task_memory_answers_training_questions_and_survives_reload(samples):
 
 def test_memory_needs_a_frozen_text_encoder(samples):
     with pytest.raises(MedmmError, match="frozen text encoder"):
-        VQATask.from_config({**TINY, "memory_weight": 1.0}).setup(samples[:20])
+        VQATask.from_config({**TINY, "memory": {"weight": 1.0}}).setup(samples[:20])

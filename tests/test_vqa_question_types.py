@@ -14,6 +14,7 @@ from medmm.data.schema import Sample
 from medmm.errors import MedmmError
 from medmm.tasks.vqa.question_types import QuestionTypes, annotated_types, mask_by_question_type
 from medmm.tasks.vqa.task import VQATask
+from tests.conftest import merged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,12 +53,12 @@ def test_mask_moves_mass_to_answers_of_the_predicted_type():
 
 def _task(**kw) -> VQATask:
     torch.manual_seed(0)
-    return VQATask.from_config({
-        "image_encoder": "small_cnn", "image_encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]},
-        "text_encoder": "scratch",
-        "text_encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64},
-        "fusion": "gated", "dim": 32, "decoder_layers": 1, "decoder_heads": 2, "max_text_length": 64,
-        "bootstrap_resamples": 0, "question_type_mask": True, "rationale": True, **kw})
+    return VQATask.from_config(merged({
+        "image": {"encoder": "small_cnn", "encoder_kwargs": {"in_channels": 1, "image_size": 32, "widths": [8, 16]}},
+        "text": {"encoder": "scratch", "max_length": 64,
+                 "encoder_kwargs": {"vocab_size": 600, "dim": 32, "num_layers": 1, "num_heads": 2, "max_length": 64}},
+        "fusion": "gated", "dim": 32, "decoder": {"layers": 1, "heads": 2},
+        "bootstrap_resamples": 0, "classifier": {"question_type_mask": True}, "rationale": True}, **kw))
 
 
 def test_task_learns_the_type_head_and_restores_it():

@@ -69,7 +69,7 @@ def _dice_of(record: dict, ref: np.ndarray) -> float:
     """The record's Dice: its "dice" (training-run records) or its RLE mask (`medmm predict`) scored."""
     if "dice" in record:
         return float(record["dice"])
-    from medmm.tasks.segmentation.task import rle_decode
+    from medmm.tasks.segmentation.masks import rle_decode
 
     return float(binary_scores(rle_decode(record["prediction"]), ref)["dice"])
 

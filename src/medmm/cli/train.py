@@ -16,7 +16,9 @@ from medmm.cli.app import app
 @app.command(context_settings={"allow_interspersed_args": True})
 def train(
     config: Path = typer.Argument(..., help="YAML run config (configs/<task>/<dataset>.yaml)."),
-    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH"),
+    overrides: list[str] | None = typer.Argument(
+        None, help="Dotted overrides, e.g. trainer.max_epochs=3 data.root=PATH model.decoding.beam_size=3 "
+        "(every key with its help: `medmm config show TASK --all`)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning with the same one resumes from its last.ckpt."),
 ) -> None:
     """Train a task from a config; writes the run directory (checkpoints, metrics, report.html)."""
@@ -59,15 +61,18 @@ def _zero_shot_tasks() -> dict[str, str]:
             if get_task_class(name).zero_shot_dataset}
 
 
-_SET_HELP = "Override a model option of the run, e.g. --set mbr_candidates=8 (repeatable; decoding options only make sense)."
-# (parameter, type, flag, help): the decoding flags of `evaluate` and `predict`, each a model.KEY=VALUE override.
+_SET_HELP = ("Override a model option of the run, e.g. --set mbr.candidates=8 (repeatable; decoding options only make sense; "
+             "`medmm config show TASK` lists the keys).")
+# (parameter, type, flag, help, model key): the decoding flags of `evaluate` and `predict`, each a
+# model.KEY=VALUE override (report generation's `decoding:` and `mbr:` sections).
 _DECODING = (
-    ("beam_size", int, "--beam-size", "Generation: beam width (1 = greedy)."),
-    ("length_penalty", float, "--length-penalty", "Generation: beams ranked by sum log p / length**lp."),
-    ("no_repeat_ngram_size", int, "--no-repeat-ngram", "Generation: an n-gram of this size occurs at most once (0 = off)."),
-    ("max_length", int, "--max-length", "Generation: most generated tokens."),
+    ("beam_size", int, "--beam-size", "Generation: beam width (1 = greedy).", "decoding.beam_size"),
+    ("length_penalty", float, "--length-penalty", "Generation: beams ranked by sum log p / length**lp.", "decoding.length_penalty"),
+    ("no_repeat_ngram_size", int, "--no-repeat-ngram", "Generation: an n-gram of this size occurs at most once (0 = off).",
+     "decoding.no_repeat_ngram_size"),
+    ("max_length", int, "--max-length", "Generation: most generated tokens.", "decoding.max_length"),
     ("mbr_references", int, "--mbr-references",
-     "Report generation: consensus decoding against this many nearest training reports (0 = off)."),
+     "Report generation: consensus decoding against this many nearest training reports (0 = off).", "mbr.references"),
 )
 
 
@@ -78,17 +83,17 @@ def with_model_overrides(command: Callable[..., None]) -> Callable[..., None]:
     signature = inspect.signature(command, eval_str=True)
     kept = [p for p in signature.parameters.values() if p.name != "model_overrides"]
     added = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=help_),
-                               annotation=tp | None) for key, tp, flag, help_ in _DECODING]
+                               annotation=tp | None) for key, tp, flag, help_, _ in _DECODING]
     added.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=list[str] | None,
                                    default=typer.Option(None, "--set", help=_SET_HELP)))
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
         overrides = [o if o.startswith("model.") else f"model.{o}" for o in kwargs.pop("set_") or []]
-        for key, *_ in _DECODING:
+        for key, _, _, _, model_key in _DECODING:
             value = kwargs.pop(key)
             if value is not None:
-                overrides.append(f"model.{key}={value}")
+                overrides.append(f"model.{model_key}={value}")
         command(**kwargs, model_overrides=overrides or None)
 
     wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
+from medmm.engine.config_fields import moved_key_problem
 from medmm.errors import MedmmError
 
 
@@ -303,8 +304,9 @@ def check_values(cfg: RunConfig, where: str | Path | None = None) -> None:
 def build_dataclass(cls: type, values: dict[str, Any], where: str | Path | None = None, prefix: str = ""):
     """Build dataclass `cls` from a mapping, checking keys and types.
 
-    Raises ConfigError naming the (dotted) key and `where` (the file) for an unknown key, a
-    missing required key or a value of the wrong type.
+    Raises ConfigError naming the (dotted) key and `where` (the file) for an unknown key (an old
+    key that `cls.moved_keys` lists: naming its new place), a missing required key or a value of
+    the wrong type. Nested sections (dataclass-typed fields) are built the same way.
     """
     if values is None:
         values = {}
@@ -314,7 +316,9 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str | Path | None 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in values if k not in fields]
     if unknown:
-        raise ConfigError(where, f"{prefix}{unknown[0]}", unknown_key_problem(str(unknown[0]), fields))
+        key = str(unknown[0])
+        problem = moved_key_problem(cls, key, prefix) or unknown_key_problem(key, fields)
+        raise ConfigError(where, f"{prefix}{key}", problem)
     kwargs = {}
     for name, f in fields.items():
         if name in values:

@@ -40,13 +40,14 @@ def _kwargs_error(exc: TypeError, cfg: RunConfig, where: str | Path | None) -> E
     import re
 
     from medmm.engine.config import ConfigError
+    from medmm.engine.config_fields import mapping_holding
 
     m = re.search(r"(\S+)\(\) got an unexpected keyword argument '(\w+)'", str(exc))
     if m:
         target, arg = m.groups()
-        for key, value in cfg.model.items():
-            if isinstance(value, dict) and arg in value:
-                return ConfigError(where, f"model.{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
+        key = mapping_holding(cfg.model, arg, "model")  # e.g. model.image.encoder_kwargs
+        if key is not None:
+            return ConfigError(where, f"{key}.{arg}", f"not an argument of {target.removesuffix('.__init__')}")
     return exc
 
 
@@ -55,7 +56,7 @@ def load_run(run_dir: str | Path, model_overrides: list[str] | None = None) -> t
 
     The weights' sha256 is checked against task_state.json; loading is strict (a missing or
     unexpected weight is an error, never silently dropped). `model_overrides` ("model.KEY=VALUE",
-    e.g. decoding options such as model.beam_size=3) change the saved `model:` section before the
+    e.g. decoding options such as model.decoding.beam_size=3) change the saved `model:` section before the
     task is built; an override that changes the architecture fails the strict load.
     """
     run_dir = Path(run_dir)

@@ -21,6 +21,7 @@ import torch
 
 from medmm.engine import rundir as rd
 from medmm.engine.config import RunConfig
+from medmm.engine.config_fields import saved_run_config
 from medmm.engine.runlog import LOG_ROWS_KEY
 from medmm.errors import MedmmError
 
@@ -107,6 +108,8 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, rank0: bool) -> Resume:
     path, ckpt = picked
     on_disk = rd.read_yaml_config(run_dir)
     saved = ckpt.get("medmm_config") or (on_disk.to_dict() if on_disk is not None else None)
+    if saved is not None:  # a checkpoint of an earlier medmm: its model keys in their current places
+        saved = saved_run_config(saved, path)
     if saved is None:
         raise MedmmError(
             f"{run_dir}: holds {path.name} but no config.yaml, and the checkpoint does not record its config; "

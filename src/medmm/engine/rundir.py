@@ -185,10 +185,12 @@ def read_json(path: str | Path) -> Any:
 
 
 def read_yaml_config(run_dir: str | Path):
-    """The RunConfig saved in run_dir/config.yaml, or None when there is none."""
+    """The RunConfig saved in run_dir/config.yaml (keys of an earlier layout moved, with a
+    warning: `config_fields.saved_run_config`), or None when there is none."""
     from medmm.engine.config import config_from_dict, read_yaml
+    from medmm.engine.config_fields import saved_run_config
 
     path = Path(run_dir) / CONFIG
     if not path.exists():
         return None
-    return config_from_dict(read_yaml(path), where=path)
+    return config_from_dict(saved_run_config(read_yaml(path), path), where=path)

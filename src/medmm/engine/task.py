@@ -158,12 +158,12 @@ class Task(nn.Module):
         """The request fields a served model reads: "image" and `Sample.text` keys -> description.
 
         Used by `medmm package` / `medmm serve` (model card, OpenAPI). Default: the image and the
-        config's `text_field` (a name or a list), else any known text field.
+        config's `text_field` or `text.field` (a name or a list), else any known text field.
         """
         from medmm.data.schema import TEXT_FIELDS
 
         fields = {"image": "one image: DICOM, PNG or JPEG"}
-        named = getattr(self.config, "text_field", None)
+        named = getattr(self.config, "text_field", None) or getattr(getattr(self.config, "text", None), "field", None)
         names = [named] if isinstance(named, str) else list(named or [])
         for n in names or TEXT_FIELDS:
             fields[n] = "text" if names else "text (optional)"

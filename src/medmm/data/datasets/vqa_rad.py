@@ -8,7 +8,7 @@ test, so group by "image" for an image-disjoint split. No patient ids exist.
 Each record may also carry the VQA-RAD paper's templated wording of its question
 (``question_frame``, e.g. "Is/Are there patency in the patient's common iliac arteries and
 veins?"); it is kept in ``meta["question_frame"]`` (None when "NULL" or absent), for VQA's
-``model.framed_questions``.
+``model.augment.framed_questions``.
 """
 
 from __future__ import annotations

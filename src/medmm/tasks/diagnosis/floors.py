@@ -23,12 +23,12 @@ DIAGNOSIS_METRIC_DEFINITIONS = {
 def diagnosis_protocol(task: DiagnosisTask) -> dict[str, Any]:
     """Metric definitions; tuned thresholds are fitted on validation (their decision metrics
     are `selection_*` there)."""
-    tuned = task.config.threshold_tuning != "none" and not task.multilabel
+    tuned = task.config.imbalance.threshold_tuning != "none" and not task.multilabel
     return {
         "metric_definitions": DIAGNOSIS_METRIC_DEFINITIONS,
         "oracle_inputs": [],
-        "fitted_on_validation": [f"per-class decision thresholds (threshold_tuning={task.config.threshold_tuning})"]
-        if task.config.threshold_tuning != "none" else [],
+        "fitted_on_validation": [f"per-class decision thresholds (threshold_tuning={task.config.imbalance.threshold_tuning})"]
+        if task.config.imbalance.threshold_tuning != "none" else [],
         "selection_metrics": ["accuracy", "balanced_accuracy", "f1_macro", "confusion_matrix"] if tuned else [],
     }
 

@@ -9,12 +9,12 @@ the unimodal `image_only` / `text_only`). Targets:
   `Sample.findings`; UNCERTAIN and absent observations are masked per label (``uncertain:
   ignore``; or counted ``positive``/``negative``).
 
-Label-leakage guard (``mask_label_words: true``): words that name a class (the class names,
+Label-leakage guard (``text.mask_label_words: true``): words that name a class (the class names,
 their content words and their synonyms in `medmm.data.label_maps.VOCABULARY`) are replaced by
 ``[MASK]`` in the text input, so a text model cannot read the answer off the notes.
 
-Imbalance: ``loss: ce | weighted_ce | focal | logit_adjusted`` (Menon et al.),
-``balanced_sampling: true`` (Task.sample_weights -> class-balanced sampler), and
+Imbalance (the ``imbalance:`` section): ``loss: ce | weighted_ce | focal | logit_adjusted`` (Menon
+et al.), ``balanced_sampling: true`` (Task.sample_weights -> class-balanced sampler), and
 ``threshold_tuning: f1 | youden`` (per-class thresholds fitted on validation after training,
 saved in task_state.json and used for every later prediction).
 
@@ -24,8 +24,7 @@ space through a `medmm.data.label_maps.LabelMap`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.headline import Headline
 from medmm.tasks import losses as L
+from medmm.tasks.diagnosis.config import DiagnosisConfig
 from medmm.tasks.diagnosis.headline import diagnosis_units
 from medmm.tasks.diagnosis.metrics import decision_scores, diagnosis_headline, diagnosis_metrics  # noqa: F401 (also imported from here)
 
@@ -50,81 +50,16 @@ class DiagnosisTask(Task):
 
     headline = Headline("val/auroc_macro_ovr", "max", diagnosis_units)
 
-    @dataclass
-    class Config:
-        """The `model:` section of a diagnosis config.
+    Config = DiagnosisConfig
 
-        Attributes:
-            target: Sample.targets key of a multi-class target (ignored when `findings` is set).
-            findings: multi-label: Sample.findings names ([] = all seen in training); null = multi-class.
-            classes: fixed class order (default: sorted values seen in training).
-            ignore_values: target values treated as missing (masked from loss and metrics).
-            uncertain: multi-label UNCERTAIN handling: ignore (masked) | positive | negative.
-            image_encoder, text_encoder: names for medmm.models (create_image/text_encoder).
-            image_kw, text_kw, fusion_kw: extra keyword arguments for them.
-            in_channels: image channels fed to the encoder (1 = grey).
-            image_size: input side in px (passed to the encoder; preprocessing follows its input_spec).
-            image_stem: "default" or "small" (3x3 stride-1 stem, no max-pool: ResNets on 28 px, as MedMNIST v2).
-            fusion: image_only | text_only | early | late | cross_attention | gated | moe | film.
-            dim: fusion width. dropout: classifier-head dropout.
-            text_field: Sample.text key (clinical_notes, history, question, ...).
-            max_text_length: token limit.
-            freeze_text_encoder, freeze_image_encoder: keep an encoder's weights fixed (eval mode).
-            mask_label_words: the label-leakage guard. extra_mask_words: more words to mask.
-            require_image, require_text: a sample without them is skipped (and counted), so every
-                fusion variant of an ablation sees the same samples.
-            loss: ce | weighted_ce | focal | logit_adjusted.
-            class_weight_kind: inverse | effective (for weighted_ce and focal's alpha).
-            focal_gamma: focusing parameter. focal_weighted: use class weights in the focal loss.
-            logit_adjust_tau: Menon et al.'s tau.
-            balanced_sampling: class-balanced sampling with replacement.
-            threshold_tuning: none | f1 | youden: per-class thresholds fitted on validation.
-            label_smoothing: for ce/weighted_ce.
-            bootstrap_resamples: resamples (by patient group) for the metrics' 95% CIs (0: none).
-        """
-
-        target: str = "label"
-        findings: list[str] | None = None
-        classes: list[str] | None = None
-        ignore_values: list[str] = field(default_factory=lambda: ["unknown"])
-        uncertain: Literal["ignore", "positive", "negative"] = "ignore"
-        image_encoder: str | None = "small_cnn"
-        text_encoder: str | None = "scratch"
-        image_kw: dict[str, Any] = field(default_factory=dict)
-        text_kw: dict[str, Any] = field(default_factory=dict)
-        fusion_kw: dict[str, Any] = field(default_factory=dict)
-        in_channels: int = 1
-        image_size: int | None = 64
-        image_stem: Literal["default", "small"] = "default"
-        fusion: str = "late"
-        dim: int = 128
-        dropout: float = 0.1
-        text_field: str = "clinical_notes"
-        max_text_length: int = 128
-        freeze_text_encoder: bool = False
-        freeze_image_encoder: bool = False
-        mask_label_words: bool = True
-        extra_mask_words: list[str] = field(default_factory=list)
-        require_image: bool = True
-        require_text: bool = False
-        loss: Literal["ce", "weighted_ce", "focal", "logit_adjusted"] = "ce"
-        class_weight_kind: Literal["inverse", "effective"] = "inverse"
-        focal_gamma: float = 2.0
-        focal_weighted: bool = False
-        logit_adjust_tau: float = 1.0
-        balanced_sampling: bool = False
-        threshold_tuning: Literal["none", "f1", "youden"] = "none"
-        label_smoothing: float = 0.0
-        bootstrap_resamples: int = 1000
-
-    def __init__(self, config: Config | None = None):
+    def __init__(self, config: DiagnosisConfig | None = None):
         super().__init__(config)
         c = self.config
         from medmm.models.fusion import fusion_info
 
         fusion = fusion_info(c.fusion)  # unknown name -> "unknown fusion ... known: ..."
-        self.uses_image = fusion.uses_image and c.image_encoder is not None
-        self.uses_text = fusion.uses_text and c.text_encoder is not None
+        self.uses_image = fusion.uses_image and c.image.encoder is not None
+        self.uses_text = fusion.uses_text and c.text.encoder is not None
         self.multilabel = c.findings is not None
         self.classes: list[str] = []
         self.class_counts: list[int] = []
@@ -168,7 +103,7 @@ class DiagnosisTask(Task):
     # ------------------------------------------------------------------ setup/state
     def text_of(self, s: Sample) -> str:
         """The sample's text input after the label-leakage guard."""
-        text = s.text.get(self.config.text_field) or ""
+        text = s.text.get(self.config.text.field) or ""
         return lm.mask_words(text, self.mask_words, MASK_TOKEN) if self.mask_words else text
 
     def setup(self, train_samples: list[Sample]) -> None:
@@ -194,12 +129,12 @@ class DiagnosisTask(Task):
         self.mask_words = self._guard_words()
         self._build()
         if self.uses_text:
-            self.model.text_encoder.fit_tokenizer([self.text_of(s) for s in train_samples if s.text.get(c.text_field)])
+            self.model.text_encoder.fit_tokenizer([self.text_of(s) for s in train_samples if s.text.get(c.text.field)])
 
     def _guard_words(self, classes: list[str] | None = None) -> list[str]:
-        if not self.config.mask_label_words:
-            return list(self.config.extra_mask_words)
-        return lm.label_words(list(self.classes if classes is None else classes) + list(self.config.extra_mask_words))
+        if not self.config.text.mask_label_words:
+            return list(self.config.text.extra_mask_words)
+        return lm.label_words(list(self.classes if classes is None else classes) + list(self.config.text.extra_mask_words))
 
     def state(self) -> dict[str, Any]:
         spec = self.model.image_encoder.input_spec if self.model is not None and self.model.image_encoder is not None else None
@@ -210,9 +145,9 @@ class DiagnosisTask(Task):
             "multilabel": self.multilabel,
             "class_counts": self.class_counts,
             "thresholds": self.thresholds,
-            "threshold_tuning": self.config.threshold_tuning,
+            "threshold_tuning": self.config.imbalance.threshold_tuning,
             "mask_words": self.mask_words,
-            "text_field": self.config.text_field,
+            "text_field": self.config.text.field,
             "input_spec": None if spec is None else {"size": spec.size, "in_channels": spec.in_channels,
                                                     "mean": list(spec.mean), "std": list(spec.std)},
         }
@@ -229,21 +164,21 @@ class DiagnosisTask(Task):
         from medmm.models import build_classifier
 
         c = self.config
-        image_kw = dict(c.image_kw)
-        image_kw.setdefault("in_channels", c.in_channels)
-        if c.image_size is not None and c.image_encoder and not c.image_encoder.startswith("hf:"):
-            image_kw.setdefault("image_size", c.image_size)
-        if c.image_stem == "small" and self.uses_image:
+        image_kw = dict(c.image.encoder_kwargs)
+        image_kw.setdefault("in_channels", c.image.in_channels)
+        if c.image.size is not None and c.image.encoder and not c.image.encoder.startswith("hf:"):
+            image_kw.setdefault("image_size", c.image.size)
+        if c.image.stem == "small" and self.uses_image:
             # The encoder registry builds the stem (resnet18/34/50 accept stem="small").
-            if c.image_encoder not in ("resnet18", "resnet34", "resnet50"):
-                raise MedmmError(f"image_stem: small needs a ResNet encoder, not {c.image_encoder!r}")
+            if c.image.encoder not in ("resnet18", "resnet34", "resnet50"):
+                raise MedmmError(f"model.image.stem: small needs a ResNet encoder, not {c.image.encoder!r}")
             image_kw.setdefault("stem", "small")
-        text_kw = dict(c.text_kw)
-        if (c.text_encoder and c.text_encoder in ("scratch", "minilm")) or (c.text_encoder or "").startswith("hf:"):
-            text_kw.setdefault("max_length", c.max_text_length)
+        text_kw = dict(c.text.encoder_kwargs)
+        if (c.text.encoder and c.text.encoder in ("scratch", "minilm")) or (c.text.encoder or "").startswith("hf:"):
+            text_kw.setdefault("max_length", c.text.max_length)
         self.model = build_classifier(
-            c.image_encoder if self.uses_image else None,
-            c.text_encoder if self.uses_text else None,
+            c.image.encoder if self.uses_image else None,
+            c.text.encoder if self.uses_text else None,
             c.fusion,
             len(self.classes),
             dim=c.dim,
@@ -252,12 +187,12 @@ class DiagnosisTask(Task):
             fusion_kw=dict(c.fusion_kw),
             dropout=c.dropout,
         )
-        for flag, enc in ((c.freeze_text_encoder, self.model.text_encoder), (c.freeze_image_encoder, self.model.image_encoder)):
+        for flag, enc in ((c.text.freeze, self.model.text_encoder), (c.image.freeze, self.model.image_encoder)):
             if flag and enc is not None:
                 for p in enc.parameters():
                     p.requires_grad_(False)
         counts = torch.tensor(self.class_counts or [1] * len(self.classes), dtype=torch.float)
-        self.register_buffer("class_weight", torch.tensor(L.class_weights(counts.tolist(), c.class_weight_kind)), persistent=False)
+        self.register_buffer("class_weight", torch.tensor(L.class_weights(counts.tolist(), c.imbalance.class_weight_kind)), persistent=False)
         self.register_buffer("log_prior", torch.tensor(L.log_prior(counts.tolist())), persistent=False)
         self._images = None
 
@@ -265,8 +200,8 @@ class DiagnosisTask(Task):
         """Frozen encoders stay in eval mode (no dropout/BN updates) while the rest trains."""
         super().train(mode)
         if self.model is not None:
-            for flag, enc in ((self.config.freeze_text_encoder, self.model.text_encoder),
-                              (self.config.freeze_image_encoder, self.model.image_encoder)):
+            for flag, enc in ((self.config.text.freeze, self.model.text_encoder),
+                              (self.config.image.freeze, self.model.image_encoder)):
                 if flag and enc is not None:
                     enc.eval()
         return self
@@ -274,20 +209,20 @@ class DiagnosisTask(Task):
     # ------------------------------------------------------------------ imbalance hooks
     def sample_weights(self, samples: list[Sample]) -> list[float] | None:
         """Class-balanced sampling weights when `balanced_sampling` (multi-class only)."""
-        if not self.config.balanced_sampling:
+        if not self.config.imbalance.balanced_sampling:
             return None
         if self.multilabel:
-            raise MedmmError("balanced_sampling is for multi-class targets; use loss: focal or weighted_ce for findings")
+            raise MedmmError("model.imbalance.balanced_sampling is for multi-class targets; use imbalance.loss: focal or weighted_ce for findings")
         return L.sample_weights_balanced([self._class_index(s) for s in samples])
 
     def calibrate(self, val_records: list[dict[str, Any]]) -> bool:
         """Fit per-class thresholds on validation records (threshold_tuning: f1 | youden)."""
-        if self.config.threshold_tuning == "none":
+        if self.config.imbalance.threshold_tuning == "none":
             return False
         y_true, y_score = self._arrays(val_records)
         if len(y_true) == 0:
             return False
-        self.thresholds = L.tune_thresholds(y_true, y_score, self.config.threshold_tuning)
+        self.thresholds = L.tune_thresholds(y_true, y_score, self.config.imbalance.threshold_tuning)
         return True
 
     # ------------------------------------------------------------------ batching
@@ -310,15 +245,15 @@ class DiagnosisTask(Task):
         c = self.config
         external = self._external is not None
         for s in samples:
-            if (c.require_image or self.uses_image) and not s.images:
+            if (c.image.required or self.uses_image) and not s.images:
                 raise BadInputError(s.id, "sample has no image")
-            if c.require_text and not external and not (s.text.get(c.text_field) or "").strip():
-                raise BadInputError(s.id, f"sample has no {c.text_field!r} text")
+            if c.text.required and not external and not (s.text.get(c.text.field) or "").strip():
+                raise BadInputError(s.id, f"sample has no {c.text.field!r} text")
         batch: dict[str, Any] = {"ids": [s.id for s in samples], "groups": [s.group("patient") for s in samples]}
         if self.uses_image:
             batch["images"] = torch.stack([self._image(s, cache_arrays) for s in samples])
         if self.uses_text:
-            batch.update(self.model.text_encoder.tokenize([self.text_of(s) for s in samples], c.max_text_length))
+            batch.update(self.model.text_encoder.tokenize([self.text_of(s) for s in samples], c.text.max_length))
         if self.multilabel:
             batch["targets"] = torch.tensor([self._finding_vector(s) for s in samples], dtype=torch.float)
         else:
@@ -336,18 +271,18 @@ class DiagnosisTask(Task):
         if self.multilabel:
             mask = torch.isfinite(y)
             yt = torch.nan_to_num(y, nan=0.0)
-            w = self.class_weight if c.loss == "weighted_ce" or (c.loss == "focal" and c.focal_weighted) else None
-            gamma = c.focal_gamma if c.loss == "focal" else 0.0
+            w = self.class_weight if c.imbalance.loss == "weighted_ce" or (c.imbalance.loss == "focal" and c.imbalance.focal_weighted) else None
+            gamma = c.imbalance.focal_gamma if c.imbalance.loss == "focal" else 0.0
             return L.focal_loss(logits, yt, gamma=gamma, weight=w, multilabel=True, mask=mask)
-        if c.loss == "logit_adjusted":
+        if c.imbalance.loss == "logit_adjusted":
             if not (y != L.IGNORE).any():
                 return logits.sum() * 0.0
-            return L.logit_adjusted_ce(logits, y, self.log_prior, c.logit_adjust_tau)
-        if c.loss == "focal":
-            return L.focal_loss(logits, y, gamma=c.focal_gamma, weight=self.class_weight if c.focal_weighted else None)
+            return L.logit_adjusted_ce(logits, y, self.log_prior, c.imbalance.logit_adjust_tau)
+        if c.imbalance.loss == "focal":
+            return L.focal_loss(logits, y, gamma=c.imbalance.focal_gamma, weight=self.class_weight if c.imbalance.focal_weighted else None)
         if not (y != L.IGNORE).any():
             return logits.sum() * 0.0  # every sample of the batch unlabelled: nothing to learn
-        w = self.class_weight.to(logits) if c.loss == "weighted_ce" else None
+        w = self.class_weight.to(logits) if c.imbalance.loss == "weighted_ce" else None
         return nn.functional.cross_entropy(logits, y, weight=w, ignore_index=L.IGNORE, label_smoothing=c.label_smoothing)
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -426,7 +361,7 @@ class DiagnosisTask(Task):
         words = self.mask_words or self._guard_words(classes)
 
         def text_of(s: Sample) -> str:
-            text = s.text.get(self.config.text_field) or ""
+            text = s.text.get(self.config.text.field) or ""
             return lm.mask_words(text, words, MASK_TOKEN) if words else text
 
         return diagnosis_instruction_records(samples, self.config.target, classes, self._label_of, text_of)

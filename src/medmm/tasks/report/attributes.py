@@ -48,7 +48,7 @@ def fit_attribute_classes(samples: list[Sample], targets: list[str], min_count: 
             if v is not None:
                 counts[str(v)] = counts.get(str(v), 0) + 1
         if not counts:
-            raise MedmmError(f"model.attribute_targets: no training sample has target {t!r}")
+            raise MedmmError(f"model.attributes.targets: no training sample has target {t!r}")
         kept = sorted((v for v, n in counts.items() if n >= min_count), key=lambda v: (-counts[v], v))
         out[t] = kept + ([OTHER] if len(kept) < len(counts) or not kept else [])
     return out

@@ -2,9 +2,9 @@
 
 What turns a trained `report_generation` model into texts, apart from the model itself:
 
-* the decoding options (`DECODING_KEYS`: `GenerationConfig`'s beam / length / repeat rules and the
-  consensus-decoding ``mbr_*`` knobs of `ReportGenerationConfig`), checked (`check_mbr`) and
-  changeable on a trained task (`set_decoding`);
+* the decoding options (`DECODING_KEYS`: `GenerationConfig`'s beam / length / repeat rules, the
+  config's ``decoding:`` section, and the consensus-decoding knobs of its ``mbr:`` section, named
+  ``mbr_<field>`` here), checked (`check_mbr`) and changeable on a trained task (`set_decoding`);
 * `ReportDecodingMixin`, the task's decoding methods: plain generation (`generate_ids`), the
   candidates of consensus decoding (`generate_candidates`: N-best beam hypotheses + seeded
   samples), the consensus pick of one study (`mbr.TrainingReports.pick`, grounded in the
@@ -51,20 +51,17 @@ _MBR_FLOAT = ("mbr_attribute_weight", "mbr_reference_power")
 
 
 def generation_config(c: ReportGenerationConfig) -> GenerationConfig:
-    """The config's decoding options as a checked `GenerationConfig`."""
-    return GenerationConfig(beam_size=c.beam_size, length_penalty=c.length_penalty,
-                            no_repeat_ngram_size=c.no_repeat_ngram_size, max_length=c.max_length,
-                            min_length=c.min_length, repetition_penalty=c.repetition_penalty,
-                            no_immediate_repeat=c.no_immediate_repeat).check()
+    """The config's decoding options (its `decoding` section) as a checked `GenerationConfig`."""
+    return GenerationConfig(**asdict(c.decoding)).check()
 
 
 def check_mbr(mbr_references: int, mbr_candidates: int, mbr_retrieved: int, mbr_typical: int = 0, mbr_samples: int = 0,
               mbr_attribute_weight: float = 0.0, mbr_reference_power: float = 0.0) -> None:
-    """Raise MedmmError unless the consensus-decoding options are in range (see ReportGenerationConfig)."""
+    """Raise MedmmError unless the consensus-decoding options are in range (`ConsensusConfig`, model.mbr)."""
     if min(mbr_references, mbr_retrieved, mbr_typical, mbr_samples) < 0 or mbr_candidates < 1:
-        raise MedmmError("consensus decoding needs mbr_references, mbr_retrieved, mbr_typical, mbr_samples >= 0 and mbr_candidates >= 1")
+        raise MedmmError("consensus decoding needs model.mbr.references, retrieved, typical, samples >= 0 and mbr.candidates >= 1")
     if mbr_attribute_weight < 0 or mbr_reference_power < 0:
-        raise MedmmError("model.mbr_attribute_weight and model.mbr_reference_power must be >= 0")
+        raise MedmmError("model.mbr.attribute_weight and model.mbr.reference_power must be >= 0")
 
 
 class ReportDecodingMixin:
@@ -92,8 +89,9 @@ class ReportDecodingMixin:
 
     def set_decoding(self, **options: Any) -> GenerationConfig:
         """Change decoding at predict time: beam_size, length_penalty, no_repeat_ngram_size,
-        max_length, min_length, repetition_penalty, no_immediate_repeat (GenerationConfig) and the consensus-decoding options (mbr_*,
-        DECODING_KEYS). Returns the new GenerationConfig."""
+        max_length, min_length, repetition_penalty, no_immediate_repeat (GenerationConfig, the config's
+        `decoding`) and the consensus-decoding options mbr_<field> (its `mbr` section; DECODING_KEYS).
+        Returns the new GenerationConfig."""
         unknown = set(options) - set(DECODING_KEYS)
         if unknown:
             raise MedmmError(f"unknown decoding option(s) {sorted(unknown)}; known: {sorted(DECODING_KEYS)}")
@@ -102,14 +100,16 @@ class ReportDecodingMixin:
         if cfg.max_length + 1 > self.decoder.max_length:
             raise MedmmError(f"max_length {cfg.max_length} exceeds what the decoder was built for ({self.decoder.max_length - 1})")
         c = self.config
-        mbr: dict[str, Any] = {k: int(options.get(k, getattr(c, k))) for k in _MBR_INT}
-        mbr.update({k: float(options.get(k, getattr(c, k))) for k in _MBR_FLOAT})
+        mbr: dict[str, Any] = {k: int(options.get(k, getattr(c.mbr, k.removeprefix("mbr_")))) for k in _MBR_INT}
+        mbr.update({k: float(options.get(k, getattr(c.mbr, k.removeprefix("mbr_")))) for k in _MBR_FLOAT})
         check_mbr(**mbr)
         if (mbr["mbr_attribute_weight"] or mbr["mbr_reference_power"]) and self.lexicon is None:
             raise MedmmError("grounded consensus decoding needs attribute heads and the attribute lexicon "
-                             "(attribute_targets; runs trained before it: task.fit_grounding(train samples))")
-        for k, v in {**gen_opts, **mbr}.items():
-            setattr(c, k, v)
+                             "(attributes.targets; runs trained before it: task.fit_grounding(train samples))")
+        for k, v in gen_opts.items():
+            setattr(c.decoding, k, v)
+        for k, v in mbr.items():
+            setattr(c.mbr, k.removeprefix("mbr_"), v)
         self.generation = cfg
         return cfg
 
@@ -122,19 +122,19 @@ class ReportDecodingMixin:
 
     @torch.no_grad()
     def generate_candidates(self, batch: dict[str, Any]) -> tuple[list[list[list[int]]], torch.Tensor | None]:
-        """The N-best beam hypotheses per sample (best first; N = max(beam_size, mbr_candidates)),
-        then `mbr_samples` sampled texts, and the findings probabilities (or None)."""
+        """The N-best beam hypotheses per sample (best first; N = max(beam_size, mbr.candidates)),
+        then `mbr.samples` sampled texts, and the findings probabilities (or None)."""
         memory, pad, find_logits = self.encode(batch)
         c = self.config
-        cfg = replace(self.generation, beam_size=max(self.generation.beam_size, c.mbr_candidates))
+        cfg = replace(self.generation, beam_size=max(self.generation.beam_size, c.mbr.candidates))
         nbest = beam_search_nbest(self.decoder, memory, pad, cfg)
-        ids = [[h for _, h in hyps[: c.mbr_candidates]] or [[]] for hyps in nbest]
-        if c.mbr_samples > 0:
+        ids = [[h for _, h in hyps[: c.mbr.candidates]] or [[]] for hyps in nbest]
+        if c.mbr.samples > 0:
             # seeded: the same image gets the same candidates in every evaluation
             gen = torch.Generator(device=memory.device).manual_seed(0)
-            samples = sample_decode(self.decoder, memory, pad, replace(self.generation, beam_size=1), c.mbr_samples, generator=gen)
+            samples = sample_decode(self.decoder, memory, pad, replace(self.generation, beam_size=1), c.mbr.samples, generator=gen)
             for i in range(len(ids)):
-                ids[i] += samples[i * c.mbr_samples : (i + 1) * c.mbr_samples]
+                ids[i] += samples[i * c.mbr.samples : (i + 1) * c.mbr.samples]
         return ids, (torch.sigmoid(find_logits.float()) if find_logits is not None else None)
 
     @property
@@ -149,31 +149,31 @@ class ReportDecodingMixin:
         """Consensus decoding of one sample (`TrainingReports.pick` with the config's knobs).
 
         With `image_probs` (the attribute heads' distributions) the decoding is grounded as the
-        config says (mbr_reference_power, mbr_attribute_weight; `grounding`); without,
-        it is the plain re-ranking. n_typical: typical candidates (default mbr_typical)."""
+        config says (mbr.reference_power, mbr.attribute_weight; `grounding`); without,
+        it is the plain re-ranking. n_typical: typical candidates (default mbr.typical)."""
         c = self.config
         ground = image_probs is not None and self.lexicon is not None
         reports = self.reports
 
         def factors(ids: list[str]) -> list[float]:  # references whose attributes fit the image weigh more
             probs = [image_probs[t] for t in self.attributes]
-            return reference_attribute_weights([self.store_labels[reports.position(h)] for h in ids], probs, c.mbr_reference_power)
+            return reference_attribute_weights([self.store_labels[reports.position(h)] for h in ids], probs, c.mbr.reference_power)
 
         def bonus(text: str) -> float:  # penalty for naming attributes the image does not show
-            return c.mbr_attribute_weight * self.lexicon.consistency(text, image_probs)
+            return c.mbr.attribute_weight * self.lexicon.consistency(text, image_probs)
 
-        return reports.pick(generated, hits, exclude_group, n_references=c.mbr_references, n_retrieved=c.mbr_retrieved,
-                            n_typical=c.mbr_typical if n_typical is None else n_typical,
-                            reference_factors=factors if ground and c.mbr_reference_power else None,
-                            candidate_bonus=bonus if ground and c.mbr_attribute_weight else None)
+        return reports.pick(generated, hits, exclude_group, n_references=c.mbr.references, n_retrieved=c.mbr.retrieved,
+                            n_typical=c.mbr.typical if n_typical is None else n_typical,
+                            reference_factors=factors if ground and c.mbr.reference_power else None,
+                            candidate_bonus=bonus if ground and c.mbr.attribute_weight else None)
 
     def typical_indices(self, m: int | None = None) -> list[int]:
-        """Store positions of the `m` (default mbr_typical) most typical training reports."""
-        return self.reports.typical_indices(self.config.mbr_typical if m is None else m)
+        """Store positions of the `m` (default mbr.typical) most typical training reports."""
+        return self.reports.typical_indices(self.config.mbr.typical if m is None else m)
 
     def consensus_nn(self, hits: list[tuple[str, float]]) -> str:
         """Retrieval-only consensus baseline (`TrainingReports.consensus_nn`, the config's knobs)."""
-        return self.reports.consensus_nn(hits, self.config.mbr_candidates, self.config.mbr_references)
+        return self.reports.consensus_nn(hits, self.config.mbr.candidates, self.config.mbr.references)
 
     def _add_consensus(self, rec: dict[str, Any], texts: list[str], hits: list[tuple[str, float]], group: str,
                        image_probs: dict[str, np.ndarray] | None, used: list[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -187,14 +187,14 @@ class ReportDecodingMixin:
         rec["prediction"] = pick["text"]
         if self.with_consensus_baselines:
             rec["nn_consensus_prediction"] = self.consensus_nn(hits)
-        if c.typical_baseline > 0 and self.with_consensus_baselines:
+        if c.mbr.typical_baseline > 0 and self.with_consensus_baselines:
             # the plain consensus without generated candidates (no grounding): a fixed baseline
-            rec["typical_consensus_prediction"] = self._consensus_pick([], hits, group, n_typical=c.typical_baseline)["text"]
+            rec["typical_consensus_prediction"] = self._consensus_pick([], hits, group, n_typical=c.mbr.typical_baseline)["text"]
         src = pick["source"]
         rec["decoding"] = {"method": "consensus", "selected_from": src[0] if src else "generated",
                            "training_id": src[1] if src else None, "expected_cider_d": pick["utility"],
-                           "n_candidates": pick["n_candidates"], "n_pseudo_references": min(len(hits), c.mbr_references)}
-        used = list(dict.fromkeys([*used, *hits[: c.mbr_retrieved]]))
+                           "n_candidates": pick["n_candidates"], "n_pseudo_references": min(len(hits), c.mbr.references)}
+        used = list(dict.fromkeys([*used, *hits[: c.mbr.retrieved]]))
         if src and src[0] == "typical":
             used.append((src[1], 0.0))
         return used

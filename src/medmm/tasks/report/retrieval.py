@@ -66,7 +66,7 @@ class FrozenImageKey(nn.Module):
 
         cfg, task = load_run(run_dir)
         if not isinstance(task, RetrievalTask):
-            raise MedmmError(f"{run_dir}: model.retrieval_run must be a retrieval run, got task {cfg.task!r}")
+            raise MedmmError(f"{run_dir}: model.retrieval.run must be a retrieval run, got task {cfg.task!r}")
         m = cfg.model
         if m.get("clip_model"):
             raise MedmmError(f"{run_dir}: a clip_model retrieval run cannot serve as a report retrieval key (medmm encoders only)")

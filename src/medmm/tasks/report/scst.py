@@ -6,7 +6,7 @@ the training reports), optionally plus a weight x its attribute consistency with
 REFERENCE attributes (`grounding.AttributeLexicon`: a penalty for naming a wrong modality,
 plane or location). The advantage of a sample is its reward minus the mean reward of the other
 n - 1 samples; the loss is REINFORCE averaged over the sampled tokens. The task
-(`task.py`) uses it in training mode when ``scst_samples > 0``; validation stays
+(`task.py`) uses it in training mode when ``scst.samples > 0``; validation stays
 cross-entropy.
 
     loss = self_critical_loss(decoder, memory, pad, references, tokenizer, consensus, generation, 5, out)

@@ -4,29 +4,29 @@ clinical-findings conditioning.
 Model (all trained from scratch on the training split; nothing is downloaded):
 
 * image encoder (`medmm.models`, e.g. small_cnn) applied to each view of a study (at most
-  ``max_images``); the spatial tokens of all views, projected to ``dim`` and tagged with a view
+  ``image.max_images``); the spatial tokens of all views, projected to ``dim`` and tagged with a view
   embedding, are concatenated into the decoder memory;
-* retrieval augmentation (``rag_k > 0``): the k most similar TRAINING reports are tokenised,
+* retrieval augmentation (``retrieval.rag_k > 0``): the k most similar TRAINING reports are tokenised,
   encoded by one Transformer layer and appended to the memory, so the decoder can cross-attend to
   (and copy from) them. Similarity is cosine between image keys: a fixed thumbnail embedding
-  (`medmm.knowledge.report_store`) or, with ``retrieval_run``, the frozen image tower of a
+  (`medmm.knowledge.report_store`) or, with ``retrieval.run``, the frozen image tower of a
   trained contrastive `retrieval` run (`medmm.tasks.report.retrieval`). A study never
   retrieves reports of its own group (patient/case/study), at training or test time;
-* clinical knowledge (``use_findings: true``): a findings head on the pooled image features
+* clinical knowledge (``findings.enabled: true``): a findings head on the pooled image features
   predicts the CheXpert observations that the rule-based labeller of `medmm.metrics.clinical`
   finds in the training reports; each observation becomes one memory token, interpolated
   between a "present" and an "absent" embedding by its predicted probability;
-* image attributes (``attribute_targets``, e.g. modality, plane, location): one softmax head per
+* image attributes (``attributes.targets``, e.g. modality, plane, location): one softmax head per
   categorical `Sample.targets` key; its predicted distribution becomes one memory token (the
   probability-weighted class embeddings), so the text can name what the image shows;
 * a Transformer decoder (`medmm.models.decoders`) over a word vocabulary fitted on the
   training text (saved in the task state), trained with teacher forcing; decoding greedy or
-  beam search with length penalty, no-repeat-n-gram and min/max length (config, or
+  beam search with length penalty, no-repeat-n-gram and min/max length (config ``decoding:``, or
   `set_decoding(...)` / `decoding.generate_reports(...)` at predict time);
-* consensus decoding (``mbr_references: K > 0``): the N-best beam hypotheses (and optionally
+* consensus decoding (``mbr.references: K > 0``): the N-best beam hypotheses (and optionally
   the nearest and the most typical training reports) are re-ranked by their mean CIDEr-D against
   the reports of the K nearest training studies (minimum Bayes risk, `medmm.tasks.report.mbr`);
-* self-critical training (``scst_samples: n``): REINFORCE on sampled texts with a CIDEr-D reward,
+* self-critical training (``scst.samples: n``): REINFORCE on sampled texts with a CIDEr-D reward,
   usually from the weights of a cross-entropy run (``init_run``).
 
 Modules: this one holds the task (model, data-dependent state, batches, losses, records,
@@ -92,27 +92,27 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         from medmm.models import create_image_encoder
 
         c = self.config
-        if c.rag_k < 0 or c.max_images < 1 or c.max_report_length < 3:
-            raise MedmmError("model.rag_k must be >= 0, model.max_images >= 1 and model.max_report_length >= 3")
-        check_mbr(c.mbr_references, c.mbr_candidates, c.mbr_retrieved, c.mbr_typical, c.mbr_samples,
-                  c.mbr_attribute_weight, c.mbr_reference_power)
-        if (c.mbr_attribute_weight or c.mbr_reference_power or c.scst_attribute_weight) and not c.attribute_targets:
-            raise MedmmError("model.mbr_attribute_weight / mbr_reference_power / scst_attribute_weight need model.attribute_targets")
-        if c.scst_samples == 1 or c.scst_samples < 0:
-            raise MedmmError("model.scst_samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
-        self.image_encoder = create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
-        if c.freeze_image:
+        if c.retrieval.rag_k < 0 or c.image.max_images < 1 or c.decoder.max_report_length < 3:
+            raise MedmmError("model.retrieval.rag_k must be >= 0, model.image.max_images >= 1 and model.decoder.max_report_length >= 3")
+        check_mbr(c.mbr.references, c.mbr.candidates, c.mbr.retrieved, c.mbr.typical, c.mbr.samples,
+                  c.mbr.attribute_weight, c.mbr.reference_power)
+        if (c.mbr.attribute_weight or c.mbr.reference_power or c.scst.attribute_weight) and not c.attributes.targets:
+            raise MedmmError("model.mbr.attribute_weight / mbr.reference_power / scst.attribute_weight need model.attributes.targets")
+        if c.scst.samples == 1 or c.scst.samples < 0:
+            raise MedmmError("model.scst.samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
+        self.image_encoder = create_image_encoder(c.image.encoder, **c.image.encoder_kwargs)
+        if c.image.freeze:
             from medmm.models import freeze
 
             freeze(self.image_encoder)
         self.image_pretrained_sha256: str | None = None
-        self.input_spec = self.image_encoder.input_spec.with_size(c.image_size)
+        self.input_spec = self.image_encoder.input_spec.with_size(c.image.size)
         spec = self.input_spec
         self.image_size, self.channels, self.mean, self.std = spec.size, spec.in_channels, spec.mean, spec.std
         self.generation = generation_config(c)
         d = c.dim
         self.image_proj = nn.Sequential(nn.Linear(self.image_encoder.out_dim, d), nn.LayerNorm(d))
-        self.view_embed = nn.Parameter(torch.zeros(c.max_images, d))
+        self.view_embed = nn.Parameter(torch.zeros(c.image.max_images, d))
         self.type_embed = nn.Parameter(torch.zeros(3, d))  # 0 image, 1 retrieved report, 2 findings
         nn.init.normal_(self.view_embed, std=0.02)
         nn.init.normal_(self.type_embed, std=0.02)
@@ -130,7 +130,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         self._thumb_store: ReportStore | None = None
         self._reports: TrainingReports | None = None
         self.decoder: TransformerReportDecoder | None = None
-        self.inputs = StudyInputs(c.max_images, self.input_spec)
+        self.inputs = StudyInputs(c.image.max_images, self.input_spec)
         self.last_attribute_logits: list[torch.Tensor] = []
         # consensus baselines in every record (off only to time the model alone)
         self.with_consensus_baselines = True
@@ -138,7 +138,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
     def train(self, mode: bool = True) -> ReportGenerationTask:
         """As nn.Module.train, but a frozen image encoder stays in eval mode (fixed statistics)."""
         super().train(mode)
-        if self.config.freeze_image:
+        if self.config.image.freeze:
             self.image_encoder.eval()
         return self
 
@@ -151,27 +151,27 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         usable = [s for s in train_samples if self._text(s) and s.images]
         if not usable:
             raise MedmmError(f"no training sample has both an image and a non-empty text[{c.text_field!r}]")
-        tok = WordTokenizer.fit([self._text(s) for s in usable], c.min_word_freq, c.max_vocab)
+        tok = WordTokenizer.fit([self._text(s) for s in usable], c.decoder.min_word_freq, c.decoder.max_vocab)
         self.tokenizer = tok
-        if c.use_findings:
+        if c.findings.enabled:
             counts: dict[str, int] = {}
             for s in usable:
                 for obs, state in label_report(self._text(s)).items():
                     if state == LabelState.POSITIVE:
                         counts[obs] = counts.get(obs, 0) + 1
-            self.observations = sorted(o for o, n in counts.items() if n >= c.findings_min_positive)
-        self.attributes = fit_attribute_classes(usable, c.attribute_targets, c.attribute_min_count)
+            self.observations = sorted(o for o, n in counts.items() if n >= c.findings.min_positive)
+        self.attributes = fit_attribute_classes(usable, c.attributes.targets, c.attributes.min_count)
         self.store_ids = [s.id for s in usable]
         self.store_texts = [self._text(s) for s in usable]
         self.store_groups = [s.group(c.group_by) for s in usable]
         self.fit_grounding(usable)
-        if c.image_pretrained:
+        if c.image.pretrained:
             from medmm.models.pretrained import load_into
 
-            meta = load_into(self.image_encoder, c.image_pretrained)
+            meta = load_into(self.image_encoder, c.image.pretrained)
             self.image_pretrained_sha256 = meta.get("sha256")
         emb = np.stack([self.inputs.thumbnail(s) for s in usable])
-        key = FrozenImageKey.from_run(c.retrieval_run) if c.retrieval_run else None
+        key = FrozenImageKey.from_run(c.retrieval.run) if c.retrieval.run else None
         self._build(emb.shape[1], key)
         self.store_embeddings.copy_(torch.from_numpy(emb))
         if self.retrieval_key is not None:
@@ -258,15 +258,15 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         if retrieval_key is not None:
             self.retrieval_key = retrieval_key
             self.register_buffer("store_keys", torch.zeros(len(self.store_ids), retrieval_key.dim))
-        max_len = max(c.max_report_length, c.max_length + 1)
-        self.decoder = TransformerReportDecoder(len(self.tokenizer), d, c.decoder_layers, c.decoder_heads, max_len, c.dropout)
-        if c.rag_k > 0:
-            self.rag_pos = nn.Parameter(torch.zeros(1, 1, c.rag_max_tokens, d))
-            self.rag_rank = nn.Parameter(torch.zeros(1, c.rag_k, 1, d))
+        max_len = max(c.decoder.max_report_length, c.decoding.max_length + 1)
+        self.decoder = TransformerReportDecoder(len(self.tokenizer), d, c.decoder.layers, c.decoder.heads, max_len, c.dropout)
+        if c.retrieval.rag_k > 0:
+            self.rag_pos = nn.Parameter(torch.zeros(1, 1, c.retrieval.rag_max_tokens, d))
+            self.rag_rank = nn.Parameter(torch.zeros(1, c.retrieval.rag_k, 1, d))
             nn.init.normal_(self.rag_pos, std=0.02)
             nn.init.normal_(self.rag_rank, std=0.02)
-            self.rag_encoder = nn.TransformerEncoderLayer(d, c.decoder_heads, 4 * d, c.dropout, batch_first=True, norm_first=True)
-        if c.use_findings and self.observations:
+            self.rag_encoder = nn.TransformerEncoderLayer(d, c.decoder.heads, 4 * d, c.dropout, batch_first=True, norm_first=True)
+        if c.findings.enabled and self.observations:
             self.findings = FindingsHeads(self.image_encoder.out_dim, d, len(self.observations))
         if self.attributes:
             self.attribute_model = AttributeHeads(self.image_encoder.out_dim, d, self.attributes, c.dropout)
@@ -329,14 +329,14 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
                 if not t:
                     raise BadInputError(s.id, f"study has no {c.text_field!r} text to train on")
         groups = [s.group(c.group_by) for s in samples]
-        k = max(c.rag_k, c.provenance_k, c.mbr_retrieved, 1)
+        k = max(c.retrieval.rag_k, c.retrieval.provenance_k, c.mbr.retrieved, 1)
         if not self.training:  # consensus decoding needs its pseudo-references only at inference
-            k = max(k, c.mbr_references, c.mbr_candidates if c.mbr_references else 0)
+            k = max(k, c.mbr.references, c.mbr.candidates if c.mbr.references else 0)
         hits = self.store.search(np.stack([self._query(s) for s in samples]), k, exclude_groups=groups)
         batch: dict[str, Any] = {
             "images": torch.from_numpy(np.stack(views)),
             "view_counts": torch.tensor(counts, dtype=torch.long),
-            "targets": pad_batch([self.tokenizer.encode(t, c.max_report_length) for t in texts]),
+            "targets": pad_batch([self.tokenizer.encode(t, c.decoder.max_report_length) for t in texts]),
             "ids": [s.id for s in samples],
             "references": texts,
             "groups": groups,
@@ -350,11 +350,11 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
                 [[attribute_index(self.attributes[t], s.targets.get(t)) for t in self.attributes] for s in samples],
                 dtype=torch.long)
             batch["attribute_references"] = [{t: s.targets.get(t) for t in self.attributes} for s in samples]
-        if c.rag_k > 0:
-            rag = torch.full((len(samples), c.rag_k, c.rag_max_tokens), PAD, dtype=torch.long)
+        if c.retrieval.rag_k > 0:
+            rag = torch.full((len(samples), c.retrieval.rag_k, c.retrieval.rag_max_tokens), PAD, dtype=torch.long)
             for i, hs in enumerate(hits):
-                for j, h in enumerate(hs[: c.rag_k]):
-                    ids = self.tokenizer.encode(h.text, c.rag_max_tokens, bos=False)
+                for j, h in enumerate(hs[: c.retrieval.rag_k]):
+                    ids = self.tokenizer.encode(h.text, c.retrieval.rag_max_tokens, bos=False)
                     rag[i, j, : len(ids)] = torch.tensor(ids)
             batch["rag_tokens"] = rag
         if self.observations:
@@ -394,7 +394,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             start += cnt
         parts, pads = [mem + self.type_embed[0]], [pad]
         find_logits = None
-        if "rag_tokens" in batch and self.config.rag_k > 0:
+        if "rag_tokens" in batch and self.config.retrieval.rag_k > 0:
             rt = batch["rag_tokens"]  # (B, k, L)
             k, L = rt.shape[1], rt.shape[2]
             e = self.decoder.embed(rt) + self.rag_pos[:, :, :L] + self.rag_rank[:, :k]
@@ -420,12 +420,12 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         tgt = batch["targets"]
         c = self.config
         out: dict[str, torch.Tensor] = {}
-        if c.scst_samples > 0 and self.training:
+        if c.scst.samples > 0 and self.training:
             loss = self_critical_loss(self.decoder, memory, pad, batch["references"], self.tokenizer, self.consensus,
-                                      self.generation, c.scst_samples, out, self.lexicon, self.attributes,
-                                      batch.get("attributes"), c.scst_attribute_weight)
-            if c.scst_xe_weight > 0:
-                loss = loss + c.scst_xe_weight * self._xe_loss(memory, pad, tgt)
+                                      self.generation, c.scst.samples, out, self.lexicon, self.attributes,
+                                      batch.get("attributes"), c.scst.attribute_weight)
+            if c.scst.xe_weight > 0:
+                loss = loss + c.scst.xe_weight * self._xe_loss(memory, pad, tgt)
         else:
             loss_report = self._xe_loss(memory, pad, tgt)
             out["loss_report"] = loss_report.detach()
@@ -437,13 +437,13 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
                 lf = F.binary_cross_entropy_with_logits(find_logits.float()[m], y[m])
             else:
                 lf = find_logits.sum() * 0.0
-            loss = loss + self.config.findings_loss_weight * lf
+            loss = loss + self.config.findings.loss_weight * lf
             out["loss_findings"] = lf.detach()
         if self.last_attribute_logits and "attributes" in batch:
             y = batch["attributes"]
             la = sum(F.cross_entropy(lg.float(), y[:, j], ignore_index=-1) if bool(y[:, j].ge(0).any()) else lg.sum() * 0.0
                      for j, lg in enumerate(self.last_attribute_logits)) / len(self.last_attribute_logits)
-            loss = loss + self.config.attribute_loss_weight * la
+            loss = loss + self.config.attributes.loss_weight * la
             out["loss_attributes"] = la.detach()
         out["loss"] = loss
         return out
@@ -451,13 +451,13 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
     def _xe_loss(self, memory: torch.Tensor, pad: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         logits = self.decoder(tgt[:, :-1], memory, pad)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1),
-                               ignore_index=PAD, label_smoothing=self.config.label_smoothing)
+                               ignore_index=PAD, label_smoothing=self.config.decoder.label_smoothing)
 
     # -- evaluation (generation and consensus decoding: ReportDecodingMixin, decoding.py) --
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One record per study: prediction, reference, nearest-neighbour baseline(s), provenance."""
         c = self.config
-        mbr = c.mbr_references > 0
+        mbr = c.mbr.references > 0
         if mbr:
             cand_ids, probs = self.generate_candidates(batch)
         else:
@@ -476,9 +476,9 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
                 "group": batch["groups"][i],
                 "nn_prediction": store.text_of(hits[0][0]) if hits else "",
             }
-            n_shown = max(c.rag_k, c.provenance_k, c.mbr_retrieved)
+            n_shown = max(c.retrieval.rag_k, c.retrieval.provenance_k, c.mbr.retrieved)
             rec["retrieved"] = [{"id": h, "score": sc} for h, sc in hits[:n_shown]]
-            used = hits[: c.rag_k] if c.rag_k > 0 else hits[: c.provenance_k]
+            used = hits[: c.retrieval.rag_k] if c.retrieval.rag_k > 0 else hits[: c.retrieval.provenance_k]
             if mbr:
                 probs_i = {t: p[i].cpu().numpy() for t, p in zip(self.attributes, attr_probs, strict=True)} if attr_probs else None
                 used = self._add_consensus(rec, texts, hits, batch["groups"][i], probs_i, used)
@@ -487,7 +487,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
                 rec["nn_thumbnail_prediction"] = store.text_of(tid) if tid else ""
             words = word_tokenize(rec["prediction"]) if mbr else self.tokenizer.decode_tokens(cands[0])
             rec["sentences"] = sentence_provenance(words, [(h, store.text_of(h)) for h, _ in used],
-                                                   used_by_model=c.rag_k > 0 or (mbr and (c.mbr_retrieved > 0 or c.mbr_typical > 0)))
+                                                   used_by_model=c.retrieval.rag_k > 0 or (mbr and (c.mbr.retrieved > 0 or c.mbr.typical > 0)))
             if probs is not None:
                 rec["findings"] = {o: round(float(p), 4) for o, p in zip(self.observations, probs[i].tolist(), strict=True)}
             if attr_probs:

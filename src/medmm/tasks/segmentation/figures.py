@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from medmm.errors import BadInputError
+from medmm.tasks.segmentation.masks import rle_decode
 
 
 def _overlay(image: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -34,7 +35,6 @@ def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: st
     import matplotlib.pyplot as plt
 
     from medmm.data.io import read_image
-    from medmm.tasks.segmentation.task import rle_decode
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,3 +66,6 @@ def save_overlays(records: list[dict[str, Any]], out_dir: str | Path, prefix: st
         plt.close(fig)
         made.append(name)
     return made
+
+
+__all__ = ["save_overlays"]

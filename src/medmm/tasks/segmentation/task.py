@@ -14,14 +14,15 @@ upsample the probabilities to the original size) or ``sliding_window`` (MONAI
 `sliding_window_inference` with ``crop_size`` windows over the image_size image). Scores are
 computed at the ORIGINAL mask resolution. Records carry run-length-encoded masks, so
 `report_figures` can draw overlays for report.html without the model.
+
+Modules: this one holds the task (model, batches, augmentation, losses, records); its config is
+`config`, the mask encoding and export `masks`, the metrics `metrics`, the overlays `figures`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,98 +33,9 @@ from medmm.data.transforms import build_transform
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.headline import Headline
-
-
-# --------------------------------------------------------------------------- mask encoding
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """Row-major run lengths of a binary (H, W) mask, starting with a run of zeros."""
-    flat = np.asarray(mask, dtype=bool).ravel()
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"shape": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """Inverse of `rle_encode`: uint8 (H, W) mask."""
-    h, w = (int(x) for x in rle["shape"])
-    counts = np.asarray(rle["counts"], dtype=np.int64)
-    if counts.sum() != h * w:
-        raise ValueError(f"run lengths sum to {counts.sum()}, mask has {h * w} pixels")
-    values = np.arange(len(counts)) % 2
-    return np.repeat(values, counts).astype(np.uint8).reshape(h, w)
-
-
-def class_target(sample: Sample, labels: list[str], shape: tuple[int, int]) -> np.ndarray | None:
-    """Full-size binary mask: union of the sample's masks whose label is in ``labels``.
-
-    A cropped mask (``MaskRef.box``, covid_cxr segmentations_100) is pasted at its box. A
-    class the dataset lists as annotated without a mask file (``meta.regions_without_mask``)
-    is unknown -> None (the example is left out). A class not annotated at all is empty
-    (the annotators drew every structure present).
-    """
-    from medmm.data.io import read_mask
-
-    missing = set(sample.meta.get("regions_without_mask") or [])
-    refs = [m for m in sample.masks if m.label in labels]
-    if not refs and missing & set(labels):
-        return None
-    out = np.zeros(shape, np.uint8)
-    for ref in refs:
-        out |= read_mask(ref, shape)
-    return out
-
-
-# --------------------------------------------------------------------------- config
-@dataclass
-class SegmentationConfig:
-    """The `model:` section of the segmentation task.
-
-    classes: prompt name -> mask labels whose union is that class's target.
-    text_template: the text given to the model; {prompt} = class name, other fields = Sample.text.
-    conditioning: "none" (U-Net baseline) | "film" | "attention" | "film+attention".
-    text_encoder: medmm text encoder name ("minilm", "scratch", "hf:..."); null with "none".
-    text_kw: keyword arguments of the text encoder (e.g. {dim: 64, num_layers: 1} for scratch).
-    freeze_text: keep the text encoder fixed (default for the pretrained MiniLM).
-    channels: U-Net widths, shallow to deep. attention_levels: deepest levels with cross-attention.
-    in_channels: 1 (grey) or 3 (RGB); mean/std: per-channel normalisation after scaling to [0, 1].
-    image_size: images and masks are resized to this square size for the model.
-    crop_size: random training crops of this size (null: whole image); also the window size
-        of sliding-window inference.
-    inference: "resize" | "sliding_window". sw_overlap: window overlap. flip: random flips.
-    augmentation: "crop_flip" (crop_size crops + `flip`) or "lvit" (crops, then LViT's
-        rotations/flips instead of `flip`; medmm.models.segmentation_ops).
-    loss: "dice_ce" | "dice_focal" | "tversky" (+BCE) | "focal" | "lvit_dice_bce" (LViT's
-        0.5 Dice + 0.5 class-balanced BCE). threshold: on the sigmoid.
-    bootstrap_resamples: for the CIs of compute_metrics (0: none).
-    """
-
-    classes: dict[str, list[str]] = field(default_factory=lambda: {"nuclei": ["nuclei"]})
-    text_template: str = "{sentence}"
-    conditioning: Literal["none", "film", "attention", "film+attention"] = "film+attention"
-    text_encoder: str | None = "minilm"
-    text_kw: dict[str, Any] = field(default_factory=dict)
-    freeze_text: bool = True
-    max_text_length: int = 64
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    attention_levels: int = 2
-    heads: int = 4
-    in_channels: int = 3
-    mean: list[float] = field(default_factory=lambda: [0.5])
-    std: list[float] = field(default_factory=lambda: [0.25])
-    image_size: int = 256
-    crop_size: int | None = None
-    inference: Literal["resize", "sliding_window"] = "resize"
-    sw_overlap: float = 0.25
-    flip: bool = True
-    augmentation: Literal["crop_flip", "lvit"] = "crop_flip"
-    loss: Literal["dice_ce", "dice_focal", "tversky", "focal", "lvit_dice_bce"] = "dice_ce"
-    tversky_alpha: float = 0.3
-    tversky_beta: float = 0.7
-    threshold: float = 0.5
-    bootstrap_resamples: int = 1000
+from medmm.tasks.segmentation.config import SegmentationConfig
+from medmm.tasks.segmentation.masks import class_target, rle_decode, rle_encode
+from medmm.tasks.segmentation.metrics import segmentation_summary
 
 
 @register_task("segmentation")
@@ -479,82 +391,4 @@ class _Blank(dict):
         return ""
 
 
-def _scores_of(records: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
-    per_class = {}
-    for name in classes:
-        rows = [r for r in records if r["label"] == name]
-        if not rows:
-            continue
-        hds = [r["hd95"] for r in rows if r.get("hd95") is not None]
-        per_class[name] = {
-            "dice": float(np.mean([r["dice"] for r in rows])),
-            "iou": float(np.mean([r["iou"] for r in rows])),
-            "hd95": float(np.mean(hds)) if hds else math.nan,
-        }
-    return {
-        "dice_mean": float(np.mean([v["dice"] for v in per_class.values()])) if per_class else math.nan,
-        "iou_mean": float(np.mean([v["iou"] for v in per_class.values()])) if per_class else math.nan,
-        "per_class": per_class,
-    }
-
-
-def segmentation_summary(records: list[dict[str, Any]], classes: list[str], n_resamples: int = 1000,
-                         seed: int = 0) -> dict[str, Any]:
-    """Per-class mean Dice/IoU/HD95 over images, their class means, and percentile-bootstrap
-    95% CIs resampling patients (all examples of a patient move together)."""
-    from medmm.metrics.provenance import provenance
-    from medmm.metrics.stats import bootstrap_ci
-
-    out = _scores_of(records, classes)
-    for name, v in out["per_class"].items():
-        rows = [r for r in records if r["label"] == name]
-        v["hd95_undefined"] = sum(1 for r in rows if r.get("hd95") is None)
-        v["n_images"] = len(rows)
-        if math.isnan(v["hd95"]):
-            v["hd95"] = None
-    if n_resamples > 0 and records:
-        ci = bootstrap_ci(lambda rs: _scores_of(rs, classes), list(records),
-                          n_resamples=n_resamples, seed=seed, groups=[r.get("group", r["id"]) for r in records])
-        keep = [k for k in ci["estimate"] if not k.endswith(".hd95") and k != "hd95"]
-        out["ci"] = {k.replace(".", "/"): {"low": ci["low"][k], "high": ci["high"][k]} for k in keep}
-        out["ci_method"] = ci["method"]
-    out["n_examples"] = len(records)
-    out["provenance"] = provenance(
-        "segmentation",
-        implementation="medmm.metrics.segmentation.binary_scores per (image, class) at the original mask resolution",
-        n_samples=len(records),
-        averaging="per class: mean over images; *_mean: mean over classes",
-        label_handling={"both_empty": "dice=iou=1, hd95=0", "one_empty": "dice=iou=0, hd95 undefined (excluded, counted)"},
-    )
-    return out
-
-
-def export_masks(records: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path | None]:
-    """Write each record's masks as PNG (0/255, original size) under out_dir/masks/ and the
-    `medmm score` files out_dir/predictions.jsonl (+ references.jsonl when records carry
-    references, with the patient as "group"). Returns the two JSONL paths."""
-    import json
-
-    from PIL import Image
-
-    out_dir = Path(out_dir)
-    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
-    preds, refs = [], []
-    for i, r in enumerate(records):
-        stem = f"{i:05d}_" + "".join(ch if ch.isalnum() else "_" for ch in str(r["id"]))[:60]
-        Image.fromarray(rle_decode(r["prediction"]) * 255).save(out_dir / "masks" / f"{stem}_pred.png")
-        preds.append({"id": r["id"], "prediction": f"masks/{stem}_pred.png"})
-        if isinstance(r.get("reference"), dict):
-            Image.fromarray(rle_decode(r["reference"]) * 255).save(out_dir / "masks" / f"{stem}_ref.png")
-            refs.append({"id": r["id"], "reference": f"masks/{stem}_ref.png", "group": r.get("group", r["id"])})
-    pred_path = out_dir / "predictions.jsonl"
-    pred_path.write_text("".join(json.dumps(x) + "\n" for x in preds), encoding="utf-8")
-    ref_path = None
-    if refs:
-        ref_path = out_dir / "references.jsonl"
-        ref_path.write_text("".join(json.dumps(x) + "\n" for x in refs), encoding="utf-8")
-    return pred_path, ref_path
-
-
-__all__ = ["Segmentation", "SegmentationConfig", "class_target", "export_masks", "rle_decode", "rle_encode",
-           "segmentation_summary"]
+__all__ = ["Segmentation"]

@@ -1,4 +1,4 @@
-"""Choice questions for VQA (``model.choice_options``): answer with one of the options offered.
+"""Choice questions for VQA (``model.classifier.choice_options``): answer with one of the options offered.
 
 VQA-RAD's closed questions include alternatives: "Is the trachea deviated to the right or left?",
 "Is this a T1 weighted, T2 weighted, or FLAIR image?". A classifier over every closed answer

@@ -1,4 +1,4 @@
-"""Framed questions for VQA training (``model.framed_questions``): the VQA-RAD paper's templated
+"""Framed questions for VQA training (``model.augment.framed_questions``): the VQA-RAD paper's templated
 wording of a training question added as one more training example.
 
 Why: VQA-RAD's clinicians wrote each question free-form, as a paraphrase, and in a template

@@ -54,7 +54,7 @@ class ImageWords(nn.Module):
 
         path = heads_path(encoder_weights)
         if not path.is_file():
-            raise MedmmError(f"{path}: no label heads beside {encoder_weights} (model.image_attributes needs the "
+            raise MedmmError(f"{path}: no label heads beside {encoder_weights} (model.image.attributes needs the "
                              "heads that `medmm pretrain-image` writes since 2026-11-28; re-run it)")
         state, meta = load_weights(path)
         if encoder_sha256 is None:

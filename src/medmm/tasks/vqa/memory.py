@@ -6,7 +6,7 @@ classifier learns that image-specific answer poorly from one example, so the tas
 non-parametric memory of its training questions (kNN-LM style): for a question about an image
 seen in training, the answers of that image's training questions, weighted by question
 similarity (softmax of cosine / temperature over frozen question embeddings), form a second
-answer distribution that is added to the classifier's (``memory_weight``).
+answer distribution that is added to the classifier's (``memory.weight``).
 
 What it is worth depends on paraphrases: on held-out questions whose paraphrase is in training
 it adds about 11 points; on a split that keeps paraphrase groups together (``group_by:

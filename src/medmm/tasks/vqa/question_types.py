@@ -1,4 +1,4 @@
-"""Question types for VQA (``model.question_type_mask``): answer with answers of the asked type.
+"""Question types for VQA (``model.classifier.question_type_mask``): answer with answers of the asked type.
 
 VQA-RAD annotates every question with the type of what it asks (MODALITY, PLANE, ORGAN, POS, PRES,
 ...; SLAKE has a content type). A plain answer classifier ignores this and, having seen most

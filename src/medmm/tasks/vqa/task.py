@@ -4,7 +4,7 @@ Model: an image encoder and a question encoder from `medmm.models`, a fusion blo
 (cross_attention by default), and two answer heads on the fused features:
 
 * a classifier over the answer vocabulary: every closed answer of the training split plus the
-  open answers seen at least ``min_open_answer_count`` times (answers normalised with
+  open answers seen at least ``classifier.min_open_answer_count`` times (answers normalised with
   :func:`normalise_vqa_answer`);
 * a small generative decoder (a Transformer decoder over a word vocabulary fitted on the
   training answers, cross-attending to the fused tokens, greedy decoding) for open answers
@@ -17,15 +17,15 @@ closed training questions. An open question is answered by the classifier restri
 answers seen on open training questions when its top probability is >= ``open_confidence``,
 else by the decoder (the classifier's answer is kept when the decoder produces nothing).
 
-Answer memory (``memory_weight > 0``, `medmm.tasks.vqa.memory`): the answers of the training
+Answer memory (``memory.weight > 0``, `medmm.tasks.vqa.memory`): the answers of the training
 questions asked about the same image file, weighted by question similarity, are added to the
 classifier's probabilities at inference; it adds nothing for an image not seen in training.
 
-Frozen encoders (``freeze_text`` / ``freeze_image``, the latter usually with ``image_pretrained``)
+Frozen encoders (``text.freeze`` / ``image.freeze``, the latter usually with ``image.pretrained``)
 are kept in eval mode and their features cached per text / image file, so an epoch costs only the
 fusion and the heads.
 
-Knowledge (``use_kg: true``): the SLAKE knowledge graph (`medmm.knowledge.kg`) is matched
+Knowledge (``kg.enabled: true``): the SLAKE knowledge graph (`medmm.knowledge.kg`) is matched
 against the question and the top-k triplets, verbalised ("lung - function - breathe"), are
 appended to the question after a [SEP] before the text encoder. The triplets are stored in the
 task state, so a trained run needs no KG folder at inference.
@@ -33,16 +33,19 @@ task state, so a trained run needs no KG folder at inference.
 Rationale (``rationale: true``): each record carries the facts used and attention evidence:
 the image grid cells the question attended to most (cross-attention / gated spatial attention)
 and the input tokens the image attended to most.
+
+Modules: this one holds the task (model, data-dependent state, heads, losses, answers, records,
+metrics); its config is `config`, its batches (a mixin) `inputs`, its encoder features and
+their caches (a mixin) `features`; routing, answer memory, question types, choice options,
+knowledge facts as words and rationale each have their own module.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,17 +53,19 @@ from torch import nn
 from medmm.data.image_cache import PreprocessedImages
 from medmm.data.schema import Sample
 from medmm.engine.task import Task, register_task
-from medmm.errors import BadInputError, MedmmError
+from medmm.errors import MedmmError
 from medmm.metrics.headline import Headline
 from medmm.models.augment import random_affine_jitter
-from medmm.models.encoders.base import ImageFeatures, TextFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
 from medmm.tasks.vqa import answers as vqa_answers
-from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, question_type, vqa_scores
+from medmm.tasks.vqa.answers import answer_type, is_closed_question, normalise_vqa_answer, vqa_scores
 from medmm.tasks.vqa.choices import ChoiceOptions, restrict_to_options
-from medmm.tasks.vqa.decoder import PAD, SPECIAL, AnswerDecoder, answer_token_ids
+from medmm.tasks.vqa.config import VQAConfig
+from medmm.tasks.vqa.decoder import PAD, SPECIAL, AnswerDecoder
+from medmm.tasks.vqa.features import VQAFeaturesMixin
 from medmm.tasks.vqa.image_words import ImageWords
+from medmm.tasks.vqa.inputs import VQAInputsMixin, require_images
 from medmm.tasks.vqa.memory import AnswerMemory, image_key
 from medmm.tasks.vqa.question_types import QuestionTypes, mask_by_question_type
 from medmm.tasks.vqa.rationale import attention_evidence
@@ -69,7 +74,7 @@ from medmm.tasks.vqa.routing import ClosedOpenRouter, annotated_closed
 
 # ----------------------------------------------------------------------------- task
 @register_task("vqa")
-class VQATask(Task):
+class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
     """Medical VQA: classifier + generative decoder with question-type routing (module docstring).
 
     Library users may pass ready encoder instances (`image_encoder=`, `text_encoder=`).
@@ -77,124 +82,26 @@ class VQATask(Task):
 
     headline = Headline("val/overall_accuracy", "max", vqa_answers.vqa_units)
 
-    @dataclass
-    class Config:
-        """The vqa `model:` section.
+    Config = VQAConfig
 
-        Attributes:
-            image_encoder, text_encoder: `medmm.models` names (small_cnn, resnet18, ...; minilm, scratch).
-            image_encoder_kwargs, text_encoder_kwargs: extra constructor arguments.
-            fusion: a `medmm.models` fusion name (cross_attention, gated, film, early, ...).
-            fusion_kwargs: extra fusion arguments (heads, layers, dropout).
-            dim: fused feature size (also the decoder width).
-            image_size: input side in pixels (null: the encoder's input_spec size).
-            max_text_length: tokens of question (+ knowledge) kept.
-            min_open_answer_count: open answers seen at least this often join the classifier vocabulary.
-            open_confidence: an open question uses the classifier when its top probability is >= this.
-            decoder_layers, decoder_heads, max_answer_length: the generative decoder.
-            decoder_loss_weight: weight of the decoder's token cross-entropy in the loss.
-            use_kg: append retrieved knowledge-graph facts to the question.
-            kg_root: SLAKE folder (or its KG/) holding en_*.csv; needed at setup when use_kg.
-            kg_top_k: facts appended per question.
-            kg_max_tail_words: verbalised fact tails are cut to this many words.
-            rationale: add facts and attention evidence to every record.
-            rationale_top_k: image cells / tokens listed per record.
-            freeze_text: keep the text encoder fixed (its features still feed the fusion).
-            image_pretrained: a medmm weights file (e.g. from `medmm pretrain-image`)
-                loaded strictly into the image encoder at setup (training only: a trained run
-                carries the encoder weights in its own checkpoint, so it never needs this file).
-            freeze_image: keep the image encoder fixed, in eval mode, and cache its features per
-                image, so an epoch costs only the fusion and the heads.
-            image_augment: when the image encoder is trained (freeze_image false), each training
-                batch is randomly rotated, scaled, shifted and intensity-jittered
-                (`medmm.models.augment`; no flips, left and right matter).
-            classifier_hidden: width of a hidden layer in the answer classifier (0: linear head).
-            masked_loss: the classifier loss of a closed (open) question only competes among the
-                closed (open) answers, as at inference (the routing masks).
-            label_smoothing: label smoothing of the classifier loss.
-            memory_weight: weight of the answer memory (`medmm.tasks.vqa.memory`): answers of the
-                training questions about the same image, by question similarity, added to the
-                classifier's distribution at inference (0: off; needs freeze_text).
-            memory_temperature: softmax temperature over the cosine similarities of the memory.
-            text_lora: LoRA {r, alpha, dropout, target_modules} on the text encoder (peft).
-            question_type_mask: predict each question's type (VQA-RAD question_type, SLAKE
-                content_type; a head trained on the TRAINING annotations) and weight every answer
-                by the probability that the question is of a type it was seen with in training
-                (`medmm.tasks.vqa.question_types`); needs type annotations in the training split.
-            choice_options: a question that offers alternatives ("left or right?", "T1, T2 or
-                FLAIR?") is answered only with the vocabulary answers it names next to the
-                connector, by the classifier's probabilities over them (`medmm.tasks.vqa.choices`;
-                with masked_loss, their training loss competes among those options); other
-                questions unchanged.
-            framed_questions: train also on the templated wording of each training question
-                (VQA-RAD's ``question_frame``; `medmm.tasks.vqa.framed`), as one more example
-                with the same image and answer; validation and test are never changed.
-            image_attributes: append the image read as words ("image: ct, axial, abdomen") to
-                the question, from the label heads saved beside `image_pretrained` by
-                `medmm pretrain-image` (`medmm.tasks.vqa.image_words`; needs freeze_image).
-            bootstrap_resamples: resamples (by image) for the metrics' confidence intervals.
-            routing: how a question is routed to the closed or the open answers at inference:
-                ``predicted`` (from the question, `medmm.tasks.vqa.routing`) or ``annotation`` (the
-                dataset's answer_type: an oracle input, listed in the metrics' protocol).
-        """
-
-        image_encoder: str = "small_cnn"
-        text_encoder: str = "minilm"
-        image_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
-        text_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
-        fusion: str = "cross_attention"
-        fusion_kwargs: dict[str, Any] = field(default_factory=dict)
-        dim: int = 256
-        image_size: int | None = None
-        max_text_length: int = 48
-        min_open_answer_count: int = 2
-        open_confidence: float = 0.5
-        decoder_layers: int = 2
-        decoder_heads: int = 4
-        max_answer_length: int = 12
-        decoder_loss_weight: float = 1.0
-        use_kg: bool = False
-        kg_root: str | None = None
-        kg_top_k: int = 3
-        kg_max_tail_words: int = 12
-        rationale: bool = False
-        rationale_top_k: int = 3
-        freeze_text: bool = False
-        image_pretrained: str | None = None
-        freeze_image: bool = False
-        image_augment: bool = False
-        classifier_hidden: int = 0
-        masked_loss: bool = False
-        label_smoothing: float = 0.0
-        memory_weight: float = 0.0
-        memory_temperature: float = 0.05
-        text_lora: dict[str, Any] | None = None
-        image_attributes: bool = False
-        question_type_mask: bool = False
-        choice_options: bool = False
-        framed_questions: bool = False
-        bootstrap_resamples: int = 1000
-        answer_head: Literal["both", "classifier"] = "both"
-        routing: Literal["predicted", "annotation"] = "predicted"
-
-    def __init__(self, config: Config | None = None, *, image_encoder: Any = None, text_encoder: Any = None):
+    def __init__(self, config: VQAConfig | None = None, *, image_encoder: Any = None, text_encoder: Any = None):
         super().__init__(config)
         from medmm.models import apply_lora, create_fusion, create_image_encoder, create_text_encoder, freeze
 
         c = self.config
         if not 0.0 <= c.open_confidence <= 1.0:
             raise MedmmError(f"model.open_confidence must be in [0, 1], got {c.open_confidence}")
-        self.image_encoder = image_encoder or create_image_encoder(c.image_encoder, **c.image_encoder_kwargs)
-        self.text_encoder = text_encoder or create_text_encoder(c.text_encoder, **c.text_encoder_kwargs)
-        if c.freeze_text:
+        self.image_encoder = image_encoder or create_image_encoder(c.image.encoder, **c.image.encoder_kwargs)
+        self.text_encoder = text_encoder or create_text_encoder(c.text.encoder, **c.text.encoder_kwargs)
+        if c.text.freeze:
             freeze(self.text_encoder)
-        if c.freeze_image:
+        if c.image.freeze:
             freeze(self.image_encoder)
-        if c.image_augment and c.freeze_image:
-            raise MedmmError("model.image_augment needs freeze_image: false (frozen image features are cached per image)")
-        if c.text_lora:
-            apply_lora(self.text_encoder, **c.text_lora)
-        self.input_spec = self.image_encoder.input_spec.with_size(c.image_size)
+        if c.augment.image and c.image.freeze:
+            raise MedmmError("model.augment.image needs model.image.freeze: false (frozen image features are cached per image)")
+        if c.text.lora:
+            apply_lora(self.text_encoder, **c.text.lora)
+        self.input_spec = self.image_encoder.input_spec.with_size(c.image.size)
         spec = self.input_spec
         self.image_size, self.channels, self.mean, self.std = spec.size, spec.in_channels, spec.mean, spec.std
         self.fusion = create_fusion(c.fusion, self.image_encoder.out_dim, self.text_encoder.out_dim, c.dim, **c.fusion_kwargs)
@@ -224,8 +131,8 @@ class VQATask(Task):
 
     # -- data-dependent state ------------------------------------------------------------
     def training_samples(self, samples: list[Sample]) -> list[Sample]:
-        """With `framed_questions`, the training samples plus their framed wordings."""
-        if not self.config.framed_questions:
+        """With `augment.framed_questions`, the training samples plus their framed wordings."""
+        if not self.config.augment.framed_questions:
             return samples
         from medmm.tasks.vqa.framed import framed_question_samples
 
@@ -233,7 +140,7 @@ class VQATask(Task):
 
     def setup(self, train_samples: list[Sample]) -> None:
         """Answer vocabularies, decoder word vocabulary, KG, scratch tokenizer; builds the heads."""
-        _require_images(train_samples)
+        require_images(train_samples)
         c = self.config
         counts: Counter[str] = Counter()
         closed: set[str] = set()
@@ -247,7 +154,7 @@ class VQATask(Task):
             else:
                 opened.add(a)
                 counts[a] += 1
-        keep_open = {a for a in opened if counts[a] >= c.min_open_answer_count}
+        keep_open = {a for a in opened if counts[a] >= c.classifier.min_open_answer_count}
         self.answers = sorted(closed | keep_open)
         if not self.answers:
             raise MedmmError("no answers in the training split; cannot build the VQA answer vocabulary")
@@ -255,41 +162,41 @@ class VQATask(Task):
         self.open_answers = sorted(keep_open)
         questions = [s.text.get("question", "") for s in train_samples]
         self.router = ClosedOpenRouter.fit(questions, [annotated_closed(q, answer_type(s)) for q, s in zip(questions, train_samples, strict=True)])
-        if c.question_type_mask:
+        if c.classifier.question_type_mask:
             self.question_types = QuestionTypes.fit(train_samples, {a: i for i, a in enumerate(self.answers)})
             if self.question_types is None:
-                raise MedmmError("model.question_type_mask needs question-type annotations (VQA-RAD question_type, "
+                raise MedmmError("model.classifier.question_type_mask needs question-type annotations (VQA-RAD question_type, "
                                  "SLAKE content_type) on the training questions; fewer than two types were found")
         words = Counter(w for s in train_samples for w in normalise_vqa_answer(s.text.get("answer", "")).split())
         self.words = list(SPECIAL) + sorted(words)
-        if c.use_kg:
+        if c.kg.enabled:
             from medmm.knowledge.kg import KnowledgeGraph
 
-            if not c.kg_root:
-                raise MedmmError("model.use_kg is true but model.kg_root is not set (the SLAKE folder holding KG/)")
-            self.kg = KnowledgeGraph.from_slake(c.kg_root, max_tail_words=c.kg_max_tail_words)
-        if c.image_pretrained:
+            if not c.kg.root:
+                raise MedmmError("model.kg.enabled is true but model.kg.root is not set (the SLAKE folder holding KG/)")
+            self.kg = KnowledgeGraph.from_slake(c.kg.root, max_tail_words=c.kg.max_tail_words)
+        if c.image.pretrained:
             from medmm.models.pretrained import load_into
 
-            meta = load_into(self.image_encoder, c.image_pretrained)
+            meta = load_into(self.image_encoder, c.image.pretrained)
             self.image_pretrained_sha256 = meta.get("sha256")
             self._image_feature_cache.clear()
-        if c.image_attributes:
-            if not (c.image_pretrained and c.freeze_image):
-                raise MedmmError("model.image_attributes needs model.image_pretrained (with its label heads) and freeze_image: true")
-            self.image_words = ImageWords.from_pretrained(c.image_pretrained, self.image_pretrained_sha256)
+        if c.image.attributes:
+            if not (c.image.pretrained and c.image.freeze):
+                raise MedmmError("model.image.attributes needs model.image.pretrained (with its label heads) and model.image.freeze: true")
+            self.image_words = ImageWords.from_pretrained(c.image.pretrained, self.image_pretrained_sha256)
             self._image_words_cache.clear()
         fit = getattr(self.text_encoder, "fit_tokenizer", None)
         if fit is not None:
             fit([self.sample_text(s)[0] for s in train_samples])
         self._build_heads()
-        if c.memory_weight > 0:
+        if c.memory.weight > 0:
             self._build_memory(train_samples)
 
     def _build_memory(self, train_samples: list[Sample]) -> None:
         """Answer memory of the training questions (frozen question embeddings, image checksums)."""
-        if not self.config.freeze_text or self.config.text_lora:
-            raise MedmmError("model.memory_weight > 0 needs a frozen text encoder (freeze_text: true, no text_lora)")
+        if not self.config.text.freeze or self.config.text.lora:
+            raise MedmmError("model.memory.weight > 0 needs a frozen text encoder (model.text.freeze: true, no model.text.lora)")
         texts = [self.sample_text(s)[0] for s in train_samples]
         answers = [self.answer_index.get(normalise_vqa_answer(s.text.get("answer", "")), -1) for s in train_samples]
         keys = [self.sample_image_key(s) for s in train_samples]
@@ -298,7 +205,7 @@ class VQATask(Task):
         self.text_encoder.eval()
         pooled = []
         for k in range(0, len(texts), 64):
-            tok = self.text_encoder.tokenize(texts[k : k + 64], max_length=self.config.max_text_length)
+            tok = self.text_encoder.tokenize(texts[k : k + 64], max_length=self.config.text.max_length)
             pooled.append(self._frozen_text_features({**tok, "texts": texts[k : k + 64]}).pooled)
         self.text_encoder.train(was_training)
         self.memory.set_embeddings(torch.cat(pooled))
@@ -348,7 +255,7 @@ class VQATask(Task):
         if state.get("kg_triplets") is not None:
             from medmm.knowledge.kg import KnowledgeGraph
 
-            self.kg = KnowledgeGraph(state["kg_triplets"], max_tail_words=self.config.kg_max_tail_words)
+            self.kg = KnowledgeGraph(state["kg_triplets"], max_tail_words=self.config.kg.max_tail_words)
         if state.get("question_types") is not None:
             self.question_types = QuestionTypes.from_state(state["question_types"])
         self._build_heads()
@@ -359,7 +266,7 @@ class VQATask(Task):
             self.memory = AnswerMemory.from_state(state["memory"])  # embeddings come with the weights
 
     def _answer_head(self) -> nn.Module:
-        d, h, n = self.fdim, self.config.classifier_hidden, len(self.answers)
+        d, h, n = self.fdim, self.config.classifier.hidden, len(self.answers)
         if h > 0:
             return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(0.2), nn.Linear(h, n))
         return nn.Sequential(nn.LayerNorm(d), nn.Dropout(0.1), nn.Linear(d, n))
@@ -370,7 +277,7 @@ class VQATask(Task):
         # modality weights (as MultimodalClassifier does); every other fusion: one classifier.
         self.classifier = nn.ModuleDict({m: self._answer_head() for m in ("image", "text")}) if self.fusion.late else self._answer_head()
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
-        self._choices = ChoiceOptions(self.answers)  # options per question, cached; used when choice_options is on
+        self._choices = ChoiceOptions(self.answers)  # options per question, cached; used when classifier.choice_options is on
         self.word_index = {w: i for i, w in enumerate(self.words)}
         closed_mask = torch.tensor([a in set(self.closed_answers) for a in self.answers])
         open_mask = torch.tensor([a in set(self.open_answers) for a in self.answers])
@@ -382,7 +289,7 @@ class VQATask(Task):
             self.register_buffer("type_compatibility", self.question_types.compatibility(len(self.answers)), persistent=False)
         if self.config.answer_head == "both":
             c = self.config
-            self.decoder = AnswerDecoder(len(self.words), d, c.decoder_layers, c.decoder_heads, c.max_answer_length)
+            self.decoder = AnswerDecoder(len(self.words), d, c.decoder.layers, c.decoder.heads, c.decoder.max_answer_length)
 
     def answer_logits(self, fused: FusionOutput) -> torch.Tensor:
         """Answer-classifier logits (B, answers) of fused features; per-modality heads for late fusion."""
@@ -394,166 +301,26 @@ class VQATask(Task):
         if self.classifier is None:
             raise MedmmError("VQA task used before setup()/load_state(): no answer vocabulary")
 
-    # -- inputs ---------------------------------------------------------------------------
-    def text_input(self, question: str, image_words: str = "") -> tuple[str, list[str]]:
-        """Text-encoder input for a question (+ [SEP] + verbalised facts, + [SEP] + the image
-        read as words when given) and the facts used."""
-        facts = [self.kg.verbalise(t) for t in self.kg.retrieve(question, self.config.kg_top_k)] if self.kg is not None else []
-        text = f"{question} [SEP] {'; '.join(facts)}" if facts else question
-        return (f"{text} [SEP] image: {image_words}" if image_words else text), facts
-
-    def sample_text(self, sample: Sample) -> tuple[str, list[str]]:
-        """`text_input` of a sample: its question, facts and (image_attributes) its image as words."""
-        return self.text_input(sample.text.get("question", ""), self.image_description(sample))
-
-    def image_description(self, sample: Sample) -> str:
-        """The sample's first image read as words by the pretrained label heads ("" when off);
-        cached by path (the encoder is frozen, so the words never change)."""
-        if self.image_words is None or not sample.images:
-            return ""
-        key = str(sample.images[0].path) if sample.images[0].path is not None else None
-        if key is not None and key in self._image_words_cache:
-            return self._image_words_cache[key]
-        was_training = self.image_encoder.training
-        self.image_encoder.eval()
-        with torch.no_grad():
-            pooled = self.image_encoder(torch.from_numpy(self.image_array(sample))[None]).pooled
-        self.image_encoder.train(was_training)
-        words = self.image_words.describe(pooled)[0]
-        if key is not None:
-            self._image_words_cache[key] = words
-        return words
-
-    def image_array(self, sample: Sample) -> np.ndarray:
-        """First image of the sample, preprocessed for the encoder (cached by path)."""
-        if not sample.images:
-            raise BadInputError(sample.meta.get("img_name") or sample.id, "sample has no image (image file missing)")
-        return self._images.get(sample.images[0])
-
-    def collate(self, samples: list[Sample]) -> dict[str, Any]:
-        """Images, question(+knowledge) tokens, answer targets and the metadata records need."""
-        self._ready()
-        words = [self.image_description(s) for s in samples]
-        texts, facts = zip(*(self.text_input(s.text.get("question", ""), w) for s, w in zip(samples, words, strict=True)), strict=True)
-        for s in samples:
-            if not s.text.get("question", "").strip():
-                raise BadInputError(s.id, "sample has no question")
-        images = torch.from_numpy(np.stack([self.image_array(s) for s in samples]))
-        tok = self.text_encoder.tokenize(list(texts), max_length=self.config.max_text_length)
-        answers = [normalise_vqa_answer(s.text.get("answer", "")) for s in samples]
-        atypes = [answer_type(s) for s in samples]
-        closed = [is_closed_question(s.text["question"], a) for s, a in zip(samples, atypes, strict=True)]
-        routed = closed if self.config.routing == "annotation" else self.router.predict([s.text["question"] for s in samples])
-        labels = torch.tensor([self.answer_index.get(a, -100) for a in answers], dtype=torch.long)
-        return {
-            "images": images,
-            "input_ids": tok["input_ids"],
-            "attention_mask": tok["attention_mask"],
-            "labels": labels,
-            "answer_tokens": answer_token_ids(answers, self.word_index, self.config.max_answer_length),
-            "closed": torch.tensor(routed, dtype=torch.bool),  # the routing at inference
-            "closed_annotated": torch.tensor(closed, dtype=torch.bool),  # training supervision only
-            "ids": [s.id for s in samples],
-            "questions": [s.text["question"] for s in samples],
-            "texts": list(texts),
-            "references": [s.text.get("answer", "") for s in samples],
-            "answer_types": [a or ("CLOSED" if c else "OPEN") for a, c in zip(atypes, closed, strict=True)],
-            "question_types": [question_type(s) for s in samples],
-            "image_paths": [s.images[0].path for s in samples],
-            "groups": [s.group("image") for s in samples],
-            "facts": list(facts),
-            "image_words": words,
-            "image_keys": [self.sample_image_key(s) for s in samples] if self.memory is not None else None,
-            "question_type_labels": self.question_types.labels(samples) if self.question_types is not None else None,
-            "choice_options": self.choice_mask([s.text["question"] for s in samples]),
-        }
-
-    def choice_mask(self, questions: list[str]) -> torch.Tensor | None:
-        """(B, answers) options each question offers (`medmm.tasks.vqa.choices`); None when
-        `choice_options` is off. Read at call time, so it can be switched on for a trained run."""
-        if not self.config.choice_options or self._choices is None:
-            return None
-        return self._choices.mask(questions)
-
-    # -- model ----------------------------------------------------------------------------
-    def forward_features(self, batch: dict[str, Any]):
-        """Fused features of a batch (the FusionOutput) and the decoder memory + its padding mask."""
-        if self.config.freeze_image and "image_paths" in batch:
-            img = self._frozen_image_features(batch)
-        else:
-            img = self.image_encoder(batch["images"])
-        if self.config.freeze_text and not self.config.text_lora and "texts" in batch:
-            txt = self._frozen_text_features(batch)
-        else:
-            txt = self.text_encoder(batch["input_ids"], batch["attention_mask"])
-        fused = self.fusion(img, txt)
-        memory = fused.pooled[:, None]
-        pad = torch.zeros(memory.shape[:2], dtype=torch.bool, device=memory.device)
-        if fused.tokens is not None and fused.tokens.shape[-1] == fused.pooled.shape[-1]:
-            memory = torch.cat([memory, fused.tokens], dim=1)
-            tok_pad = ~fused.tokens_mask if fused.tokens_mask is not None else torch.zeros(fused.tokens.shape[:2], dtype=torch.bool, device=memory.device)
-            pad = torch.cat([pad, tok_pad], dim=1)
-        return fused, memory, pad
-
-    @torch.no_grad()
-    def _frozen_text_features(self, batch: dict[str, Any]) -> TextFeatures:
-        """Features of a frozen text encoder, computed once per distinct text and cached.
-
-        A frozen encoder in eval mode maps a text to the same features every epoch, so
-        recomputing them is wasted work (the text tower is most of a step's cost on CPU).
-        """
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        todo = [i for i, t in enumerate(batch["texts"]) if t not in self._text_cache]
-        if todo:
-            feats = self.text_encoder(ids[todo], mask[todo])
-            for j, i in enumerate(todo):
-                n = int(mask[i].sum())
-                self._text_cache[batch["texts"][i]] = (feats.tokens[j, :n].detach().cpu(), feats.pooled[j].detach().cpu())
-        rows = [self._text_cache[t] for t in batch["texts"]]
-        dim = rows[0][0].shape[-1]
-        tokens = torch.zeros(len(rows), ids.shape[1], dim)
-        for i, (tok, _) in enumerate(rows):
-            tokens[i, : len(tok)] = tok
-        pooled = torch.stack([p for _, p in rows])
-        dev = ids.device
-        return TextFeatures(pooled=pooled.to(dev), tokens=tokens.to(dev), mask=mask.bool())
-
-    @torch.no_grad()
-    def _frozen_image_features(self, batch: dict[str, Any]) -> ImageFeatures:
-        """Features of a frozen image encoder, computed once per image file and cached (as text)."""
-        paths = [str(p) if p is not None else None for p in batch["image_paths"]]
-        todo = [i for i, p in enumerate(paths) if p is None or p not in self._image_feature_cache]
-        fresh: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if todo:
-            feats = self.image_encoder(batch["images"][todo])
-            for j, i in enumerate(todo):
-                fresh[i] = (feats.tokens[j].detach().cpu(), feats.pooled[j].detach().cpu())
-                if paths[i] is not None:
-                    self._image_feature_cache[paths[i]] = fresh[i]
-        rows = [fresh[i] if i in fresh else self._image_feature_cache[p] for i, p in enumerate(paths)]
-        dev = batch["images"].device
-        return ImageFeatures(pooled=torch.stack([p for _, p in rows]).to(dev), tokens=torch.stack([t for t, _ in rows]).to(dev))
-
     def train(self, mode: bool = True) -> VQATask:
         """Train mode, except frozen encoders stay in eval mode (no dropout, fixed batch-norm
         statistics), so their features are fixed and may be cached."""
         super().train(mode)
-        if mode and self.config.freeze_text:
+        if mode and self.config.text.freeze:
             self.text_encoder.eval()
-        if mode and self.config.freeze_image:
+        if mode and self.config.image.freeze:
             self.image_encoder.eval()
         return self
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._ready()
-        if self.config.image_augment:
+        if self.config.augment.image:
             batch = {**batch, "images": random_affine_jitter(batch["images"])}
         fused, memory, pad = self.forward_features(batch)
         logits = self.answer_logits(fused)
         labels = batch["labels"]
         out: dict[str, torch.Tensor] = {}
         allowed = None
-        if self.config.masked_loss:
+        if self.config.classifier.masked_loss:
             # as at inference: a closed question's answer competes only with closed answers
             allowed = torch.where(batch["closed_annotated"].to(logits.device)[:, None], self.closed_mask[None], self.open_mask[None])
             options = batch.get("choice_options")
@@ -564,7 +331,7 @@ class VQATask(Task):
             labels = labels.masked_fill(labels.ge(0) & ~allowed.gather(1, labels.clamp_min(0)[:, None])[:, 0], -100)
             logits = logits.masked_fill(~allowed, -1e9)
         if bool((labels >= 0).any()):
-            cls_loss = classifier_loss(logits, labels, allowed, self.config.label_smoothing)
+            cls_loss = classifier_loss(logits, labels, allowed, self.config.classifier.label_smoothing)
             out["acc_in_vocab"] = (logits.argmax(-1)[labels >= 0] == labels[labels >= 0]).float().mean()
         else:
             cls_loss = logits.sum() * 0.0
@@ -578,7 +345,7 @@ class VQATask(Task):
             tgt = batch["answer_tokens"]
             dec_logits = self.decoder(tgt[:, :-1], memory, pad)
             dec_loss = F.cross_entropy(dec_logits.reshape(-1, dec_logits.shape[-1]), tgt[:, 1:].reshape(-1), ignore_index=PAD)
-            loss = loss + self.config.decoder_loss_weight * dec_loss
+            loss = loss + self.config.decoder.loss_weight * dec_loss
             out["loss_decoder"] = dec_loss.detach()
         out["loss"] = loss
         return out
@@ -593,10 +360,10 @@ class VQATask(Task):
         masked = probs.masked_fill(~allowed, 0.0)
         masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         matches: list[dict[str, Any] | None] = [None] * len(batch["ids"])
-        if self.memory is not None and self.config.memory_weight > 0:
+        if self.memory is not None and self.config.memory.weight > 0:
             query = self._frozen_text_features(batch).pooled
-            mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory_temperature)
-            masked = masked + self.config.memory_weight * mem.to(masked.device).masked_fill(~allowed, 0.0)
+            mem, matches = self.memory.distribution(query, batch["image_keys"], len(self.answers), self.config.memory.temperature)
+            masked = masked + self.config.memory.weight * mem.to(masked.device).masked_fill(~allowed, 0.0)
             masked = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         predicted_types: list[str | None] = [None] * len(batch["ids"])
         if self.type_head is not None:
@@ -728,7 +495,7 @@ class VQATask(Task):
         return vqa_scores(records, n_resamples=self.config.bootstrap_resamples)
 
     @classmethod
-    def oracle_inputs(cls, config: Config) -> list[str]:
+    def oracle_inputs(cls, config: VQAConfig) -> list[str]:
         """Routing by the answer-type annotation (``routing: annotation``) is an oracle input."""
         from medmm.tasks.vqa.routing import ORACLE_ROUTING
 
@@ -765,16 +532,3 @@ def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, allowed: torch.T
     ok = allowed[keep].to(logp.dtype) if allowed is not None else torch.ones_like(logp)
     uniform = -(logp * ok).sum(-1) / ok.sum(-1).clamp_min(1.0)
     return ((1.0 - smoothing) * nll + smoothing * uniform).mean()
-
-
-def _require_images(samples: list[Sample]) -> None:
-    """VQA needs the images: a split without any (SLAKE's shared copy) is a clear error."""
-    missing = [s for s in samples if not s.images]
-    if samples and len(missing) == len(samples):
-        s = missing[0]
-        where = s.meta.get("img_name") or s.image_id or s.id
-        raise BadInputError(
-            f"Slake1.0/imgs/{where}" if s.dataset.startswith("slake") else where,
-            f"images are missing: none of the {len(samples)} training questions of {s.dataset!r} has its image file "
-            "(the shared SLAKE copy ships QA json + KG only; put the official Slake1.0/imgs/ folder under the data root)",
-        )

@@ -1,0 +1,91 @@
+"""Encoder features of a VQA batch: `VQAFeaturesMixin`, the feature methods of `VQATask`.
+
+`forward_features` runs the encoders and the fusion and builds the decoder memory. A frozen
+encoder in eval mode maps an input to the same features every epoch, so its features are
+computed once per distinct text (``text.freeze``) or image file (``image.freeze``) and cached
+(`_frozen_text_features`, `_frozen_image_features`): an epoch then costs only the fusion and the
+heads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medmm.models.encoders.base import ImageFeatures, TextFeatures
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from medmm.tasks.vqa.config import VQAConfig
+
+
+class VQAFeaturesMixin:
+    """Feature methods of `VQATask` (see the module docstring); they use the task's config,
+    encoders, fusion and its two feature caches."""
+
+    config: VQAConfig
+    image_encoder: nn.Module
+    text_encoder: nn.Module
+    fusion: nn.Module
+    _text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    _image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+    def forward_features(self, batch: dict[str, Any]):
+        """Fused features of a batch (the FusionOutput) and the decoder memory + its padding mask."""
+        if self.config.image.freeze and "image_paths" in batch:
+            img = self._frozen_image_features(batch)
+        else:
+            img = self.image_encoder(batch["images"])
+        if self.config.text.freeze and not self.config.text.lora and "texts" in batch:
+            txt = self._frozen_text_features(batch)
+        else:
+            txt = self.text_encoder(batch["input_ids"], batch["attention_mask"])
+        fused = self.fusion(img, txt)
+        memory = fused.pooled[:, None]
+        pad = torch.zeros(memory.shape[:2], dtype=torch.bool, device=memory.device)
+        if fused.tokens is not None and fused.tokens.shape[-1] == fused.pooled.shape[-1]:
+            memory = torch.cat([memory, fused.tokens], dim=1)
+            tok_pad = ~fused.tokens_mask if fused.tokens_mask is not None else torch.zeros(fused.tokens.shape[:2], dtype=torch.bool, device=memory.device)
+            pad = torch.cat([pad, tok_pad], dim=1)
+        return fused, memory, pad
+
+    @torch.no_grad()
+    def _frozen_text_features(self, batch: dict[str, Any]) -> TextFeatures:
+        """Features of a frozen text encoder, computed once per distinct text and cached.
+
+        A frozen encoder in eval mode maps a text to the same features every epoch, so
+        recomputing them is wasted work (the text tower is most of a step's cost on CPU).
+        """
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        todo = [i for i, t in enumerate(batch["texts"]) if t not in self._text_cache]
+        if todo:
+            feats = self.text_encoder(ids[todo], mask[todo])
+            for j, i in enumerate(todo):
+                n = int(mask[i].sum())
+                self._text_cache[batch["texts"][i]] = (feats.tokens[j, :n].detach().cpu(), feats.pooled[j].detach().cpu())
+        rows = [self._text_cache[t] for t in batch["texts"]]
+        dim = rows[0][0].shape[-1]
+        tokens = torch.zeros(len(rows), ids.shape[1], dim)
+        for i, (tok, _) in enumerate(rows):
+            tokens[i, : len(tok)] = tok
+        pooled = torch.stack([p for _, p in rows])
+        dev = ids.device
+        return TextFeatures(pooled=pooled.to(dev), tokens=tokens.to(dev), mask=mask.bool())
+
+    @torch.no_grad()
+    def _frozen_image_features(self, batch: dict[str, Any]) -> ImageFeatures:
+        """Features of a frozen image encoder, computed once per image file and cached (as text)."""
+        paths = [str(p) if p is not None else None for p in batch["image_paths"]]
+        todo = [i for i, p in enumerate(paths) if p is None or p not in self._image_feature_cache]
+        fresh: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        if todo:
+            feats = self.image_encoder(batch["images"][todo])
+            for j, i in enumerate(todo):
+                fresh[i] = (feats.tokens[j].detach().cpu(), feats.pooled[j].detach().cpu())
+                if paths[i] is not None:
+                    self._image_feature_cache[paths[i]] = fresh[i]
+        rows = [fresh[i] if i in fresh else self._image_feature_cache[p] for i, p in enumerate(paths)]
+        dev = batch["images"].device
+        return ImageFeatures(pooled=torch.stack([p for _, p in rows]).to(dev), tokens=torch.stack([t for t, _ in rows]).to(dev))
