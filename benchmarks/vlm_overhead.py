@@ -215,7 +215,11 @@ def summary(times: dict[str, list[float]], per: float) -> dict[str, Any]:
     return {"seconds": {k: [round(x, 4) for x in v] for k, v in times.items()},
             "median_s": {k: round(v, 4) for k, v in med.items()},
             "per_second": {k: round(per / v, 3) for k, v in med.items()},
-            "overhead_pct": round(100 * (med["medmm"] / med["plain"] - 1), 2)}
+            "overhead_pct": round(100 * (med["medmm"] / med["plain"] - 1), 2),
+            # each repetition's medmm / plain ratio (the two ran back to back): robust to load that
+            # drifts during the run, which can move the two medians apart on a shared machine
+            "paired_overhead_pct": round(100 * (statistics.median(
+                m / p for m, p in zip(times["medmm"], times["plain"], strict=True)) - 1), 2)}
 
 
 def peak_rss_child(path: str, folder: Path, args: argparse.Namespace) -> float:
