@@ -13,10 +13,7 @@ torch = pytest.importorskip("torch")
 
 from medmm.data import load_dataset  # noqa: E402
 from medmm.errors import MedmmError  # noqa: E402
-from medmm.models.decoders import (
-    GenerationConfig,
-    word_tokenize,
-)
+from medmm.models.decoders import GenerationConfig, word_tokenize  # noqa: E402
 from medmm.tasks.report import decoding as report_decoding  # noqa: E402
 from medmm.tasks.report.config import ConsensusConfig, DecodingConfig, ReportGenerationConfig  # noqa: E402
 from medmm.tasks.report.decoding import DECODING_KEYS, check_mbr, generation_config  # noqa: E402
