@@ -78,6 +78,31 @@ def test_frozen_image_features_are_cached_and_match_encoder(samples):
     assert any(p.grad is not None for p in task.fusion.parameters())
 
 
+
+def test_frozen_image_features_use_the_on_disk_cache_when_named(samples, tmp_path, monkeypatch):
+    """$MEDMM_FEATURE_CACHE: features go to the bounded on-disk cache (shared by workers and runs)
+    instead of the in-memory dict; a second task with the same weights reads them back; other
+    weights are another key (never a stale hit)."""
+    monkeypatch.setenv("MEDMM_FEATURE_CACHE", str(tmp_path / "fc"))
+    task = make(samples, image={"freeze": True})
+    task.train()
+    batch = task.collate(samples[:8])
+    first = task._frozen_image_features(batch)
+    direct = task.image_encoder(batch["images"])
+    assert torch.allclose(first.tokens, direct.tokens, atol=1e-5) and torch.allclose(first.pooled, direct.pooled, atol=1e-5)
+    assert not task._image_feature_cache  # nothing held in memory
+    assert task._disk_cache.stats.misses > 0 and list((tmp_path / "fc").rglob("*"))
+    again = make(samples, image={"freeze": True})  # same seed, same weights: a new process would read the same
+    again.train()
+    second = again._frozen_image_features(again.collate(samples[:8]))
+    assert torch.equal(second.pooled, first.pooled) and again._disk_cache.stats.hits > 0
+    with torch.no_grad():
+        for p in again.image_encoder.parameters():
+            p.add_(1.0)
+    again.reset_feature_caches()  # the weights changed (load_state, a pretrained encoder loaded)
+    changed = again._frozen_image_features(again.collate(samples[:8]))
+    assert not torch.allclose(changed.pooled, first.pooled)
+
 def test_masked_loss_only_competes_within_the_question_type(samples):
     task = make(samples, classifier={"masked_loss": True, "hidden": 16}, answer_head="classifier")
     batch = task.collate(samples[:32])

@@ -180,7 +180,7 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
 
             meta = load_into(self.image_encoder, c.image.pretrained)
             self.image_pretrained_sha256 = meta.get("sha256")
-            self._image_feature_cache.clear()
+            self.reset_feature_caches()
         if c.image.attributes:
             if not (c.image.pretrained and c.image.freeze):
                 raise MedmmError("model.image.attributes needs model.image.pretrained (with its label heads) and model.image.freeze: true")
@@ -251,7 +251,7 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
                              "task_state.json): retrain it, or pass model.routing=annotation (an oracle input)")
         self.router = ClosedOpenRouter.from_state(state["router"]) if state.get("router") is not None else None
         self.image_pretrained_sha256 = state.get("image_pretrained_sha256")
-        self._image_feature_cache.clear()
+        self.reset_feature_caches()
         if state.get("kg_triplets") is not None:
             from medmm.knowledge.kg import KnowledgeGraph
 
