@@ -24,7 +24,7 @@ class WeightsLayoutError(MedmmError):
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (checkpoints are ~0.5 GB)."""
+    """Hex sha256 of a file, read in chunks (checkpoints are hundreds of MB)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
