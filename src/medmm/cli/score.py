@@ -34,8 +34,12 @@ def score(
     compare: Path | None = typer.Option(
         None, help="second system's predictions: paired test of --pred (A) vs this (B) on every metric "
                    "(uses --bootstrap resamples, 1000 if 0)"),
+    model_metrics: list[str] | None = typer.Option(
+        None, help="generated reports: optional model-based metric NAME=WEIGHTS (repeatable; off by default), "
+                   "e.g. chexbert=/models/chexbert.pth (a file, a folder holding it, or a Hub repo id)"),
 ) -> None:
     """Score predictions against references and write metrics JSON with provenance."""
+    from medmm.metrics.model_based import parse_specs
     from medmm.metrics.provenance import write_metrics
     from medmm.metrics.score import compare_files, deprecation_message, resolve_scorer, score_files
 
@@ -50,6 +54,12 @@ def score(
     parsed = {"observations": observations, "uncertain": uncertain, "missing": missing, "kind": kind,
               "threshold": threshold, "labels": labels.split(",") if labels else None,
               "classes": [int(c) for c in classes.split(",")] if classes else None, "spacing": _floats(spacing)}
+    try:
+        parsed["model_metrics"] = parse_specs(model_metrics)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model-metrics") from exc
+    if parsed["model_metrics"] and "model_metrics" not in scorer.options:
+        raise typer.BadParameter(f"the {task} file scorer takes no model-based metrics", param_hint="--model-metrics")
     unknown = [k for k in scorer.options if k not in parsed]
     if unknown:  # a plug-in scorer with options this command does not offer: say so, do not drop them
         raise typer.BadParameter(f"the {task} file scorer takes options {unknown} that `medmm score` has no flag for",

@@ -28,8 +28,10 @@ from medmm.metrics.score import (
 
 
 def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = None, observations: str = "14",
-                   uncertain: str = "ignore", missing: str = "negative") -> Prepared:
-    """NLG metrics (medmm.metrics.nlg) + clinical efficacy of generated reports."""
+                   uncertain: str = "ignore", missing: str = "negative",
+                   model_metrics: dict[str, str] | None = None) -> Prepared:
+    """NLG metrics (medmm.metrics.nlg) + clinical efficacy of generated reports, plus the optional
+    model-based metrics (medmm.metrics.model_based) named in ``model_metrics`` ({name: weights})."""
     from medmm.metrics.clinical import clinical_efficacy, label_report
     from medmm.metrics.nlg import METRICS, evaluate
     from medmm.metrics.nlg.bleu import bleu_from_stats, bleu_stats
@@ -67,6 +69,13 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
             label_handling=ce["provenance"]["label_handling"], nlg_unavailable=unavailable,
             clinical_reference="first reference per id", labeller=ce["provenance"]["implementation"]),
     }
+    labelled: dict[str, Any] = {}
+    if model_metrics:  # off by default: loads published weights, needs torch + transformers
+        from medmm.metrics import model_based
+
+        labelled = model_based.label_with_models(model_metrics, [hyps[i] for i in ids], [refs[i][0] for i in ids])
+        result["model_metrics"] = {**model_based.aggregate(labelled),
+                                   "provenance": {k: v["provenance"] for k, v in labelled.items()}}
     # Per-sample items for resampling. Corpus BLEU is recomputed from per-sample n-gram
     # statistics (exact); ROUGE-L is a mean of per-sample scores (exact); CIDEr-D keeps the
     # document frequencies of the full reference corpus. Corpus METEOR pools alignment
@@ -75,7 +84,7 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
     gts = tokenize_corpus({i: refs[i] for i in ids})
     rs = tokenize_corpus({i: [hyps[i]] for i in ids})
     items = [{"bleu": bleu_stats(rs[i][0].split(), [r.split() for r in gts[i]]), "scores": res.samples[i],
-              "hyp": hyp_labels[k], "ref": ref_labels[k]} for k, i in enumerate(ids)]
+              "hyp": hyp_labels[k], "ref": ref_labels[k], "k": k} for k, i in enumerate(ids)]
 
     def aggregate(sel: list[Any]) -> dict[str, float]:
         d: dict[str, float] = {}
@@ -89,6 +98,12 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
         for avg in ("micro", "macro"):
             for key, v in c[avg].items():
                 d[f"clinical_efficacy.{avg}.{key}"] = as_float(v)
+        if labelled:
+            from medmm.metrics import model_based
+
+            for name, m in model_based.aggregate(labelled, [it["k"] for it in sel]).items():
+                for avg in ("micro", "macro"):
+                    d[f"model_metrics.{name}.{avg}.f1"] = as_float(m[avg]["f1"])
         return d
 
     note = ("BLEU exact per resample; ROUGE-L exact; CIDEr-D with full-corpus document frequencies; "
@@ -135,5 +150,5 @@ def one_time_setup() -> None:
             state["bar"].stop()
 
 
-SCORER = register_scorer("report_generation", FileScorer(prepare_report, ("observations", "uncertain", "missing"),
+SCORER = register_scorer("report_generation", FileScorer(prepare_report, ("observations", "uncertain", "missing", "model_metrics"),
                                                          aliases=("report",), setup=one_time_setup))
