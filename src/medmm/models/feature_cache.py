@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medmm import fileio
 from medmm.data.schema import ImageRef
 from medmm.errors import BadInputError, MedmmError
 from medmm.models.encoders.base import ImageFeatures
@@ -180,15 +180,8 @@ class FeatureCache:
         p = self.path(image_sha)
         data = _encode(tensors, self.encoder_id, image_sha)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, p)  # atomic: readers see the old entry, none, or this whole one
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # atomic, one temporary name per process: readers see the old entry, none, or this whole one
+            fileio.write_bytes(p, data, unique=True)
         except OSError as exc:
             self.stats.write_errors += 1
             if self.stats.write_errors == 1:
@@ -214,7 +207,7 @@ class FeatureCache:
                     continue  # evicted by another process meanwhile
                 if name.endswith(".feat"):
                     entries.append((st.st_mtime, st.st_size, p))
-                elif name.endswith(".tmp") and now - st.st_mtime > 3600:
+                elif name.startswith(".") and fileio.TEMP_SUFFIX in name and now - st.st_mtime > 3600:
                     p.unlink(missing_ok=True)  # left by a writer killed mid-write
         total = sum(size for _, size, _ in entries)
         if total > self.max_bytes:
