@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -14,11 +15,19 @@ pytest.importorskip("sklearn")
 from tests.conftest import REPO, shared_dataset
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("medmnist_floors", REPO / "benchmarks" / "reproduce" / "medmnist_floors.py")
+def _load(name: str):
+    """A script of benchmarks/reproduce/ as a module (its folder on sys.path, as when it is run)."""
+    folder = REPO / "benchmarks" / "reproduce"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _script():
+    return _load("medmnist_floors")
 
 
 @pytest.mark.slow  # ~10 s CPU (25 logistic-regression fits), minutes on the shared machine
@@ -46,10 +55,7 @@ def test_floors_on_breastmnist_val_and_a_perfect_model(tmp_path):
 
 
 def _monuseg_script():
-    spec = importlib.util.spec_from_file_location("monuseg_floors", REPO / "benchmarks" / "reproduce" / "monuseg_floors.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load("monuseg_floors")
 
 
 def test_otsu_threshold_and_hematoxylin_unmixing():

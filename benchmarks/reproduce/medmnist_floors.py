@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import paired_record, write_result
 
 from medmm.data.registry import load_dataset
-from medmm.metrics.stats import bootstrap_ci, paired_test
+from medmm.metrics.stats import bootstrap_ci
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -121,17 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
                     return _metrics(score, yy)[metric]
                 if metric == "auroc" and name == "majority":
                     continue  # a constant score: AUROC 0.5 on every resample, nothing to test
-                t = paired_test(fn, model, s, y, n_resamples=args.resamples)
-                diff[metric] = {"difference": t["difference"], "ci95": [t["difference_low"], t["difference_high"]],
-                                "p_bootstrap": t["p_bootstrap"], "p_randomisation": t["p_randomisation"]}
+                diff[metric] = paired_record(fn, model, s, y, n_resamples=args.resamples)
             result["model_minus_floor"][name] = diff
     result["seconds"] = round(time.time() - t0, 1)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _common import paired_record, write_result
 
 from medmm.data.io import read_image, read_mask
 from medmm.data.registry import load_dataset
 from medmm.metrics.segmentation import binary_scores
-from medmm.metrics.stats import bootstrap_ci, paired_test
+from medmm.metrics.stats import bootstrap_ci
 
 # Rows: hematoxylin, eosin, DAB optical-density vectors (Ruifrok & Johnston 2001).
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
@@ -104,26 +105,16 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"{path}: its ids differ from the {args.split} split's")
         dice = dices[name] = np.asarray([_dice_of(recs[i], ref) for i, ref in zip(ids, refs, strict=True)])
         mci = bootstrap_ci(_mean, dice, n_resamples=args.resamples)
-        t = paired_test(_mean, dice, otsu, n_resamples=args.resamples)
         result["models"][name] = {
             "dice_mean": mci["estimate"]["value"], "ci95": [mci["low"]["value"], mci["high"]["value"]],
-            "minus_otsu": {"difference": t["difference"], "ci95": [t["difference_low"], t["difference_high"]],
-                           "p_bootstrap": t["p_bootstrap"], "p_randomisation": t["p_randomisation"]},
+            "minus_otsu": paired_record(_mean, dice, otsu, n_resamples=args.resamples),
         }
     names = list(dices)
     result["model_pairs"] = {}
     for i, a in enumerate(names):  # e.g. text-guided minus image-only, same images
         for b in names[i + 1:]:
-            t = paired_test(_mean, dices[a], dices[b], n_resamples=args.resamples)
-            result["model_pairs"][f"{a}_minus_{b}"] = {
-                "difference": t["difference"], "ci95": [t["difference_low"], t["difference_high"]],
-                "p_bootstrap": t["p_bootstrap"], "p_randomisation": t["p_randomisation"]}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return result
+            result["model_pairs"][f"{a}_minus_{b}"] = paired_record(_mean, dices[a], dices[b], n_resamples=args.resamples)
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":
