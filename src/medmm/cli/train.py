@@ -124,10 +124,13 @@ def evaluate(
         None, "--model", help="Zero-shot: a pretrained model (Hugging Face hub name or folder) scored without training; "
         "needs --task and --data."),
     task: str | None = typer.Option(None, "--task", help="Zero-shot: a registered task that scores pretrained models "
-                                    "without training (`medmm models list`; e.g. vqa_vlm, report_vlm)."),
+                                    "without training (e.g. vqa_vlm, report_vlm; diagnosis with a CLIP-style model)."),
     config: Path | None = typer.Option(
         None, "--config", help="Zero-shot: take prompts, decoding and data settings from this run config (e.g. "
         "configs/vqa/vlm_lora.yaml); --model, --data and --dataset replace its model and data."),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help="Zero-shot: a prompt-set YAML for tasks that classify by prompts (a CLIP-style model, "
+        "--task diagnosis): class -> descriptions; default: medmm's set for the dataset."),
     model_overrides: list[str] | None = None,
 ) -> None:
     """Score a trained run on its own held-out part (--split val/test) or a split of any dataset root
@@ -140,8 +143,10 @@ def evaluate(
     if model is not None:
         if run_dir is not None:
             raise typer.BadParameter("give a RUN_DIR or --model, not both")
-        _evaluate_zero_shot(model, task, data, dataset, split, out, config, model_overrides)
+        _evaluate_zero_shot(model, task, data, dataset, split, out, config, model_overrides, prompts)
         return
+    if prompts is not None:
+        raise typer.BadParameter("--prompts goes with --model (zero-shot)")
     if run_dir is None:
         raise typer.BadParameter("give a RUN_DIR (a trained run) or --model NAME_OR_FOLDER (zero-shot)")
     out = out or run_dir / "evaluations" / f"{split}.json"
@@ -160,10 +165,11 @@ def evaluate(
 
 
 def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset: str | None, split: str,
-                        out: Path | None, config: Path | None, sets: list[str] | None) -> None:
+                        out: Path | None, config: Path | None, sets: list[str] | None, prompts: Path | None = None) -> None:
     """`medmm evaluate --model`: the task's config with model.pretrained = MODEL and no adapters."""
     from medmm.engine import load_config
     from medmm.engine.config import DataConfig, RunConfig, apply_overrides, config_from_dict
+    from medmm.engine.task import get_task_class
     from medmm.engine.zero_shot import evaluate_untrained
 
     if data is None or out is None:
@@ -180,7 +186,9 @@ def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset
         cfg.trainer.accelerator = "auto"  # a GPU when there is one: pretrained models are large
     cfg.data.root = str(data)
     cfg.data.dataset = dataset or cfg.data.dataset
-    cfg.model.update(pretrained=model, lora=None)
+    # the task says how a pretrained model enters its model section (default: model.pretrained, no adapters)
+    cfg.model = get_task_class(cfg.task).zero_shot_section(dict(cfg.model), model, cfg.data.dataset,
+                                                           str(prompts.resolve()) if prompts else None)
     # --set values arrive as model.KEY=VALUE; trainer.* and data.* settings of the config pass through as given
     overrides = [o.removeprefix("model.") if o.removeprefix("model.").startswith(("trainer.", "data.")) else o
                  for o in sets or []]

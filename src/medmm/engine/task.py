@@ -185,6 +185,17 @@ class Task(nn.Module):
     # names the dataset it reads by default; None: no zero-shot evaluation.
     zero_shot_dataset: str | None = None
 
+    @classmethod
+    def zero_shot_section(cls, section: dict[str, Any], pretrained: str, dataset: str | None,
+                          prompts: str | None = None) -> dict[str, Any]:
+        """The `model:` section that scores `pretrained` (hub name or folder) untrained on `dataset`,
+        made from `section` (a config's, or {}) for `medmm evaluate --model`; `prompts`: a prompt
+        file the task reads (`--prompts`). Default: model.pretrained set, no adapters (model.lora
+        null), and no prompt file."""
+        if prompts is not None:
+            raise MedmmError(f"task {cls.name!r} reads no --prompts file")
+        return {**section, "pretrained": pretrained, "lora": None}
+
     def prepare_external(self, dataset: str, label_map: str | None = None) -> dict[str, Any] | None:
         """Get ready to score records of another dataset/label space (external validation).
 

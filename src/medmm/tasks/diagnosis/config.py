@@ -93,6 +93,24 @@ class ImbalanceConfig:
 
 
 @dataclass
+class DiagnosisZeroShotConfig:
+    """Zero-shot classification by a pretrained CLIP-style dual encoder, never trained (`model.zero_shot`).
+
+    Attributes:
+        pretrained: Hugging Face hub name or folder of a CLIPModel or SiglipModel checkpoint; null:
+            off (the task trains its own classifier). When set, the image/text/fusion keys are unused.
+        prompts: a prompt-set YAML file (classes -> descriptions, optional templates; docs/models.md);
+            null: medmm's default prompt set for `dataset`.
+        dataset: the dataset whose label space orders the classes and whose default prompt set is
+            used (`medmm evaluate --model` sets it).
+    """
+
+    pretrained: str | None = None
+    prompts: str | None = None
+    dataset: str | None = None
+
+
+@dataclass
 class DiagnosisConfig:
     """The `model:` section of a diagnosis config.
 
@@ -111,6 +129,7 @@ class DiagnosisConfig:
         label_smoothing: for ce/weighted_ce.
         imbalance: losses, sampling and thresholds for imbalanced classes (`ImbalanceConfig`).
         bootstrap_resamples: resamples (by patient group) for the metrics' 95% CIs (0: none).
+        zero_shot: zero-shot classification by a pretrained CLIP-style model (`DiagnosisZeroShotConfig`).
     """
 
     target: str = "label"
@@ -127,6 +146,7 @@ class DiagnosisConfig:
     label_smoothing: float = 0.0
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
     bootstrap_resamples: int = 1000
+    zero_shot: DiagnosisZeroShotConfig = field(default_factory=DiagnosisZeroShotConfig)
 
     # The flat keys of earlier versions -> their place now (`medmm config migrate` applies it).
     moved_keys: ClassVar[dict[str, str]] = {
@@ -141,4 +161,4 @@ class DiagnosisConfig:
     }
 
 
-__all__ = ["DiagnosisConfig", "DiagnosisImageConfig", "DiagnosisTextConfig", "ImbalanceConfig"]
+__all__ = ["DiagnosisConfig", "DiagnosisImageConfig", "DiagnosisTextConfig", "DiagnosisZeroShotConfig", "ImbalanceConfig"]

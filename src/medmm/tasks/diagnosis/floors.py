@@ -24,7 +24,8 @@ def diagnosis_protocol(task: DiagnosisTask) -> dict[str, Any]:
     """Metric definitions; tuned thresholds are fitted on validation (their decision metrics
     are `selection_*` there)."""
     tuned = task.config.imbalance.threshold_tuning != "none" and not task.multilabel
-    return {
+    zero_shot = {"zero_shot": task.zero_shot.record()} if task.zero_shot is not None else {}
+    return {**zero_shot,
         "metric_definitions": DIAGNOSIS_METRIC_DEFINITIONS,
         "oracle_inputs": [],
         "fitted_on_validation": [f"per-class decision thresholds (threshold_tuning={task.config.imbalance.threshold_tuning})"]

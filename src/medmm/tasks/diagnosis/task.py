@@ -24,7 +24,7 @@ space through a `medmm.data.label_maps.LabelMap`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from medmm.tasks.diagnosis.config import DiagnosisConfig
 from medmm.tasks.diagnosis.headline import diagnosis_units
 from medmm.tasks.diagnosis.metrics import decision_scores, diagnosis_headline, diagnosis_metrics  # noqa: F401 (also imported from here)
 
+if TYPE_CHECKING:
+    from medmm.tasks.diagnosis.zero_shot import ZeroShotDiagnosis
+
 MASK_TOKEN = "[MASK]"
 
 
@@ -49,6 +52,7 @@ class DiagnosisTask(Task):
     """Image + text classification; configured by `Config` (the run config's `model:` section)."""
 
     headline = Headline("val/auroc_macro_ovr", "max", diagnosis_units)
+    zero_shot_dataset = "pneumoniamnist"  # `medmm evaluate --model CLIP --task diagnosis` without --dataset
 
     Config = DiagnosisConfig
 
@@ -69,6 +73,14 @@ class DiagnosisTask(Task):
         self._images: PreprocessedImages | None = None  # made for the image encoder's input spec on first use
         self._external: dict[str, Any] | None = None
         self.train_dataset: str | None = None
+        # model.zero_shot.pretrained: a CLIP-style model classifies by class prompts, never trained (zero_shot.py)
+        self.zero_shot: ZeroShotDiagnosis | None = None
+        if c.zero_shot.pretrained is not None:
+            from medmm.tasks.diagnosis.zero_shot import ZeroShotDiagnosis
+
+            self.zero_shot = ZeroShotDiagnosis.from_config(c)
+            self.uses_image, self.uses_text = True, False
+            self.classes, self.model = list(self.zero_shot.classes), self.zero_shot.model
 
     # ------------------------------------------------------------------ labels
     def _label_of(self, s: Sample) -> str | None:
@@ -109,6 +121,9 @@ class DiagnosisTask(Task):
     def setup(self, train_samples: list[Sample]) -> None:
         """Classes and counts from training, leakage-guard words, tokenizer; builds the model."""
         c = self.config
+        if self.zero_shot is not None:
+            raise MedmmError("model.zero_shot.pretrained is set: a zero-shot classifier has nothing to train; score it with "
+                             "`medmm evaluate --model NAME_OR_FOLDER --task diagnosis`, or drop model.zero_shot to train one")
         self.train_dataset = train_samples[0].dataset if train_samples else None
         if self.multilabel:
             names = list(c.findings or sorted({k for s in train_samples for k in s.findings}))
@@ -164,6 +179,8 @@ class DiagnosisTask(Task):
         from medmm.models import build_classifier
 
         c = self.config
+        if self.zero_shot is not None:
+            return  # built in __init__ from the prompt set and the pretrained dual encoder
         image_kw = dict(c.image.encoder_kwargs)
         image_kw.setdefault("in_channels", c.image.in_channels)
         if c.image.size is not None and c.image.encoder and not c.image.encoder.startswith("hf:"):
@@ -249,6 +266,8 @@ class DiagnosisTask(Task):
                 raise BadInputError(s.id, "sample has no image")
             if c.text.required and not external and not (s.text.get(c.text.field) or "").strip():
                 raise BadInputError(s.id, f"sample has no {c.text.field!r} text")
+            if self.zero_shot is not None:
+                self.zero_shot.check_label(s, self._label_of(s))
         batch: dict[str, Any] = {"ids": [s.id for s in samples], "groups": [s.group("patient") for s in samples]}
         if self.uses_image:
             batch["images"] = torch.stack([self._image(s, cache_arrays) for s in samples])
@@ -342,6 +361,14 @@ class DiagnosisTask(Task):
         return self._records(batch, with_refs=False)
 
     # ------------------------------------------------------------------ plug-in hooks
+    @classmethod
+    def zero_shot_section(cls, section: dict[str, Any], pretrained: str, dataset: str | None,
+                          prompts: str | None = None) -> dict[str, Any]:
+        """`medmm evaluate --model CLIP --task diagnosis`: model.zero_shot set (`medmm.tasks.diagnosis.zero_shot`)."""
+        from medmm.tasks.diagnosis.zero_shot import zero_shot_section
+
+        return zero_shot_section(section, pretrained, dataset, prompts)
+
     @classmethod
     def file_scorer(cls) -> Any:
         """`medmm score --task diagnosis` (`medmm.tasks.diagnosis.file_scorer`)."""

@@ -9,18 +9,15 @@ temperature.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medmm.data.schema import Sample
-from medmm.errors import MedmmError
+from medmm.models.zero_shot import Prompts, ensemble_class_embeddings
 from medmm.tasks.retrieval.task import RetrievalTask
-
-Prompts = Mapping[str, str | Sequence[str]]
 
 
 @dataclass
@@ -34,25 +31,14 @@ class ZeroShotResult:
 
 @torch.no_grad()
 def class_embeddings(task: RetrievalTask, prompts: Prompts) -> tuple[list[str], torch.Tensor]:
-    """Class names and their (C, E) L2-normalised embeddings, averaged over each class's prompts."""
-    if not prompts:
-        raise MedmmError("zero-shot classification needs at least one class with prompts")
-    classes = list(prompts)
-    flat, owner = [], []
-    for ci, name in enumerate(classes):
-        texts = [prompts[name]] if isinstance(prompts[name], str) else list(prompts[name])
-        texts = [t for t in texts if t and t.strip()]
-        if not texts:
-            raise MedmmError(f"class {name!r} has no non-empty prompt")
-        flat.extend(texts)
-        owner.extend([ci] * len(texts))
+    """Class names and their (C, E) L2-normalised embeddings, averaged over each class's prompts
+    (`medmm.models.zero_shot.ensemble_class_embeddings`)."""
     was_training = task.training
     task.eval()
-    emb = task.encode_texts(flat)  # already L2-normalised
-    task.train(was_training)
-    owner_t = torch.tensor(owner, device=emb.device)
-    means = torch.stack([emb[owner_t == ci].mean(0) for ci in range(len(classes))])
-    return classes, F.normalize(means, dim=-1)
+    try:
+        return ensemble_class_embeddings(task.encode_texts, prompts)  # encode_texts: already L2-normalised
+    finally:
+        task.train(was_training)
 
 
 @torch.no_grad()
