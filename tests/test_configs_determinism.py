@@ -55,12 +55,13 @@ def _missing(raw: dict) -> str | None:
                 sections.append((f"{where}.{key}", value))
             elif isinstance(value, str) and value.startswith("runs/") and not (REPO / value).exists():
                 return f"{where}.{key} needs an earlier run ({value})"
-    pretrained = (raw.get("model") or {}).get("pretrained")
-    if isinstance(pretrained, str):
-        from medmm.models.encoders.hf_loading import resolve_dir
+    for key in ("pretrained", "clip_model"):  # a Hugging Face model (retrieval's CLIP: hf:NAME)
+        pretrained = (raw.get("model") or {}).get(key)
+        if isinstance(pretrained, str):
+            from medmm.models.encoders.hf_loading import resolve_dir
 
-        if resolve_dir(pretrained) is None:
-            return f"model.pretrained {pretrained!r} is neither a folder nor in the Hugging Face cache (no weights offline)"
+            if resolve_dir(pretrained.removeprefix("hf:")) is None:
+                return f"model.{key} {pretrained!r} is neither a folder nor in the Hugging Face cache (no weights offline)"
     return None
 
 
