@@ -148,7 +148,8 @@ def resize_8bit(arr: np.ndarray, size: int | Sequence[int], interpolation: Inter
         return arr.copy()
     # Mode "L" per plane: PIL's RGB resample applies the same 8-bit arithmetic to each band.
     planes = [arr] if arr.ndim == 2 else [arr[..., c] for c in range(arr.shape[-1])]
-    out = [np.asarray(Image.fromarray(np.ascontiguousarray(p), mode="L").resize((w, h), _RESAMPLE[interpolation])) for p in planes]
+    resample = _RESAMPLE[interpolation]
+    out = [np.asarray(Image.fromarray(np.ascontiguousarray(p), mode="L").resize((w, h), resample)) for p in planes]
     return out[0] if arr.ndim == 2 else np.stack(out, axis=-1)
 
 
@@ -228,7 +229,9 @@ def preprocess_image(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _resize_and_crop(x: np.ndarray, size, interpolation: Interpolation, mode: ResizeMode, resize_size, *, eight_bit: bool) -> np.ndarray:
+def _resize_and_crop(
+    x: np.ndarray, size, interpolation: Interpolation, mode: ResizeMode, resize_size, *, eight_bit: bool
+) -> np.ndarray:
     """Resize by the processor's rule, then the centred `size` window (none when they match)."""
     if mode == "shortest_edge":
         if not isinstance(resize_size, (int, np.integer)):
