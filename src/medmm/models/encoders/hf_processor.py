@@ -5,7 +5,8 @@ workers, and shared with the report store and retrieval keys); instead it reads 
 processor declares and reproduces it: resize rule (``size``: height/width or shortest_edge),
 filter (``resample``), centre crop (``crop_size``; ConvNeXt's ``crop_pct``), rescale and
 normalisation. For 8-bit images (JPEG, PNG) the result equals transformers' PIL-backend
-processors to float32 rounding (tests/test_hf_preprocessing.py). A field value medmm cannot
+processors to float32 rounding (tests/test_hf_preprocessing.py); opaque ones, that is: medmm
+drops an alpha channel where transformers composites it onto white. A field value medmm cannot
 reproduce is an error naming the field, never a silent approximation.
 """
 
