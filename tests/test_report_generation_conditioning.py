@@ -195,3 +195,14 @@ def test_wrong_run_kind_is_refused(monkeypatch):
     monkeypatch.setattr(api, "load_run", lambda run_dir: (SimpleNamespace(task="vqa", model={}), None))
     with pytest.raises(MedmmError, match="retrieval run"):
         FrozenImageKey.from_run("runs/vqa")
+
+
+def test_frozen_key_carries_a_pretrained_processors_resize_and_crop(fake_run):
+    from dataclasses import replace
+
+    fake_run.input_spec = replace(fake_run.input_spec, resize_mode="shortest_edge", resize_size=20, resize_8bit=True)
+    key = FrozenImageKey.from_run("some/retrieval_run")
+    assert key.spec()["resize_mode"] == "shortest_edge" and key.spec()["resize_size"] == 20
+    assert key._transform.spec == fake_run.input_spec  # the run's own preprocessing, crop included
+    plain = FrozenImageKey(SPEC)
+    assert plain._transform.spec == ImageInputSpec.from_dict(SPEC) and "resize_mode" not in plain.spec()

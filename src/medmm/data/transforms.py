@@ -3,8 +3,9 @@
 Everything here is plain numpy + PIL, so the same input gives the same output bytes on every
 machine and in every data-loader worker. The ONE way an image becomes model input (timm's
 `resolve_data_config` habit): a model declares what it needs as an `ImageInputSpec` (size,
-channels, mean/std, interpolation) and `build_transform(spec)` turns any array `read_image`
-returns into that input. Every task, the report store's keys and the U-Net go through it.
+channels, mean/std, interpolation, and the resize rule and centre crop of a pretrained model's
+image processor) and `build_transform(spec)` turns any array `read_image` returns into that
+input. Every task, the report store's keys and the U-Net go through it.
 
 Conventions: images are (H, W) or (H, W, C) numpy arrays; sizes are (height, width) or one int
 for a square; the output of `preprocess_image` / an `ImageTransform` is float32 (C, H, W).
@@ -24,6 +25,10 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 Interpolation = Literal["bilinear", "bicubic"]
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+# "stretch": resize to a (height, width) box; "shortest_edge": the shorter side to one length,
+# keeping the aspect ratio (transformers' `size={"shortest_edge": n}`, torchvision's Resize(int)).
+ResizeMode = Literal["stretch", "shortest_edge"]
+_RESIZE_MODES = ("stretch", "shortest_edge")
 
 
 def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -126,6 +131,51 @@ def resize(arr: np.ndarray, size: int | Sequence[int], *, mask: bool = False, in
     return res
 
 
+def resize_8bit(arr: np.ndarray, size: int | Sequence[int], interpolation: Interpolation = "bilinear") -> np.ndarray:
+    """Resize a uint8 image with PIL's 8-bit filter, as transformers' PIL image processors do.
+
+    PIL resamples 8-bit images in two separable passes, each rounded and clipped to 0..255; the
+    float path (`resize`) rounds nothing. The two differ by a few grey levels (more with bicubic,
+    whose overshoot the 8-bit passes clip), so a model trained on the 8-bit result gets it here.
+    """
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+        raise ValueError(f"resize_8bit needs a uint8 (H, W) or (H, W, C) image, got {arr.dtype} {arr.shape}")
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
+    h, w = _size_hw(size)
+    if arr.shape[:2] == (h, w):
+        return arr.copy()
+    # Mode "L" per plane: PIL's RGB resample applies the same 8-bit arithmetic to each band.
+    planes = [arr] if arr.ndim == 2 else [arr[..., c] for c in range(arr.shape[-1])]
+    resample = _RESAMPLE[interpolation]
+    out = [np.asarray(Image.fromarray(np.ascontiguousarray(p), mode="L").resize((w, h), resample)) for p in planes]
+    return out[0] if arr.ndim == 2 else np.stack(out, axis=-1)
+
+
+def shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
+    """(height, width) after resizing the shorter side to `edge`, keeping the aspect ratio.
+
+    The longer side is truncated, ``int(edge * long / short)``, exactly as transformers'
+    `get_resize_output_image_size(default_to_square=False)` computes it.
+    """
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(edge * long / short)
+    return (new_long, edge) if width <= height else (edge, new_long)
+
+
+def center_crop(arr: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
+    """The centred (height, width) window of (H, W) or (H, W, C); top = (H - h) // 2 (transformers'
+    and torchvision's offset). A window larger than the image is an error, not zero padding."""
+    arr = np.asarray(arr)
+    h, w = _size_hw(size)
+    H, W = arr.shape[:2]
+    if h > H or w > W:
+        raise ValueError(f"centre crop {(h, w)} is larger than the image {(H, W)}")
+    top, left = (H - h) // 2, (W - w) // 2
+    return arr[top : top + h, left : left + w]
+
+
 def normalize(arr: np.ndarray, mean: float | Sequence[float], std: float | Sequence[float]) -> np.ndarray:
     """(x - mean) / std per channel (last axis of (H, W, C); scalar for (H, W)), as float32."""
     x = np.asarray(arr, dtype=np.float32)
@@ -147,21 +197,52 @@ def preprocess_image(
     mean: float | Sequence[float] = 0.5,
     std: float | Sequence[float] = 0.5,
     interpolation: Interpolation = "bilinear",
+    *,
+    resize_mode: ResizeMode = "stretch",
+    resize_size: int | Sequence[int] | None = None,
+    resize_8bit: bool = False,
 ) -> np.ndarray:
     """Any image from `read_image` -> model input: float32 (in_channels, H, W), normalised.
 
     Steps: channel conversion (`to_channels`), intensity to [0, 1] (`to_unit_range`), resize to
     ``size`` (`resize`, bilinear unless told), then (x - mean) / std per channel. Models call it
     through `build_transform(spec)`.
+
+    A pretrained model's processor may resize first to ``resize_size`` (``resize_mode``
+    "stretch": that (height, width); "shortest_edge": the shorter side to that length) and then
+    take the centred ``size`` window. ``resize_8bit``: a uint8 image is resized with PIL's 8-bit
+    filter before scaling to [0, 1] (`resize_8bit`), as transformers' PIL processors do; other
+    dtypes take the float path.
     """
     # Grayscale is resized once and replicated afterwards: 3x less work, identical result.
     x = to_channels(arr, 1) if in_channels == 1 or np.ndim(arr) == 2 else to_channels(arr, 3)
-    x = resize(to_unit_range(x), size, interpolation=interpolation)
+    if resize_mode == "stretch" and resize_size is None and not resize_8bit:
+        x = resize(to_unit_range(x), size, interpolation=interpolation)
+    elif resize_8bit and x.dtype == np.uint8:
+        x = to_unit_range(_resize_and_crop(x, size, interpolation, resize_mode, resize_size, eight_bit=True))
+    else:
+        x = _resize_and_crop(to_unit_range(x), size, interpolation, resize_mode, resize_size, eight_bit=False)
     if in_channels == 3 and x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=-1)
     x = normalize(x, mean, std)
     x = x[None] if x.ndim == 2 else np.transpose(x, (2, 0, 1))
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _resize_and_crop(
+    x: np.ndarray, size, interpolation: Interpolation, mode: ResizeMode, resize_size, *, eight_bit: bool
+) -> np.ndarray:
+    """Resize by the processor's rule, then the centred `size` window (none when they match)."""
+    if mode == "shortest_edge":
+        if not isinstance(resize_size, (int, np.integer)):
+            raise ValueError(f"resize_mode 'shortest_edge' needs one int resize_size, got {resize_size!r}")
+        target = shortest_edge_size(x.shape[0], x.shape[1], int(resize_size))
+    elif mode == "stretch":
+        target = _size_hw(size if resize_size is None else resize_size)
+    else:
+        raise ValueError(f"resize_mode must be one of {list(_RESIZE_MODES)}, got {mode!r}")
+    x = resize_8bit(x, target, interpolation) if eight_bit else resize(x, target, interpolation=interpolation)
+    return x if x.shape[:2] == _size_hw(size) else center_crop(x, size)
 
 
 def preprocess_mask(arr: np.ndarray, size: int | Sequence[int], *, binary: bool = True) -> np.ndarray:
@@ -186,10 +267,17 @@ def preprocess_mask(arr: np.ndarray, size: int | Sequence[int], *, binary: bool 
 class ImageInputSpec:
     """What an image model takes, declared by the model itself; `build_transform` builds the input.
 
-    size: side in pixels, or (height, width). in_channels: 1 or 3. mean, std: per-channel
-    normalisation after intensities are scaled to [0, 1] (one value, or one per channel). No
-    defaults for the statistics on purpose: a model that does not state them is an error, never
-    ImageNet's numbers in disguise. interpolation: the resize filter ("bilinear" or "bicubic").
+    size: side in pixels, or (height, width): the model's input. in_channels: 1 or 3. mean, std:
+    per-channel normalisation after intensities are scaled to [0, 1] (one value, or one per
+    channel). No defaults for the statistics on purpose: a model that does not state them is an
+    error, never ImageNet's numbers in disguise. interpolation: the resize filter ("bilinear" or
+    "bicubic").
+
+    What a pretrained model's image processor adds (defaults: resize straight to `size`):
+    resize_mode / resize_size: "stretch" to a (height, width) or int box, or "shortest_edge" (the
+    shorter side to one int length, aspect kept); when the resized image is larger than `size`,
+    the centred `size` window is taken (CLIP: shortest edge 224, crop 224; DINOv2: 256, crop 224).
+    resize_8bit: resize uint8 images with PIL's 8-bit filter, as transformers' PIL processors do.
     """
 
     size: int | tuple[int, int]
@@ -197,6 +285,9 @@ class ImageInputSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     interpolation: Interpolation = "bilinear"
+    resize_mode: ResizeMode = "stretch"
+    resize_size: int | tuple[int, int] | None = None
+    resize_8bit: bool = False
 
     def __post_init__(self) -> None:
         size = self.size if isinstance(self.size, (int, np.integer)) else tuple(int(v) for v in self.size)
@@ -218,16 +309,57 @@ class ImageInputSpec:
         object.__setattr__(self, "in_channels", int(self.in_channels))
         object.__setattr__(self, "mean", stats["mean"])
         object.__setattr__(self, "std", stats["std"])
+        object.__setattr__(self, "resize_size", self._checked_resize_size())
+        object.__setattr__(self, "resize_8bit", bool(self.resize_8bit))
+
+    def _checked_resize_size(self) -> int | tuple[int, int] | None:
+        """The resize target, validated: the centre crop (`size`) must fit inside the resized image."""
+        rs, (h, w) = self.resize_size, _size_hw(self.size)
+        if self.resize_mode not in _RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {list(_RESIZE_MODES)}, got {self.resize_mode!r}")
+        if self.resize_mode == "shortest_edge":
+            if not isinstance(rs, (int, np.integer)) or isinstance(rs, bool):
+                raise ValueError(f"resize_mode 'shortest_edge' needs one int resize_size, got {rs!r}")
+            if int(rs) < max(h, w):
+                raise ValueError(f"crop {(h, w)} does not fit an image whose shorter side is resized to {int(rs)}")
+            return int(rs)
+        if rs is None:
+            return None
+        rh, rw = _size_hw(rs)
+        if rh < h or rw < w:
+            raise ValueError(f"crop {(h, w)} is larger than the resize box {(rh, rw)}")
+        return int(rs) if isinstance(rs, (int, np.integer)) else (rh, rw)
 
     def with_size(self, size: int | Sequence[int] | None) -> ImageInputSpec:
-        """This spec at another input size (a config's ``image_size``); None keeps the declared one."""
-        return self if size is None else replace(self, size=size if isinstance(size, (int, np.integer)) else tuple(size))
+        """This spec at another input size (a config's ``image_size``); None keeps the declared one.
+
+        A spec that resizes larger and crops keeps its resize-to-crop ratio (timm's ``crop_pct``):
+        CLIP's 224 / 224 at 336 becomes 336 / 336, DINOv2's 256 / 224 at 112 becomes 128 / 112.
+        """
+        if size is None:
+            return self
+        size = int(size) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
+        (oh, ow), (nh, nw) = _size_hw(self.size), _size_hw(size)
+        if (oh, ow) == (nh, nw) or self.resize_size is None:
+            return replace(self, size=size)
+        if self.resize_mode == "shortest_edge":
+            edge = max(round(self.resize_size * max(nh / oh, nw / ow)), nh, nw)
+            return replace(self, size=size, resize_size=int(edge))
+        rh, rw = _size_hw(self.resize_size)
+        return replace(self, size=size, resize_size=(max(round(rh * nh / oh), nh), max(round(rw * nw / ow), nw)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (weights metadata, model packages)."""
+        """JSON form (weights metadata, model packages). The processor fields appear only when they
+        differ from plain resizing, so a medmm encoder's dict (and every key built from it) is as before."""
         size = self.size if isinstance(self.size, int) else list(self.size)
-        return {"size": size, "in_channels": self.in_channels, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation}
+        d: dict[str, Any] = {"size": size, "in_channels": self.in_channels, "mean": list(self.mean),
+                             "std": list(self.std), "interpolation": self.interpolation}
+        if self.resize_mode != "stretch" or self.resize_size is not None:
+            d["resize_mode"] = self.resize_mode
+            d["resize_size"] = self.resize_size if isinstance(self.resize_size, int) else list(self.resize_size)
+        if self.resize_8bit:
+            d["resize_8bit"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ImageInputSpec:
@@ -236,8 +368,11 @@ class ImageInputSpec:
         try:
             size = d["size"] if "size" in d else d["image_size"]
             channels = d["in_channels"] if "in_channels" in d else d["channels"]
+            rs = d.get("resize_size")
             return cls(size=size, in_channels=channels, mean=d["mean"], std=d["std"],
-                       interpolation=d.get("interpolation", "bilinear"))
+                       interpolation=d.get("interpolation", "bilinear"), resize_mode=d.get("resize_mode", "stretch"),
+                       resize_size=rs if rs is None or isinstance(rs, int) else tuple(rs),
+                       resize_8bit=bool(d.get("resize_8bit", False)))
         except KeyError as exc:
             raise ValueError(f"image input spec lacks {exc.args[0]!r}: {dict(d)!r}") from exc
 
@@ -253,7 +388,8 @@ class ImageTransform:
 
     def __call__(self, arr: np.ndarray) -> np.ndarray:
         s = self.spec
-        return preprocess_image(np.asarray(arr), s.size, s.in_channels, s.mean, s.std, interpolation=s.interpolation)
+        return preprocess_image(np.asarray(arr), s.size, s.in_channels, s.mean, s.std, interpolation=s.interpolation,
+                                resize_mode=s.resize_mode, resize_size=s.resize_size, resize_8bit=s.resize_8bit)
 
     def __repr__(self) -> str:
         return f"ImageTransform({self.spec})"
@@ -261,7 +397,8 @@ class ImageTransform:
 
 def build_transform(spec: ImageInputSpec) -> ImageTransform:
     """The preprocessing a model declared: channels, intensities to [0, 1] (`to_unit_range`),
-    resize with the spec's filter, (x - mean) / std. The one path from image to model input."""
+    resize with the spec's filter and rule, centre crop when the spec asks, (x - mean) / std. The
+    one path from image to model input."""
     if not isinstance(spec, ImageInputSpec):
         raise TypeError(f"build_transform needs an ImageInputSpec, got {type(spec).__name__}")
     return ImageTransform(spec)

@@ -68,6 +68,14 @@ def state_checksum(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _spec_json(spec: Any) -> dict[str, Any] | None:
+    # `to_dict` lists a processor's resize rule only when a spec has one, so the keys of caches
+    # written before those fields existed still match.
+    if hasattr(spec, "to_dict"):
+        return spec.to_dict()
+    return asdict(spec) if is_dataclass(spec) and not isinstance(spec, type) else None
+
+
 def encoder_identity(encoder: nn.Module, preprocessing: Mapping[str, Any] | None = None) -> str:
     """The key part naming an encoder: class, weights checksum, preprocessing, device type, FORMAT.
 
@@ -79,7 +87,7 @@ def encoder_identity(encoder: nn.Module, preprocessing: Mapping[str, Any] | None
         "format": FORMAT,
         "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
         "weights": state_checksum(encoder),
-        "input_spec": asdict(spec) if is_dataclass(spec) and not isinstance(spec, type) else None,
+        "input_spec": _spec_json(spec),
         "preprocessing": dict(preprocessing or {}),
         "device": params.device.type if params is not None else "cpu",
     }

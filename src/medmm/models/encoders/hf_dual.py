@@ -1,8 +1,9 @@
 """A pretrained CLIP-family dual encoder from transformers (CLIPModel, SiglipModel) as both towers.
 
 The checkpoint supplies its image and text towers, its own projection heads and its logit scale;
-preprocessing (side, mean, std) comes from its preprocessor_config.json. SigLIP's logit_bias is
-kept in the model but unused: medmm trains every dual encoder with the symmetric InfoNCE loss.
+preprocessing (resize rule, filter, centre crop, mean, std) comes from its preprocessor_config.json.
+SigLIP's logit_bias is kept in the model but unused: medmm trains every dual encoder with the
+symmetric InfoNCE loss.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medmm.data.transforms import ImageInputSpec
 from medmm.errors import BadInputError, MedmmError
-from medmm.models.encoders.hf_image import _input_from_processor
+from medmm.models.encoders.hf_image import processor_spec
 from medmm.models.encoders.hf_loading import load_hf, source_record
 
 
@@ -30,15 +30,14 @@ class HFClipDualEncoder(nn.Module):
             self.tokenizer = load_hf("AutoTokenizer", name_or_dir)
             if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "logit_scale"):
                 raise MedmmError(f"{type(self.model).__name__} is not a CLIP-family dual encoder (CLIPModel, SiglipModel)")
-            size, mean, std = _input_from_processor(name_or_dir, None, None, None)
+            vc = self.model.config.vision_config
+            self.in_channels = int(getattr(vc, "num_channels", 3))
+            # the image tower's declared input: medmm's transform is built from it (no HF processor call)
+            self.input_spec = processor_spec(name_or_dir, self.in_channels)
         except MedmmError as exc:
             raise BadInputError(name_or_dir, f"cannot load a CLIP-family model: {exc}") from exc
         self.model.logit_scale.requires_grad_(learn_temperature)
-        vc = self.model.config.vision_config
-        self.image_size = int(size or vc.image_size)
-        self.in_channels = int(getattr(vc, "num_channels", 3))
-        # the image tower's declared input: medmm's transform is built from it (no HF processor call)
-        self.input_spec = ImageInputSpec(size=self.image_size, in_channels=self.in_channels, mean=mean, std=std)
+        self.image_size = self.input_spec.size
         self.max_length = int(self.model.config.text_config.max_position_embeddings)
         self.image_local = self.text_local = None
         # SigLIP has no projection_dim: its heads keep the vision hidden size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -9,26 +10,17 @@ import torch
 from medmm.errors import MedmmError
 from medmm.models.encoders.base import ImageEncoder, ImageFeatures, ImageInputSpec, match_channels
 from medmm.models.encoders.hf_loading import load_hf, source_record
+from medmm.models.encoders.hf_processor import spec_from_processor
 
 
-def processor_input(proc) -> tuple[int | None, tuple[float, ...], tuple[float, ...]]:
-    """(input side, mean, std) of a transformers image processor: the centre-crop size when it
-    crops (CLIP, DINOv2, ConvNeXt), else its resize height / shortest edge (ViT, SigLIP)."""
-    box = getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else None
-    box = box or getattr(proc, "size", None) or {}
-    box = box if isinstance(box, dict) else dict(box)
-    side = box.get("height") or box.get("shortest_edge")
-    return (int(side) if side else None), tuple(proc.image_mean), tuple(proc.image_std)
+def processor_spec(name_or_dir: str, in_channels: int) -> ImageInputSpec:
+    """The input spec the model's image processor declares (preprocessor_config.json, read
+    through transformers' AutoImageProcessor so its class defaults apply): resize rule, filter,
+    centre crop, statistics (`medmm.models.encoders.hf_processor`).
 
-
-def _input_from_processor(name_or_dir: str, mean, std, size) -> tuple[int | None, tuple, tuple]:
-    """Image side, mean and std from the model's preprocessor_config.json; explicit values win.
-
-    No silent ImageNet fallback: a model without a processor config needs image_mean and
-    image_std passed explicitly (image_encoder_kwargs), else this raises.
+    No silent ImageNet fallback: a folder without a processor config is an error naming the
+    kwargs (image_mean, image_std, image_size) that state a plain resize instead.
     """
-    if mean is not None and std is not None:
-        return size, tuple(mean), tuple(std)
     folder = Path(name_or_dir).expanduser()  # a hub model's processor file is fetched by load_hf below
     if folder.is_dir() and not (folder / "preprocessor_config.json").is_file():
         raise MedmmError(
@@ -36,8 +28,24 @@ def _input_from_processor(name_or_dir: str, mean, std, size) -> tuple[int | None
             "add the checkpoint's preprocessor_config.json or pass image_mean and image_std (and image_size) "
             "in the encoder kwargs (e.g. image_encoder_kwargs: {image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5]})"
         )
-    p_size, p_mean, p_std = processor_input(load_hf("AutoImageProcessor", name_or_dir))
-    return size or p_size, tuple(mean or p_mean), tuple(std or p_std)
+    proc = load_hf("AutoImageProcessor", name_or_dir)
+    return spec_from_processor(proc.to_dict(), in_channels, where=f"{name_or_dir}: preprocessor_config.json")
+
+
+def declared_input(name_or_dir: str, in_channels: int, mean, std, size, model_size: int) -> ImageInputSpec:
+    """The encoder's input spec: its processor's, with explicit values winning.
+
+    mean and std both given: the processor is not read; a plain bilinear resize to `size` (else
+    the size the model was built for, `model_size`) with those statistics. Otherwise the
+    processor's spec, with any given mean, std or size replacing its own (`with_size` keeps a
+    crop's resize-to-crop ratio).
+    """
+    if mean is not None and std is not None:
+        return ImageInputSpec(size=size or model_size, in_channels=in_channels, mean=tuple(mean), std=tuple(std))
+    spec = processor_spec(name_or_dir, in_channels)
+    if mean is not None or std is not None:
+        spec = replace(spec, mean=tuple(mean or spec.mean), std=tuple(std or spec.std))
+    return spec.with_size(size)
 
 
 class HFImageEncoder(ImageEncoder):
@@ -57,7 +65,8 @@ class HFImageEncoder(ImageEncoder):
         image_size: int | None = None,
     ):
         """image_mean / image_std / image_size override the model's preprocessor_config.json
-        (required when the folder has none)."""
+        (required when the folder has none; mean and std together replace the processor by a
+        plain bilinear resize)."""
         super().__init__()
         kw = {"attn_implementation": "eager"} if output_attentions else {}
         model = load_hf("AutoModel", name_or_dir, **kw)
@@ -72,12 +81,10 @@ class HFImageEncoder(ImageEncoder):
         self.output_attentions = output_attentions
         # ViT/Swin/DINOv2/CLIP configs carry hidden_size; ConvNeXt/ResNet carry hidden_sizes.
         self.out_dim = int(getattr(cfg, "hidden_size", None) or cfg.hidden_sizes[-1])
-        size, mean, std = _input_from_processor(name_or_dir, image_mean, image_std, image_size)
-        if size is None:  # the processor does not resize: the size the model was built for
-            size = getattr(cfg, "image_size", 224)
-            size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        built = getattr(cfg, "image_size", 224)  # the size the model was built for
+        built = int(built[0] if isinstance(built, (list, tuple)) else built)
         self.hf_source = source_record(name_or_dir)
-        self.input_spec = ImageInputSpec(size=size, in_channels=self.in_channels, mean=mean, std=std)
+        self.input_spec = declared_input(name_or_dir, self.in_channels, image_mean, image_std, image_size, built)
 
     def _to_grid(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor | None:
         n = (h // self.patch) * (w // self.patch) if self.patch else 0

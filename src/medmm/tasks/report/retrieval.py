@@ -82,6 +82,8 @@ class FrozenImageKey(nn.Module):
             "std": list(task.std),
             "interpolation": task.input_spec.interpolation,
         }
+        # a pretrained processor's resize rule and crop travel too (none for medmm's own encoders)
+        spec.update({k: v for k, v in task.input_spec.to_dict().items() if k.startswith("resize")})
         key = cls(spec)
         key.encoder.load_state_dict(task.model.image_encoder.state_dict(), strict=True)
         key.proj.load_state_dict(task.model.image_proj.state_dict(), strict=True)
