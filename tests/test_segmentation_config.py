@@ -85,7 +85,7 @@ def test_config_migrate_rewrites_an_old_segmentation_config(tmp_path, monkeypatc
     old = tmp_path / "old.yaml"
     old.write_text(yaml.safe_dump({"task": "segmentation", "data": {"dataset": "monuseg_lvit", "root": "../shared/data/monuseg_lvit"},
                                    "model": OLD_MONUSEG_TEXT}))
-    with pytest.raises(ConfigError, match=r"model\.text_encoder: moved to model\.text\.encoder"):
+    with pytest.raises(ConfigError, match=r"old\.yaml: model\.attention_levels: moved to model\.unet\.attention_levels"):
         load_config(old, validate_model=True)
     res = CliRunner().invoke(app, ["config", "migrate", str(old), "--in-place"])
     assert res.exit_code == 0, res.output
