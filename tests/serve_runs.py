@@ -23,8 +23,10 @@ COVID_CXR = SHARED_DATA / "covid_cxr"  # real data: the segmentation tests skip 
 # Data: the bundled VQA-RAD sample unless data.root says otherwise.
 TASK_RUNS: dict[str, tuple[str, list[str]]] = {
     "segmentation": ("segmentation/covid_cxr_seg.yaml", [
-        f"data.root={COVID_CXR}", "model.text_encoder=scratch", "model.text_kw={dim: 16, num_layers: 1, num_heads: 2, vocab_size: 100}",
-        "model.channels=[4, 8]", "model.attention_levels=1", "model.heads=2", "model.image_size=32", "model.bootstrap_resamples=10",
+        f"data.root={COVID_CXR}", "model.text.encoder=scratch",
+        "model.text.encoder_kwargs={dim: 16, num_layers: 1, num_heads: 2, vocab_size: 100}",
+        "model.unet.channels=[4, 8]", "model.unet.attention_levels=1", "model.unet.heads=2", "model.image.size=32",
+        "model.bootstrap_resamples=10",
         "trainer.batch_size=2", "trainer.val_every_n_epochs=1"]),
     "report_generation": ("report/iu_xray.yaml", [
         f"data.root={IU_XRAY_TINY}", "trainer.batch_size=4", "model.dim=32", "model.decoder.layers=1", "model.decoder.heads=2",

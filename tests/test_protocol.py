@@ -95,8 +95,8 @@ def _squares(n: int, seed: int) -> list[Sample]:
 
 def _segmentation():
     cls = get_task_class("segmentation")
-    task = cls.from_config({"classes": {"square": ["sq"]}, "conditioning": "none", "text_encoder": None,
-                            "channels": [8, 16], "in_channels": 1, "image_size": 24, "bootstrap_resamples": 30})
+    task = cls.from_config({"classes": {"square": ["sq"]}, "conditioning": "none", "text": {"encoder": None},
+                            "unet": {"channels": [8, 16]}, "image": {"in_channels": 1, "size": 24}, "bootstrap_resamples": 30})
     return task, _squares(12, 0), _squares(8, 1), {"otsu"}
 
 

@@ -118,6 +118,26 @@ def test_an_entry_point_must_register_under_its_own_name(sandbox) -> None:
         R["spin"]
 
 
+def test_an_entry_point_object_nothing_registered_is_handed_to_register_entry_point(sandbox) -> None:
+    """A registry with `register_entry_point` (the file scorers') registers plug-in objects that
+    their modules left unregistered, through the caller's checking function."""
+    _write(sandbox, {"toyreg_host.py": "from medmm.registry import Registry\n"
+                                       "def adopt(name, obj):\n"
+                                       "    if not isinstance(obj, int):\n"
+                                       "        raise TypeError(f'is a {type(obj).__name__}, not an int')\n"
+                                       "    R.register(name, obj, adopted=True)\n"
+                                       "R = Registry('gizmo', entry_points='toyreg.gizmos', register_entry_point=adopt)\n"})
+    _distribution(sandbox, "toyreg.gizmos", "seven = toyreg_plugin:SEVEN\nword = toyreg_plugin:WORD", "toyreg_plugin",
+                  "SEVEN = 7\nWORD = 'seven'\n")
+    from toyreg_host import R
+
+    assert R.registered("seven") is False  # asking loads nothing
+    with pytest.raises(MedmmError, match=r"gizmo plug-in 'word' \(toyreg_plugin:WORD\): is a str, not an int"):
+        R["seven"]  # a miss loads every plug-in: the bad one is named
+    assert R.registered("seven") and R["seven"] == 7 and R.meta("seven") == {"adopted": True}
+    assert R.copy().register_entry_point is R.register_entry_point
+
+
 def test_a_broken_plugin_is_named(sandbox) -> None:
     _plugin_registry(sandbox)
     _distribution(sandbox, "toyreg.gizmos", "bad = toyreg_plugin:Bad", "toyreg_plugin", "raise RuntimeError('boom')\n")

@@ -67,7 +67,7 @@ def test_pneumoniamnist_protocol_runs_and_scores_the_official_file(tmp_path):
 def test_monuseg_protocol_runs(tmp_path, variant):
     root = shared_dataset("monuseg_lvit")
     cfg = _train(f"segmentation/monuseg_{variant}.yaml", root, tmp_path / "run",
-                 ["data.max_samples=2", "model.channels=[8,16,32,64]"])
-    assert (cfg.model["augmentation"], cfg.model["loss"], cfg.model["image_size"]) == ("lvit", "lvit_dice_bce", 224)
+                 ["data.max_samples=2", "model.unet.channels=[8,16,32,64]"])
+    assert (cfg.model["augment"]["policy"], cfg.model["loss"]["name"], cfg.model["image"]["size"]) == ("lvit", "lvit_dice_bce", 224)
     val = api.evaluate(tmp_path / "run", root, split="val", out=tmp_path / "val.json")
     assert val["provenance"]["n_samples"] == 6 and 0.0 <= val["metrics"]["dice_mean"] <= 1.0

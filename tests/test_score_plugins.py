@@ -67,18 +67,22 @@ ODD = FileScorer(prepare, ("colour",), needs_ref=False)
 '''
 
 
+# more entry points for one test: a module object that is no FileScorer
+_EXTRA_ENTRY_POINTS = {"test_a_plugin_that_is_no_scorer_is_named": "toy_bad = toy_scorer_mod:prepare\n"}
+
+
 @pytest.fixture
-def toy_scorer(tmp_path, monkeypatch):
+def toy_scorer(tmp_path, monkeypatch, request):
     """An installed package declaring two `medmm.scorers` entry points (one asks for an option
     `medmm score` has no flag for)."""
     (tmp_path / "toy_scorer_mod.py").write_text(_SCORER_MODULE)
     info = tmp_path / "toy_scorer-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-scorer\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[medmm.scorers]\ntoy_chars = toy_scorer_mod:SCORER\ntoy_odd = toy_scorer_mod:ODD\n")
+    (info / "entry_points.txt").write_text("[medmm.scorers]\ntoy_chars = toy_scorer_mod:SCORER\ntoy_odd = toy_scorer_mod:ODD\n"
+                                          + _EXTRA_ENTRY_POINTS.get(request.node.name, ""))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(S, "SCORERS", dict(S.SCORERS))
-    monkeypatch.setattr(S, "_LOADED_ENTRY_POINTS", set(S._LOADED_ENTRY_POINTS))
+    monkeypatch.setattr(S, "SCORERS", S.SCORERS.copy())  # the toy entries go with the copy
     yield tmp_path
     sys.modules.pop("toy_scorer_mod", None)
 
@@ -94,3 +98,24 @@ def test_a_third_party_scorer_is_found_through_its_entry_point(toy_scorer: Path)
     assert res.exit_code != 0 and "no flag for" in res.output
     with pytest.raises(ValueError, match=r"unknown task 'toy_nope'; known: .*toy_chars.*entry points"):
         S.resolve_scorer("toy_nope")
+
+
+def test_the_scorer_plugins_load_through_the_generic_registry(toy_scorer: Path) -> None:
+    """One entry-point loader (medmm.registry.Registry): the toy scorers' module did not register
+    them, so they are registered under their entry point names, once."""
+    from medmm.registry import Registry
+
+    assert isinstance(S.SCORERS, Registry) and S.SCORERS.entry_points == plugins.SCORER_ENTRY_POINT_GROUP
+    assert not S.SCORERS.registered("toy_chars")
+    assert {"toy_chars", "toy_odd", "vqa"} <= set(S.known_scorers())
+    assert S.SCORERS["toy_chars"] is sys.modules["toy_scorer_mod"].SCORER
+    assert S.SCORERS.load_entry_points() == []  # loaded once
+    with pytest.raises(ValueError, match="registered twice"):
+        S.register_scorer("toy_chars", S.SCORERS["toy_chars"])
+
+
+def test_a_plugin_that_is_no_scorer_is_named(toy_scorer: Path) -> None:
+    from medmm.errors import MedmmError
+
+    with pytest.raises(MedmmError, match=r"file scorer plug-in 'toy_bad' \(toy_scorer_mod:prepare\): is a function, not a FileScorer"):
+        S.known_scorers()

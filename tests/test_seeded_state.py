@@ -50,10 +50,10 @@ def test_wordpiece_vocab_merges_frequent_pairs_and_breaks_ties_by_text():
 
 
 def _segmentation():
-    from medmm.tasks.segmentation.config import SegmentationConfig
     from medmm.tasks.segmentation.task import Segmentation
 
-    return Segmentation(SegmentationConfig(conditioning="none", text_encoder=None, channels=[4, 8], attention_levels=0, image_size=32))
+    return Segmentation.from_config({"conditioning": "none", "text": {"encoder": None},
+                                     "unet": {"channels": [4, 8], "attention_levels": 0}, "image": {"size": 32}})
 
 
 def test_segmentation_augmentation_follows_the_run_seed_and_resumes_its_stream():

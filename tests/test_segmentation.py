@@ -11,7 +11,7 @@ import torch
 from medmm.data.schema import ImageRef, MaskRef, Sample
 from medmm.models.encoders.base import TextFeatures
 from medmm.models.segmentation import TextGuidedUNet
-from medmm.tasks.segmentation.config import SegmentationConfig
+from medmm.tasks.segmentation.config import SegmentationConfig, SegmentationImageConfig, SegmentationTextConfig, UNetConfig
 from medmm.tasks.segmentation.masks import class_target, export_masks, rle_decode, rle_encode
 from medmm.tasks.segmentation.metrics import segmentation_summary
 from medmm.tasks.segmentation.task import Segmentation
@@ -101,20 +101,16 @@ def _squares(n: int, size: int = 24, seed: int = 0) -> list[Sample]:
 
 
 def _toy_task(conditioning: str = "film+attention", loss: str = "dice_ce") -> Segmentation:
-    return Segmentation(SegmentationConfig(
-        classes={"bright square": ["bright"], "dim square": ["dim"]},
-        text_template="{prompt}",
-        conditioning=conditioning,
-        text_encoder="scratch",
-        text_kw={"dim": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 64, "dropout": 0.0},
-        freeze_text=False,
-        channels=[8, 16],
-        attention_levels=1,
-        in_channels=1,
-        image_size=24,
-        loss=loss,
-        bootstrap_resamples=50,
-    ))
+    return Segmentation.from_config({
+        "classes": {"bright square": ["bright"], "dim square": ["dim"]},
+        "conditioning": conditioning,
+        "text": {"template": "{prompt}", "encoder": "scratch", "freeze": False,
+                 "encoder_kwargs": {"dim": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 64, "dropout": 0.0}},
+        "unet": {"channels": [8, 16], "attention_levels": 1},
+        "image": {"in_channels": 1, "size": 24},
+        "loss": {"name": loss},
+        "bootstrap_resamples": 50,
+    })
 
 
 def _mean_dice(task: Segmentation, samples: list[Sample]) -> dict:
@@ -162,10 +158,11 @@ def test_losses_are_finite_and_backprop(loss):
 
 def test_sliding_window_matches_shapes_and_config_checks():
     samples = _squares(2, size=64)
-    cfg = dict(classes={"bright square": ["bright"]}, text_template="{prompt}", conditioning="film",
-               text_encoder="scratch", text_kw={"dim": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 64},
-               channels=[4, 8], in_channels=1, image_size=64, crop_size=32, bootstrap_resamples=0)
-    task = Segmentation(SegmentationConfig(**cfg, inference="sliding_window"))
+    text = {"template": "{prompt}", "encoder": "scratch",
+            "encoder_kwargs": {"dim": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 64}}
+    cfg = {"classes": {"bright square": ["bright"]}, "conditioning": "film", "text": text, "unet": {"channels": [4, 8]},
+           "image": {"in_channels": 1, "size": 64}, "augment": {"crop_size": 32}, "bootstrap_resamples": 0}
+    task = Segmentation.from_config({**cfg, "inference": {"mode": "sliding_window"}})
     task.setup(samples)
     task.eval()
     batch = task.collate(samples)
@@ -178,10 +175,10 @@ def test_sliding_window_matches_shapes_and_config_checks():
     task.train()
     crop = task.training_step(batch)  # random 32-px crops in training
     assert torch.isfinite(crop["loss"])
-    with pytest.raises(Exception, match="crop_size"):
-        Segmentation(SegmentationConfig(**{**cfg, "crop_size": None}, inference="sliding_window"))
+    with pytest.raises(Exception, match="augment.crop_size"):
+        Segmentation.from_config({**cfg, "augment": {"crop_size": None}, "inference": {"mode": "sliding_window"}})
     with pytest.raises(Exception, match="multiple"):
-        Segmentation(SegmentationConfig(**{**cfg, "image_size": 65, "crop_size": None}))
+        Segmentation.from_config({**cfg, "image": {"in_channels": 1, "size": 65}, "augment": {}})
 
 
 def test_summary_groups_and_empty_masks():
@@ -222,15 +219,17 @@ def test_real_monuseg_and_covid_batches():
     from medmm.data import load_dataset
 
     mon = load_dataset("monuseg_lvit", shared_dataset("monuseg_lvit"), "val").samples[:1]
-    task = Segmentation(SegmentationConfig(conditioning="none", text_encoder=None, channels=[4, 8],
-                                           image_size=64, bootstrap_resamples=0))
+    task = Segmentation(SegmentationConfig(conditioning="none", text=SegmentationTextConfig(encoder=None),
+                                           unet=UNetConfig(channels=[4, 8]), image=SegmentationImageConfig(size=64),
+                                           bootstrap_resamples=0))
     batch = task.collate(mon)
     assert batch["images"].shape == (1, 3, 64, 64) and batch["meta"][0]["shape"] == [512, 512]
     assert 0 < float(batch["masks"].mean()) < 0.6  # nuclei are a minority of pixels
     cov = load_dataset("covid_cxr_seg", shared_dataset("covid_cxr"), "all").samples[:1]
     ctask = Segmentation(SegmentationConfig(
-        classes={"heart": ["Cardiomediastinum"], "lungs": ["Left Lung", "Right Lung"]}, text_template="{prompt}",
-        conditioning="none", text_encoder=None, channels=[4, 8], in_channels=1, image_size=64, bootstrap_resamples=0))
+        classes={"heart": ["Cardiomediastinum"], "lungs": ["Left Lung", "Right Lung"]}, conditioning="none",
+        text=SegmentationTextConfig(template="{prompt}", encoder=None), unet=UNetConfig(channels=[4, 8]),
+        image=SegmentationImageConfig(in_channels=1, size=64), bootstrap_resamples=0))
     cb = ctask.collate(cov)
     assert cb["images"].shape == (2, 1, 64, 64) and [m["label"] for m in cb["meta"]] == ["heart", "lungs"]
     ctask.eval()

@@ -104,10 +104,11 @@ def test_hf_encoder_spec_comes_from_its_processor_config(tmp_path):
 
 def test_the_unet_declares_its_input_and_the_segmentation_task_uses_it():
     from medmm.data.schema import ImageRef, Sample
-    from medmm.tasks.segmentation.task import Segmentation, SegmentationConfig
+    from medmm.tasks.segmentation.task import Segmentation
 
-    task = Segmentation(SegmentationConfig(conditioning="none", text_encoder=None, in_channels=1, channels=[4, 8],
-                                           image_size=32, mean=[0.4], std=[0.3], classes={"organ": ["organ"]}))
+    task = Segmentation.from_config({"conditioning": "none", "text": {"encoder": None}, "unet": {"channels": [4, 8]},
+                                     "image": {"in_channels": 1, "size": 32, "mean": [0.4], "std": [0.3]},
+                                     "classes": {"organ": ["organ"]}})
     spec = task.model.unet.input_spec
     assert spec == ImageInputSpec(size=32, in_channels=1, mean=(0.4,), std=(0.3,))
     assert task.state()["input"] == spec.to_dict()

@@ -60,15 +60,19 @@ class Registry(Mapping[str, T]):
             package pkg. Registering never triggers discovery, so those modules may register.
         entry_points: an entry-point group whose installed entry points are loaded on a miss and
             before listing; each entry point must register its object under its own name.
+        register_entry_point: how an entry point's object that its module did not register gets
+            registered, ``f(name, obj)`` (e.g. a checking `register` of the caller's); without
+            it, that is an error. Its TypeError/ValueError/MedmmError names the plug-in.
         hint: appended to the unknown-name error (how else names can be given or found).
         sort: list names sorted (default) or in registration order.
     """
 
     def __init__(self, kind: str, *, discover: tuple[str, ...] = (), entry_points: str | None = None,
-                 hint: str = "", sort: bool = True):
+                 register_entry_point: Callable[[str, Any], Any] | None = None, hint: str = "", sort: bool = True):
         self.kind = kind
         self.discover = tuple(discover)
         self.entry_points = entry_points
+        self.register_entry_point = register_entry_point
         self.hint = hint
         self.sort = sort
         self._entries: dict[str, Entry[T]] = {}
@@ -96,6 +100,11 @@ class Registry(Mapping[str, T]):
         return obj
 
     # ------------------------------------------------------------------ looking up
+    def registered(self, name: str) -> bool:
+        """Whether `name` is registered so far, without discovery or plug-in loading (safe to call
+        while a plug-in module is being imported)."""
+        return name in self._entries
+
     def entry(self, name: str) -> Entry[T]:
         """The entry of `name` (discovering and loading plug-ins first when needed)."""
         self._ensure_discovered()
@@ -150,7 +159,7 @@ class Registry(Mapping[str, T]):
         """An independent copy (entries, discovery and plug-in state): for tests that register
         throw-away entries and put the original back."""
         new: Registry[T] = Registry(self.kind, discover=self.discover, entry_points=self.entry_points,
-                                    hint=self.hint, sort=self.sort)
+                                    register_entry_point=self.register_entry_point, hint=self.hint, sort=self.sort)
         new._entries = dict(self._entries)
         new._discovered = self._discovered
         new._loaded_entry_points = set(self._loaded_entry_points)
@@ -181,8 +190,9 @@ class Registry(Mapping[str, T]):
     def load_entry_points(self) -> list[str]:
         """Import every installed entry point of the group not loaded yet; returns their names.
 
-        An entry point whose object is registered under another name (or not at all) is an
-        error: a typo there would otherwise surface later as "unknown <kind>".
+        An entry point whose object is registered under another name (or not at all, unless
+        `register_entry_point` registers it) is an error: a typo there would otherwise surface
+        later as "unknown <kind>".
         """
         if not self.entry_points:
             return []
@@ -198,6 +208,12 @@ class Registry(Mapping[str, T]):
                 raise MedmmError(f"{self.kind} plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
             self._loaded_entry_points.add(ep.value)
             got = self._entries.get(ep.name)
+            if got is None and self.register_entry_point and not any(e.obj is obj for e in self._entries.values()):
+                try:
+                    self.register_entry_point(ep.name, obj)
+                except (MedmmError, TypeError, ValueError) as exc:
+                    raise MedmmError(f"{self.kind} plug-in {ep.name!r} ({ep.value}): {exc}") from exc
+                got = self._entries.get(ep.name)
             if got is None or got.obj is not obj:
                 under = [n for n, e in self._entries.items() if e.obj is obj]
                 what = f"registers as {under[0]!r}" if under else "registers nothing"

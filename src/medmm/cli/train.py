@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from medmm.cli.app import app
+from medmm.cli.decoding_flags import DecodingFlag, decoding_flags, override_value
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -63,17 +64,12 @@ def _zero_shot_tasks() -> dict[str, str]:
 
 _SET_HELP = ("Override a model option of the run, e.g. --set mbr.candidates=8 (repeatable; decoding options only make sense; "
              "`medmm config show TASK` lists the keys).")
-# (parameter, type, flag, help, model key): the decoding flags of `evaluate` and `predict`, each a
-# model.KEY=VALUE override (report generation's `decoding:` and `mbr:` sections).
-_DECODING = (
-    ("beam_size", int, "--beam-size", "Generation: beam width (1 = greedy).", "decoding.beam_size"),
-    ("length_penalty", float, "--length-penalty", "Generation: beams ranked by sum log p / length**lp.", "decoding.length_penalty"),
-    ("no_repeat_ngram_size", int, "--no-repeat-ngram", "Generation: an n-gram of this size occurs at most once (0 = off).",
-     "decoding.no_repeat_ngram_size"),
-    ("max_length", int, "--max-length", "Generation: most generated tokens.", "decoding.max_length"),
-    ("mbr_references", int, "--mbr-references",
-     "Report generation: consensus decoding against this many nearest training reports (0 = off).", "mbr.references"),
-)
+# The decoding flags of `evaluate` and `predict`, each a model.KEY=VALUE override: one per
+# GenerationConfig field, generated with its help (`medmm.cli.decoding_flags`), plus report
+# generation's consensus decoding (its `mbr:` section; any other key goes through --set).
+_DECODING: tuple[DecodingFlag, ...] = (*decoding_flags(), DecodingFlag(
+    "mbr_references", int, ("--mbr-references",),
+    "Report generation: consensus decoding against this many nearest training reports (0 = off).", "mbr.references"))
 
 
 def with_model_overrides(command: Callable[..., None]) -> Callable[..., None]:
@@ -82,18 +78,18 @@ def with_model_overrides(command: Callable[..., None]) -> Callable[..., None]:
     none is given), so `evaluate` and `predict` declare them once."""
     signature = inspect.signature(command, eval_str=True)
     kept = [p for p in signature.parameters.values() if p.name != "model_overrides"]
-    added = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=help_),
-                               annotation=tp | None) for key, tp, flag, help_, _ in _DECODING]
+    added = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, *f.decls, help=f.help),
+                               annotation=f.type | None) for f in _DECODING]
     added.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=list[str] | None,
                                    default=typer.Option(None, "--set", help=_SET_HELP)))
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
         overrides = [o if o.startswith("model.") else f"model.{o}" for o in kwargs.pop("set_") or []]
-        for key, _, _, _, model_key in _DECODING:
-            value = kwargs.pop(key)
+        for f in _DECODING:
+            value = kwargs.pop(f.param)
             if value is not None:
-                overrides.append(f"model.{model_key}={value}")
+                overrides.append(f"model.{f.model_key}={override_value(value)}")
         command(**kwargs, model_overrides=overrides or None)
 
     wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]

@@ -322,6 +322,10 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str | Path | None 
     kwargs = {}
     for name, f in fields.items():
         if name in values:
+            if dataclasses.is_dataclass(hints[name]) and not isinstance(values[name], dict):
+                problem = moved_key_problem(cls, name, prefix)  # an old scalar key that names a section now
+                if problem:
+                    raise ConfigError(where, f"{prefix}{name}", problem)
             kwargs[name] = _coerce(values[name], hints[name], f"{prefix}{name}", where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(where, f"{prefix}{name}", "required key is missing")

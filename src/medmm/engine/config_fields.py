@@ -7,8 +7,10 @@ config into dotted keys with type, default and that help, so `medmm config show 
 text written once, next to the fields, instead of a hand-written copy.
 
 A config whose keys were reorganised declares ``moved_keys: ClassVar[dict[str, str]]`` (old key
--> new dotted key, relative to the section). `build_dataclass` turns an old key into a one-line
-error naming the new one, and `migrate` rewrites an old section (`medmm config migrate`).
+-> new dotted key, relative to the section; an old key may name a section now, e.g. ``loss:
+dice_ce`` -> ``loss.name``, and then moves only when its value is not a mapping). `build_dataclass`
+turns an old key into a one-line error naming the new one, and `migrate` rewrites an old section
+(`medmm config migrate`).
 This module is torch-free.
 
     for f in field_help(ReportGenerationConfig, prefix="model."):
@@ -153,7 +155,8 @@ def migrate(cls: type, values: dict[str, Any], prefix: str = "") -> tuple[dict[s
     moves: list[tuple[str, str]] = []
     sections = section_types(cls)
     for key, value in values.items():
-        if key not in table:
+        # an old scalar key that names a section now (`loss: NAME` -> `loss.name`) moves only when flat
+        if key not in table or (key in sections and isinstance(value, dict)):
             if key in sections and isinstance(value, dict):
                 value, inner = migrate(sections[key], value, prefix=f"{prefix}{key}.")
                 moves.extend(inner)

@@ -28,6 +28,7 @@ import numpy as np
 from medmm.errors import BadInputError
 from medmm.metrics import stats
 from medmm.metrics.provenance import provenance
+from medmm.registry import Registry
 
 
 # ----------------------------------------------------------------------------- reading
@@ -119,63 +120,44 @@ class FileScorer:
     setup: Callable[[], None] | None = None
 
 
+def _register_plugin(name: str, scorer: Any) -> None:
+    """Register a `medmm.scorers` entry point's object that its module did not register itself."""
+    if not isinstance(scorer, FileScorer):
+        raise TypeError(f"is a {type(scorer).__name__}, not a FileScorer")
+    register_scorer(name, scorer)
+
+
 # Keyed by the task names of the engine's task registry (a test checks they match); torch-free,
-# so `medmm score` scores any model's output without importing torch.
-SCORERS: dict[str, FileScorer] = {}
+# so `medmm score` scores any model's output without importing torch. Installed `medmm.scorers`
+# entry points are loaded by the registry on a miss and before listing.
+ENTRY_POINT_GROUP = "medmm.scorers"
+SCORERS: Registry[FileScorer] = Registry("file scorer", entry_points=ENTRY_POINT_GROUP,
+                                         register_entry_point=_register_plugin)
 # Deprecated name -> the task's name, from the registered scorers' `aliases`.
 DEPRECATED_ALIASES: dict[str, str] = {}
-ENTRY_POINT_GROUP = "medmm.scorers"
-_LOADED_ENTRY_POINTS: set[str] = set()
 
 
 def register_scorer(task: str, scorer: FileScorer) -> FileScorer:
     """Register the file scorer of the task registered in the engine as `task`; returns it."""
-    taken = [n for n in (task, *scorer.aliases) if n in SCORERS or n in DEPRECATED_ALIASES]
+    # `registered`, not `in`: a lookup miss would load the entry points while one is importing
+    taken = [n for n in (task, *scorer.aliases) if SCORERS.registered(n) or n in DEPRECATED_ALIASES]
     if taken:
         raise ValueError(f"file scorer name(s) {taken} registered twice")
-    SCORERS[task] = scorer
+    SCORERS.register(task, scorer, aliases=scorer.aliases)
     DEPRECATED_ALIASES.update(dict.fromkeys(scorer.aliases, task))
     return scorer
 
 
-def load_scorer_entry_points() -> list[str]:
-    """Import every installed `medmm.scorers` entry point not loaded yet; returns their names.
-
-    An entry point's object must be a `FileScorer`; one its module did not register is
-    registered under the entry point's name, and one registered under another name is an error.
-    """
-    from importlib.metadata import entry_points
-
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value in _LOADED_ENTRY_POINTS:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken plug-in: say which one
-            raise ValueError(f"file scorer plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-        if not isinstance(obj, FileScorer):
-            raise ValueError(f"file scorer plug-in {ep.name!r} ({ep.value}) is a {type(obj).__name__}, not a FileScorer")
-        if ep.name not in SCORERS:
-            register_scorer(ep.name, obj)
-        elif SCORERS[ep.name] is not obj:
-            raise ValueError(f"file scorer plug-in {ep.name!r} ({ep.value}): another scorer is registered as {ep.name!r}")
-        _LOADED_ENTRY_POINTS.add(ep.value)
-        loaded.append(ep.name)
-    return loaded
-
-
 def _canonical(task: str) -> str:
     """The task's current name (`task` itself when unknown), loading the scorer plug-ins on a miss."""
-    if task not in SCORERS and task not in DEPRECATED_ALIASES:
-        load_scorer_entry_points()
+    if not SCORERS.registered(task) and task not in DEPRECATED_ALIASES:
+        SCORERS.load_entry_points()
     return DEPRECATED_ALIASES.get(task, task)
 
 
 def known_scorers() -> list[str]:
     """Names of the tasks with a file scorer (after loading the scorer plug-ins)."""
-    load_scorer_entry_points()
-    return sorted(SCORERS)
+    return SCORERS.names()
 
 
 def deprecation_message(task: str) -> str | None:

@@ -18,7 +18,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medmm.errors import MedmmError
+from medmm.generation_config import GenerationConfig  # torch-free: the CLI builds its decoding flags from it
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -204,46 +204,6 @@ class TransformerReportDecoder(nn.Module):
         o = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=keep,
                                            dropout_p=mha.dropout if self.training else 0.0)
         return mha.out_proj(o.transpose(1, 2).reshape(b, -1, self.dim))
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding options.
-
-    beam_size: 1 = greedy. length_penalty: finished beams are ranked by
-    sum(log p) / length ** length_penalty (> 1 favours longer texts, 0 = raw sum).
-    no_repeat_ngram_size: an n-gram may occur at most once in a generated text (0 = off).
-    max_length: most generated tokens (EOS excluded). min_length: EOS is forbidden before this.
-    repetition_penalty: CTRL's penalty (Keskar et al. 2019): the next-token logit of every token
-    already generated is divided by it when positive and multiplied by it when negative, before
-    the softmax (1 = off; must be >= 1). A soft brake on any repeat, wanted or not.
-    no_immediate_repeat: a token may not directly follow itself ("t2 t2"); it may recur later
-    ("t2 ... t2"). Hard, but only against consecutive duplicates, which no_repeat_ngram_size
-    n >= 2 lets through until a whole n-gram repeats ("t2 t2" passes with n = 3).
-    """
-
-    beam_size: int = 1
-    length_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
-    max_length: int = 60
-    min_length: int = 1
-    repetition_penalty: float = 1.0
-    no_immediate_repeat: bool = False
-
-    def check(self) -> GenerationConfig:
-        if self.beam_size < 1:
-            raise MedmmError(f"beam_size must be >= 1, got {self.beam_size}")
-        if self.max_length < 1 or self.min_length < 0 or self.min_length > self.max_length:
-            raise MedmmError(f"need 0 <= min_length <= max_length and max_length >= 1, got {self.min_length}, {self.max_length}")
-        if self.no_repeat_ngram_size < 0:
-            raise MedmmError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
-        rp = self.repetition_penalty
-        if isinstance(rp, bool) or not isinstance(rp, (int, float)) or not math.isfinite(rp) or rp < 1.0:
-            raise MedmmError(f"repetition_penalty must be a finite number >= 1 (1 = off; below 1 would reward "
-                             f"repeats), got {rp!r}")
-        if not isinstance(self.no_immediate_repeat, bool):
-            raise MedmmError(f"no_immediate_repeat must be true or false, got {self.no_immediate_repeat!r}")
-        return self
 
 
 def banned_next_tokens(seq: Sequence[int], n: int) -> list[int]:

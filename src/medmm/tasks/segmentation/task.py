@@ -3,15 +3,16 @@
 One training example is an (image, text, binary mask) triple. ``classes`` maps each prompt
 name to the mask labels it covers (their union is the target), so a multi-class dataset gives
 one example per (image, prompted class): the model segments the class the text names. The
-text comes from ``text_template``: ``"{sentence}"`` (MoNuSeg-LViT), ``"{prompt}"`` (the class
+text comes from ``text.template``: ``"{sentence}"`` (MoNuSeg-LViT), ``"{prompt}"`` (the class
 name, e.g. "left lung"), ``"{prompt}. {clinical_notes}"``, ... (any `Sample.text` key; a
 missing field is empty).
 
-Training: images/masks resized to ``image_size``; optional random crops of ``crop_size`` and
-flips (drawn from the task's own generator, not the global RNG); Dice+CE / Dice+focal /
-Tversky(+BCE) / focal losses from MONAI. Inference: ``resize`` (predict at image_size,
-upsample the probabilities to the original size) or ``sliding_window`` (MONAI
-`sliding_window_inference` with ``crop_size`` windows over the image_size image). Scores are
+Training: images/masks resized to ``image.size``; optional random crops of ``augment.crop_size``
+and flips (drawn from the task's own generator, not the global RNG); Dice+CE / Dice+focal /
+Tversky(+BCE) / focal losses from MONAI (``loss.name``). Inference (``inference.mode``):
+``resize`` (predict at image.size, upsample the probabilities to the original size) or
+``sliding_window`` (MONAI `sliding_window_inference` with ``augment.crop_size`` windows over the
+image.size image). Scores are
 computed at the ORIGINAL mask resolution. Records carry run-length-encoded masks, so
 `report_figures` can draw overlays for report.html without the model.
 
@@ -50,14 +51,14 @@ class Segmentation(Task):
         c = self.config
         if not c.classes:
             raise MedmmError("segmentation: model.classes is empty")
-        if c.conditioning != "none" and not c.text_encoder:
-            raise MedmmError(f"segmentation: conditioning {c.conditioning!r} needs model.text_encoder")
-        if c.crop_size is not None and c.crop_size > c.image_size:
-            raise MedmmError(f"segmentation: crop_size {c.crop_size} > image_size {c.image_size}")
-        if c.inference == "sliding_window" and c.crop_size is None:
-            raise MedmmError("segmentation: sliding_window inference needs model.crop_size (the window)")
-        if c.augmentation == "lvit" and any(w in p.lower() for p in c.classes for w in ("left", "right")):
-            raise MedmmError("segmentation: augmentation 'lvit' flips images, which swaps the side a prompt names")
+        if c.conditioning != "none" and not c.text.encoder:
+            raise MedmmError(f"segmentation: conditioning {c.conditioning!r} needs model.text.encoder")
+        if c.augment.crop_size is not None and c.augment.crop_size > c.image.size:
+            raise MedmmError(f"segmentation: augment.crop_size {c.augment.crop_size} > image.size {c.image.size}")
+        if c.inference.mode == "sliding_window" and c.augment.crop_size is None:
+            raise MedmmError("segmentation: sliding_window inference needs model.augment.crop_size (the window)")
+        if c.augment.policy == "lvit" and any(w in p.lower() for p in c.classes for w in ("left", "right")):
+            raise MedmmError("segmentation: augment.policy 'lvit' flips images, which swaps the side a prompt names")
         self._build()
         self.loss_fn = self._make_loss()
         # Augmentation stream: seeded from the run seed and checkpointed by the engine.
@@ -72,33 +73,33 @@ class Segmentation(Task):
         c = self.config
         text = None
         if c.conditioning != "none":
-            text = create_text_encoder(c.text_encoder, **dict(c.text_kw))
+            text = create_text_encoder(c.text.encoder, **dict(c.text.encoder_kwargs))
         unet = TextGuidedUNet(
-            in_channels=c.in_channels,
+            in_channels=c.image.in_channels,
             out_channels=1,
-            channels=c.channels,
+            channels=c.unet.channels,
             text_dim=text.out_dim if text is not None else None,
             conditioning=c.conditioning,
-            attention_levels=c.attention_levels,
-            heads=c.heads, image_size=c.image_size, mean=c.mean, std=c.std,  # the U-Net's declared input_spec
+            attention_levels=c.unet.attention_levels,
+            heads=c.unet.heads, image_size=c.image.size, mean=c.image.mean, std=c.image.std,  # the U-Net's declared input_spec
         )
-        for size in (c.image_size, c.crop_size):
+        for size in (c.image.size, c.augment.crop_size):
             if size is not None and size % unet.divisor:
                 raise MedmmError(f"segmentation: size {size} is not a multiple of {unet.divisor} (2 ** (levels - 1))")
-        self.model = SegmentationModel(unet, text, freeze_text=c.freeze_text)
+        self.model = SegmentationModel(unet, text, freeze_text=c.text.freeze)
         self._transform = build_transform(unet.input_spec)
 
     def _make_loss(self):
         from monai.losses import DiceCELoss, DiceFocalLoss, FocalLoss, TverskyLoss
 
-        c = self.config
-        if c.loss == "dice_ce":
+        c = self.config.loss
+        if c.name == "dice_ce":
             return DiceCELoss(sigmoid=True)
-        if c.loss == "dice_focal":
+        if c.name == "dice_focal":
             return DiceFocalLoss(sigmoid=True)
-        if c.loss == "focal":
+        if c.name == "focal":
             return FocalLoss(use_softmax=False)
-        if c.loss == "lvit_dice_bce":
+        if c.name == "lvit_dice_bce":
             from medmm.models.segmentation_ops import lvit_dice_bce_loss
 
             return lvit_dice_bce_loss
@@ -119,9 +120,9 @@ class Segmentation(Task):
         c = self.config
         return {
             "classes": dict(c.classes),
-            "text_template": c.text_template,
+            "text_template": c.text.template,
             "input": self.model.unet.input_spec.to_dict(),
-            "threshold": c.threshold,
+            "threshold": c.inference.threshold,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -134,9 +135,10 @@ class Segmentation(Task):
 
     # ----------------------------------------------------------------- data
     def text_of(self, sample: Sample, prompt: str) -> str:
-        """The text for one (sample, class) example, from `text_template`."""
+        """The text for one (sample, class) example, from `text.template`."""
         fields = _Blank({**sample.text, "prompt": prompt})
-        return self.config.text_template.format_map(fields).strip(" .") if self.config.text_template else ""
+        template = self.config.text.template
+        return template.format_map(fields).strip(" .") if template else ""
 
     def _image(self, sample: Sample, cache: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
         from medmm.data.io import read_image
@@ -172,7 +174,7 @@ class Segmentation(Task):
                              "labels": labels, "text": texts[-1], "image": s.images[0].path, "shape": list(shape)})
         batch: dict[str, Any] = {"images": torch.from_numpy(np.stack(images)), "meta": meta}
         if self.uses_text:
-            batch.update(self.model.text_encoder.tokenize(texts, max_length=c.max_text_length))
+            batch.update(self.model.text_encoder.tokenize(texts, max_length=c.text.max_length))
         return batch
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
@@ -187,7 +189,7 @@ class Segmentation(Task):
                 mkey = f"mask:{s.id}:{prompt}"
                 if mkey not in self._cache:
                     full = class_target(s, labels, shape)
-                    small = None if full is None else preprocess_mask(full, c.image_size)
+                    small = None if full is None else preprocess_mask(full, c.image.size)
                     self._cache[mkey] = (small, shape)
                 small, _ = self._cache[mkey]
                 if small is None:
@@ -215,12 +217,12 @@ class Segmentation(Task):
             "meta": meta,
         }
         if self.uses_text:
-            batch.update(self.model.text_encoder.tokenize(texts, max_length=c.max_text_length))
+            batch.update(self.model.text_encoder.tokenize(texts, max_length=c.text.max_length))
         return batch
 
     # ----------------------------------------------------------------- steps
     def _augment(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.config
+        c = self.config.augment
         g = self._gen
         if c.crop_size is not None and c.crop_size < images.shape[-1]:
             outs_i, outs_m = [], []
@@ -230,15 +232,16 @@ class Segmentation(Task):
                 outs_i.append(images[i, :, y : y + c.crop_size, x : x + c.crop_size])
                 outs_m.append(masks[i, :, y : y + c.crop_size, x : x + c.crop_size])
             images, masks = torch.stack(outs_i), torch.stack(outs_m)
-        if c.augmentation == "lvit":  # LViT's operations, in medmm.models.segmentation_ops
+        if c.policy == "lvit":  # LViT's operations, in medmm.models.segmentation_ops
             from medmm.models.segmentation_ops import lvit_rotate_flip
 
-            black = (-torch.tensor(c.mean) / torch.tensor(c.std)).tolist()  # raw 0 after normalisation
+            image = self.config.image
+            black = (-torch.tensor(image.mean) / torch.tensor(image.std)).tolist()  # raw 0 after normalisation
             return lvit_rotate_flip(images, masks, g, fill=black)
         if c.flip:
             # Up-down flips are always safe; left-right flips would turn a "left lung" target
             # into the right lung, so they are off when a prompt names a side.
-            sided = any(w in p.lower() for p in c.classes for w in ("left", "right"))
+            sided = any(w in p.lower() for p in self.config.classes for w in ("left", "right"))
             if torch.rand(1, generator=g).item() < 0.5:
                 images, masks = images.flip(-2), masks.flip(-2)
             if not sided and torch.rand(1, generator=g).item() < 0.5:
@@ -257,17 +260,18 @@ class Segmentation(Task):
         logits = self(images, batch.get("input_ids"), batch.get("attention_mask"))
         loss = self.loss_fn(logits, masks)
         with torch.no_grad():
-            pred = (logits.sigmoid() > self.config.threshold).float()
+            pred = (logits.sigmoid() > self.config.inference.threshold).float()
             inter = (pred * masks).sum()
             dice = 2 * inter / (pred.sum() + masks.sum()).clamp_min(1)
         return {"loss": loss, "dice": dice}
 
     def predict_probs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Foreground probabilities (N, 1, S, S) at image_size, by resize or sliding window."""
+        """Foreground probabilities (N, 1, S, S) at image.size, by resize or sliding window."""
         c = self.config
         images = batch["images"]
         text = self.model.encode_text(batch.get("input_ids"), batch.get("attention_mask"))
-        if c.inference == "resize" or c.crop_size is None or c.crop_size >= images.shape[-1]:
+        window = c.augment.crop_size
+        if c.inference.mode == "resize" or window is None or window >= images.shape[-1]:
             return self.model.unet(images, text).sigmoid()
         from monai.inferers import sliding_window_inference
 
@@ -286,7 +290,7 @@ class Segmentation(Task):
                 return self.model.unet(x, rep)
 
             logits = sliding_window_inference(
-                images[i : i + 1], (c.crop_size, c.crop_size), 4, predictor, overlap=c.sw_overlap, mode="gaussian"
+                images[i : i + 1], (window, window), 4, predictor, overlap=c.inference.overlap, mode="gaussian"
             )
             out.append(logits.sigmoid())
         return torch.cat(out)
@@ -298,7 +302,7 @@ class Segmentation(Task):
         for i, m in enumerate(batch["meta"]):
             h, w = m["shape"]
             p = F.interpolate(probs[i : i + 1], size=(h, w), mode="bilinear", align_corners=False)
-            out.append((p[0, 0] > self.config.threshold).cpu().numpy().astype(np.uint8))
+            out.append((p[0, 0] > self.config.inference.threshold).cpu().numpy().astype(np.uint8))
         return out
 
     def evaluation_step(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
