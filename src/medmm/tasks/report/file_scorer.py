@@ -101,9 +101,7 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
         if labelled:
             from medmm.metrics import model_based
 
-            for name, m in model_based.aggregate(labelled, [it["k"] for it in sel]).items():
-                for avg in ("micro", "macro"):
-                    d[f"model_metrics.{name}.{avg}.f1"] = as_float(m[avg]["f1"])
+            d.update(model_based.flat_scores(labelled, [it["k"] for it in sel]))
         return d
 
     note = ("BLEU exact per resample; ROUGE-L exact; CIDEr-D with full-corpus document frequencies; "
