@@ -126,3 +126,12 @@ def test_equals_the_released_package_on_random_graphs():
         want = rewards.compute_reward(h, r, "all")
         got = report_f1(ReportGraph.from_annotation(h), ReportGraph.from_annotation(r))
         assert (got["simple"], got["partial"], got["complete"]) == want
+
+
+def test_scorer_and_backend_modules_stay_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, medmm.metrics.model_based.radgraph_f1, medmm.metrics.model_based.radgraph_extract; "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

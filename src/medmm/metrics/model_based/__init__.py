@@ -64,28 +64,48 @@ def label_with_models(specs: dict[str, str], hyps: Sequence[str], refs: Sequence
     return out
 
 
-def aggregate(labelled: dict[str, Any], index: Sequence[int] | None = None) -> dict[str, Any]:
-    """The metrics of ``label_with_models``' output, optionally over a subset of samples (bootstrap)."""
-    out: dict[str, Any] = {}
-    if "chexbert" in labelled:
-        from medmm.metrics.model_based.chexbert import f1_chexbert
-
-        lab = labelled["chexbert"]
-        sel = range(len(lab["hyp"])) if index is None else index
-        out.update(f1_chexbert([lab["hyp"][i] for i in sel], [lab["ref"][i] for i in sel]))
-    for name in (n for n in KNOWN if n.startswith("radgraph") and n in labelled):
-        from medmm.metrics.model_based.radgraph_f1 import corpus_f1
-
-        out[_radgraph_key(name)] = corpus_f1(labelled[name]["per_report"], index)
+def per_sample(labelled: dict[str, Any]) -> list[dict[str, Any]]:
+    """``label_with_models``' output cut into one record per report, so that resamples (and the paired
+    test's swaps between two systems) carry each report's own labels or scores."""
+    n = max((len(v["hyp"]) if "hyp" in v else len(next(iter(v["per_report"].values()))) for v in labelled.values()),
+            default=0)
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for name, v in labelled.items():
+        for i in range(n):
+            if name == "chexbert":
+                out[i][name] = (v["hyp"][i], v["ref"][i])
+            else:
+                out[i][name] = {level: scores[i] for level, scores in v["per_report"].items()}
     return out
 
 
-def flat_scores(labelled: dict[str, Any], index: Sequence[int] | None = None) -> dict[str, float]:
-    """``aggregate``'s headline numbers as flat ``model_metrics.…`` keys (for bootstrap CIs and paired tests)."""
+def aggregate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The metrics of a selection of ``per_sample`` records."""
+    out: dict[str, Any] = {}
+    names = samples[0].keys() if samples else ()
+    if "chexbert" in names:
+        from medmm.metrics.model_based.chexbert import f1_chexbert
+
+        out.update(f1_chexbert([s["chexbert"][0] for s in samples], [s["chexbert"][1] for s in samples]))
+    for name in (n for n in KNOWN if n.startswith("radgraph") and n in names):
+        from medmm.metrics.model_based.radgraph_f1 import corpus_f1
+
+        out[_radgraph_key(name)] = corpus_f1({level: [s[name][level] for s in samples] for level in samples[0][name]})
+    return out
+
+
+def aggregate(labelled: dict[str, Any], index: Sequence[int] | None = None) -> dict[str, Any]:
+    """The metrics of ``label_with_models``' output, optionally over a subset of samples (bootstrap)."""
+    samples = per_sample(labelled)
+    return aggregate_samples(samples if index is None else [samples[i] for i in index])
+
+
+def flat_scores(samples: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The headline numbers of ``per_sample`` records as flat ``model_metrics.…`` keys (bootstrap CIs, paired tests)."""
     from medmm.metrics.score import as_float
 
     d: dict[str, float] = {}
-    for key, m in aggregate(labelled, index).items():
+    for key, m in aggregate_samples(samples).items():
         if key.startswith("f1_chexbert"):
             for avg in ("micro", "macro"):
                 d[f"model_metrics.{key}.{avg}.f1"] = as_float(m[avg]["f1"])
