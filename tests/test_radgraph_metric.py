@@ -144,6 +144,17 @@ def test_missing_package_is_one_clear_line(monkeypatch, tmp_path):
     assert res.stderr.strip().splitlines()[-1].startswith("error: RadGraph-F1 needs the 'radgraph' package")
 
 
+def test_transformers_5_is_refused_with_the_fix(monkeypatch, tmp_path):
+    import importlib.metadata
+    import importlib.util
+
+    real_find, real_version = importlib.util.find_spec, importlib.metadata.version
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "radgraph" else real_find(n, *a))
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "5.25.0" if n == "transformers" else real_version(n))
+    with pytest.raises(ExtractorMissingError, match=r"transformers 4.x only \(found 5.25.0\).*transformers>=4.39,<5"):
+        RadGraphExtractor("radgraph", str(_archive(tmp_path / "w")))
+
+
 def test_score_cli_with_stand_in_extractor(stand_in, tmp_path):
     from typer.testing import CliRunner
 

@@ -34,7 +34,10 @@ from medmm.metrics.model_based.weights import WeightsLayoutError, check_pin, res
 HUB_REPO = "StanfordAIMI/RRG_scorers"
 # medmm metric name -> (the radgraph package's model_type, the published archive's file name)
 MODELS = {"radgraph": ("radgraph", "radgraph.tar.gz"), "radgraph-xl": ("radgraph-xl", "radgraph-xl.tar.gz")}
-INSTALL_HINT = "pip install radgraph requests  (with torch already installed, pip keeps your torch)"
+# radgraph 0.1.18 imports requests without declaring it, and its vendored AllenNLP calls
+# tokenizer.encode_plus, which transformers 5 removed: it runs with transformers 4.x only
+INSTALL_HINT = ('pip install radgraph requests "transformers>=4.39,<5"  (in an environment that already has torch, '
+                'so pip keeps that torch)')
 
 
 class ExtractorMissingError(MedmmError, ImportError):
@@ -47,10 +50,19 @@ def cache_root() -> Path:
 
 
 def require_package() -> None:
-    """Raise ExtractorMissingError (one line) unless ``radgraph`` can be imported."""
+    """Raise ExtractorMissingError (one line) unless ``radgraph`` can be imported with a transformers it runs on."""
+    from importlib.metadata import PackageNotFoundError, version
+
     if importlib.util.find_spec("radgraph") is None:
         raise ExtractorMissingError(f"RadGraph-F1 needs the 'radgraph' package to run the published extractor; "
                                     f"install it with: {INSTALL_HINT}")
+    try:
+        tf = version("transformers")
+    except PackageNotFoundError:
+        tf = None
+    if tf is None or int(tf.split(".")[0]) >= 5:
+        raise ExtractorMissingError(f"the radgraph package runs with transformers 4.x only (found {tf}); "
+                                    f"use an environment made with: {INSTALL_HINT}")
 
 
 def unpack(archive: Path, model_type: str, sha256: str, root: Path | None = None) -> Path:
