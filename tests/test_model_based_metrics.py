@@ -16,7 +16,11 @@ pytest.importorskip("transformers")
 
 from medmm.metrics.model_based import aggregate, label_with_models, parse_specs  # noqa: E402
 from medmm.metrics.model_based.chexbert import HEADS, CheXbertLabeller  # noqa: E402
-from medmm.metrics.model_based.weights import WeightsLayoutError, WeightsNotFoundError  # noqa: E402
+from medmm.metrics.model_based.weights import (  # noqa: E402
+    WeightsChecksumError,
+    WeightsLayoutError,
+    WeightsNotFoundError,
+)
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "effusion", "edema", "pneumothorax", "possible", "normal"]
 H = 16
@@ -105,6 +109,8 @@ def test_missing_weights_and_wrong_layout_are_clear(tmp_path):
     bad = _stand_in(tmp_path / "bad", drop_head=True)
     with pytest.raises(WeightsLayoutError, match="linear_heads keys 26, expected 28"):
         CheXbertLabeller(str(bad))
+    with pytest.raises(WeightsChecksumError, match="differs from the pinned 0000"):
+        CheXbertLabeller(f"{bad}#sha256={'0' * 64}")
     torch.save({"model_state_dict": {"module.encoder.weight": torch.zeros(2)}}, tmp_path / "other.pth")
     with pytest.raises(WeightsLayoutError, match="not a CheXbert checkpoint"):
         CheXbertLabeller(str(tmp_path / "other.pth"))
