@@ -16,7 +16,11 @@ pytest.importorskip("transformers")
 
 from medmm.metrics.model_based import aggregate, label_with_models, parse_specs  # noqa: E402
 from medmm.metrics.model_based.chexbert import HEADS, CheXbertLabeller  # noqa: E402
-from medmm.metrics.model_based.weights import WeightsLayoutError, WeightsNotFoundError  # noqa: E402
+from medmm.metrics.model_based.weights import (  # noqa: E402
+    WeightsChecksumError,
+    WeightsLayoutError,
+    WeightsNotFoundError,
+)
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "effusion", "edema", "pneumothorax", "possible", "normal"]
 H = 16
@@ -105,11 +109,13 @@ def test_missing_weights_and_wrong_layout_are_clear(tmp_path):
     bad = _stand_in(tmp_path / "bad", drop_head=True)
     with pytest.raises(WeightsLayoutError, match="linear_heads keys 26, expected 28"):
         CheXbertLabeller(str(bad))
+    with pytest.raises(WeightsChecksumError, match="differs from the pinned 0000"):
+        CheXbertLabeller(f"{bad}#sha256={'0' * 64}")
     torch.save({"model_state_dict": {"module.encoder.weight": torch.zeros(2)}}, tmp_path / "other.pth")
     with pytest.raises(WeightsLayoutError, match="not a CheXbert checkpoint"):
         CheXbertLabeller(str(tmp_path / "other.pth"))
-    with pytest.raises(ValueError, match="unknown metric 'radgraph'"):
-        parse_specs(["radgraph=/x"])
+    with pytest.raises(ValueError, match="unknown metric 'green'"):
+        parse_specs(["green=/x"])
 
 
 def test_report_scorer_adds_metric_only_when_asked(tmp_path):
@@ -152,3 +158,17 @@ def test_cli_rejects_unknown_metric_and_wrong_task(tmp_path):
 def test_metrics_package_stays_torch_free():
     code = "import sys, medmm.metrics, medmm.metrics.model_based; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_paired_comparison_uses_each_systems_own_labels(tmp_path):
+    """System B's model labels must be B's (a resample or swap used to look them up by position in A's)."""
+    from medmm.metrics.score import compare_files
+
+    path = _stand_in(tmp_path / "m")
+    pred, ref, copy = tmp_path / "pred.jsonl", tmp_path / "ref.jsonl", tmp_path / "copy.jsonl"
+    pred.write_text("".join(json.dumps({"id": str(i), "prediction": h}) + "\n" for i, h in enumerate(HYPS)))
+    ref.write_text("".join(json.dumps({"id": str(i), "reference": r}) + "\n" for i, r in enumerate(REFS)))
+    copy.write_text("".join(json.dumps({"id": str(i), "prediction": r}) + "\n" for i, r in enumerate(REFS)))
+    res = compare_files("report_generation", pred, copy, ref, n_resamples=20, model_metrics={"chexbert": str(path)})
+    t = res["tests"]["model_metrics.f1_chexbert.micro.f1"]
+    assert t["a"] == pytest.approx(0.5) and t["b"] == pytest.approx(1.0)

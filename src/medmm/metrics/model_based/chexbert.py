@@ -22,9 +22,11 @@ from typing import Any
 from medmm.data.schema import LabelState
 from medmm.metrics.model_based.weights import (
     WeightsLayoutError,
+    check_pin,
     load_state_dict,
     resolve_weights,
     sha256_file,
+    split_pin,
 )
 
 FILENAME = "chexbert.pth"
@@ -96,8 +98,10 @@ class CheXbertLabeller:
         import torch
         from transformers import BertModel, BertTokenizer
 
-        self.path: Path = resolve_weights(spec, FILENAME)
+        where, pin = split_pin(spec)  # "PATH#sha256=HEX" pins the file
+        self.path: Path = resolve_weights(where, FILENAME)
         self.sha256 = sha256_file(self.path)
+        check_pin(self.path, self.sha256, pin)
         sd = _strip_prefix(load_state_dict(self.path))
         check_layout(sd, str(self.path))
         self.bert = BertModel(_bert_config(sd), add_pooling_layer="bert.pooler.dense.weight" in sd)

@@ -3,7 +3,8 @@
 A metric's weights are named by a local file, a local folder holding the expected file, or a
 Hugging Face Hub repository id (``owner/name``) holding it. The Hub is asked through
 ``huggingface_hub``, which honours ``HF_HUB_OFFLINE=1`` (then only its local cache is read).
-Whatever is loaded is checksummed (sha256) so the score's provenance names the exact weights.
+Whatever is loaded is checksummed (sha256) so the score's provenance names the exact weights;
+a spec may pin the checksum it expects, ``WHERE#sha256=HEX`` (see :func:`split_pin`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class WeightsLayoutError(MedmmError):
     """A weights file does not have the state-dict key layout the metric expects."""
 
 
+class WeightsChecksumError(MedmmError):
+    """A weights file's sha256 is not the one the user pinned."""
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (checkpoints are hundreds of MB)."""
     h = hashlib.sha256()
@@ -30,6 +35,24 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def split_pin(spec: str) -> tuple[str, str | None]:
+    """``"WHERE#sha256=HEX"`` -> ``("WHERE", "hex")``; a spec without a pin -> ``(spec, None)``."""
+    where, sep, pin = spec.partition("#")
+    if not sep:
+        return spec, None
+    algo, eq, digest = pin.partition("=")
+    digest = digest.strip().lower()
+    if algo.strip().lower() != "sha256" or not eq or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{spec!r}: a pin must read WHERE#sha256=<64 hex digits>")
+    return where, digest
+
+
+def check_pin(path: Path, actual: str, expected: str | None) -> None:
+    """Raise WeightsChecksumError when a pinned sha256 differs from the file's."""
+    if expected is not None and actual != expected:
+        raise WeightsChecksumError(f"{path}: sha256 {actual} differs from the pinned {expected}")
 
 
 def resolve_weights(spec: str, filename: str) -> Path:

@@ -70,10 +70,14 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
             clinical_reference="first reference per id", labeller=ce["provenance"]["implementation"]),
     }
     labelled: dict[str, Any] = {}
+    # model-based labels travel in the per-sample items (not looked up by position), so that a paired
+    # test's swaps between two systems carry each system's own labels
+    mm: list[Any] = [None] * len(ids)
     if model_metrics:  # off by default: loads published weights, needs torch + transformers
         from medmm.metrics import model_based
 
         labelled = model_based.label_with_models(model_metrics, [hyps[i] for i in ids], [refs[i][0] for i in ids])
+        mm = model_based.per_sample(labelled)
         result["model_metrics"] = {**model_based.aggregate(labelled),
                                    "provenance": {k: v["provenance"] for k, v in labelled.items()}}
     # Per-sample items for resampling. Corpus BLEU is recomputed from per-sample n-gram
@@ -84,7 +88,7 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
     gts = tokenize_corpus({i: refs[i] for i in ids})
     rs = tokenize_corpus({i: [hyps[i]] for i in ids})
     items = [{"bleu": bleu_stats(rs[i][0].split(), [r.split() for r in gts[i]]), "scores": res.samples[i],
-              "hyp": hyp_labels[k], "ref": ref_labels[k], "k": k} for k, i in enumerate(ids)]
+              "hyp": hyp_labels[k], "ref": ref_labels[k], "mm": mm[k]} for k, i in enumerate(ids)]
 
     def aggregate(sel: list[Any]) -> dict[str, float]:
         d: dict[str, float] = {}
@@ -101,9 +105,7 @@ def prepare_report(pred_path: Path, ref_path: Path, *, group_by: str | None = No
         if labelled:
             from medmm.metrics import model_based
 
-            for name, m in model_based.aggregate(labelled, [it["k"] for it in sel]).items():
-                for avg in ("micro", "macro"):
-                    d[f"model_metrics.{name}.{avg}.f1"] = as_float(m[avg]["f1"])
+            d.update(model_based.flat_scores([it["mm"] for it in sel]))
         return d
 
     note = ("BLEU exact per resample; ROUGE-L exact; CIDEr-D with full-corpus document frequencies; "
