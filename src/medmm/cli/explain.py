@@ -43,7 +43,10 @@ def explain(
             typer.echo(f"{r['id']}: {len(r['maps'])} word/sentence maps")
             continue
         flags = [m for m, h in r["heatmaps"].items() if h["unfaithful"]]
-        line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"
+        if "log_prob" in r:  # generated text
+            line = f"{r['id']}: {r['answer']!r} (log p of {r['scored']} = {r['log_prob']:.3f})"
+        else:
+            line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"
         if "modality" in r:
             line += f"  shapley image {r['modality']['image']:+.3f} text {r['modality']['text']:+.3f}"
         if flags:
