@@ -107,6 +107,9 @@ class HFPrefixDecoder(nn.Module):
     def __init__(self, source: str, memory_dim: int, tokenizer: HFTokenizer, lora: dict[str, Any] | None = None):
         super().__init__()
         self.lm = load_hf("AutoModelForCausalLM", source, dtype=torch.float32)
+        # from_pretrained leaves the LM in eval mode; a new module trains (dropout on) until told
+        # otherwise, so a fresh run and a resumed one (built at another moment) train alike.
+        self.lm.train()
         self.hf_source = source_record(source)
         self.tokenizer = tokenizer
         if len(tokenizer.hf) > self.lm.config.vocab_size:
