@@ -136,3 +136,13 @@ def test_report_task_trains_resumes_predicts_and_evaluates_with_a_causal_lm(lms,
     assert {"bleu_4", "cider_d"} <= set(m["metrics"])
     src = m["provenance"]["pretrained"][0]
     assert src["path"] == str(lms[family].resolve()) and src["weights_sha256"]["model.safetensors"]
+
+
+def test_what_a_causal_lm_decoder_cannot_do_is_refused_up_front(lms):
+    from medmm.errors import MedmmError
+    from medmm.tasks.report.task import ReportGenerationTask
+
+    with pytest.raises(MedmmError, match="rag_k: 0"):
+        ReportGenerationTask.from_config({"decoder": {"pretrained": str(lms["gpt2"])}, "retrieval": {"rag_k": 2}})
+    with pytest.raises(MedmmError, match="set model.decoder.pretrained"):
+        ReportGenerationTask.from_config({"decoder": {"lora": {"r": 4}}})
