@@ -137,6 +137,16 @@ def test_report_task_trains_resumes_predicts_and_evaluates_with_a_causal_lm(lms,
     src = m["provenance"]["pretrained"][0]
     assert src["path"] == str(lms[family].resolve()) and src["weights_sha256"]["model.safetensors"]
 
+    # no cross-attention to map sentences: the generated report by the image regions behind it, per view
+    from medmm.explain_run import explain_run
+
+    out = explain_run(straight, REPO / "tests/fixtures/iu_xray_tiny", [rows[0]["id"]], tmp_path / "explain",
+                      methods=("occlusion",), faithfulness_steps=4, n_random=1)
+    rec = out["samples"][0]
+    assert set(rec["heatmaps"]) == {"view1_occlusion", "view2_occlusion"} and rec["output"] and rec["reference"]
+    assert rec["output"] == rows[0]["prediction"] and rec["log_prob"] < 0  # the text `predict` wrote
+    assert "view 2 input" in (tmp_path / "explain" / "index.html").read_text()
+
 
 def test_what_a_causal_lm_decoder_cannot_do_is_refused_up_front(lms):
     from medmm.errors import MedmmError

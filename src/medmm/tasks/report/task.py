@@ -528,10 +528,12 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         return report_instruction_records(samples, self.config.text_field)
 
     def explainable(self, samples: list[Sample]) -> Any:
-        """Sentence-to-region maps: the decoder's cross-attention of each generated sentence."""
+        """Sentence-to-region maps: the decoder's cross-attention of each generated sentence. A causal
+        LM decoder has none: its report by the image regions behind it (`explain_generation`)."""
         if isinstance(self.decoder, HFPrefixDecoder):
-            raise MedmmError("sentence-to-region maps read the word decoder's cross-attention; a causal LM decoder "
-                             "(model.decoder.pretrained) reads the image as a prefix and has none")
+            from medmm.tasks.report.explain_generation import prefix_report_explainable
+
+            return prefix_report_explainable(self, samples)
         from medmm.interpret.explainable import WordRegions
         from medmm.tasks.report.sentence_regions import report_sentence_regions
 
