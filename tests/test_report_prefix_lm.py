@@ -23,10 +23,35 @@ TINY_CONFIG = REPO / "src" / "medmm" / "tasks" / "report" / "tiny.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _cli(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from medmm.cli import app
+
+    res = CliRunner().invoke(app, list(args))
+    assert res.exit_code == 0, (res.output, res.exception)
+    return res.output
+
+
 @pytest.fixture(scope="module")
 def lms(tmp_path_factory) -> dict[str, Path]:
+    """Each causal LM family written once through `medmm models tiny`."""
     root = tmp_path_factory.mktemp("causal_lms")
-    return {f: write_tiny_causal_lm(f, root / f, seed=0) for f in ("gpt2", "llama", "qwen2")}
+    for f in ("gpt2", "llama", "qwen2"):
+        assert "causal LM (report decoder)" in _cli("models", "tiny", f, "--out", str(root / f))
+        assert json.loads((root / f / "config.json").read_text())["architectures"][0].endswith(("LMHeadModel", "ForCausalLM"))
+    return {f: root / f for f in ("gpt2", "llama", "qwen2")}
+
+
+def test_tiny_writer_is_seeded_and_refuses_a_used_folder(tmp_path, lms):
+    from medmm.errors import MedmmError
+
+    write_tiny_causal_lm("gpt2", tmp_path / "again", seed=0)
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (lms["gpt2"] / "model.safetensors").read_bytes()
+    with pytest.raises(MedmmError, match="not empty"):
+        write_tiny_causal_lm("gpt2", tmp_path / "again")
+    with pytest.raises(MedmmError, match="known: gpt2"):
+        write_tiny_causal_lm("gpt9", tmp_path / "x")
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
@@ -84,16 +109,6 @@ def test_lora_decoder_state_holds_adapters_and_prefix_only_and_reloads_strictly(
         fresh.load_state_dict({k: v for k, v in sd.items() if "lora_A" not in k}, strict=True)
     gpt2 = HFPrefixDecoder(str(lms["gpt2"]), 16, HFTokenizer(str(lms["gpt2"])), {"r": 4})  # Conv1D c_attn
     assert any("c_attn.lora_A" in k for k in gpt2.state_dict())
-
-
-def _cli(*args: str) -> str:
-    from typer.testing import CliRunner
-
-    from medmm.cli import app
-
-    res = CliRunner().invoke(app, list(args))
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res.output
 
 
 @pytest.mark.parametrize("family,lora", [("gpt2", None), pytest.param("llama", "{r: 4, alpha: 8}", marks=pytest.mark.slow)])
