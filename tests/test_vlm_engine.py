@@ -159,10 +159,11 @@ def test_report_generation_trains_and_scores_zero_shot_beside_its_floor(tmp_path
     preds = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()]
     assert preds and all(r["answered_by"] == "generation" and r["reference"] for r in preds)
     out = _cli("explain", str(tmp_path / "run"), "--data", str(IU_XRAY), "--ids", "CXR1011_IM-0041", "--out",
-               str(tmp_path / "explain"), "--methods", "occlusion", "--n-random", "1")
+               str(tmp_path / "explain"), "--methods", "occlusion", "--n-random", "1", "--set", "chain_of_thought=true")
     assert "log p of the generated text" in out  # the generated report, by the image regions behind it
     ex = json.loads((tmp_path / "explain" / "explanations.json").read_text())["samples"][0]
     assert set(ex["heatmaps"]) == {"view1_occlusion", "view2_occlusion"} and ex["reference"] and ex["output"]
+    assert isinstance(ex["rationale"], str)  # chain of thought asked for at explain time: its rationale is kept
     assert all((tmp_path / "explain" / h["png"]).is_file() for h in ex["heatmaps"].values())
 
     zs = tmp_path / "zs.json"
