@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 import medmm
 from medmm.cli import app
 from medmm.errors import MedmmError
-from medmm.models.families import FAMILIES, IMAGE, TEXT, VLM, write_tiny
+from medmm.models.families import CAUSAL_LM, FAMILIES, IMAGE, TEXT, VLM, write_tiny
 
-# The encoder families; the generative VLMs have their own tests (tests/test_vlm*.py).
-ENCODERS = {n: f for n, f in FAMILIES.items() if f.role != VLM}
+# The encoder families; the generative VLMs and causal LMs have their own tests (tests/test_vlm*.py,
+# tests/test_report_prefix_lm.py).
+ENCODERS = {n: f for n, f in FAMILIES.items() if f.role not in (VLM, CAUSAL_LM)}
 
 BUNDLED = Path(medmm.__file__).parent / "data" / "bundled" / "vqa_rad_sample"
 
@@ -40,7 +41,8 @@ def test_models_list_names_every_family_and_role():
     assert res.exit_code == 0, res.output
     for f in FAMILIES.values():
         assert f.name in res.output and f.model_class in res.output
-    assert {f.role for f in FAMILIES.values()} == {"image encoder", "text encoder", "dual encoder", "generative VLM"}
+    assert {f.role for f in FAMILIES.values()} == {"image encoder", "text encoder", "dual encoder", "generative VLM",
+                                                   "causal LM (report decoder)"}
 
 
 def test_tiny_folders_hold_the_real_checkpoint_files(tiny):

@@ -1,6 +1,7 @@
 """Generative VLMs through the one engine, per family: a tiny model from `medmm models tiny`, the
 shipped configs/vqa/vlm_lora.yaml with LoRA for 2 steps on the bundled VQA-RAD sample, a crash and
-an exact resume, `predict`, `evaluate`, zero-shot `evaluate --model`, `medmm explain` and
+an exact resume, `predict`, `evaluate`, zero-shot `evaluate --model`, `medmm explain` (closed questions;
+generated reports by the image regions behind them) and
 `medmm models merge` (the merged folder answers like base + adapters). Gemma 3 (MedGemma's architecture) runs by
 default, the other families under -m slow; report generation on the IU X-ray fixture."""
 
@@ -157,6 +158,13 @@ def test_report_generation_trains_and_scores_zero_shot_beside_its_floor(tmp_path
     assert {"bleu_4", "rouge_l", "cider_d", "clinical_efficacy"} <= set(res["test"])
     preds = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()]
     assert preds and all(r["answered_by"] == "generation" and r["reference"] for r in preds)
+    out = _cli("explain", str(tmp_path / "run"), "--data", str(IU_XRAY), "--ids", "CXR1011_IM-0041", "--out",
+               str(tmp_path / "explain"), "--methods", "occlusion", "--n-random", "1", "--set", "chain_of_thought=true")
+    assert "log p of the generated text" in out  # the generated report, by the image regions behind it
+    ex = json.loads((tmp_path / "explain" / "explanations.json").read_text())["samples"][0]
+    assert set(ex["heatmaps"]) == {"view1_occlusion", "view2_occlusion"} and ex["reference"] and ex["output"]
+    assert isinstance(ex["rationale"], str)  # chain of thought asked for at explain time: its rationale is kept
+    assert all((tmp_path / "explain" / h["png"]).is_file() for h in ex["heatmaps"].values())
 
     zs = tmp_path / "zs.json"
     _cli("evaluate", "--model", str(tiny), "--task", "report_vlm", "--data", str(IU_XRAY), "--split", "test", "--out", str(zs),

@@ -18,14 +18,16 @@ from medmm.interpret.explain import ALL_METHODS, explain_samples
 
 def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_dir: str | Path, dataset: str | None = None,
                 split: str | None = None, methods: tuple[str, ...] = ALL_METHODS, threads: int | None = 1,
-                **kw: Any) -> dict[str, Any]:
+                model_overrides: list[str] | None = None, **kw: Any) -> dict[str, Any]:
     """Explain samples `ids` of a trained run (any task with an explainer); writes out_dir/index.html.
 
     The samples are read from `data_root` (dataset = the run's unless given) in `split`, or in
     every split of the dataset when split is None. Keyword arguments go to `explain_samples`
     (ig_steps, faithfulness_steps, n_random, occlusion_window, scale). `threads`: torch
     intra-op threads during the call (restored after; None = leave as is): the models are
-    small, and on a shared CPU extra spinning threads make them many times slower. Returns the
+    small, and on a shared CPU extra spinning threads make them many times slower.
+    `model_overrides` ("model.KEY=VALUE", e.g. model.chain_of_thought=true for a VLM run) change
+    the run's `model:` section before it is loaded (`medmm.engine.load_run`). Returns the
     summary dict written to explanations.json, plus "index" (the page's path).
     """
     from medmm import plugins
@@ -36,7 +38,7 @@ def explain_run(run_dir: str | Path, data_root: str | Path, ids: list[str], out_
     if not ids:
         raise MedmmError("no sample ids given")
     plugins.load_if_stale()
-    cfg, task = load_run(run_dir)
+    cfg, task = load_run(run_dir, model_overrides)
     name = dataset or cfg.data.dataset
     splits = [split] if split else list(dataset_info(name).splits)
     found: dict[str, Any] = {}

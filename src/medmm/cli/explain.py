@@ -25,6 +25,8 @@ def explain(
     n_random: int = typer.Option(5, "--n-random", help="Random maps per faithfulness baseline."),
     scale: int = typer.Option(3, "--scale", help="PNG upscaling factor (nearest)."),
     threads: int = typer.Option(1, "--threads", help="torch intra-op threads (0 = torch's default)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="model.KEY=VALUE override of the run's model section "
+                                          "(repeatable; 'model.' may be left out), e.g. chain_of_thought=true."),
 ) -> None:
     """Explain samples of a trained run; writes overlays (PNG), token highlights and an index.html.
 
@@ -37,13 +39,17 @@ def explain(
     id_list = [i.strip() for i in ids.split(",") if i.strip()]
     summary = explain_run(run_dir, data, id_list, out, dataset=dataset, split=split,
                           methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                          ig_steps=ig_steps, n_random=n_random, scale=scale, threads=threads or None)
+                          ig_steps=ig_steps, n_random=n_random, scale=scale, threads=threads or None,
+                          model_overrides=[o if o.startswith("model.") else f"model.{o}" for o in set_ or []])
     for r in summary["samples"]:
         if "heatmaps" not in r:  # word-region pages
             typer.echo(f"{r['id']}: {len(r['maps'])} word/sentence maps")
             continue
         flags = [m for m, h in r["heatmaps"].items() if h["unfaithful"]]
-        line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"
+        if "log_prob" in r:  # generated text
+            line = f"{r['id']}: {r['answer']!r} (log p of {r['scored']} = {r['log_prob']:.3f})"
+        else:
+            line = f"{r['id']}: {r['explained_class']} (p={r['probability']:.3f})"
         if "modality" in r:
             line += f"  shapley image {r['modality']['image']:+.3f} text {r['modality']['text']:+.3f}"
         if flags:

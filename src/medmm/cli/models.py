@@ -17,6 +17,7 @@ _USE = {
     "text encoder": "model.text.encoder (retrieval: model.text_encoder): hf:<dir or hub name>",
     "dual encoder": "retrieval model.clip_model: hf:<dir or hub name>",
     "generative VLM": "task vqa_vlm / report_vlm, model.pretrained: <dir or hub name>",
+    "causal LM (report decoder)": "task report_generation, model.decoder.pretrained: <dir or hub name>",
 }
 
 

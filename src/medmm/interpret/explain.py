@@ -7,7 +7,8 @@ input as highlighted HTML; exact Shapley contributions of image and text; and an
 
 Tasks plug in through their `Task.explainable(samples)` hook, which returns an `Explainable`
 (the model as logits = f(images, input_ids, attention_mask)), a `WordRegions` (word- or
-sentence-to-region maps) or None; this module names no task. Explaining a trained run
+sentence-to-region maps), a `GeneratedText` (generated answers or reports, explained in
+`medmm.interpret.generation`) or None; this module names no task. Explaining a trained run
 directory (loading it, finding the samples) is `medmm.explain_run.explain_run`, outside
 interpret, which imports no engine.
 """
@@ -24,7 +25,7 @@ import torch
 
 from medmm.errors import MedmmError
 from medmm.interpret import attention, attributions, faithfulness, gradcam, modality, render
-from medmm.interpret.explainable import Explainable, ModelOutput, WordRegions, token_strings
+from medmm.interpret.explainable import Explainable, GeneratedText, ModelOutput, WordRegions, token_strings
 
 IMAGE_METHODS = ("gradcam", "gradcam++", "integrated_gradients", "occlusion", "attention")
 ALL_METHODS = IMAGE_METHODS + ("tokens", "modality")
@@ -128,8 +129,13 @@ def explain_samples(task: Any, samples: list[Any], out_dir: str | Path, methods:
         raise MedmmError(f"no explainer for task {name!r}: its Task.explainable hook returns None")
     if isinstance(ex, WordRegions):
         return explain_word_regions(ex, samples, out_dir, scale)
+    if isinstance(ex, GeneratedText):
+        from medmm.interpret.generation import explain_generation
+
+        return explain_generation(ex, samples, out_dir, methods, ig_steps, faithfulness_steps, n_random, occlusion_window, scale)
     if not isinstance(ex, Explainable):
-        raise MedmmError(f"task {name!r}: Task.explainable returned {type(ex).__name__}, not an Explainable or WordRegions")
+        raise MedmmError(f"task {name!r}: Task.explainable returned {type(ex).__name__}, not an Explainable, WordRegions "
+                         "or GeneratedText")
     n = len(samples)
     results: list[dict[str, Any]] = []
 

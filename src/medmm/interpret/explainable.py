@@ -6,6 +6,8 @@ has no explainer); interpret dispatches on the view's type and never on the task
 - `Explainable`: the model as a classifier of (images, input_ids, attention_mask); it gets
   heatmaps with faithfulness checks, token attributions and modality Shapley values.
 - `WordRegions`: per-sample word- or sentence-to-region maps the task already computed.
+- `GeneratedText`: text a generative model wrote (an answer, a report); it gets heatmaps of the
+  image regions that drove the log-probability of that text, with faithfulness checks.
 """
 
 from __future__ import annotations
@@ -89,3 +91,23 @@ def decode_text(enc: Any, ids: torch.Tensor, mask: torch.Tensor) -> str:
     n = int(mask.sum())
     words, _ = render.merge_wordpieces(token_strings(enc, ids[:n].tolist()), [0.0] * n)
     return " ".join(words)
+
+
+@dataclass
+class GeneratedText:
+    """Text a generative model wrote for each sample, to explain by the image regions that drove it.
+
+    score(i, v, images (K, C, H, W)) -> (K,): the summed log-probability sample i's generated
+    tokens get when the model sees `images` in place of its view v (its other views, the prompt
+    and the generated text held fixed); differentiable in `images`. images: per sample, its
+    views (V, C, H, W) as the model's own pixel input. records: per sample, what the page shows
+    beside the heatmaps: "prompt" (the question or instruction), "output" (the generated text),
+    "answer" (the answer taken from it), "rationale" (chain of thought, or None), "reference"
+    (or None) and "scored" (which text the log-probability is of). kind: the task name written
+    into explanations.json.
+    """
+
+    score: Callable[[int, int, torch.Tensor], torch.Tensor]
+    images: list[torch.Tensor]
+    records: list[dict[str, Any]]
+    kind: str

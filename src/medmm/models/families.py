@@ -2,9 +2,9 @@
 
 Each family names the transformers config and model classes its real checkpoints use (so a tiny
 folder written by `write_tiny` exercises exactly the loading code a real checkpoint goes through),
-its role in medmm (image encoder, text encoder, dual encoder, generative VLM) and public
-checkpoints of the field. Generative VLMs (processor, chat template, special tokens) are written
-by `medmm.models.vlm.tiny`.
+its role in medmm (image encoder, text encoder, dual encoder, generative VLM, causal LM as report
+decoder) and public checkpoints of the field. Generative VLMs (processor, chat template, special
+tokens) are written by `medmm.models.vlm.tiny`, causal LMs by `medmm.models.tiny_causal_lm`.
 Tiny models are randomly initialised and only good for testing the plumbing offline.
 """
 
@@ -19,6 +19,7 @@ from medmm.errors import MedmmError, require
 from medmm.registry import Registry
 
 IMAGE, TEXT, DUAL, VLM = "image encoder", "text encoder", "dual encoder", "generative VLM"
+CAUSAL_LM = "causal LM (report decoder)"
 TINY_IMAGE_SIZE = 32
 
 # A small WordPiece vocabulary, built here so that no tokenizer is ever downloaded.
@@ -71,7 +72,16 @@ def _vlm_writer(family: str) -> Callable[[Path, int], Path]:
     return write
 
 
-# In registration order (image encoders, text encoders, dual encoders, VLMs); metadata: the role.
+def _causal_lm_writer(family: str) -> Callable[[Path, int], Path]:
+    def write(out: Path, seed: int) -> Path:
+        from medmm.models.tiny_causal_lm import write_tiny_causal_lm
+
+        return write_tiny_causal_lm(family, out, seed)
+
+    return write
+
+
+# In registration order (image encoders, text encoders, dual encoders, VLMs, causal LMs); metadata: the role.
 FAMILIES: Registry[Family] = Registry("model family", sort=False)
 for _family in [
     Family("vit", IMAGE, "ViTModel", "google/vit-base-patch16-224-in21k",
@@ -105,6 +115,11 @@ for _family in [
     Family("qwen2_vl", VLM, "Qwen2VLForConditionalGeneration",
            "Qwen/Qwen2-VL-2B-Instruct, Qwen/Qwen2-VL-7B-Instruct (needs torchvision)",
            None, "Qwen2VLImageProcessor", True, _vlm_writer("qwen2_vl")),
+    Family("gpt2", CAUSAL_LM, "GPT2LMHeadModel", "openai-community/gpt2, distilbert/distilgpt2",
+           None, None, True, _causal_lm_writer("gpt2")),
+    Family("llama", CAUSAL_LM, "LlamaForCausalLM", "meta-llama/Llama-3.2-1B, TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+           None, None, True, _causal_lm_writer("llama")),
+    Family("qwen2", CAUSAL_LM, "Qwen2ForCausalLM", "Qwen/Qwen2.5-0.5B", None, None, True, _causal_lm_writer("qwen2")),
 ]:
     FAMILIES.register(_family.name, _family, role=_family.role)
 

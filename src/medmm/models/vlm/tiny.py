@@ -123,7 +123,15 @@ def _gemma3():
         text_config=tf.Gemma3TextConfig(**_text_config(tok), head_dim=8, sliding_window=64),
         mm_tokens_per_image=tokens_per_image, boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
         eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"), image_token_index=tok.image_token_id)
-    return tf.Gemma3ForConditionalGeneration(cfg), proc, _stop_ids(tok, "<end_of_turn>")
+    model = tf.Gemma3ForConditionalGeneration(cfg)
+    # transformers initialises the image-to-text projection with zeros (a fresh model is meant to be
+    # loaded over); left so, a random tiny Gemma 3 ignores its image and every image explanation of
+    # it is flat. Random at the text width's scale, as trained weights are not zero.
+    torch = require("torch", "train", "tiny models")
+    with torch.no_grad():
+        proj = model.model.multi_modal_projector.mm_input_projection_weight
+        proj.normal_(0.0, proj.shape[0] ** -0.5)
+    return model, proc, _stop_ids(tok, "<end_of_turn>")
 
 
 def _qwen2_vl():

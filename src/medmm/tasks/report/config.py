@@ -56,6 +56,13 @@ class ReportDecoderConfig:
         max_vocab: most words in the vocabulary (the most frequent ones).
         max_report_length: target tokens kept in training (BOS and EOS included).
         label_smoothing: cross-entropy label smoothing of the report loss.
+        pretrained: a Hugging Face causal LM (hub name or folder: GPT-2, Llama, Qwen2, ...)
+            as the decoder instead of the one trained from scratch: the image (and findings /
+            attribute) tokens, projected to its width, are its prefix (ClipCap), and its own
+            tokenizer replaces the word vocabulary (layers, heads, min_word_freq and max_vocab
+            then do not apply; lengths count its tokens). `medmm.models.prefix_lm`.
+        lora: with `pretrained`, LoRA adapters {r, alpha, dropout, target_modules} train
+            instead of the whole LM (null: every LM weight trains).
     """
 
     layers: int = 3
@@ -64,6 +71,8 @@ class ReportDecoderConfig:
     max_vocab: int = 8000
     max_report_length: int = 64
     label_smoothing: float = 0.0
+    pretrained: str | None = None
+    lora: dict[str, Any] | None = None
 
 
 @dataclass

@@ -20,7 +20,9 @@ Model (all trained from scratch on the training split; nothing is downloaded):
   categorical `Sample.targets` key; its predicted distribution becomes one memory token (the
   probability-weighted class embeddings), so the text can name what the image shows;
 * a Transformer decoder (`medmm.models.decoders`) over a word vocabulary fitted on the
-  training text (saved in the task state), trained with teacher forcing; decoding greedy or
+  training text (saved in the task state), trained with teacher forcing, or, with
+  ``decoder.pretrained``, a Hugging Face causal LM reading the memory as a projected prefix
+  (`medmm.models.prefix_lm`; GPT-2, Llama, Qwen2; optional LoRA); decoding greedy or
   beam search with length penalty, no-repeat-n-gram and min/max length (config ``decoding:``, or
   `set_decoding(...)` / `decoding.generate_reports(...)` at predict time);
 * consensus decoding (``mbr.references: K > 0``): the N-best beam hypotheses (and optionally
@@ -62,6 +64,7 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.report_store import ReportStore
 from medmm.metrics.headline import Headline
 from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
+from medmm.models.prefix_lm import HFPrefixDecoder, HFTokenizer, tokenizer_from_dict
 from medmm.tasks.report.attributes import (
     AttributeHeads,
     FindingsHeads,
@@ -98,6 +101,11 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
                   c.mbr.attribute_weight, c.mbr.reference_power)
         if (c.mbr.attribute_weight or c.mbr.reference_power or c.scst.attribute_weight) and not c.attributes.targets:
             raise MedmmError("model.mbr.attribute_weight / mbr.reference_power / scst.attribute_weight need model.attributes.targets")
+        if c.decoder.pretrained and c.retrieval.rag_k > 0:
+            raise MedmmError("model.retrieval.rag_k > 0 embeds retrieved reports with the word decoder's embedding; "
+                             "with model.decoder.pretrained (a causal LM) use retrieval.rag_k: 0")
+        if c.decoder.lora is not None and not c.decoder.pretrained:
+            raise MedmmError("model.decoder.lora adapts a pretrained causal LM: set model.decoder.pretrained too")
         if c.scst.samples == 1 or c.scst.samples < 0:
             raise MedmmError("model.scst.samples must be 0 (off) or >= 2 (the baseline is the other samples' mean reward)")
         self.image_encoder = create_image_encoder(c.image.encoder, **c.image.encoder_kwargs)
@@ -129,7 +137,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         self._store: ReportStore | None = None
         self._thumb_store: ReportStore | None = None
         self._reports: TrainingReports | None = None
-        self.decoder: TransformerReportDecoder | None = None
+        self.decoder: TransformerReportDecoder | HFPrefixDecoder | None = None
         self.inputs = StudyInputs(c.image.max_images, self.input_spec)
         self.last_attribute_logits: list[torch.Tensor] = []
         # consensus baselines in every record (off only to time the model alone)
@@ -151,8 +159,10 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         usable = [s for s in train_samples if self._text(s) and s.images]
         if not usable:
             raise MedmmError(f"no training sample has both an image and a non-empty text[{c.text_field!r}]")
-        tok = WordTokenizer.fit([self._text(s) for s in usable], c.decoder.min_word_freq, c.decoder.max_vocab)
-        self.tokenizer = tok
+        if c.decoder.pretrained:
+            self.tokenizer = HFTokenizer(c.decoder.pretrained)
+        else:
+            self.tokenizer = WordTokenizer.fit([self._text(s) for s in usable], c.decoder.min_word_freq, c.decoder.max_vocab)
         if c.findings.enabled:
             counts: dict[str, int] = {}
             for s in usable:
@@ -237,7 +247,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.tokenizer = WordTokenizer.from_dict(state["tokenizer"])
+        self.tokenizer = tokenizer_from_dict(state["tokenizer"])
         self.observations = list(state["observations"])
         self.attributes = {k: list(v) for k, v in (state.get("attributes") or {}).items()}
         self.store_labels = [list(v) for v in state.get("store_labels") or []]  # absent in older runs
@@ -259,7 +269,10 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             self.retrieval_key = retrieval_key
             self.register_buffer("store_keys", torch.zeros(len(self.store_ids), retrieval_key.dim))
         max_len = max(c.decoder.max_report_length, c.decoding.max_length + 1)
-        self.decoder = TransformerReportDecoder(len(self.tokenizer), d, c.decoder.layers, c.decoder.heads, max_len, c.dropout)
+        if isinstance(self.tokenizer, HFTokenizer):
+            self.decoder = HFPrefixDecoder(self.tokenizer.source, d, self.tokenizer, c.decoder.lora)
+        else:
+            self.decoder = TransformerReportDecoder(len(self.tokenizer), d, c.decoder.layers, c.decoder.heads, max_len, c.dropout)
         if c.retrieval.rag_k > 0:
             self.rag_pos = nn.Parameter(torch.zeros(1, 1, c.retrieval.rag_max_tokens, d))
             self.rag_rank = nn.Parameter(torch.zeros(1, c.retrieval.rag_k, 1, d))
@@ -515,7 +528,12 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         return report_instruction_records(samples, self.config.text_field)
 
     def explainable(self, samples: list[Sample]) -> Any:
-        """Sentence-to-region maps: the decoder's cross-attention of each generated sentence."""
+        """Sentence-to-region maps: the decoder's cross-attention of each generated sentence. A causal
+        LM decoder has none: its report by the image regions behind it (`explain_generation`)."""
+        if isinstance(self.decoder, HFPrefixDecoder):
+            from medmm.tasks.report.explain_generation import prefix_report_explainable
+
+            return prefix_report_explainable(self, samples)
         from medmm.interpret.explainable import WordRegions
         from medmm.tasks.report.sentence_regions import report_sentence_regions
 

@@ -221,11 +221,14 @@ class VQAVLMTask(VLMTask):
     headline = Headline("val/overall_accuracy", "max", vqa_units)
 
     def explainable(self, samples: list[Sample]) -> Any:
-        """Questions answered among options, explained as a classifier over them
-        (`medmm.tasks.vlm.explain`). Generated reports have no explainer (ReportVLMTask keeps
-        Task's default)."""
+        """Closed questions answered among options without chain of thought: a classifier over
+        the options (`medmm.tasks.vlm.explain`); otherwise the generated answers (and rationales)
+        by the image regions behind their log-probability (`medmm.tasks.vlm.explain_generation`)."""
         from medmm.tasks.vlm.explain import vlm_explainable
+        from medmm.tasks.vlm.explain_generation import generation_explainable
 
+        if self.prompts.cot or not all(self.instruction(s).options for s in samples):
+            return generation_explainable(self, samples)
         return vlm_explainable(self, samples)
 
     def instruction(self, sample: Sample) -> Instruction:
@@ -251,6 +254,13 @@ class ReportVLMTask(VLMTask):
     mode = "report"
     zero_shot_dataset = "iu_xray"
     headline = Headline("val/cider_d", "max")
+
+    def explainable(self, samples: list[Sample]) -> Any:
+        """The generated reports by the image regions behind their log-probability
+        (`medmm.tasks.vlm.explain_generation`)."""
+        from medmm.tasks.vlm.explain_generation import generation_explainable
+
+        return generation_explainable(self, samples)
 
     def instruction(self, sample: Sample) -> Instruction:
         return report_instruction(sample, self.prompts, self.config.text_field, self.config.max_images)
