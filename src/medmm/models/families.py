@@ -100,7 +100,7 @@ for _family in [
     Family("siglip", DUAL, "SiglipModel", "google/siglip-base-patch16-224",
            lambda v: _tf().SiglipConfig(text_config={**_TEXT, "vocab_size": v}, vision_config=_vision()),
            "SiglipImageProcessor", True),
-    Family("biomedclip", DUAL, "open_clip (timm ViT + BertModel), read into ViTModel + BertModel",
+    Family("biomedclip", DUAL, "open_clip (timm ViT + BERT)",
            "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224", None, None, True, _open_clip_writer),
     Family("llava", VLM, "LlavaForConditionalGeneration",
            "llava-hf/llava-1.5-7b-hf; LLaVA-Med once converted to the llava-hf layout (docs/vlm.md)",

@@ -15,8 +15,14 @@ import json
 from pathlib import Path
 
 from medmm.errors import require
-from medmm.models.encoders.open_clip_format import CONFIG_FILE, OPENAI_MEAN, OPENAI_STD, read_spec, to_open_clip_state_dict
 from medmm.models.encoders.open_clip_dual import OpenClipTowers
+from medmm.models.encoders.open_clip_format import (
+    CONFIG_FILE,
+    OPENAI_MEAN,
+    OPENAI_STD,
+    read_spec,
+    to_open_clip_state_dict,
+)
 
 TINY_SIZE = 224  # open_clip builds timm's ViT at its name's size (224): no smaller input runs there
 TEXT_DIR = "text_tower"
