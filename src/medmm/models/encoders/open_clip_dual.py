@@ -51,15 +51,14 @@ class OpenClipTowers(nn.Module):
         tf = require("transformers", "train", "open_clip checkpoints")
         self.vision_model = TimmViT(spec.image_size, spec.patch_size, spec.vit_width, spec.vit_depth, spec.vit_heads)
         self.image_proj = nn.Linear(spec.vit_width, spec.embed_dim, bias=spec.image_proj_bias)
-        self.text_model = tf.AutoModel.from_config(text_config)
+        # as open_clip's HFTextEncoder: the model's own pooler exists only when it is the one used
+        self.text_model = tf.AutoModel.from_config(text_config, add_pooling_layer=spec.text_pooler == "cls_pooler")
         self.text_proj = _text_projection(spec, int(text_config.hidden_size))
         self.logit_scale = nn.Parameter(torch.tensor(float(torch.log(torch.tensor(1 / 0.07)))))
 
-    def load_open_clip(self, state: dict[str, Any], text_pooler: str) -> None:
+    def load_open_clip(self, state: dict[str, Any]) -> None:
         """Load open_clip-named weights strictly (every tensor mapped, every parameter filled)."""
         parts = convert_state_dict(state)
-        if text_pooler != "cls_pooler" and not any(k.startswith("pooler.") for k in parts["text"]):
-            self.text_model.pooler = None  # a checkpoint saved without the unused BERT pooler
         for name, module in (("vision", self.vision_model), ("image_proj", self.image_proj),
                              ("text", self.text_model), ("text_proj", self.text_proj)):
             try:
@@ -97,7 +96,7 @@ class OpenClipDualEncoder(nn.Module):
             text_name = _text_source(spec.text_name, config_path.parent)
             text_config = load_hf("AutoConfig", text_name)
             self.model = OpenClipTowers(spec, text_config)
-            self.model.load_open_clip(load_weights(weights), spec.text_pooler)
+            self.model.load_open_clip(load_weights(weights))
             tok_dir = config_path.parent
             has_tok = (tok_dir / "tokenizer_config.json").is_file() or (tok_dir / "vocab.txt").is_file()
             tok_name = str(tok_dir) if has_tok else _text_source(spec.tokenizer_name, config_path.parent)
