@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -93,16 +90,17 @@ def test_missing_hub_model_is_one_line_naming_where_it_looked(monkeypatch):
     assert "\n" not in msg and "Hugging Face cache" in msg and "HF_HUB_OFFLINE=1" in msg
 
 
-def test_hub_name_is_read_from_the_hf_cache_offline(tiny, tmp_path):
+def test_hub_name_is_read_from_the_hf_cache_offline(tiny, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     repo = tmp_path / "cache" / "models--medmm-test--tiny-biomedclip"
     shutil.copytree(tiny, repo / "snapshots" / "abc")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc")
-    code = ("import json; from medmm.models.encoders.open_clip_dual import OpenClipDualEncoder; "
-            "print(json.dumps(OpenClipDualEncoder('hf-hub:medmm-test/tiny-biomedclip').hf_source))")
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # both read at import
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    rec = OpenClipDualEncoder("hf-hub:medmm-test/tiny-biomedclip").hf_source
     assert rec["path"].endswith("snapshots/abc") and rec["weights_sha256"] == {WEIGHTS: _sha(tiny / WEIGHTS)}
 
 
