@@ -17,9 +17,9 @@ from medmm.cli import app
 from medmm.errors import MedmmError
 from medmm.models.families import CAUSAL_LM, FAMILIES, IMAGE, TEXT, VLM, write_tiny
 
-# The encoder families; the generative VLMs and causal LMs have their own tests (tests/test_vlm*.py,
-# tests/test_report_prefix_lm.py).
-ENCODERS = {n: f for n, f in FAMILIES.items() if f.role not in (VLM, CAUSAL_LM)}
+# The encoder families; the generative VLMs, causal LMs and open_clip folders have their own tests
+# (tests/test_vlm*.py, tests/test_report_prefix_lm.py, tests/test_open_clip_dual.py).
+ENCODERS = {n: f for n, f in FAMILIES.items() if f.role not in (VLM, CAUSAL_LM) and f.writer is None}
 
 BUNDLED = Path(medmm.__file__).parent / "data" / "bundled" / "vqa_rad_sample"
 

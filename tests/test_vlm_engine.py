@@ -24,6 +24,7 @@ from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.engine import load_config
 from medmm.engine.api import load_run, train
+from medmm.models.torchvision_check import torchvision_problem
 from medmm.tasks.vlm.scoring import is_closed_question
 from medmm.tasks.vlm.task import VLMTask
 
@@ -119,7 +120,7 @@ def _family_end_to_end(family: str, tmp_path: Path, small_root: Path, monkeypatc
               if is_closed_question(r["question"], None)][:1]
     explain = ["explain", str(straight), "--data", str(small_root), "--ids", closed[0], "--out", str(tmp_path / "explain"),
                "--methods", "occlusion,integrated_gradients,tokens,modality", "--ig-steps", "2", "--n-random", "1"]
-    if family == "idefics3":  # image tiles: no (3, H, W) pixel input to attribute; said, not guessed
+    if family in ("idefics3", "qwen2_vl"):  # image tiles / flattened patches: no (3, H, W) input to attribute; said
         res = CliRunner().invoke(app, explain)
         assert res.exit_code != 0 and "LLaVA and Gemma 3" in str(res.exception)
     else:
@@ -144,7 +145,9 @@ def _family_end_to_end(family: str, tmp_path: Path, small_root: Path, monkeypatc
 
 
 @pytest.mark.parametrize("family", ["gemma3", pytest.param("llava", marks=pytest.mark.slow),
-                                    pytest.param("idefics3", marks=pytest.mark.slow)])
+                                    pytest.param("idefics3", marks=pytest.mark.slow),
+                                    pytest.param("qwen2_vl", marks=[pytest.mark.slow, pytest.mark.skipif(
+                                        bool(torchvision_problem()), reason=f"Qwen2-VL: {torchvision_problem()}")])])
 def test_family_trains_resumes_predicts_evaluates_zero_shot_and_merges(family, tmp_path, small_root, monkeypatch):
     _family_end_to_end(family, tmp_path, small_root, monkeypatch)
 

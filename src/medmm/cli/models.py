@@ -15,7 +15,7 @@ app.add_typer(models_app, name="models")
 _USE = {
     "image encoder": "model.image.encoder (retrieval: model.image_encoder): hf:<dir or hub name>",
     "text encoder": "model.text.encoder (retrieval: model.text_encoder): hf:<dir or hub name>",
-    "dual encoder": "retrieval model.clip_model: hf:<dir or hub name>",
+    "dual encoder": "retrieval model.clip_model: hf:<dir or hub name> (open_clip format: open_clip:<dir>, hf-hub:<name>)",
     "generative VLM": "task vqa_vlm / report_vlm, model.pretrained: <dir or hub name>",
     "causal LM (report decoder)": "task report_generation, model.decoder.pretrained: <dir or hub name>",
 }

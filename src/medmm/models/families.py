@@ -63,6 +63,12 @@ def _clip_text(vocab: int) -> dict[str, Any]:
     return {**_TEXT, "vocab_size": vocab, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
 
 
+def _open_clip_writer(out: Path, seed: int) -> Path:
+    from medmm.models.encoders.open_clip_tiny import write_tiny_open_clip
+
+    return write_tiny_open_clip(out, seed)
+
+
 def _vlm_writer(family: str) -> Callable[[Path, int], Path]:
     def write(out: Path, seed: int) -> Path:
         from medmm.models.vlm.tiny import write_tiny_vlm
@@ -104,6 +110,8 @@ for _family in [
     Family("siglip", DUAL, "SiglipModel", "google/siglip-base-patch16-224",
            lambda v: _tf().SiglipConfig(text_config={**_TEXT, "vocab_size": v}, vision_config=_vision()),
            "SiglipImageProcessor", True),
+    Family("biomedclip", DUAL, "open_clip (timm ViT + BERT)",
+           "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224", None, None, True, _open_clip_writer),
     Family("llava", VLM, "LlavaForConditionalGeneration",
            "llava-hf/llava-1.5-7b-hf; LLaVA-Med once converted to the llava-hf layout (docs/vlm.md)",
            None, "CLIPImageProcessor", True, _vlm_writer("llava")),

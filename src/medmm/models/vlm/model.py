@@ -27,6 +27,7 @@ from torch import nn
 
 from medmm.errors import MedmmError, require
 from medmm.models.encoders.hf_loading import load_hf, source_record
+from medmm.models.torchvision_check import torchvision_problem
 
 # LoRA on the language model's attention and MLP projections (Llama, Gemma, Qwen2 and SmolVLM
 # name them alike); the vision tower and projector stay frozen. A peft regex on module names.
@@ -106,7 +107,8 @@ class VisionLanguageModel(nn.Module):
         except MedmmError:
             raise
         except Exception as exc:  # transformers raises assorted errors for a processor it cannot build
-            hint = " (Qwen2-VL's processor needs torchvision)" if importlib.util.find_spec("torchvision") is None else ""
+            problem = torchvision_problem()
+            hint = f" (Qwen2-VL's processor needs torchvision: {problem})" if problem else ""
             raise MedmmError(f"{source}: could not build its AutoProcessor{hint}: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod

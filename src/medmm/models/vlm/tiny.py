@@ -11,7 +11,6 @@ fixed medical word list), so every medmm path can be tried without downloading w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import string
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medmm.errors import MedmmError, require
+from medmm.models.torchvision_check import torchvision_problem
 from medmm.models.vlm import chat_templates
 from medmm.registry import Registry
 
@@ -136,9 +136,10 @@ def _gemma3():
 
 def _qwen2_vl():
     """Qwen/Qwen2-VL-2B-Instruct: ViT with 2D RoPE on dynamic resolution, 2 x 2 patch merge, M-RoPE text model."""
-    if importlib.util.find_spec("torchvision") is None:
-        raise MedmmError("Qwen2-VL's processor needs torchvision (transformers builds its video processor with it); "
-                         "install the torchvision release matching your torch (`pip install torchvision`)")
+    problem = torchvision_problem()
+    if problem:
+        raise MedmmError(f"Qwen2-VL's processor needs torchvision (transformers builds its video processor with it): "
+                         f"{problem}; install the torchvision release matching your torch (`pip install torchvision`)")
     tf = _tf()
     specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     tok = train_tokenizer("Qwen2Tokenizer", specials)

@@ -32,8 +32,11 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.headline import Headline, Units
 from medmm.models.encoders.base import ImageEncoder, TextEncoder
 from medmm.models.encoders.hf_dual import HFClipDualEncoder
+from medmm.models.encoders.open_clip_dual import OpenClipDualEncoder
 
 KS = (1, 5, 10)
+
+_PRETRAINED_DUAL = (HFClipDualEncoder, OpenClipDualEncoder)  # checkpoints with their own towers, tokenizer, scale
 
 
 # ----------------------------------------------------------------------------- losses
@@ -301,7 +304,9 @@ class RetrievalTask(Task):
             image_encoder_kwargs, text_encoder_kwargs: extra arguments of those constructors.
             clip_model: hf:<hub name or dir> of a pretrained CLIP-family model (transformers
                 CLIPModel or SiglipModel); replaces both towers and their projections, and its
-                preprocessor_config.json sets image size, mean and std.
+                preprocessor_config.json sets image size, mean and std. An open_clip checkpoint
+                (BiomedCLIP: timm ViT + Hugging Face text tower) is named `hf-hub:<org/name>` or
+                `open_clip:<dir or hub name>` and read without open_clip (docs/models.md).
             image_pretrained, text_pretrained: passed to the encoder factories.
             embed_dim: size of the shared embedding space.
             projection: "linear" or "mlp" (ConVIRT's two-layer head).
@@ -347,8 +352,10 @@ class RetrievalTask(Task):
         if c.clip_model is not None:
             if c.local_loss_weight:
                 raise MedmmError("local_loss_weight needs medmm encoders (token features); not available with clip_model")
-            name = c.clip_model.removeprefix("hf:")
-            self.model = HFClipDualEncoder(name, c.learn_temperature)
+            if c.clip_model.startswith(("open_clip:", "hf-hub:")):  # open_clip's format (BiomedCLIP)
+                self.model = OpenClipDualEncoder(c.clip_model.removeprefix("open_clip:"), c.learn_temperature)
+            else:
+                self.model = HFClipDualEncoder(c.clip_model.removeprefix("hf:"), c.learn_temperature)
             declared = self.model.input_spec
             img, txt = self.model.model.vision_model, self.model.model.text_model
         else:
@@ -391,7 +398,7 @@ class RetrievalTask(Task):
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Token ids and attention mask for `texts`."""
-        if isinstance(self.model, HFClipDualEncoder):
+        if isinstance(self.model, _PRETRAINED_DUAL):
             tok = self.model.tokenizer(texts, padding=True, truncation=True, max_length=min(self.max_text_length, self.model.max_length), return_tensors="pt")
             return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
         tok = self.model.text_encoder.tokenize(texts, max_length=self.max_text_length)
@@ -462,12 +469,12 @@ class RetrievalTask(Task):
         """Train mode, except frozen towers stay in eval mode (no dropout, fixed BatchNorm
         statistics), so a frozen backbone really computes the same features every step."""
         super().train(mode)
-        if mode and not isinstance(self.model, HFClipDualEncoder):
+        if mode and not isinstance(self.model, _PRETRAINED_DUAL):
             if self.config.freeze_image:
                 self.model.image_encoder.eval()
             if self.config.freeze_text:
                 self.model.text_encoder.eval()
-        if mode and isinstance(self.model, HFClipDualEncoder):
+        if mode and isinstance(self.model, _PRETRAINED_DUAL):
             if self.config.freeze_image:
                 self.model.model.vision_model.eval()
             if self.config.freeze_text:
