@@ -58,7 +58,8 @@ def check_selection_names(doc: dict[str, Any], role: str | None = None) -> list[
     if is_selection is not expected:
         problems.append(f"reported_is_selection_split {is_selection!r} with selection_split {selection!r}, "
                         f"reported_split {reported!r}")
-    part = {k: doc.get(k) for k in ("metrics", "floors")}
+    # the metrics' own provenance says how they were computed (versions, seed): not a metric
+    part = {"metrics": {k: v for k, v in (doc.get("metrics") or {}).items() if k != "provenance"}, "floors": doc.get("floors")}
     if is_selection:
         problems += [f"unprefixed number {'.'.join(p)}" for p in numeric_leaves(part)
                      if not any(k.startswith(PREFIX) for k in p)]
@@ -74,7 +75,8 @@ def _doc(selection: bool) -> dict[str, Any]:
     metrics = {"task": "multiclass", "labels": ["a", "b"], "accuracy": 0.75, "threshold": None, "n_scored": 4,
                "per_class": {"a": {"auroc": 0.5, "n": 2}}, "by_question_type": {"ABN": {"accuracy": 1.0}},
                "confusion_matrix": [[1, 0], [1, 2]], "ci": {"accuracy": [0.5, 1.0]}, "ci_method": "bootstrap",
-               "image_to_text": {"R@1": 25.0}, "image_to_text_ci": {"R@1": [0.0, 50.0]}}
+               "image_to_text": {"R@1": 25.0}, "image_to_text_ci": {"R@1": [0.0, 50.0]},
+               "provenance": {"metric": "classification", "seed": 0}}
     floors = {"prior": {"description": "class frequencies", "metrics": {"accuracy": 0.5},
                         "model_minus_floor": {"accuracy": {"difference": 0.25, "ci": [0.0, 0.5], "p_value": 0.3}},
                         "method": "paired bootstrap"},
@@ -89,6 +91,7 @@ def test_every_number_of_the_selection_split_is_renamed_and_nothing_else():
     assert check_selection_names(val, role="val") == []
     m = val["metrics"]
     assert m["task"] == "multiclass" and m["labels"] == ["a", "b"] and m["threshold"] is None  # no number: kept
+    assert m["provenance"] == {"metric": "classification", "seed": 0}  # how it was computed: kept
     assert m["selection_accuracy"] == 0.75 and m["ci"] == {"selection_accuracy": [0.5, 1.0]}
     assert {"selection_per_class", "selection_by_question_type", "selection_image_to_text_ci"} <= set(m)
     assert val["floors"]["prior"]["metrics"] == {"selection_accuracy": 0.5}

@@ -29,6 +29,8 @@ def train(
     metrics = run_train(cfg, out)
     if metrics:
         for split, m in metrics.items():
+            if any(str(k).startswith("selection_") for k in m):  # the split that chose the model
+                split, m = f"selection_{split}", {k.removeprefix("selection_"): v for k, v in m.items()}
             print_metrics(m, title=f"{split}: n = {m['n']}" if "n" in m else f"{split}:")
         typer.echo(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
 

@@ -5,8 +5,8 @@ or settings gives optimistic numbers: they were, in effect, maximised on it. A m
 reported on that split (its `protocol.reported_is_selection_split` is true) therefore names
 every number it holds ``selection_<key>``: the model's metrics (their CIs and breakdowns too)
 and the floors' values and model - floor differences, so no number of it can be read as a
-result. Keys whose value holds no number (the task kind, class labels, a CI method) keep their
-names. Files written before this rule hold plain names; `plain_names` reads both the same way.
+result. Keys whose value holds no number (the task kind, class labels, a CI method) and the
+metrics' own `provenance` (how they were computed) keep their names. Files written before this rule hold plain names; `plain_names` reads both the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 SELECTION_PREFIX = "selection_"
+# How the numbers were computed (metric implementation, versions, seed, n): never renamed.
+DESCRIPTIVE_KEYS = frozenset({"provenance"})
 
 
 def holds_number(value: Any) -> bool:
@@ -41,7 +43,7 @@ def selection_names(metrics: dict[str, Any]) -> dict[str, Any]:
         if k == "ci" and isinstance(v, dict):
             out[k] = {_prefixed(m): iv for m, iv in v.items()}
         else:
-            out[_prefixed(k) if holds_number(v) else k] = v
+            out[_prefixed(k) if k not in DESCRIPTIVE_KEYS and holds_number(v) else k] = v
     return out
 
 
