@@ -1,12 +1,14 @@
 """Compare every number two `medmm demo` output folders hold (benchmarks/demo_equivalence.md).
 
-    python benchmarks/demo_equivalence.py BEFORE AFTER [--json out.json]
+    python benchmarks/demo_equivalence.py BEFORE AFTER [--json out.json] [--rename OLD=NEW ...]
 
 Reads, in both folders: every run's metrics/*.json (`metrics` and `floors`), logs/metrics.csv (every
 logged value, by step), the ablation's ablation.json rows, the explanations' explanations.json and
 the data checks (data/*.json). Prints, per file, how many numbers are equal (exactly, as stored),
 how many differ (with the largest absolute difference and the keys), and keys on one side only.
 Clock and place (provenance, times, paths) are not numbers of the demo and are left out.
+`--rename OLD=NEW` reads BEFORE's keys with a metric renamed since (e.g. the ablation's
+`auroc_macro` -> `auroc_macro_ovr`), so its numbers are compared and not listed as one-sided.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +62,15 @@ def demo_files(root: Path) -> list[Path]:
     return sorted({p.relative_to(root) for pat in pats for p in root.glob(pat)})
 
 
-def compare(before: Path, after: Path) -> list[dict[str, Any]]:
+def renamed(numbers: dict[str, float], renames: list[tuple[str, str]]) -> dict[str, float]:
+    """`numbers` with each OLD in a key replaced by NEW (where it is not already NEW)."""
+    for old, new in renames:
+        pattern = re.compile(re.escape(old) + (f"(?!{re.escape(new[len(old):])})" if new.startswith(old) else ""))
+        numbers = {pattern.sub(new, k): v for k, v in numbers.items()}
+    return numbers
+
+
+def compare(before: Path, after: Path, renames: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """One record per file: n numbers, equal, differing keys (with before/after), one-sided keys."""
     out = []
     for rel in demo_files(before):
@@ -68,7 +79,7 @@ def compare(before: Path, after: Path) -> list[dict[str, Any]]:
             rec["missing_after"] = True
             out.append(rec)
             continue
-        a, b = numbers_of(before / rel), numbers_of(after / rel)
+        a, b = renamed(numbers_of(before / rel), renames or []), numbers_of(after / rel)
         both = [k for k in a if k in b]
         diff = {k: [a[k], b[k]] for k in both if a[k] != b[k] and not (a[k] != a[k] and b[k] != b[k])}
         rec.update(n=len(both), equal=len(both) - len(diff), differ=diff,
@@ -83,8 +94,9 @@ def main() -> None:
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
     ap.add_argument("--json", type=Path, help="write the full comparison (every differing key) here")
+    ap.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="a key renamed since BEFORE")
     a = ap.parse_args()
-    result = compare(a.before, a.after)
+    result = compare(a.before, a.after, [tuple(r.split("=", 1)) for r in a.rename])
     for r in result:
         if r.get("missing_after"):
             print(f"{r['file']}: MISSING in {a.after}")
