@@ -136,4 +136,5 @@ def test_report_names_the_selection_split_for_old_and_new_files(tmp_path: Path):
         assert "<h2>selection_val (n = 4): the split that chose the model" in page and "<h2>test (n = 4)</h2>" in page
         assert "selection_val: confusion matrix" in page and (run / "plots" / "confusion_val.png").exists()
         assert "selection_val: question type" in page
+        assert "<th>selection_accuracy</th>" in page and "<th>accuracy</th>" in page  # val renamed, test not
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medmm.engine import rundir as rd
-from medmm.engine.selection import SELECTION_PREFIX, is_selection_file, plain_names
+from medmm.engine.selection import SELECTION_PREFIX, is_selection_file, plain_names, selection_floors, selection_names
 
 # A figure opens full size without JavaScript: the thumbnail links to a CSS :target light box
 # (the PNG at its natural size, with its caption), and the caption links to the PNG itself.
@@ -346,6 +346,9 @@ def write_report(run_dir: str | Path) -> Path:
         # A split that chose the model is shown as selection_<split>, in its heading and figure titles
         # too (also for files written before their keys were prefixed).
         shown = SELECTION_PREFIX + split if selection else split
+        if selection:  # a file written before the rule shows its numbers under selection_ names too
+            metrics = selection_names(metrics)
+            data = {**data, "floors": selection_floors(data["floors"])} if isinstance(data.get("floors"), dict) else data
         n = data.get("provenance", {}).get("n_samples")
         parts.append(f"<h2>{html.escape(shown)}" + (f" (n = {n})" if n is not None else "")
                      + (": the split that chose the model; selection numbers, not results" if selection else "") + "</h2>")
