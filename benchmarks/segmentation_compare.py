@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medmm.engine.selection import plain_names
 from medmm.metrics.stats import paired_test
 
 
@@ -29,7 +30,7 @@ def _records(run: Path, split: str) -> dict[str, dict]:
 
 def summary(run: Path, split: str) -> str:
     """One markdown line per class: Dice and IoU with their CIs."""
-    m = json.loads((run / "metrics" / f"{split}.json").read_text())["metrics"]
+    m = plain_names(json.loads((run / "metrics" / f"{split}.json").read_text())["metrics"])  # selection_* on val
     ci = m.get("ci", {})
     out = []
     for name, v in m["per_class"].items():

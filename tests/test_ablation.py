@@ -58,6 +58,9 @@ def test_tabulate_picks_baseline_on_validation_and_tests_against_it():
         assert r["auroc_macro_ovr_low"] <= r["auroc_macro_ovr"] <= r["auroc_macro_ovr_high"]
         assert r["auroc_macro_ovr_seed_sd"] == pytest.approx(0.0)
     assert "**image_only** (baseline)" in t.markdown and "p (randomisation)" in t.markdown
+    # the validation score that chose the baseline is a selection number, named so (issue 26)
+    assert all("selection_val_auroc_macro_ovr" in r and "val_auroc_macro_ovr" not in r for r in t.rows)
+    assert "| selection_val_auroc_macro_ovr |" in t.markdown
 
 
 def test_min_mode_picks_the_lowest_validation_score():

@@ -29,7 +29,8 @@ def test_cli_train_evaluate_predict_report(tmp_path, monkeypatch):
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(root), "--split", "val", "--out", str(tmp_path / "m.json")])
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["provenance"]["split"] == "val" and m["metrics"]["n"] == 8
+    # the run's own validation samples chose its epoch: selection numbers (issue 26)
+    assert m["provenance"]["split"] == "val" and m["metrics"]["selection_n"] == 8 and "n" not in m["metrics"]
 
     res = runner.invoke(app, ["predict", str(run), "--data", str(root), "--out", str(tmp_path / "p.jsonl")])
     assert res.exit_code == 0, res.output

@@ -45,6 +45,6 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert two["metrics"]["nll"] == pytest.approx(one["metrics"]["nll"], rel=1e-3, abs=1e-4)
     # Validation records of both ranks were gathered (15 val samples, one bad).
     val_two = json.loads((tmp_path / "two" / "metrics" / "val.json").read_text())
-    assert val_two["metrics"]["n"] == 14 and val_two["provenance"]["n_skipped"] == 1
+    assert val_two["metrics"]["selection_n"] == 14 and val_two["provenance"]["n_skipped"] == 1  # val chose the epoch
     logged = (tmp_path / "two" / "logs" / "metrics.csv").read_text()
     assert "val/nll" in logged

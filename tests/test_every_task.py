@@ -12,6 +12,7 @@ import pytest
 
 from conftest import shipped_tasks
 from medmm.engine.task import Task, get_task_class
+from test_selection_names import check_selection_names
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = shipped_tasks()  # toy tasks that other test modules register are left out
@@ -85,6 +86,7 @@ def test_task_trains_evaluates_predicts_and_explains(name: str, tmp_path: Path, 
     scored = evaluate(run, split=split)
     assert numbers(scored["metrics"]) == numbers(json.loads((run / "metrics" / f"{split}.json").read_text())["metrics"]), \
         f"{name}: evaluate does not reproduce the split's metrics of training"
+    _check_selection_names(name, run, scored)
 
     records = [json.loads(line) for line in (run / "predictions" / f"{split}.jsonl").read_text().splitlines()]
     ids = sorted({str(r.get("sample_id", r["id"])) for r in records})[:2]
@@ -99,6 +101,23 @@ def test_task_trains_evaluates_predicts_and_explains(name: str, tmp_path: Path, 
         summary = explain_run(run, cfg.data.root, ids, out, methods=("gradcam", "tokens", "modality"),
                               ig_steps=2, faithfulness_steps=2, n_random=1)
         assert [s["id"] for s in summary["samples"]] == ids and (out / "index.html").exists()
+
+
+def _check_selection_names(name: str, run: Path, scored: dict) -> None:
+    """Issue 26: no number computed on the split that chose the model is reported without a
+    `selection_` name, in any metrics JSON of the run or in `evaluate` of its validation part, and
+    each file's protocol (selection_split, reported_split) agrees with its names; report.html
+    heads that split selection_val."""
+    docs = {path.stem: json.loads(path.read_text()) for path in sorted((run / "metrics").glob("*.json"))}
+    train = docs.pop("train", {})
+    assert all(k.startswith("train/") for k in train.get("metrics", {})), f"{name}: train.json holds {train['metrics']}"
+    for role, doc in docs.items():
+        assert not check_selection_names(doc, role), f"{name} {role}.json: {check_selection_names(doc, role)}"
+    assert not check_selection_names(scored), f"{name} evaluate: {check_selection_names(scored)}"
+    if (run / "checkpoints" / "best.ckpt").exists():  # validation chose the epoch: val.json is a selection file
+        assert docs["val"]["protocol"]["selection_split"] == "val", name
+        assert docs["val"]["protocol"]["reported_is_selection_split"] is True, name
+        assert "<h2>selection_val" in (run / "report.html").read_text(encoding="utf-8"), name
 
 
 @pytest.mark.parametrize("name", TASKS)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from medmm.data.bundled import vqa_rad_sample_root
+from medmm.engine.selection import plain_names
 from medmm.interpret.explain import explain_run
 from medmm.interpret.render import index_html
 
@@ -32,13 +33,14 @@ def main(dx_run: str, vqa_run: str, report_run: str | None = None) -> None:
          "scratch Transformer, early fusion, 3 epochs; held-out test accuracy {acc})"),
         ("vqa", vqa_run, vqa_rad_sample_root(), ["186", "363", "372"], "train",
          "VQA (bundled CC0 VQA-RAD sample; small CNN 64 px + scratch question encoder, cross-attention fusion, 6 epochs; "
-         "validation overall accuracy {acc}: a smoke-sized model near the majority answer)"),
+         "selection_val overall accuracy {acc}: a smoke-sized model near the majority answer)"),
     ]
     for name, run, root, ids, split, blurb in jobs:
         t = time.time()
         s = explain_run(run, root, ids, HERE / name, split=split, n_random=5, ig_steps=16)
         secs = time.time() - t
-        metrics = json.loads((Path(run) / "metrics" / ("test.json" if name == "diagnosis" else "val.json")).read_text())["metrics"]
+        # val.json of a run whose validation chose the epoch names its numbers selection_* (plain_names reads both)
+        metrics = plain_names(json.loads((Path(run) / "metrics" / ("test.json" if name == "diagnosis" else "val.json")).read_text())["metrics"])
         acc = metrics.get("accuracy", metrics.get("overall_accuracy"))
         flagged = len(s["flagged_unfaithful"])
         total = sum(len(r["heatmaps"]) for r in s["samples"])

@@ -47,6 +47,9 @@ from medmm.metrics.headline import Headline, Units, mean_units
 
 log = logging.getLogger("medmm.ablation")
 FUSION_KEY = "model.fusion"
+# The column of the validation score that chose the baseline (and each run's epoch): a selection
+# number, never a result (docs/metrics.md); ablation.json files written before say "val_<metric>".
+SELECTION_VAL = "selection_val_"
 
 
 def unimodal_fusions() -> list[str]:
@@ -236,7 +239,9 @@ def _tabulate(per: dict[str, dict[str, Any]], variants: list[str], seeds: list[i
         units: Units = per[v]["test"]
         ci = bootstrap_ci(lambda *a, fn=units.fn: fn(*a), *units.predictions, *units.references,
                           n_resamples=n_resamples, groups=units.groups)
-        row: dict[str, Any] = {column: v, "n_test": len(units.ids), "n_seeds": len(seeds), "val_" + primary: val_scores[v]}
+        row: dict[str, Any] = {column: v, "n_test": len(units.ids), "n_seeds": len(seeds),
+                               # validation chose the baseline and each run's epoch: a selection number
+                               SELECTION_VAL + primary: val_scores[v]}
         for m in metrics:
             row[m] = ci["estimate"][m]
             row[f"{m}_low"], row[f"{m}_high"] = ci["low"][m], ci["high"][m]
@@ -281,7 +286,7 @@ def _markdown(t: AblationTable, method: str) -> str:
     p = t.primary
     lines = [
         (f"| {t.column} | " + " | ".join(f"{m} [95% CI]" for m in t.metrics) + f" | {p} seed mean (sd) "
-         f"| Δ{p} vs {t.baseline} [95% CI] | p (bootstrap) | p (randomisation) | val {p} |"),
+         f"| Δ{p} vs {t.baseline} [95% CI] | p (bootstrap) | p (randomisation) | {SELECTION_VAL}{p} |"),
         "|---" * (len(t.metrics) + 6) + "|",
     ]
     for r in t.rows:
@@ -291,7 +296,7 @@ def _markdown(t: AblationTable, method: str) -> str:
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {_fmt(r[p + '_seed_mean'])} ({_fmt(r[p + '_seed_sd'])}) "
             f"| {diff} [{_fmt(r['difference_low'])}, {_fmt(r['difference_high'])}] "
-            f"| {_fmt(r['p_bootstrap'])} | {_fmt(r['p_randomisation'])} | {_fmt(r['val_' + p])} |"
+            f"| {_fmt(r['p_bootstrap'])} | {_fmt(r['p_randomisation'])} | {_fmt(r[SELECTION_VAL + p])} |"
         )
     better = "higher" if t.mode == "max" else "lower"
     lines += ["", f"n_test = {t.rows[0]['n_test']} test units; {better} {p} is better.", "", f"Method: {method}."]

@@ -30,7 +30,9 @@ def train(
     metrics = run_train(cfg, out)
     if metrics:
         for split, m in metrics.items():
-            print_metrics(m, title=f"{split}: n = {m['n']}" if "n" in m else f"{split}:")
+            n = m.get("n", m.get("selection_n"))  # selection_*: the split that chose the model
+            shown = f"selection_{split}" if "selection_n" in m or any(str(k).startswith("selection_") for k in m) else split
+            print_metrics(m, title=f"{shown}: n = {n}" if n is not None else f"{shown}:")
         typer.echo(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
 
 

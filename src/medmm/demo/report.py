@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medmm.engine.report import LIGHTBOX_CSS, figure_html
+from medmm.engine.selection import is_selection_file, plain_names
 from medmm.errors import MedmmError
 
 CSS = """
@@ -53,12 +54,13 @@ def _table(header: list[str], rows: list[list[str]], caption: str) -> str:
     return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
 
 
-def read_metrics(run_dir: Path, split: str) -> dict[str, Any]:
-    """metrics/<split>.json of an engine run (the "metrics" part)."""
+def read_metrics(run_dir: Path, split: str, whole: bool = False) -> dict[str, Any]:
+    """metrics/<split>.json of an engine run (the "metrics" part; `whole`: the whole file)."""
     path = run_dir / "metrics" / f"{split}.json"
     if not path.exists():
         raise MedmmError(f"{path}: missing; the run did not score its {split} split")
-    return json.loads(path.read_text())["metrics"]
+    doc = json.loads(path.read_text())
+    return doc if whole else doc["metrics"]
 
 
 def _float(x: Any) -> float | None:
@@ -119,10 +121,14 @@ def _leak_text(leak: dict[str, Any]) -> str:
 
 def _vqa_section(out: Path) -> str:
     run = out / "runs" / "vqa"
-    m = read_metrics(run, "val")
+    # The VQA run has no test part: its validation part chose the epoch, so its numbers are shown as
+    # selection_val (docs/metrics.md), read by their plain names from old and new files alike.
+    selection = is_selection_file(read_metrics(run, "val", whole=True))
+    shown = "selection_val" if selection else "val"
+    m = plain_names(read_metrics(run, "val"))
     ci = m.get("ci", {})
     rows = [
-        [name, _num(m.get(key)) + _ci(ci.get(key))]
+        [f"{shown} {name}", _num(m.get(key)) + _ci(ci.get(key))]
         for name, key in (
             ("overall accuracy", "overall_accuracy"),
             ("closed accuracy", "closed_accuracy"),
@@ -135,14 +141,15 @@ def _vqa_section(out: Path) -> str:
     # question type, then the loss curve; the rest is in the full run report.
     n = m.get("n", m.get("n_samples", "?"))
     plots = [
-        (run / "plots" / "vqa_examples_val.png", "answers to held-out questions (val), with the image cells the model attended to"),
-        (run / "plots" / "by_question_type_val.png", f"val accuracy by question type (n = {n}; each type's n under its bars)"),
+        (run / "plots" / "vqa_examples_val.png", f"answers to held-out questions ({shown}), with the image cells the model attended to"),
+        (run / "plots" / "by_question_type_val.png", f"{shown} accuracy by question type (n = {n}; each type's n under its bars)"),
         (run / "plots" / "loss.png", "training and validation loss per optimizer step"),
     ]
+    chose = "; the epoch was chosen on it, so these are selection numbers, not results" if selection else ""
     return (
         f"<p>Image + question &rarr; answer; held-out questions of unseen images (n = {_num(n)}).</p>"
         + _table(["metric (95% bootstrap CI over images)", "value"], rows,
-                 f"validation part: n = {_num(n)} questions on images the model never saw in training")
+                 f"{shown} part: n = {_num(n)} questions on images the model never saw in training{chose}")
         + f'<p><a href="{_rel(run / "report.html", out)}">full run report</a></p>'
         + _figures(plots[:2], out, wide=True)
         + _figures(plots[2:], out)

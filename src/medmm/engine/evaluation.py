@@ -48,7 +48,7 @@ def evaluate(
     dataset's; provenance then holds "external": true and the mapping used.
     `model_overrides`: see `load_run` (recorded in the provenance).
     """
-    from medmm.engine.protocol import rename_selection_metrics
+    from medmm.engine.selection import apply_selection_names
 
     cfg, task = _open_run(run_dir, model_overrides)
     run_splits = RunSplits(cfg)  # loaded once, for the samples and for the protocol
@@ -64,8 +64,7 @@ def evaluate(
             cfg, name, str(root.resolve()), split, len(records), skip_list(load_skipped, skipped), Path(run_dir).resolve()
         ),
     }
-    if result["protocol"]["reported_is_selection_split"]:
-        result["metrics"] = rename_selection_metrics(task, metrics)
+    apply_selection_names(result)  # evaluated samples the run selected with: every number `selection_*`
     warning = extras.pop("warning", None)
     result["provenance"].update(extras)
     if warning:

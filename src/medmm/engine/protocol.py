@@ -2,9 +2,9 @@
 
 `protocol` says which split chose the model (epoch, thresholds, settings) and which split the
 numbers come from, which inputs came from annotations a deployed model would not have, whether
-the model was trained or zero-shot, and how each metric is defined. A metric computed with state
-fitted on the split it is reported on (e.g. decision thresholds tuned on validation, re-scored on
-validation) is renamed ``selection_<name>`` there, so it is never read as a result.
+the model was trained or zero-shot, and how each metric is defined. Every number of a file reported
+on the selection split (the checkpoint's epoch and e.g. decision thresholds were chosen on it) is
+renamed ``selection_<name>`` there (`medmm.engine.selection`), so it is never read as a result.
 
 `floors` holds the task's trivial baselines on the same samples, each tested against the model
 (`Task.floors`, `medmm.metrics.floors`). The engine asks the task through its hooks and names
@@ -18,11 +18,11 @@ from typing import Any
 
 from medmm.data.schema import Sample
 from medmm.engine.config import RunConfig
+from medmm.engine.selection import SELECTION_PREFIX
 from medmm.engine.task import Task
 
 log = logging.getLogger("medmm.engine")
 
-SELECTION_PREFIX = "selection_"
 _TASK_PROTOCOL_KEYS = ("metric_definitions", "oracle_inputs", "fitted_on_validation", "selection_metrics")
 
 
@@ -70,21 +70,6 @@ def protocol_record(task: Task, cfg: RunConfig, *, reported_split: str, selectio
     record.update({k: v for k, v in tp.items() if k not in _TASK_PROTOCOL_KEYS and k not in record})
     record.update(extra or {})
     return record
-
-
-def rename_selection_metrics(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
-    """`metrics` with the keys that depend on state fitted on this very split renamed
-    ``selection_<key>`` (their CIs too): called only when the reported split chose that state."""
-    keys = set(task_protocol(task)["selection_metrics"])
-    if not keys:
-        return metrics
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if k == "ci" and isinstance(v, dict):
-            out[k] = {(SELECTION_PREFIX + m if m in keys else m): iv for m, iv in v.items()}
-        else:
-            out[SELECTION_PREFIX + k if k in keys else k] = v
-    return out
 
 
 def floors_record(task: Task, train_samples: list[Sample] | None, samples: list[Sample],

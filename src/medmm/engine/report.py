@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medmm.engine import rundir as rd
+from medmm.engine.selection import SELECTION_PREFIX, is_selection_file, plain_names, selection_floors, selection_names
 
 # A figure opens full size without JavaScript: the thumbnail links to a CSS :target light box
 # (the PNG at its natural size, with its caption), and the caption links to the PNG itself.
@@ -75,11 +76,13 @@ def _read_csv_log(path: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
-def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> list[str]:
+def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path, val_is_selection: bool = False) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
 
+    if val_is_selection:  # validation chose the model: its curves are selection numbers, named so
+        series = {(SELECTION_PREFIX + k if k.startswith("val/") else k): v for k, v in series.items()}
     made = []
     # train/loss is logged per step and per epoch (train/loss_step, train/loss_epoch).
     losses = {k: v for k, v in series.items() if k.removesuffix("_step").removesuffix("_epoch").endswith("loss")}
@@ -88,7 +91,7 @@ def _plot_curves(series: dict[str, list[tuple[float, float]]], out: Path) -> lis
     # Headline validation metrics only: breakdowns ("val/by_question_type/ABN/n") have their own
     # charts, and counts (n, n_open) are not curves. Rates in [0, 1] and other scales (R@k in
     # percent, ranks) go on separate axes, so a count or a rank never flattens an accuracy.
-    vals = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses
+    vals = {k: v for k, v in series.items() if k.removeprefix(SELECTION_PREFIX).startswith("val/") and k not in losses
             and "/by_" not in k and not _is_count_name(k)}
     rates = {k: v for k, v in vals.items() if all(0.0 <= y <= 1.0 for _, y in v)}
     other = {k: v for k, v in vals.items() if k not in rates}
@@ -104,6 +107,16 @@ _CURVE_CAPTIONS = {
     "val_metrics.png": "validation metrics in [0, 1] per optimizer step",
     "val_metrics_other.png": "validation metrics on other scales (percent, ranks) per optimizer step",
 }
+_SELECTION_CAPTION = " (selection_val: validation chose the model, so these are selection numbers, not results)"
+
+
+def _val_is_selection(run_dir: Path) -> bool:
+    """True when the run's metrics/val.json says validation chose the model (old runs: by its protocol)."""
+    path = run_dir / "metrics" / "val.json"
+    try:
+        return path.exists() and is_selection_file(rd.read_json(path))
+    except (OSError, ValueError):
+        return False
 
 
 def _total(cm: list[list[float]]) -> str:
@@ -224,20 +237,24 @@ def _breakdown_table(groups: dict[str, dict[str, Any]], max_rows: int = 60) -> s
     return "<table>" + head + "".join(rows) + "</table>" + more
 
 
-def _split_section(metrics: dict[str, Any], split: str, plots: Path) -> list[str]:
-    """Tables (with CIs) and plots of one split's metrics."""
+def _split_section(metrics: dict[str, Any], split: str, plots: Path, shown: str | None = None) -> list[str]:
+    """Tables (with CIs) and plots of one split's metrics; `shown`: the split's name on the page
+    (``selection_val`` when it chose the model), `split` names the PNGs."""
+    shown = shown or split
     parts = []
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) and not k.endswith("_ci")}
     parts.append(_metrics_table(scalars, metrics.get("ci") or {}))
     for name, value in metrics.items():
         if name in ("ci", "provenance") or name.endswith("_ci") or not isinstance(value, dict) or not value:
             continue
+        base = name.removeprefix(SELECTION_PREFIX)  # the PNG's name is the same for old and new files
         if all(isinstance(v, dict) for v in value.values()):
             parts.append(f"<h3>{html.escape(name)}</h3>" + _breakdown_table(value))
-            if name.startswith("by_"):
-                png = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in f"{name}_{split}") + ".png"
-                _plot_per_class(value, f"{split}: {name.removeprefix('by_').replace('_', ' ')}", plots / png, max_metrics=4)
-                parts.append(figure_html(f"plots/{png}", f"{split}: {name.removeprefix('by_').replace('_', ' ')}", png))
+            if base.startswith("by_"):
+                png = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in f"{base}_{split}") + ".png"
+                title = f"{shown}: {base.removeprefix('by_').replace('_', ' ')}"
+                _plot_per_class(value, title, plots / png, max_metrics=4)
+                parts.append(figure_html(f"plots/{png}", title, png))
         elif all(not isinstance(v, (dict, list)) for v in value.values()):
             parts.append(f"<h3>{html.escape(name)}</h3>" + _metrics_table(value, metrics.get(f"{name}_ci") or {}))
     return parts
@@ -316,36 +333,47 @@ def write_report(run_dir: str | Path) -> Path:
     env = rd.read_json(run_dir / rd.ENVIRONMENT) if (run_dir / rd.ENVIRONMENT).exists() else {}
     cfg_text = (run_dir / rd.CONFIG).read_text(encoding="utf-8") if (run_dir / rd.CONFIG).exists() else ""
 
-    images = _plot_curves(_read_csv_log(run_dir / "logs" / "metrics.csv"), plots)
+    val_is_selection = _val_is_selection(run_dir)
+    images = _plot_curves(_read_csv_log(run_dir / "logs" / "metrics.csv"), plots, val_is_selection)
     for name in images:
-        parts.append(figure_html(f"plots/{name}", _CURVE_CAPTIONS.get(name, name), name))
+        parts.append(figure_html(f"plots/{name}", _CURVE_CAPTIONS.get(name, name) + (_SELECTION_CAPTION if val_is_selection else ""), name))
 
     for mpath in sorted((run_dir / "metrics").glob("*.json")):
         data = rd.read_json(mpath)
         split = mpath.stem
         metrics = data.get("metrics", {})
+        selection = is_selection_file(data)
+        # A split that chose the model is shown as selection_<split>, in its heading and figure titles
+        # too (also for files written before their keys were prefixed).
+        shown = SELECTION_PREFIX + split if selection else split
+        if selection:  # a file written before the rule shows its numbers under selection_ names too
+            metrics = selection_names(metrics)
+            data = {**data, "floors": selection_floors(data["floors"])} if isinstance(data.get("floors"), dict) else data
         n = data.get("provenance", {}).get("n_samples")
-        parts.append(f"<h2>{html.escape(split)}" + (f" (n = {n})" if n is not None else "") + "</h2>")
+        parts.append(f"<h2>{html.escape(shown)}" + (f" (n = {n})" if n is not None else "")
+                     + (": the split that chose the model; selection numbers, not results" if selection else "") + "</h2>")
         if "protocol" in data:
-            if data["protocol"].get("reported_is_selection_split"):
+            if selection:
                 parts.append("<p><b>This split chose the model (selection split): its numbers are not results.</b></p>")
             parts.append("<h3>protocol</h3>" + _protocol_table(data["protocol"]))
-        parts.extend(_split_section(metrics, split, plots))
+        parts.extend(_split_section(metrics, split, plots, shown))
         if "floors" in data:
-            parts.append("<h3>floors (trivial baselines on the same samples, paired)</h3>" + _floors_table(data["floors"]))
-        cm, labels = metrics.get("confusion_matrix"), metrics.get("labels")
+            parts.append(f"<h3>floors (trivial baselines on the same samples, paired){' on ' + html.escape(shown) if selection else ''}</h3>"
+                         + _floors_table(data["floors"]))
+        plain = plain_names(metrics)  # figures read by the task's own key names, old and new files alike
+        cm, labels = plain.get("confusion_matrix"), plain.get("labels")
         if isinstance(cm, list) and cm and isinstance(cm[0], list):
             labels = labels if isinstance(labels, list) and len(labels) == len(cm) else [str(i) for i in range(len(cm))]
             name = f"confusion_{split}.png"
-            _plot_confusion(cm, [str(x) for x in labels], f"{split}: confusion matrix", plots / name)
-            parts.append(figure_html(f"plots/{name}", f"{split}: confusion matrix (n = {_total(cm)})", name))
-        per_class = metrics.get("per_class")
+            _plot_confusion(cm, [str(x) for x in labels], f"{shown}: confusion matrix", plots / name)
+            parts.append(figure_html(f"plots/{name}", f"{shown}: confusion matrix (n = {_total(cm)})", name))
+        per_class = plain.get("per_class")
         if isinstance(per_class, dict) and per_class and all(isinstance(v, dict) for v in per_class.values()):
             name = f"per_class_{split}.png"
-            _plot_per_class(per_class, f"{split}: per class", plots / name)
-            parts.append(figure_html(f"plots/{name}", f"{split}: per class", name))
+            _plot_per_class(per_class, f"{shown}: per class", plots / name)
+            parts.append(figure_html(f"plots/{name}", f"{shown}: per class", name))
         for name in _task_figures(run_dir, split, plots):
-            parts.append(figure_html(f"plots/{name}", f"{split}: {Path(name).stem.replace('_', ' ')}", name))
+            parts.append(figure_html(f"plots/{name}", f"{shown}: {Path(name).stem.replace('_', ' ')}", name))
         parts.append("<h3>provenance</h3>" + _table(data.get("provenance", {})))
 
     parts.append("<h2>environment</h2>" + _table(env))

@@ -149,8 +149,8 @@ class Task(nn.Module):
         - ``metric_definitions``: metric name -> how it is computed;
         - ``oracle_inputs``: more oracle inputs than `oracle_inputs(config)` names (rarely needed);
         - ``fitted_on_validation``: what `calibrate` fitted on the validation split (e.g. decision
-          thresholds), and ``selection_metrics``: the metric keys that depend on it; on the split
-          that chose them those keys are reported only as ``selection_<key>``.
+          thresholds), and ``selection_metrics``: the metric keys that depend on it (on the split
+          that chose the model every number is reported as ``selection_<key>``, these included).
         """
         return {"metric_definitions": {}, "oracle_inputs": [], "fitted_on_validation": [], "selection_metrics": []}
 

@@ -225,15 +225,14 @@ def _score_split(
     train_samples: list[Sample], checkpoint_chosen: bool, has_validation: bool,
 ) -> dict[str, Any]:
     """Score the trained task on the run's `role` part ("val", "test"); writes metrics/ and predictions/."""
-    from medmm.engine.protocol import floors_record, protocol_record, rename_selection_metrics, selection_split_of
+    from medmm.engine.protocol import floors_record, protocol_record, selection_split_of
+    from medmm.engine.selection import apply_selection_names
 
     selection_split = selection_split_of(task, has_validation, checkpoint_chosen)
 
     records, skipped = run_inference(task, split.samples, cfg)
     metrics = task.compute_metrics(records) if records else {}
     is_selection = role == selection_split
-    if is_selection:
-        metrics = rename_selection_metrics(task, metrics)
     result = {
         "metrics": metrics,
         "protocol": protocol_record(task, cfg, reported_split=role, selection_split=selection_split,
@@ -244,6 +243,7 @@ def _score_split(
             skip_list(split.skipped, skipped), run_dir, split.skipped_before_split,
         ),
     }
+    apply_selection_names(result)  # every number of the selection split is `selection_*`
     result["provenance"]["role"] = role
     result["provenance"]["pretrained"] = pretrained_sources(task)  # HF weights used, with their sha256
     rd.write_json(run_dir / "metrics" / f"{role}.json", result)
