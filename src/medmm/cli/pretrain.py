@@ -38,10 +38,11 @@ def pretrain_image(
     from medmm.engine import load_config
     from medmm.engine.api import train
     from medmm.tasks.pretrain.export import export_encoder
+    from medmm.tasks.pretrain.task import PretrainImageTask
 
     cfg = load_config(config, list(overrides or []), validate_model=True)
-    if cfg.task != "pretrain_image":
-        raise MedmmError(f"{config}: task {cfg.task!r}; medmm pretrain-image runs pretrain_image configs "
+    if cfg.task != PretrainImageTask.name:
+        raise MedmmError(f"{config}: task {cfg.task!r}; medmm pretrain-image runs {PretrainImageTask.name} configs "
                          "(use `medmm train` for the others)")
     if train(cfg, out):  # {} on DDP ranks other than 0: rank 0 exports
         _say_export(export_encoder(out, encoder))

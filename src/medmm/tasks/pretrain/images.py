@@ -20,19 +20,23 @@ class PixelCache:
         self._arrays: dict[str, np.ndarray] = {}
 
     def get(self, sample: Sample) -> np.ndarray:
-        """The sample's first image, resized to (side, side). BadInputError when it has none or
-        it cannot be read (the engine's loader then skips and counts the sample)."""
+        """The sample's first image (a file, or an in-memory array), resized to (side, side).
+        BadInputError when it has none or it cannot be read (the engine's loader then skips and
+        counts the sample)."""
         from medmm.data.io import read_image
         from medmm.data.transforms import resize, to_channels, to_unit_range
 
-        if not sample.images or sample.images[0].path is None:
-            raise BadInputError(sample.id, "sample has no image file")
-        path = str(sample.images[0].path)
-        arr = self._arrays.get(path)
+        ref = sample.images[0] if sample.images else None
+        if ref is None or (ref.path is None and ref.array is None):
+            raise BadInputError(sample.id, "sample has no image")
+        key = str(ref.path) if ref.path is not None else None
+        arr = self._arrays.get(key) if key is not None else None
         if arr is None:
-            x = resize(to_unit_range(to_channels(np.asarray(read_image(Path(path))), 1)), self.side)
+            pixels = np.asarray(read_image(Path(key)) if key is not None else ref.array)
+            x = resize(to_unit_range(to_channels(pixels, 1)), self.side)
             arr = np.clip(np.asarray(x).reshape(self.side, self.side) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            self._arrays[path] = arr
+            if key is not None:  # files are read once; arrays are already in memory
+                self._arrays[key] = arr
         return arr
 
 
