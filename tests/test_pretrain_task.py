@@ -118,6 +118,7 @@ def _run(tmp_path: Path, overrides: list[str], name: str = "run") -> tuple[Path,
 def test_run_exports_an_encoder_the_vqa_task_loads(tmp_path):
     """The consumer contract: `model.image.pretrained` loads the exported encoder strictly (same
     weights as the run's), and VQA's image attributes read the heads beside it."""
+    from medmm.data.bundled import vqa_rad_sample_root
     from medmm.models import create_image_encoder
     from medmm.models.pretrained import load_into, load_weights
     from medmm.tasks.pretrain.export import export_encoder, heads_path
@@ -142,8 +143,9 @@ def test_run_exports_an_encoder_the_vqa_task_loads(tmp_path):
     assert all(torch.equal(v, trained[f"model.encoder.{k}"]) for k, v in enc.state_dict().items())
     heads, hmeta = load_weights(heads_path(out), summary["heads_sha256"])
     assert hmeta["encoder_sha256"] == summary["sha256"] and hmeta["label_spaces"]["modality"] == ["CT", "MR", "XR"]
+    assert heads["modality.weight"].shape == (3, enc.out_dim)
 
-    samples = load_dataset("vqa_rad", __import__("medmm.data.bundled", fromlist=["x"]).vqa_rad_sample_root(), "train").samples[:16]
+    samples = load_dataset("vqa_rad", vqa_rad_sample_root(), "train").samples[:16]
     task = VQATask.from_config({
         "image": {"encoder": "small_cnn", "encoder_kwargs": meta["config"], "pretrained": str(out), "freeze": True,
                   "attributes": True},
