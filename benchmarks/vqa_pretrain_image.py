@@ -1,33 +1,29 @@
-"""Kept for old command lines: the VQA image-encoder pretraining is now `medmm pretrain-image`
-(library: `medmm.tasks.pretrain.image_pretrain`; docs/pretraining.md). This runs that command:
+"""Kept for old command lines: the VQA image-encoder pretraining is now the engine task
+`pretrain_image` (`medmm.tasks.pretrain`; docs/pretraining.md), run by `medmm pretrain-image`
+with configs/pretrain/image_encoder.yaml. This runs that command from the repository root:
 
-    python benchmarks/vqa_pretrain_image.py --out runs/vqa_image_encoder/small_cnn96.pt [medmm pretrain-image options]
+    python benchmarks/vqa_pretrain_image.py --out runs/vqa_image_encoder [KEY=VALUE overrides]
 
-This file used to be the training script itself (last version: commit 60beea7). Differences of the library
-version: held-out images are whole MedPix cases / COVID patients (was: 10% of images), label spaces
-come from the training images only, the loss of a batch without any label is skipped, `--widths`
-is comma-separated and `--shared` is now `--data-root`.
+--out is now the run directory; the encoder goes to RUN/export/image_encoder.pt (or --encoder FILE).
+The options of the old command (--source, --epochs, ...) are config keys now (data.source_splits,
+trainer.max_epochs, ...). This file used to be the training script itself (last version: commit 60beea7).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-# Re-exported for tests/test_vqa_benchmarks.py, which tests these pieces through this file.
-from medmm.tasks.pretrain.image_pretrain import Pretrainer, batches, label_space  # noqa: F401
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    """Run `medmm pretrain-image` with these arguments (data root: ../shared/data beside the repo)."""
+    """Run `medmm pretrain-image configs/pretrain/image_encoder.yaml` with these arguments."""
     from medmm.cli import main as medmm_main
 
-    args = sys.argv[1:]
-    if "--data-root" not in args:
-        args = ["--data-root", str(SHARED), *args]
-    sys.argv = ["medmm", "pretrain-image", *args]
+    os.chdir(REPO)  # the config's data.root (../shared/data) is relative to the repository root
+    sys.argv = ["medmm", "pretrain-image", "configs/pretrain/image_encoder.yaml", *sys.argv[1:]]
     medmm_main()
 
 

@@ -98,8 +98,9 @@ def test_corpus_covers_every_loader_and_kind():
 
     targets = {c.target for c in corpus.values()}
     # medmm's own loaders (tests register toy datasets of their own); the PneumoniaMNIST copies
-    # and slake_zh share their loader code with breastmnist and slake
-    loaders = {i.name for i in list_datasets() if i.loader.__module__.startswith("medmm.data.datasets")} - {"pneumoniamnist", "pneumoniamnist_trainsubset", "pneumoniamnist_balanced", "slake_zh"}
+    # and slake_zh share their loader code with breastmnist and slake; medpix2_covid_cxr reads through
+    # the medpix2 and covid_cxr loaders
+    loaders = {i.name for i in list_datasets() if i.loader.__module__.startswith("medmm.data.datasets")} - {"pneumoniamnist", "pneumoniamnist_trainsubset", "pneumoniamnist_balanced", "slake_zh", "medpix2_covid_cxr"}
     assert loaders <= targets, f"loaders without a bad-input case: {sorted(loaders - targets)}"
     kinds = {c.kind.split("-bbox")[0] if c.kind.startswith("bad-bbox") else c.kind for c in corpus.values()}
     needed = {"bad-utf8", "nan-label", "float-label", "duplicate-id", "list-as-text", "number-as-text", "nul-byte",

@@ -123,7 +123,24 @@ def _report_vlm():
     return task, split["train"], split["test"], {"nn_report_pixels"}
 
 
-BUILDERS = {"diagnosis": _diagnosis, "vqa": _vqa, "report_generation": _report, "retrieval": _retrieval,
+def _pretrain_image():
+    def images(n: int, seed: int) -> list[Sample]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for i in range(n):
+            ct = i % 3 != 0
+            img = rng.uniform(0.5 if ct else 0.0, 1.0 if ct else 0.5, (40, 40)).astype(np.float32)
+            out.append(Sample(f"p{seed}-{i}", "toy", "train", images=[ImageRef(array=img)], case_id=f"c{seed}-{i // 2}",
+                              targets={"modality": "CT" if ct else "MR", "location": "Head" if i % 4 else "Thorax"}))
+        return out
+
+    task = get_task_class("pretrain_image").from_config({"encoder": {"size": 32, "widths": [8, 16]},
+                                                         "labels": {"min_count": 1}, "caption": {"weight": 0.0},
+                                                         "bootstrap_resamples": 30})
+    return task, images(24, 0), images(16, 1), {"majority"}
+
+
+BUILDERS = {"diagnosis": _diagnosis, "pretrain_image": _pretrain_image, "vqa": _vqa, "report_generation": _report, "retrieval": _retrieval,
             "segmentation": _segmentation, "vqa_vlm": _vqa_vlm, "report_vlm": _report_vlm}
 
 

@@ -15,7 +15,7 @@ from medmm.data.bundled import vqa_rad_sample_root
 from medmm.errors import MedmmError
 from medmm.models import create_image_encoder
 from medmm.models.pretrained import save_weights
-from medmm.tasks.pretrain.image_pretrain import heads_path
+from medmm.tasks.pretrain.export import heads_path
 from medmm.tasks.vqa.image_words import ImageWords, spoken
 from medmm.tasks.vqa.task import VQATask
 from tests.conftest import merged

@@ -61,9 +61,21 @@ def load_scorers() -> list[str]:
     return known_scorers()
 
 
+def _builtin_modules(module: str) -> set[str]:
+    """`medmm.tasks.<package>.<module>` of every built-in task package holding that file (no import)."""
+    from pathlib import Path
+
+    import medmm.tasks
+
+    return {f"medmm.tasks.{pkg.name}.{module}" for pkg in pkgutil.iter_modules(medmm.tasks.__path__)
+            if pkg.ispkg and any((Path(p) / pkg.name / f"{module}.py").is_file() for p in medmm.tasks.__path__)}
+
+
 def builtin_entry_points_missing(group: str = ENTRY_POINT_GROUP) -> bool:
-    """True when medmm's own entry points of `group` are not installed (stale metadata)."""
-    return not any(ep.value.startswith("medmm.tasks.") for ep in entry_points(group=group))
+    """True when an entry point of `group` for one of medmm's own task modules is not installed
+    (stale metadata, e.g. a task package added since the last `pip install -e .`)."""
+    installed = {ep.value.split(":")[0] for ep in entry_points(group=group)}
+    return bool(_builtin_modules("task" if group == ENTRY_POINT_GROUP else "file_scorer") - installed)
 
 
 def load_if_stale() -> None:

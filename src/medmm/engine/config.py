@@ -98,6 +98,7 @@ class TrainerConfig:
             epochs, then again, as LViT's 10 epochs down to 1e-4).
         lr_milestones, lr_gamma: the "multistep" schedule's epochs and factor.
         lr_restart_epochs, min_lr: the "cosine_restarts" schedule's period and floor.
+        onecycle_pct_start: the "onecycle" schedule's rising part, a fraction of all steps.
         warmup_steps: linear warmup from 0 over this many optimizer steps.
         lr_multipliers: learning-rate factor per parameter-name prefix, e.g.
             {image_encoder: 0.1} fine-tunes a pretrained encoder at a tenth of `lr`
@@ -129,12 +130,13 @@ class TrainerConfig:
     eval_batch_size: int | None = None
     lr: float = 1e-4
     weight_decay: float = 0.01
-    scheduler: Literal["cosine", "linear", "constant", "multistep", "cosine_restarts"] = "cosine"
+    scheduler: Literal["cosine", "linear", "constant", "multistep", "cosine_restarts", "onecycle"] = "cosine"
     warmup_steps: int = 0
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     lr_restart_epochs: int = 10
     min_lr: float = 0.0
+    onecycle_pct_start: float = 0.3
     lr_multipliers: dict[str, float] = field(default_factory=dict)
     precision: Literal["32", "bf16-mixed"] = "32"
     accumulate_grad_batches: int = 1

@@ -14,7 +14,7 @@ import torch
 from medmm.data.schema import Sample
 from medmm.engine.config import TrainerConfig
 from medmm.engine.data import SafeBatch, make_loader
-from medmm.engine.optim import epoch_scheduler, parameter_groups
+from medmm.engine.optim import epoch_scheduler, onecycle_schedule, parameter_groups
 from medmm.engine.task import Task
 
 log = logging.getLogger("medmm.engine")
@@ -247,9 +247,9 @@ class TaskModule(L.LightningModule):
         if per_epoch is not None:
             return {"optimizer": opt, "lr_scheduler": per_epoch}
         total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, warmup_schedule(self.cfg.scheduler, self.cfg.warmup_steps, total)
-        )
+        factor = (onecycle_schedule(self.cfg, total) if self.cfg.scheduler == "onecycle"
+                  else warmup_schedule(self.cfg.scheduler, self.cfg.warmup_steps, total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ RNG in checkpoints

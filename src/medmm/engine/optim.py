@@ -1,5 +1,6 @@
 """Optimizer parameter groups (weight decay by parameter shape, learning rate by module name) and
-the learning-rate schedules stepped once per epoch ("multistep", "cosine_restarts").
+the learning-rate schedules stepped once per epoch ("multistep", "cosine_restarts") and the
+one-cycle schedule ("onecycle", per step).
 
 A pretrained encoder fine-tuned at the learning rate of a freshly initialised head tends to lose
 what it learnt in pretraining ("catastrophic forgetting"); the usual remedy is a smaller learning
@@ -11,6 +12,7 @@ parameter-name prefix (as in `task.named_parameters()`, e.g. "image_encoder") to
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -118,3 +120,35 @@ def epoch_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig) -> dic
         raise ConfigError(None, "trainer.lr_gamma", f"must be in (0, 1], got {cfg.lr_gamma}")
     sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=cfg.lr_gamma)
     return {"scheduler": sched, "interval": "epoch"}
+
+
+def onecycle_schedule(cfg: TrainerConfig, total: int, div_factor: float = 25.0, final_div_factor: float = 1e4):
+    """LR multiplier per optimizer step of Smith's one-cycle schedule, as torch's OneCycleLR
+    (anneal_strategy "cos", its default factors): from 1/div_factor up to 1 over the first
+    `onecycle_pct_start` of the `total` steps, then down to 1/(div_factor * final_div_factor).
+
+    A LambdaLR multiplier rather than OneCycleLR itself: the schedule is recomputed from the
+    current total, so a resumed run may extend training (trainer.max_epochs), as with the other
+    schedules; and each parameter group keeps its own `lr_multipliers` factor. Unlike
+    OneCycleLR, it does not cycle the optimizer's momentum (AdamW's beta1 stays as set).
+
+    Raises:
+        ConfigError: onecycle_pct_start not in (0, 1), or warmup_steps set (the rise is the warm-up).
+    """
+    if not 0 < cfg.onecycle_pct_start < 1:
+        raise ConfigError(None, "trainer.onecycle_pct_start", f"must be in (0, 1), got {cfg.onecycle_pct_start}")
+    if cfg.warmup_steps:
+        raise ConfigError(None, "trainer.warmup_steps", f'scheduler "onecycle" warms up over onecycle_pct_start; set 0, got {cfg.warmup_steps}')
+    top = float(cfg.onecycle_pct_start * total) - 1  # the step of the peak, as OneCycleLR counts
+    end = total - 1
+    low, floor = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
+
+    def cos(start: float, stop: float, frac: float) -> float:
+        return stop + (start - stop) / 2.0 * (1.0 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
+
+    def f(step: int) -> float:
+        if step <= top:
+            return cos(low, 1.0, step / top if top > 0 else 1.0)
+        return cos(1.0, floor, (step - top) / (end - top) if end > top else 1.0)
+
+    return f

@@ -50,7 +50,7 @@ class ImageWords(nn.Module):
         """The heads saved beside `encoder_weights` by `medmm pretrain-image`; they must belong to
         that encoder file (same checksum; pass `encoder_sha256` when the file was just loaded)."""
         from medmm.models.pretrained import load_weights
-        from medmm.tasks.pretrain.image_pretrain import heads_path
+        from medmm.tasks.pretrain.export import heads_path
 
         path = heads_path(encoder_weights)
         if not path.is_file():
