@@ -84,6 +84,25 @@ def test_deleted_config_yaml_cannot_change_the_config(run, tmp_path, caplog):
     assert load_config(copy / "config.yaml").trainer.lr == 0.02
 
 
+def test_run_of_an_earlier_medmm_without_a_newer_field_resumes(run, tmp_path):
+    """A field added to the engine since a run was saved reads as its default, not as a change."""
+    import yaml
+
+    tmp, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp / "run", copy)
+    ckpt_path = copy / "checkpoints/last.ckpt"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    del ckpt["medmm_config"]["trainer"]["onecycle_pct_start"]  # as written before that option existed
+    torch.save(ckpt, ckpt_path)
+    raw = yaml.safe_load((copy / "config.yaml").read_text())
+    del raw["trainer"]["onecycle_pct_start"]
+    (copy / "config.yaml").write_text(yaml.safe_dump(raw))
+    train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=2"]), copy)  # resumes
+    with pytest.raises(MedmmError, match=r"different config \(trainer.onecycle_pct_start\)"):
+        train(load_config(tmp / "toy.yaml", ["trainer.max_epochs=2", "trainer.onecycle_pct_start=0.5"]), copy)
+
+
 def test_stale_temp_files_are_removed_on_start(run, tmp_path):
     tmp, _ = run
     copy = tmp_path / "copy"

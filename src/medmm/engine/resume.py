@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from medmm.engine import rundir as rd
-from medmm.engine.config import RunConfig
+from medmm.engine.config import RunConfig, config_from_dict
 from medmm.engine.config_fields import saved_run_config
 from medmm.engine.runlog import LOG_ROWS_KEY
 from medmm.errors import MedmmError
@@ -60,6 +60,19 @@ def changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
         elif va != vb:
             out.append(f"{prefix}{k}")
     return out
+
+
+def _with_current_defaults(saved: dict[str, Any], where: Path) -> dict[str, Any]:
+    """A saved config with the fields this medmm added since it was written at their defaults.
+
+    A run saved by an earlier version lacks the engine's newer fields (say a new scheduler
+    option); left absent they would read as "changed" and block every resume, although the
+    run trained exactly as their defaults say. A saved config that no longer builds is compared
+    as it is (the comparison then names what differs)."""
+    try:
+        return config_from_dict(saved, where).to_dict()
+    except MedmmError:
+        return saved
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -115,7 +128,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, rank0: bool) -> Resume:
             f"{run_dir}: holds {path.name} but no config.yaml, and the checkpoint does not record its config; "
             f"use a new --out, or delete {path.parent} to start over"
         )
-    changed = changed_keys(saved, cfg.to_dict())
+    changed = changed_keys(_with_current_defaults(saved, path), cfg.to_dict())
     blocking = [k for k in changed if k not in RESUME_MAY_CHANGE]
     if blocking:
         raise MedmmError(
