@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from medmm.generation_config import GenerationConfig
+
 
 @dataclass
 class ReportImageConfig:
@@ -127,8 +129,8 @@ class AttributesConfig:
 
 
 @dataclass
-class DecodingConfig:
-    """Decoding (`model.decoding`): the fields of `medmm.models.decoders.GenerationConfig`, with
+class DecodingConfig(GenerationConfig):
+    """Decoding (`model.decoding`): `medmm.generation_config.GenerationConfig` with
     the report task's defaults (no_repeat_ngram_size 3).
 
     Attributes:
@@ -145,13 +147,7 @@ class DecodingConfig:
             repetition_penalty.
     """
 
-    beam_size: int = 1
-    length_penalty: float = 1.0
-    no_repeat_ngram_size: int = 3
-    max_length: int = 60
-    min_length: int = 1
-    repetition_penalty: float = 1.0
-    no_immediate_repeat: bool = False
+    no_repeat_ngram_size: int = 3  # the report task's default; every other field as GenerationConfig
 
 
 @dataclass
