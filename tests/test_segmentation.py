@@ -11,7 +11,12 @@ import torch
 from medmm.data.schema import ImageRef, MaskRef, Sample
 from medmm.models.encoders.base import TextFeatures
 from medmm.models.segmentation import TextGuidedUNet
-from medmm.tasks.segmentation.config import SegmentationConfig, SegmentationImageConfig, SegmentationTextConfig, UNetConfig
+from medmm.tasks.segmentation.config import (
+    SegmentationConfig,
+    SegmentationImageConfig,
+    SegmentationTextConfig,
+    UNetConfig,
+)
 from medmm.tasks.segmentation.masks import class_target, export_masks, rle_decode, rle_encode
 from medmm.tasks.segmentation.metrics import segmentation_summary
 from medmm.tasks.segmentation.task import Segmentation

@@ -29,11 +29,11 @@ def main(dx_run: str, vqa_run: str, report_run: str | None = None) -> None:
     parts = []
     jobs = [
         ("diagnosis", dx_run, SHARED / "vqa_rad", ["0", "11", "43"], "train",
-         "Diagnosis (VQA-RAD organ: HEAD / CHEST / ABD from image + question with organ words masked; small CNN 64 px + "
-         "scratch Transformer, early fusion, 3 epochs; held-out test accuracy {acc})"),
+         ("Diagnosis (VQA-RAD organ: HEAD / CHEST / ABD from image + question with organ words masked; small CNN 64 px + "
+         "scratch Transformer, early fusion, 3 epochs; held-out test accuracy {acc})")),
         ("vqa", vqa_run, vqa_rad_sample_root(), ["186", "363", "372"], "train",
-         "VQA (bundled CC0 VQA-RAD sample; small CNN 64 px + scratch question encoder, cross-attention fusion, 6 epochs; "
-         "selection_val overall accuracy {acc}: a smoke-sized model near the majority answer)"),
+         ("VQA (bundled CC0 VQA-RAD sample; small CNN 64 px + scratch question encoder, cross-attention fusion, 6 epochs; "
+         "selection_val overall accuracy {acc}: a smoke-sized model near the majority answer)")),
     ]
     for name, run, root, ids, split, blurb in jobs:
         t = time.time()
