@@ -15,7 +15,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from medmm.engine.config_fields import attribute_docs
+from medmm.docstrings import attribute_docs
 from medmm.generation_config import GenerationConfig
 
 SECTION = "decoding"  # the model: section whose keys these flags set

@@ -18,7 +18,7 @@ from medmm.errors import MedmmError
 
 
 def _say_export(summary: dict) -> None:
-    typer.echo(f"held out: {json.dumps(summary['held_out'])} (majority floor {json.dumps(summary['held_out_majority_baseline'])})")
+    typer.echo(f"val: {json.dumps(summary['val'])} (majority floor {json.dumps(summary['val_majority_baseline'])})")
     typer.echo(f"wrote {summary['weights']} (sha256 {summary['sha256'][:12]}), {summary['heads']} "
                f"and {Path(summary['weights']).with_suffix('.json')}")
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_ENTRY = re.compile(r"^(\s*)([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*:\s*(.*)$")
+from medmm.docstrings import attribute_docs
 
 
 @dataclass(frozen=True)
@@ -38,38 +37,6 @@ class FieldHelp:
     type: str
     default: Any
     help: str
-
-
-def attribute_docs(cls: type) -> dict[str, str]:
-    """Field name -> help text from `cls`'s docstring ``Attributes:`` section ({} without one).
-
-    Entries start at the section's first indentation; deeper-indented lines continue the entry
-    above. ``a, b: text`` documents a and b with one text.
-    """
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    if "Attributes:" not in doc:
-        return {}
-    lines = doc.split("Attributes:", 1)[1].splitlines()
-    out: dict[str, str] = {}
-    indent: int | None = None
-    names: list[str] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        depth = len(line) - len(line.lstrip())
-        if indent is None:
-            indent = depth
-        if depth < indent:  # the section ended (a dedented paragraph)
-            break
-        m = _ENTRY.match(line)
-        if depth == indent and m:
-            names = [n.strip() for n in m.group(2).split(",")]
-            for n in names:
-                out[n] = m.group(3).strip()
-        elif names:
-            for n in names:
-                out[n] = f"{out[n]} {line.strip()}".strip()
-    return out
 
 
 def _type_text(tp: Any) -> str:

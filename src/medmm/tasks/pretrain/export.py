@@ -71,12 +71,13 @@ def export_encoder(run_dir: str | Path, out: str | Path | None = None) -> dict[s
     encoder = task.model.encoder
     meta = {"architecture": c.encoder.name, "config": task.encoder_kwargs(),
             "input_spec": input_spec_metadata(encoder.input_spec), "labels": None, "source": describe,
-            "licence": licence, "notes": json.dumps({"label_spaces": task.label_spaces, "held_out": val.get("metrics", {})})}
+            "licence": licence, "notes": json.dumps({"label_spaces": task.label_spaces, "val": val.get("metrics", {})})}
     summary: dict[str, Any] = {
         "weights": str(out), "run_dir": str(run_dir.resolve()), "architecture": c.encoder.name,
         "encoder_config": task.encoder_kwargs(), "config": cfg.to_dict(), "label_spaces": task.label_spaces,
-        "held_out": val.get("metrics", {}),
-        "held_out_majority_baseline": ((val.get("floors") or {}).get("majority") or {}).get("metrics", {}),
+        # the run's validation part; its numbers are named selection_* when it chose the checkpoint
+        "val": val.get("metrics", {}),
+        "val_majority_baseline": ((val.get("floors") or {}).get("majority") or {}).get("metrics", {}),
     }
     summary["sha256"] = save_weights(encoder, out, meta)
     summary["heads"] = str(heads_path(out))
