@@ -43,8 +43,8 @@ def zero_shot_section(section: dict[str, Any], pretrained: str, dataset: str | N
     `section` (a config's, or {}): clip_model set, LoRA adapters and the local (training) loss off,
     and the dataset's text field when the section names none."""
     if prompts is not None:
-        raise MedmmError("task 'retrieval' reads no --prompts file: it ranks the dataset's own texts "
-                         "(class prompts are for --task diagnosis)")
+        raise MedmmError("task 'retrieval' reads no --prompts file: it ranks the dataset's own texts, "
+                         "not class prompts")
     out = {**section, "clip_model": clip_model_name(pretrained), "text_lora": None, "image_lora": None,
            "local_loss_weight": 0.0}
     if "text_field" not in section and dataset in TEXT_FIELDS:
