@@ -26,7 +26,14 @@ RETRIEVAL_METRIC_DEFINITIONS = {
 
 
 def retrieval_protocol(task: RetrievalTask) -> dict[str, Any]:
-    return {"metric_definitions": RETRIEVAL_METRIC_DEFINITIONS, "oracle_inputs": []}
+    """Metric definitions, and the pretrained checkpoint (source, sha256) when `clip_model` names one."""
+    from medmm.tasks.retrieval.untrained import pretrained_record
+
+    out: dict[str, Any] = {"metric_definitions": RETRIEVAL_METRIC_DEFINITIONS, "oracle_inputs": []}
+    pretrained = pretrained_record(task)
+    if pretrained is not None:
+        out["pretrained_model"] = pretrained
+    return out
 
 
 def retrieval_floors(task: RetrievalTask, train_samples: list[Sample], samples: list[Sample],

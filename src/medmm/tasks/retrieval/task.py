@@ -293,6 +293,7 @@ class RetrievalTask(Task):
     """
 
     headline = Headline("val/image_to_text/mrr", "max", retrieval_units)
+    zero_shot_dataset = "medpix2"  # `medmm evaluate --model CLIP --task retrieval` without --dataset
 
     @dataclass
     class Config:
@@ -499,6 +500,14 @@ class RetrievalTask(Task):
             }
             for i in range(len(batch["ids"]))
         ]
+
+    @classmethod
+    def zero_shot_section(cls, section: dict[str, Any], pretrained: str, dataset: str | None,
+                          prompts: str | None = None) -> dict[str, Any]:
+        """`medmm evaluate --model CLIP --task retrieval`: clip_model set (`medmm.tasks.retrieval.untrained`)."""
+        from medmm.tasks.retrieval.untrained import zero_shot_section
+
+        return zero_shot_section(section, pretrained, dataset, prompts)
 
     @classmethod
     def file_scorer(cls) -> Any:
