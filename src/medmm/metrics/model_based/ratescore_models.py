@@ -144,8 +144,9 @@ class RaTEScorer:
                       truncation=True, return_tensors="pt")
             with torch.no_grad():
                 tags = self.ner(**{k: v.to(self.device) for k, v in enc.items()}).logits.argmax(-1).cpu().tolist()
-            for row, (ids, mask, pred) in enumerate(zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), tags)):
-                keep = [i for i, (t, m) in enumerate(zip(ids, mask)) if m and t not in skip]
+            for row, (ids, mask, pred) in enumerate(zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), tags,
+                                                        strict=True)):
+                keep = [i for i, (t, m) in enumerate(zip(ids, mask, strict=True)) if m and t not in skip]
                 tokens = tok.convert_ids_to_tokens([ids[i] for i in keep])
                 for s, e, kind in decode_bio([self.labels[pred[i]] for i in keep]):
                     out[owner[start + row]].append((tok.convert_tokens_to_string(tokens[s:e + 1]).strip(), kind))
@@ -176,7 +177,7 @@ class RaTEScorer:
         n = len(hyps)
         out = [report_score(per[k], [t for _, t in hyp_ents[k]], per[n + k], [t for _, t in ref_ents[k]],
                             self.affinity) for k in range(n)]
-        return out, [(len(h), len(r)) for h, r in zip(hyp_ents, ref_ents)]
+        return out, [(len(h), len(r)) for h, r in zip(hyp_ents, ref_ents, strict=True)]
 
     def provenance(self) -> dict[str, Any]:
         """What identifies these scores: both models' weights and checksums, the affinity matrix, the splitter."""
