@@ -36,7 +36,7 @@ def score(
                    "(uses --bootstrap resamples, 1000 if 0)"),
     model_metrics: list[str] | None = typer.Option(
         None, help="generated reports: optional model-based metric NAME=WEIGHTS (repeatable; off by default), "
-                   "e.g. chexbert=/models/chexbert.pth or radgraph=/models/radgraph.tar.gz (a file, a folder "
+                   "e.g. chexbert=/models/chexbert.pth or radgraph=/models/radgraph.tar.gz or ratescore=NER,ENCODER (a file, a folder "
                    "holding it, or a Hub repo id; append #sha256=HEX to pin it)"),
 ) -> None:
     """Score predictions against references and write metrics JSON with provenance."""

@@ -2,7 +2,8 @@
 
 ``medmm score --task report_generation --model-metrics chexbert=PATH`` adds F1-CheXbert;
 ``--model-metrics radgraph=PATH`` (or ``radgraph-xl=PATH``) adds F1-RadGraph, whose extractor
-also needs the ``radgraph`` package. PATH is the published file, a folder holding it, or a Hub
+also needs the ``radgraph`` package; ``--model-metrics ratescore=NER,ENCODER[,AFFINITY]`` adds
+RaTEScore (two Hugging Face model folders or Hub ids). PATH is the published file, a folder holding it, or a Hub
 repo id, optionally pinned: ``PATH#sha256=HEX``. Importing this package is torch-free; a model
 is built only when its metric is asked for.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-KNOWN = ("chexbert", "radgraph", "radgraph-xl")
+KNOWN = ("chexbert", "radgraph", "radgraph-xl", "ratescore")
 
 
 def _radgraph_key(name: str) -> str:
@@ -61,6 +62,20 @@ def label_with_models(specs: dict[str, str], hyps: Sequence[str], refs: Sequence
                                     "averaging": "per-report set F1, mean over reports (empty report or graph = 0)",
                                     "n_empty_graphs": sum(1 for h, r in zip(hyp_graphs, ref_graphs, strict=True)
                                                           if h is None or r is None or not h.entities or not r.entities)}}
+    if "ratescore" in specs:
+        from medmm.metrics.model_based.ratescore import EMPTY_SCORE
+        from medmm.metrics.model_based.ratescore_models import RaTEScorer
+
+        scorer = RaTEScorer(specs["ratescore"])
+        scores, counts = scorer.scores(hyps, refs)
+        out["ratescore"] = {"per_report": {"ratescore": scores},
+                            "provenance": {**scorer.provenance(),
+                                           "implementation": "medmm.metrics.model_based.ratescore (RaTEScore, Zhao "
+                                                             "et al. EMNLP 2024, as the reference code "
+                                                             "MAGIC-AI4Med/RaTEScore defines it)",
+                                           "averaging": f"per-report score, mean over reports (a report pair with no "
+                                                        f"entity on either side = {EMPTY_SCORE})",
+                                           "n_no_entities": sum(1 for h, r in counts if h == 0 or r == 0)}}
     return out
 
 
@@ -91,6 +106,10 @@ def aggregate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         from medmm.metrics.model_based.radgraph_f1 import corpus_f1
 
         out[_radgraph_key(name)] = corpus_f1({level: [s[name][level] for s in samples] for level in samples[0][name]})
+    if "ratescore" in names:
+        from medmm.metrics.model_based.ratescore import corpus_score
+
+        out["ratescore"] = corpus_score([s["ratescore"]["ratescore"] for s in samples])
     return out
 
 
@@ -109,6 +128,8 @@ def flat_scores(samples: Sequence[dict[str, Any]]) -> dict[str, float]:
         if key.startswith("f1_chexbert"):
             for avg in ("micro", "macro"):
                 d[f"model_metrics.{key}.{avg}.f1"] = as_float(m[avg]["f1"])
+        elif key == "ratescore":
+            d["model_metrics.ratescore"] = m["mean"]
         else:  # RadGraph: one mean per level
             d.update({f"model_metrics.{key}.{level}": v for level, v in m.items()})
     return d
