@@ -97,3 +97,14 @@ def test_tiny_clip_ranks_the_vqa_rad_sample_zero_shot(tiny_clip, tmp_path):
         direct, direct_protocol = _direct_metrics(tiny_clip)
     assert json.loads(json.dumps(direct)) == metrics
     assert direct_protocol["pretrained_model"] == pm
+
+
+def test_nothing_scored_is_an_error_not_an_empty_metrics_file(tiny_clip, tmp_path):
+    """A text field no sample has skips every sample: the command fails with the reason."""
+    out = tmp_path / "m.json"
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_clip), "--task", "retrieval",
+                                   "--data", str(vqa_rad_sample_root()), "--dataset", "vqa_rad", "--split", "train",
+                                   "--out", str(out), "--set", "text_field=no_such_field",
+                                   "--set", "trainer.num_threads=1"])
+    assert res.exit_code != 0 and not out.exists()
+    assert "no sample of vqa_rad:train could be scored" in (res.output + str(res.exception))

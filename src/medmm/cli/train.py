@@ -122,7 +122,7 @@ def evaluate(
         None, "--model", help="Zero-shot: a pretrained model (Hugging Face hub name or folder) scored without training; "
         "needs --task and --data."),
     task: str | None = typer.Option(None, "--task", help="Zero-shot: a registered task that scores pretrained models "
-                                    "without training (e.g. vqa_vlm, report_vlm; diagnosis with a CLIP-style model)."),
+                                    "without training (e.g. vqa_vlm, report_vlm; diagnosis and retrieval with a CLIP-style model)."),
     config: Path | None = typer.Option(
         None, "--config", help="Zero-shot: take prompts, decoding and data settings from this run config (e.g. "
         "configs/vqa/vlm_lora.yaml); --model, --data and --dataset replace its model and data."),

@@ -54,7 +54,12 @@ def evaluate_untrained(cfg: RunConfig, split: str, out: str | Path | None = None
         task = build_task(zcfg)
         scored = _scored_samples(zcfg, split)
         records, skipped = run_inference(task, scored.samples, zcfg)
-        metrics = task.compute_metrics(records) if records else {}
+        if not records:  # an empty metrics file would read as a result; say why nothing was scored
+            reasons = [*scored.skipped, *skipped]
+            why = f"; first reason: {reasons[0]}" if reasons else ""
+            raise MedmmError(f"zero-shot {zcfg.task}: no sample of {scored.dataset}:{split} could be scored "
+                             f"({len(scored.samples)} samples, {len(reasons)} skipped){why}")
+        metrics = task.compute_metrics(records)
         protocol = protocol_record(
             task, zcfg, reported_split=f"{scored.dataset}:{split}", selection_split=None, checkpoint_chosen=False,
             reported_is_selection=False,
