@@ -26,7 +26,9 @@ if [ ! -f "$full_root/VQA_RAD Dataset Public.json" ]; then
 fi
 mkdir -p "$out"
 if [ ! -f "$encoder" ]; then
-    medmm pretrain-image --data-root "$data_root" --out "$encoder" --no-progress
+    # FULL_ROOT's images (test questions' images included) are left out of pretraining
+    medmm pretrain-image configs/pretrain/image_encoder.yaml "data.root=$data_root" "model.exclude_vqa_rad=$full_root" \
+        trainer.progress_bar=false --out "$out/encoder_run" --encoder "$encoder"
 fi
 # Rerunning resumes an interrupted training from its last checkpoint (and a finished one is kept).
 if [ ! -f "$out/run/metrics/val.json" ]; then

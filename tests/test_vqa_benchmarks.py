@@ -1,5 +1,5 @@
 """The VQA benchmark scripts' building blocks: baselines of vqa_rad_heldout.py (tiny inputs; the
-real runs are in benchmarks/). Image-encoder pretraining is tested in test_image_pretrain.py."""
+real runs are in benchmarks/). Image-encoder pretraining is tested in test_pretrain_task.py."""
 
 from __future__ import annotations
 
