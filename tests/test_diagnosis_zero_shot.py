@@ -19,9 +19,8 @@ pytest.importorskip("transformers")
 import torch
 import torch.nn.functional as F
 from torch import nn
-from typer.testing import CliRunner
 
-from medmm.cli import app
+from cli_run import run_cli as _cli
 from medmm.data import label_maps as lm
 from medmm.data.bundled import vqa_rad_sample_root
 from medmm.data.schema import ImageRef, Sample
@@ -35,12 +34,6 @@ from medmm.tasks.diagnosis.task import DiagnosisTask
 REPO = Path(__file__).resolve().parents[1]
 MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(app, list(args))
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res.output
 
 
 @pytest.fixture(scope="module")

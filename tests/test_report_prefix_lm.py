@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 import torch
 
+from cli_run import run_cli as _cli
 from medmm.models.decoders import BOS, EOS, PAD, UNK, GenerationConfig, generate, pad_batch, sequence_logprobs
 from medmm.models.prefix_lm import OFFSET, HFPrefixDecoder, HFTokenizer, tokenizer_from_dict
 from medmm.models.tiny_causal_lm import write_tiny_causal_lm
@@ -21,16 +22,6 @@ from medmm.models.tiny_causal_lm import write_tiny_causal_lm
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "src" / "medmm" / "tasks" / "report" / "tiny.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _cli(*args: str) -> str:
-    from typer.testing import CliRunner
-
-    from medmm.cli import app
-
-    res = CliRunner().invoke(app, list(args))
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res.output
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ pytest.importorskip("transformers")
 import torch
 from typer.testing import CliRunner
 
+from cli_run import run_cli as _cli
 from medmm.cli import app
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
@@ -29,12 +30,6 @@ from medmm.tasks.retrieval.untrained import clip_model_name
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RESAMPLES = 20
-
-
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(app, list(args))
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res.output
 
 
 @pytest.fixture(scope="module")

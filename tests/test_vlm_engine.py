@@ -19,6 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 import medmm.tasks.vlm.task  # noqa: F401  (registers vqa_vlm, report_vlm)
+from cli_run import run_cli as _cli
 from medmm.cli import app
 from medmm.data import load_dataset
 from medmm.data.bundled import vqa_rad_sample_root
@@ -51,12 +52,6 @@ def small_root(tmp_path_factory) -> Path:
     (root / "VQA_RAD Dataset Public.json").write_text(json.dumps(records))
     (root / "VQA_RAD Image Folder").symlink_to(src / "VQA_RAD Image Folder")
     return root
-
-
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(app, list(args))
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res.output
 
 
 def _crash_at(monkeypatch, call: int) -> None:
