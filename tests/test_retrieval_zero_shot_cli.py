@@ -70,7 +70,7 @@ def test_tiny_clip_ranks_the_vqa_rad_sample_zero_shot(tiny_clip, tmp_path):
     out_dir = tmp_path / "eval"
     out_dir.mkdir()
     out = out_dir / "m.json"
-    _cli("evaluate", "--model", str(tiny_clip), "--task", "retrieval", "--data", str(vqa_rad_sample_root()),
+    shown = _cli("evaluate", "--model", str(tiny_clip), "--task", "retrieval", "--data", str(vqa_rad_sample_root()),
          "--dataset", "vqa_rad", "--split", "train", "--out", str(out),
          "--set", f"bootstrap_resamples={RESAMPLES}", "--set", "trainer.num_threads=1")
     assert [p.name for p in out_dir.iterdir()] == ["m.json"]  # untrained: no checkpoint, no run folder
@@ -86,6 +86,11 @@ def test_tiny_clip_ranks_the_vqa_rad_sample_zero_shot(tiny_clip, tmp_path):
     assert pm["clip_model"] == f"hf:{tiny_clip}" and pm["class"] == "CLIPModel"
     assert pm["weights_sha256"] == {"model.safetensors": sha}
     assert m["provenance"]["pretrained"][0]["weights_sha256"] == {"model.safetensors": sha}
+    # the printed table shows the grouped numbers with their CIs, not only n_images/n_texts
+    r10, r10_ci = metrics["image_to_text"]["R@10"], metrics["image_to_text_ci"]["R@10"]
+    row = next(line for line in shown.splitlines() if "image_to_text/R@10 " in line)
+    assert f" {r10:.4g} " in row and f"[{r10_ci[0]:.4g}, {r10_ci[1]:.4g}]" in row
+    assert "text_to_image_random/R@1 " in shown
     assert "skipped" in m["floors"]  # the sample has only 'train', the split the floors would be fit on: said
 
     with torch.no_grad():

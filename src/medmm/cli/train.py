@@ -36,21 +36,37 @@ def train(
         typer.echo(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
 
 
-def print_metrics(metrics: dict, title: str, max_rows: int = 16) -> None:
+def print_metrics(metrics: dict, title: str, max_rows: int = 24) -> None:
     """A split's scalar metrics as a short table: 4 significant digits, its 95% CI when the task
-    computed one (metrics["ci"][name] = [low, high]); full precision stays in the metrics JSON."""
+    computed one; full precision stays in the metrics JSON.
+
+    Top-level numbers come first, then one level of groups of numbers as "group/name" (retrieval's
+    `image_to_text`, `text_to_image_random`, ...). A CI is read from metrics["ci"][name] or from a
+    group's sibling `<group>_ci`; groups nested deeper (per-class tables) stay in the JSON only."""
     from rich.console import Console
     from rich.table import Table
 
-    cis = metrics.get("ci") if isinstance(metrics.get("ci"), dict) else {}
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    def is_number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    cis = dict(metrics["ci"]) if isinstance(metrics.get("ci"), dict) else {}
+    rows = {k: v for k, v in metrics.items() if is_number(v)}
+    for group, values in metrics.items():
+        if (not isinstance(values, dict) or not values or group in ("ci", "undefined", "provenance")
+                or group.endswith("_ci") or not all(is_number(v) for v in values.values())):
+            continue
+        group_ci = metrics.get(f"{group}_ci") if isinstance(metrics.get(f"{group}_ci"), dict) else {}
+        for name, value in values.items():
+            rows[f"{group}/{name}"] = value
+            if name in group_ci:
+                cis[f"{group}/{name}"] = group_ci[name]
     table = Table("metric", "value", "95% CI", title=title, title_justify="left")
-    for name, value in list(scalars.items())[:max_rows]:
+    for name, value in list(rows.items())[:max_rows]:
         ci = cis.get(name)
         ci_text = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else ""
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value), ci_text)
-    if len(scalars) > max_rows:
-        table.caption = f"{len(scalars) - max_rows} more in the metrics JSON"
+    if len(rows) > max_rows:
+        table.caption = f"{len(rows) - max_rows} more in the metrics JSON"
     Console().print(table)
 
 
