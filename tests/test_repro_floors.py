@@ -81,3 +81,24 @@ def test_otsu_floor_on_monuseg_val_and_a_paired_model(tmp_path):
     preds.write_text("".join(json.dumps({"id": i, "dice": d + 0.05}) + "\n" for i, d in per_image.items()))
     out = mod.main(["--data", str(root), "--split", "val", "--resamples", "50", "--predictions", f"m={preds}"])
     assert out["models"]["m"]["minus_otsu"]["difference"] == pytest.approx(0.05, abs=1e-3)
+
+
+def test_val_curve_reads_a_real_run_and_marks_the_epoch_it_chose(tmp_path, monkeypatch):
+    """benchmarks/reproduce/val_curve.py on a 3-epoch tiny diagnosis run with an LR decay after
+    epoch 2: one row per epoch, the decay seen, and its best epoch is the one the run reported."""
+    from medmm.engine import load_config, train
+    from tests.test_every_task import tiny_config
+
+    monkeypatch.chdir(REPO)
+    cfg = load_config(tiny_config("diagnosis"), ["trainer.max_steps=-1", "trainer.max_epochs=3", "trainer.scheduler=multistep",
+                                                 "trainer.lr_milestones=[2]", "trainer.log_every_n_steps=1", "trainer.monitor=val/auroc_macro_ovr",
+                                                 "trainer.monitor_mode=max"])
+    run = tmp_path / "run"
+    train(cfg, run)
+    out = tmp_path / "curve.csv"
+    curve = _load("val_curve").main([str(run), "--out", str(out), "--plot", str(tmp_path / "curve.png")])
+    assert [p["epoch"] for p in curve] == [1, 2, 3] and out.read_text().startswith("epoch,step,selection_val_auroc_macro_ovr,")
+    assert curve[2]["lr"] == pytest.approx(curve[1]["lr"] * 0.1)
+    chosen = json.loads((run / "metrics" / "val.json").read_text())["metrics"]["selection_auroc_macro_ovr"]
+    assert max(p["selection_val_auroc_macro_ovr"] for p in curve) == pytest.approx(chosen, abs=1e-4)
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
