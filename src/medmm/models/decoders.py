@@ -196,6 +196,11 @@ class TransformerReportDecoder(nn.Module):
             x = self.decoder.norm(x)
         return self.out(self.norm(x))[:, 0], {"self": new_self, "cross": cache["cross"]}
 
+    @staticmethod
+    def reorder_cache(cache: dict[str, list[tuple[torch.Tensor, torch.Tensor]]], rows: torch.Tensor) -> dict:
+        """`step`'s cache with row r taken from the old row rows[r] (beam search)."""
+        return {name: [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kvs] for name, kvs in cache.items()}
+
     def _attend(self, mha: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 keep: torch.Tensor | None) -> torch.Tensor:
         """Multi-head attention of already-projected q (B, 1, d), k, v (B, L, d), then out_proj."""
@@ -268,13 +273,15 @@ def _next_logits(decoder: nn.Module, seq: torch.Tensor, memory: torch.Tensor, pa
 
 
 class _Stepper:
-    """Next-token raw logits, one position per call: KV-cached for a TransformerReportDecoder,
-    a full re-run of the prefix for any other decoder module."""
+    """Next-token raw logits, one position per call: KV-cached for a decoder with the incremental
+    interface (`step(tokens, position, memory, pad, cache)` and `reorder_cache(cache, rows)`: the
+    TransformerReportDecoder and the causal-LM prefix decoder), a full re-run of the prefix for any
+    other decoder module."""
 
     def __init__(self, decoder: nn.Module, memory: torch.Tensor, pad: torch.Tensor | None):
         self.decoder, self.memory, self.pad = decoder, memory, pad
-        self.incremental = isinstance(decoder, TransformerReportDecoder)
-        self.cache: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self.incremental = callable(getattr(decoder, "step", None)) and callable(getattr(decoder, "reorder_cache", None))
+        self.cache: Any = None
 
     def __call__(self, seq: torch.Tensor) -> torch.Tensor:
         """Logits (N, V) of the token after `seq` (N, t); the cache covers seq[:, :-1]."""
@@ -286,8 +293,7 @@ class _Stepper:
     def reorder(self, rows: torch.Tensor) -> None:
         """Row r of the cache becomes the old row rows[r] (beam search keeps other beams)."""
         if self.cache is not None:
-            self.cache = {name: [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kvs]
-                          for name, kvs in self.cache.items()}
+            self.cache = self.decoder.reorder_cache(self.cache, rows)
 
 
 @torch.no_grad()

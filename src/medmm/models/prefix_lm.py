@@ -160,6 +160,39 @@ class HFPrefixDecoder(nn.Module):
         logits = logits[:, -1:] if last_only else logits[:, m:]
         return self._to_medmm(logits.float())
 
+    def step(self, tokens: torch.Tensor, position: int, memory: torch.Tensor, memory_pad: torch.Tensor | None,
+             cache: dict[str, Any] | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Incremental decoding with the LM's own key/value cache: logits (B, V) after feeding
+        `tokens` (B,) at text position `position`, given the cache of the earlier positions (None
+        at position 0, when the memory prefix is fed with the first token). Same positions and
+        attention mask as `forward` on the whole prefix (tested), at O(1) new tokens a step
+        instead of re-running memory + text."""
+        first = cache is None
+        if first:
+            b, m = memory.shape[:2]
+            keep_mem = torch.ones(b, m, dtype=torch.long, device=tokens.device) if memory_pad is None else (~memory_pad).long()
+            cache = {"past": None, "keep_mem": keep_mem}
+        keep_mem = cache["keep_mem"]
+        if keep_mem.shape[1] + position + 1 > self.max_length:
+            raise MedmmError(f"{keep_mem.shape[1]} memory tokens + {position + 1} text tokens exceed the LM's {self.max_length} positions")
+        x = self.lm.get_input_embeddings()(self.tokenizer.to_hf(tokens[:, None]))
+        ones = torch.ones(tokens.shape[0], position + 1, dtype=torch.long, device=tokens.device)
+        mask = torch.cat([keep_mem, ones], 1)
+        if first:
+            x = torch.cat([self.prefix(memory).to(x.dtype), x], 1)
+            positions = (mask.cumsum(1) - 1).clamp_min(0)  # padded memory slots take no position
+        else:
+            positions = (keep_mem.sum(1) + position)[:, None]
+        out = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, past_key_values=cache["past"],
+                      use_cache=True, logits_to_keep=1)
+        return self._to_medmm(out.logits[:, -1].float()), {"past": out.past_key_values, "keep_mem": keep_mem}
+
+    @staticmethod
+    def reorder_cache(cache: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+        """`step`'s cache with row r taken from the old row rows[r] (beam search)."""
+        cache["past"].reorder_cache(rows)
+        return {"past": cache["past"], "keep_mem": cache["keep_mem"].index_select(0, rows)}
+
     def _to_medmm(self, logits: torch.Tensor) -> torch.Tensor:
         eos = logits[..., self.tokenizer.eos_id : self.tokenizer.eos_id + 1]
         fill = torch.full_like(eos, MASKED)
