@@ -196,6 +196,38 @@ def test_report_task_trains_resumes_predicts_and_evaluates_with_a_causal_lm(lms,
     assert "view 2 input" in (tmp_path / "explain" / "index.html").read_text()
 
 
+def test_self_critical_training_and_consensus_decoding_run_with_a_causal_lm(lms, tmp_path, monkeypatch):
+    """SCST (sampled reports through the LM's cache, rewarded by CIDEr-D) trains the LM, and
+    consensus decoding re-ranks its n-best list: two steps on the IU X-ray fixture."""
+    from medmm.engine import load_config
+    from medmm.engine.api import train
+    from medmm.tasks.report import scst
+
+    rewards = []
+    original = scst.self_critical_loss
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        rewards.append(out)
+        return out
+
+    monkeypatch.setattr("medmm.tasks.report.task.self_critical_loss", spy)
+    over = [f"model.decoder.pretrained={lms['gpt2']}", "model.scst.samples=2", "model.decoding.beam_size=2",
+            "model.decoding.max_length=6", "model.mbr.references=4", "model.mbr.candidates=2", "model.mbr.typical=0"]
+    run = tmp_path / "scst"
+    before = HFPrefixDecoder(str(lms["gpt2"]), 16, HFTokenizer(str(lms["gpt2"]))).lm.state_dict()
+    metrics = train(load_config(TINY_CONFIG, over), run)
+    assert rewards and all(bool(torch.isfinite(r)) for r in rewards)
+    after = torch.load(run / "model.pt", weights_only=True)
+    changed = [k for k, v in after.items() if k.startswith("decoder.lm.") and not torch.equal(v, before[k.removeprefix("decoder.lm.")])]
+    assert changed, "self-critical steps left the LM unchanged"
+    split = next(iter(metrics))
+    assert {"bleu_4", "cider_d"} & {k.removeprefix("selection_") for k in metrics[split]}
+    rows = [json.loads(line) for line in (run / "predictions" / f"{split}.jsonl").read_text().splitlines()]
+    assert rows and all(isinstance(r["prediction"], str) and "beam_prediction" in r for r in rows)
+    assert {r["decoding"]["method"] for r in rows} == {"consensus"}
+
+
 def test_what_a_causal_lm_decoder_cannot_do_is_refused_up_front(lms):
     from medmm.errors import MedmmError
     from medmm.tasks.report.task import ReportGenerationTask

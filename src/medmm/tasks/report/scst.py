@@ -15,14 +15,13 @@ cross-entropy.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from medmm.models.decoders import (
     GenerationConfig,
-    TransformerReportDecoder,
     WordTokenizer,
     join_tokens,
     sample_decode,
@@ -30,6 +29,9 @@ from medmm.models.decoders import (
 )
 from medmm.tasks.report.grounding import AttributeLexicon
 from medmm.tasks.report.mbr import CiderConsensus
+
+if TYPE_CHECKING:
+    from medmm.models.prefix_lm import HFTokenizer
 
 
 def reference_probs(attributes: dict[str, list[str]], classes: list[int], smoothing: float = 0.05) -> dict[str, np.ndarray]:
@@ -44,15 +46,16 @@ def reference_probs(attributes: dict[str, list[str]], classes: list[int], smooth
     return out
 
 
-def self_critical_loss(decoder: TransformerReportDecoder, memory: torch.Tensor, pad: torch.Tensor, references: list[str],
-                       tokenizer: WordTokenizer, consensus: CiderConsensus, generation: GenerationConfig, n: int,
+def self_critical_loss(decoder: torch.nn.Module, memory: torch.Tensor, pad: torch.Tensor, references: list[str],
+                       tokenizer: WordTokenizer | HFTokenizer, consensus: CiderConsensus, generation: GenerationConfig, n: int,
                        out: dict[str, Any], lexicon: AttributeLexicon | None = None,
                        attributes: dict[str, list[str]] | None = None, reference_classes: torch.Tensor | None = None,
                        attribute_weight: float = 0.0) -> torch.Tensor:
     """REINFORCE with CIDEr-D rewards and the other samples' mean as baseline, averaged over
     the sampled tokens (texts are sampled under the decoding rules, scored with gradients).
 
-    memory, pad: the decoder memory of B studies; references: their report texts; n (>= 2):
+    decoder: any report decoder (the word decoder or a causal-LM prefix decoder); memory, pad:
+    the decoder memory of B studies; references: their report texts; n (>= 2):
     samples per study. With `attribute_weight`, a `lexicon` and `reference_classes` (B, targets)
     class indices of `attributes` (target -> classes), the attribute consistency is added to the
     reward. Logs "reward", "sample_length" (and "attribute_consistency") into `out`.
