@@ -108,3 +108,32 @@ def test_crash_in_a_later_epoch_then_resume_with_loader_workers(tmp_path, monkey
     assert resumed["test"] == straight["test"]
     log = "logs/metrics.csv"
     assert (tmp_path / "crashed" / log).read_text() == (tmp_path / "straight" / log).read_text()
+
+
+def _tensorboard_scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of a scalar as TensorBoard shows it (orphaned events after a purge hidden)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "logs" / "tensorboard"))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch):
+    """Steps logged after the last checkpoint and before a crash are logged again on resume;
+    TensorBoard must show them once (the writer purges from the checkpoint's step), as the
+    uninterrupted run does."""
+    pytest.importorskip("tensorboard")
+    root = make_toy_root(tmp_path / "data", {"train": 48, "val": 16, "test": 16})
+    cfg_path = tmp_path / "toy.yaml"
+    cfg_path.write_text(TOY_CONFIG.format(root=root))
+    overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=4", "trainer.log_every_n_steps=1"]
+    monkeypatch.setenv("MEDMM_TOY_CRASH_AT_CALL", "6")  # step 5 (index 4) is logged after the step-4 checkpoint
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(load_config(cfg_path, overrides), tmp_path / "crashed")
+    monkeypatch.delenv("MEDMM_TOY_CRASH_AT_CALL")
+    train(load_config(cfg_path, overrides), tmp_path / "crashed")
+    train(load_config(cfg_path, overrides), tmp_path / "straight")
+    shown = _tensorboard_scalars(tmp_path / "crashed", "train/loss_step")
+    assert [s for s, _ in shown] == sorted({s for s, _ in shown}), "a step is shown twice"
+    assert shown == _tensorboard_scalars(tmp_path / "straight", "train/loss_step")

@@ -160,7 +160,10 @@ def run_loggers(run_dir: str | Path, keep_rows: int | None = None, before_step: 
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard"))
+        # on resume, steps logged after the checkpoint and before the stop are logged again: the
+        # writer's purge_step makes TensorBoard hide the older events from that step on
+        purge = {"purge_step": before_step} if before_step else {}
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", **purge))
     if importlib.util.find_spec("mlflow"):
         from lightning.pytorch.loggers import MLFlowLogger
 
