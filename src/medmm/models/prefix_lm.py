@@ -19,6 +19,7 @@ teacher forcing, greedy and beam search, sampling and sequence scoring work unch
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -121,6 +122,10 @@ class HFPrefixDecoder(nn.Module):
         self.lora = dict(lora) if lora is not None else None
         if self.lora is not None:
             self._add_lora(self.lora)
+        # transformers renamed the LM's past_key_values argument and output to `cache` (the old name
+        # is deprecated, to go in 5.40): `step` uses the name this version's model class takes
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        self._cache_kw = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
         own = nn.Module.state_dict(self, keep_vars=True)
         self._frozen = {k for k, v in own.items() if not (isinstance(v, nn.Parameter) and v.requires_grad)}
         if self._frozen:
@@ -183,9 +188,10 @@ class HFPrefixDecoder(nn.Module):
             positions = (mask.cumsum(1) - 1).clamp_min(0)  # padded memory slots take no position
         else:
             positions = (keep_mem.sum(1) + position)[:, None]
-        out = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, past_key_values=cache["past"],
-                      use_cache=True, logits_to_keep=1)
-        return self._to_medmm(out.logits[:, -1].float()), {"past": out.past_key_values, "keep_mem": keep_mem}
+        kw = self._cache_kw
+        out = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                      **{kw: cache["past"]})
+        return self._to_medmm(out.logits[:, -1].float()), {"past": out[kw], "keep_mem": keep_mem}
 
     @staticmethod
     def reorder_cache(cache: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
