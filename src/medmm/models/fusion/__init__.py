@@ -1,8 +1,8 @@
 """Fusion blocks, registered by name in one registry: the vector fusions image_only, text_only,
-early, late, cross_attention, film, gated, moe and the spatial blocks spatial_film,
+early, late, cross_attention, film, gated, moe, ban (bilinear attention) and the spatial blocks spatial_film,
 spatial_attention (text conditioning of feature maps). `create_fusion(name, image_dim, text_dim, dim, **kw)`."""
 
-from medmm.models.fusion import attention, moe, simple, spatial  # noqa: F401  (register fusions)
+from medmm.models.fusion import attention, bilinear, moe, simple, spatial  # noqa: F401  (register fusions)
 from medmm.models.fusion.base import (
     Fusion,
     FusionEntry,
