@@ -119,21 +119,33 @@ def _tensorboard_scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-def test_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch):
-    """Steps logged after the last checkpoint and before a crash are logged again on resume;
-    TensorBoard must show them once (the writer purges from the checkpoint's step), as the
-    uninterrupted run does."""
+@pytest.mark.parametrize("crash_at", [6, 7])
+def test_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch, crash_at):
+    """Crash at call 6: step 5 is logged after the mid-epoch step-4 checkpoint and again on resume
+    (must be shown once); crash at call 7 (first step of epoch 2): the resume starts from the
+    end-of-epoch checkpoint at step 6, and the epoch's validation and means logged before it must
+    not be hidden. Either way TensorBoard shows what the uninterrupted run shows."""
     pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     root = make_toy_root(tmp_path / "data", {"train": 48, "val": 16, "test": 16})
     cfg_path = tmp_path / "toy.yaml"
     cfg_path.write_text(TOY_CONFIG.format(root=root))
     overrides = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=4", "trainer.log_every_n_steps=1"]
-    monkeypatch.setenv("MEDMM_TOY_CRASH_AT_CALL", "6")  # step 5 (index 4) is logged after the step-4 checkpoint
+    monkeypatch.setenv("MEDMM_TOY_CRASH_AT_CALL", str(crash_at))
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(load_config(cfg_path, overrides), tmp_path / "crashed")
+    ckpt = torch.load(tmp_path / "crashed/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == {6: 4, 7: 6}[crash_at]  # mid-epoch / end of epoch 1 (6 steps per epoch)
     monkeypatch.delenv("MEDMM_TOY_CRASH_AT_CALL")
     train(load_config(cfg_path, overrides), tmp_path / "crashed")
     train(load_config(cfg_path, overrides), tmp_path / "straight")
-    shown = _tensorboard_scalars(tmp_path / "crashed", "train/loss_step")
-    assert [s for s, _ in shown] == sorted({s for s, _ in shown}), "a step is shown twice"
-    assert shown == _tensorboard_scalars(tmp_path / "straight", "train/loss_step")
+    tags = EventAccumulator(str(tmp_path / "straight" / "logs" / "tensorboard")).Reload().Tags()["scalars"]
+    assert {"train/loss_step", "train/loss_epoch", "epoch"} <= set(tags)
+    steps = [s for s, _ in _tensorboard_scalars(tmp_path / "crashed", "train/loss_step")]
+    assert steps == sorted(set(steps)), "a step is shown twice"
+    for tag in tags:  # ("epoch" is logged by the step rows and the epoch-end rows: some steps hold it twice in both runs)
+        shown = _tensorboard_scalars(tmp_path / "crashed", tag)
+        expected = _tensorboard_scalars(tmp_path / "straight", tag)
+        assert [s for s, _ in shown] == [s for s, _ in expected], tag
+        assert [v for _, v in shown] == pytest.approx([v for _, v in expected], rel=1e-6), tag

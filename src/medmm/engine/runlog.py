@@ -158,14 +158,21 @@ def run_loggers(run_dir: str | Path, keep_rows: int | None = None, before_step: 
     quiet_lightning()  # no litlogger advert next to the loggers we chose, no LeafSpec FutureWarning
     loggers: list = [RunCSVLogger(run_dir, keep_rows, before_step)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        # on resume, steps logged after the checkpoint and before the stop are logged again: the
-        # writer's purge_step makes TensorBoard hide the older events from that step on
-        purge = {"purge_step": before_step} if before_step else {}
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", **purge))
+        loggers.append(_tensorboard_logger(run_dir, before_step))
     if importlib.util.find_spec("mlflow"):
         from lightning.pytorch.loggers import MLFlowLogger
 
         loggers.append(MLFlowLogger(experiment_name="medmm", tracking_uri=Path(run_dir, "mlruns").as_uri()))
     return loggers
+
+
+def _tensorboard_logger(run_dir: str | Path, before_step: int | None) -> Any:
+    """TensorBoard's logger under RUN_DIR/logs/tensorboard. On resume from a checkpoint at step N,
+    the steps logged after the checkpoint and before the stop are logged again, so the writer hides
+    the earlier events from step N on (`purge_step`). The rows of the checkpoint's own work all sit
+    below N (an epoch's validation and means are logged at its last batch's step, before its
+    end-of-epoch checkpoint at N), so nothing it covers is hidden (tests/test_engine_resume.py)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    purge = {"purge_step": before_step} if before_step is not None and before_step > 0 else {}
+    return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", **purge)
