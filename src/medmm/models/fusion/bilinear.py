@@ -6,8 +6,8 @@ one map per glimpse, softmax-normalised over all pairs; each glimpse then pools 
 bilinear products of the pairs with its map into one joint vector, which is added back to every
 question token (BAN's residual learning of attention). The pooled output is the masked sum of
 the updated question tokens, as BAN's classifier reads it, through the projection every fusion
-uses. Written from the paper's equations; sizes follow its VQA-RAD use (k = 3 low-rank pooling,
-ReLU projections, dropout on the image side).
+uses. Written from the paper's equations; as in the authors' release, the attention maps use k = 3
+low-rank pooling and each glimpse's joint vector k = 1; ReLU projections, dropout on the image side.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class LowRankBilinear(nn.Module):
 @register_fusion("ban")
 class BilinearAttentionFusion(Fusion):
     """BAN: `glimpses` bilinear attention maps over (image token, question token) pairs, each
-    pooled into a joint vector added to every question token (residual learning of attention).
+    pooled into a joint vector added to every question token (residual learning of attention);
+    `k`: the low-rank pooling width of the attention maps.
 
     pooled = MLP(masked sum of the updated question tokens); tokens = the updated question tokens
     (mask: the text's). extras: "bilinear_attention" (B, glimpses, N image tokens, L text tokens),
@@ -56,9 +57,9 @@ class BilinearAttentionFusion(Fusion):
             raise ValueError(f"ban fusion: glimpses and k must be >= 1, got {glimpses}, {k}")
         self.txt_proj = nn.Linear(text_dim, dim)
         self.att = LowRankBilinear(image_dim, dim, dim, k, dropout)
+        # no bias: a constant per glimpse cancels in the softmax over all pairs
         self.att_weight = nn.Parameter(torch.randn(glimpses, dim * k) * (dim * k) ** -0.5)
-        self.att_bias = nn.Parameter(torch.zeros(glimpses))
-        self.pairs = nn.ModuleList([LowRankBilinear(image_dim, dim, dim, k, dropout) for _ in range(glimpses)])
+        self.pairs = nn.ModuleList([LowRankBilinear(image_dim, dim, dim, 1, dropout) for _ in range(glimpses)])
         self.residual = nn.ModuleList([nn.Linear(dim, dim) for _ in range(glimpses)])
         self.out = mlp(dim, dim, dropout)
         self.out_dim = dim
@@ -67,7 +68,7 @@ class BilinearAttentionFusion(Fusion):
         image, text = need(image, "image", "ban"), need(text, "text", "ban")
         v, q, mask = image.tokens, self.txt_proj(text.tokens), text.mask.bool()
         fv, fq = self.att(v, q)
-        logits = torch.einsum("bkd,gd,bld->bgkl", fv, self.att_weight, fq) + self.att_bias[None, :, None, None]
+        logits = torch.einsum("bkd,gd,bld->bgkl", fv, self.att_weight, fq)
         logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))  # padding takes no attention
         b, g, n, length = logits.shape
         att = torch.softmax(logits.reshape(b, g, n * length), dim=-1).view(b, g, n, length)
