@@ -100,5 +100,6 @@ def test_val_curve_reads_a_real_run_and_marks_the_epoch_it_chose(tmp_path, monke
     assert [p["epoch"] for p in curve] == [1, 2, 3] and out.read_text().startswith("epoch,step,selection_val_auroc_macro_ovr,")
     assert curve[2]["lr"] == pytest.approx(curve[1]["lr"] * 0.1)
     chosen = json.loads((run / "metrics" / "val.json").read_text())["metrics"]["selection_auroc_macro_ovr"]
-    assert max(p["selection_val_auroc_macro_ovr"] for p in curve) == pytest.approx(chosen, abs=1e-4)
+    epoch = _load("val_curve").chosen_epoch(run)
+    assert curve[epoch - 1]["selection_val_auroc_macro_ovr"] == pytest.approx(chosen, abs=1e-4)
     assert (tmp_path / "curve.png").stat().st_size > 10_000

@@ -6,7 +6,8 @@ Reads RUN/logs/metrics.csv (the engine's CSV log) and writes one row per validat
 (1-based), optimizer step, the validation AUROC and accuracy, and the learning rate of that epoch
 (NaN where the run's log interval logged no LR in that epoch).
 The columns are named `selection_val_*`: the split chose the epoch, so none of it is a result.
-The plot marks the epoch the run chose (its best by the monitored metric) and the LR decays.
+The plot marks the epoch the run chose (the first best by the run's own `trainer.monitor` and
+`monitor_mode`, compared at full precision as the checkpoint callback does) and the LR decays.
 """
 
 from __future__ import annotations
@@ -17,6 +18,20 @@ import itertools
 from pathlib import Path
 
 COLUMNS = {"auroc_macro_ovr": "val/auroc_macro_ovr", "accuracy": "val/accuracy"}
+
+
+def chosen_epoch(run: Path) -> int:
+    """The 1-based epoch whose checkpoint the run kept: the first best of its monitored metric."""
+    import yaml
+
+    trainer = yaml.safe_load((run / "config.yaml").read_text())["trainer"]
+    monitor, mode = trainer.get("monitor", "val/loss"), trainer.get("monitor_mode", "min")
+    with (run / "logs" / "metrics.csv").open() as f:
+        points = [(int(r["epoch"]) + 1, float(r[monitor])) for r in csv.DictReader(f) if r.get(monitor)]
+    if not points:
+        raise SystemExit(f"{run}/logs/metrics.csv has no {monitor} rows")
+    best = max(v for _, v in points) if mode == "max" else min(v for _, v in points)
+    return next(e for e, v in points if v == best)
 
 
 def val_curve(run: Path) -> list[dict[str, float]]:
@@ -38,8 +53,8 @@ def val_curve(run: Path) -> list[dict[str, float]]:
     return curve
 
 
-def plot(curve: list[dict[str, float]], out: Path, title: str) -> None:
-    """Validation AUROC per epoch, the chosen (best) epoch marked, LR decays as vertical lines."""
+def plot(curve: list[dict[str, float]], chosen: int, out: Path, title: str) -> None:
+    """Validation AUROC per epoch, the `chosen` epoch marked, LR decays as vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,10 +62,10 @@ def plot(curve: list[dict[str, float]], out: Path, title: str) -> None:
 
     epochs = [p["epoch"] for p in curve]
     auroc = [p["selection_val_auroc_macro_ovr"] for p in curve]
-    best = max(range(len(curve)), key=lambda i: (auroc[i], -i))  # first best, as the checkpoint callback keeps
+    best = epochs.index(chosen)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
     ax.plot(epochs, auroc, lw=1.2, label="val AUROC (selection split)")
-    ax.plot([epochs[best]], [auroc[best]], "o", color="C3", label=f"chosen: epoch {epochs[best]}, {auroc[best]:.3f}")
+    ax.plot([epochs[best]], [auroc[best]], "o", color="C3", label=f"chosen: epoch {epochs[best]}, AUROC {auroc[best]:.3f}")
     for a, b in itertools.pairwise(curve):
         if b["lr"] < a["lr"]:
             ax.axvline(b["epoch"] - 0.5, color="grey", ls="--", lw=0.8)
@@ -76,7 +91,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         writer.writeheader()
         writer.writerows(curve)
     if args.plot:
-        plot(curve, args.plot, f"{args.run.name}: validation AUROC per epoch")
+        plot(curve, chosen_epoch(args.run), args.plot, f"{args.run.name}: validation AUROC per epoch")
     return curve
 
 
