@@ -124,8 +124,8 @@ class HFPrefixDecoder(nn.Module):
             self._add_lora(self.lora)
         # transformers renamed the LM's past_key_values argument and output to `cache` (the old name
         # is deprecated, to go in 5.40): `step` uses the name this version's model class takes
-        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        self._cache_kw = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+        # (LoRA is injected in place, so the class is the LM's own)
+        self._cache_kw = "cache" if "cache" in inspect.signature(type(self.lm).forward).parameters else "past_key_values"
         own = nn.Module.state_dict(self, keep_vars=True)
         self._frozen = {k for k, v in own.items() if not (isinstance(v, nn.Parameter) and v.requires_grad)}
         if self._frozen:
@@ -161,7 +161,7 @@ class HFPrefixDecoder(nn.Module):
         mask = torch.cat([keep_mem, tokens.ne(PAD).long()], 1)
         positions = (mask.cumsum(1) - 1).clamp_min(0)  # padded memory slots take no position
         kw = {"logits_to_keep": 1} if last_only else {}
-        logits = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, **kw).logits
+        logits = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, use_cache=False, **kw).logits
         logits = logits[:, -1:] if last_only else logits[:, m:]
         return self._to_medmm(logits.float())
 
@@ -171,7 +171,8 @@ class HFPrefixDecoder(nn.Module):
         `tokens` (B,) at text position `position`, given the cache of the earlier positions (None
         at position 0, when the memory prefix is fed with the first token). Same positions and
         attention mask as `forward` on the whole prefix (tested), at O(1) new tokens a step
-        instead of re-running memory + text."""
+        instead of re-running memory + text. The LM's cache object is extended in place: the
+        returned cache replaces the one passed in."""
         first = cache is None
         if first:
             b, m = memory.shape[:2]
@@ -195,7 +196,8 @@ class HFPrefixDecoder(nn.Module):
 
     @staticmethod
     def reorder_cache(cache: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
-        """`step`'s cache with row r taken from the old row rows[r] (beam search)."""
+        """`step`'s cache with row r taken from the old row rows[r] (beam search); the LM's cache
+        object is reordered in place."""
         cache["past"].reorder_cache(rows)
         return {"past": cache["past"], "keep_mem": cache["keep_mem"].index_select(0, rows)}
 
