@@ -40,7 +40,9 @@ def cross_attention_regions(extras: dict[str, Any], attention_mask: torch.Tensor
     """Image-region weights (B, N) from a fusion block's extras, or None if it has none.
 
     cross_attention: `text_to_image_attention` (B, L, N) averaged over the real text tokens;
-    gated: `spatial_attention` (B, N) (the text-query spatial pooling weights).
+    gated: `spatial_attention` (B, N) (the text-query spatial pooling weights);
+    ban: `bilinear_attention` (B, G, N, L) summed over the text tokens (padding already has
+    none) and averaged over the glimpses, so the weights of a sample sum to 1.
     """
     if "text_to_image_attention" in extras:
         att = extras["text_to_image_attention"].detach().float()
@@ -50,14 +52,22 @@ def cross_attention_regions(extras: dict[str, Any], attention_mask: torch.Tensor
         return (att * m).sum(1) / m.sum(1).clamp_min(1.0)
     if "spatial_attention" in extras:
         return extras["spatial_attention"].detach().float()
+    if "bilinear_attention" in extras:
+        return extras["bilinear_attention"].detach().float().sum(-1).mean(1)
     return None
 
 
 def token_attention_to_text(extras: dict[str, Any], attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
-    """How much the image tokens attend to each text token, (B, L) (cross_attention only)."""
-    if "image_to_text_attention" not in extras:
+    """Attention weight of each text token, (B, L), zero on padding; None without such a map.
+
+    cross_attention: how much the image tokens attend to each text token (averaged over them);
+    ban: `bilinear_attention` summed over the image tokens and averaged over the glimpses."""
+    if "image_to_text_attention" in extras:
+        w = extras["image_to_text_attention"].detach().float().mean(1)
+    elif "bilinear_attention" in extras:
+        w = extras["bilinear_attention"].detach().float().sum(2).mean(1)
+    else:
         return None
-    w = extras["image_to_text_attention"].detach().float().mean(1)
     if attention_mask is not None:
         w = w * attention_mask.to(w.device).float()
     return w

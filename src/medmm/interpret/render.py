@@ -73,7 +73,7 @@ METHOD_LABELS = {
     "integrated_gradients": "integrated gradients",
     "occlusion": "occlusion",
     "attention_rollout": "attention rollout",
-    "cross_attention": "cross-attention (question to image)",
+    "cross_attention": "fusion attention, question to image (cross-attention, gated or BAN map)",
 }
 
 

@@ -1,7 +1,8 @@
 """VQA answer rationale: which image grid cells and which input words the fusion attended to.
 
 Read from the attention maps a fusion exposes in ``FusionOutput.extras`` (cross-attention:
-text-to-image and image-to-text; gated: its question-guided spatial attention), so a record
+text-to-image and image-to-text; gated: its question-guided spatial attention; BAN: its bilinear
+maps over (region, word) pairs), through `medmm.interpret.attention`, so a record
 can show a clinician the evidence behind an answer next to the retrieved facts.
 """
 
@@ -12,22 +13,18 @@ from typing import Any
 
 import torch
 
+from medmm.interpret import attention
+
 
 def attention_evidence(extras: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        top_k: int, tokenizer: Any = None) -> list[dict[str, Any]]:
     """Per sample: the `top_k` image regions (row/col on a square grid, else token index) and
     input tokens by attention weight; a key is absent when the fusion gives no such map."""
     mask = attention_mask.bool()
-    region = None
-    if "text_to_image_attention" in extras:  # (B, L, N): average over the real text tokens
-        att = extras["text_to_image_attention"].float()
-        m = mask.to(att.dtype)[..., None]
-        region = (att * m).sum(1) / m.sum(1).clamp_min(1.0)
-    elif "spatial_attention" in extras:
-        region = extras["spatial_attention"].float()
-    token_w = None
-    if "image_to_text_attention" in extras:  # (B, N, L): which words the image tokens read
-        token_w = extras["image_to_text_attention"].float().mean(1).masked_fill(~mask, -1.0)
+    region = attention.cross_attention_regions(extras, attention_mask)
+    token_w = attention.token_attention_to_text(extras, attention_mask)
+    if token_w is not None:
+        token_w = token_w.masked_fill(~mask, -1.0)  # padding never ranks among the words
     out = []
     for i in range(input_ids.shape[0]):
         rec: dict[str, Any] = {}
