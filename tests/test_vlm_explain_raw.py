@@ -79,6 +79,33 @@ def test_raw_occlusion_peaks_in_the_only_quadrant_the_score_reads(top, left, fil
     assert "integrated gradients unavailable" in page and "occlusion of the raw image" in page
 
 
+def test_raw_views_of_different_sizes_each_get_a_map_in_their_own_coordinates(tmp_path):
+    """Two views (e.g. frontal and lateral) of different sizes; the score reads the second only."""
+    g = torch.Generator().manual_seed(1)
+    views = [torch.rand(3, 20, 30, generator=g), torch.rand(3, H, W, generator=g) * 0.4]
+    views[1][:, H // 2:, : W // 2] += 0.5
+
+    def score(i: int, v: int, x: torch.Tensor) -> torch.Tensor:
+        other = views[1][None].expand(x.shape[0], -1, -1, -1) if v == 0 else x
+        return other[:, :, H // 2:, : W // 2].mean((1, 2, 3))
+
+    rec = {"prompt": None, "output": "r", "answer": "r", "rationale": None, "reference": None, "scored": "the generated text"}
+    view = GeneratedText(score, [views], [rec], "stand_in", pixels="raw")
+    first, second = (generation_heatmaps(view, 0, ("occlusion",), v=v)["occlusion"] for v in (0, 1))
+    assert first.shape == (20, 30) and float(first.abs().max()) == 0  # the score ignores view 1: nothing to show
+    assert second.shape == (H, W) and bool(torch.isfinite(second).all())
+    region = torch.zeros(H, W, dtype=torch.bool)
+    region[H // 2:, : W // 2] = True
+    assert bool(region.flatten()[second.flatten().argmax()]) and heat_mass_inside(second, region) > 0.8
+    summary = explain_generation(view, [SimpleNamespace(id="study")], tmp_path, ("occlusion",), faithfulness_steps=4,
+                                 n_random=1, scale=1)
+    rec = summary["samples"][0]
+    assert set(rec["heatmaps"]) == {"view1_occlusion", "view2_occlusion"} and summary["unavailable"] == {}
+    from PIL import Image
+
+    assert [Image.open(tmp_path / rec["heatmaps"][f"view{k}_occlusion"]["png"]).size for k in (1, 2)] == [(30, 20), (W, H)]
+
+
 # ----------------------------------------------------------------------------- tiny generative VLMs
 @pytest.fixture(scope="module")
 def tiny_idefics3(tmp_path_factory) -> Path:
