@@ -55,4 +55,6 @@ def explain(
         if flags:
             line += f"  UNFAITHFUL: {', '.join(flags)}"
         typer.echo(line)
+    for m, why in summary.get("unavailable", {}).items():  # e.g. gradients of a model explained on its raw images
+        typer.echo(f"{m} unavailable: {why}")
     typer.echo(f"wrote {summary['index']}")

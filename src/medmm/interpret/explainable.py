@@ -7,7 +7,8 @@ has no explainer); interpret dispatches on the view's type and never on the task
   heatmaps with faithfulness checks, token attributions and modality Shapley values.
 - `WordRegions`: per-sample word- or sentence-to-region maps the task already computed.
 - `GeneratedText`: text a generative model wrote (an answer, a report); it gets heatmaps of the
-  image regions that drove the log-probability of that text, with faithfulness checks.
+  image regions that drove the log-probability of that text, with faithfulness checks (on the
+  model's pixel input, or on the raw image before the processor where there is no pixel image).
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class GeneratedText:
     score(i, v, images (K, C, H, W)) -> (K,): the summed log-probability sample i's generated
     tokens get when the model sees `images` in place of its view v (its other views, the prompt
     and the generated text held fixed); differentiable in `images`. images: per sample, its
-    views (V, C, H, W) as the model's own pixel input. records: per sample, what the page shows
+    views (V, C, H, W) as the model's own pixel input. pixels "raw" (processors that give tiles or
+    patches, not one pixel image): images are per sample a list of its raw views (C, H, W), values
+    in [0, 1], each at its own size; score takes raw images (K, C, H, W) of view v's size, re-runs
+    the model's processor on them and is not differentiable (occlusion of the raw image only);
+    pixel_note says why (e.g. the processor's output shape). records: per sample, what the page shows
     beside the heatmaps: "prompt" (the question or instruction), "output" (the generated text),
     "answer" (the answer taken from it), "rationale" (chain of thought, or None), "reference"
     (or None) and "scored" (which text the log-probability is of). kind: the task name written
@@ -108,6 +113,8 @@ class GeneratedText:
     """
 
     score: Callable[[int, int, torch.Tensor], torch.Tensor]
-    images: list[torch.Tensor]
+    images: list[torch.Tensor] | list[list[torch.Tensor]]
     records: list[dict[str, Any]]
     kind: str
+    pixels: Literal["model", "raw"] = "model"
+    pixel_note: str | None = None

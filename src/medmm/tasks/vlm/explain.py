@@ -10,8 +10,12 @@ user turn). Grad-CAM and attention maps are not offered (no feature maps are exp
 
 The chat prompt is split into template prefix (role markers, the expanded image tokens), the user
 text and template suffix; the user text is tokenised on its own, so attributions fall on its
-words. Supported: families whose processor gives one (3, H, W) pixel tensor per image (LLaVA,
-Gemma 3 / MedGemma); Idefics3 (image tiles) and Qwen2-VL (flattened patches) are refused with the reason.
+words. This view needs a processor that gives one (3, H, W) pixel tensor per image (LLaVA,
+Gemma 3 / MedGemma). Idefics3 / SmolVLM (image tiles) and Qwen2-VL (flattened patches) are
+explained instead by `medmm.tasks.vlm.explain_generation` on their raw images: the log-likelihood
+of the chosen option's answer turn (the score options are ranked by) under occlusion of the raw
+image, each occluded image re-run through the processor; the page says that gradient methods,
+token attributions and modality contributions are not available there.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import nn
 
 from medmm.data.schema import Sample
 from medmm.errors import MedmmError
+from medmm.tasks.vlm.explain_raw import gives_pixel_images
 
 if TYPE_CHECKING:
     from medmm.tasks.vlm.task import VLMTask
@@ -79,9 +84,10 @@ def vlm_explainable(task: VLMTask, samples: list[Sample]) -> Any:
     first = vlm.processor(text=[prefix_text], images=[items[0].images], return_tensors="pt")
     prefix = first["input_ids"][0]
     pixels = [vlm.processor(text=[prefix_text], images=[it.images], return_tensors="pt")["pixel_values"] for it in items]
-    if pixels[0].dim() != 4 or pixels[0].shape[0] != 1:
-        raise MedmmError(f"{type(vlm.processor).__name__} gives pixel input of shape {tuple(pixels[0].shape)}, not one "
-                         "(3, H, W) image: explanations support LLaVA and Gemma 3 (MedGemma) models")
+    if not gives_pixel_images(pixels[0], 1):  # tiles or patches: the chosen option's score on the raw image
+        from medmm.tasks.vlm.explain_generation import generation_explainable
+
+        return generation_explainable(task, samples)
     suffix = torch.tensor(tok(suffix_text, add_special_tokens=False)["input_ids"], dtype=torch.long)
     answers = [torch.tensor(tok(vlm.completion(items[0].text, o, 1, system), add_special_tokens=False)["input_ids"],
                             dtype=torch.long) for o in options]

@@ -11,8 +11,12 @@ attributes to image regions:
 - a question answered among options without it: the chosen option's assistant turn (the
   classifier view of `medmm.tasks.vlm.explain` explains those when every sample is closed).
 Several images (IU X-ray's two views): each view gets its heatmaps, the other views held fixed.
-Supported: families whose processor gives one (3, H, W) pixel tensor per image (LLaVA, Gemma 3 /
-MedGemma); Idefics3 (image tiles) and Qwen2-VL (flattened patches) are refused with the reason.
+Families whose processor gives one (3, H, W) pixel tensor per image (LLaVA, Gemma 3 / MedGemma):
+the score is a function of that tensor (occlusion and integrated gradients). Families whose
+processor gives image tiles (Idefics3 / SmolVLM) or flattened patches (Qwen2-VL): the score is a
+function of the raw images, each re-run through the processor (`medmm.tasks.vlm.explain_raw`),
+explained by occlusion of the raw image in its own coordinates; the page says gradient methods
+are unavailable for them.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from medmm.data.schema import Sample
-from medmm.errors import MedmmError
 from medmm.interpret.explainable import GeneratedText
 from medmm.tasks.vlm.answering import answer_batch, to_model
+from medmm.tasks.vlm.explain_raw import gives_pixel_images, pixel_note, raw_generated_text
 
 if TYPE_CHECKING:
     from medmm.tasks.vlm.task import VLMTask
@@ -37,7 +41,7 @@ def generation_explainable(task: VLMTask, samples: list[Sample]) -> GeneratedTex
     with torch.no_grad():
         answers = answer_batch(vlm, items, spec, short=task.mode == "question", max_new_tokens=task.max_new_tokens,
                                num_beams=task.config.num_beams)
-    batches, records = [], []
+    batches, records, rows, note = [], [], [], None
     for it, a in zip(items, answers, strict=True):
         n = len(it.images)
         prompt = vlm.chat_prompt(it.text, n, spec.system)
@@ -50,15 +54,15 @@ def generation_explainable(task: VLMTask, samples: list[Sample]) -> GeneratedTex
         else:  # the model ended its turn at once: what it generated is the end-of-turn token
             completion, scored = vlm.completion(it.text, "", n, spec.system), "the end-of-turn token (empty output)"
         enc = to_model(vlm, vlm.encode([prompt], [it.images], [completion]))
-        px = enc.get("pixel_values")
-        if px is None or px.dim() != 4 or px.shape[0] != n:
-            shape = None if px is None else tuple(px.shape)
-            raise MedmmError(f"{type(vlm.processor).__name__} gives pixel input of shape {shape}, not one (3, H, W) "
-                             f"tensor for each of the {n} image(s): explanations support LLaVA and Gemma 3 (MedGemma) models")
+        if note is None and not gives_pixel_images(enc.get("pixel_values"), n):  # tiles or patches: the raw images
+            note = pixel_note(vlm.processor, enc.get("pixel_values"), n)
         batches.append(enc)
+        rows.append((prompt, list(it.images), completion))
         records.append({"prompt": it.meta.get("question", it.text), "output": a.output if a.output is not None else a.prediction,
                         "answer": a.prediction, "rationale": a.rationale, "reference": it.meta.get("reference") or None,
                         "scored": scored})
+    if note is not None:
+        return raw_generated_text(vlm, rows, records, task.name, note)
     dtype = vlm.base_model.dtype
 
     def score(i: int, v: int, images: torch.Tensor) -> torch.Tensor:
