@@ -19,7 +19,9 @@ Features come from the store only when that is safe; otherwise the encoder runs 
 The preprocessing (e.g. ``{"input_spec": spec.to_dict()}``) is part of the key: another one drops
 the in-memory entries, and it is in the on-disk cache's encoder identity. The owner calls
 `reset()` whenever the encoder's weights may have changed (pretrained weights loaded, a run's
-weights restored, the encoder rebuilt), so no stale feature is ever served.
+weights restored, the encoder rebuilt): on next use the encoder's weights checksum is compared
+with the one the features were made with, and they are forgotten if it differs (a best
+checkpoint reloaded after training holds the same frozen weights: nothing is recomputed).
 
     feats = FrozenImageFeatures()
     img = feats(encoder, batch["images"], batch["image_paths"], {"input_spec": spec.to_dict()})
@@ -69,16 +71,21 @@ class FrozenImageFeatures:
         self.max_bytes = max_bytes
         self.memory: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self.nbytes = 0
-        self.reset()
+        self.clear()
 
     def reset(self) -> None:
-        """Forget every feature (the encoder's weights may have changed); the on-disk cache is
-        reopened under the weights' identity on next use."""
+        """The encoder's weights may have changed: checked on next use, features forgotten if so."""
+        self._stale = True
+
+    def clear(self) -> None:
+        """Forget every feature; the on-disk cache is reopened under the weights' identity on next use."""
         self.memory.clear()
         self.nbytes = 0
         self.disk: Any = None
         self._opened_for: int | None = None  # id() of the encoder (a weakref would not pickle)
         self._preprocessing: dict[str, Any] | None = None
+        self._weights: tuple[str, str] | None = None  # (state checksum, device type) the features were made with
+        self._stale = False
         self._sha: dict[str, str] = {}
 
     @staticmethod
@@ -101,23 +108,40 @@ class FrozenImageFeatures:
         if not self.cacheable(encoder, augmented):
             return encoder(images)
         self._open(encoder, preprocessing)
+        names = [str(k) if k is not None else None for k in keys]
+        # an image in the batch twice (several questions about one image) is encoded once
+        first = {k: i for i, k in reversed(list(enumerate(names))) if k is not None}
+        uniq = [i for i, k in enumerate(names) if k is None or first[k] == i]
         with torch.no_grad():
-            names = [str(k) if k is not None else None for k in keys]
-            if self.disk is not None:
-                return self._from_disk(encoder, images, names)
-            return self._from_memory(encoder, images, names)
+            if len(uniq) < len(names):
+                sub = self._features(encoder, images[uniq], [names[i] for i in uniq])
+                pos = {i: j for j, i in enumerate(uniq)}
+                rows = [pos[i] if k is None else pos[first[k]] for i, k in enumerate(names)]
+                return ImageFeatures(pooled=sub.pooled[rows], tokens=sub.tokens[rows])
+            return self._features(encoder, images, names)
+
+    def _features(self, encoder: nn.Module, images: torch.Tensor, keys: list[str | None]) -> ImageFeatures:
+        if self.disk is not None:
+            return self._from_disk(encoder, images, keys)
+        return self._from_memory(encoder, images, keys)
 
     def _open(self, encoder: nn.Module, preprocessing: Mapping[str, Any]) -> None:
         """Start afresh for another encoder or preprocessing; open the on-disk cache (None when
         ``$MEDMM_FEATURE_CACHE`` is unset) under the encoder's weights as they are now."""
         prep = dict(preprocessing)
-        if self._opened_for == id(encoder) and self._preprocessing == prep:
+        same = self._opened_for == id(encoder) and self._preprocessing == prep
+        if same and not self._stale:
             return
-        from medmm.models.feature_cache import open_feature_cache
+        from medmm.models.feature_cache import open_feature_cache, state_checksum
 
-        self.reset()
+        param = next(iter(encoder.parameters()), None)
+        weights = (state_checksum(encoder), param.device.type if param is not None else "cpu")
+        if same and weights == self._weights:
+            self._stale = False
+            return
+        self.clear()
         self.disk = open_feature_cache(encoder, prep)
-        self._opened_for, self._preprocessing = id(encoder), prep
+        self._opened_for, self._preprocessing, self._weights = id(encoder), prep, weights
 
     def _from_disk(self, encoder: nn.Module, images: torch.Tensor, keys: list[str | None]) -> ImageFeatures:
         from medmm.models.feature_cache import cached_image_features, image_checksum

@@ -80,7 +80,7 @@ class VQAFeaturesMixin:
         return TextFeatures(pooled=pooled.to(dev), tokens=tokens.to(dev), mask=mask.bool())
 
     def reset_feature_caches(self) -> None:
-        """Forget cached image features (the image encoder's weights changed)."""
+        """The image encoder's weights may have changed: its cached features are forgotten if they did."""
         self.frozen_image_features.reset()
 
     def _frozen_image_features(self, batch: dict[str, Any]) -> ImageFeatures:
