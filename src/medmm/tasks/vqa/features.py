@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from medmm.models.frozen_features import FrozenImageFeatures
-
     from medmm.tasks.vqa.config import VQAConfig
 
 
