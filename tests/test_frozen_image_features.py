@@ -200,3 +200,22 @@ def test_reset_forgets_features_only_when_the_weights_changed():
     feats.reset()
     changed = feats(enc, x, ["a", "b"], prep)
     assert enc.images == 4 and not torch.allclose(changed.pooled, first.pooled)
+
+
+def test_diagnosis_keys_in_memory_images_by_their_pixels_except_when_predicting(monkeypatch):
+    """MedMNIST-style samples (arrays, no file): cached by the pixels' checksum in training and
+    evaluation batches; `predict_collate` (served requests) keys none, so keeps nothing."""
+    import dataclasses
+
+    from medmm.data.io import read_image
+
+    task, samples = _task("diagnosis", monkeypatch)
+    arrays = [dataclasses.replace(s, images=[ImageRef(array=read_image(s.images[0].path))]) for s in samples]
+    batch = task.collate(arrays)
+    assert batch["image_keys"] == [array_key(s.images[0]) for s in arrays] and batch["image_keys"][0].startswith("sha256:")
+    assert task.predict_collate(arrays)["image_keys"] == [None] * len(arrays)
+    task.eval()
+    with torch.no_grad():
+        cached = task(batch).logits
+        assert set(task.frozen_image_features.memory) == set(batch["image_keys"])
+        assert torch.allclose(cached, task.model(batch["images"], batch["input_ids"], batch["attention_mask"]).logits, atol=1e-6)
