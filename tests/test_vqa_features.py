@@ -64,14 +64,14 @@ def test_frozen_image_features_are_cached_and_match_encoder(samples):
     cached = task._frozen_image_features(batch)
     direct = task.image_encoder(batch["images"])
     assert torch.allclose(cached.tokens, direct.tokens, atol=1e-5) and torch.allclose(cached.pooled, direct.pooled, atol=1e-5)
-    n = len(task._image_feature_cache)
+    n = len(task.frozen_image_features.memory)
     assert 0 < n <= 8
     # a second pass reads the cache: changing the encoder now does not change the features
     with torch.no_grad():
         for p in task.image_encoder.parameters():
             p.add_(1.0)
     again = task._frozen_image_features(task.collate(samples[:8]))
-    assert torch.equal(again.pooled, cached.pooled) and len(task._image_feature_cache) == n
+    assert torch.equal(again.pooled, cached.pooled) and len(task.frozen_image_features.memory) == n
     out = task.training_step(batch)
     out["loss"].backward()
     assert all(p.grad is None for p in task.image_encoder.parameters())
@@ -90,12 +90,12 @@ def test_frozen_image_features_use_the_on_disk_cache_when_named(samples, tmp_pat
     first = task._frozen_image_features(batch)
     direct = task.image_encoder(batch["images"])
     assert torch.allclose(first.tokens, direct.tokens, atol=1e-5) and torch.allclose(first.pooled, direct.pooled, atol=1e-5)
-    assert not task._image_feature_cache  # nothing held in memory
-    assert task._disk_cache.stats.misses > 0 and list((tmp_path / "fc").rglob("*"))
+    assert not task.frozen_image_features.memory  # nothing held in memory
+    assert task.frozen_image_features.disk.stats.misses > 0 and list((tmp_path / "fc").rglob("*"))
     again = make(samples, image={"freeze": True})  # same seed, same weights: a new process would read the same
     again.train()
     second = again._frozen_image_features(again.collate(samples[:8]))
-    assert torch.equal(second.pooled, first.pooled) and again._disk_cache.stats.hits > 0
+    assert torch.equal(second.pooled, first.pooled) and again.frozen_image_features.disk.stats.hits > 0
     with torch.no_grad():
         for p in again.image_encoder.parameters():
             p.add_(1.0)

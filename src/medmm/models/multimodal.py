@@ -34,7 +34,9 @@ class MultimodalClassifier(nn.Module):
     """`forward(images, input_ids, attention_mask) -> ClassifierOutput`.
 
     With a late fusion there is one head per modality and the logits are the (weighted) average
-    of the per-modality logits. Pass None for an encoder the fusion does not use."""
+    of the per-modality logits. Pass None for an encoder the fusion does not use. A caller that
+    holds a frozen image encoder's features already (`medmm.models.frozen_features`) passes them
+    as `image_features`; the image encoder then does not run."""
 
     def __init__(
         self,
@@ -69,10 +71,14 @@ class MultimodalClassifier(nn.Module):
             self.head = ClassificationHead(fusion.out_dim, num_outputs, hidden, dropout)
 
     def encode(
-        self, images: torch.Tensor | None = None, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+        self, images: torch.Tensor | None = None, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+        image_features: ImageFeatures | None = None,
     ) -> tuple[ImageFeatures | None, TextFeatures | None]:
-        """Run the encoders the fusion needs (and only those) on the inputs given."""
-        img = self.image_encoder(images) if self.image_encoder is not None and images is not None else None
+        """Run the encoders the fusion needs (and only those) on the inputs given; `image_features`
+        given stand for the image encoder's output on `images`."""
+        img = None
+        if self.image_encoder is not None:
+            img = image_features if image_features is not None else self.image_encoder(images) if images is not None else None
         txt = None
         if self.text_encoder is not None and input_ids is not None:
             if attention_mask is None:
@@ -81,9 +87,10 @@ class MultimodalClassifier(nn.Module):
         return img, txt
 
     def forward(
-        self, images: torch.Tensor | None = None, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+        self, images: torch.Tensor | None = None, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+        image_features: ImageFeatures | None = None,
     ) -> ClassifierOutput:
-        img, txt = self.encode(images, input_ids, attention_mask)
+        img, txt = self.encode(images, input_ids, attention_mask, image_features)
         out = self.fusion(img, txt)
         extras = dict(out.extras)
         if self.fusion.late:

@@ -36,6 +36,7 @@ from medmm.data.schema import LabelState, Sample
 from medmm.engine.task import Task, register_task
 from medmm.errors import BadInputError, MedmmError
 from medmm.metrics.headline import Headline
+from medmm.models.frozen_features import FrozenImageFeatures, array_key
 from medmm.tasks import losses as L
 from medmm.tasks.diagnosis.config import DiagnosisConfig
 from medmm.tasks.diagnosis.headline import diagnosis_units
@@ -71,6 +72,7 @@ class DiagnosisTask(Task):
         self.mask_words: list[str] = []
         self.model: nn.Module | None = None
         self._images: PreprocessedImages | None = None  # made for the image encoder's input spec on first use
+        self.frozen_image_features = FrozenImageFeatures()  # a frozen image encoder's features per image
         self._external: dict[str, Any] | None = None
         self.train_dataset: str | None = None
         # model.zero_shot.pretrained: a CLIP-style model classifies by class prompts, never trained (zero_shot.py)
@@ -212,6 +214,7 @@ class DiagnosisTask(Task):
         self.register_buffer("class_weight", torch.tensor(L.class_weights(counts.tolist(), c.imbalance.class_weight_kind)), persistent=False)
         self.register_buffer("log_prior", torch.tensor(L.log_prior(counts.tolist())), persistent=False)
         self._images = None
+        self.frozen_image_features.reset()  # a new encoder
 
     def train(self, mode: bool = True) -> DiagnosisTask:
         """Frozen encoders stay in eval mode (no dropout/BN updates) while the rest trains."""
@@ -271,6 +274,10 @@ class DiagnosisTask(Task):
         batch: dict[str, Any] = {"ids": [s.id for s in samples], "groups": [s.group("patient") for s in samples]}
         if self.uses_image:
             batch["images"] = torch.stack([self._image(s, cache_arrays) for s in samples])
+            if c.image.freeze and self.zero_shot is None:  # keys of the frozen encoder's cached features
+                # an in-memory image by its pixels' checksum; none for `predict_collate`, as `_image`
+                batch["image_keys"] = [array_key(s.images[0]) if cache_arrays or s.images[0].path is not None else None
+                                       for s in samples]
         if self.uses_text:
             batch.update(self.model.text_encoder.tokenize([self.text_of(s) for s in samples], c.text.max_length))
         if self.multilabel:
@@ -282,8 +289,14 @@ class DiagnosisTask(Task):
 
     # ------------------------------------------------------------------ steps
     def forward(self, batch: dict[str, Any]):
-        """Logits (and aux loss) of a collated batch."""
-        return self.model(batch.get("images"), batch.get("input_ids"), batch.get("attention_mask"))
+        """Logits (and aux loss) of a collated batch; a frozen image encoder's features are computed
+        once per image and cached (`medmm.models.frozen_features`; no augmentation here to exclude)."""
+        args = (batch.get("images"), batch.get("input_ids"), batch.get("attention_mask"))
+        enc = getattr(self.model, "image_encoder", None)
+        if "image_keys" in batch and self.config.image.freeze and enc is not None:  # not zero-shot (no image_keys)
+            img = self.frozen_image_features(enc, batch["images"], batch["image_keys"], {"input_spec": enc.input_spec.to_dict()})
+            return self.model(*args, image_features=img)
+        return self.model(*args)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         c = self.config

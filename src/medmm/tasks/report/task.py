@@ -64,6 +64,7 @@ from medmm.errors import BadInputError, MedmmError
 from medmm.knowledge.report_store import ReportStore
 from medmm.metrics.headline import Headline
 from medmm.models.decoders import PAD, TransformerReportDecoder, WordTokenizer, join_tokens, pad_batch, word_tokenize
+from medmm.models.frozen_features import FrozenImageFeatures
 from medmm.models.prefix_lm import HFPrefixDecoder, HFTokenizer, tokenizer_from_dict
 from medmm.tasks.report.attributes import (
     AttributeHeads,
@@ -114,6 +115,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
 
             freeze(self.image_encoder)
         self.image_pretrained_sha256: str | None = None
+        self.frozen_image_features = FrozenImageFeatures()  # a frozen encoder's features per view file
         self.input_spec = self.image_encoder.input_spec.with_size(c.image.size)
         spec = self.input_spec
         self.image_size, self.channels, self.mean, self.std = spec.size, spec.in_channels, spec.mean, spec.std
@@ -180,6 +182,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
 
             meta = load_into(self.image_encoder, c.image.pretrained)
             self.image_pretrained_sha256 = meta.get("sha256")
+            self.frozen_image_features.reset()
         emb = np.stack([self.inputs.thumbnail(s) for s in usable])
         key = FrozenImageKey.from_run(c.retrieval.run) if c.retrieval.run else None
         self._build(emb.shape[1], key)
@@ -288,6 +291,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         rename_legacy_keys(state_dict, prefix)  # runs saved before the heads had their own module
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._store = self._thumb_store = self._reports = None  # rebuilt from the loaded embeddings on first use
+        self.frozen_image_features.reset()  # the image encoder's weights may be others now
 
     @property
     def store(self) -> ReportStore:
@@ -355,6 +359,8 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             "groups": groups,
             "hits": [[(h.id, round(h.score, 4)) for h in hs] for hs in hits],
         }
+        if c.image.freeze:  # per view, the key of its frozen features (None: an in-memory image, not cached)
+            batch["image_paths"] = [r.path and str(r.path) for s in samples for r in s.images[: c.image.max_images]]
         if self.retrieval_key is not None and not self.training:  # the thumbnail NN baseline
             th = self.thumbnail_store.search(np.stack([self.inputs.thumbnail(s) for s in samples]), 1, exclude_groups=groups)
             batch["thumbnail_nn"] = [hs[0].id if hs else None for hs in th]
@@ -390,7 +396,7 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
         The attribute heads' logits (a list, one (B, classes) tensor per target) are left in
         ``self.last_attribute_logits`` for the loss and the records.
         """
-        feats = self.image_encoder(batch["images"])
+        feats = self._image_features(batch)
         tokens = self.image_proj(feats.tokens)  # (V_total, N, d)
         counts = batch["view_counts"].tolist()
         b, n, d = len(counts), tokens.shape[1], tokens.shape[2]
@@ -427,6 +433,13 @@ class ReportGenerationTask(ReportDecodingMixin, Task):
             parts.append(at)
             pads.append(torch.zeros(b, at.shape[1], dtype=torch.bool, device=tokens.device))
         return torch.cat(parts, 1), torch.cat(pads, 1), find_logits
+
+    def _image_features(self, batch: dict[str, Any]) -> Any:
+        """Features of every view; a frozen encoder's once per view file (`medmm.models.frozen_features`)."""
+        if self.config.image.freeze and "image_paths" in batch:
+            return self.frozen_image_features(self.image_encoder, batch["images"], batch["image_paths"],
+                                              {"input_spec": self.input_spec.to_dict()})
+        return self.image_encoder(batch["images"])
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         memory, pad, find_logits = self.encode(batch)

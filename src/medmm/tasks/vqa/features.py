@@ -2,11 +2,12 @@
 
 `forward_features` runs the encoders and the fusion and builds the decoder memory. A frozen
 encoder in eval mode maps an input to the same features every epoch, so its features are
-computed once per distinct text (``text.freeze``) or image file (``image.freeze``) and cached
-(`_frozen_text_features`, `_frozen_image_features`): an epoch then costs only the fusion and the
-heads. Image features are kept in memory, or, where ``$MEDMM_FEATURE_CACHE`` names a folder, in
-the bounded on-disk cache shared by loader workers and runs (`medmm.models.feature_cache`, keyed
-by the encoder's weights and input spec and the image file's checksum), so memory stays flat.
+computed once per distinct text (``text.freeze``, `_frozen_text_features`) or image file
+(``image.freeze``, `_frozen_image_features`) and cached: an epoch then costs only the fusion and
+the heads. Image features go through `medmm.models.frozen_features` (shared with report
+generation and diagnosis): in memory, or, where ``$MEDMM_FEATURE_CACHE`` names a folder, in the
+bounded on-disk cache shared by loader workers and runs (`medmm.models.feature_cache`, keyed by
+the encoder's weights and input spec and the image file's checksum), so memory stays flat.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from medmm.models.encoders.base import ImageFeatures, TextFeatures
 if TYPE_CHECKING:
     from torch import nn
 
+    from medmm.models.frozen_features import FrozenImageFeatures
     from medmm.tasks.vqa.config import VQAConfig
 
 
@@ -32,7 +34,7 @@ class VQAFeaturesMixin:
     text_encoder: nn.Module
     fusion: nn.Module
     _text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    _image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    frozen_image_features: FrozenImageFeatures
 
     def forward_features(self, batch: dict[str, Any]):
         """Fused features of a batch (the FusionOutput) and the decoder memory + its padding mask."""
@@ -77,43 +79,11 @@ class VQAFeaturesMixin:
         return TextFeatures(pooled=pooled.to(dev), tokens=tokens.to(dev), mask=mask.bool())
 
     def reset_feature_caches(self) -> None:
-        """Forget cached image features (the image encoder's weights changed)."""
-        self._image_feature_cache.clear()
-        self._disk_cache_opened = False
+        """The image encoder's weights may have changed: its cached features are forgotten if they did."""
+        self.frozen_image_features.reset()
 
-    def _disk_feature_cache(self) -> Any:
-        """The on-disk feature cache of the frozen image encoder, or None ($MEDMM_FEATURE_CACHE unset).
-        Opened on first use, when the weights are final; its key covers the weights and input spec."""
-        if not getattr(self, "_disk_cache_opened", False):
-            from medmm.models.feature_cache import open_feature_cache
-
-            self._disk_cache = open_feature_cache(self.image_encoder, {"input_spec": self.input_spec.to_dict()})
-            self._image_sha: dict[str, str] = {}
-            self._disk_cache_opened = True
-        return self._disk_cache
-
-    @torch.no_grad()
     def _frozen_image_features(self, batch: dict[str, Any]) -> ImageFeatures:
-        """Features of a frozen image encoder, computed once per image file and cached (as text)."""
-        paths = [str(p) if p is not None else None for p in batch["image_paths"]]
-        disk = self._disk_feature_cache()
-        if disk is not None:
-            from medmm.data.schema import ImageRef
-            from medmm.models.feature_cache import cached_image_features, image_checksum
-
-            for p in paths:
-                if p is not None and p not in self._image_sha:
-                    self._image_sha[p] = image_checksum(ImageRef(path=p))
-            keys = [self._image_sha[p] if p is not None else None for p in paths]
-            return cached_image_features(disk, self.image_encoder, batch["images"], keys)
-        todo = [i for i, p in enumerate(paths) if p is None or p not in self._image_feature_cache]
-        fresh: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if todo:
-            feats = self.image_encoder(batch["images"][todo])
-            for j, i in enumerate(todo):
-                fresh[i] = (feats.tokens[j].detach().cpu(), feats.pooled[j].detach().cpu())
-                if paths[i] is not None:
-                    self._image_feature_cache[paths[i]] = fresh[i]
-        rows = [fresh[i] if i in fresh else self._image_feature_cache[p] for i, p in enumerate(paths)]
-        dev = batch["images"].device
-        return ImageFeatures(pooled=torch.stack([p for _, p in rows]).to(dev), tokens=torch.stack([t for t, _ in rows]).to(dev))
+        """Features of a frozen image encoder, computed once per image file and cached
+        (`medmm.models.frozen_features`); a batch that training augmented is computed afresh."""
+        return self.frozen_image_features(self.image_encoder, batch["images"], batch["image_paths"],
+                                          {"input_spec": self.input_spec.to_dict()}, augmented=bool(batch.get("augmented")))

@@ -56,6 +56,7 @@ from medmm.engine.task import Task, register_task
 from medmm.errors import MedmmError
 from medmm.metrics.headline import Headline
 from medmm.models.augment import random_affine_jitter
+from medmm.models.frozen_features import FrozenImageFeatures
 from medmm.models.fusion.base import FusionOutput
 from medmm.models.fusion.simple import late_fusion_logits
 from medmm.tasks.vqa import answers as vqa_answers
@@ -118,7 +119,7 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
         self.decoder: AnswerDecoder | None = None
         self._images = PreprocessedImages(self.input_spec)
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._image_feature_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.frozen_image_features = FrozenImageFeatures()
         self.image_pretrained_sha256: str | None = None
         self.memory: AnswerMemory | None = None
         self._image_keys: dict[str, str] = {}
@@ -314,7 +315,7 @@ class VQATask(VQAInputsMixin, VQAFeaturesMixin, Task):
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._ready()
         if self.config.augment.image:
-            batch = {**batch, "images": random_affine_jitter(batch["images"])}
+            batch = {**batch, "images": random_affine_jitter(batch["images"]), "augmented": True}
         fused, memory, pad = self.forward_features(batch)
         logits = self.answer_logits(fused)
         labels = batch["labels"]
