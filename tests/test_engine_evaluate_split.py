@@ -102,3 +102,31 @@ def app_():
     from medmm.cli import app
 
     return app
+
+
+def test_predict_reads_the_runs_own_parts_like_evaluate(grouped_run, tmp_path):
+    """`predict` without a root writes records for exactly the samples of the run's part (a grouped
+    run's test has no published counterpart), and warns on training samples as `evaluate` does."""
+    from medmm.engine.api import predict
+
+    run, root, _ = grouped_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDataWarning)
+        records = predict(run, split="test", out=tmp_path / "test.jsonl")
+    trained = [json.loads(line) for line in (run / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(r["id"] for r in trained) and len(records) == 8
+    with pytest.warns(TrainingDataWarning, match="24 of 24 scored samples"):
+        predict(run, split="train")
+    assert len(predict(run, root, split="train")) == 40  # a root with a published split: all of it
+
+
+def test_cli_predict_without_data(grouped_run, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDMM_PLUGINS", "engine_toy")
+    run, *_ = grouped_run
+    out = tmp_path / "val.jsonl"
+    res = CliRunner().invoke(app_(), ["predict", str(run), "--split", "val", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert len(out.read_text().splitlines()) == 8
+    res = CliRunner().invoke(app_(), ["predict", str(run), "--split", "train", "--out", str(tmp_path / "train.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert "WARNING: " in res.stderr and "24 of 24 scored samples are in this run's TRAINING part" in res.stderr

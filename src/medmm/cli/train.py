@@ -217,17 +217,33 @@ def _evaluate_zero_shot(model: str, task: str | None, data: Path | None, dataset
 @with_model_overrides
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `medmm train`."),
-    data: Path = typer.Option(..., "--data", help="Dataset root in its original layout."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root in its original layout. Default: the run's own data."
+    ),
     dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
-    split: str = typer.Option("test", "--split", help="Split to predict."),
+    split: str = typer.Option(
+        "test", "--split",
+        help="Split to predict, as `evaluate` reads it: on the run's own data a part of the run's split "
+        "(a grouped run: the keys of data.fractions, e.g. val, test); otherwise the dataset's published split.",
+    ),
     out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
     model_overrides: list[str] | None = None,
 ) -> None:
     """Write one prediction per sample (with its id) as JSON lines."""
-    from medmm.engine.api import predict as run_predict
+    import warnings
 
-    records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=model_overrides)
+    from medmm.engine.api import predict as run_predict
+    from medmm.engine.eval_split import TrainingDataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrainingDataWarning)
+        records = run_predict(run_dir, data, dataset=dataset, split=split, out=out, model_overrides=model_overrides)
     typer.echo(f"{len(records)} predictions -> {out}")
+    for w in caught:  # the training-data warning louder; any other shown as Python would have
+        if issubclass(w.category, TrainingDataWarning):
+            typer.secho(f"WARNING: {w.message}", fg="red", bold=True, err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 @app.command()
