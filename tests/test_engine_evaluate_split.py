@@ -106,7 +106,8 @@ def app_():
 
 def test_predict_reads_the_runs_own_parts_like_evaluate(grouped_run, tmp_path):
     """`predict` without a root writes records for exactly the samples of the run's part (a grouped
-    run's test has no published counterpart), and warns on training samples as `evaluate` does."""
+    run's test has no published counterpart), and warns on training samples as `evaluate` does;
+    with a root it reads that split as published, as before."""
     from medmm.engine.api import predict
 
     run, root, _ = grouped_run
@@ -117,7 +118,9 @@ def test_predict_reads_the_runs_own_parts_like_evaluate(grouped_run, tmp_path):
     assert sorted(r["id"] for r in records) == sorted(r["id"] for r in trained) and len(records) == 8
     with pytest.warns(TrainingDataWarning, match="24 of 24 scored samples"):
         predict(run, split="train")
-    assert len(predict(run, root, split="train")) == 40  # a root with a published split: all of it
+    assert len(predict(run, root, split="train")) == 40  # a root with a published split: all of it, as before
+    with pytest.raises(MedmmError, match="read without --data"):
+        predict(run, root, split="test")  # not a published split of the toy dataset
 
 
 def test_cli_predict_without_data(grouped_run, monkeypatch, tmp_path):

@@ -185,6 +185,17 @@ def test_in_memory_images_are_keyed_by_their_pixels_and_the_store_is_bounded():
     x = torch.randn(3, 1, 16, 16)
     feats(enc, x, ["a", "b", "c"], {})
     assert list(feats.memory) == ["b", "c"] and feats.nbytes == 2 * one  # least recently used out first
+    # each kept row owns its memory: a view of the batch's tensor would hold the whole batch, uncounted
+    kept = sum(t.untyped_storage().nbytes() for row in feats.memory.values() for t in row)
+    assert kept == feats.nbytes
+
+
+def test_images_without_keys_go_straight_to_the_encoder():
+    enc = Counting().eval()
+    feats, x = FrozenImageFeatures(), torch.randn(2, 1, 16, 16)
+    out = feats(enc, x, [None, None], {})
+    assert enc.images == 2 and not feats.memory and torch.equal(out.pooled, enc.inner(x).pooled)
+    assert feats.disk is None and feats._opened_for is None  # nothing opened for a batch it cannot cache
 
 
 def test_reset_forgets_features_only_when_the_weights_changed():
@@ -213,6 +224,9 @@ def test_diagnosis_keys_in_memory_images_by_their_pixels_except_when_predicting(
     arrays = [dataclasses.replace(s, images=[ImageRef(array=read_image(s.images[0].path))]) for s in samples]
     batch = task.collate(arrays)
     assert batch["image_keys"] == [array_key(s.images[0]) for s in arrays] and batch["image_keys"][0].startswith("sha256:")
+    hashed = []  # each in-memory image is hashed once, not at every collate (every epoch)
+    monkeypatch.setattr("medmm.tasks.diagnosis.task.array_key", lambda ref: hashed.append(ref) or "k")
+    assert task.collate(arrays)["image_keys"] == batch["image_keys"] and not hashed
     assert task.predict_collate(arrays)["image_keys"] == [None] * len(arrays)
     task.eval()
     with torch.no_grad():

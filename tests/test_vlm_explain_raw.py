@@ -233,3 +233,25 @@ def test_llava_keeps_its_pixel_input_and_gradient_methods(tmp_path):
         "occlusion", "integrated_gradients"}
     ex = task.explainable(_questions(task, closed=True))
     assert isinstance(ex, Explainable) and ex.images.shape == (1, 3, 32, 32)  # the classifier view, as before
+
+
+def test_raw_views_are_enlarged_for_display_only_while_small():
+    from medmm.interpret.generation import RAW_DISPLAY, display_scale
+
+    assert display_scale((201, 256), 3) == 3  # 768 px: enlarged as asked
+    assert display_scale((3000, 2500), 3) == 1  # a full-size X-ray is not tripled to 9000 px
+    assert display_scale((RAW_DISPLAY // 2 + 1, 10), 3) == 1 and display_scale((RAW_DISPLAY // 2, 10), 3) == 2
+
+
+def test_idefics3_closed_questions_with_different_options_are_explained_on_the_raw_image(tiny_idefics3):
+    """The classifier view's limits (one option set, one image) are LLaVA-path limits: a raw-pixel
+    family goes to the raw-image path before them, which scores each sample's own chosen option."""
+    import dataclasses
+
+    task = _task(tiny_idefics3)
+    task.answers = ["left", "right", "yes", "no"]  # the training answers an "A or B" question's options come from
+    yes_no = _questions(task, closed=True)[0]
+    either = dataclasses.replace(yes_no, id="either", text={**yes_no.text, "question": "Is the lesion on the left or the right?"})
+    assert task.instruction(yes_no).options != task.instruction(either).options == ["left", "right"]
+    view = task.explainable([yes_no, either])
+    assert isinstance(view, GeneratedText) and view.pixels == "raw" and len(view.records) == 2

@@ -223,8 +223,8 @@ def predict(
     dataset: str | None = typer.Option(None, "--dataset", help="Registered dataset name (default: the run's)."),
     split: str = typer.Option(
         "test", "--split",
-        help="Split to predict, as `evaluate` reads it: on the run's own data a part of the run's split "
-        "(a grouped run: the keys of data.fractions, e.g. val, test); otherwise the dataset's published split.",
+        help="Split to predict: without --data a part of the run's own split (a grouped run: the keys of "
+        "data.fractions, e.g. val, test); with --data the dataset's published split.",
     ),
     out: Path = typer.Option(..., "--out", help="Where to write predictions (JSON lines, one per sample)."),
     model_overrides: list[str] | None = None,

@@ -10,7 +10,7 @@ from typing import Any
 from medmm.data.schema import Sample
 from medmm.engine import rundir as rd
 from medmm.engine.config import RunConfig
-from medmm.engine.eval_split import RunSplits, TrainingDataWarning, eval_samples
+from medmm.engine.eval_split import RunSplits, TrainingDataWarning, eval_samples, samples_for
 from medmm.engine.inference import restoring_torch_state, run_inference, set_threads
 from medmm.engine.loading import load_run
 from medmm.engine.provenance import pretrained_sources, provenance_record, skip_list
@@ -121,18 +121,24 @@ def predict(
     out: str | Path | None = None,
     model_overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Predictions (predict_step records, one per sample with its id) for the samples `evaluate`
-    would score: a part of the run's own split by name (`data_root=None`, e.g. a grouped run's
-    "test"), or a split of any root as published.
+    """Predictions (predict_step records, one per sample with its id): without `data_root`, a
+    part of the run's own split by name, rebuilt as `evaluate` rebuilds it (e.g. a grouped run's
+    "test"; warns, TrainingDataWarning, on samples the run trained on); with a root, exactly the
+    records of that split as published (nothing else is loaded: the root may be large).
 
-    Written as JSON lines to `out` if given; bad samples are skipped and logged. Predicting
-    samples the run trained on warns (TrainingDataWarning), as `evaluate` does.
+    Written as JSON lines to `out` if given; bad samples are skipped and logged.
     `model_overrides`: see `load_run` (e.g. decoding options).
     """
     cfg, task = _open_run(run_dir, model_overrides)
-    samples, _, _, _, extras = eval_samples(cfg, data_root, dataset, split)
-    if extras.get("warning"):
-        warnings.warn(f"{run_dir}: {extras['warning']}", TrainingDataWarning, stacklevel=2)
+    if data_root is None:
+        samples, _, _, _, extras = eval_samples(cfg, None, dataset, split)
+        if extras.get("warning"):
+            warnings.warn(f"{run_dir}: {extras['warning']}", TrainingDataWarning, stacklevel=2)
+    else:
+        samples, _, name = samples_for(cfg, data_root, dataset, split)
+        if not samples:
+            raise MedmmError(f"{data_root}: no samples in split {split!r} of dataset {name!r}; "
+                             "a part of the run's own split (e.g. a grouped run's test) is read without --data")
     records, _ = run_inference(task, samples, cfg, with_references=False)
     if out is not None:
         rd.write_jsonl(out, records)

@@ -33,6 +33,7 @@ from medmm.interpret import attributions, faithfulness, gradcam, raw_occlusion, 
 from medmm.interpret.explainable import GeneratedText
 
 GENERATION_METHODS = ("occlusion", "integrated_gradients")
+RAW_DISPLAY = 1024  # long side (px) up to which a small raw view is enlarged by `scale` for display
 GRADIENT_METHODS = ("integrated_gradients",)  # unavailable on raw images: the processor is not differentiable
 OCCLUSION_GRID = 8  # windows at least 1/8 of the image side: at most 15 x 15 forward passes at any resolution
 
@@ -101,7 +102,8 @@ def explain_generation(view: GeneratedText, samples: list[Any], out_dir: str | P
         tiles = []
         for v in range(len(views)):
             tag = "" if len(views) == 1 else f"view{v + 1}_"  # one view: the classifier page's file names
-            png = render.save_image(views[v], d / f"{tag}input.png", scale)
+            shown = display_scale(tuple(views[v].shape[-2:]), scale) if raw else scale
+            png = render.save_image(views[v], d / f"{tag}input.png", shown)
             rec["input_pngs"].append(str(png.relative_to(out_dir)))
             tiles.append((f"{tag.replace('view', 'view ').replace('_', ' ')}input", png))
 
@@ -113,7 +115,7 @@ def explain_generation(view: GeneratedText, samples: list[Any], out_dir: str | P
                     if raw else None)
             for m, h in generation_heatmaps(view, i, used, ig_steps, occlusion_window, v, occlusion_fill).items():
                 f = faithfulness.faithfulness(score, views[v], h, steps=faithfulness_steps, n_random=n_random, baseline=base)
-                png = render.save_overlay(views[v], h, d / f"{tag}{_safe(m)}.png", scale=scale)
+                png = render.save_overlay(views[v], h, d / f"{tag}{_safe(m)}.png", scale=shown)
                 rec["heatmaps"][tag + m] = {"png": str(png.relative_to(out_dir)), "view": v,
                                             **{k: f[k] for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
                                                                   "random_insertion_auc", "deletion_gain", "insertion_gain",
@@ -146,6 +148,12 @@ def explain_generation(view: GeneratedText, samples: list[Any], out_dir: str | P
     (out_dir / "index.html").write_text(_page(summary))
     summary["index"] = str(out_dir / "index.html")
     return summary
+
+
+def display_scale(size: tuple[int, int], scale: int) -> int:
+    """The PNG scale of a raw view (H, W): it is at its native resolution (an X-ray may be 3000 px
+    wide), so `scale` enlarges it only while the long side stays within RAW_DISPLAY; never below 1."""
+    return max(1, min(scale, RAW_DISPLAY // max(size)))
 
 
 def _gradient_reason(view: GeneratedText) -> str:

@@ -105,8 +105,8 @@ class FrozenImageFeatures:
         """`encoder(images)`, each image's features read from the store by its key where safe."""
         if len(keys) != len(images):
             raise MedmmError(f"frozen image features: {len(keys)} keys for {len(images)} images")
-        if not self.cacheable(encoder, augmented):
-            return encoder(images)
+        if not self.cacheable(encoder, augmented) or all(k is None for k in keys):
+            return encoder(images)  # nothing to read or keep: no round trip through the store
         self._open(encoder, preprocessing)
         names = [str(k) if k is not None else None for k in keys]
         # an image in the batch twice (several questions about one image) is encoded once
@@ -161,7 +161,8 @@ class FrozenImageFeatures:
         if todo:
             feats = encoder(images[todo])
             for j, i in enumerate(todo):
-                rows[i] = (feats.tokens[j].detach().cpu(), feats.pooled[j].detach().cpu())
+                # a copy: a view of the batch's tensor would keep the whole batch alive (and uncounted)
+                rows[i] = (feats.tokens[j].detach().to("cpu", copy=True), feats.pooled[j].detach().to("cpu", copy=True))
                 if keys[i] is not None:
                     self._put(keys[i], rows[i])
         dev = images.device

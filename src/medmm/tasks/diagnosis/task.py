@@ -73,6 +73,7 @@ class DiagnosisTask(Task):
         self.model: nn.Module | None = None
         self._images: PreprocessedImages | None = None  # made for the image encoder's input spec on first use
         self.frozen_image_features = FrozenImageFeatures()  # a frozen image encoder's features per image
+        self._array_keys: dict[str, str | None] = {}  # dataset/id -> the feature key of its in-memory image
         self._external: dict[str, Any] | None = None
         self.train_dataset: str | None = None
         # model.zero_shot.pretrained: a CLIP-style model classifies by class prompts, never trained (zero_shot.py)
@@ -253,6 +254,19 @@ class DiagnosisTask(Task):
         key = f"{s.dataset}/{s.id}" if cache_arrays else None
         return torch.from_numpy(self._images.get(s.images[0], key=key))
 
+    def _feature_key(self, s: Sample, cache_arrays: bool) -> str | None:
+        """The frozen-feature key of a sample's image: its path; an in-memory image's pixel checksum,
+        hashed once per sample (not every epoch); none for `predict_collate`'s in-memory inputs."""
+        ref = s.images[0]
+        if ref.path is not None:
+            return array_key(ref)
+        if not cache_arrays:
+            return None
+        key = f"{s.dataset}/{s.id}"
+        if key not in self._array_keys:
+            self._array_keys[key] = array_key(ref)
+        return self._array_keys[key]
+
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
         return self._collate(samples, cache_arrays=True)
 
@@ -276,8 +290,7 @@ class DiagnosisTask(Task):
             batch["images"] = torch.stack([self._image(s, cache_arrays) for s in samples])
             if c.image.freeze and self.zero_shot is None:  # keys of the frozen encoder's cached features
                 # an in-memory image by its pixels' checksum; none for `predict_collate`, as `_image`
-                batch["image_keys"] = [array_key(s.images[0]) if cache_arrays or s.images[0].path is not None else None
-                                       for s in samples]
+                batch["image_keys"] = [self._feature_key(s, cache_arrays) for s in samples]
         if self.uses_text:
             batch.update(self.model.text_encoder.tokenize([self.text_of(s) for s in samples], c.text.max_length))
         if self.multilabel:

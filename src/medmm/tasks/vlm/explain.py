@@ -69,6 +69,15 @@ def vlm_explainable(task: VLMTask, samples: list[Sample]) -> Any:
 
     vlm, system = task.vlm, task.prompts.system
     items = [task.instruction(s) for s in samples]
+    first_images = items[0].images
+    probe = vlm.processor(text=[vlm.chat_prompt(items[0].text, len(first_images), system)], images=[first_images],
+                          return_tensors="pt").get("pixel_values")
+    if not gives_pixel_images(probe, len(first_images)):
+        # tiles or patches (Idefics3, Qwen2-VL): the chosen option's score on the raw image, which also
+        # takes questions with different options and several views (so checked before those limits)
+        from medmm.tasks.vlm.explain_generation import generation_explainable
+
+        return generation_explainable(task, samples)
     options = items[0].options
     for it in items:
         if not it.options:
@@ -84,10 +93,6 @@ def vlm_explainable(task: VLMTask, samples: list[Sample]) -> Any:
     first = vlm.processor(text=[prefix_text], images=[items[0].images], return_tensors="pt")
     prefix = first["input_ids"][0]
     pixels = [vlm.processor(text=[prefix_text], images=[it.images], return_tensors="pt")["pixel_values"] for it in items]
-    if not gives_pixel_images(pixels[0], 1):  # tiles or patches: the chosen option's score on the raw image
-        from medmm.tasks.vlm.explain_generation import generation_explainable
-
-        return generation_explainable(task, samples)
     suffix = torch.tensor(tok(suffix_text, add_special_tokens=False)["input_ids"], dtype=torch.long)
     answers = [torch.tensor(tok(vlm.completion(items[0].text, o, 1, system), add_special_tokens=False)["input_ids"],
                             dtype=torch.long) for o in options]
